@@ -1,0 +1,9 @@
+//! Keyless's shared vocabulary: ARNs, account ids and the clock that is injected into every
+//! library (libraries never read the system clock themselves).
+#![warn(missing_docs, unreachable_pub)]
+
+mod arn;
+mod clock;
+
+pub use arn::{AccountId, Arn, ArnError};
+pub use clock::{Clock, FixedClock};
