@@ -1,1 +1,9 @@
+//! IAM semantics above the policy language: the AWS managed policies users attach by ARN, and
+//! the policy simulator (`SimulateCustomPolicy`).
+#![warn(missing_docs, unreachable_pub)]
 
+mod error;
+pub mod managed;
+pub mod simulate;
+
+pub use error::IamError;

@@ -48,6 +48,12 @@ pub use policy::{Effect, Policy, PolicyKind, Statement, Version};
 pub use principal::{Principal, PrincipalMatch};
 pub use span::{Position, Span};
 
+/// Milliseconds since the Unix epoch of a date as the `Date*` condition operators read it
+/// (ISO 8601 or epoch seconds); `None` when it is neither.
+pub fn parse_date(text: &str) -> Option<i64> {
+    date::parse(text)
+}
+
 /// Whether `text` matches the IAM wildcard `pattern` (`*` any run of characters, `?` one
 /// character), case-sensitively and without policy variables. The same matcher decides
 /// `Resource` and `StringLike`.
