@@ -160,11 +160,23 @@ mod tests {
     fn s3_full_and_read_only() {
         let full = "arn:aws:iam::aws:policy/AmazonS3FullAccess";
         let ro = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
-        assert_eq!(decide(full, "s3:PutObject", "arn:aws:s3:::any/key"), Verdict::Allowed);
+        assert_eq!(
+            decide(full, "s3:PutObject", "arn:aws:s3:::any/key"),
+            Verdict::Allowed
+        );
         assert_eq!(decide(full, "iam:CreateUser", "*"), Verdict::ImplicitDeny);
-        assert_eq!(decide(ro, "s3:GetObject", "arn:aws:s3:::any/key"), Verdict::Allowed);
-        assert_eq!(decide(ro, "s3:ListBucket", "arn:aws:s3:::any"), Verdict::Allowed);
-        assert_eq!(decide(ro, "s3:PutObject", "arn:aws:s3:::any/key"), Verdict::ImplicitDeny);
+        assert_eq!(
+            decide(ro, "s3:GetObject", "arn:aws:s3:::any/key"),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            decide(ro, "s3:ListBucket", "arn:aws:s3:::any"),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            decide(ro, "s3:PutObject", "arn:aws:s3:::any/key"),
+            Verdict::ImplicitDeny
+        );
         assert!(by_arn("arn:aws:iam::aws:policy/NoSuchPolicy").is_none());
     }
 

@@ -4,7 +4,12 @@
 //! each condition operator reads them as its type (number, date, IP address, ...).
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html>
 
+use std::borrow::Cow;
+
 /// The condition keys of one request.
+///
+/// Built once per request, so it allocates little: keys given as `&'static str` are not copied,
+/// a single value is stored without a list, and lookups compare ASCII keys without lowercasing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Context {
     entries: Vec<Entry>,
@@ -12,9 +17,15 @@ pub struct Context {
 
 #[derive(Debug, Clone, PartialEq)]
 struct Entry {
-    lower: Box<str>,
-    values: Vec<String>,
-    multi: bool,
+    /// The key as given; lowercased when it is not ASCII.
+    key: Cow<'static, str>,
+    values: Stored,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Stored {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// The values of one key in a [`Context`].
@@ -33,43 +44,54 @@ impl Context {
         Self::default()
     }
 
+    /// An empty context with room for `n` keys (a server knows how many it sets per request).
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(n),
+        }
+    }
+
     /// Sets a single-valued key, replacing any earlier value.
-    pub fn insert(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
-        self.set(key, vec![value.into()], false)
+    pub fn insert(
+        &mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> &mut Self {
+        self.set(key.into(), Stored::One(value.into()))
     }
 
     /// Sets a multivalued key, replacing any earlier value.
-    pub fn insert_multi<I, S>(&mut self, key: &str, values: I) -> &mut Self
+    pub fn insert_multi<I, S>(&mut self, key: impl Into<Cow<'static, str>>, values: I) -> &mut Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.set(key, values.into_iter().map(Into::into).collect(), true)
+        self.set(
+            key.into(),
+            Stored::Many(values.into_iter().map(Into::into).collect()),
+        )
     }
 
-    fn set(&mut self, key: &str, values: Vec<String>, multi: bool) -> &mut Self {
-        let lower: Box<str> = key.to_lowercase().into();
-        match self.entries.iter_mut().find(|e| e.lower == lower) {
-            Some(entry) => {
-                entry.values = values;
-                entry.multi = multi;
-            }
-            None => self.entries.push(Entry {
-                lower,
-                values,
-                multi,
-            }),
+    fn set(&mut self, key: Cow<'static, str>, values: Stored) -> &mut Self {
+        let key = if key.is_ascii() {
+            key
+        } else {
+            Cow::Owned(key.to_lowercase())
+        };
+        match self.entries.iter_mut().find(|e| same_key(&e.key, &key)) {
+            Some(entry) => entry.values = values,
+            None => self.entries.push(Entry { key, values }),
         }
         self
     }
 
     /// The values of `key`, matched without regard to case.
     pub fn get(&self, key: &str) -> Option<Values<'_>> {
-        self.get_lowercase(&key.to_lowercase())
-            .map(|values| Values {
-                values,
-                multi: self.is_multi(&key.to_lowercase()),
-            })
+        if key.is_ascii() {
+            self.entry(key)
+        } else {
+            self.entry(&key.to_lowercase())
+        }
     }
 
     /// Whether `key` was supplied at all.
@@ -77,13 +99,20 @@ impl Context {
         self.get(key).is_some()
     }
 
+    /// Looks up a key that is already lowercased (or ASCII).
     pub(crate) fn entry(&self, lower: &str) -> Option<Values<'_>> {
         self.entries
             .iter()
-            .find(|e| &*e.lower == lower)
-            .map(|e| Values {
-                values: &e.values,
-                multi: e.multi,
+            .find(|e| same_key(&e.key, lower))
+            .map(|e| match &e.values {
+                Stored::One(v) => Values {
+                    values: std::slice::from_ref(v),
+                    multi: false,
+                },
+                Stored::Many(v) => Values {
+                    values: v,
+                    multi: true,
+                },
             })
     }
 
@@ -91,14 +120,15 @@ impl Context {
         self.entry(lower).map(|v| v.values)
     }
 
-    fn is_multi(&self, lower: &str) -> bool {
-        self.entry(lower).is_some_and(|v| v.multi)
-    }
-
-    /// The keys, lowercased, in insertion order.
+    /// The keys as given (non-ASCII keys lowercased), in insertion order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|e| &*e.lower)
+        self.entries.iter().map(|e| &*e.key)
     }
+}
+
+/// Keys are stored ASCII as given or lowercased, and looked up ASCII or lowercased.
+fn same_key(stored: &str, wanted: &str) -> bool {
+    stored.eq_ignore_ascii_case(wanted)
 }
 
 #[cfg(test)]
@@ -118,5 +148,15 @@ mod tests {
         assert!(tags.multi);
         assert_eq!(tags.values.len(), 2);
         assert!(!ctx.contains("aws:username"));
+    }
+
+    #[test]
+    fn non_ascii_keys_are_case_insensitive_too() {
+        let mut ctx = Context::new();
+        ctx.insert(String::from("aws:PrincipalTag/Équipe"), "ops");
+        assert_eq!(ctx.get("AWS:PRINCIPALTAG/ÉQUIPE").unwrap().values, ["ops"]);
+        assert_eq!(ctx.get("aws:principaltag/équipe").unwrap().values, ["ops"]);
+        ctx.insert(String::from("aws:principaltag/équipe"), "dev");
+        assert_eq!(ctx.keys().count(), 1);
     }
 }

@@ -103,11 +103,11 @@ impl Policy {
             column: e.column(),
         })?;
         let mut policy = Self::from_value(&value, kind)?;
-        if let Some(spans) = statement_spans(text) {
-            if spans.len() == policy.statements.len() {
-                for (statement, span) in policy.statements.iter_mut().zip(spans) {
-                    statement.span = Some(span);
-                }
+        if let Some(spans) = statement_spans(text)
+            && spans.len() == policy.statements.len()
+        {
+            for (statement, span) in policy.statements.iter_mut().zip(spans) {
+                statement.span = Some(span);
             }
         }
         Ok(policy)
@@ -155,16 +155,15 @@ impl Policy {
         let mut statements = Vec::with_capacity(raw.len());
         for (index, (value, path)) in raw.into_iter().enumerate() {
             let statement = Statement::parse(value, &path, index, version, kind)?;
-            if let Some(sid) = &statement.sid {
-                if statements
+            if let Some(sid) = &statement.sid
+                && statements
                     .iter()
                     .any(|s: &Statement| s.sid.as_ref() == Some(sid))
-                {
-                    return Err(PolicyError::DuplicateSid {
-                        path: format!("{path}.Sid"),
-                        sid: sid.clone(),
-                    });
-                }
+            {
+                return Err(PolicyError::DuplicateSid {
+                    path: format!("{path}.Sid"),
+                    sid: sid.clone(),
+                });
             }
             statements.push(statement);
         }

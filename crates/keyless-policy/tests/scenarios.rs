@@ -18,9 +18,13 @@
 //! keys reported missing. Files under `invalid/` list policies that must be refused:
 //! `{"source", "cases": [{"kind": "identity", "policy": ..., "error": "exact message"}]}`.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 
-use keyless_policy::{Context, Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize};
+use keyless_policy::{
+    Context, Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize,
+};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
@@ -29,15 +33,26 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/iam");
     let mut trials = Vec::new();
     for (dir, run) in [
-        (root.clone(), run_scenario as fn(&Path) -> Result<(), Failed>),
+        (
+            root.clone(),
+            run_scenario as fn(&Path) -> Result<(), Failed>,
+        ),
         (root.join("invalid"), run_invalid),
     ] {
         for path in json_files(&dir) {
-            let name = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+            let name = path
+                .strip_prefix(&root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
             trials.push(Trial::test(name, move || run(&path)));
         }
     }
-    assert!(trials.len() >= 20, "the corpus at {} is missing", root.display());
+    assert!(
+        trials.len() >= 20,
+        "the corpus at {} is missing",
+        root.display()
+    );
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -66,7 +81,11 @@ fn policy_text(v: &Value) -> String {
     }
 }
 
-fn policies(v: Option<&Value>, kind: PolicyKind, label: &str) -> Result<Vec<(String, Policy)>, Failed> {
+fn policies(
+    v: Option<&Value>,
+    kind: PolicyKind,
+    label: &str,
+) -> Result<Vec<(String, Policy)>, Failed> {
     let Some(v) = v else { return Ok(Vec::new()) };
     let list = match v {
         Value::Array(items) => items.clone(),
@@ -90,10 +109,10 @@ fn context(base: Option<&Value>, extra: Option<&Value>) -> Result<Context, Faile
         for (key, value) in map {
             match value {
                 Value::Array(items) => {
-                    ctx.insert_multi(key, items.iter().map(scalar));
+                    ctx.insert_multi(key.clone(), items.iter().map(scalar));
                 }
                 v => {
-                    ctx.insert(key, scalar(v));
+                    ctx.insert(key.clone(), scalar(v));
                 }
             }
         }
@@ -111,7 +130,8 @@ fn scalar(v: &Value) -> String {
 fn principal(v: &Value) -> Result<Principal, Failed> {
     match v {
         Value::String(s) if s == "anonymous" => Ok(Principal::Anonymous),
-        Value::String(arn) => Principal::from_arn(arn).ok_or_else(|| format!("principal `{arn}` is not a user or role ARN").into()),
+        Value::String(arn) => Principal::from_arn(arn)
+            .ok_or_else(|| format!("principal `{arn}` is not a user or role ARN").into()),
         Value::Object(m) => match (m.get("federated"), m.get("service")) {
             (Some(f), _) => Ok(Principal::Federated(scalar(f))),
             (_, Some(s)) => Ok(Principal::Service(scalar(s))),
@@ -127,16 +147,25 @@ fn sources(list: &[(String, Policy)]) -> Vec<Source<'_>> {
 
 fn run_scenario(path: &Path) -> Result<(), Failed> {
     let doc = load(path)?;
-    if doc.get("source").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if doc
+        .get("source")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         return Err("every scenario names its `source`".into());
     }
     let trust = doc.get("trust").and_then(Value::as_bool).unwrap_or(false);
-    let identity_kind = if trust { PolicyKind::Trust } else { PolicyKind::Identity };
+    let identity_kind = if trust {
+        PolicyKind::Trust
+    } else {
+        PolicyKind::Identity
+    };
     let identity = policies(doc.get("identity"), identity_kind, "identity")?;
     let boundary = policies(doc.get("boundary"), PolicyKind::Identity, "boundary")?;
     let session = policies(doc.get("session"), PolicyKind::Identity, "session")?;
     let resource = policies(doc.get("resource_policy"), PolicyKind::Resource, "resource")?;
-    let (identity_src, boundary_src, session_src) = (sources(&identity), sources(&boundary), sources(&session));
+    let (identity_src, boundary_src, session_src) =
+        (sources(&identity), sources(&boundary), sources(&session));
     let set = PolicySet {
         identity: &identity_src,
         boundary: doc.get("boundary").map(|_| &boundary_src[..]),
@@ -145,7 +174,10 @@ fn run_scenario(path: &Path) -> Result<(), Failed> {
         resource_account: doc.get("resource_account").and_then(Value::as_str),
     };
     let default_principal = doc.get("principal").map(principal).transpose()?;
-    let requests = doc.get("requests").and_then(Value::as_array).ok_or("no `requests`")?;
+    let requests = doc
+        .get("requests")
+        .and_then(Value::as_array)
+        .ok_or("no `requests`")?;
     let mut failures = Vec::new();
     for (i, r) in requests.iter().enumerate() {
         let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
@@ -162,7 +194,11 @@ fn run_scenario(path: &Path) -> Result<(), Failed> {
             let got: Vec<String> = d
                 .matched
                 .iter()
-                .map(|m| m.statement.sid().map_or_else(|| format!("#{}", m.statement.index() + 1), str::to_owned))
+                .map(|m| {
+                    m.statement
+                        .sid()
+                        .map_or_else(|| format!("#{}", m.statement.index() + 1), str::to_owned)
+                })
                 .collect();
             let want: Vec<String> = want.iter().map(scalar).collect();
             if got != want {
@@ -172,7 +208,10 @@ fn run_scenario(path: &Path) -> Result<(), Failed> {
         if let Some(want) = r.get("missing").and_then(Value::as_array) {
             let want: Vec<String> = want.iter().map(scalar).collect();
             if d.missing_context != want {
-                failures.push(format!("{label}: expected missing {want:?}, got {:?}", d.missing_context));
+                failures.push(format!(
+                    "{label}: expected missing {want:?}, got {:?}",
+                    d.missing_context
+                ));
             }
         }
     }
@@ -185,20 +224,32 @@ fn run_scenario(path: &Path) -> Result<(), Failed> {
 
 fn run_invalid(path: &Path) -> Result<(), Failed> {
     let doc = load(path)?;
-    let cases = doc.get("cases").and_then(Value::as_array).ok_or("no `cases`")?;
+    let cases = doc
+        .get("cases")
+        .and_then(Value::as_array)
+        .ok_or("no `cases`")?;
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
-        let kind = match case.get("kind").and_then(Value::as_str).unwrap_or("identity") {
+        let kind = match case
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("identity")
+        {
             "identity" => PolicyKind::Identity,
             "resource" => PolicyKind::Resource,
             "trust" => PolicyKind::Trust,
             _ => PolicyKind::Any,
         };
         let text = policy_text(case.get("policy").ok_or("case without `policy`")?);
-        let want = case.get("error").and_then(Value::as_str).unwrap_or_default();
+        let want = case
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         match Policy::parse_as(&text, kind) {
             Ok(_) => failures.push(format!("cases[{i}]: accepted, expected `{want}`")),
-            Err(e) if e.to_string() != want => failures.push(format!("cases[{i}]: expected `{want}`, got `{e}`")),
+            Err(e) if e.to_string() != want => {
+                failures.push(format!("cases[{i}]: expected `{want}`, got `{e}`"))
+            }
             Err(_) => {}
         }
     }

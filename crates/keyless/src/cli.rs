@@ -40,7 +40,7 @@ pub(crate) enum PolicyCommand {
     ///   keyless policy simulate --policy-arn arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess \
     ///       --action s3:PutObject --resource arn:aws:s3:::backups/x
     #[command(verbatim_doc_comment)]
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// Check that policy documents are valid, naming the place of any mistake.
     Check(CheckArgs),
     /// List the AWS managed policies Keyless knows, or print one's document.

@@ -75,17 +75,28 @@ impl ContextKeyType {
     pub fn is_list(self) -> bool {
         matches!(
             self,
-            Self::StringList | Self::NumericList | Self::BooleanList | Self::IpList | Self::BinaryList | Self::DateList
+            Self::StringList
+                | Self::NumericList
+                | Self::BooleanList
+                | Self::IpList
+                | Self::BinaryList
+                | Self::DateList
         )
     }
 
     fn accepts(self, value: &str) -> bool {
         match self {
             Self::String | Self::StringList => true,
-            Self::Numeric | Self::NumericList => value.trim().parse::<f64>().is_ok_and(f64::is_finite),
-            Self::Boolean | Self::BooleanList => value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false"),
+            Self::Numeric | Self::NumericList => {
+                value.trim().parse::<f64>().is_ok_and(f64::is_finite)
+            }
+            Self::Boolean | Self::BooleanList => {
+                value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false")
+            }
             Self::Ip | Self::IpList => value.trim().parse::<std::net::IpAddr>().is_ok(),
-            Self::Binary | Self::BinaryList => base64::engine::general_purpose::STANDARD.decode(value.trim()).is_ok(),
+            Self::Binary | Self::BinaryList => base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .is_ok(),
             Self::Date | Self::DateList => keyless_policy::parse_date(value).is_some(),
         }
     }
@@ -145,7 +156,9 @@ impl SimulateCustomPolicyInput {
     /// policies named by ARN), which lets `PolicyInputList` be empty.
     pub(super) fn validate(&self, other_policies: bool) -> Result<(), IamError> {
         if self.policy_input_list.is_empty() && !other_policies {
-            return Err(invalid("PolicyInputList must hold at least one policy".into()));
+            return Err(invalid(
+                "PolicyInputList must hold at least one policy".into(),
+            ));
         }
         if self.action_names.is_empty() {
             return Err(invalid("ActionNames must hold at least one action".into()));
@@ -164,23 +177,28 @@ impl SimulateCustomPolicyInput {
         }
         for arn in &self.resource_arns {
             if arn.is_empty() || arn.len() > 2048 {
-                return Err(invalid(format!("ResourceArns: `{arn}` must be 1 to 2048 characters")));
+                return Err(invalid(format!(
+                    "ResourceArns: `{arn}` must be 1 to 2048 characters"
+                )));
             }
         }
         if self.resource_policy.is_some() && self.caller_arn.is_none() {
             return Err(invalid(
-                "CallerArn is required with a ResourcePolicy, so that its Principal can be matched".into(),
+                "CallerArn is required with a ResourcePolicy, so that its Principal can be matched"
+                    .into(),
             ));
         }
-        if let Some(max) = self.max_items {
-            if !(1..=1000).contains(&max) {
-                return Err(invalid(format!("MaxItems `{max}` must be between 1 and 1000")));
-            }
+        if let Some(max) = self.max_items.filter(|m| !(1..=1000).contains(m)) {
+            return Err(invalid(format!(
+                "MaxItems `{max}` must be between 1 and 1000"
+            )));
         }
         for entry in &self.context_entries {
             let name = &entry.context_key_name;
             if !(5..=256).contains(&name.len()) {
-                return Err(invalid(format!("ContextKeyName `{name}` must be 5 to 256 characters")));
+                return Err(invalid(format!(
+                    "ContextKeyName `{name}` must be 5 to 256 characters"
+                )));
             }
             let kind = entry.context_key_type;
             if !kind.is_list() && entry.context_key_values.len() != 1 {
@@ -210,9 +228,15 @@ impl SimulateCustomPolicyInput {
                 )));
             }
             if entry.context_key_type.is_list() {
-                ctx.insert_multi(&entry.context_key_name, entry.context_key_values.iter().cloned());
+                ctx.insert_multi(
+                    entry.context_key_name.clone(),
+                    entry.context_key_values.iter().cloned(),
+                );
             } else {
-                ctx.insert(&entry.context_key_name, entry.context_key_values[0].clone());
+                ctx.insert(
+                    entry.context_key_name.clone(),
+                    entry.context_key_values[0].clone(),
+                );
             }
         }
         Ok(ctx)

@@ -55,7 +55,10 @@ impl Simulation {
 
     /// Like [`Simulation::from_input`], with AWS managed policies added to the identity
     /// policies (reported under their names); with any, `PolicyInputList` may be empty.
-    pub fn with_managed(input: &SimulateCustomPolicyInput, managed: &[&ManagedPolicy]) -> Result<Self, IamError> {
+    pub fn with_managed(
+        input: &SimulateCustomPolicyInput,
+        managed: &[&ManagedPolicy],
+    ) -> Result<Self, IamError> {
         input.validate(!managed.is_empty())?;
         let parse_list = |list: &[String], name: &str| {
             list.iter()
@@ -63,7 +66,10 @@ impl Simulation {
                 .map(|(i, text)| {
                     let id = format!("{name}.{}", i + 1);
                     Policy::parse_as(text, PolicyKind::Identity)
-                        .map(|policy| Named { id: id.clone(), policy })
+                        .map(|policy| Named {
+                            id: id.clone(),
+                            policy,
+                        })
                         .map_err(|error| IamError::MalformedPolicy { which: id, error })
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -81,9 +87,11 @@ impl Simulation {
             .resource_policy
             .as_deref()
             .map(|text| {
-                Policy::parse_as(text, PolicyKind::Resource).map_err(|error| IamError::MalformedPolicy {
-                    which: "ResourcePolicy".into(),
-                    error,
+                Policy::parse_as(text, PolicyKind::Resource).map_err(|error| {
+                    IamError::MalformedPolicy {
+                        which: "ResourcePolicy".into(),
+                        error,
+                    }
                 })
             })
             .transpose()?;
@@ -121,8 +129,16 @@ impl Simulation {
 
     /// Runs every action against every resource.
     pub fn run(&self) -> SimulatePolicyOutput {
-        let identity: Vec<Source<'_>> = self.identity.iter().map(|n| Source::new(&n.id, &n.policy)).collect();
-        let boundary: Vec<Source<'_>> = self.boundary.iter().map(|n| Source::new(&n.id, &n.policy)).collect();
+        let identity: Vec<Source<'_>> = self
+            .identity
+            .iter()
+            .map(|n| Source::new(&n.id, &n.policy))
+            .collect();
+        let boundary: Vec<Source<'_>> = self
+            .boundary
+            .iter()
+            .map(|n| Source::new(&n.id, &n.policy))
+            .collect();
         let set = PolicySet {
             identity: &identity,
             boundary: (!boundary.is_empty()).then_some(&boundary[..]),
@@ -134,7 +150,10 @@ impl Simulation {
             resource_account: self.resource_account.as_deref(),
         };
         let cross_account = self.resource_policy.is_some()
-            && match (&self.resource_account, self.caller.as_ref().and_then(Principal::account)) {
+            && match (
+                &self.resource_account,
+                self.caller.as_ref().and_then(Principal::account),
+            ) {
                 (Some(owner), Some(caller)) => owner != caller,
                 _ => false,
             };
@@ -153,17 +172,31 @@ impl Simulation {
         }
     }
 
-    fn result(&self, action: &str, resource: &str, d: &Decision<'_>, cross_account: bool) -> EvaluationResult {
+    fn result(
+        &self,
+        action: &str,
+        resource: &str,
+        d: &Decision<'_>,
+        cross_account: bool,
+    ) -> EvaluationResult {
         let matched: Vec<StatementRef> = d.matched.iter().map(StatementRef::from_matched).collect();
         let missing: Vec<String> = d.missing_context.iter().map(|k| (*k).to_owned()).collect();
-        let boundary = d.allowed_by_boundary.map(|allowed| PermissionsBoundaryDecisionDetail {
-            allowed_by_permissions_boundary: allowed,
-        });
+        let boundary = d
+            .allowed_by_boundary
+            .map(|allowed| PermissionsBoundaryDecisionDetail {
+                allowed_by_permissions_boundary: allowed,
+            });
         let details = (resource != "*").then(|| {
             let mut details = BTreeMap::new();
             if cross_account {
-                details.insert("IAM Policy".to_owned(), part(d, SourceKind::Identity).as_str().to_owned());
-                details.insert("Resource Policy".to_owned(), part(d, SourceKind::Resource).as_str().to_owned());
+                details.insert(
+                    "IAM Policy".to_owned(),
+                    part(d, SourceKind::Identity).as_str().to_owned(),
+                );
+                details.insert(
+                    "Resource Policy".to_owned(),
+                    part(d, SourceKind::Resource).as_str().to_owned(),
+                );
             }
             details
         });
@@ -192,7 +225,11 @@ impl Simulation {
 
 /// What the policies of one kind said on their own.
 fn part(d: &Decision<'_>, kind: SourceKind) -> Verdict {
-    let effects = d.matched.iter().filter(|m| m.kind == kind).map(|m| m.statement.effect());
+    let effects = d
+        .matched
+        .iter()
+        .filter(|m| m.kind == kind)
+        .map(|m| m.statement.effect());
     let mut verdict = Verdict::ImplicitDeny;
     for effect in effects {
         match effect {

@@ -68,7 +68,10 @@ fn missing_context_is_reported() {
     input["ContextEntries"] = json!([]);
     let out = simulate(input).unwrap();
     assert_eq!(out["EvaluationResults"][0]["EvalDecision"], "implicitDeny");
-    assert_eq!(out["EvaluationResults"][0]["MissingContextValues"], json!(["aws:CurrentTime"]));
+    assert_eq!(
+        out["EvaluationResults"][0]["MissingContextValues"],
+        json!(["aws:CurrentTime"])
+    );
 }
 
 #[test]
@@ -103,8 +106,14 @@ fn each_action_against_each_resource() {
     );
     let first = &out["EvaluationResults"][0];
     assert_eq!(first["EvalDecisionDetails"], json!({}));
-    assert_eq!(first["ResourceSpecificResults"][0]["EvalResourceDecision"], "allowed");
-    assert_eq!(first["ResourceSpecificResults"][0]["EvalResourceName"], "arn:aws:s3:::registry/a");
+    assert_eq!(
+        first["ResourceSpecificResults"][0]["EvalResourceDecision"],
+        "allowed"
+    );
+    assert_eq!(
+        first["ResourceSpecificResults"][0]["EvalResourceName"],
+        "arn:aws:s3:::registry/a"
+    );
 }
 
 #[test]
@@ -139,8 +148,10 @@ fn cross_account_resource_policy_needs_both_sides() {
 
 #[test]
 fn boundary_detail() {
-    let allow_all = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#;
-    let boundary = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}"#;
+    let allow_all =
+        r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#;
+    let boundary =
+        r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}"#;
     let out = simulate(json!({
         "PolicyInputList": [allow_all],
         "PermissionsBoundaryPolicyInputList": [boundary],
@@ -149,17 +160,32 @@ fn boundary_detail() {
     .unwrap();
     let results = out["EvaluationResults"].as_array().unwrap();
     assert_eq!(results[0]["EvalDecision"], "allowed");
-    assert_eq!(results[0]["PermissionsBoundaryDecisionDetail"], json!({"AllowedByPermissionsBoundary": true}));
+    assert_eq!(
+        results[0]["PermissionsBoundaryDecisionDetail"],
+        json!({"AllowedByPermissionsBoundary": true})
+    );
     assert_eq!(results[1]["EvalDecision"], "implicitDeny");
-    assert_eq!(results[1]["PermissionsBoundaryDecisionDetail"], json!({"AllowedByPermissionsBoundary": false}));
+    assert_eq!(
+        results[1]["PermissionsBoundaryDecisionDetail"],
+        json!({"AllowedByPermissionsBoundary": false})
+    );
 }
 
 #[test]
 fn bad_input_is_refused_with_a_reason() {
     let cases = [
-        (json!({"PolicyInputList": [], "ActionNames": ["s3:GetObject"]}), "PolicyInputList must hold at least one policy"),
-        (json!({"PolicyInputList": ["{}"], "ActionNames": ["s3:GetObject"]}), "PolicyInputList.1: policy: missing `Statement`"),
-        (json!({"PolicyInputList": [DYNAMO_POLICY], "ActionNames": ["s3:*"]}), "ActionNames: `s3:*` has a wildcard; name each action to simulate"),
+        (
+            json!({"PolicyInputList": [], "ActionNames": ["s3:GetObject"]}),
+            "PolicyInputList must hold at least one policy",
+        ),
+        (
+            json!({"PolicyInputList": ["{}"], "ActionNames": ["s3:GetObject"]}),
+            "PolicyInputList.1: policy: missing `Statement`",
+        ),
+        (
+            json!({"PolicyInputList": [DYNAMO_POLICY], "ActionNames": ["s3:*"]}),
+            "ActionNames: `s3:*` has a wildcard; name each action to simulate",
+        ),
         (
             json!({"PolicyInputList": [DYNAMO_POLICY], "ActionNames": ["s3:GetObject"], "ResourcePolicy": "{}"}),
             "CallerArn is required with a ResourcePolicy, so that its Principal can be matched",
@@ -188,5 +214,8 @@ fn unknown_fields_are_refused_like_awscli() {
         "PolicyInputList": [DYNAMO_POLICY], "ActionNames": ["s3:GetObject"], "PolicyArns": []
     }))
     .unwrap_err();
-    assert!(err.to_string().contains("unknown field `PolicyArns`"), "{err}");
+    assert!(
+        err.to_string().contains("unknown field `PolicyArns`"),
+        "{err}"
+    );
 }
