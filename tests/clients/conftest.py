@@ -1,0 +1,21 @@
+"""Shared fixtures: the keyless binary built by `cargo build`."""
+
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def keyless_bin() -> str:
+    path = os.environ.get("KEYLESS_BIN", str(REPO / "target" / "debug" / "keyless"))
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is missing: run `cargo build` first (scripts/test does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo() -> pathlib.Path:
+    return REPO
