@@ -143,7 +143,7 @@ fn managed_policies_resolve_by_their_arns() {
     );
     assert_eq!(v["EvaluationResults"][1]["EvalDecision"], "implicitDeny");
 
-    let o = keyless(&[
+    let err = refused(&[
         "policy",
         "simulate",
         "--policy-arn",
@@ -151,11 +151,9 @@ fn managed_policies_resolve_by_their_arns() {
         "--action",
         "s3:GetObject",
     ]);
-    assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("unknown managed policy `arn:aws:iam::aws:policy/Nope`"),
-        "{}",
-        stderr(&o)
+        err.contains("unknown managed policy `arn:aws:iam::aws:policy/Nope`"),
+        "{err}"
     );
 
     let o = keyless(&["policy", "managed"]);
@@ -164,77 +162,64 @@ fn managed_policies_resolve_by_their_arns() {
     assert!(stdout(&o).contains(r#""Action": ["s3:*", "s3-object-lambda:*"]"#));
 }
 
+/// Runs keyless expecting a refusal (exit status 2) and returns what it printed on stderr.
+fn refused(args: &[&str]) -> String {
+    let o = keyless(args);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{args:?} should be refused: {}",
+        stdout(&o)
+    );
+    stderr(&o)
+}
+
 #[test]
 fn bad_input_is_refused_with_the_place_and_exit_code_2() {
-    let o = keyless(&[
-        "policy",
-        "simulate",
-        "--cli-input-json",
-        r#"{"PolicyInputList": ["{}"], "ActionNames": ["s3:GetObject"],}"#,
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("trailing comma at line 1 column"),
-        "{}",
-        stderr(&o)
-    );
-
-    let o = keyless(&[
-        "policy",
-        "simulate",
-        "--policy",
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"StringLike":{"s3:prefix":{}}}}]}"#,
-        "--action",
-        "s3:ListBucket",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert_eq!(
-        stderr(&o).trim(),
-        "keyless: error: PolicyInputList.1: Statement[0].Condition.StringLike.s3:prefix: expected a string, number or boolean"
-    );
-
-    let o = keyless(&[
-        "policy",
-        "simulate",
-        "--cli-input-json",
-        "file://does/not/exist.json",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("cannot read `does/not/exist.json`"),
-        "{}",
-        stderr(&o)
-    );
-
-    let o = keyless(&[
-        "policy",
-        "simulate",
-        "--policy",
-        "examples/policies/gitlab-registry-role.json",
-        "--action",
-        "s3:GetObject",
-        "--context",
-        "aws:SourceIp",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("expected KEY=VALUE or KEY=TYPE:VALUE"));
-
-    let o = keyless(&[
-        "policy",
-        "simulate",
-        "--policy",
-        "examples/policies/gitlab-registry-role.json",
-        "--action",
-        "s3:GetObject",
-        "--context",
-        "aws:SourceIp=ip:not-an-ip",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("`not-an-ip` is not a valid ip"),
-        "{}",
-        stderr(&o)
-    );
+    let role = "examples/policies/gitlab-registry-role.json";
+    let bad_condition = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"StringLike":{"s3:prefix":{}}}}]}"#;
+    let trailing_comma = r#"{"PolicyInputList": ["{}"], "ActionNames": ["s3:GetObject"],}"#;
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--cli-input-json", trailing_comma],
+            "trailing comma at line 1 column 61",
+        ),
+        (
+            &["--policy", bad_condition, "--action", "s3:ListBucket"],
+            "keyless: error: PolicyInputList.1: Statement[0].Condition.StringLike.s3:prefix: expected a string, number or boolean",
+        ),
+        (
+            &["--cli-input-json", "file://does/not/exist.json"],
+            "cannot read `does/not/exist.json`",
+        ),
+        (
+            &[
+                "--policy",
+                role,
+                "--action",
+                "s3:GetObject",
+                "--context",
+                "aws:SourceIp",
+            ],
+            "expected KEY=VALUE or KEY=TYPE:VALUE",
+        ),
+        (
+            &[
+                "--policy",
+                role,
+                "--action",
+                "s3:GetObject",
+                "--context",
+                "aws:SourceIp=ip:not-an-ip",
+            ],
+            "`not-an-ip` is not a valid ip",
+        ),
+    ];
+    for (args, message) in cases {
+        let args: Vec<&str> = ["policy", "simulate"].iter().chain(args).copied().collect();
+        let err = refused(&args);
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
 }
 
 #[test]
