@@ -12,11 +12,12 @@ use crate::pattern::{Pattern, PatternError, Piece, Syntax, tokenize};
 pub(crate) enum ArnPattern {
     /// `*`: every resource.
     Any,
-    /// The first five parts hold no wildcard (or the ARN is shorter than six parts): matching
-    /// the whole text is then the same as matching part by part, and faster.
+    /// Six parts of which the first five hold no wildcard: matching the whole text is then the
+    /// same as matching part by part, and faster.
     Whole(Pattern),
-    /// Part-by-part matching.
-    Parts(Box<[Pattern; 6]>),
+    /// Part-by-part matching. A pattern of fewer than six parts (`arn:aws:ec2:*`) lets its last
+    /// part take the rest of the ARN.
+    Parts(Vec<Pattern>),
 }
 
 /// Why a text is not an ARN pattern.
@@ -37,7 +38,7 @@ impl ArnPattern {
             ignore_ascii_case: false,
         };
         let pieces = tokenize(text, syntax).map_err(ArnPatternError::Variable)?;
-        let parts = split_parts(pieces.clone());
+        let parts = split_parts(pieces);
         let literal_head = parts
             .iter()
             .take(5)
@@ -49,23 +50,15 @@ impl ArnPattern {
         if !head_is_arn || !named {
             return Err(ArnPatternError::Malformed);
         }
-        if parts.len() < 6 || literal_head {
-            return Ok(Self::Whole(Pattern::from_pieces(pieces, false)));
+        if parts.len() == 6 && literal_head {
+            return Ok(Self::Whole(Pattern::from_pieces(join_parts(parts), false)));
         }
-        let mut parts = parts.into_iter().map(|p| Pattern::from_pieces(p, false));
-        let mut next = || {
+        Ok(Self::Parts(
             parts
-                .next()
-                .unwrap_or_else(|| Pattern::from_pieces(Vec::new(), false))
-        };
-        Ok(Self::Parts(Box::new([
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-        ])))
+                .into_iter()
+                .map(|p| Pattern::from_pieces(p, false))
+                .collect(),
+        ))
     }
 
     /// Whether `arn` matches; `None` when a variable has no value (the pattern then matches
@@ -75,7 +68,7 @@ impl ArnPattern {
             Self::Any => Some(true),
             Self::Whole(p) => p.matches(arn, ctx),
             Self::Parts(parts) => {
-                let mut text = arn.splitn(6, ':');
+                let mut text = arn.splitn(parts.len(), ':');
                 let mut all = true;
                 for part in parts.iter() {
                     let Some(t) = text.next() else {
@@ -88,12 +81,12 @@ impl ArnPattern {
         }
     }
 
-    /// The keys of the policy variables the pattern uses.
-    pub(crate) fn variable_keys(&self) -> Vec<&str> {
+    /// The keys of the policy variables that have no value in `ctx`.
+    pub(crate) fn unresolved_keys<'a>(&'a self, ctx: &Context) -> Vec<&'a str> {
         match self {
             Self::Any => Vec::new(),
-            Self::Whole(p) => p.variable_keys().collect(),
-            Self::Parts(parts) => parts.iter().flat_map(|p| p.variable_keys()).collect(),
+            Self::Whole(p) => p.unresolved_keys(ctx),
+            Self::Parts(parts) => parts.iter().flat_map(|p| p.unresolved_keys(ctx)).collect(),
         }
     }
 }
@@ -121,6 +114,18 @@ fn split_parts(pieces: Vec<Piece>) -> Vec<Vec<Piece>> {
         }
     }
     parts
+}
+
+/// The inverse of [`split_parts`]: the pieces with the colons put back.
+fn join_parts(parts: Vec<Vec<Piece>>) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            pieces.push(Piece::Lit(":".into()));
+        }
+        pieces.extend(part);
+    }
+    pieces
 }
 
 fn push(parts: &mut [Vec<Piece>], piece: Piece) {
@@ -210,6 +215,7 @@ mod tests {
             p.matches("arn:aws:s3:::home/alice/f", &Context::new()),
             None
         );
-        assert_eq!(p.variable_keys(), vec!["aws:username"]);
+        assert_eq!(p.unresolved_keys(&Context::new()), vec!["aws:username"]);
+        assert!(p.unresolved_keys(&ctx).is_empty());
     }
 }

@@ -55,9 +55,10 @@ impl Cmp {
 /// The comparison an operator makes, with the policy's values compiled for it.
 #[derive(Debug, Clone, PartialEq)]
 enum Test {
+    /// `String(Not)Equals` (wildcards are text) and `String(Not)Like` (wildcards are wildcards):
+    /// the difference is made when the values are compiled.
     Str(Vec<Pattern>),
     StrIgnoreCase(Vec<Pattern>),
-    Like(Vec<Pattern>),
     Num(Cmp, Vec<f64>),
     Date(Cmp, Vec<Millis>),
     Bool(Vec<bool>),
@@ -201,7 +202,7 @@ impl Condition {
         let test = match op.family {
             Family::Str => Test::Str(strings(false)?),
             Family::StrIgnoreCase => Test::StrIgnoreCase(strings(false)?),
-            Family::Like => Test::Like(strings(true)?),
+            Family::Like => Test::Str(strings(true)?),
             Family::Num(cmp) => Test::Num(cmp, each(values, parse_number)?),
             Family::Date(cmp) => Test::Date(cmp, each(values, date::parse)?),
             Family::Bool => Test::Bool(each(values, parse_bool)?),
@@ -232,13 +233,16 @@ impl Condition {
     /// Evaluates the condition. Keys the request lacks (the condition's own, or those of policy
     /// variables in its values) are added to `missing`.
     pub(crate) fn eval<'p>(&'p self, ctx: &Context, missing: &mut Vec<&'p str>) -> bool {
-        let entry = ctx.entry(&self.key_lower);
+        let supplied = ctx.entry(&self.key_lower);
+        // A key supplied with no values is absent for every operator.
+        let present = supplied.filter(|v| !v.values.is_empty());
         if let Test::Null(expect_absent) = self.test {
-            let absent = entry.is_none_or(|v| v.values.is_empty());
-            return absent == expect_absent;
+            return present.is_none() == expect_absent;
         }
-        let Some(entry) = entry else {
-            missing.push(&self.key);
+        let Some(entry) = present else {
+            if supplied.is_none() {
+                missing.push(&self.key);
+            }
             return self.op.if_exists
                 || match self.op.set {
                     SetOp::ForAllValues => true,
@@ -261,24 +265,28 @@ impl Condition {
 
     /// Whether one request value equals (or is like, or compares with) any of the policy's values.
     fn matches_value<'p>(&'p self, value: &str, ctx: &Context, missing: &mut Vec<&'p str>) -> bool {
-        let mut patterns = |ps: &'p [Pattern]| {
-            ps.iter().any(|p| match p.matches(value, ctx) {
-                Some(m) => m,
-                None => {
-                    missing.extend(p.variable_keys());
-                    false
-                }
-            })
-        };
         match &self.test {
-            Test::Str(ps) | Test::Like(ps) => patterns(ps),
-            Test::StrIgnoreCase(ps) => ps.iter().any(|p| match p.render(ctx) {
-                Some(text) => eq_ignore_case(&text, value),
-                None => {
-                    missing.extend(p.variable_keys());
-                    false
-                }
-            }),
+            Test::Str(ps) => any_resolved(
+                ps,
+                ctx,
+                missing,
+                |p| p.matches(value, ctx),
+                Pattern::unresolved_keys,
+            ),
+            Test::StrIgnoreCase(ps) => any_resolved(
+                ps,
+                ctx,
+                missing,
+                |p| p.render(ctx).map(|text| eq_ignore_case(&text, value)),
+                Pattern::unresolved_keys,
+            ),
+            Test::Arn(ps) => any_resolved(
+                ps,
+                ctx,
+                missing,
+                |p| p.matches(value, ctx),
+                ArnPattern::unresolved_keys,
+            ),
             Test::Num(cmp, ns) => {
                 parse_number(value).is_some_and(|v| ns.iter().any(|n| cmp.holds(v, *n)))
             }
@@ -293,16 +301,28 @@ impl Condition {
                 .trim()
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| nets.iter().any(|n| n.contains(ip))),
-            Test::Arn(ps) => ps.iter().any(|p| match p.matches(value, ctx) {
-                Some(m) => m,
-                None => {
-                    missing.extend(p.variable_keys());
-                    false
-                }
-            }),
+            // `eval` answers `Null` before comparing values.
             Test::Null(_) => false,
         }
     }
+}
+
+/// Whether any policy value matches. A value whose variables have no value in the request
+/// matches nothing (it is null), and its keys are reported missing.
+fn any_resolved<'p, T>(
+    items: &'p [T],
+    ctx: &Context,
+    missing: &mut Vec<&'p str>,
+    test: impl Fn(&'p T) -> Option<bool>,
+    unresolved: impl Fn(&'p T, &Context) -> Vec<&'p str>,
+) -> bool {
+    items.iter().any(|item| match test(item) {
+        Some(m) => m,
+        None => {
+            missing.extend(unresolved(item, ctx));
+            false
+        }
+    })
 }
 
 /// Parses every value with `parse`, naming the first that fails.

@@ -116,10 +116,6 @@ impl Context {
             })
     }
 
-    pub(crate) fn get_lowercase(&self, lower: &str) -> Option<&[String]> {
-        self.entry(lower).map(|v| v.values)
-    }
-
     /// The keys as given (non-ASCII keys lowercased), in insertion order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| &*e.key)

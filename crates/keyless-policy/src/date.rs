@@ -39,15 +39,16 @@ fn parse_iso(text: &str) -> Option<Millis> {
             if s.eat(b':') {
                 second = s.digits(2)?;
                 if s.eat(b'.') {
-                    let frac = s.take_while(|b| b.is_ascii_digit());
+                    let frac = s.take_digits();
                     if frac.is_empty() || frac.len() > 9 {
                         return None;
                     }
-                    let padded = format!(
-                        "{:0<3}",
-                        std::str::from_utf8(&frac[..frac.len().min(3)]).ok()?
-                    );
-                    millis = padded.parse::<i64>().ok()?;
+                    // The first three digits, padded: ".5" is 500 ms.
+                    millis = frac
+                        .iter()
+                        .chain(std::iter::repeat(&b'0'))
+                        .take(3)
+                        .fold(0, |acc, b| acc * 10 + i64::from(b - b'0'));
                 }
             }
         }
@@ -57,8 +58,14 @@ fn parse_iso(text: &str) -> Option<Millis> {
         if s.eat(b'Z') || s.eat(b'z') {
         } else if let Some(sign) = s.sign() {
             let oh = s.digits(2)?;
-            s.eat(b':');
-            let om = if s.0.is_empty() { 0 } else { s.digits(2)? };
+            let om = if s.eat(b':') || !s.0.is_empty() {
+                s.digits(2)?
+            } else {
+                0
+            };
+            if oh > 23 || om > 59 {
+                return None;
+            }
             offset_minutes = sign * (oh * 60 + om);
         }
     }
@@ -102,11 +109,11 @@ impl Scanner<'_> {
             .try_fold(0i64, |acc, b| Some(acc * 10 + i64::from(b - b'0')))
     }
 
-    fn take_while(&mut self, f: impl Fn(u8) -> bool) -> Vec<u8> {
-        let n = self.0.iter().take_while(|b| f(**b)).count();
+    fn take_digits(&mut self) -> &[u8] {
+        let n = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
         let (taken, rest) = self.0.split_at(n);
         self.0 = rest;
-        taken.to_vec()
+        taken
     }
 }
 

@@ -82,6 +82,14 @@ pub enum PolicyError {
         /// The operator as written.
         operator: String,
     },
+    /// The document is longer than IAM accepts.
+    #[error("policy is {len} bytes long; the limit is {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Two statements with the same `Sid`.
     #[error("{path}: duplicate Sid `{sid}`: statement ids must be unique within a policy")]
     DuplicateSid {

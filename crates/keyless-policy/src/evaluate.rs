@@ -150,20 +150,23 @@ pub struct Decision<'a> {
     pub missing_context: Vec<&'a str>,
     /// Whether the permissions boundary allowed, when there is one.
     pub allowed_by_boundary: Option<bool>,
+    /// Whether the resource belongs to another account than the caller's, so that its resource
+    /// policy and the caller's identity policies both had to allow.
+    pub cross_account: bool,
 }
 
 impl Decision<'_> {
     /// The statements that decided the outcome: the denying ones for an explicit deny, the
-    /// allowing ones otherwise.
+    /// allowing ones for an allow, none for an implicit deny.
     pub fn deciding(&self) -> impl Iterator<Item = &Matched<'_>> {
-        let want = if self.verdict == Verdict::ExplicitDeny {
-            Effect::Deny
-        } else {
-            Effect::Allow
+        let want = match self.verdict {
+            Verdict::ExplicitDeny => Some(Effect::Deny),
+            Verdict::Allowed => Some(Effect::Allow),
+            Verdict::ImplicitDeny => None,
         };
         self.matched
             .iter()
-            .filter(move |m| m.statement.effect() == want)
+            .filter(move |m| Some(m.statement.effect()) == want)
     }
 }
 
@@ -189,6 +192,38 @@ impl fmt::Display for Decision<'_> {
             write!(f, "; missing context: {}", self.missing_context.join(", "))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_implicit_deny_names_no_statement_as_its_reason() {
+        let identity =
+            Policy::parse(r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}"#)
+                .unwrap();
+        let boundary =
+            Policy::parse(r#"{"Statement":{"Effect":"Allow","Action":"ec2:*","Resource":"*"}}"#)
+                .unwrap();
+        let (ids, bs) = (
+            [Source::new("role", &identity)],
+            [Source::new("boundary", &boundary)],
+        );
+        let set = PolicySet {
+            identity: &ids,
+            boundary: Some(&bs),
+            ..Default::default()
+        };
+        let ctx = Context::new();
+        let d = authorize(&set, &Request::new("s3:GetObject", "*", &ctx));
+        assert_eq!(d.verdict, Verdict::ImplicitDeny);
+        assert_eq!(d.matched.len(), 1);
+        assert_eq!(
+            d.to_string(),
+            "implicitDeny: the permissions boundary does not allow it"
+        );
     }
 }
 
@@ -259,13 +294,11 @@ pub fn authorize<'a>(set: &PolicySet<'a>, req: &Request<'_>) -> Decision<'a> {
     let boundary_ok = boundary.is_none_or(|t| t.allow);
     let session_ok = session.is_none_or(|t| t.allow);
     let identity_ok = identity.allow && boundary_ok && session_ok;
-    let same_account = match (
-        set.resource_account,
-        req.principal.and_then(Principal::account),
-    ) {
-        (None, _) => true,
-        (Some(owner), Some(caller)) => owner == caller,
-        (Some(_), None) => false,
+    // An unknown caller is taken to be of the resource's account; a caller without an account
+    // (a web identity, a service) is of none.
+    let same_account = match (set.resource_account, req.principal) {
+        (None, _) | (_, None) => true,
+        (Some(owner), Some(caller)) => caller.account() == Some(owner),
     };
     let allowed = match (resource, req.principal) {
         (Some(r), Some(Principal::Anonymous)) => r.allow,
@@ -293,5 +326,6 @@ pub fn authorize<'a>(set: &PolicySet<'a>, req: &Request<'_>) -> Decision<'a> {
         matched: walk.matched,
         missing_context: missing,
         allowed_by_boundary: boundary.map(|t| t.allow),
+        cross_account: set.resource.is_some() && !same_account,
     }
 }

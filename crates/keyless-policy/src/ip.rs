@@ -24,7 +24,20 @@ impl Cidr {
             Some(_) => return None,
             None => max,
         };
-        (prefix <= max).then_some(Self { addr, prefix })
+        if prefix > max {
+            return None;
+        }
+        // `::ffff:10.0.0.0/104` is the IPv4 block 10.0.0.0/8.
+        match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Some(Self {
+                    addr: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                }),
+                None => Some(Self { addr, prefix }),
+            },
+            _ => Some(Self { addr, prefix }),
+        }
     }
 
     /// Whether the block holds `ip`. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is compared as
@@ -69,6 +82,17 @@ mod tests {
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
         assert!(Cidr::parse("10.1.2.3").unwrap().contains(ip("10.1.2.3")));
         assert!(!Cidr::parse("10.1.2.3").unwrap().contains(ip("10.1.2.4")));
+        // Regression: a block written as an IPv4-mapped IPv6 address never matched.
+        assert!(
+            Cidr::parse("::ffff:10.0.0.0/104")
+                .unwrap()
+                .contains(ip("10.9.8.7"))
+        );
+        assert!(
+            Cidr::parse("::ffff:10.0.0.0/104")
+                .unwrap()
+                .contains(ip("::ffff:10.9.8.7"))
+        );
     }
 
     #[test]

@@ -86,12 +86,16 @@ impl Pattern {
         }
     }
 
-    /// The keys of the variables this pattern uses, lowercased.
-    pub(crate) fn variable_keys(&self) -> impl Iterator<Item = &str> {
-        self.pieces.iter().filter_map(|p| match p {
-            Piece::Var(v) => Some(&*v.key),
-            _ => None,
-        })
+    /// The keys of the variables that have no value in `ctx` (and no default), lowercased:
+    /// what makes [`Pattern::matches`] answer `None`.
+    pub(crate) fn unresolved_keys<'a>(&'a self, ctx: &Context) -> Vec<&'a str> {
+        self.pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Var(v) if resolve(v, ctx).is_none() => Some(&*v.key),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether `text` matches. `None` when a variable has no value in the request and no default:
@@ -101,7 +105,7 @@ impl Pattern {
         Some(match &self.shape {
             Shape::Anything => true,
             Shape::Exact(l) => eq(text, l, ci),
-            Shape::Prefix(l) => text.len() >= l.len() && lit_at(text, 0, l, ci),
+            Shape::Prefix(l) => lit_at(text, 0, l, ci),
             Shape::General if self.vars == 0 => glob(&self.pieces, &[], text, ci),
             Shape::General => {
                 let resolved = self.resolve_vars(ctx)?;
@@ -139,9 +143,11 @@ impl Pattern {
     }
 }
 
+/// A variable's value: the key's value when it is a single-valued key with a value (only those
+/// can be variables), else the default.
 fn resolve<'c>(var: &'c Var, ctx: &'c Context) -> Option<&'c str> {
-    match ctx.get_lowercase(&var.key) {
-        Some(values) if values.len() == 1 => Some(values[0].as_str()),
+    match ctx.entry(&var.key) {
+        Some(v) if !v.multi => v.values.first().map(String::as_str),
         _ => var.default.as_deref(),
     }
 }

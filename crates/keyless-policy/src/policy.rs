@@ -67,6 +67,13 @@ struct Clause<T> {
     items: Vec<T>,
 }
 
+/// `Principal` (or, with `not`, `NotPrincipal`).
+#[derive(Debug, Clone, PartialEq)]
+struct PrincipalClause {
+    not: bool,
+    set: PrincipalSet,
+}
+
 /// A compiled policy document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -81,7 +88,7 @@ pub struct Statement {
     index: usize,
     sid: Option<String>,
     effect: Effect,
-    principal: Option<Clause<PrincipalSet>>,
+    principal: Option<PrincipalClause>,
     actions: Clause<Pattern>,
     resources: Option<Clause<ArnPattern>>,
     conditions: Vec<Condition>,
@@ -89,14 +96,26 @@ pub struct Statement {
 }
 
 impl Policy {
+    /// The longest document accepted, in bytes: IAM's largest limit (the simulator's input);
+    /// stores enforce IAM's smaller per-kind quotas (2 KiB inline user policies, 20 KiB bucket
+    /// policies, ...). Matching costs at most pattern × text, so this also bounds evaluation.
+    pub const MAX_LEN: usize = 131_072;
+
     /// Parses a policy of any kind from its JSON text.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
         Self::parse_as(text, PolicyKind::Any)
     }
 
     /// Parses a policy from its JSON text and checks it is fit to be used as `kind`. Statement
-    /// positions in the text are recorded for explanations.
+    /// positions in the text are recorded for explanations. Documents longer than
+    /// [`Policy::MAX_LEN`] are refused.
     pub fn parse_as(text: &str, kind: PolicyKind) -> Result<Self, PolicyError> {
+        if text.len() > Self::MAX_LEN {
+            return Err(PolicyError::TooLarge {
+                len: text.len(),
+                max: Self::MAX_LEN,
+            });
+        }
         let value: Value = serde_json::from_str(text).map_err(|e| PolicyError::Json {
             message: json_message(&e),
             line: e.line(),
@@ -232,6 +251,7 @@ impl Statement {
         }
         if let Some(resources) = &self.resources {
             let mut hit = false;
+            let mut unresolved = Vec::new();
             for pattern in &resources.items {
                 match pattern.matches(resource, ctx) {
                     Some(true) => {
@@ -239,8 +259,14 @@ impl Statement {
                         break;
                     }
                     Some(false) => {}
-                    None => missing.extend(pattern.variable_keys()),
+                    None => unresolved.push(pattern),
                 }
+            }
+            if !hit && !unresolved.is_empty() {
+                // A resource with a variable that has no value matches nothing, and the
+                // statement does not apply, whether it says `Resource` or `NotResource`.
+                missing.extend(unresolved.iter().flat_map(|p| p.unresolved_keys(ctx)));
+                return None;
             }
             if hit == resources.not {
                 return None;
@@ -248,15 +274,16 @@ impl Statement {
         }
         let how = match &self.principal {
             None => None,
-            Some(clause) => {
-                let found =
-                    principal.and_then(|p| clause.items.iter().filter_map(|s| s.matches(p)).max());
-                match (clause.not, found) {
-                    (false, Some(how)) => Some(how),
-                    (true, None) => Some(PrincipalMatch::Direct),
-                    _ => return None,
+            Some(clause) => match (clause.not, clause.set.matches(principal)) {
+                (false, Some(how)) => Some(how),
+                (false, None) | (true, Some(_)) => return None,
+                // `NotPrincipal`: the caller is not one of those named. When the caller is not
+                // known, only a `Deny` may apply, so that nothing is allowed by ignorance.
+                (true, None) if principal.is_some() || self.effect == Effect::Deny => {
+                    Some(PrincipalMatch::Direct)
                 }
-            }
+                (true, None) => return None,
+            },
         };
         let mut all = true;
         for condition in &self.conditions {
@@ -314,10 +341,8 @@ impl Statement {
 
         let principal = either(obj, path, "Principal", "NotPrincipal")?
             .map(|(not, name, v)| {
-                parse_principal(v, &format!("{path}.{name}")).map(|set| Clause {
-                    not,
-                    items: vec![set],
-                })
+                parse_principal(v, &format!("{path}.{name}"))
+                    .map(|set| PrincipalClause { not, set })
             })
             .transpose()?;
         let actions = match either(obj, path, "Action", "NotAction")? {
@@ -353,17 +378,17 @@ impl Statement {
 
         let needs_principal = matches!(kind, PolicyKind::Resource | PolicyKind::Trust);
         match (kind, &principal, &resources) {
-            (PolicyKind::Identity, Some(_), _) => {
+            (PolicyKind::Identity, Some(p), _) => {
                 return Err(PolicyError::NotAllowed {
                     path: path.into(),
-                    element: "Principal",
+                    element: if p.not { "NotPrincipal" } else { "Principal" },
                     kind: kind.describe(),
                 });
             }
-            (PolicyKind::Trust, _, Some(_)) => {
+            (PolicyKind::Trust, _, Some(r)) => {
                 return Err(PolicyError::NotAllowed {
                     path: path.into(),
-                    element: "Resource",
+                    element: if r.not { "NotResource" } else { "Resource" },
                     kind: kind.describe(),
                 });
             }
@@ -495,6 +520,11 @@ fn add_aws_principal(set: &mut PrincipalSet, id: String, path: &str) -> Result<(
         }
         Ok(arn) if arn.service() == "iam" && arn.resource() == "root" => {
             set.accounts.push(arn.account().into());
+            Ok(())
+        }
+        Ok(arn) if arn.service() == "iam" && arn.resource().starts_with("role/") => {
+            let name = arn.resource().rsplit('/').next().unwrap_or_default();
+            set.roles.push((arn.account().into(), name.into()));
             Ok(())
         }
         Ok(arn) if matches!(arn.service(), "iam" | "sts") => {
@@ -745,6 +775,17 @@ mod tests {
             .to_string(),
             "Statement.Principal.AWS: invalid value `arn:aws:iam::*:root`: expected `*`, a 12-digit account id, or an IAM/STS ARN without wildcards"
         );
+    }
+
+    #[test]
+    fn oversized_documents_are_refused_before_parsing() {
+        let padding = " ".repeat(Policy::MAX_LEN);
+        let text =
+            format!(r#"{{"Statement":{{"Effect":"Allow","Action":"*","Resource":"*"}}}}{padding}"#);
+        assert!(matches!(
+            Policy::parse(&text),
+            Err(PolicyError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -114,19 +114,22 @@ pub(crate) struct PrincipalSet {
     pub(crate) everyone: bool,
     pub(crate) accounts: Vec<Box<str>>,
     pub(crate) arns: Vec<Box<str>>,
+    /// Roles named by ARN, as (account, role name): a role ARN may carry a path that its
+    /// sessions' ARNs do not (`role/ci/gitlab` has sessions `assumed-role/gitlab/...`).
+    pub(crate) roles: Vec<(Box<str>, Box<str>)>,
     pub(crate) federated: Vec<Box<str>>,
     pub(crate) services: Vec<Box<str>>,
     pub(crate) canonical_users: Vec<Box<str>>,
 }
 
 impl PrincipalSet {
-    /// How, if at all, this set names `caller`.
-    pub(crate) fn matches(&self, caller: &Principal) -> Option<PrincipalMatch> {
+    /// How, if at all, this set names `caller`. `*` names every caller, known or not.
+    pub(crate) fn matches(&self, caller: Option<&Principal>) -> Option<PrincipalMatch> {
         if self.everyone {
             return Some(PrincipalMatch::Direct);
         }
         let has = |list: &[Box<str>], s: &str| list.iter().any(|x| &**x == s);
-        match caller {
+        match caller? {
             Principal::Anonymous => None,
             Principal::User { arn, account } => {
                 if has(&self.arns, arn) {
@@ -140,9 +143,14 @@ impl PrincipalSet {
                 role_arn,
                 account,
             } => {
+                let role_name = role_arn.rsplit('/').next().unwrap_or_default();
                 if has(&self.arns, session_arn) {
                     Some(PrincipalMatch::Direct)
-                } else if has(&self.arns, role_arn) {
+                } else if self
+                    .roles
+                    .iter()
+                    .any(|(a, n)| **a == **account && **n == *role_name)
+                {
                     Some(PrincipalMatch::Role)
                 } else {
                     has(&self.accounts, account).then_some(PrincipalMatch::Account)
@@ -181,16 +189,22 @@ mod tests {
     fn match_kinds() {
         let set = PrincipalSet {
             accounts: vec!["111122223333".into()],
-            arns: vec!["arn:aws:iam::111122223333:role/gitlab".into()],
+            roles: vec![("111122223333".into(), "gitlab".into())],
             ..Default::default()
         };
         let session =
             Principal::from_arn("arn:aws:sts::111122223333:assumed-role/gitlab/s").unwrap();
-        assert_eq!(set.matches(&session), Some(PrincipalMatch::Role));
+        assert_eq!(set.matches(Some(&session)), Some(PrincipalMatch::Role));
         let user = Principal::from_arn("arn:aws:iam::111122223333:user/bob").unwrap();
-        assert_eq!(set.matches(&user), Some(PrincipalMatch::Account));
+        assert_eq!(set.matches(Some(&user)), Some(PrincipalMatch::Account));
         let stranger = Principal::from_arn("arn:aws:iam::444455556666:user/eve").unwrap();
-        assert_eq!(set.matches(&stranger), None);
-        assert_eq!(set.matches(&Principal::Anonymous), None);
+        assert_eq!(set.matches(Some(&stranger)), None);
+        assert_eq!(set.matches(Some(&Principal::Anonymous)), None);
+        assert_eq!(set.matches(None), None);
+        let everyone = PrincipalSet {
+            everyone: true,
+            ..Default::default()
+        };
+        assert_eq!(everyone.matches(None), Some(PrincipalMatch::Direct));
     }
 }

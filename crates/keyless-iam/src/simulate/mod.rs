@@ -149,21 +149,13 @@ impl Simulation {
                 .map(|p| Source::new("ResourcePolicy", p)),
             resource_account: self.resource_account.as_deref(),
         };
-        let cross_account = self.resource_policy.is_some()
-            && match (
-                &self.resource_account,
-                self.caller.as_ref().and_then(Principal::account),
-            ) {
-                (Some(owner), Some(caller)) => owner != caller,
-                _ => false,
-            };
         let mut results = Vec::new();
         for action in &self.actions {
             for resource in &self.resources {
                 let mut req = Request::new(action, resource, &self.context);
                 req.principal = self.caller.as_ref();
                 let decision = authorize(&set, &req);
-                results.push(self.result(action, resource, &decision, cross_account));
+                results.push(self.result(action, resource, &decision));
             }
         }
         SimulatePolicyOutput {
@@ -172,13 +164,7 @@ impl Simulation {
         }
     }
 
-    fn result(
-        &self,
-        action: &str,
-        resource: &str,
-        d: &Decision<'_>,
-        cross_account: bool,
-    ) -> EvaluationResult {
+    fn result(&self, action: &str, resource: &str, d: &Decision<'_>) -> EvaluationResult {
         let matched: Vec<StatementRef> = d.matched.iter().map(StatementRef::from_matched).collect();
         let missing: Vec<String> = d.missing_context.iter().map(|k| (*k).to_owned()).collect();
         let boundary = d
@@ -188,7 +174,7 @@ impl Simulation {
             });
         let details = (resource != "*").then(|| {
             let mut details = BTreeMap::new();
-            if cross_account {
+            if d.cross_account {
                 details.insert(
                     "IAM Policy".to_owned(),
                     part(d, SourceKind::Identity).as_str().to_owned(),

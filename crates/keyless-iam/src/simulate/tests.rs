@@ -219,3 +219,20 @@ fn unknown_fields_are_refused_like_awscli() {
         "{err}"
     );
 }
+
+#[test]
+fn resource_owner_without_a_caller_does_not_deny_everything() {
+    // Regression: with ResourceOwner but no CallerArn, every request was an implicit deny.
+    let out = simulate(json!({
+        "PolicyInputList": [r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}"#],
+        "ActionNames": ["s3:GetObject"],
+        "ResourceArns": ["arn:aws:s3:::b/k"],
+        "ResourceOwner": "arn:aws:iam::111122223333:root"
+    }))
+    .unwrap();
+    assert_eq!(out["EvaluationResults"][0]["EvalDecision"], "allowed");
+    assert_eq!(
+        out["EvaluationResults"][0]["EvalDecisionDetails"],
+        json!({})
+    );
+}
