@@ -74,7 +74,7 @@ fn s3_context(tenant: &str) -> Context {
     ctx.insert("aws:SourceIp", "10.42.0.17")
         .insert("aws:SecureTransport", "true")
         .insert("aws:CurrentTime", "2026-11-25T12:00:00Z")
-        .insert("aws:EpochTime", "1795694400")
+        .insert("aws:EpochTime", "1795608000")
         .insert("aws:username", "gitlab-registry")
         .insert("aws:userid", "AROAEXAMPLE:pod-a")
         .insert(

@@ -1,0 +1,429 @@
+//! The route table from S3 operations to IAM: the action each operation needs, the resource it
+//! acts on, and the condition keys of its request context.
+//!
+//! <https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html>
+//! <https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html>
+//!
+//! The map is a `match` without a catch-all arm, so an operation cannot be added without its
+//! IAM action.
+
+use std::borrow::Cow;
+
+use keyless_policy::Context;
+
+/// The S3 operations Keyless serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum S3Op {
+    AbortMultipartUpload,
+    CompleteMultipartUpload,
+    CopyObject,
+    CreateBucket,
+    CreateMultipartUpload,
+    DeleteBucket,
+    DeleteBucketPolicy,
+    DeleteObject,
+    DeleteObjects,
+    GetBucketLocation,
+    GetBucketPolicy,
+    GetObject,
+    HeadBucket,
+    HeadObject,
+    ListBuckets,
+    ListMultipartUploads,
+    ListObjects,
+    ListObjectsV2,
+    ListParts,
+    PutBucketPolicy,
+    PutObject,
+    UploadPart,
+    UploadPartCopy,
+}
+
+/// What an operation's resource is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The account's buckets as a whole (`ListBuckets`): resource `*`.
+    Service,
+    /// A bucket: `arn:aws:s3:::BUCKET`.
+    Bucket,
+    /// An object: `arn:aws:s3:::BUCKET/KEY`.
+    Object,
+}
+
+/// Every operation, for tables and tests.
+pub const ALL_OPS: [S3Op; 23] = [
+    S3Op::AbortMultipartUpload,
+    S3Op::CompleteMultipartUpload,
+    S3Op::CopyObject,
+    S3Op::CreateBucket,
+    S3Op::CreateMultipartUpload,
+    S3Op::DeleteBucket,
+    S3Op::DeleteBucketPolicy,
+    S3Op::DeleteObject,
+    S3Op::DeleteObjects,
+    S3Op::GetBucketLocation,
+    S3Op::GetBucketPolicy,
+    S3Op::GetObject,
+    S3Op::HeadBucket,
+    S3Op::HeadObject,
+    S3Op::ListBuckets,
+    S3Op::ListMultipartUploads,
+    S3Op::ListObjects,
+    S3Op::ListObjectsV2,
+    S3Op::ListParts,
+    S3Op::PutBucketPolicy,
+    S3Op::PutObject,
+    S3Op::UploadPart,
+    S3Op::UploadPartCopy,
+];
+
+impl S3Op {
+    /// The operation's name in the S3 API reference (`GetObject`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AbortMultipartUpload => "AbortMultipartUpload",
+            Self::CompleteMultipartUpload => "CompleteMultipartUpload",
+            Self::CopyObject => "CopyObject",
+            Self::CreateBucket => "CreateBucket",
+            Self::CreateMultipartUpload => "CreateMultipartUpload",
+            Self::DeleteBucket => "DeleteBucket",
+            Self::DeleteBucketPolicy => "DeleteBucketPolicy",
+            Self::DeleteObject => "DeleteObject",
+            Self::DeleteObjects => "DeleteObjects",
+            Self::GetBucketLocation => "GetBucketLocation",
+            Self::GetBucketPolicy => "GetBucketPolicy",
+            Self::GetObject => "GetObject",
+            Self::HeadBucket => "HeadBucket",
+            Self::HeadObject => "HeadObject",
+            Self::ListBuckets => "ListBuckets",
+            Self::ListMultipartUploads => "ListMultipartUploads",
+            Self::ListObjects => "ListObjects",
+            Self::ListObjectsV2 => "ListObjectsV2",
+            Self::ListParts => "ListParts",
+            Self::PutBucketPolicy => "PutBucketPolicy",
+            Self::PutObject => "PutObject",
+            Self::UploadPart => "UploadPart",
+            Self::UploadPartCopy => "UploadPartCopy",
+        }
+    }
+
+    /// The operation with this API name, if Keyless serves it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        ALL_OPS.iter().copied().find(|op| op.name() == name)
+    }
+
+    /// The IAM action that authorizes the operation on its resource.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::AbortMultipartUpload => "s3:AbortMultipartUpload",
+            Self::CompleteMultipartUpload
+            | Self::CopyObject
+            | Self::CreateMultipartUpload
+            | Self::PutObject
+            | Self::UploadPart
+            | Self::UploadPartCopy => "s3:PutObject",
+            Self::CreateBucket => "s3:CreateBucket",
+            Self::DeleteBucket => "s3:DeleteBucket",
+            Self::DeleteBucketPolicy => "s3:DeleteBucketPolicy",
+            Self::DeleteObject | Self::DeleteObjects => "s3:DeleteObject",
+            Self::GetBucketLocation => "s3:GetBucketLocation",
+            Self::GetBucketPolicy => "s3:GetBucketPolicy",
+            Self::GetObject | Self::HeadObject => "s3:GetObject",
+            Self::HeadBucket | Self::ListObjects | Self::ListObjectsV2 => "s3:ListBucket",
+            Self::ListBuckets => "s3:ListAllMyBuckets",
+            Self::ListMultipartUploads => "s3:ListBucketMultipartUploads",
+            Self::ListParts => "s3:ListMultipartUploadParts",
+            Self::PutBucketPolicy => "s3:PutBucketPolicy",
+        }
+    }
+
+    /// What the action's resource is. (`DeleteObjects` is authorized once per key.)
+    pub fn scope(self) -> Scope {
+        match self {
+            Self::ListBuckets => Scope::Service,
+            Self::CreateBucket
+            | Self::DeleteBucket
+            | Self::DeleteBucketPolicy
+            | Self::GetBucketLocation
+            | Self::GetBucketPolicy
+            | Self::HeadBucket
+            | Self::ListMultipartUploads
+            | Self::ListObjects
+            | Self::ListObjectsV2
+            | Self::PutBucketPolicy => Scope::Bucket,
+            Self::AbortMultipartUpload
+            | Self::CompleteMultipartUpload
+            | Self::CopyObject
+            | Self::CreateMultipartUpload
+            | Self::DeleteObject
+            | Self::DeleteObjects
+            | Self::GetObject
+            | Self::HeadObject
+            | Self::ListParts
+            | Self::PutObject
+            | Self::UploadPart
+            | Self::UploadPartCopy => Scope::Object,
+        }
+    }
+
+    /// Whether the operation also reads a source object (`x-amz-copy-source`), which needs
+    /// `s3:GetObject` on that object too.
+    pub fn reads_copy_source(self) -> bool {
+        matches!(self, Self::CopyObject | Self::UploadPartCopy)
+    }
+
+    /// The resource ARN of the operation on `bucket` and `key`.
+    pub fn resource(self, bucket: &str, key: &str) -> String {
+        match self.scope() {
+            Scope::Service => "*".to_owned(),
+            Scope::Bucket => bucket_arn(bucket),
+            Scope::Object => object_arn(bucket, key),
+        }
+    }
+}
+
+/// `arn:aws:s3:::BUCKET`.
+pub fn bucket_arn(bucket: &str) -> String {
+    format!("arn:aws:s3:::{bucket}")
+}
+
+/// `arn:aws:s3:::BUCKET/KEY`.
+pub fn object_arn(bucket: &str, key: &str) -> String {
+    format!("arn:aws:s3:::{bucket}/{key}")
+}
+
+/// How the request was authenticated, as `s3:authType` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    /// `Authorization` header.
+    Header,
+    /// Presigned URL (query string).
+    QueryString,
+    /// Browser POST form.
+    Post,
+}
+
+impl AuthType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Header => "REST-HEADER",
+            Self::QueryString => "REST-QUERY-STRING",
+            Self::Post => "POST",
+        }
+    }
+}
+
+/// What the server knows of one request, from which its condition keys are built.
+///
+/// <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html>
+/// <https://docs.aws.amazon.com/AmazonS3/latest/API/bucket-policy-s3-sigv4-conditions.html>
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts<'a> {
+    /// The client's address.
+    pub source_ip: Option<std::net::IpAddr>,
+    /// Whether the request came over TLS.
+    pub secure_transport: bool,
+    /// Seconds since the epoch (the caller reads the clock).
+    pub epoch_seconds: i64,
+    /// `aws:username` (IAM users only).
+    pub username: Option<&'a str>,
+    /// `aws:userid`: the user's id, or `ROLEID:SESSION` for a role session.
+    pub userid: Option<&'a str>,
+    /// `aws:PrincipalArn`: the user's ARN, or the role's ARN for a session.
+    pub principal_arn: Option<&'a str>,
+    /// `aws:PrincipalAccount`.
+    pub principal_account: Option<&'a str>,
+    /// `aws:PrincipalType`: `User`, `AssumedRole`, `Account` or `Anonymous`.
+    pub principal_type: Option<&'a str>,
+    /// `aws:TokenIssueTime`, for temporary credentials (ISO 8601).
+    pub token_issue_time: Option<&'a str>,
+    /// `s3:signatureversion`: `AWS4-HMAC-SHA256` or `AWS`.
+    pub signature_version: Option<&'a str>,
+    /// `s3:authType`.
+    pub auth_type: Option<AuthType>,
+    /// `s3:x-amz-content-sha256`, as the client sent it.
+    pub content_sha256: Option<&'a str>,
+    /// `s3:prefix`, `s3:delimiter` and `s3:max-keys` for listings.
+    pub prefix: Option<&'a str>,
+    /// See `prefix`.
+    pub delimiter: Option<&'a str>,
+    /// See `prefix`.
+    pub max_keys: Option<i64>,
+}
+
+impl RequestFacts<'_> {
+    /// The request context the policy engine decides with.
+    pub fn context(&self) -> Context {
+        let mut ctx = Context::with_capacity(16);
+        let mut put = |key: &'static str, value: Option<Cow<'_, str>>| {
+            if let Some(v) = value {
+                ctx.insert(key, v.into_owned());
+            }
+        };
+        put(
+            "aws:SourceIp",
+            self.source_ip.map(|ip| ip.to_string().into()),
+        );
+        put(
+            "aws:SecureTransport",
+            Some(self.secure_transport.to_string().into()),
+        );
+        put("aws:CurrentTime", Some(iso8601(self.epoch_seconds).into()));
+        put("aws:EpochTime", Some(self.epoch_seconds.to_string().into()));
+        put("aws:username", self.username.map(Cow::Borrowed));
+        put("aws:userid", self.userid.map(Cow::Borrowed));
+        put("aws:PrincipalArn", self.principal_arn.map(Cow::Borrowed));
+        put(
+            "aws:PrincipalAccount",
+            self.principal_account.map(Cow::Borrowed),
+        );
+        put("aws:PrincipalType", self.principal_type.map(Cow::Borrowed));
+        put(
+            "aws:TokenIssueTime",
+            self.token_issue_time.map(Cow::Borrowed),
+        );
+        put(
+            "s3:signatureversion",
+            self.signature_version.map(Cow::Borrowed),
+        );
+        put("s3:authType", self.auth_type.map(|a| a.as_str().into()));
+        put(
+            "s3:x-amz-content-sha256",
+            self.content_sha256.map(Cow::Borrowed),
+        );
+        put("s3:prefix", self.prefix.map(Cow::Borrowed));
+        put("s3:delimiter", self.delimiter.map(Cow::Borrowed));
+        put("s3:max-keys", self.max_keys.map(|n| n.to_string().into()));
+        ctx
+    }
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ` for seconds since the epoch.
+fn iso8601(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for op in ALL_OPS {
+            assert_eq!(S3Op::from_name(op.name()), Some(op));
+            assert!(op.action().starts_with("s3:"));
+        }
+        assert_eq!(S3Op::from_name("PutBucketAcl"), None);
+    }
+
+    /// The permissions the S3 User Guide lists for each operation.
+    #[test]
+    fn actions_follow_the_s3_permission_table() {
+        let table = [
+            ("GetObject", "s3:GetObject", "arn:aws:s3:::b/k"),
+            ("HeadObject", "s3:GetObject", "arn:aws:s3:::b/k"),
+            ("PutObject", "s3:PutObject", "arn:aws:s3:::b/k"),
+            ("CopyObject", "s3:PutObject", "arn:aws:s3:::b/k"),
+            ("CreateMultipartUpload", "s3:PutObject", "arn:aws:s3:::b/k"),
+            ("UploadPart", "s3:PutObject", "arn:aws:s3:::b/k"),
+            ("UploadPartCopy", "s3:PutObject", "arn:aws:s3:::b/k"),
+            (
+                "CompleteMultipartUpload",
+                "s3:PutObject",
+                "arn:aws:s3:::b/k",
+            ),
+            (
+                "AbortMultipartUpload",
+                "s3:AbortMultipartUpload",
+                "arn:aws:s3:::b/k",
+            ),
+            (
+                "ListParts",
+                "s3:ListMultipartUploadParts",
+                "arn:aws:s3:::b/k",
+            ),
+            ("DeleteObject", "s3:DeleteObject", "arn:aws:s3:::b/k"),
+            ("DeleteObjects", "s3:DeleteObject", "arn:aws:s3:::b/k"),
+            ("ListObjects", "s3:ListBucket", "arn:aws:s3:::b"),
+            ("ListObjectsV2", "s3:ListBucket", "arn:aws:s3:::b"),
+            ("HeadBucket", "s3:ListBucket", "arn:aws:s3:::b"),
+            (
+                "ListMultipartUploads",
+                "s3:ListBucketMultipartUploads",
+                "arn:aws:s3:::b",
+            ),
+            (
+                "GetBucketLocation",
+                "s3:GetBucketLocation",
+                "arn:aws:s3:::b",
+            ),
+            ("CreateBucket", "s3:CreateBucket", "arn:aws:s3:::b"),
+            ("DeleteBucket", "s3:DeleteBucket", "arn:aws:s3:::b"),
+            ("PutBucketPolicy", "s3:PutBucketPolicy", "arn:aws:s3:::b"),
+            ("GetBucketPolicy", "s3:GetBucketPolicy", "arn:aws:s3:::b"),
+            (
+                "DeleteBucketPolicy",
+                "s3:DeleteBucketPolicy",
+                "arn:aws:s3:::b",
+            ),
+            ("ListBuckets", "s3:ListAllMyBuckets", "*"),
+        ];
+        assert_eq!(table.len(), ALL_OPS.len());
+        for (name, action, resource) in table {
+            let op = S3Op::from_name(name).unwrap();
+            assert_eq!(op.action(), action, "{name}");
+            assert_eq!(op.resource("b", "k"), resource, "{name}");
+        }
+        assert!(S3Op::CopyObject.reads_copy_source());
+        assert!(S3Op::UploadPartCopy.reads_copy_source());
+        assert!(!S3Op::PutObject.reads_copy_source());
+    }
+
+    #[test]
+    fn context_keys() {
+        let facts = RequestFacts {
+            source_ip: Some("10.1.2.3".parse().unwrap()),
+            secure_transport: true,
+            epoch_seconds: 1_795_608_000,
+            username: Some("alice"),
+            principal_arn: Some("arn:aws:iam::111122223333:user/alice"),
+            auth_type: Some(AuthType::QueryString),
+            prefix: Some("home/alice/"),
+            max_keys: Some(1000),
+            ..Default::default()
+        };
+        let ctx = facts.context();
+        let get = |k: &str| ctx.get(k).map(|v| v.values[0].clone());
+        assert_eq!(get("aws:SourceIp").as_deref(), Some("10.1.2.3"));
+        assert_eq!(get("aws:SecureTransport").as_deref(), Some("true"));
+        assert_eq!(
+            get("aws:CurrentTime").as_deref(),
+            Some("2026-11-25T12:00:00Z")
+        );
+        assert_eq!(get("aws:EpochTime").as_deref(), Some("1795608000"));
+        assert_eq!(get("s3:authType").as_deref(), Some("REST-QUERY-STRING"));
+        assert_eq!(get("s3:prefix").as_deref(), Some("home/alice/"));
+        assert_eq!(get("s3:max-keys").as_deref(), Some("1000"));
+        assert_eq!(get("aws:userid"), None);
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
