@@ -4,4 +4,6 @@
 
 mod authz;
 
+pub mod store;
+
 pub use authz::{ALL_OPS, AuthType, RequestFacts, S3Op, Scope, bucket_arn, object_arn};

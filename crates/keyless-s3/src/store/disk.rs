@@ -1,0 +1,500 @@
+//! `DiskStore`: the embedded default. Object data lives in files, metadata in redb.
+//!
+//! A PUT writes a temporary file, fsyncs it, renames it to its blob name (and fsyncs the
+//! folder), then commits the key → blob mapping in one redb transaction. A crash at any point
+//! leaves the key absent or whole: never partial. Blob names are random, so no key (however it
+//! is spelled: `../`, `//`, unicode) ever becomes a path. Blobs that a crash left unreferenced
+//! are removed when the store opens.
+
+use std::collections::HashSet;
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use futures_util::StreamExt as _;
+use keyless_types::Clock;
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+
+use super::{
+    BodyCheck, BucketInfo, ByteRange, ByteStream, ListPage, ListQuery, ObjectInfo, ObjectStore,
+    PutOptions, StoreError, hex, paginate,
+};
+
+const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+
+/// Chunk size for reading objects back.
+const READ_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BucketRecord {
+    info: BucketInfo,
+    policy: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ObjectRecord {
+    info: ObjectInfo,
+    blob: String,
+}
+
+struct Inner {
+    db: Database,
+    root: PathBuf,
+    clock: Arc<dyn Clock>,
+}
+
+/// Objects on local disk with metadata in redb.
+#[derive(Clone)]
+pub struct DiskStore {
+    inner: Arc<Inner>,
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(db_err)
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(db_err)
+}
+
+impl DiskStore {
+    /// Opens (creating if needed) a store in `root`: `meta.redb`, `blobs/` and `tmp/`.
+    pub fn open(root: impl Into<PathBuf>, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("blobs"))?;
+        // Temporary files of writes that never finished.
+        let _ = std::fs::remove_dir_all(root.join("tmp"));
+        std::fs::create_dir_all(root.join("tmp"))?;
+        let db = Database::create(root.join("meta.redb")).map_err(db_err)?;
+        let txn = db.begin_write().map_err(db_err)?;
+        txn.open_table(BUCKETS).map_err(db_err)?;
+        txn.open_table(OBJECTS).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        let store = Self {
+            inner: Arc::new(Inner { db, root, clock }),
+        };
+        store.remove_orphans()?;
+        Ok(store)
+    }
+
+    /// Removes blobs that no key refers to (left by a crash between rename and commit).
+    fn remove_orphans(&self) -> Result<(), StoreError> {
+        let txn = self.inner.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(OBJECTS).map_err(db_err)?;
+        let mut live = HashSet::new();
+        for entry in table.iter().map_err(db_err)? {
+            let (_, value) = entry.map_err(db_err)?;
+            live.insert(decode::<ObjectRecord>(value.value())?.blob);
+        }
+        for dir in std::fs::read_dir(self.inner.root.join("blobs"))? {
+            for blob in std::fs::read_dir(dir?.path())? {
+                let blob = blob?;
+                if !live.contains(&*blob.file_name().to_string_lossy()) {
+                    std::fs::remove_file(blob.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.inner
+            .clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    fn blob_path(&self, blob: &str) -> PathBuf {
+        self.inner.root.join("blobs").join(&blob[..2]).join(blob)
+    }
+
+    /// Runs blocking database work off the async threads.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Database(format!("storage task failed: {e}")))?
+    }
+
+    async fn record(&self, bucket: &str, key: &str) -> Result<ObjectRecord, StoreError> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            let objects = txn.open_table(OBJECTS).map_err(db_err)?;
+            if let Some(v) = objects
+                .get((bucket.as_str(), key.as_str()))
+                .map_err(db_err)?
+            {
+                return decode(v.value());
+            }
+            let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+            if buckets.get(bucket.as_str()).map_err(db_err)?.is_none() {
+                return Err(StoreError::NoSuchBucket(bucket));
+            }
+            Err(StoreError::NoSuchKey { bucket, key })
+        })
+        .await
+    }
+}
+
+fn bucket_record(txn: &redb::ReadTransaction, bucket: &str) -> Result<BucketRecord, StoreError> {
+    let table = txn.open_table(BUCKETS).map_err(db_err)?;
+    let value = table
+        .get(bucket)
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::NoSuchBucket(bucket.to_owned()))?;
+    decode(value.value())
+}
+
+fn new_blob_id() -> Result<String, StoreError> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(hex(&id))
+}
+
+async fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+    Ok(())
+}
+
+impl ObjectStore for DiskStore {
+    async fn create_bucket(&self, bucket: &str) -> Result<BucketInfo, StoreError> {
+        let info = BucketInfo {
+            name: bucket.to_owned(),
+            created_ms: self.now_ms(),
+        };
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_write().map_err(db_err)?;
+            {
+                let mut table = txn.open_table(BUCKETS).map_err(db_err)?;
+                if table.get(info.name.as_str()).map_err(db_err)?.is_some() {
+                    return Err(StoreError::BucketAlreadyExists(info.name));
+                }
+                let record = encode(&BucketRecord {
+                    info: info.clone(),
+                    policy: None,
+                })?;
+                table
+                    .insert(info.name.as_str(), record.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)?;
+            Ok(info)
+        })
+        .await
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<(), StoreError> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_write().map_err(db_err)?;
+            {
+                let objects = txn.open_table(OBJECTS).map_err(db_err)?;
+                let mut first = objects.range((bucket.as_str(), "")..).map_err(db_err)?;
+                if let Some(entry) = first.next() {
+                    let (k, _) = entry.map_err(db_err)?;
+                    if k.value().0 == bucket {
+                        return Err(StoreError::BucketNotEmpty(bucket));
+                    }
+                }
+                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                if buckets.remove(bucket.as_str()).map_err(db_err)?.is_none() {
+                    return Err(StoreError::NoSuchBucket(bucket));
+                }
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn head_bucket(&self, bucket: &str) -> Result<BucketInfo, StoreError> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            bucket_record(&txn, &bucket).map(|r| r.info)
+        })
+        .await
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>, StoreError> {
+        self.blocking(|inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(BUCKETS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(db_err)? {
+                let (_, v) = entry.map_err(db_err)?;
+                out.push(decode::<BucketRecord>(v.value())?.info);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut body: ByteStream,
+        options: PutOptions,
+    ) -> Result<ObjectInfo, StoreError> {
+        self.head_bucket(bucket).await?;
+        let blob = new_blob_id()?;
+        let tmp = self.inner.root.join("tmp").join(&blob);
+        let written = async {
+            let mut file = tokio::fs::File::create_new(&tmp).await?;
+            let mut check = BodyCheck::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(StoreError::Body)?;
+                check.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            file.sync_all().await?;
+            check.finish(&options)
+        }
+        .await;
+        let (etag, size) = match written {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let path = self.blob_path(&blob);
+        let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        fsync_dir(&dir).await?;
+
+        let record = ObjectRecord {
+            info: ObjectInfo {
+                key: key.to_owned(),
+                size,
+                etag,
+                last_modified_ms: self.now_ms(),
+                content_type: options.content_type,
+                metadata: options.metadata,
+            },
+            blob,
+        };
+        let bucket = bucket.to_owned();
+        let info = record.info.clone();
+        let committed = self
+            .blocking(move |inner| {
+                let txn = inner.db.begin_write().map_err(db_err)?;
+                let old = {
+                    if txn
+                        .open_table(BUCKETS)
+                        .map_err(db_err)?
+                        .get(bucket.as_str())
+                        .map_err(db_err)?
+                        .is_none()
+                    {
+                        return Err(StoreError::NoSuchBucket(bucket));
+                    }
+                    let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+                    let encoded = encode(&record)?;
+                    let old = objects
+                        .insert(
+                            (bucket.as_str(), record.info.key.as_str()),
+                            encoded.as_slice(),
+                        )
+                        .map_err(db_err)?;
+                    old.map(|v| decode::<ObjectRecord>(v.value())).transpose()?
+                };
+                txn.commit().map_err(db_err)?;
+                Ok(old.map(|o| o.blob))
+            })
+            .await;
+        match committed {
+            Ok(Some(old_blob)) => {
+                let _ = tokio::fs::remove_file(self.blob_path(&old_blob)).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(e);
+            }
+        }
+        Ok(info)
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, ByteStream), StoreError> {
+        // An overwrite may remove the blob between reading the record and opening the file:
+        // read the record again then.
+        for _ in 0..3 {
+            let record = self.record(bucket, key).await?;
+            let mut file = match tokio::fs::File::open(self.blob_path(&record.blob)).await {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let (offset, len) = match range {
+                Some(r) => r.resolve(record.info.size)?,
+                None => (0, record.info.size),
+            };
+            if offset > 0 {
+                file.seek(SeekFrom::Start(offset)).await?;
+            }
+            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_CHUNK);
+            return Ok((record.info, Box::pin(stream)));
+        }
+        Err(StoreError::NoSuchKey {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo, StoreError> {
+        self.record(bucket, key).await.map(|r| r.info)
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let removed = self
+            .blocking(move |inner| {
+                let txn = inner.db.begin_write().map_err(db_err)?;
+                let old = {
+                    if txn
+                        .open_table(BUCKETS)
+                        .map_err(db_err)?
+                        .get(bucket.as_str())
+                        .map_err(db_err)?
+                        .is_none()
+                    {
+                        return Err(StoreError::NoSuchBucket(bucket));
+                    }
+                    let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+                    let old = objects
+                        .remove((bucket.as_str(), key.as_str()))
+                        .map_err(db_err)?;
+                    old.map(|v| decode::<ObjectRecord>(v.value())).transpose()?
+                };
+                txn.commit().map_err(db_err)?;
+                Ok(old)
+            })
+            .await?;
+        if let Some(old) = removed {
+            let _ = tokio::fs::remove_file(self.blob_path(&old.blob)).await;
+        }
+        Ok(())
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        query: ListQuery<'_>,
+    ) -> Result<ListPage, StoreError> {
+        let bucket = bucket.to_owned();
+        let prefix = query.prefix.to_owned();
+        let delimiter = query.delimiter.map(str::to_owned);
+        let after = query.after.map(str::to_owned);
+        let max_keys = query.max_keys;
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            bucket_record(&txn, &bucket)?;
+            let table = txn.open_table(OBJECTS).map_err(db_err)?;
+            let start = after
+                .as_deref()
+                .map_or(prefix.as_str(), |a| a.max(prefix.as_str()));
+            let mut range = table.range((bucket.as_str(), start)..).map_err(db_err)?;
+            let mut failure = None;
+            let keys = std::iter::from_fn(|| {
+                loop {
+                    let (k, v) = match range.next()? {
+                        Ok(entry) => entry,
+                        Err(e) => {
+                            failure = Some(db_err(e));
+                            return None;
+                        }
+                    };
+                    let (b, key) = k.value();
+                    if b != bucket || !key.starts_with(prefix.as_str()) {
+                        return None;
+                    }
+                    if after.as_deref() == Some(key) {
+                        continue;
+                    }
+                    return match decode::<ObjectRecord>(v.value()) {
+                        Ok(record) => Some(record.info),
+                        Err(e) => {
+                            failure = Some(e);
+                            None
+                        }
+                    };
+                }
+            });
+            let page = paginate(
+                keys,
+                ListQuery {
+                    prefix: &prefix,
+                    delimiter: delimiter.as_deref(),
+                    after: after.as_deref(),
+                    max_keys,
+                },
+            );
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(page),
+            }
+        })
+        .await
+    }
+
+    async fn set_bucket_policy(
+        &self,
+        bucket: &str,
+        policy: Option<String>,
+    ) -> Result<(), StoreError> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_write().map_err(db_err)?;
+            {
+                let mut table = txn.open_table(BUCKETS).map_err(db_err)?;
+                let mut record: BucketRecord = {
+                    let value = table
+                        .get(bucket.as_str())
+                        .map_err(db_err)?
+                        .ok_or_else(|| StoreError::NoSuchBucket(bucket.clone()))?;
+                    decode(value.value())?
+                };
+                record.policy = policy;
+                let encoded = encode(&record)?;
+                table
+                    .insert(bucket.as_str(), encoded.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, StoreError> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            bucket_record(&txn, &bucket).map(|r| r.policy)
+        })
+        .await
+    }
+}

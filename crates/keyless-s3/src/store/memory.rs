@@ -1,0 +1,212 @@
+//! `MemoryStore`: the in-memory double of [`ObjectStore`], for tests and for the conformance
+//! suite both backends pass.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use keyless_types::Clock;
+
+use super::{
+    BodyCheck, BucketInfo, ByteRange, ByteStream, ListPage, ListQuery, ObjectInfo, ObjectStore,
+    PutOptions, StoreError, paginate,
+};
+
+#[derive(Default)]
+struct Bucket {
+    info: Option<BucketInfo>,
+    policy: Option<String>,
+    objects: BTreeMap<String, (ObjectInfo, Bytes)>,
+}
+
+/// Buckets and objects in memory.
+pub struct MemoryStore {
+    buckets: Mutex<BTreeMap<String, Bucket>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            buckets: Mutex::new(BTreeMap::new()),
+            clock,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Bucket>> {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    fn with_bucket<T>(
+        &self,
+        bucket: &str,
+        f: impl FnOnce(&mut Bucket) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut buckets = self.lock();
+        let b = buckets
+            .get_mut(bucket)
+            .ok_or_else(|| StoreError::NoSuchBucket(bucket.to_owned()))?;
+        f(b)
+    }
+}
+
+impl ObjectStore for MemoryStore {
+    async fn create_bucket(&self, bucket: &str) -> Result<BucketInfo, StoreError> {
+        let mut buckets = self.lock();
+        if buckets.contains_key(bucket) {
+            return Err(StoreError::BucketAlreadyExists(bucket.to_owned()));
+        }
+        let info = BucketInfo {
+            name: bucket.to_owned(),
+            created_ms: self.now_ms(),
+        };
+        buckets.insert(
+            bucket.to_owned(),
+            Bucket {
+                info: Some(info.clone()),
+                ..Default::default()
+            },
+        );
+        Ok(info)
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<(), StoreError> {
+        let mut buckets = self.lock();
+        match buckets.get(bucket) {
+            None => Err(StoreError::NoSuchBucket(bucket.to_owned())),
+            Some(b) if !b.objects.is_empty() => Err(StoreError::BucketNotEmpty(bucket.to_owned())),
+            Some(_) => {
+                buckets.remove(bucket);
+                Ok(())
+            }
+        }
+    }
+
+    async fn head_bucket(&self, bucket: &str) -> Result<BucketInfo, StoreError> {
+        self.with_bucket(bucket, |b| {
+            b.info
+                .clone()
+                .ok_or_else(|| StoreError::NoSuchBucket(bucket.to_owned()))
+        })
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>, StoreError> {
+        Ok(self
+            .lock()
+            .values()
+            .filter_map(|b| b.info.clone())
+            .collect())
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut body: ByteStream,
+        options: PutOptions,
+    ) -> Result<ObjectInfo, StoreError> {
+        self.head_bucket(bucket).await?;
+        let mut check = BodyCheck::new();
+        let mut data = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(StoreError::Body)?;
+            check.update(&chunk);
+            data.extend_from_slice(&chunk);
+        }
+        let (etag, size) = check.finish(&options)?;
+        let info = ObjectInfo {
+            key: key.to_owned(),
+            size,
+            etag,
+            last_modified_ms: self.now_ms(),
+            content_type: options.content_type,
+            metadata: options.metadata,
+        };
+        self.with_bucket(bucket, |b| {
+            b.objects
+                .insert(key.to_owned(), (info.clone(), Bytes::from(data)));
+            Ok(info)
+        })
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, ByteStream), StoreError> {
+        let (info, data) = self.with_bucket(bucket, |b| {
+            b.objects
+                .get(key)
+                .cloned()
+                .ok_or_else(|| StoreError::NoSuchKey {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                })
+        })?;
+        let data = match range {
+            Some(r) => {
+                let (offset, len) = r.resolve(info.size)?;
+                data.slice(offset as usize..(offset + len) as usize)
+            }
+            None => data,
+        };
+        let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(data)]));
+        Ok((info, stream))
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo, StoreError> {
+        self.get_object(bucket, key, None)
+            .await
+            .map(|(info, _)| info)
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        self.with_bucket(bucket, |b| {
+            b.objects.remove(key);
+            Ok(())
+        })
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        query: ListQuery<'_>,
+    ) -> Result<ListPage, StoreError> {
+        self.with_bucket(bucket, |b| {
+            let start = query.after.map_or(query.prefix, |a| a.max(query.prefix));
+            let keys = b
+                .objects
+                .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+                .filter(|(k, _)| query.after != Some(k.as_str()))
+                .take_while(|(k, _)| k.starts_with(query.prefix))
+                .map(|(_, (info, _))| info.clone());
+            Ok(paginate(keys, query))
+        })
+    }
+
+    async fn set_bucket_policy(
+        &self,
+        bucket: &str,
+        policy: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.with_bucket(bucket, |b| {
+            b.policy = policy;
+            Ok(())
+        })
+    }
+
+    async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, StoreError> {
+        self.with_bucket(bucket, |b| Ok(b.policy.clone()))
+    }
+}

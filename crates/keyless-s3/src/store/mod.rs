@@ -1,0 +1,323 @@
+//! The `ObjectStore` seam: buckets, objects and bucket policies, behind a trait with an
+//! in-memory double (`MemoryStore`) and the embedded default (`DiskStore`: files and redb).
+//!
+//! Semantics follow S3's: deleting an absent key succeeds; listings are in UTF-8 byte order of
+//! keys, with `CommonPrefixes` rolled up at the delimiter and counted against `max-keys`.
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html>
+
+mod disk;
+mod memory;
+
+pub use disk::DiskStore;
+pub use memory::MemoryStore;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+
+/// Object data as a stream of chunks.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The bucket does not exist.
+    #[error("bucket `{0}` does not exist")]
+    NoSuchBucket(String),
+    /// The bucket still holds objects.
+    #[error("bucket `{0}` is not empty")]
+    BucketNotEmpty(String),
+    /// The bucket exists already.
+    #[error("bucket `{0}` already exists")]
+    BucketAlreadyExists(String),
+    /// The key does not exist.
+    #[error("key `{key}` does not exist in bucket `{bucket}`")]
+    NoSuchKey {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
+    /// The data does not match the digest the client sent; nothing was stored.
+    #[error("the body does not match its Content-MD5")]
+    BadDigest,
+    /// The body ended before (or ran past) its declared length; nothing was stored.
+    #[error("the body was {got} bytes where {expected} were declared")]
+    IncompleteBody {
+        /// Declared length.
+        expected: u64,
+        /// Received length.
+        got: u64,
+    },
+    /// The range lies outside the object.
+    #[error("the range is not satisfiable for an object of {size} bytes")]
+    InvalidRange {
+        /// The object's size.
+        size: u64,
+    },
+    /// The client's body stream failed; nothing was stored.
+    #[error("reading the request body failed: {0}")]
+    Body(io::Error),
+    /// Disk IO failed.
+    #[error("storage IO failed: {0}")]
+    Io(#[from] io::Error),
+    /// The metadata database failed.
+    #[error("metadata database failed: {0}")]
+    Database(String),
+}
+
+/// A bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    /// Its name.
+    pub name: String,
+    /// Creation time, milliseconds since the epoch.
+    pub created_ms: i64,
+}
+
+/// An object's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The ETag without quotes: the MD5 of the data in hex.
+    pub etag: String,
+    /// Last modification, milliseconds since the epoch.
+    pub last_modified_ms: i64,
+    /// `Content-Type`, as stored.
+    pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*`), names lowercased.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What a PUT carries besides its data.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// User metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// `Content-MD5`, which the data must match.
+    pub content_md5: Option<[u8; 16]>,
+    /// `Content-Length` (decoded length for chunked uploads), which the data must match.
+    pub content_length: Option<u64>,
+}
+
+/// A byte range of a GET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=first-last` (inclusive) or `bytes=first-`.
+    From {
+        /// First byte.
+        first: u64,
+        /// Last byte, inclusive; the end of the object when absent.
+        last: Option<u64>,
+    },
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// The `(offset, length)` this range selects in an object of `size` bytes.
+    pub fn resolve(self, size: u64) -> Result<(u64, u64), StoreError> {
+        match self {
+            Self::From { first, last } if first < size => {
+                let last = last.map_or(size - 1, |l| l.min(size - 1));
+                if last < first {
+                    return Err(StoreError::InvalidRange { size });
+                }
+                Ok((first, last - first + 1))
+            }
+            Self::Suffix(n) if n > 0 && size > 0 => {
+                let n = n.min(size);
+                Ok((size - n, n))
+            }
+            _ => Err(StoreError::InvalidRange { size }),
+        }
+    }
+}
+
+/// A listing request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListQuery<'a> {
+    /// Only keys that start with this.
+    pub prefix: &'a str,
+    /// Roll keys up into common prefixes at the first delimiter after the prefix.
+    pub delimiter: Option<&'a str>,
+    /// Start after this key (`start-after`, `marker`, or a continuation token).
+    pub after: Option<&'a str>,
+    /// At most this many keys and common prefixes together.
+    pub max_keys: usize,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// The objects, in key order.
+    pub objects: Vec<ObjectInfo>,
+    /// The common prefixes, in order.
+    pub common_prefixes: Vec<String>,
+    /// Whether more remain.
+    pub truncated: bool,
+    /// Where the next page starts after, when truncated.
+    pub next_after: Option<String>,
+}
+
+/// Storage of buckets, objects and bucket policies.
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Creates a bucket.
+    fn create_bucket(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<BucketInfo, StoreError>> + Send;
+    /// Deletes an empty bucket.
+    fn delete_bucket(&self, bucket: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A bucket's information.
+    fn head_bucket(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<BucketInfo, StoreError>> + Send;
+    /// Every bucket, by name.
+    fn list_buckets(&self) -> impl Future<Output = Result<Vec<BucketInfo>, StoreError>> + Send;
+    /// Stores an object whole, or nothing (on a digest or length mismatch, or a failed body).
+    fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
+    /// An object's metadata and data (or a range of it).
+    fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> impl Future<Output = Result<(ObjectInfo, ByteStream), StoreError>> + Send;
+    /// An object's metadata.
+    fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
+    /// Deletes an object; deleting an absent key succeeds.
+    fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// One page of the bucket's keys.
+    fn list_objects(
+        &self,
+        bucket: &str,
+        query: ListQuery<'_>,
+    ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
+    /// Sets (`Some`) or removes (`None`) the bucket's policy document.
+    fn set_bucket_policy(
+        &self,
+        bucket: &str,
+        policy: Option<String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The bucket's policy document, if any.
+    fn bucket_policy(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+}
+
+/// Builds a listing page from keys in order, all in the bucket and after `query.after`.
+pub(crate) fn paginate<I>(objects: I, query: ListQuery<'_>) -> ListPage
+where
+    I: IntoIterator<Item = ObjectInfo>,
+{
+    let mut page = ListPage::default();
+    let mut last: Option<String> = None;
+    for info in objects {
+        let Some(rest) = info.key.strip_prefix(query.prefix) else {
+            continue;
+        };
+        let rolled = query.delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+            rest.find(d)
+                .map(|i| format!("{}{}", query.prefix, &rest[..i + d.len()]))
+        });
+        let seen = |cp: &String| {
+            page.common_prefixes.last() == Some(cp) || query.after.is_some_and(|a| a >= cp.as_str())
+        };
+        if rolled.as_ref().is_some_and(seen) {
+            continue;
+        }
+        if page.objects.len() + page.common_prefixes.len() == query.max_keys {
+            page.truncated = true;
+            page.next_after = last;
+            return page;
+        }
+        match rolled {
+            Some(cp) => {
+                last = Some(cp.clone());
+                page.common_prefixes.push(cp);
+            }
+            None => {
+                last = Some(info.key.clone());
+                page.objects.push(info);
+            }
+        }
+    }
+    page
+}
+
+/// Lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Hashes and counts a body as it streams, and checks it against what the client declared.
+pub(crate) struct BodyCheck {
+    md5: Md5,
+    len: u64,
+}
+
+impl BodyCheck {
+    pub(crate) fn new() -> Self {
+        Self {
+            md5: Md5::new(),
+            len: 0,
+        }
+    }
+
+    pub(crate) fn update(&mut self, chunk: &[u8]) {
+        self.md5.update(chunk);
+        self.len += chunk.len() as u64;
+    }
+
+    /// The ETag, if the body is what the options declared.
+    pub(crate) fn finish(self, options: &PutOptions) -> Result<(String, u64), StoreError> {
+        let digest: [u8; 16] = self.md5.finalize().into();
+        if let Some(expected) = options.content_length.filter(|e| *e != self.len) {
+            return Err(StoreError::IncompleteBody {
+                expected,
+                got: self.len,
+            });
+        }
+        if options.content_md5.is_some_and(|m| m != digest) {
+            return Err(StoreError::BadDigest);
+        }
+        Ok((hex(&digest), self.len))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,530 @@
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+//! The conformance suite: both backends must behave the same, so the in-memory double can stand
+//! in for the disk in server tests.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use keyless_types::FixedClock;
+use md5::{Digest as _, Md5};
+
+use super::*;
+
+fn clock() -> Arc<FixedClock> {
+    Arc::new(FixedClock::at_unix(1_795_608_000))
+}
+
+fn body(parts: &[&[u8]]) -> ByteStream {
+    let chunks: Vec<std::io::Result<Bytes>> = parts
+        .iter()
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
+    Box::pin(futures_util::stream::iter(chunks))
+}
+
+async fn read(stream: ByteStream) -> Vec<u8> {
+    stream
+        .map(|c| c.unwrap())
+        .collect::<Vec<_>>()
+        .await
+        .concat()
+}
+
+async fn get(store: &impl ObjectStore, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    match store.get_object(bucket, key, None).await {
+        Ok((_, s)) => Some(read(s).await),
+        Err(StoreError::NoSuchKey { .. }) => None,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn put(store: &impl ObjectStore, bucket: &str, key: &str, data: &[u8]) -> ObjectInfo {
+    store
+        .put_object(bucket, key, body(&[data]), PutOptions::default())
+        .await
+        .unwrap()
+}
+
+fn keys(page: &ListPage) -> Vec<&str> {
+    page.objects.iter().map(|o| o.key.as_str()).collect()
+}
+
+async fn buckets(store: impl ObjectStore) {
+    assert_eq!(store.create_bucket("b").await.unwrap().name, "b");
+    assert!(matches!(
+        store.create_bucket("b").await,
+        Err(StoreError::BucketAlreadyExists(_))
+    ));
+    store.create_bucket("a").await.unwrap();
+    let names: Vec<String> = store
+        .list_buckets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(
+        store.head_bucket("b").await.unwrap().created_ms,
+        1_795_608_000_000
+    );
+    put(&store, "b", "k", b"x").await;
+    assert!(matches!(
+        store.delete_bucket("b").await,
+        Err(StoreError::BucketNotEmpty(_))
+    ));
+    store.delete_object("b", "k").await.unwrap();
+    store.delete_bucket("b").await.unwrap();
+    assert!(matches!(
+        store.head_bucket("b").await,
+        Err(StoreError::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        store.delete_bucket("b").await,
+        Err(StoreError::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        store
+            .put_object("nope", "k", body(&[b"x"]), PutOptions::default())
+            .await,
+        Err(StoreError::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        store.delete_object("nope", "k").await,
+        Err(StoreError::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        store.list_objects("nope", ListQuery::default()).await,
+        Err(StoreError::NoSuchBucket(_))
+    ));
+}
+
+async fn objects(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    let options = PutOptions {
+        content_type: Some("text/plain".into()),
+        metadata: [("owner".to_owned(), "gitlab".to_owned())].into(),
+        content_md5: Some(Md5::digest(b"hello world").into()),
+        content_length: Some(11),
+    };
+    let info = store
+        .put_object("b", "dir/hello.txt", body(&[b"hello ", b"world"]), options)
+        .await
+        .unwrap();
+    assert_eq!(info.etag, "5eb63bbbe01eeed093cb22bb8f5acdc3");
+    assert_eq!(info.size, 11);
+    let head = store.head_object("b", "dir/hello.txt").await.unwrap();
+    assert_eq!(head, info);
+    assert_eq!(head.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(head.metadata["owner"], "gitlab");
+    assert_eq!(
+        get(&store, "b", "dir/hello.txt").await.unwrap(),
+        b"hello world"
+    );
+
+    // Overwrite replaces the whole object.
+    put(&store, "b", "dir/hello.txt", b"bye").await;
+    assert_eq!(get(&store, "b", "dir/hello.txt").await.unwrap(), b"bye");
+
+    // Deleting an absent key succeeds.
+    store.delete_object("b", "never").await.unwrap();
+    store.delete_object("b", "dir/hello.txt").await.unwrap();
+    assert_eq!(get(&store, "b", "dir/hello.txt").await, None);
+    assert!(matches!(
+        store.head_object("b", "dir/hello.txt").await,
+        Err(StoreError::NoSuchKey { .. })
+    ));
+
+    // An empty object.
+    let empty = put(&store, "b", "empty", b"").await;
+    assert_eq!(empty.etag, "d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(get(&store, "b", "empty").await.unwrap(), b"");
+}
+
+async fn odd_keys(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    let long = "k".repeat(1024);
+    let odd = [
+        "../../etc/passwd",
+        "a//b",
+        "/leading",
+        "with space",
+        "ünïcödé/日本語",
+        "..",
+        ".",
+        "trailing/",
+        long.as_str(),
+    ];
+    for (i, key) in odd.iter().enumerate() {
+        put(&store, "b", key, format!("{i}").as_bytes()).await;
+    }
+    for (i, key) in odd.iter().enumerate() {
+        assert_eq!(
+            get(&store, "b", key).await.unwrap(),
+            format!("{i}").as_bytes(),
+            "{key}"
+        );
+    }
+    let page = store
+        .list_objects(
+            "b",
+            ListQuery {
+                max_keys: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut sorted: Vec<&str> = odd.to_vec();
+    sorted.sort();
+    assert_eq!(keys(&page), sorted);
+}
+
+async fn refused_bodies_store_nothing(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    put(&store, "b", "k", b"original").await;
+    let bad_md5 = PutOptions {
+        content_md5: Some([0; 16]),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store
+            .put_object("b", "k", body(&[b"new data"]), bad_md5)
+            .await,
+        Err(StoreError::BadDigest)
+    ));
+    let short = PutOptions {
+        content_length: Some(100),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store
+            .put_object("b", "k", body(&[b"new data"]), short)
+            .await,
+        Err(StoreError::IncompleteBody {
+            expected: 100,
+            got: 8
+        })
+    ));
+    let failing: ByteStream = Box::pin(futures_util::stream::iter(vec![
+        Ok(Bytes::from_static(b"partial")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
+    ]));
+    assert!(matches!(
+        store
+            .put_object("b", "k", failing, PutOptions::default())
+            .await,
+        Err(StoreError::Body(_))
+    ));
+    assert_eq!(get(&store, "b", "k").await.unwrap(), b"original");
+    assert!(matches!(
+        store
+            .put_object(
+                "b",
+                "fresh",
+                body(&[b"x"]),
+                PutOptions {
+                    content_md5: Some([0; 16]),
+                    ..Default::default()
+                }
+            )
+            .await,
+        Err(StoreError::BadDigest)
+    ));
+    assert_eq!(get(&store, "b", "fresh").await, None);
+}
+
+async fn ranges(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    put(&store, "b", "k", b"0123456789").await;
+    let store = &store;
+    let read_range = |r| async move {
+        let (_, s) = store.get_object("b", "k", Some(r)).await?;
+        Ok::<_, StoreError>(read(s).await)
+    };
+    assert_eq!(
+        read_range(ByteRange::From {
+            first: 2,
+            last: Some(4)
+        })
+        .await
+        .unwrap(),
+        b"234"
+    );
+    assert_eq!(
+        read_range(ByteRange::From {
+            first: 7,
+            last: None
+        })
+        .await
+        .unwrap(),
+        b"789"
+    );
+    assert_eq!(
+        read_range(ByteRange::From {
+            first: 8,
+            last: Some(100)
+        })
+        .await
+        .unwrap(),
+        b"89"
+    );
+    assert_eq!(read_range(ByteRange::Suffix(3)).await.unwrap(), b"789");
+    assert_eq!(
+        read_range(ByteRange::Suffix(30)).await.unwrap(),
+        b"0123456789"
+    );
+    assert!(matches!(
+        read_range(ByteRange::From {
+            first: 10,
+            last: None
+        })
+        .await,
+        Err(StoreError::InvalidRange { size: 10 })
+    ));
+    assert!(matches!(
+        read_range(ByteRange::From {
+            first: 5,
+            last: Some(2)
+        })
+        .await,
+        Err(StoreError::InvalidRange { .. })
+    ));
+    assert!(matches!(
+        read_range(ByteRange::Suffix(0)).await,
+        Err(StoreError::InvalidRange { .. })
+    ));
+}
+
+async fn listing(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    store.create_bucket("c").await.unwrap();
+    for key in ["a/1", "a/2", "a/b/3", "b/1", "c", "d/1", "d/2", "e"] {
+        put(&store, "b", key, b"x").await;
+    }
+    put(&store, "c", "a/1", b"other bucket").await;
+    let list = |prefix: &'static str,
+                delimiter: Option<&'static str>,
+                after: Option<String>,
+                max_keys: usize| {
+        let store = &store;
+        async move {
+            store
+                .list_objects(
+                    "b",
+                    ListQuery {
+                        prefix,
+                        delimiter,
+                        after: after.as_deref(),
+                        max_keys,
+                    },
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let all = list("", None, None, 1000).await;
+    assert_eq!(
+        keys(&all),
+        ["a/1", "a/2", "a/b/3", "b/1", "c", "d/1", "d/2", "e"]
+    );
+    assert!(!all.truncated);
+
+    let rolled = list("", Some("/"), None, 1000).await;
+    assert_eq!(keys(&rolled), ["c", "e"]);
+    assert_eq!(rolled.common_prefixes, ["a/", "b/", "d/"]);
+
+    let under_a = list("a/", Some("/"), None, 1000).await;
+    assert_eq!(keys(&under_a), ["a/1", "a/2"]);
+    assert_eq!(under_a.common_prefixes, ["a/b/"]);
+
+    // Pages of two, keys and prefixes counted together, resuming after the last one.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list("", Some("/"), after.clone(), 2).await;
+        seen.extend(page.common_prefixes.iter().cloned());
+        seen.extend(page.objects.iter().map(|o| o.key.clone()));
+        assert!(page.objects.len() + page.common_prefixes.len() <= 2);
+        if !page.truncated {
+            break;
+        }
+        after = page.next_after.clone();
+    }
+    seen.sort();
+    assert_eq!(seen, ["a/", "b/", "c", "d/", "e"]);
+
+    let page = list("", None, Some("a/b/3".into()), 2).await;
+    assert_eq!(keys(&page), ["b/1", "c"]);
+    assert!(page.truncated);
+    assert_eq!(page.next_after.as_deref(), Some("c"));
+    let nothing = list("zzz", None, None, 1000).await;
+    assert!(nothing.objects.is_empty() && !nothing.truncated);
+}
+
+async fn policies(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    assert_eq!(store.bucket_policy("b").await.unwrap(), None);
+    store
+        .set_bucket_policy("b", Some("{\"Statement\":[]}".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.bucket_policy("b").await.unwrap().as_deref(),
+        Some("{\"Statement\":[]}")
+    );
+    store.set_bucket_policy("b", None).await.unwrap();
+    assert_eq!(store.bucket_policy("b").await.unwrap(), None);
+    assert!(matches!(
+        store.bucket_policy("nope").await,
+        Err(StoreError::NoSuchBucket(_))
+    ));
+}
+
+macro_rules! conformance {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn buckets() {
+                let dir = tempfile::tempdir().unwrap();
+                super::buckets(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn objects() {
+                let dir = tempfile::tempdir().unwrap();
+                super::objects(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn odd_keys() {
+                let dir = tempfile::tempdir().unwrap();
+                super::odd_keys(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn refused_bodies_store_nothing() {
+                let dir = tempfile::tempdir().unwrap();
+                super::refused_bodies_store_nothing(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn ranges() {
+                let dir = tempfile::tempdir().unwrap();
+                super::ranges(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn listing() {
+                let dir = tempfile::tempdir().unwrap();
+                super::listing(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn policies() {
+                let dir = tempfile::tempdir().unwrap();
+                super::policies(($make)(dir.path())).await
+            }
+        }
+    };
+}
+
+conformance!(memory, |_| MemoryStore::new(clock()));
+conformance!(disk, |dir: &std::path::Path| DiskStore::open(dir, clock())
+    .unwrap());
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn disk_keeps_data_across_reopen_and_leaves_no_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = DiskStore::open(dir.path(), clock()).unwrap();
+        store.create_bucket("b").await.unwrap();
+        put(&store, "b", "k", b"v1").await;
+        put(&store, "b", "k", b"v2").await;
+        put(&store, "b", "gone", b"x").await;
+        store.delete_object("b", "gone").await.unwrap();
+        let _ = store
+            .put_object(
+                "b",
+                "bad",
+                body(&[b"x"]),
+                PutOptions {
+                    content_md5: Some([0; 16]),
+                    ..Default::default()
+                },
+            )
+            .await;
+        // One blob for one live object: overwrites, deletes and refusals left nothing behind.
+        assert_eq!(files_under(&dir.path().join("blobs")).len(), 1);
+        assert!(files_under(&dir.path().join("tmp")).is_empty());
+    }
+    let store = DiskStore::open(dir.path(), clock()).unwrap();
+    assert_eq!(get(&store, "b", "k").await.unwrap(), b"v2");
+    // Nothing is ever written outside the store's folder, whatever the key.
+    put(&store, "b", "../../escape", b"x").await;
+    assert!(!dir.path().parent().unwrap().join("escape").exists());
+}
+
+#[tokio::test]
+async fn disk_recovers_from_a_crash_mid_put() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = DiskStore::open(dir.path(), clock()).unwrap();
+        store.create_bucket("b").await.unwrap();
+        put(&store, "b", "k", b"committed").await;
+    }
+    // What a crash leaves: a half-written temporary file, and a renamed blob whose commit never
+    // happened.
+    std::fs::write(dir.path().join("tmp").join("0123abcd"), b"half of an upl").unwrap();
+    let orphan_dir = dir.path().join("blobs").join("ff");
+    std::fs::create_dir_all(&orphan_dir).unwrap();
+    std::fs::write(
+        orphan_dir.join("ff00000000000000000000000000000000"),
+        b"renamed, never committed",
+    )
+    .unwrap();
+
+    let store = DiskStore::open(dir.path(), clock()).unwrap();
+    assert_eq!(get(&store, "b", "k").await.unwrap(), b"committed");
+    assert!(files_under(&dir.path().join("tmp")).is_empty());
+    assert_eq!(files_under(&dir.path().join("blobs")).len(), 1);
+    let page = store
+        .list_objects(
+            "b",
+            ListQuery {
+                max_keys: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(keys(&page), ["k"]);
+}
+
+#[tokio::test]
+async fn reads_survive_a_concurrent_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), clock()).unwrap();
+    store.create_bucket("b").await.unwrap();
+    let big = vec![7u8; 3 * 1024 * 1024];
+    put(&store, "b", "k", &big).await;
+    let (_, stream) = store.get_object("b", "k", None).await.unwrap();
+    put(&store, "b", "k", b"small").await;
+    // The reader keeps the version it opened, whole.
+    assert_eq!(read(stream).await, big);
+    assert_eq!(get(&store, "b", "k").await.unwrap(), b"small");
+}
