@@ -17,6 +17,12 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the S3 endpoint on the embedded default: objects on local disk, metadata in redb.
+    ///
+    /// On first start the data folder gets the root user's key pair, in an AWS shared
+    /// credentials file (mode 0600) that awscli, boto3 and the SDKs read as is. Set
+    /// KEYLESS_ROOT_ACCESS_KEY_ID and KEYLESS_ROOT_SECRET_ACCESS_KEY to choose it instead.
+    Serve(ServeArgs),
     /// Check and simulate IAM policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -48,6 +54,33 @@ pub(crate) enum PolicyCommand {
         /// A managed policy's name or ARN, such as `AmazonS3FullAccess`; lists all when absent.
         name: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
+    pub(crate) listen: std::net::SocketAddr,
+
+    /// Folder for objects, metadata and the root credentials; created if absent.
+    #[arg(long, default_value = "keyless-data", value_name = "DIR")]
+    pub(crate) data_dir: PathBuf,
+
+    /// Region reported as the buckets' location.
+    #[arg(long, default_value = "us-east-1")]
+    pub(crate) region: String,
+
+    /// The account id of this server's principals (12 digits).
+    #[arg(long, default_value = "000000000000", value_parser = parse_account)]
+    pub(crate) account_id: String,
+}
+
+fn parse_account(s: &str) -> Result<String, String> {
+    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("`{s}` is not a 12-digit account id"))
+    }
 }
 
 #[derive(Debug, Args)]

@@ -2,12 +2,21 @@
 
 mod cli;
 mod policy_cmd;
+mod serve;
 
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let result = match cli.command {
+        cli::Command::Serve(args) => serve::run(args),
         cli::Command::Policy(cmd) => policy_cmd::run(cmd),
     };
     match result {

@@ -22,7 +22,7 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 /// Object data as a stream of chunks.
-pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + Sync>>;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,145 @@
+//! Bucket operations: create, delete, head, list, location and bucket policies.
+//!
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html>
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutBucketPolicy.html>
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use keyless_policy::{Policy, PolicyKind};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::{KeylessS3, store_error};
+use crate::store::ObjectStore;
+
+/// Milliseconds since the epoch as an S3 timestamp.
+pub(super) fn timestamp(ms: i64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+impl<S: ObjectStore> KeylessS3<S> {
+    pub(super) async fn create_bucket_(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let bucket = req.input.bucket;
+        self.store
+            .create_bucket(&bucket)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{bucket}")),
+        }))
+    }
+
+    pub(super) async fn delete_bucket_(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.store
+            .delete_bucket(&req.input.bucket)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    pub(super) async fn head_bucket_(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.store
+            .head_bucket(&req.input.bucket)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: Some(self.region.clone()),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn list_buckets_(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let buckets = self.store.list_buckets().await.map_err(store_error)?;
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(
+                buckets
+                    .into_iter()
+                    .map(|b| Bucket {
+                        name: Some(b.name),
+                        creation_date: Some(timestamp(b.created_ms)),
+                        bucket_region: Some(self.region.clone()),
+                    })
+                    .collect(),
+            ),
+            owner: Some(Owner {
+                id: Some(self.owner_id.clone()),
+                display_name: Some("keyless".to_owned()),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn get_bucket_location_(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.store
+            .head_bucket(&req.input.bucket)
+            .await
+            .map_err(store_error)?;
+        // S3 answers an empty LocationConstraint for us-east-1.
+        let location = (self.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: location,
+        }))
+    }
+
+    pub(super) async fn put_bucket_policy_(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        let input = req.input;
+        if let Err(e) = Policy::parse_as(&input.policy, PolicyKind::Resource) {
+            return Err(s3_error!(MalformedPolicy, "{e}"));
+        }
+        self.store
+            .set_bucket_policy(&input.bucket, Some(input.policy))
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(PutBucketPolicyOutput {}))
+    }
+
+    pub(super) async fn get_bucket_policy_(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        match self
+            .store
+            .bucket_policy(&req.input.bucket)
+            .await
+            .map_err(store_error)?
+        {
+            Some(policy) => Ok(S3Response::new(GetBucketPolicyOutput {
+                policy: Some(policy),
+            })),
+            None => Err(s3_error!(
+                NoSuchBucketPolicy,
+                "The bucket policy does not exist"
+            )),
+        }
+    }
+
+    pub(super) async fn delete_bucket_policy_(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        self.store
+            .set_bucket_policy(&req.input.bucket, None)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(DeleteBucketPolicyOutput {}))
+    }
+}

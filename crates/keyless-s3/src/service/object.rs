@@ -1,0 +1,245 @@
+//! Object operations: put, get (with ranges), head, delete, delete many, copy.
+//!
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html>
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html>
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html>
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::bucket::timestamp;
+use super::{KeylessS3, store_error};
+use crate::store::{ByteRange, ByteStream, ObjectInfo, ObjectStore, PutOptions};
+
+fn etag(info: &ObjectInfo) -> ETag {
+    ETag::Strong(info.etag.clone())
+}
+
+fn metadata_in(metadata: Option<Metadata>) -> BTreeMap<String, String> {
+    metadata
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
+}
+
+fn metadata_out(info: &ObjectInfo) -> Option<Metadata> {
+    (!info.metadata.is_empty()).then(|| info.metadata.clone().into_iter().collect())
+}
+
+fn content_md5(value: Option<&str>) -> S3Result<Option<[u8; 16]>> {
+    value
+        .map(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+                .and_then(|d| <[u8; 16]>::try_from(d).ok())
+                .ok_or_else(|| {
+                    s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid.")
+                })
+        })
+        .transpose()
+}
+
+/// A request body as the store reads it: chunks, with s3s's errors (bad chunk signatures,
+/// payload hash mismatches, broken connections) as IO errors.
+fn body_stream(body: Option<StreamingBlob>) -> ByteStream {
+    match body {
+        Some(blob) => Box::pin(blob.map(|chunk| chunk.map_err(std::io::Error::other))),
+        None => Box::pin(futures_util::stream::empty()),
+    }
+}
+
+fn byte_range(range: Option<Range>) -> Option<ByteRange> {
+    range.map(|r| match r {
+        Range::Int { first, last } => ByteRange::From { first, last },
+        Range::Suffix { length } => ByteRange::Suffix(length),
+    })
+}
+
+impl<S: ObjectStore> KeylessS3<S> {
+    pub(super) async fn put_object_(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let input = req.input;
+        let options = PutOptions {
+            content_type: input.content_type,
+            metadata: metadata_in(input.metadata),
+            content_md5: content_md5(input.content_md5.as_deref())?,
+            content_length: None,
+        };
+        let info = self
+            .store
+            .put_object(&input.bucket, &input.key, body_stream(input.body), options)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(etag(&info)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn get_object_(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        let range = byte_range(input.range);
+        let (info, stream) = self
+            .store
+            .get_object(&input.bucket, &input.key, range)
+            .await
+            .map_err(store_error)?;
+        let (content_length, content_range) = match range {
+            Some(r) => {
+                let (offset, len) = r.resolve(info.size).map_err(store_error)?;
+                let last = offset + len - 1;
+                (len, Some(format!("bytes {offset}-{last}/{}", info.size)))
+            }
+            None => (info.size, None),
+        };
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(StreamingBlob::wrap(stream)),
+            content_length: Some(i64::try_from(content_length).unwrap_or(i64::MAX)),
+            content_range,
+            accept_ranges: Some("bytes".to_owned()),
+            content_type: info.content_type.clone(),
+            e_tag: Some(etag(&info)),
+            last_modified: Some(timestamp(info.last_modified_ms)),
+            metadata: metadata_out(&info),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn head_object_(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let info = self
+            .store
+            .head_object(&input.bucket, &input.key)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(i64::try_from(info.size).unwrap_or(i64::MAX)),
+            accept_ranges: Some("bytes".to_owned()),
+            content_type: info.content_type.clone(),
+            e_tag: Some(etag(&info)),
+            last_modified: Some(timestamp(info.last_modified_ms)),
+            metadata: metadata_out(&info),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn delete_object_(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.store
+            .delete_object(&req.input.bucket, &req.input.key)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    pub(super) async fn delete_objects_(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        self.store
+            .head_bucket(&input.bucket)
+            .await
+            .map_err(store_error)?;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for object in input.delete.objects {
+            match self.store.delete_object(&input.bucket, &object.key).await {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject {
+                    key: Some(object.key),
+                    ..Default::default()
+                }),
+                Err(e) => {
+                    let e = store_error(e);
+                    errors.push(Error {
+                        code: Some(e.code().as_str().to_owned()),
+                        key: Some(object.key),
+                        message: e.message().map(str::to_owned),
+                        version_id: None,
+                    });
+                }
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn copy_object_(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        let CopySource::Bucket {
+            bucket: src_bucket,
+            key: src_key,
+            ..
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "Only bucket copy sources are supported."
+            ));
+        };
+        let (source, stream) = self
+            .store
+            .get_object(src_bucket, src_key, None)
+            .await
+            .map_err(store_error)?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if !replace && **src_bucket == *input.bucket && **src_key == *input.key {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+            ));
+        }
+        let options = if replace {
+            PutOptions {
+                content_type: input.content_type,
+                metadata: metadata_in(input.metadata),
+                ..Default::default()
+            }
+        } else {
+            PutOptions {
+                content_type: source.content_type.clone(),
+                metadata: source.metadata.clone(),
+                ..Default::default()
+            }
+        };
+        let info = self
+            .store
+            .put_object(&input.bucket, &input.key, stream, options)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&info)),
+                last_modified: Some(timestamp(info.last_modified_ms)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+}

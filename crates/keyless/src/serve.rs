@@ -1,0 +1,238 @@
+//! `keyless serve`: the S3 endpoint on the embedded default (local disk and redb), with the
+//! root user's key pair created once and kept in the data folder.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, bail};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use keyless_s3::access::{Authorizer, ClientAddr, RootKey, SecureTransport};
+use keyless_s3::service::KeylessS3;
+use keyless_s3::store::DiskStore;
+use keyless_types::Clock;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+
+/// The system clock: the one place that reads the time.
+struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the binary supplies the real clock
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+const CREDENTIALS_FILE: &str = "root-credentials";
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data folder `{}`",
+            args.data_dir.display()
+        )
+    })?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let (root, credentials_file) = root_key(&data_dir)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Arc::new(
+        DiskStore::open(data_dir.join("objects"), Arc::clone(&clock))
+            .with_context(|| format!("cannot open the object store in `{}`", data_dir.display()))?,
+    );
+
+    let mut builder = S3ServiceBuilder::new(KeylessS3::new(
+        Arc::clone(&store),
+        &args.region,
+        &args.account_id,
+    ));
+    let authorizer = Authorizer::new(store, root.clone(), &args.account_id, clock);
+    builder.set_auth(authorizer.clone());
+    builder.set_access(authorizer);
+    let service = builder.build();
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on `{}`", args.listen))?;
+    let local = listener.local_addr()?;
+    let endpoint = format!("http://{local}");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "keyless: S3 endpoint {endpoint}")?;
+    match &credentials_file {
+        Some(file) => {
+            writeln!(
+                out,
+                "keyless: root access key {} (secret in {})",
+                root.access_key_id,
+                file.display()
+            )?;
+            writeln!(
+                out,
+                "keyless: try  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls",
+                file.display()
+            )?;
+        }
+        None => writeln!(
+            out,
+            "keyless: root access key {} (from KEYLESS_ROOT_ACCESS_KEY_ID)",
+            root.access_key_id
+        )?,
+    }
+    out.flush()?;
+    drop(out);
+    tracing::info!(%endpoint, data_dir = %data_dir.display(), "serving S3");
+
+    accept_loop(listener, service).await
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    service: s3s::service::S3Service,
+) -> anyhow::Result<()> {
+    let http = ConnBuilder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let shutdown = tokio::signal::ctrl_c();
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        // No Nagle delay: small responses go out at once.
+        if let Err(e) = socket.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let service = service.clone();
+        let per_request =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ClientAddr(peer));
+                req.extensions_mut().insert(SecureTransport(false));
+                let service = service.clone();
+                async move { hyper::service::Service::call(&service, req).await }
+            });
+        let conn = http.serve_connection(TokioIo::new(socket), per_request);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// The root key pair: from `KEYLESS_ROOT_ACCESS_KEY_ID` and `KEYLESS_ROOT_SECRET_ACCESS_KEY`,
+/// else from the data folder's credentials file, created on first start with mode 0600.
+/// Returns the file it lives in, if any.
+fn root_key(data_dir: &Path) -> anyhow::Result<(RootKey, Option<PathBuf>)> {
+    #[allow(clippy::disallowed_methods)] // the binary reads its configuration
+    let (id, secret) = (
+        std::env::var("KEYLESS_ROOT_ACCESS_KEY_ID").ok(),
+        std::env::var("KEYLESS_ROOT_SECRET_ACCESS_KEY").ok(),
+    );
+    match (id, secret) {
+        (Some(access_key_id), Some(secret_access_key)) => {
+            return Ok((
+                RootKey {
+                    access_key_id,
+                    secret_access_key,
+                },
+                None,
+            ));
+        }
+        (None, None) => {}
+        _ => bail!(
+            "set both KEYLESS_ROOT_ACCESS_KEY_ID and KEYLESS_ROOT_SECRET_ACCESS_KEY, or neither"
+        ),
+    }
+    let file = data_dir.join(CREDENTIALS_FILE);
+    if file.exists() {
+        return Ok((read_credentials(&file)?, Some(file)));
+    }
+    let key = RootKey {
+        access_key_id: format!(
+            "AKIA{}",
+            random_text(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")?
+        ),
+        secret_access_key: random_text(
+            40,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        )?,
+    };
+    write_credentials(&file, &key)?;
+    Ok((key, Some(file)))
+}
+
+fn random_text(len: usize, alphabet: &[u8]) -> anyhow::Result<String> {
+    let mut bytes = vec![0u8; len];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    // Alphabets of 32 and 64 symbols divide 256, so every symbol is equally likely.
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
+        .collect())
+}
+
+/// Writes an AWS shared credentials file that awscli, boto3 and the SDKs read as is.
+fn write_credentials(file: &Path, key: &RootKey) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("cannot create `{}`", file.display()))?;
+    writeln!(
+        f,
+        "# Keyless root user of this server. Keep it secret.\n[default]\naws_access_key_id = {}\naws_secret_access_key = {}",
+        key.access_key_id, key.secret_access_key
+    )?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn read_credentials(file: &Path) -> anyhow::Result<RootKey> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(file)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "`{}` is readable by other users (mode {:o}); run `chmod 600` on it",
+            file.display(),
+            mode & 0o777
+        );
+    }
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read `{}`", file.display()))?;
+    let value = |name: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(k, _)| k.trim() == name)
+            .map(|(_, v)| v.trim().to_owned())
+            .with_context(|| format!("`{}` has no `{name}`", file.display()))
+    };
+    Ok(RootKey {
+        access_key_id: value("aws_access_key_id")?,
+        secret_access_key: value("aws_secret_access_key")?,
+    })
+}

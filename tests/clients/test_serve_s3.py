@@ -1,0 +1,316 @@
+"""`keyless serve` driven by unmodified boto3 and awscli with the root user's static keys.
+
+Each test gets a fresh server on 127.0.0.1:0 with its own data folder.
+"""
+
+import base64
+import hashlib
+import os
+import re
+import stat
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+import botocore
+import pytest
+from botocore.config import Config
+
+from conftest import REPO  # noqa: F401
+
+
+class Server:
+    def __init__(self, keyless_bin, data_dir):
+        self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [keyless_bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        match = re.match(r"keyless: S3 endpoint (http://\S+)", line)
+        if not match:
+            self.proc.kill()
+            raise RuntimeError(f"unexpected first line {line!r}: {self.proc.stderr.read()}")
+        self.endpoint = match.group(1)
+        self.credentials = data_dir / "root-credentials"
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def client(self, **config):
+        session = boto3.session.Session()
+        keys = dict(
+            line.split(" = ", 1)
+            for line in self.credentials.read_text().splitlines()
+            if " = " in line
+        )
+        return session.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=keys["aws_access_key_id"],
+            aws_secret_access_key=keys["aws_secret_access_key"],
+            config=Config(**config),
+        )
+
+    def anonymous(self):
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            config=Config(signature_version=botocore.UNSIGNED),
+        )
+
+    def aws(self, *args, check=True):
+        env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=str(self.credentials), AWS_DEFAULT_REGION="us-east-1")
+        env.pop("AWS_ACCESS_KEY_ID", None)
+        env.pop("AWS_SECRET_ACCESS_KEY", None)
+        proc = subprocess.run(["aws", "--endpoint-url", self.endpoint, *args], capture_output=True, text=True, env=env)
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+
+@pytest.fixture
+def server(keyless_bin, tmp_path):
+    s = Server(keyless_bin, tmp_path / "data")
+    yield s
+    s.stop()
+
+
+def error_code(excinfo):
+    return excinfo.value.response["Error"]["Code"]
+
+
+def test_root_credentials_are_private(server):
+    mode = stat.S_IMODE(server.credentials.stat().st_mode)
+    assert mode == 0o600
+
+
+def test_awscli_round_trip(server, tmp_path):
+    src = tmp_path / "report.txt"
+    src.write_bytes(b"gitlab backup\n" * 1000)
+    server.aws("s3", "mb", "s3://gitlab-backups")
+    server.aws("s3", "cp", str(src), "s3://gitlab-backups/2026/report one.txt")
+    listing = server.aws("s3", "ls", "--recursive", "s3://gitlab-backups").stdout
+    assert "2026/report one.txt" in listing
+    dst = tmp_path / "back.txt"
+    server.aws("s3", "cp", "s3://gitlab-backups/2026/report one.txt", str(dst))
+    assert dst.read_bytes() == src.read_bytes()
+    server.aws("s3", "rm", "s3://gitlab-backups/2026/report one.txt")
+    server.aws("s3", "rb", "s3://gitlab-backups")
+    assert "gitlab-backups" not in server.aws("s3", "ls").stdout
+
+
+def test_objects_metadata_and_ranges(server):
+    s3 = server.client()
+    s3.create_bucket(Bucket="bkt")
+    body = b"0123456789" * 10
+    put = s3.put_object(Bucket="bkt", Key="k", Body=body, ContentType="application/x-tar", Metadata={"Owner": "gitlab"})
+    assert put["ETag"] == '"%s"' % hashlib.md5(body).hexdigest()
+    got = s3.get_object(Bucket="bkt", Key="k")
+    assert got["Body"].read() == body
+    assert got["ContentType"] == "application/x-tar"
+    assert got["Metadata"] == {"owner": "gitlab"}
+    part = s3.get_object(Bucket="bkt", Key="k", Range="bytes=10-19")
+    assert part["Body"].read() == b"0123456789"
+    assert part["ContentRange"] == "bytes 10-19/100"
+    assert part["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert s3.get_object(Bucket="bkt", Key="k", Range="bytes=-3")["Body"].read() == b"789"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_object(Bucket="bkt", Key="k", Range="bytes=500-")
+    assert error_code(e) == "InvalidRange"
+    head = s3.head_object(Bucket="bkt", Key="k")
+    assert head["ContentLength"] == 100
+
+
+def test_odd_keys_round_trip_through_listing(server):
+    s3 = server.client()
+    s3.create_bucket(Bucket="bkt")
+    keys = ["../../etc/passwd", "a//b", "with space", "plus+sign", "ünïcödé/日本語", "percent%20literal", "k" * 1024]
+    for i, key in enumerate(keys):
+        s3.put_object(Bucket="bkt", Key=key, Body=str(i).encode())
+    for i, key in enumerate(keys):
+        assert s3.get_object(Bucket="bkt", Key=key)["Body"].read() == str(i).encode()
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]]
+    assert listed == sorted(keys, key=lambda k: k.encode())
+    listed_v1 = [o["Key"] for o in s3.list_objects(Bucket="bkt")["Contents"]]
+    assert listed_v1 == listed
+
+
+def test_listing_with_delimiter_and_pages(server):
+    s3 = server.client()
+    s3.create_bucket(Bucket="bkt")
+    for key in ["a/1", "a/2", "a/b/3", "b/1", "c", "d/1", "e"]:
+        s3.put_object(Bucket="bkt", Key=key, Body=b"x")
+    page = s3.list_objects_v2(Bucket="bkt", Delimiter="/")
+    assert [p["Prefix"] for p in page["CommonPrefixes"]] == ["a/", "b/", "d/"]
+    assert [o["Key"] for o in page["Contents"]] == ["c", "e"]
+    seen = []
+    for p in s3.get_paginator("list_objects_v2").paginate(Bucket="bkt", PaginationConfig={"PageSize": 2}):
+        assert p["KeyCount"] <= 2
+        seen += [o["Key"] for o in p.get("Contents", [])]
+    assert seen == ["a/1", "a/2", "a/b/3", "b/1", "c", "d/1", "e"]
+    seen_v1 = []
+    for p in s3.get_paginator("list_objects").paginate(Bucket="bkt", PaginationConfig={"PageSize": 3}):
+        seen_v1 += [o["Key"] for o in p.get("Contents", [])]
+    assert seen_v1 == seen
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt", Prefix="a/")["Contents"]] == ["a/1", "a/2", "a/b/3"]
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt", StartAfter="c")["Contents"]] == ["d/1", "e"]
+
+
+def test_copy_and_delete_many(server):
+    s3 = server.client()
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="src", Body=b"data", Metadata={"a": "1"})
+    s3.copy_object(Bucket="bkt", Key="dst", CopySource={"Bucket": "bkt", "Key": "src"})
+    dst = s3.get_object(Bucket="bkt", Key="dst")
+    assert dst["Body"].read() == b"data" and dst["Metadata"] == {"a": "1"}
+    s3.copy_object(Bucket="bkt", Key="dst2", CopySource="bkt/src", MetadataDirective="REPLACE", Metadata={"b": "2"})
+    assert s3.head_object(Bucket="bkt", Key="dst2")["Metadata"] == {"b": "2"}
+    out = s3.delete_objects(Bucket="bkt", Delete={"Objects": [{"Key": "src"}, {"Key": "dst"}, {"Key": "never"}]})
+    assert sorted(d["Key"] for d in out["Deleted"]) == ["dst", "never", "src"]
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == ["dst2"]
+
+
+def test_errors_are_s3s(server):
+    s3 = server.client()
+    s3.create_bucket(Bucket="bkt")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.create_bucket(Bucket="bkt")
+    assert error_code(e) == "BucketAlreadyOwnedByYou"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_object(Bucket="bkt", Key="missing")
+    assert error_code(e) == "NoSuchKey"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.head_object(Bucket="bkt", Key="missing")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.list_objects_v2(Bucket="nope")
+    assert error_code(e) == "NoSuchBucket"
+    s3.put_object(Bucket="bkt", Key="k", Body=b"x")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.delete_bucket(Bucket="bkt")
+    assert error_code(e) == "BucketNotEmpty"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.create_bucket(Bucket="Not_A_Valid_Bucket")
+    assert error_code(e) in ("InvalidBucketName",)
+
+
+def test_wrong_content_md5_stores_nothing(server):
+    s3 = server.client()
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="k", Body=b"original")
+    wrong = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.put_object(Bucket="bkt", Key="k", Body=b"replacement", ContentMD5=wrong)
+    assert error_code(e) == "BadDigest"
+    assert s3.get_object(Bucket="bkt", Key="k")["Body"].read() == b"original"
+
+
+def test_credentials_are_checked(server):
+    good = server.client()
+    good.create_bucket(Bucket="bkt")
+    keys = server.client()._request_signer._credentials
+    unknown = boto3.session.Session().client(
+        "s3", endpoint_url=server.endpoint, region_name="us-east-1",
+        aws_access_key_id="AKIAUNKNOWNUNKNOWN00", aws_secret_access_key="x" * 40,
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        unknown.list_buckets()
+    assert error_code(e) == "InvalidAccessKeyId"
+    wrong_secret = boto3.session.Session().client(
+        "s3", endpoint_url=server.endpoint, region_name="us-east-1",
+        aws_access_key_id=keys.access_key, aws_secret_access_key="y" * 40,
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        wrong_secret.list_objects_v2(Bucket="bkt")
+    assert error_code(e) == "SignatureDoesNotMatch"
+    with_token = boto3.session.Session().client(
+        "s3", endpoint_url=server.endpoint, region_name="us-east-1",
+        aws_access_key_id=keys.access_key, aws_secret_access_key=keys.secret_key, aws_session_token="forged",
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        with_token.list_objects_v2(Bucket="bkt")
+    assert error_code(e) == "InvalidToken"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        server.anonymous().list_objects_v2(Bucket="bkt")
+    assert error_code(e) == "AccessDenied"
+
+
+def test_presigned_urls(server):
+    s3 = server.client(signature_version="s3v4")
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="dir/file name.txt", Body=b"presigned")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": "dir/file name.txt"}, ExpiresIn=60)
+    assert "X-Amz-Signature=" in url
+    assert urllib.request.urlopen(url).read() == b"presigned"
+    expired = s3.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": "dir/file name.txt"}, ExpiresIn=1)
+    time.sleep(2.1)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(expired)
+    assert e.value.code == 403
+    tampered = url.replace("dir/file", "dir/other")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(tampered)
+    assert e.value.code == 403
+    # awscli's default presign is SigV2, which is verified too.
+    sigv2 = server.aws("s3", "presign", "s3://bkt/dir/file name.txt").stdout.strip()
+    assert "Signature=" in sigv2 and "X-Amz-" not in sigv2
+    assert urllib.request.urlopen(sigv2).read() == b"presigned"
+
+
+def test_bucket_policy_decides_anonymous_access(server):
+    s3 = server.client()
+    anon = server.anonymous()
+    s3.create_bucket(Bucket="public")
+    s3.put_object(Bucket="public", Key="logo.png", Body=b"png")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        anon.get_object(Bucket="public", Key="logo.png")
+    assert error_code(e) == "AccessDenied"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.put_bucket_policy(Bucket="public", Policy='{"Statement": [{"Effect": "allow"}]}')
+    assert error_code(e) == "MalformedPolicy"
+    policy = """{"Version": "2012-10-17", "Statement": [{
+        "Sid": "PublicReadFromLoopback", "Effect": "Allow", "Principal": "*",
+        "Action": "s3:GetObject", "Resource": "arn:aws:s3:::public/*",
+        "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}}]}"""
+    s3.put_bucket_policy(Bucket="public", Policy=policy)
+    assert s3.get_bucket_policy(Bucket="public")["Policy"] == policy
+    assert anon.get_object(Bucket="public", Key="logo.png")["Body"].read() == b"png"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        anon.put_object(Bucket="public", Key="logo.png", Body=b"defaced")
+    assert error_code(e) == "AccessDenied"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        anon.list_objects_v2(Bucket="public")
+    assert error_code(e) == "AccessDenied"
+    # The condition is what allows: from another address the same policy denies.
+    s3.put_bucket_policy(Bucket="public", Policy=policy.replace("127.0.0.0/8", "10.0.0.0/8"))
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        anon.get_object(Bucket="public", Key="logo.png")
+    assert error_code(e) == "AccessDenied"
+    s3.delete_bucket_policy(Bucket="public")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_bucket_policy(Bucket="public")
+    assert error_code(e) == "NoSuchBucketPolicy"
+
+
+def test_data_survives_a_restart(keyless_bin, tmp_path):
+    first = Server(keyless_bin, tmp_path / "data")
+    s3 = first.client()
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="k", Body=b"kept")
+    first.stop()
+    second = Server(keyless_bin, tmp_path / "data")
+    try:
+        assert second.client().get_object(Bucket="bkt", Key="k")["Body"].read() == b"kept"
+    finally:
+        second.stop()
