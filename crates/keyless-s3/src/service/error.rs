@@ -33,6 +33,22 @@ pub fn store_error(e: StoreError) -> S3Error {
         StoreError::InvalidRange { .. } => {
             s3_error!(InvalidRange, "The requested range is not satisfiable")
         }
+        StoreError::NoSuchUpload(_) => s3_error!(
+            NoSuchUpload,
+            "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed."
+        ),
+        StoreError::InvalidPart(_) => s3_error!(
+            InvalidPart,
+            "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag."
+        ),
+        StoreError::InvalidPartOrder => s3_error!(
+            InvalidPartOrder,
+            "The list of parts was not in ascending order. Parts must be ordered by part number."
+        ),
+        StoreError::EntityTooSmall { .. } => s3_error!(
+            EntityTooSmall,
+            "Your proposed upload is smaller than the minimum allowed object size."
+        ),
         // A body that failed while streaming: a bad payload hash or chunk signature (which s3s
         // reports through the stream), or a client that went away.
         StoreError::Body(e) => {

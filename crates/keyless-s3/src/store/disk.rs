@@ -6,7 +6,7 @@
 //! is spelled: `../`, `//`, unicode) ever becomes a path. Blobs that a crash left unreferenced
 //! are removed when the store opens.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,11 +20,13 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::{
     BodyCheck, BucketInfo, ByteRange, ByteStream, ListPage, ListQuery, ObjectInfo, ObjectStore,
-    PutOptions, StoreError, hex, paginate,
+    PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, completed_parts, multipart_etag,
+    paginate, random_id,
 };
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 
 /// Chunk size for reading objects back.
 const READ_CHUNK: usize = 256 * 1024;
@@ -39,6 +41,38 @@ struct BucketRecord {
 struct ObjectRecord {
     info: ObjectInfo,
     blob: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UploadRecord {
+    bucket: String,
+    info: UploadInfo,
+    content_type: Option<String>,
+    metadata: BTreeMap<String, String>,
+    parts: BTreeMap<u32, (PartInfo, String)>,
+}
+
+impl UploadRecord {
+    fn blobs(&self) -> impl Iterator<Item = String> + '_ {
+        self.parts.values().map(|(_, blob)| blob.clone())
+    }
+}
+
+/// The upload `id`, if it belongs to `bucket` and `key`.
+fn read_upload(
+    table: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+    bucket: &str,
+    key: &str,
+    id: &str,
+) -> Result<UploadRecord, StoreError> {
+    let record: Option<UploadRecord> = table
+        .get(id)
+        .map_err(db_err)?
+        .map(|v| decode(v.value()))
+        .transpose()?;
+    record
+        .filter(|r| r.bucket == bucket && r.info.key == key)
+        .ok_or_else(|| StoreError::NoSuchUpload(id.to_owned()))
 }
 
 struct Inner {
@@ -77,6 +111,7 @@ impl DiskStore {
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(BUCKETS).map_err(db_err)?;
         txn.open_table(OBJECTS).map_err(db_err)?;
+        txn.open_table(UPLOADS).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         let store = Self {
             inner: Arc::new(Inner { db, root, clock }),
@@ -93,6 +128,15 @@ impl DiskStore {
         for entry in table.iter().map_err(db_err)? {
             let (_, value) = entry.map_err(db_err)?;
             live.insert(decode::<ObjectRecord>(value.value())?.blob);
+        }
+        for entry in txn
+            .open_table(UPLOADS)
+            .map_err(db_err)?
+            .iter()
+            .map_err(db_err)?
+        {
+            let (_, value) = entry.map_err(db_err)?;
+            live.extend(decode::<UploadRecord>(value.value())?.blobs());
         }
         for dir in std::fs::read_dir(self.inner.root.join("blobs"))? {
             for blob in std::fs::read_dir(dir?.path())? {
@@ -129,6 +173,127 @@ impl DiskStore {
             .map_err(|e| StoreError::Database(format!("storage task failed: {e}")))?
     }
 
+    /// Writes a body to a new blob: a temporary file, fsynced, checked against the options, then
+    /// renamed into place. Returns the blob id, ETag and size; on any failure no blob remains.
+    async fn write_blob(
+        &self,
+        mut body: ByteStream,
+        options: &PutOptions,
+    ) -> Result<(String, String, u64), StoreError> {
+        let blob = random_id()?;
+        let tmp = self.inner.root.join("tmp").join(&blob);
+        let written = async {
+            let mut file = tokio::fs::File::create_new(&tmp).await?;
+            let mut check = BodyCheck::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(StoreError::Body)?;
+                check.update(&chunk);
+                file.write_all(&chunk).await?;
+            }
+            file.sync_all().await?;
+            check.finish(options)
+        }
+        .await;
+        let (etag, size) = match written {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let path = self.blob_path(&blob);
+        let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        fsync_dir(&dir).await?;
+        Ok((blob, etag, size))
+    }
+
+    /// Makes `record` the object of its key in one transaction (finishing `upload`, if given),
+    /// then removes the blobs this replaced. If the commit fails, the new blob is removed.
+    async fn commit_object(
+        &self,
+        bucket: &str,
+        record: ObjectRecord,
+        upload: Option<String>,
+    ) -> Result<ObjectInfo, StoreError> {
+        let bucket = bucket.to_owned();
+        let info = record.info.clone();
+        let new_blob = record.blob.clone();
+        let committed = self
+            .blocking(move |inner| {
+                let txn = inner.db.begin_write().map_err(db_err)?;
+                let mut stale = Vec::new();
+                {
+                    if txn
+                        .open_table(BUCKETS)
+                        .map_err(db_err)?
+                        .get(bucket.as_str())
+                        .map_err(db_err)?
+                        .is_none()
+                    {
+                        return Err(StoreError::NoSuchBucket(bucket));
+                    }
+                    if let Some(id) = &upload {
+                        let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+                        let finished = read_upload(&uploads, &bucket, &record.info.key, id)?;
+                        uploads.remove(id.as_str()).map_err(db_err)?;
+                        stale.extend(finished.blobs());
+                    }
+                    let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+                    let encoded = encode(&record)?;
+                    let old = objects
+                        .insert(
+                            (bucket.as_str(), record.info.key.as_str()),
+                            encoded.as_slice(),
+                        )
+                        .map_err(db_err)?;
+                    if let Some(old) = old {
+                        stale.push(decode::<ObjectRecord>(old.value())?.blob);
+                    }
+                }
+                txn.commit().map_err(db_err)?;
+                Ok(stale)
+            })
+            .await;
+        match committed {
+            Ok(stale) => {
+                self.remove_blobs(stale).await;
+                Ok(info)
+            }
+            Err(e) => {
+                self.remove_blobs([new_blob]).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes blobs, ignoring failures (an orphan is collected at the next start).
+    async fn remove_blobs(&self, blobs: impl IntoIterator<Item = String>) {
+        for blob in blobs {
+            let _ = tokio::fs::remove_file(self.blob_path(&blob)).await;
+        }
+    }
+
+    async fn upload_record(&self, upload: UploadRef<'_>) -> Result<UploadRecord, StoreError> {
+        let (bucket, key, id) = (
+            upload.bucket.to_owned(),
+            upload.key.to_owned(),
+            upload.upload_id.to_owned(),
+        );
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            bucket_record(&txn, &bucket)?;
+            read_upload(
+                &txn.open_table(UPLOADS).map_err(db_err)?,
+                &bucket,
+                &key,
+                &id,
+            )
+        })
+        .await
+    }
+
     async fn record(&self, bucket: &str, key: &str) -> Result<ObjectRecord, StoreError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.blocking(move |inner| {
@@ -157,12 +322,6 @@ fn bucket_record(txn: &redb::ReadTransaction, bucket: &str) -> Result<BucketReco
         .map_err(db_err)?
         .ok_or_else(|| StoreError::NoSuchBucket(bucket.to_owned()))?;
     decode(value.value())
-}
-
-fn new_blob_id() -> Result<String, StoreError> {
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id).map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
-    Ok(hex(&id))
 }
 
 async fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -250,37 +409,11 @@ impl ObjectStore for DiskStore {
         &self,
         bucket: &str,
         key: &str,
-        mut body: ByteStream,
+        body: ByteStream,
         options: PutOptions,
     ) -> Result<ObjectInfo, StoreError> {
         self.head_bucket(bucket).await?;
-        let blob = new_blob_id()?;
-        let tmp = self.inner.root.join("tmp").join(&blob);
-        let written = async {
-            let mut file = tokio::fs::File::create_new(&tmp).await?;
-            let mut check = BodyCheck::new();
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(StoreError::Body)?;
-                check.update(&chunk);
-                file.write_all(&chunk).await?;
-            }
-            file.sync_all().await?;
-            check.finish(&options)
-        }
-        .await;
-        let (etag, size) = match written {
-            Ok(done) => done,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
-            }
-        };
-        let path = self.blob_path(&blob);
-        let dir = path.parent().map(Path::to_owned).unwrap_or_default();
-        tokio::fs::create_dir_all(&dir).await?;
-        tokio::fs::rename(&tmp, &path).await?;
-        fsync_dir(&dir).await?;
-
+        let (blob, etag, size) = self.write_blob(body, &options).await?;
         let record = ObjectRecord {
             info: ObjectInfo {
                 key: key.to_owned(),
@@ -292,46 +425,7 @@ impl ObjectStore for DiskStore {
             },
             blob,
         };
-        let bucket = bucket.to_owned();
-        let info = record.info.clone();
-        let committed = self
-            .blocking(move |inner| {
-                let txn = inner.db.begin_write().map_err(db_err)?;
-                let old = {
-                    if txn
-                        .open_table(BUCKETS)
-                        .map_err(db_err)?
-                        .get(bucket.as_str())
-                        .map_err(db_err)?
-                        .is_none()
-                    {
-                        return Err(StoreError::NoSuchBucket(bucket));
-                    }
-                    let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
-                    let encoded = encode(&record)?;
-                    let old = objects
-                        .insert(
-                            (bucket.as_str(), record.info.key.as_str()),
-                            encoded.as_slice(),
-                        )
-                        .map_err(db_err)?;
-                    old.map(|v| decode::<ObjectRecord>(v.value())).transpose()?
-                };
-                txn.commit().map_err(db_err)?;
-                Ok(old.map(|o| o.blob))
-            })
-            .await;
-        match committed {
-            Ok(Some(old_blob)) => {
-                let _ = tokio::fs::remove_file(self.blob_path(&old_blob)).await;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&path).await;
-                return Err(e);
-            }
-        }
-        Ok(info)
+        self.commit_object(bucket, record, None).await
     }
 
     async fn get_object(
@@ -496,5 +590,201 @@ impl ObjectStore for DiskStore {
             bucket_record(&txn, &bucket).map(|r| r.policy)
         })
         .await
+    }
+
+    async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        options: PutOptions,
+    ) -> Result<UploadInfo, StoreError> {
+        let record = UploadRecord {
+            bucket: bucket.to_owned(),
+            info: UploadInfo {
+                upload_id: random_id()?,
+                key: key.to_owned(),
+                initiated_ms: self.now_ms(),
+            },
+            content_type: options.content_type,
+            metadata: options.metadata,
+            parts: BTreeMap::new(),
+        };
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_write().map_err(db_err)?;
+            {
+                if txn
+                    .open_table(BUCKETS)
+                    .map_err(db_err)?
+                    .get(record.bucket.as_str())
+                    .map_err(db_err)?
+                    .is_none()
+                {
+                    return Err(StoreError::NoSuchBucket(record.bucket));
+                }
+                let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+                let encoded = encode(&record)?;
+                uploads
+                    .insert(record.info.upload_id.as_str(), encoded.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)?;
+            Ok(record.info)
+        })
+        .await
+    }
+
+    async fn upload_part(
+        &self,
+        upload: UploadRef<'_>,
+        part_number: u32,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<PartInfo, StoreError> {
+        self.upload_record(upload).await?;
+        let (blob, etag, size) = self.write_blob(body, &options).await?;
+        let part = PartInfo {
+            part_number,
+            etag,
+            size,
+            last_modified_ms: self.now_ms(),
+        };
+        let (bucket, key, id) = (
+            upload.bucket.to_owned(),
+            upload.key.to_owned(),
+            upload.upload_id.to_owned(),
+        );
+        let (entry, new_blob) = ((part.clone(), blob.clone()), blob);
+        let committed = self
+            .blocking(move |inner| {
+                let txn = inner.db.begin_write().map_err(db_err)?;
+                let replaced = {
+                    let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+                    let mut record = read_upload(&uploads, &bucket, &key, &id)?;
+                    let replaced = record
+                        .parts
+                        .insert(part_number, entry)
+                        .map(|(_, blob)| blob);
+                    let encoded = encode(&record)?;
+                    uploads
+                        .insert(id.as_str(), encoded.as_slice())
+                        .map_err(db_err)?;
+                    replaced
+                };
+                txn.commit().map_err(db_err)?;
+                Ok(replaced)
+            })
+            .await;
+        match committed {
+            Ok(replaced) => {
+                self.remove_blobs(replaced).await;
+                Ok(part)
+            }
+            Err(e) => {
+                self.remove_blobs([new_blob]).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn list_parts(&self, upload: UploadRef<'_>) -> Result<Vec<PartInfo>, StoreError> {
+        let record = self.upload_record(upload).await?;
+        Ok(record.parts.into_values().map(|(p, _)| p).collect())
+    }
+
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<UploadInfo>, StoreError> {
+        let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            bucket_record(&txn, &bucket)?;
+            let mut out = Vec::new();
+            for entry in txn
+                .open_table(UPLOADS)
+                .map_err(db_err)?
+                .iter()
+                .map_err(db_err)?
+            {
+                let (_, value) = entry.map_err(db_err)?;
+                let record: UploadRecord = decode(value.value())?;
+                if record.bucket == bucket && record.info.key.starts_with(&prefix) {
+                    out.push(record.info);
+                }
+            }
+            out.sort_by(|a, b| (&a.key, a.initiated_ms).cmp(&(&b.key, b.initiated_ms)));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn complete_upload(
+        &self,
+        upload: UploadRef<'_>,
+        parts: Vec<(u32, String)>,
+    ) -> Result<ObjectInfo, StoreError> {
+        let record = self.upload_record(upload).await?;
+        let uploaded: BTreeMap<u32, PartInfo> = record
+            .parts
+            .iter()
+            .map(|(n, (p, _))| (*n, p.clone()))
+            .collect();
+        let chosen = completed_parts(&uploaded, &parts)?;
+        // The parts, in order, become one new blob; the upload's blobs go when it commits.
+        let part_blobs: Vec<PathBuf> = chosen
+            .iter()
+            .map(|p| self.blob_path(&record.parts[&p.part_number].1))
+            .collect();
+        let concatenated: ByteStream = Box::pin(
+            futures_util::stream::iter(part_blobs)
+                .then(|path| async move { tokio::fs::File::open(path).await })
+                .map(|file| match file {
+                    Ok(f) => {
+                        tokio_util::io::ReaderStream::with_capacity(f, READ_CHUNK).left_stream()
+                    }
+                    Err(e) => futures_util::stream::iter([Err(e)]).right_stream(),
+                })
+                .flatten(),
+        );
+        let (blob, _, size) = self
+            .write_blob(concatenated, &PutOptions::default())
+            .await?;
+        let object = ObjectRecord {
+            info: ObjectInfo {
+                key: upload.key.to_owned(),
+                size,
+                etag: multipart_etag(&chosen),
+                last_modified_ms: self.now_ms(),
+                content_type: record.content_type,
+                metadata: record.metadata,
+            },
+            blob,
+        };
+        self.commit_object(upload.bucket, object, Some(upload.upload_id.to_owned()))
+            .await
+    }
+
+    async fn abort_upload(&self, upload: UploadRef<'_>) -> Result<(), StoreError> {
+        let (bucket, key, id) = (
+            upload.bucket.to_owned(),
+            upload.key.to_owned(),
+            upload.upload_id.to_owned(),
+        );
+        let record = self
+            .blocking(move |inner| {
+                let txn = inner.db.begin_write().map_err(db_err)?;
+                let record = {
+                    let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+                    let record = read_upload(&uploads, &bucket, &key, &id)?;
+                    uploads.remove(id.as_str()).map_err(db_err)?;
+                    record
+                };
+                txn.commit().map_err(db_err)?;
+                Ok(record)
+            })
+            .await?;
+        self.remove_blobs(record.blobs().collect::<Vec<_>>()).await;
+        Ok(())
     }
 }

@@ -11,14 +11,38 @@ use keyless_types::Clock;
 
 use super::{
     BodyCheck, BucketInfo, ByteRange, ByteStream, ListPage, ListQuery, ObjectInfo, ObjectStore,
-    PutOptions, StoreError, paginate,
+    PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, completed_parts, multipart_etag,
+    paginate, random_id,
 };
+
+/// Reads a whole body, checking it against the options.
+async fn read_body(
+    mut body: ByteStream,
+    options: &PutOptions,
+) -> Result<(Bytes, String, u64), StoreError> {
+    let mut check = BodyCheck::new();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(StoreError::Body)?;
+        check.update(&chunk);
+        data.extend_from_slice(&chunk);
+    }
+    let (etag, size) = check.finish(options)?;
+    Ok((Bytes::from(data), etag, size))
+}
 
 #[derive(Default)]
 struct Bucket {
     info: Option<BucketInfo>,
     policy: Option<String>,
     objects: BTreeMap<String, (ObjectInfo, Bytes)>,
+    uploads: BTreeMap<String, Upload>,
+}
+
+struct Upload {
+    info: UploadInfo,
+    options: PutOptions,
+    parts: BTreeMap<u32, (PartInfo, Bytes)>,
 }
 
 /// Buckets and objects in memory.
@@ -57,6 +81,23 @@ impl MemoryStore {
             .get_mut(bucket)
             .ok_or_else(|| StoreError::NoSuchBucket(bucket.to_owned()))?;
         f(b)
+    }
+}
+
+impl MemoryStore {
+    fn with_upload<T>(
+        &self,
+        upload: UploadRef<'_>,
+        f: impl FnOnce(&mut Upload) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_bucket(upload.bucket, |b| {
+            let up = b
+                .uploads
+                .get_mut(upload.upload_id)
+                .filter(|u| u.info.key == upload.key)
+                .ok_or_else(|| StoreError::NoSuchUpload(upload.upload_id.to_owned()))?;
+            f(up)
+        })
     }
 }
 
@@ -112,18 +153,11 @@ impl ObjectStore for MemoryStore {
         &self,
         bucket: &str,
         key: &str,
-        mut body: ByteStream,
+        body: ByteStream,
         options: PutOptions,
     ) -> Result<ObjectInfo, StoreError> {
         self.head_bucket(bucket).await?;
-        let mut check = BodyCheck::new();
-        let mut data = Vec::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(StoreError::Body)?;
-            check.update(&chunk);
-            data.extend_from_slice(&chunk);
-        }
-        let (etag, size) = check.finish(&options)?;
+        let (data, etag, size) = read_body(body, &options).await?;
         let info = ObjectInfo {
             key: key.to_owned(),
             size,
@@ -133,8 +167,7 @@ impl ObjectStore for MemoryStore {
             metadata: options.metadata,
         };
         self.with_bucket(bucket, |b| {
-            b.objects
-                .insert(key.to_owned(), (info.clone(), Bytes::from(data)));
+            b.objects.insert(key.to_owned(), (info.clone(), data));
             Ok(info)
         })
     }
@@ -208,5 +241,115 @@ impl ObjectStore for MemoryStore {
 
     async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, StoreError> {
         self.with_bucket(bucket, |b| Ok(b.policy.clone()))
+    }
+
+    async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        options: PutOptions,
+    ) -> Result<UploadInfo, StoreError> {
+        let info = UploadInfo {
+            upload_id: random_id()?,
+            key: key.to_owned(),
+            initiated_ms: self.now_ms(),
+        };
+        self.with_bucket(bucket, |b| {
+            b.uploads.insert(
+                info.upload_id.clone(),
+                Upload {
+                    info: info.clone(),
+                    options,
+                    parts: BTreeMap::new(),
+                },
+            );
+            Ok(info)
+        })
+    }
+
+    async fn upload_part(
+        &self,
+        upload: UploadRef<'_>,
+        part_number: u32,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<PartInfo, StoreError> {
+        self.with_upload(upload, |_| Ok(()))?;
+        let (data, etag, size) = read_body(body, &options).await?;
+        let part = PartInfo {
+            part_number,
+            etag,
+            size,
+            last_modified_ms: self.now_ms(),
+        };
+        self.with_upload(upload, |u| {
+            u.parts.insert(part_number, (part.clone(), data));
+            Ok(part)
+        })
+    }
+
+    async fn list_parts(&self, upload: UploadRef<'_>) -> Result<Vec<PartInfo>, StoreError> {
+        self.with_upload(upload, |u| {
+            Ok(u.parts.values().map(|(p, _)| p.clone()).collect())
+        })
+    }
+
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<UploadInfo>, StoreError> {
+        self.with_bucket(bucket, |b| {
+            let mut uploads: Vec<UploadInfo> = b
+                .uploads
+                .values()
+                .filter(|u| u.info.key.starts_with(prefix))
+                .map(|u| u.info.clone())
+                .collect();
+            uploads.sort_by(|a, b| (&a.key, a.initiated_ms).cmp(&(&b.key, b.initiated_ms)));
+            Ok(uploads)
+        })
+    }
+
+    async fn complete_upload(
+        &self,
+        upload: UploadRef<'_>,
+        parts: Vec<(u32, String)>,
+    ) -> Result<ObjectInfo, StoreError> {
+        let now = self.now_ms();
+        self.with_bucket(upload.bucket, |b| {
+            let up = b
+                .uploads
+                .get(upload.upload_id)
+                .filter(|u| u.info.key == upload.key)
+                .ok_or_else(|| StoreError::NoSuchUpload(upload.upload_id.to_owned()))?;
+            let uploaded: BTreeMap<u32, PartInfo> =
+                up.parts.iter().map(|(n, (p, _))| (*n, p.clone())).collect();
+            let chosen = completed_parts(&uploaded, &parts)?;
+            let data: Vec<u8> = chosen
+                .iter()
+                .flat_map(|p| up.parts[&p.part_number].1.iter().copied())
+                .collect();
+            let info = ObjectInfo {
+                key: upload.key.to_owned(),
+                size: data.len() as u64,
+                etag: multipart_etag(&chosen),
+                last_modified_ms: now,
+                content_type: up.options.content_type.clone(),
+                metadata: up.options.metadata.clone(),
+            };
+            b.uploads.remove(upload.upload_id);
+            b.objects
+                .insert(upload.key.to_owned(), (info.clone(), Bytes::from(data)));
+            Ok(info)
+        })
+    }
+
+    async fn abort_upload(&self, upload: UploadRef<'_>) -> Result<(), StoreError> {
+        self.with_upload(upload, |_| Ok(()))?;
+        self.with_bucket(upload.bucket, |b| {
+            b.uploads.remove(upload.upload_id);
+            Ok(())
+        })
     }
 }

@@ -61,6 +61,23 @@ pub enum StoreError {
         /// The object's size.
         size: u64,
     },
+    /// The multipart upload does not exist (or was completed or aborted).
+    #[error("upload `{0}` does not exist")]
+    NoSuchUpload(String),
+    /// A part listed in a completion was not uploaded, or its ETag differs.
+    #[error("part {0} was not uploaded or its ETag does not match")]
+    InvalidPart(u32),
+    /// Parts listed in a completion are not in ascending order.
+    #[error("parts must be listed in ascending order")]
+    InvalidPartOrder,
+    /// A part other than the last is smaller than 5 MiB.
+    #[error("part {part} is {size} bytes; every part but the last needs at least 5 MiB")]
+    EntityTooSmall {
+        /// The part number.
+        part: u32,
+        /// Its size.
+        size: u64,
+    },
     /// The client's body stream failed; nothing was stored.
     #[error("reading the request body failed: {0}")]
     Body(io::Error),
@@ -109,6 +126,78 @@ pub struct PutOptions {
     pub content_md5: Option<[u8; 16]>,
     /// `Content-Length` (decoded length for chunked uploads), which the data must match.
     pub content_length: Option<u64>,
+}
+
+/// An in-progress multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadInfo {
+    /// The upload id.
+    pub upload_id: String,
+    /// The key it will create.
+    pub key: String,
+    /// When it was started, milliseconds since the epoch.
+    pub initiated_ms: i64,
+}
+
+/// An uploaded part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// 1 to 10,000.
+    pub part_number: u32,
+    /// MD5 of the part, hex.
+    pub etag: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was uploaded, milliseconds since the epoch.
+    pub last_modified_ms: i64,
+}
+
+/// The smallest size of every part but the last.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// The ETag of a multipart object: MD5 of the parts' binary MD5s, then `-` and the part count.
+pub(crate) fn multipart_etag(parts: &[PartInfo]) -> String {
+    let mut md5 = Md5::new();
+    for part in parts {
+        let mut raw = [0u8; 16];
+        for (i, byte) in raw.iter_mut().enumerate() {
+            *byte = part
+                .etag
+                .get(2 * i..2 * i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .unwrap_or(0);
+        }
+        md5.update(raw);
+    }
+    format!("{}-{}", hex(&md5.finalize()), parts.len())
+}
+
+/// Checks a completion's part list against the uploaded parts and returns them in order.
+pub(crate) fn completed_parts(
+    uploaded: &BTreeMap<u32, PartInfo>,
+    requested: &[(u32, String)],
+) -> Result<Vec<PartInfo>, StoreError> {
+    let mut out: Vec<PartInfo> = Vec::with_capacity(requested.len());
+    for (number, etag) in requested {
+        if out.last().is_some_and(|p| p.part_number >= *number) {
+            return Err(StoreError::InvalidPartOrder);
+        }
+        let part = uploaded
+            .get(number)
+            .filter(|p| p.etag == etag.trim_matches('"'))
+            .ok_or(StoreError::InvalidPart(*number))?;
+        out.push(part.clone());
+    }
+    let Some((_, all_but_last)) = out.split_last() else {
+        return Err(StoreError::InvalidPart(0));
+    };
+    if let Some(small) = all_but_last.iter().find(|p| p.size < MIN_PART_SIZE) {
+        return Err(StoreError::EntityTooSmall {
+            part: small.part_number,
+            size: small.size,
+        });
+    }
+    Ok(out)
 }
 
 /// A byte range of a GET.
@@ -231,6 +320,55 @@ pub trait ObjectStore: Send + Sync + 'static {
         &self,
         bucket: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Starts a multipart upload of `key`; the options apply to the final object.
+    fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        options: PutOptions,
+    ) -> impl Future<Output = Result<UploadInfo, StoreError>> + Send;
+    /// Stores one part (replacing an earlier upload of the same number), whole or not at all.
+    fn upload_part(
+        &self,
+        upload: UploadRef<'_>,
+        part_number: u32,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> impl Future<Output = Result<PartInfo, StoreError>> + Send;
+    /// The parts uploaded so far, by number.
+    fn list_parts(
+        &self,
+        upload: UploadRef<'_>,
+    ) -> impl Future<Output = Result<Vec<PartInfo>, StoreError>> + Send;
+    /// The bucket's uploads in progress whose keys start with `prefix`, by key.
+    fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<UploadInfo>, StoreError>> + Send;
+    /// Assembles the listed parts (number and ETag, ascending) into the object.
+    fn complete_upload(
+        &self,
+        upload: UploadRef<'_>,
+        parts: Vec<(u32, String)>,
+    ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
+    /// Discards an upload and its parts.
+    fn abort_upload(
+        &self,
+        upload: UploadRef<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Names a multipart upload: its bucket, key and id must all agree.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadRef<'a> {
+    /// The bucket.
+    pub bucket: &'a str,
+    /// The key.
+    pub key: &'a str,
+    /// The upload id.
+    pub upload_id: &'a str,
 }
 
 /// Builds a listing page from keys in order, all in the bucket and after `query.after`.
@@ -271,6 +409,13 @@ where
         }
     }
     page
+}
+
+/// A random 128-bit id in hex, for blobs and upload ids.
+pub(crate) fn random_id() -> Result<String, StoreError> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).map_err(|e| StoreError::Io(io::Error::other(e.to_string())))?;
+    Ok(hex(&id))
 }
 
 /// Lowercase hex.

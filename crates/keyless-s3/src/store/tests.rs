@@ -386,6 +386,185 @@ async fn policies(store: impl ObjectStore) {
     ));
 }
 
+async fn multipart(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    let options = PutOptions {
+        content_type: Some("application/x-tar".into()),
+        metadata: [("kind".to_owned(), "backup".to_owned())].into(),
+        ..Default::default()
+    };
+    let up = store
+        .create_upload("b", "backup.tar", options)
+        .await
+        .unwrap();
+    let id = up.upload_id.clone();
+    let upload = UploadRef {
+        bucket: "b",
+        key: "backup.tar",
+        upload_id: &id,
+    };
+    let big = vec![1u8; MIN_PART_SIZE as usize];
+    let p1 = store
+        .upload_part(upload, 1, body(&[&big]), PutOptions::default())
+        .await
+        .unwrap();
+    let p2 = store
+        .upload_part(upload, 2, body(&[b"tail"]), PutOptions::default())
+        .await
+        .unwrap();
+    // A part uploaded again replaces the earlier one.
+    let p2 = {
+        let again = store
+            .upload_part(upload, 2, body(&[b"end"]), PutOptions::default())
+            .await
+            .unwrap();
+        assert_ne!(again.etag, p2.etag);
+        again
+    };
+    let parts = store.list_parts(upload).await.unwrap();
+    assert_eq!(
+        parts
+            .iter()
+            .map(|p| (p.part_number, p.size))
+            .collect::<Vec<_>>(),
+        [(1, MIN_PART_SIZE), (2, 3)]
+    );
+    let listed = store.list_uploads("b", "back").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].upload_id, id);
+    assert!(store.list_uploads("b", "other").await.unwrap().is_empty());
+
+    // Refused completions leave the upload as it was.
+    let with = |list: &[(u32, &str)]| {
+        list.iter()
+            .map(|(n, e)| (*n, e.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert!(matches!(
+        store
+            .complete_upload(upload, with(&[(1, &p1.etag), (2, "0000")]))
+            .await,
+        Err(StoreError::InvalidPart(2))
+    ));
+    assert!(matches!(
+        store
+            .complete_upload(upload, with(&[(2, &p2.etag), (1, &p1.etag)]))
+            .await,
+        Err(StoreError::InvalidPartOrder)
+    ));
+    assert!(matches!(
+        store
+            .complete_upload(upload, with(&[(2, &p2.etag), (3, "x")]))
+            .await,
+        Err(StoreError::InvalidPart(3))
+    ));
+    assert!(matches!(
+        store.complete_upload(upload, Vec::new()).await,
+        Err(StoreError::InvalidPart(0))
+    ));
+    let wrong_key = UploadRef {
+        key: "other.tar",
+        ..upload
+    };
+    assert!(matches!(
+        store.list_parts(wrong_key).await,
+        Err(StoreError::NoSuchUpload(_))
+    ));
+
+    let quoted = format!("\"{}\"", p1.etag);
+    let info = store
+        .complete_upload(upload, with(&[(1, &quoted), (2, &p2.etag)]))
+        .await
+        .unwrap();
+    assert!(info.etag.ends_with("-2"), "{}", info.etag);
+    assert_eq!(info.size, MIN_PART_SIZE + 3);
+    let data = get(&store, "b", "backup.tar").await.unwrap();
+    assert_eq!(&data[..big.len()], &big[..]);
+    assert_eq!(&data[big.len()..], b"end");
+    let head = store.head_object("b", "backup.tar").await.unwrap();
+    assert_eq!(head.content_type.as_deref(), Some("application/x-tar"));
+    assert_eq!(head.metadata["kind"], "backup");
+    assert!(matches!(
+        store.list_parts(upload).await,
+        Err(StoreError::NoSuchUpload(_))
+    ));
+    assert!(store.list_uploads("b", "").await.unwrap().is_empty());
+}
+
+async fn multipart_small_parts_and_abort(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    let up = store
+        .create_upload("b", "k", PutOptions::default())
+        .await
+        .unwrap();
+    let upload = UploadRef {
+        bucket: "b",
+        key: "k",
+        upload_id: &up.upload_id,
+    };
+    let a = store
+        .upload_part(upload, 1, body(&[b"small"]), PutOptions::default())
+        .await
+        .unwrap();
+    let b = store
+        .upload_part(upload, 2, body(&[b"last"]), PutOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .complete_upload(upload, vec![(1, a.etag.clone()), (2, b.etag.clone())])
+            .await,
+        Err(StoreError::EntityTooSmall { part: 1, size: 5 })
+    ));
+    // One part may be of any size.
+    let one = store
+        .create_upload("b", "single", PutOptions::default())
+        .await
+        .unwrap();
+    let single = UploadRef {
+        bucket: "b",
+        key: "single",
+        upload_id: &one.upload_id,
+    };
+    let only = store
+        .upload_part(single, 1, body(&[b"tiny"]), PutOptions::default())
+        .await
+        .unwrap();
+    store
+        .complete_upload(single, vec![(1, only.etag)])
+        .await
+        .unwrap();
+    assert_eq!(get(&store, "b", "single").await.unwrap(), b"tiny");
+
+    let bad_md5 = PutOptions {
+        content_md5: Some([0; 16]),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.upload_part(upload, 3, body(&[b"x"]), bad_md5).await,
+        Err(StoreError::BadDigest)
+    ));
+    assert_eq!(store.list_parts(upload).await.unwrap().len(), 2);
+    store.abort_upload(upload).await.unwrap();
+    assert!(matches!(
+        store.abort_upload(upload).await,
+        Err(StoreError::NoSuchUpload(_))
+    ));
+    assert!(matches!(
+        store
+            .upload_part(upload, 1, body(&[b"late"]), PutOptions::default())
+            .await,
+        Err(StoreError::NoSuchUpload(_))
+    ));
+    assert_eq!(get(&store, "b", "k").await, None);
+    assert!(matches!(
+        store
+            .create_upload("nope", "k", PutOptions::default())
+            .await,
+        Err(StoreError::NoSuchBucket(_))
+    ));
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -420,6 +599,16 @@ macro_rules! conformance {
             async fn listing() {
                 let dir = tempfile::tempdir().unwrap();
                 super::listing(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn multipart() {
+                let dir = tempfile::tempdir().unwrap();
+                super::multipart(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn multipart_small_parts_and_abort() {
+                let dir = tempfile::tempdir().unwrap();
+                super::multipart_small_parts_and_abort(($make)(dir.path())).await
             }
             #[tokio::test]
             async fn policies() {
@@ -513,6 +702,76 @@ async fn disk_recovers_from_a_crash_mid_put() {
         .await
         .unwrap();
     assert_eq!(keys(&page), ["k"]);
+}
+
+#[tokio::test]
+async fn disk_multipart_leaves_no_part_blobs_and_keeps_live_uploads_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let store = DiskStore::open(dir.path(), clock()).unwrap();
+        store.create_bucket("b").await.unwrap();
+        let done = store
+            .create_upload("b", "done", PutOptions::default())
+            .await
+            .unwrap();
+        let upload = UploadRef {
+            bucket: "b",
+            key: "done",
+            upload_id: &done.upload_id,
+        };
+        let part = store
+            .upload_part(upload, 1, body(&[b"one"]), PutOptions::default())
+            .await
+            .unwrap();
+        store
+            .complete_upload(upload, vec![(1, part.etag)])
+            .await
+            .unwrap();
+        let aborted = store
+            .create_upload("b", "aborted", PutOptions::default())
+            .await
+            .unwrap();
+        let upload = UploadRef {
+            bucket: "b",
+            key: "aborted",
+            upload_id: &aborted.upload_id,
+        };
+        store
+            .upload_part(upload, 1, body(&[b"gone"]), PutOptions::default())
+            .await
+            .unwrap();
+        store.abort_upload(upload).await.unwrap();
+        let live = store
+            .create_upload("b", "live", PutOptions::default())
+            .await
+            .unwrap();
+        let upload = UploadRef {
+            bucket: "b",
+            key: "live",
+            upload_id: &live.upload_id,
+        };
+        store
+            .upload_part(upload, 1, body(&[b"kept"]), PutOptions::default())
+            .await
+            .unwrap();
+        // The completed object and the live upload's part: nothing else.
+        assert_eq!(files_under(&dir.path().join("blobs")).len(), 2);
+        live.upload_id
+    };
+    let store = DiskStore::open(dir.path(), clock()).unwrap();
+    assert_eq!(files_under(&dir.path().join("blobs")).len(), 2);
+    let upload = UploadRef {
+        bucket: "b",
+        key: "live",
+        upload_id: &id,
+    };
+    let parts = store.list_parts(upload).await.unwrap();
+    store
+        .complete_upload(upload, vec![(1, parts[0].etag.clone())])
+        .await
+        .unwrap();
+    assert_eq!(get(&store, "b", "live").await.unwrap(), b"kept");
+    assert_eq!(get(&store, "b", "done").await.unwrap(), b"one");
 }
 
 #[tokio::test]
