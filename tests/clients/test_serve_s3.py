@@ -314,3 +314,75 @@ def test_data_survives_a_restart(keyless_bin, tmp_path):
         assert second.client().get_object(Bucket="bkt", Key="k")["Body"].read() == b"kept"
     finally:
         second.stop()
+
+
+def test_awscli_multipart_100_mib(server, tmp_path):
+    """awscli switches to multipart above 8 MiB: 100 MiB goes up in 13 parts and comes back whole."""
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:
+        f.write(os.urandom(100 * 1024 * 1024))
+    server.aws("s3", "mb", "s3://big")
+    server.aws("s3", "cp", str(src), "s3://big/registry/blob")
+    head = server.client().head_object(Bucket="big", Key="registry/blob")
+    assert head["ContentLength"] == 100 * 1024 * 1024
+    assert head["ETag"].endswith('-13"'), head["ETag"]
+    dst = tmp_path / "back.bin"
+    server.aws("s3", "cp", "s3://big/registry/blob", str(dst))
+    assert hashlib.sha256(dst.read_bytes()).digest() == hashlib.sha256(src.read_bytes()).digest()
+
+
+def test_boto3_multipart_api(server):
+    s3 = server.client()
+    s3.create_bucket(Bucket="mpu")
+    s3.put_object(Bucket="mpu", Key="source", Body=b"s" * (6 * 1024 * 1024))
+    up = s3.create_multipart_upload(Bucket="mpu", Key="assembled", ContentType="application/x-tar", Metadata={"a": "b"})
+    uid = up["UploadId"]
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="mpu")["Uploads"]] == [uid]
+    p1 = s3.upload_part_copy(Bucket="mpu", Key="assembled", UploadId=uid, PartNumber=1,
+                             CopySource={"Bucket": "mpu", "Key": "source"}, CopySourceRange="bytes=0-5242879")
+    p2 = s3.upload_part(Bucket="mpu", Key="assembled", UploadId=uid, PartNumber=2, Body=b"tail")
+    parts = s3.list_parts(Bucket="mpu", Key="assembled", UploadId=uid)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in parts] == [(1, 5 * 1024 * 1024), (2, 4)]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.complete_multipart_upload(Bucket="mpu", Key="assembled", UploadId=uid, MultipartUpload={"Parts": [
+            {"PartNumber": 2, "ETag": p2["ETag"]}, {"PartNumber": 1, "ETag": p1["CopyPartResult"]["ETag"]}]})
+    assert error_code(e) == "InvalidPartOrder"
+    done = s3.complete_multipart_upload(Bucket="mpu", Key="assembled", UploadId=uid, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": p1["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]})
+    assert done["ETag"].endswith('-2"')
+    got = s3.get_object(Bucket="mpu", Key="assembled")
+    assert got["Body"].read() == b"s" * (5 * 1024 * 1024) + b"tail"
+    assert got["ContentType"] == "application/x-tar" and got["Metadata"] == {"a": "b"}
+    aborted = s3.create_multipart_upload(Bucket="mpu", Key="never")["UploadId"]
+    s3.upload_part(Bucket="mpu", Key="never", UploadId=aborted, PartNumber=1, Body=b"x")
+    s3.abort_multipart_upload(Bucket="mpu", Key="never", UploadId=aborted)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.list_parts(Bucket="mpu", Key="never", UploadId=aborted)
+    assert error_code(e) == "NoSuchUpload"
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket="mpu")
+
+
+def test_anonymous_copies_need_read_access_to_the_source(server):
+    s3 = server.client()
+    anon = server.anonymous()
+    s3.create_bucket(Bucket="dropbox")
+    s3.create_bucket(Bucket="secrets")
+    s3.put_object(Bucket="secrets", Key="token", Body=b"hunter2")
+    s3.put_bucket_policy(Bucket="dropbox", Policy="""{"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": ["s3:PutObject", "s3:GetObject"],
+        "Resource": "arn:aws:s3:::dropbox/*"}]}""")
+    anon.put_object(Bucket="dropbox", Key="note", Body=b"hello")
+    assert anon.get_object(Bucket="dropbox", Key="note")["Body"].read() == b"hello"
+    anon.copy_object(Bucket="dropbox", Key="copy", CopySource={"Bucket": "dropbox", "Key": "note"})
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        anon.copy_object(Bucket="dropbox", Key="stolen", CopySource={"Bucket": "secrets", "Key": "token"})
+    assert error_code(e) == "AccessDenied"
+    up = anon.create_multipart_upload(Bucket="dropbox", Key="stolen2")["UploadId"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        anon.upload_part_copy(Bucket="dropbox", Key="stolen2", UploadId=up, PartNumber=1,
+                              CopySource={"Bucket": "secrets", "Key": "token"})
+    assert error_code(e) == "AccessDenied"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        anon.delete_objects(Bucket="secrets", Delete={"Objects": [{"Key": "token"}]})
+    assert error_code(e) == "AccessDenied"
+    assert s3.get_object(Bucket="secrets", Key="token")["Body"].read() == b"hunter2"

@@ -13,7 +13,7 @@ use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, 
 use keyless_types::Clock;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
-use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput};
+use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput, UploadPartCopyInput};
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
@@ -147,6 +147,20 @@ impl<S: ObjectStore> Authorizer<S> {
         }
     }
 
+    /// A copy also reads its source: `s3:GetObject` on it.
+    async fn copy_source(
+        &self,
+        source: &CopySource,
+        extensions: &http::Extensions,
+    ) -> S3Result<()> {
+        let CopySource::Bucket { bucket, key, .. } = source else {
+            return Err(access_denied());
+        };
+        let facts = self.facts(extensions);
+        self.anonymous(S3Op::GetObject, bucket, &object_arn(bucket, key), &facts)
+            .await
+    }
+
     /// What the listener and the clock say of an anonymous request.
     fn facts(&self, extensions: &http::Extensions) -> RequestFacts<'static> {
         let epoch_seconds = self
@@ -241,11 +255,15 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         if req.credentials.is_some() {
             return Ok(());
         }
-        let CopySource::Bucket { bucket, key, .. } = &req.input.copy_source else {
-            return Err(access_denied());
-        };
-        let facts = self.facts(&req.extensions);
-        self.anonymous(S3Op::GetObject, bucket, &object_arn(bucket, key), &facts)
+        self.copy_source(&req.input.copy_source, &req.extensions)
+            .await
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        if req.credentials.is_some() {
+            return Ok(());
+        }
+        self.copy_source(&req.input.copy_source, &req.extensions)
             .await
     }
 }

@@ -19,7 +19,7 @@ fn etag(info: &ObjectInfo) -> ETag {
     ETag::Strong(info.etag.clone())
 }
 
-fn metadata_in(metadata: Option<Metadata>) -> BTreeMap<String, String> {
+pub(super) fn metadata_in(metadata: Option<Metadata>) -> BTreeMap<String, String> {
     metadata
         .unwrap_or_default()
         .into_iter()
@@ -31,7 +31,7 @@ fn metadata_out(info: &ObjectInfo) -> Option<Metadata> {
     (!info.metadata.is_empty()).then(|| info.metadata.clone().into_iter().collect())
 }
 
-fn content_md5(value: Option<&str>) -> S3Result<Option<[u8; 16]>> {
+pub(super) fn content_md5(value: Option<&str>) -> S3Result<Option<[u8; 16]>> {
     value
         .map(|b64| {
             base64::engine::general_purpose::STANDARD
@@ -47,7 +47,7 @@ fn content_md5(value: Option<&str>) -> S3Result<Option<[u8; 16]>> {
 
 /// A request body as the store reads it: chunks, with s3s's errors (bad chunk signatures,
 /// payload hash mismatches, broken connections) as IO errors.
-fn body_stream(body: Option<StreamingBlob>) -> ByteStream {
+pub(super) fn body_stream(body: Option<StreamingBlob>) -> ByteStream {
     match body {
         Some(blob) => Box::pin(blob.map(|chunk| chunk.map_err(std::io::Error::other))),
         None => Box::pin(futures_util::stream::empty()),

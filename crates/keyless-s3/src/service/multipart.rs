@@ -1,0 +1,277 @@
+//! Multipart uploads: create, upload part (and part copy), list parts and uploads, complete,
+//! abort.
+//!
+//! <https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html>
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::bucket::timestamp;
+use super::object::{body_stream, content_md5, metadata_in};
+use super::{KeylessS3, store_error};
+use crate::store::{ByteRange, ObjectStore, PutOptions, UploadRef};
+
+/// Part numbers S3 accepts.
+const PART_NUMBERS: std::ops::RangeInclusive<i32> = 1..=10_000;
+
+fn part_number(n: i32) -> S3Result<u32> {
+    if PART_NUMBERS.contains(&n) {
+        Ok(n.unsigned_abs())
+    } else {
+        Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ))
+    }
+}
+
+/// `bytes=first-last` of `x-amz-copy-source-range`.
+fn copy_range(range: Option<&str>) -> S3Result<Option<ByteRange>> {
+    let Some(range) = range else { return Ok(None) };
+    let parsed = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        .filter(|(a, b)| a <= b);
+    match parsed {
+        Some((first, last)) => Ok(Some(ByteRange::From {
+            first,
+            last: Some(last),
+        })),
+        None => Err(s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last"
+        )),
+    }
+}
+
+impl<S: ObjectStore> KeylessS3<S> {
+    pub(super) async fn create_multipart_upload_(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        let options = PutOptions {
+            content_type: input.content_type,
+            metadata: metadata_in(input.metadata),
+            ..Default::default()
+        };
+        let upload = self
+            .store
+            .create_upload(&input.bucket, &input.key, options)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload.upload_id),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn upload_part_(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = req.input;
+        let upload = UploadRef {
+            bucket: &input.bucket,
+            key: &input.key,
+            upload_id: &input.upload_id,
+        };
+        let options = PutOptions {
+            content_md5: content_md5(input.content_md5.as_deref())?,
+            ..Default::default()
+        };
+        let part = self
+            .store
+            .upload_part(
+                upload,
+                part_number(input.part_number)?,
+                body_stream(input.body),
+                options,
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(part.etag)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn upload_part_copy_(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        let CopySource::Bucket {
+            bucket: src_bucket,
+            key: src_key,
+            ..
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "Only bucket copy sources are supported."
+            ));
+        };
+        let range = copy_range(input.copy_source_range.as_deref())?;
+        let (_, stream) = self
+            .store
+            .get_object(src_bucket, src_key, range)
+            .await
+            .map_err(store_error)?;
+        let upload = UploadRef {
+            bucket: &input.bucket,
+            key: &input.key,
+            upload_id: &input.upload_id,
+        };
+        let part = self
+            .store
+            .upload_part(
+                upload,
+                part_number(input.part_number)?,
+                stream,
+                PutOptions::default(),
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(part.etag)),
+                last_modified: Some(timestamp(part.last_modified_ms)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn list_parts_(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        let upload = UploadRef {
+            bucket: &input.bucket,
+            key: &input.key,
+            upload_id: &input.upload_id,
+        };
+        let max = usize::try_from(input.max_parts.unwrap_or(1000).clamp(0, 1000)).unwrap_or(1000);
+        let marker = input.part_number_marker.unwrap_or(0);
+        let parts = self.store.list_parts(upload).await.map_err(store_error)?;
+        let mut after: Vec<_> = parts
+            .into_iter()
+            .filter(|p| i64::from(p.part_number) > i64::from(marker))
+            .collect();
+        let truncated = after.len() > max;
+        after.truncate(max);
+        let next = after
+            .last()
+            .map(|p| i32::try_from(p.part_number).unwrap_or(i32::MAX));
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            max_parts: Some(i32::try_from(max).unwrap_or(1000)),
+            part_number_marker: Some(marker),
+            next_part_number_marker: next,
+            is_truncated: Some(truncated),
+            parts: Some(
+                after
+                    .into_iter()
+                    .map(|p| Part {
+                        part_number: Some(i32::try_from(p.part_number).unwrap_or(i32::MAX)),
+                        e_tag: Some(ETag::Strong(p.etag)),
+                        size: Some(i64::try_from(p.size).unwrap_or(i64::MAX)),
+                        last_modified: Some(timestamp(p.last_modified_ms)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn list_multipart_uploads_(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let uploads = self
+            .store
+            .list_uploads(&input.bucket, &prefix)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: Some(prefix),
+            max_uploads: Some(input.max_uploads.unwrap_or(1000)),
+            is_truncated: Some(false),
+            uploads: Some(
+                uploads
+                    .into_iter()
+                    .map(|u| MultipartUpload {
+                        key: Some(u.key),
+                        upload_id: Some(u.upload_id),
+                        initiated: Some(timestamp(u.initiated_ms)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn complete_multipart_upload_(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let upload = UploadRef {
+            bucket: &input.bucket,
+            key: &input.key,
+            upload_id: &input.upload_id,
+        };
+        let mut parts = Vec::new();
+        for part in input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default()
+        {
+            let (Some(number), Some(etag)) = (part.part_number, part.e_tag) else {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "Each part needs a PartNumber and an ETag."
+                ));
+            };
+            parts.push((part_number(number)?, etag.into_value()));
+        }
+        let info = self
+            .store
+            .complete_upload(upload, parts)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(ETag::Strong(info.etag)),
+            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn abort_multipart_upload_(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        let upload = UploadRef {
+            bucket: &input.bucket,
+            key: &input.key,
+            upload_id: &input.upload_id,
+        };
+        self.store.abort_upload(upload).await.map_err(store_error)?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+}
