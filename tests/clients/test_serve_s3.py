@@ -22,10 +22,10 @@ from conftest import REPO  # noqa: F401
 
 
 class Server:
-    def __init__(self, keyless_bin, data_dir):
+    def __init__(self, keyless_bin, data_dir, extra=()):
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
-            [keyless_bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+            [keyless_bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -382,7 +382,6 @@ def test_anonymous_copies_need_read_access_to_the_source(server):
         anon.upload_part_copy(Bucket="dropbox", Key="stolen2", UploadId=up, PartNumber=1,
                               CopySource={"Bucket": "secrets", "Key": "token"})
     assert error_code(e) == "AccessDenied"
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        anon.delete_objects(Bucket="secrets", Delete={"Objects": [{"Key": "token"}]})
-    assert error_code(e) == "AccessDenied"
+    out = anon.delete_objects(Bucket="secrets", Delete={"Objects": [{"Key": "token"}]})
+    assert [(e["Key"], e["Code"]) for e in out["Errors"]] == [("token", "AccessDenied")]
     assert s3.get_object(Bucket="secrets", Key="token")["Body"].read() == b"hunter2"

@@ -2,8 +2,10 @@
 //! the policy simulator (`SimulateCustomPolicy`).
 #![warn(missing_docs, unreachable_pub)]
 
+mod directory;
 mod error;
 pub mod managed;
 pub mod simulate;
 
+pub use directory::{Credential, Directory, IamStore, Identity, PolicySpec, UserSpec};
 pub use error::IamError;

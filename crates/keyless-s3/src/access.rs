@@ -1,14 +1,15 @@
 //! Who may do what: s3s checks the signature with the secret [`Authorizer`] looks up, then
 //! every request is decided by the policy engine before it reaches storage.
 //!
-//! Today the principals are the account's root user (its own key pair: everything in the
-//! account, as on AWS) and anonymous callers (only what a bucket policy grants them). IAM users,
-//! roles and their policies plug in here next.
+//! The principals are the account's root user (everything in the account, as on AWS), IAM
+//! users (their identity policies and the bucket's policy, by the evaluation logic), and
+//! anonymous callers (only what a bucket policy grants them). Role sessions come with STS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+use keyless_iam::{IamStore, Identity};
 use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize};
 use keyless_types::Clock;
 use s3s::access::{S3Access, S3AccessContext};
@@ -27,6 +28,11 @@ pub struct ClientAddr(pub SocketAddr);
 /// Whether the connection is TLS, put in the request's extensions by the listener.
 #[derive(Debug, Clone, Copy)]
 pub struct SecureTransport(pub bool);
+
+/// Keys of a DeleteObjects request that the caller may not delete, set aside by the authorizer
+/// for the handler to report.
+#[derive(Debug, Clone, Default)]
+pub struct DeniedKeys(pub Vec<String>);
 
 /// The root user's long-term key pair. `Debug` does not show the secret.
 #[derive(Clone)]
@@ -48,6 +54,7 @@ impl std::fmt::Debug for RootKey {
 
 struct Inner<S> {
     store: Arc<S>,
+    iam: Arc<dyn IamStore>,
     root: RootKey,
     account_id: String,
     clock: Arc<dyn Clock>,
@@ -64,6 +71,16 @@ impl<S> Clone for Authorizer<S> {
             inner: Arc::clone(&self.inner),
         }
     }
+}
+
+/// Who signed a request.
+enum Caller {
+    /// The account's root user: everything in the account.
+    Root,
+    /// An IAM user, with its identity policies.
+    User(Arc<Identity>),
+    /// Nobody: only what resource policies grant to everyone.
+    Anonymous,
 }
 
 /// Compares without leaking, through timing, where two strings first differ.
@@ -88,9 +105,11 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 impl<S: ObjectStore> Authorizer<S> {
-    /// An authorizer for the account `account_id` whose root user holds `root`.
+    /// An authorizer for the account `account_id`, whose root user holds `root` and whose IAM
+    /// users live in `iam`.
     pub fn new(
         store: Arc<S>,
+        iam: Arc<dyn IamStore>,
         root: RootKey,
         account_id: impl Into<String>,
         clock: Arc<dyn Clock>,
@@ -98,6 +117,7 @@ impl<S: ObjectStore> Authorizer<S> {
         Self {
             inner: Arc::new(Inner {
                 store,
+                iam,
                 root,
                 account_id: account_id.into(),
                 clock,
@@ -112,34 +132,73 @@ impl<S: ObjectStore> Authorizer<S> {
         )
     }
 
-    /// Decides an anonymous request by the bucket's policy.
-    async fn anonymous(
+    fn caller(&self, access_key: Option<&str>) -> S3Result<Caller> {
+        match access_key {
+            None => Ok(Caller::Anonymous),
+            Some(key) if self.is_root(key) => Ok(Caller::Root),
+            Some(key) => self
+                .inner
+                .iam
+                .credential(key)
+                .map(|c| Caller::User(Arc::clone(&c.identity)))
+                .ok_or_else(access_denied),
+        }
+    }
+
+    /// Decides `action` on `resource` (in `bucket`, whose policy applies) for `caller`.
+    async fn decide(
         &self,
-        op: S3Op,
+        caller: &Caller,
+        action: &str,
         bucket: &str,
         resource: &str,
         facts: &RequestFacts<'_>,
     ) -> S3Result<()> {
-        let text = match self.inner.store.bucket_policy(bucket).await {
-            Ok(Some(text)) => text,
-            // A missing bucket is not revealed to a caller who may not see it.
-            Ok(None) | Err(StoreError::NoSuchBucket(_)) => return Err(access_denied()),
-            Err(e) => return Err(crate::service::store_error(e)),
+        let (principal, identity) = match caller {
+            Caller::Root => return Ok(()),
+            Caller::User(user) => (user.principal(), Some(user)),
+            Caller::Anonymous => (Principal::Anonymous, None),
         };
-        let policy = Policy::parse_as(&text, PolicyKind::Resource).map_err(|e| {
-            tracing::error!(bucket, error = %e, "stored bucket policy does not parse");
-            access_denied()
-        })?;
-        let ctx = facts.context();
-        let principal = Principal::Anonymous;
+        let bucket_policy = if bucket.is_empty() {
+            None
+        } else {
+            match self.inner.store.bucket_policy(bucket).await {
+                Ok(text) => text,
+                // A caller who may not see the bucket does not learn that it is missing.
+                Err(StoreError::NoSuchBucket(_)) if identity.is_none() => {
+                    return Err(access_denied());
+                }
+                Err(StoreError::NoSuchBucket(_)) => None,
+                Err(e) => return Err(crate::service::store_error(e)),
+            }
+        };
+        let bucket_policy = bucket_policy
+            .map(|text| Policy::parse_as(&text, PolicyKind::Resource))
+            .transpose()
+            .map_err(|e| {
+                tracing::error!(bucket, error = %e, "stored bucket policy does not parse");
+                access_denied()
+            })?;
+        let sources: Vec<Source<'_>> = identity
+            .map(|user| {
+                user.policies
+                    .iter()
+                    .map(|(name, p)| Source::new(name, p))
+                    .collect()
+            })
+            .unwrap_or_default();
         let set = PolicySet {
-            resource: Some(Source::new("bucket policy", &policy)),
+            identity: &sources,
+            resource: bucket_policy
+                .as_ref()
+                .map(|p| Source::new("bucket policy", p)),
             resource_account: Some(&self.inner.account_id),
             ..Default::default()
         };
-        let request = Request::new(op.action(), resource, &ctx).by(&principal);
+        let ctx = facts.context();
+        let request = Request::new(action, resource, &ctx).by(&principal);
         let decision = authorize(&set, &request);
-        tracing::debug!(principal = "anonymous", action = op.action(), resource, %decision, "authorization");
+        tracing::debug!(principal = principal.arn().unwrap_or("anonymous"), action, resource, %decision, "authorization");
         if decision.verdict.is_allowed() {
             Ok(())
         } else {
@@ -147,35 +206,51 @@ impl<S: ObjectStore> Authorizer<S> {
         }
     }
 
-    /// A copy also reads its source: `s3:GetObject` on it.
-    async fn copy_source(
-        &self,
-        source: &CopySource,
-        extensions: &http::Extensions,
-    ) -> S3Result<()> {
-        let CopySource::Bucket { bucket, key, .. } = source else {
-            return Err(access_denied());
-        };
-        let facts = self.facts(extensions);
-        self.anonymous(S3Op::GetObject, bucket, &object_arn(bucket, key), &facts)
-            .await
-    }
-
-    /// What the listener and the clock say of an anonymous request.
-    fn facts(&self, extensions: &http::Extensions) -> RequestFacts<'static> {
+    /// What the caller, the listener and the clock say of a request.
+    fn facts<'a>(&self, caller: &'a Caller, extensions: &http::Extensions) -> RequestFacts<'a> {
         let epoch_seconds = self
             .inner
             .clock
             .now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        RequestFacts {
+        let mut facts = RequestFacts {
             source_ip: extensions.get::<ClientAddr>().map(|a| a.0.ip()),
             secure_transport: extensions.get::<SecureTransport>().is_some_and(|t| t.0),
             epoch_seconds,
             principal_type: Some("Anonymous"),
             ..Default::default()
+        };
+        if let Caller::User(user) = caller {
+            facts.username = Some(&user.name);
+            facts.userid = Some(&user.user_id);
+            facts.principal_arn = Some(&user.arn);
+            facts.principal_account = Some(&user.account_id);
+            facts.principal_type = Some("User");
         }
+        facts
+    }
+
+    /// A copy also reads its source: `s3:GetObject` on it.
+    async fn copy_source(
+        &self,
+        access_key: Option<&str>,
+        source: &CopySource,
+        extensions: &http::Extensions,
+    ) -> S3Result<()> {
+        let caller = self.caller(access_key)?;
+        let CopySource::Bucket { bucket, key, .. } = source else {
+            return Err(access_denied());
+        };
+        let facts = self.facts(&caller, extensions);
+        self.decide(
+            &caller,
+            S3Op::GetObject.action(),
+            bucket,
+            &object_arn(bucket, key),
+            &facts,
+        )
+        .await
     }
 }
 
@@ -183,12 +258,14 @@ impl<S: ObjectStore> Authorizer<S> {
 impl<S: ObjectStore> S3Auth for Authorizer<S> {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         if self.is_root(access_key) {
-            Ok(SecretKey::from(self.inner.root.secret_access_key.as_str()))
-        } else {
-            Err(s3_error!(
+            return Ok(SecretKey::from(self.inner.root.secret_access_key.as_str()));
+        }
+        match self.inner.iam.credential(access_key) {
+            Some(c) => Ok(SecretKey::from(c.secret.expose())),
+            None => Err(s3_error!(
                 InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records."
-            ))
+            )),
         }
     }
 }
@@ -206,64 +283,78 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
                 "The provided token is malformed or otherwise invalid."
             ));
         }
-        if let Some(credentials) = cx.credentials() {
-            return if self.is_root(&credentials.access_key) {
-                Ok(())
-            } else {
-                Err(access_denied())
-            };
+        let caller = self.caller(cx.credentials().map(|c| c.access_key.as_str()))?;
+        if matches!(caller, Caller::Root) {
+            return Ok(());
         }
         let Some(op) = S3Op::from_name(cx.s3_op().name()) else {
             return Err(access_denied());
-        };
-        let (bucket, key) = match cx.s3_path() {
-            S3Path::Root => return Err(access_denied()),
-            S3Path::Bucket { bucket } => (bucket.to_string(), String::new()),
-            S3Path::Object { bucket, key } => (bucket.to_string(), key.to_string()),
         };
         // Deleting many keys is decided key by key, in `delete_objects` below.
         if op == S3Op::DeleteObjects {
             return Ok(());
         }
+        let (bucket, key) = match cx.s3_path() {
+            S3Path::Root => (String::new(), String::new()),
+            S3Path::Bucket { bucket } => (bucket.to_string(), String::new()),
+            S3Path::Object { bucket, key } => (bucket.to_string(), key.to_string()),
+        };
         let prefix = query_param(query.as_deref(), "prefix");
         let delimiter = query_param(query.as_deref(), "delimiter");
         let max_keys = query_param(query.as_deref(), "max-keys").and_then(|m| m.parse().ok());
-        let mut facts = self.facts(cx.extensions_mut());
+        let mut facts = self.facts(&caller, cx.extensions_mut());
         if matches!(op, S3Op::ListObjects | S3Op::ListObjectsV2) {
             facts.prefix = Some(prefix.as_deref().unwrap_or(""));
             facts.delimiter = delimiter.as_deref();
             facts.max_keys = Some(max_keys.unwrap_or(1000));
         }
-        self.anonymous(op, &bucket, &op.resource(&bucket, &key), &facts)
-            .await
+        self.decide(
+            &caller,
+            op.action(),
+            &bucket,
+            &op.resource(&bucket, &key),
+            &facts,
+        )
+        .await
     }
 
+    /// Each key is decided on its own; as S3 does, keys the caller may not delete are reported
+    /// as `AccessDenied` in the response's errors (see [`DeniedKeys`]) while the rest go.
     async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
-        if req.credentials.is_some() {
-            return Ok(());
-        }
-        let facts = self.facts(&req.extensions);
-        for object in &req.input.delete.objects {
+        let caller = self.caller(req.credentials.as_ref().map(|c| c.access_key.as_str()))?;
+        let facts = self.facts(&caller, &req.extensions);
+        let mut allowed = Vec::new();
+        let mut denied = Vec::new();
+        for object in std::mem::take(&mut req.input.delete.objects) {
             let resource = object_arn(&req.input.bucket, &object.key);
-            self.anonymous(S3Op::DeleteObject, &req.input.bucket, &resource, &facts)
-                .await?;
+            match self
+                .decide(
+                    &caller,
+                    S3Op::DeleteObject.action(),
+                    &req.input.bucket,
+                    &resource,
+                    &facts,
+                )
+                .await
+            {
+                Ok(()) => allowed.push(object),
+                Err(_) => denied.push(object.key),
+            }
         }
+        req.input.delete.objects = allowed;
+        req.extensions.insert(DeniedKeys(denied));
         Ok(())
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
-        if req.credentials.is_some() {
-            return Ok(());
-        }
-        self.copy_source(&req.input.copy_source, &req.extensions)
+        let key = req.credentials.as_ref().map(|c| c.access_key.clone());
+        self.copy_source(key.as_deref(), &req.input.copy_source, &req.extensions)
             .await
     }
 
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
-        if req.credentials.is_some() {
-            return Ok(());
-        }
-        self.copy_source(&req.input.copy_source, &req.extensions)
+        let key = req.credentials.as_ref().map(|c| c.access_key.clone());
+        self.copy_source(key.as_deref(), &req.input.copy_source, &req.extensions)
             .await
     }
 }

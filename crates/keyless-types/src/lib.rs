@@ -4,6 +4,8 @@
 
 mod arn;
 mod clock;
+mod secret;
 
 pub use arn::{AccountId, Arn, ArnError};
 pub use clock::{Clock, FixedClock};
+pub use secret::Secret;

@@ -62,6 +62,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
     pub(crate) listen: std::net::SocketAddr,
 
+    /// A TOML file declaring IAM users, policies and buckets to create at start.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
     /// Folder for objects, metadata and the root credentials; created if absent.
     #[arg(long, default_value = "keyless-data", value_name = "DIR")]
     pub(crate) data_dir: PathBuf,

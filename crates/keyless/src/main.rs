@@ -1,6 +1,7 @@
 //! `keyless`: IAM roles for S3-compatible object storage, self-hosted, in one binary.
 
 mod cli;
+mod config;
 mod policy_cmd;
 mod serve;
 

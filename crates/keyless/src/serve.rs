@@ -9,14 +9,17 @@ use std::time::SystemTime;
 use anyhow::{Context as _, bail};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use keyless_iam::Directory;
+use keyless_policy::{Policy, PolicyKind};
 use keyless_s3::access::{Authorizer, ClientAddr, RootKey, SecureTransport};
 use keyless_s3::service::KeylessS3;
-use keyless_s3::store::DiskStore;
+use keyless_s3::store::{DiskStore, ObjectStore as _, StoreError};
 use keyless_types::Clock;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
+use crate::config::Config;
 
 /// The system clock: the one place that reads the time.
 struct SystemClock;
@@ -40,6 +43,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let loaded = match &args.config {
+        Some(path) => {
+            let (config, base) = Config::read(path)?;
+            config
+                .load(&base)
+                .with_context(|| format!("`{}` is not a valid configuration", path.display()))?
+        }
+        None => Config::default().load(Path::new("."))?,
+    };
+    let iam = Directory::build(&args.account_id, &loaded.policies, &loaded.users)
+        .context("the configuration's IAM users and policies are not valid")?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data folder `{}`",
@@ -54,12 +68,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot open the object store in `{}`", data_dir.display()))?,
     );
 
+    create_buckets(store.as_ref(), loaded.buckets).await?;
+
     let mut builder = S3ServiceBuilder::new(KeylessS3::new(
         Arc::clone(&store),
         &args.region,
         &args.account_id,
     ));
-    let authorizer = Authorizer::new(store, root.clone(), &args.account_id, clock);
+    let authorizer = Authorizer::new(store, Arc::new(iam), root.clone(), &args.account_id, clock);
     builder.set_auth(authorizer.clone());
     builder.set_access(authorizer);
     let service = builder.build();
@@ -96,6 +112,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%endpoint, data_dir = %data_dir.display(), "serving S3");
 
     accept_loop(listener, service).await
+}
+
+/// Creates the configuration's buckets that do not exist yet and sets their policies.
+async fn create_buckets(
+    store: &DiskStore,
+    buckets: Vec<(String, Option<String>)>,
+) -> anyhow::Result<()> {
+    for (i, (name, policy)) in buckets.into_iter().enumerate() {
+        match store.create_bucket(&name).await {
+            Ok(_) => tracing::info!(bucket = %name, "created bucket"),
+            Err(StoreError::BucketAlreadyExists(_)) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("buckets[{i}]: cannot create `{name}`"));
+            }
+        }
+        if let Some(text) = policy {
+            Policy::parse_as(&text, PolicyKind::Resource)
+                .with_context(|| format!("buckets[{i}].policy"))?;
+            store.set_bucket_policy(&name, Some(text)).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn accept_loop(

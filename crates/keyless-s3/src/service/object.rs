@@ -13,6 +13,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::bucket::timestamp;
 use super::{KeylessS3, store_error};
+use crate::access::DeniedKeys;
 use crate::store::{ByteRange, ByteStream, ObjectInfo, ObjectStore, PutOptions};
 
 fn etag(info: &ObjectInfo) -> ETag {
@@ -159,6 +160,14 @@ impl<S: ObjectStore> KeylessS3<S> {
             .map_err(store_error)?;
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        if let Some(DeniedKeys(keys)) = req.extensions.get::<DeniedKeys>() {
+            errors.extend(keys.iter().map(|key| Error {
+                code: Some("AccessDenied".to_owned()),
+                key: Some(key.clone()),
+                message: Some("Access Denied".to_owned()),
+                version_id: None,
+            }));
+        }
         for object in input.delete.objects {
             match self.store.delete_object(&input.bucket, &object.key).await {
                 Ok(()) if quiet => {}
