@@ -206,7 +206,7 @@ def test_errors_are_s3s(server):
 
 
 def test_wrong_content_md5_stores_nothing(server):
-    s3 = server.client()
+    s3 = server.client(retries={"max_attempts": 1, "mode": "standard"})
     s3.create_bucket(Bucket="bkt")
     s3.put_object(Bucket="bkt", Key="k", Body=b"original")
     wrong = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
@@ -385,3 +385,28 @@ def test_anonymous_copies_need_read_access_to_the_source(server):
     out = anon.delete_objects(Bucket="secrets", Delete={"Objects": [{"Key": "token"}]})
     assert [(e["Key"], e["Code"]) for e in out["Errors"]] == [("token", "AccessDenied")]
     assert s3.get_object(Bucket="secrets", Key="token")["Body"].read() == b"hunter2"
+
+
+def test_checksums_are_verified(server, tmp_path):
+    import zlib
+    # botocore retries S3's BadDigest by design (its _retry.json); one attempt is enough here.
+    s3 = server.client(retries={"max_attempts": 1, "mode": "standard"})
+    s3.create_bucket(Bucket="sums")
+    data = b"gitlab artifacts" * 1000
+    good = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    s3.put_object(Bucket="sums", Key="ok", Body=data, ChecksumCRC32=good)
+    sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    s3.put_object(Bucket="sums", Key="ok-sha", Body=data, ChecksumSHA256=sha)
+    for kwargs, algorithm in [({"ChecksumCRC32": "AAAAAA=="}, "CRC32"),
+                              ({"ChecksumSHA256": base64.b64encode(b"x" * 32).decode()}, "SHA256")]:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.put_object(Bucket="sums", Key="bad", Body=data, **kwargs)
+        assert error_code(e) == "BadDigest"
+        assert algorithm in e.value.response["Error"]["Message"]
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3.head_object(Bucket="sums", Key="bad")
+    # botocore's default: a streaming upload with a CRC32 trailer.
+    src = tmp_path / "f"
+    src.write_bytes(data)
+    s3.upload_file(str(src), "sums", "trailer")
+    assert s3.get_object(Bucket="sums", Key="trailer")["Body"].read() == data

@@ -22,6 +22,10 @@ pub fn store_error(e: StoreError) -> S3Error {
             "Your previous request to create the named bucket succeeded and you already own it: {b}"
         ),
         StoreError::NoSuchKey { .. } => s3_error!(NoSuchKey, "The specified key does not exist."),
+        StoreError::ChecksumMismatch(algorithm) => s3_error!(
+            BadDigest,
+            "The {algorithm} you specified did not match the calculated checksum."
+        ),
         StoreError::BadDigest => s3_error!(
             BadDigest,
             "The Content-MD5 you specified did not match what we received."

@@ -2,6 +2,7 @@
 //! writes XML; these handlers, split by operation family, do the rest.
 
 mod bucket;
+mod checksum;
 mod error;
 mod list;
 mod multipart;

@@ -81,6 +81,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         };
         let options = PutOptions {
             content_md5: content_md5(input.content_md5.as_deref())?,
+            verifier: super::checksum::verifier(&req.headers, req.trailing_headers)?,
             ..Default::default()
         };
         let part = self

@@ -73,6 +73,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             metadata: metadata_in(input.metadata),
             content_md5: content_md5(input.content_md5.as_deref())?,
             content_length: None,
+            verifier: super::checksum::verifier(&req.headers, req.trailing_headers)?,
         };
         let info = self
             .store

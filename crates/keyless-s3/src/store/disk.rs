@@ -178,13 +178,13 @@ impl DiskStore {
     async fn write_blob(
         &self,
         mut body: ByteStream,
-        options: &PutOptions,
+        options: &mut PutOptions,
     ) -> Result<(String, String, u64), StoreError> {
         let blob = random_id()?;
         let tmp = self.inner.root.join("tmp").join(&blob);
         let written = async {
             let mut file = tokio::fs::File::create_new(&tmp).await?;
-            let mut check = BodyCheck::new();
+            let mut check = BodyCheck::new(options);
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(StoreError::Body)?;
                 check.update(&chunk);
@@ -410,10 +410,10 @@ impl ObjectStore for DiskStore {
         bucket: &str,
         key: &str,
         body: ByteStream,
-        options: PutOptions,
+        mut options: PutOptions,
     ) -> Result<ObjectInfo, StoreError> {
         self.head_bucket(bucket).await?;
-        let (blob, etag, size) = self.write_blob(body, &options).await?;
+        let (blob, etag, size) = self.write_blob(body, &mut options).await?;
         let record = ObjectRecord {
             info: ObjectInfo {
                 key: key.to_owned(),
@@ -638,10 +638,10 @@ impl ObjectStore for DiskStore {
         upload: UploadRef<'_>,
         part_number: u32,
         body: ByteStream,
-        options: PutOptions,
+        mut options: PutOptions,
     ) -> Result<PartInfo, StoreError> {
         self.upload_record(upload).await?;
-        let (blob, etag, size) = self.write_blob(body, &options).await?;
+        let (blob, etag, size) = self.write_blob(body, &mut options).await?;
         let part = PartInfo {
             part_number,
             etag,
@@ -748,7 +748,7 @@ impl ObjectStore for DiskStore {
                 .flatten(),
         );
         let (blob, _, size) = self
-            .write_blob(concatenated, &PutOptions::default())
+            .write_blob(concatenated, &mut PutOptions::default())
             .await?;
         let object = ObjectRecord {
             info: ObjectInfo {

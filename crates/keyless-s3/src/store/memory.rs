@@ -18,9 +18,9 @@ use super::{
 /// Reads a whole body, checking it against the options.
 async fn read_body(
     mut body: ByteStream,
-    options: &PutOptions,
+    options: &mut PutOptions,
 ) -> Result<(Bytes, String, u64), StoreError> {
-    let mut check = BodyCheck::new();
+    let mut check = BodyCheck::new(options);
     let mut data = Vec::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(StoreError::Body)?;
@@ -154,10 +154,10 @@ impl ObjectStore for MemoryStore {
         bucket: &str,
         key: &str,
         body: ByteStream,
-        options: PutOptions,
+        mut options: PutOptions,
     ) -> Result<ObjectInfo, StoreError> {
         self.head_bucket(bucket).await?;
-        let (data, etag, size) = read_body(body, &options).await?;
+        let (data, etag, size) = read_body(body, &mut options).await?;
         let info = ObjectInfo {
             key: key.to_owned(),
             size,
@@ -272,10 +272,10 @@ impl ObjectStore for MemoryStore {
         upload: UploadRef<'_>,
         part_number: u32,
         body: ByteStream,
-        options: PutOptions,
+        mut options: PutOptions,
     ) -> Result<PartInfo, StoreError> {
         self.with_upload(upload, |_| Ok(()))?;
-        let (data, etag, size) = read_body(body, &options).await?;
+        let (data, etag, size) = read_body(body, &mut options).await?;
         let part = PartInfo {
             part_number,
             etag,

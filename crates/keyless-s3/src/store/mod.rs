@@ -47,6 +47,9 @@ pub enum StoreError {
     /// The data does not match the digest the client sent; nothing was stored.
     #[error("the body does not match its Content-MD5")]
     BadDigest,
+    /// The data does not match the `x-amz-checksum-*` the client sent; nothing was stored.
+    #[error("the body does not match its {0} checksum")]
+    ChecksumMismatch(&'static str),
     /// The body ended before (or ran past) its declared length; nothing was stored.
     #[error("the body was {got} bytes where {expected} were declared")]
     IncompleteBody {
@@ -115,8 +118,26 @@ pub struct ObjectInfo {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// An extra check of a body as it streams, such as a client's `x-amz-checksum-*`. The store
+/// feeds it every chunk and asks it once the body is whole, before anything is committed.
+pub trait BodyVerifier: Send + Sync {
+    /// Sees the next chunk.
+    fn update(&mut self, chunk: &[u8]);
+    /// Whether the body was right.
+    fn verify(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// A [`BodyVerifier`] in [`PutOptions`].
+pub struct Verifier(pub Box<dyn BodyVerifier>);
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verifier")
+    }
+}
+
 /// What a PUT carries besides its data.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct PutOptions {
     /// `Content-Type`.
     pub content_type: Option<String>,
@@ -126,6 +147,8 @@ pub struct PutOptions {
     pub content_md5: Option<[u8; 16]>,
     /// `Content-Length` (decoded length for chunked uploads), which the data must match.
     pub content_length: Option<u64>,
+    /// A further check of the data.
+    pub verifier: Option<Verifier>,
 }
 
 /// An in-progress multipart upload.
@@ -433,23 +456,32 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 pub(crate) struct BodyCheck {
     md5: Md5,
     len: u64,
+    verifier: Option<Verifier>,
 }
 
 impl BodyCheck {
-    pub(crate) fn new() -> Self {
+    /// Checks a body against `options`, taking their verifier.
+    pub(crate) fn new(options: &mut PutOptions) -> Self {
         Self {
             md5: Md5::new(),
             len: 0,
+            verifier: options.verifier.take(),
         }
     }
 
     pub(crate) fn update(&mut self, chunk: &[u8]) {
         self.md5.update(chunk);
         self.len += chunk.len() as u64;
+        if let Some(v) = &mut self.verifier {
+            v.0.update(chunk);
+        }
     }
 
     /// The ETag, if the body is what the options declared.
     pub(crate) fn finish(self, options: &PutOptions) -> Result<(String, u64), StoreError> {
+        if let Some(v) = self.verifier {
+            v.0.verify()?;
+        }
         let digest: [u8; 16] = self.md5.finalize().into();
         if let Some(expected) = options.content_length.filter(|e| *e != self.len) {
             return Err(StoreError::IncompleteBody {

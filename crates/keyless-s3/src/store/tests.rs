@@ -108,6 +108,7 @@ async fn objects(store: impl ObjectStore) {
         metadata: [("owner".to_owned(), "gitlab".to_owned())].into(),
         content_md5: Some(Md5::digest(b"hello world").into()),
         content_length: Some(11),
+        verifier: None,
     };
     let info = store
         .put_object("b", "dir/hello.txt", body(&[b"hello ", b"world"]), options)
@@ -220,6 +221,23 @@ async fn refused_bodies_store_nothing(store: impl ObjectStore) {
             .put_object("b", "k", failing, PutOptions::default())
             .await,
         Err(StoreError::Body(_))
+    ));
+    struct Refuse;
+    impl BodyVerifier for Refuse {
+        fn update(&mut self, _chunk: &[u8]) {}
+        fn verify(self: Box<Self>) -> Result<(), StoreError> {
+            Err(StoreError::ChecksumMismatch("CRC32"))
+        }
+    }
+    let refused = PutOptions {
+        verifier: Some(Verifier(Box::new(Refuse))),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store
+            .put_object("b", "k", body(&[b"new data"]), refused)
+            .await,
+        Err(StoreError::ChecksumMismatch("CRC32"))
     ));
     assert_eq!(get(&store, "b", "k").await.unwrap(), b"original");
     assert!(matches!(
