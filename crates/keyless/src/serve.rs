@@ -33,6 +33,9 @@ impl Clock for SystemClock {
 
 const CREDENTIALS_FILE: &str = "root-credentials";
 
+/// The largest request header block accepted.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -140,7 +143,10 @@ async fn accept_loop(
     listener: TcpListener,
     service: s3s::service::S3Service,
 ) -> anyhow::Result<()> {
-    let http = ConnBuilder::new(TokioExecutor::new());
+    let mut http = ConnBuilder::new(TokioExecutor::new());
+    // S3 allows 8 KiB of request headers; 64 KiB leaves room and stops abuse.
+    http.http1().max_buf_size(MAX_HEADER_BYTES);
+    http.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let shutdown = tokio::signal::ctrl_c();
     tokio::pin!(shutdown);
