@@ -5,6 +5,8 @@
 //! `hh:mm:ss` or `hh:mm:ss.fraction`, then `Z` or an offset `±hh`, `±hh:mm`, `±hhmm` (no zone
 //! means UTC); or a whole number of seconds since the epoch.
 
+use keyless_types::time::{days_in_month, unix_from_civil};
+
 /// Milliseconds since the Unix epoch.
 pub(crate) type Millis = i64;
 
@@ -72,8 +74,7 @@ fn parse_iso(text: &str) -> Option<Millis> {
     if !s.0.is_empty() {
         return None;
     }
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    let secs = unix_from_civil(year, month, day, hour, minute, second) - offset_minutes * 60;
     Some(secs * 1000 + millis)
 }
 
@@ -115,30 +116,6 @@ impl Scanner<'_> {
         self.0 = rest;
         taken
     }
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use keyless_policy::Context;
+use keyless_types::time::iso8601;
 
 /// The S3 operations Keyless serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -297,28 +298,6 @@ impl RequestFacts<'_> {
         put("s3:max-keys", self.max_keys.map(|n| n.to_string().into()));
         ctx
     }
-}
-
-/// `YYYY-MM-DDThh:mm:ssZ` for seconds since the epoch.
-fn iso8601(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]

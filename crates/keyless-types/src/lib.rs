@@ -5,6 +5,7 @@
 mod arn;
 mod clock;
 mod secret;
+pub mod time;
 
 pub use arn::{AccountId, Arn, ArnError};
 pub use clock::{Clock, FixedClock};

@@ -1,0 +1,17 @@
+//! AWS Signature Version 4, as a server checks it: the canonical request, the string to sign,
+//! the signing key and a constant-time comparison, with no IO and no clock (the caller says what
+//! time it is).
+//!
+//! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html>
+//!
+//! s3s checks the signatures of S3 requests; this crate checks the others (IAM and STS query
+//! APIs), and is tested against AWS's own signer, the `aws-sigv4` crate.
+#![warn(missing_docs, unreachable_pub)]
+
+mod canonical;
+mod verify;
+
+pub use canonical::{canonical_request, uri_encode};
+pub use verify::{
+    Authorization, Credential, Request, SigV4Error, Verified, signature, signing_key, verify,
+};

@@ -1,0 +1,76 @@
+//! Calendar arithmetic on Unix seconds (proleptic Gregorian, UTC), shared by the date
+//! conditions, request timestamps and signatures. Howard Hinnant's days-from-civil algorithms.
+
+/// Seconds since the epoch of a UTC date and time. Fields are not range-checked.
+pub fn unix_from_civil(
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    minute: i64,
+    second: i64,
+) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + hour * 3600 + minute * 60 + second
+}
+
+/// `(year, month, day, hour, minute, second)` of seconds since the epoch.
+pub fn civil_from_unix(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ`.
+pub fn iso8601(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil_from_unix(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Whether `year` is a leap year.
+pub fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+/// The number of days of `month` (1 to 12) in `year`.
+pub fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        assert_eq!(unix_from_civil(1970, 1, 1, 0, 0, 0), 0);
+        assert_eq!(unix_from_civil(2026, 11, 25, 12, 0, 0), 1_795_608_000);
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+        for secs in [-86_401, 0, 1, 951_782_399, 1_795_608_000, 4_102_444_800] {
+            let (y, mo, d, h, mi, s) = civil_from_unix(secs);
+            assert_eq!(unix_from_civil(y, mo, d, h, mi, s), secs);
+        }
+        assert_eq!(days_in_month(2000, 2), 29);
+        assert_eq!(days_in_month(1900, 2), 28);
+    }
+}
