@@ -88,29 +88,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on `{}`", args.listen))?;
     let local = listener.local_addr()?;
     let endpoint = format!("http://{local}");
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "keyless: S3 endpoint {endpoint}")?;
-    match &credentials_file {
-        Some(file) => {
-            writeln!(
-                out,
-                "keyless: root access key {} (secret in {})",
-                root.access_key_id,
-                file.display()
-            )?;
-            writeln!(
-                out,
-                "keyless: try  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls",
-                file.display()
-            )?;
-        }
-        None => writeln!(
-            out,
-            "keyless: root access key {} (from KEYLESS_ROOT_ACCESS_KEY_ID)",
+    let banner = match &credentials_file {
+        Some(file) => format!(
+            "keyless: S3 endpoint {endpoint}\nkeyless: root access key {} (secret in {})\nkeyless: try  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls\n",
+            root.access_key_id,
+            file.display(),
+            file.display()
+        ),
+        None => format!(
+            "keyless: S3 endpoint {endpoint}\nkeyless: root access key {} (from KEYLESS_ROOT_ACCESS_KEY_ID)\n",
             root.access_key_id
-        )?,
+        ),
+    };
+    // The banner is for whoever started the server; if they stopped reading (a closed pipe),
+    // the server goes on serving.
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+        tracing::debug!(error = %e, "cannot print the banner");
     }
-    out.flush()?;
     drop(out);
     tracing::info!(%endpoint, data_dir = %data_dir.display(), "serving S3");
 
