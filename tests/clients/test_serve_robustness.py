@@ -151,3 +151,30 @@ def test_invalid_bucket_names(server, name):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         server.client(parameter_validation=False).create_bucket(Bucket=name)
     assert error_code(e) == "InvalidBucketName"
+
+
+def test_virtual_hosted_style_with_a_domain(keyless_bin, tmp_path):
+    server = Server(keyless_bin, tmp_path / "data", extra=["--domain", "s3.keyless.test"])
+    try:
+        server.client().create_bucket(Bucket="vhost")
+        port = urllib.parse.urlparse(server.endpoint).port
+        host = f"vhost.s3.keyless.test:{port}"
+        keys = keys_of(server)
+        creds = Credentials(keys["aws_access_key_id"], keys["aws_secret_access_key"])
+
+        def send(method, path, body=b""):
+            req = AWSRequest(method=method, url=f"http://{host}{path}", data=body)
+            S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+            conn = connection(server)
+            conn.request(method, path, body=body, headers={"Host": host, **dict(req.headers.items())})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+
+        assert send("PUT", "/docker/manifest", b"virtual")[0] == 200
+        assert send("GET", "/docker/manifest") == (200, b"virtual")
+        # The same object, path style.
+        assert server.client().get_object(Bucket="vhost", Key="docker/manifest")["Body"].read() == b"virtual"
+        status, body = send("GET", "/?list-type=2")
+        assert status == 200 and b"<Key>docker/manifest</Key>" in body
+    finally:
+        server.stop()

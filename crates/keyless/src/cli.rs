@@ -70,6 +70,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "keyless-data", value_name = "DIR")]
     pub(crate) data_dir: PathBuf,
 
+    /// A domain for virtual-hosted-style addressing (`BUCKET.DOMAIN`); repeat for several.
+    /// Path-style addressing always works.
+    #[arg(long, value_name = "DOMAIN")]
+    pub(crate) domain: Vec<String>,
+
     /// Region reported as the buckets' location.
     #[arg(long, default_value = "us-east-1")]
     pub(crate) region: String,

@@ -15,6 +15,7 @@ use keyless_s3::access::{Authorizer, ClientAddr, RootKey, SecureTransport};
 use keyless_s3::service::KeylessS3;
 use keyless_s3::store::{DiskStore, ObjectStore as _, StoreError};
 use keyless_types::Clock;
+use s3s::host::MultiDomain;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
@@ -81,12 +82,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let authorizer = Authorizer::new(store, Arc::new(iam), root.clone(), &args.account_id, clock);
     builder.set_auth(authorizer.clone());
     builder.set_access(authorizer);
-    let service = builder.build();
 
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on `{}`", args.listen))?;
     let local = listener.local_addr()?;
+    if !args.domain.is_empty() {
+        // Clients send `Host: bucket.domain` on port 80/443 and `bucket.domain:port` elsewhere.
+        let mut domains = args.domain.clone();
+        domains.extend(args.domain.iter().map(|d| format!("{d}:{}", local.port())));
+        let host = MultiDomain::new(&domains)
+            .map_err(|e| anyhow::anyhow!("--domain: {e}: {}", args.domain.join(", ")))?;
+        builder.set_host(host);
+    }
+    let service = builder.build();
     let endpoint = format!("http://{local}");
     let banner = match &credentials_file {
         Some(file) => format!(
