@@ -31,12 +31,13 @@ class Server:
             text=True,
         )
         line = self.proc.stdout.readline()
-        match = re.match(r"keyless: S3 endpoint (http://\S+)", line)
+        match = re.match(r"keyless: S3 endpoint (https?://\S+)", line)
         if not match:
             self.proc.kill()
             raise RuntimeError(f"unexpected first line {line!r}: {self.proc.stderr.read()}")
         self.endpoint = match.group(1)
         self.credentials = data_dir / "root-credentials"
+        self.verify = None
 
     def stop(self):
         self.proc.terminate()
@@ -59,6 +60,7 @@ class Server:
             aws_access_key_id=keys["aws_access_key_id"],
             aws_secret_access_key=keys["aws_secret_access_key"],
             config=Config(**config),
+            verify=self.verify,
         )
 
     def anonymous(self):
@@ -67,6 +69,7 @@ class Server:
             endpoint_url=self.endpoint,
             region_name="us-east-1",
             config=Config(signature_version=botocore.UNSIGNED),
+            verify=self.verify,
         )
 
     def aws(self, *args, check=True):

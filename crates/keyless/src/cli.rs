@@ -70,6 +70,15 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "keyless-data", value_name = "DIR")]
     pub(crate) data_dir: PathBuf,
 
+    /// TLS certificate chain (PEM); with --tls-key, the endpoint speaks HTTPS. Reloaded when
+    /// the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+
     /// A domain for virtual-hosted-style addressing (`BUCKET.DOMAIN`); repeat for several.
     /// Path-style addressing always works.
     #[arg(long, value_name = "DOMAIN")]

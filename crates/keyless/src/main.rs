@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod policy_cmd;
 mod serve;
+mod tls;
 
 use clap::Parser as _;
 

@@ -18,6 +18,7 @@ use keyless_types::Clock;
 use s3s::host::MultiDomain;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
@@ -33,6 +34,9 @@ impl Clock for SystemClock {
 }
 
 const CREDENTIALS_FILE: &str = "root-credentials";
+
+/// How long a client has to finish the TLS handshake.
+const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The largest request header block accepted.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -83,6 +87,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     builder.set_auth(authorizer.clone());
     builder.set_access(authorizer);
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on `{}`", args.listen))?;
@@ -96,7 +105,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         builder.set_host(host);
     }
     let service = builder.build();
-    let endpoint = format!("http://{local}");
+    let endpoint = format!("{}://{local}", if tls.is_some() { "https" } else { "http" });
     let banner = match &credentials_file {
         Some(file) => format!(
             "keyless: S3 endpoint {endpoint}\nkeyless: root access key {} (secret in {})\nkeyless: try  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls\n",
@@ -118,7 +127,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     drop(out);
     tracing::info!(%endpoint, data_dir = %data_dir.display(), "serving S3");
 
-    accept_loop(listener, service).await
+    accept_loop(listener, service, tls).await
 }
 
 /// Creates the configuration's buckets that do not exist yet and sets their policies.
@@ -146,6 +155,7 @@ async fn create_buckets(
 async fn accept_loop(
     listener: TcpListener,
     service: s3s::service::S3Service,
+    tls: Option<TlsAcceptor>,
 ) -> anyhow::Result<()> {
     let mut http = ConnBuilder::new(TokioExecutor::new());
     // S3 allows 8 KiB of request headers; 64 KiB leaves room and stops abuse.
@@ -169,18 +179,48 @@ async fn accept_loop(
         if let Err(e) = socket.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
+        let secure = tls.is_some();
         let service = service.clone();
         let per_request =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ClientAddr(peer));
-                req.extensions_mut().insert(SecureTransport(false));
+                req.extensions_mut().insert(SecureTransport(secure));
                 let service = service.clone();
                 async move { hyper::service::Service::call(&service, req).await }
             });
-        let conn = http.serve_connection(TokioIo::new(socket), per_request);
-        let conn = graceful.watch(conn.into_owned());
+        let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(
+                            http.serve_connection(TokioIo::new(socket), per_request)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(
+                                    http.serve_connection(TokioIo::new(stream), per_request)
+                                        .into_owned(),
+                                )
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
