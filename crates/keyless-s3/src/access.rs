@@ -5,8 +5,9 @@
 //! users (their identity policies and the bucket's policy, by the evaluation logic), and
 //! anonymous callers (only what a bucket policy grants them). Role sessions come with STS.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::UNIX_EPOCH;
 
 use keyless_iam::{IamStore, Identity};
@@ -58,6 +59,8 @@ struct Inner<S> {
     root: RootKey,
     account_id: String,
     clock: Arc<dyn Clock>,
+    /// Bucket policies compiled once, by bucket, with the text they were compiled from.
+    compiled: RwLock<HashMap<String, (String, Arc<Policy>)>>,
 }
 
 /// Authentication and authorization for the S3 endpoint.
@@ -121,6 +124,7 @@ impl<S: ObjectStore> Authorizer<S> {
                 root,
                 account_id: account_id.into(),
                 clock,
+                compiled: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -173,12 +177,8 @@ impl<S: ObjectStore> Authorizer<S> {
             }
         };
         let bucket_policy = bucket_policy
-            .map(|text| Policy::parse_as(&text, PolicyKind::Resource))
-            .transpose()
-            .map_err(|e| {
-                tracing::error!(bucket, error = %e, "stored bucket policy does not parse");
-                access_denied()
-            })?;
+            .map(|text| self.compiled_policy(bucket, text))
+            .transpose()?;
         let sources: Vec<Source<'_>> = identity
             .map(|user| {
                 user.policies
@@ -204,6 +204,32 @@ impl<S: ObjectStore> Authorizer<S> {
         } else {
             Err(access_denied())
         }
+    }
+
+    /// The compiled form of a bucket's policy text, compiled once per text.
+    fn compiled_policy(&self, bucket: &str, text: String) -> S3Result<Arc<Policy>> {
+        let cached = self
+            .inner
+            .compiled
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((source, policy)) = cached.get(bucket)
+            && *source == text
+        {
+            return Ok(Arc::clone(policy));
+        }
+        drop(cached);
+        let policy = Arc::new(Policy::parse_as(&text, PolicyKind::Resource).map_err(|e| {
+            tracing::error!(bucket, error = %e, "stored bucket policy does not parse");
+            access_denied()
+        })?);
+        let mut cache = self
+            .inner
+            .compiled
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        cache.insert(bucket.to_owned(), (text, Arc::clone(&policy)));
+        Ok(policy)
     }
 
     /// What the caller, the listener and the clock say of a request.

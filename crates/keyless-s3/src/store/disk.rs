@@ -6,10 +6,10 @@
 //! is spelled: `../`, `//`, unicode) ever becomes a path. Blobs that a crash left unreferenced
 //! are removed when the store opens.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::UNIX_EPOCH;
 
 use futures_util::StreamExt as _;
@@ -79,6 +79,16 @@ struct Inner {
     db: Database,
     root: PathBuf,
     clock: Arc<dyn Clock>,
+    /// Every bucket and its policy, read on every authorization. Changed only under this lock,
+    /// held across the redb commit, so it never disagrees with the database for long nor out
+    /// of order.
+    policies: RwLock<HashMap<String, Option<String>>>,
+}
+
+impl Inner {
+    fn policies_mut(&self) -> RwLockWriteGuard<'_, HashMap<String, Option<String>>> {
+        self.policies.write().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Objects on local disk with metadata in redb.
@@ -113,8 +123,27 @@ impl DiskStore {
         txn.open_table(OBJECTS).map_err(db_err)?;
         txn.open_table(UPLOADS).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
+        let mut policies = HashMap::new();
+        {
+            let read = db.begin_read().map_err(db_err)?;
+            for entry in read
+                .open_table(BUCKETS)
+                .map_err(db_err)?
+                .iter()
+                .map_err(db_err)?
+            {
+                let (_, v) = entry.map_err(db_err)?;
+                let record: BucketRecord = decode(v.value())?;
+                policies.insert(record.info.name, record.policy);
+            }
+        }
         let store = Self {
-            inner: Arc::new(Inner { db, root, clock }),
+            inner: Arc::new(Inner {
+                db,
+                root,
+                clock,
+                policies: RwLock::new(policies),
+            }),
         };
         store.remove_orphans()?;
         Ok(store)
@@ -339,6 +368,7 @@ impl ObjectStore for DiskStore {
             created_ms: self.now_ms(),
         };
         self.blocking(move |inner| {
+            let mut policies = inner.policies_mut();
             let txn = inner.db.begin_write().map_err(db_err)?;
             {
                 let mut table = txn.open_table(BUCKETS).map_err(db_err)?;
@@ -354,6 +384,7 @@ impl ObjectStore for DiskStore {
                     .map_err(db_err)?;
             }
             txn.commit().map_err(db_err)?;
+            policies.insert(info.name.clone(), None);
             Ok(info)
         })
         .await
@@ -362,6 +393,7 @@ impl ObjectStore for DiskStore {
     async fn delete_bucket(&self, bucket: &str) -> Result<(), StoreError> {
         let bucket = bucket.to_owned();
         self.blocking(move |inner| {
+            let mut policies = inner.policies_mut();
             let txn = inner.db.begin_write().map_err(db_err)?;
             {
                 let objects = txn.open_table(OBJECTS).map_err(db_err)?;
@@ -377,7 +409,9 @@ impl ObjectStore for DiskStore {
                     return Err(StoreError::NoSuchBucket(bucket));
                 }
             }
-            txn.commit().map_err(db_err)
+            txn.commit().map_err(db_err)?;
+            policies.remove(&bucket);
+            Ok(())
         })
         .await
     }
@@ -562,6 +596,7 @@ impl ObjectStore for DiskStore {
     ) -> Result<(), StoreError> {
         let bucket = bucket.to_owned();
         self.blocking(move |inner| {
+            let mut policies = inner.policies_mut();
             let txn = inner.db.begin_write().map_err(db_err)?;
             {
                 let mut table = txn.open_table(BUCKETS).map_err(db_err)?;
@@ -572,24 +607,30 @@ impl ObjectStore for DiskStore {
                         .ok_or_else(|| StoreError::NoSuchBucket(bucket.clone()))?;
                     decode(value.value())?
                 };
-                record.policy = policy;
+                record.policy.clone_from(&policy);
                 let encoded = encode(&record)?;
                 table
                     .insert(bucket.as_str(), encoded.as_slice())
                     .map_err(db_err)?;
             }
-            txn.commit().map_err(db_err)
+            txn.commit().map_err(db_err)?;
+            policies.insert(bucket, policy);
+            Ok(())
         })
         .await
     }
 
     async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, StoreError> {
-        let bucket = bucket.to_owned();
-        self.blocking(move |inner| {
-            let txn = inner.db.begin_read().map_err(db_err)?;
-            bucket_record(&txn, &bucket).map(|r| r.policy)
-        })
-        .await
+        // From memory: this is on every authorization's path.
+        let policies = self
+            .inner
+            .policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        policies
+            .get(bucket)
+            .cloned()
+            .ok_or_else(|| StoreError::NoSuchBucket(bucket.to_owned()))
     }
 
     async fn create_upload(
