@@ -67,12 +67,6 @@ class ConfiguredServer(Server):
         self.config = conf / "keyless.toml"
         super().__init__(keyless_bin, tmp_path / "data", extra=["--config", str(self.config)])
 
-    def user(self, key_id, secret):
-        return boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=key_id, aws_secret_access_key=secret,
-        )
-
 
 @pytest.fixture
 def server(keyless_bin, tmp_path):
@@ -186,3 +180,106 @@ def test_a_world_readable_secret_file_is_refused(keyless_bin, tmp_path):
                            "--config", str(conf / "keyless.toml")], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "is readable by other users (mode 644); run `chmod 600` on it" in proc.stderr
+
+
+HOME_POLICY = """{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::homes",
+   "Condition": {"StringLike": {"s3:prefix": ["", "home/", "home/${aws:username}/*"]}}},
+  {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::homes/home/${aws:username}/*"},
+  {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "*", "Condition": {"StringEquals": {"s3:authType": "REST-QUERY-STRING"}}}
+]}"""
+
+
+@pytest.fixture
+def homes(keyless_bin, tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "keyless.toml").write_text(f"""
+[[users]]
+name = "alice"
+access_key_id = "AKIAALICE00000000001"
+secret_access_key = "alice-secret-alice-secret-alice-secret-0"
+[[users.policies]]
+name = "home"
+document = '''{HOME_POLICY}'''
+
+[[buckets]]
+name = "homes"
+""")
+    s = Server(keyless_bin, tmp_path / "data", extra=["--config", str(conf / "keyless.toml")])
+    root = s.client()
+    root.put_object(Bucket="homes", Key="home/bob/secret.txt", Body=b"bob's")
+    root.put_object(Bucket="homes", Key="home/alice/notes.txt", Body=b"alice's")
+    yield s
+    s.stop()
+
+
+def signed_raw(server, key_id, secret, method, path_and_query, body=b""):
+    """Sends a request signed by botocore's SigV4 signer exactly as given (no re-encoding)."""
+    import http.client
+    import urllib.parse
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method=method, url=server.endpoint + path_and_query, data=body)
+    S3SigV4Auth(Credentials(key_id, secret), "s3", "us-east-1").add_auth(req)
+    u = urllib.parse.urlparse(server.endpoint)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn.request(method, path_and_query, body=body, headers=dict(req.headers.items()))
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def test_list_conditions_see_the_prefix_the_handler_uses(homes):
+    alice = homes.user("AKIAALICE00000000001", "alice-secret-alice-secret-alice-secret-0")
+    assert [o["Key"] for o in alice.list_objects_v2(Bucket="homes", Prefix="home/alice/")["Contents"]] == ["home/alice/notes.txt"]
+    denied(alice.list_objects_v2, Bucket="homes", Prefix="home/bob/")
+    # Regression: a percent-encoded parameter name hid the prefix from the policy check.
+    for query in ["/homes?list-type=2&%70refix=home%2Fbob%2F", "/homes?%70refix=home%2Fbob%2F", "/homes?list-type=2&pre%66ix=home%2Fbob%2F"]:
+        status, body = signed_raw(homes, "AKIAALICE00000000001", "alice-secret-alice-secret-alice-secret-0", "GET", query)
+        assert status == 403, (query, body)
+        assert b"bob" not in body
+
+
+def test_auth_type_reaches_the_policy(homes):
+    alice = homes.user("AKIAALICE00000000001", "alice-secret-alice-secret-alice-secret-0")
+    assert alice.get_object(Bucket="homes", Key="home/alice/notes.txt")["Body"].read() == b"alice's"
+    url = alice.generate_presigned_url("get_object", Params={"Bucket": "homes", "Key": "home/alice/notes.txt"})
+    import urllib.error
+    import urllib.request
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url)
+    assert e.value.code == 403
+
+
+def test_form_posts_are_refused_without_being_read(server):
+    import http.client
+    import time
+    import urllib.parse
+    u = urllib.parse.urlparse(server.endpoint)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    started = time.time()
+    conn.putrequest("POST", "/gitlab-registry")
+    conn.putheader("Content-Type", "multipart/form-data; boundary=xyz")
+    conn.putheader("Content-Length", str(1536 * 1024 * 1024))
+    conn.endheaders()
+    conn.send(b"--xyz\r\n" + b"x" * 65536)
+    resp = conn.getresponse()
+    assert resp.status == 501
+    assert b"NotImplemented" in resp.read()
+    assert time.time() - started < 5
+
+
+def test_delete_objects_limits_and_secrecy(server):
+    root = server.client()
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        root.delete_objects(Bucket="gitlab-registry", Delete={"Objects": [{"Key": f"k{i}"} for i in range(1001)]})
+    assert error_code(e) == "MalformedXML"
+    # An anonymous caller learns nothing of which buckets exist.
+    anon = server.anonymous()
+    for bucket in ["gitlab-registry", "no-such-bucket"]:
+        try:
+            out = anon.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "x"}]})
+            assert [e["Code"] for e in out["Errors"]] == ["AccessDenied"]
+        except botocore.exceptions.ClientError as err:
+            assert err.response["Error"]["Code"] == "AccessDenied"

@@ -63,6 +63,12 @@ class Server:
             verify=self.verify,
         )
 
+    def user(self, key_id, secret):
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=key_id, aws_secret_access_key=secret, verify=self.verify,
+        )
+
     def anonymous(self):
         return boto3.session.Session().client(
             "s3",

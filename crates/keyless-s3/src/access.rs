@@ -15,11 +15,14 @@ use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, 
 use keyless_types::Clock;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
-use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput, UploadPartCopyInput};
+use s3s::dto::{
+    CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectsInput, ListObjectsV2Input,
+    UploadPartCopyInput,
+};
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
-use crate::authz::{RequestFacts, S3Op, object_arn};
+use crate::authz::{AuthType, RequestFacts, S3Op, object_arn};
 use crate::store::{ObjectStore, StoreError};
 
 /// The client's address, put in the request's extensions by the listener.
@@ -91,20 +94,50 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// S3's limit on the keys of one DeleteObjects request.
+const MAX_DELETE_KEYS: usize = 1000;
+
 fn access_denied() -> s3s::S3Error {
     s3_error!(AccessDenied, "Access Denied")
 }
 
-/// The value of `name` in a query string, percent-decoded.
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(v)
-                .decode_utf8_lossy()
-                .into_owned()
+/// A query string's parameters, names and values decoded the way s3s decodes them (form
+/// encoding: `%XX` escapes, `+` for space), so that the authorizer sees what the handler sees.
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
         })
-    })
+        .collect()
+}
+
+/// How a request was signed, as `s3:authType` and `s3:signatureversion` say it.
+fn signing_facts(
+    headers: &http::HeaderMap,
+    query: &[(String, String)],
+) -> (Option<AuthType>, Option<&'static str>) {
+    let has = |name: &str| query.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    match headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(a) if a.starts_with("AWS4-HMAC-SHA256") => {
+            (Some(AuthType::Header), Some("AWS4-HMAC-SHA256"))
+        }
+        Some(a) if a.starts_with("AWS ") => (Some(AuthType::Header), Some("AWS")),
+        _ if has("X-Amz-Algorithm") => (Some(AuthType::QueryString), Some("AWS4-HMAC-SHA256")),
+        _ if has("Signature") => (Some(AuthType::QueryString), Some("AWS")),
+        _ => (None, None),
+    }
 }
 
 impl<S: ObjectStore> Authorizer<S> {
@@ -257,6 +290,43 @@ impl<S: ObjectStore> Authorizer<S> {
         facts
     }
 
+    /// A listing, decided with the `s3:prefix`, `s3:delimiter` and `s3:max-keys` the handler
+    /// will use.
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        credentials: Option<&s3s::auth::Credentials>,
+        headers: &http::HeaderMap,
+        uri: &http::Uri,
+        extensions: &http::Extensions,
+        bucket: &str,
+        prefix: Option<&str>,
+        delimiter: Option<&str>,
+        max_keys: Option<i32>,
+    ) -> S3Result<()> {
+        let caller = self.caller(credentials.map(|c| c.access_key.as_str()))?;
+        if matches!(caller, Caller::Root) {
+            return Ok(());
+        }
+        let query = query_pairs(uri.query());
+        let (auth_type, version) = signing_facts(headers, &query);
+        let mut facts = self.facts(&caller, extensions);
+        facts.auth_type = auth_type;
+        facts.signature_version = version;
+        facts.prefix = Some(prefix.unwrap_or(""));
+        facts.delimiter = delimiter;
+        facts.max_keys = Some(i64::from(max_keys.unwrap_or(1000)));
+        let op = S3Op::ListObjectsV2;
+        self.decide(
+            &caller,
+            op.action(),
+            bucket,
+            &op.resource(bucket, ""),
+            &facts,
+        )
+        .await
+    }
+
     /// A copy also reads its source: `s3:GetObject` on it.
     async fn copy_source(
         &self,
@@ -299,10 +369,12 @@ impl<S: ObjectStore> S3Auth for Authorizer<S> {
 #[async_trait::async_trait]
 impl<S: ObjectStore> S3Access for Authorizer<S> {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let query = cx.uri().query().map(str::to_owned);
+        let query = query_pairs(cx.uri().query());
         // Temporary credentials come with STS; until then no token is valid.
         if cx.headers().contains_key("x-amz-security-token")
-            || query_param(query.as_deref(), "X-Amz-Security-Token").is_some()
+            || query
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("X-Amz-Security-Token"))
         {
             return Err(s3_error!(
                 InvalidToken,
@@ -316,8 +388,12 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         let Some(op) = S3Op::from_name(cx.s3_op().name()) else {
             return Err(access_denied());
         };
-        // Deleting many keys is decided key by key, in `delete_objects` below.
-        if op == S3Op::DeleteObjects {
+        // These are decided in their own hooks below, from the request as s3s parsed it:
+        // deleting many keys key by key, listings with their `s3:prefix` and friends.
+        if matches!(
+            op,
+            S3Op::DeleteObjects | S3Op::ListObjects | S3Op::ListObjectsV2
+        ) {
             return Ok(());
         }
         let (bucket, key) = match cx.s3_path() {
@@ -325,15 +401,16 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
             S3Path::Bucket { bucket } => (bucket.to_string(), String::new()),
             S3Path::Object { bucket, key } => (bucket.to_string(), key.to_string()),
         };
-        let prefix = query_param(query.as_deref(), "prefix");
-        let delimiter = query_param(query.as_deref(), "delimiter");
-        let max_keys = query_param(query.as_deref(), "max-keys").and_then(|m| m.parse().ok());
+        let (auth_type, version) = signing_facts(cx.headers(), &query);
+        let content_sha256 = cx
+            .headers()
+            .get("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut facts = self.facts(&caller, cx.extensions_mut());
-        if matches!(op, S3Op::ListObjects | S3Op::ListObjectsV2) {
-            facts.prefix = Some(prefix.as_deref().unwrap_or(""));
-            facts.delimiter = delimiter.as_deref();
-            facts.max_keys = Some(max_keys.unwrap_or(1000));
-        }
+        facts.auth_type = auth_type;
+        facts.signature_version = version;
+        facts.content_sha256 = content_sha256.as_deref();
         self.decide(
             &caller,
             op.action(),
@@ -344,10 +421,54 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         .await
     }
 
+    async fn list_objects(&self, req: &mut S3Request<ListObjectsInput>) -> S3Result<()> {
+        let input = &req.input;
+        self.list(
+            req.credentials.as_ref(),
+            &req.headers,
+            &req.uri,
+            &req.extensions,
+            &input.bucket,
+            input.prefix.as_deref(),
+            input.delimiter.as_deref(),
+            input.max_keys,
+        )
+        .await
+    }
+
+    async fn list_objects_v2(&self, req: &mut S3Request<ListObjectsV2Input>) -> S3Result<()> {
+        let input = &req.input;
+        self.list(
+            req.credentials.as_ref(),
+            &req.headers,
+            &req.uri,
+            &req.extensions,
+            &input.bucket,
+            input.prefix.as_deref(),
+            input.delimiter.as_deref(),
+            input.max_keys,
+        )
+        .await
+    }
+
     /// Each key is decided on its own; as S3 does, keys the caller may not delete are reported
     /// as `AccessDenied` in the response's errors (see [`DeniedKeys`]) while the rest go.
     async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
+        if req.input.delete.objects.len() > MAX_DELETE_KEYS {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema: at most 1000 keys may be deleted at once."
+            ));
+        }
         let caller = self.caller(req.credentials.as_ref().map(|c| c.access_key.as_str()))?;
+        if matches!(caller, Caller::Anonymous)
+            && matches!(
+                self.inner.store.bucket_policy(&req.input.bucket).await,
+                Err(StoreError::NoSuchBucket(_))
+            )
+        {
+            return Err(access_denied());
+        }
         let facts = self.facts(&caller, &req.extensions);
         let mut allowed = Vec::new();
         let mut denied = Vec::new();
@@ -390,16 +511,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_params_are_decoded() {
-        let q = Some("list-type=2&prefix=home%2Falice%2F&delimiter=%2F&X-Amz-Security-Token=abc");
-        assert_eq!(query_param(q, "prefix").as_deref(), Some("home/alice/"));
-        assert_eq!(query_param(q, "delimiter").as_deref(), Some("/"));
-        assert_eq!(
-            query_param(q, "X-Amz-Security-Token").as_deref(),
-            Some("abc")
-        );
-        assert_eq!(query_param(q, "missing"), None);
-        assert_eq!(query_param(None, "prefix"), None);
+    fn query_names_and_values_are_decoded_like_s3s_does() {
+        let pairs = query_pairs(Some(
+            "list-type=2&%70refix=home%2Fbob%2F&delimiter=%2F&a+b=c+d&X-Amz-Security-Token=abc",
+        ));
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        // Regression: an encoded name (`%70refix`) once hid the prefix from the policy check.
+        assert_eq!(get("prefix"), Some("home/bob/"));
+        assert_eq!(get("delimiter"), Some("/"));
+        assert_eq!(get("a b"), Some("c d"));
+        assert_eq!(get("X-Amz-Security-Token"), Some("abc"));
+        assert!(query_pairs(None).is_empty());
     }
 
     #[test]

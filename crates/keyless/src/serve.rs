@@ -186,7 +186,16 @@ async fn accept_loop(
                 req.extensions_mut().insert(ClientAddr(peer));
                 req.extensions_mut().insert(SecureTransport(secure));
                 let service = service.clone();
-                async move { hyper::service::Service::call(&service, req).await }
+                async move {
+                    // s3s reads a browser-form POST (PostObject) whole, before any check;
+                    // Keyless does not serve it, so it is refused before a byte is read.
+                    if is_form_post(&req) {
+                        return Ok(not_implemented(
+                            "POST uploads from browser forms are not supported.",
+                        ));
+                    }
+                    hyper::service::Service::call(&service, req).await
+                }
             });
         let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
@@ -228,6 +237,32 @@ async fn accept_loop(
     tracing::info!("shutting down: finishing requests in flight");
     graceful.shutdown().await;
     Ok(())
+}
+
+fn is_form_post<B>(req: &hyper::Request<B>) -> bool {
+    req.method() == hyper::Method::POST
+        && req
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                t.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            })
+}
+
+fn not_implemented(message: &str) -> hyper::Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NotImplemented</Code><Message>{message}</Message></Error>"
+    );
+    let mut response = hyper::Response::new(s3s::Body::from(body));
+    *response.status_mut() = hyper::StatusCode::NOT_IMPLEMENTED;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    response
 }
 
 /// The root key pair: from `KEYLESS_ROOT_ACCESS_KEY_ID` and `KEYLESS_ROOT_SECRET_ACCESS_KEY`,

@@ -114,10 +114,12 @@ impl DiskStore {
     pub fn open(root: impl Into<PathBuf>, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let root = root.into();
         std::fs::create_dir_all(root.join("blobs"))?;
+        // Opening the database locks it: a second server on the same folder stops here, before
+        // it could touch the first one's files.
+        let db = Database::create(root.join("meta.redb")).map_err(db_err)?;
         // Temporary files of writes that never finished.
         let _ = std::fs::remove_dir_all(root.join("tmp"));
         std::fs::create_dir_all(root.join("tmp"))?;
-        let db = Database::create(root.join("meta.redb")).map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(BUCKETS).map_err(db_err)?;
         txn.open_table(OBJECTS).map_err(db_err)?;
@@ -232,7 +234,11 @@ impl DiskStore {
         };
         let path = self.blob_path(&blob);
         let dir = path.parent().map(Path::to_owned).unwrap_or_default();
-        tokio::fs::create_dir_all(&dir).await?;
+        if !tokio::fs::try_exists(&dir).await? {
+            tokio::fs::create_dir_all(&dir).await?;
+            // The new folder's own entry must be durable too.
+            fsync_dir(&self.inner.root.join("blobs")).await?;
+        }
         tokio::fs::rename(&tmp, &path).await?;
         fsync_dir(&dir).await?;
         Ok((blob, etag, size))
@@ -392,28 +398,47 @@ impl ObjectStore for DiskStore {
 
     async fn delete_bucket(&self, bucket: &str) -> Result<(), StoreError> {
         let bucket = bucket.to_owned();
-        self.blocking(move |inner| {
-            let mut policies = inner.policies_mut();
-            let txn = inner.db.begin_write().map_err(db_err)?;
-            {
-                let objects = txn.open_table(OBJECTS).map_err(db_err)?;
-                let mut first = objects.range((bucket.as_str(), "")..).map_err(db_err)?;
-                if let Some(entry) = first.next() {
-                    let (k, _) = entry.map_err(db_err)?;
-                    if k.value().0 == bucket {
-                        return Err(StoreError::BucketNotEmpty(bucket));
+        let stale = self
+            .blocking(move |inner| {
+                let mut policies = inner.policies_mut();
+                let mut stale = Vec::new();
+                let txn = inner.db.begin_write().map_err(db_err)?;
+                {
+                    let objects = txn.open_table(OBJECTS).map_err(db_err)?;
+                    let mut first = objects.range((bucket.as_str(), "")..).map_err(db_err)?;
+                    if let Some(entry) = first.next() {
+                        let (k, _) = entry.map_err(db_err)?;
+                        if k.value().0 == bucket {
+                            return Err(StoreError::BucketNotEmpty(bucket));
+                        }
+                    }
+                    let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                    if buckets.remove(bucket.as_str()).map_err(db_err)?.is_none() {
+                        return Err(StoreError::NoSuchBucket(bucket));
+                    }
+                    // Uploads in progress go with the bucket, so that a new bucket of the same
+                    // name cannot inherit them.
+                    let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+                    let mut ids = Vec::new();
+                    for entry in uploads.iter().map_err(db_err)? {
+                        let (id, value) = entry.map_err(db_err)?;
+                        let record: UploadRecord = decode(value.value())?;
+                        if record.bucket == bucket {
+                            ids.push(id.value().to_owned());
+                            stale.extend(record.blobs());
+                        }
+                    }
+                    for id in ids {
+                        uploads.remove(id.as_str()).map_err(db_err)?;
                     }
                 }
-                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-                if buckets.remove(bucket.as_str()).map_err(db_err)?.is_none() {
-                    return Err(StoreError::NoSuchBucket(bucket));
-                }
-            }
-            txn.commit().map_err(db_err)?;
-            policies.remove(&bucket);
-            Ok(())
-        })
-        .await
+                txn.commit().map_err(db_err)?;
+                policies.remove(&bucket);
+                Ok(stale)
+            })
+            .await?;
+        self.remove_blobs(stale).await;
+        Ok(())
     }
 
     async fn head_bucket(&self, bucket: &str) -> Result<BucketInfo, StoreError> {
@@ -773,19 +798,22 @@ impl ObjectStore for DiskStore {
             .collect();
         let chosen = completed_parts(&uploaded, &parts)?;
         // The parts, in order, become one new blob; the upload's blobs go when it commits.
-        let part_blobs: Vec<PathBuf> = chosen
-            .iter()
-            .map(|p| self.blob_path(&record.parts[&p.part_number].1))
-            .collect();
+        // Every part file is opened before any is read: a part uploaded again meanwhile
+        // replaces (and removes) its file, but an open file stays readable.
+        let mut files = Vec::with_capacity(chosen.len());
+        for part in &chosen {
+            let path = self.blob_path(&record.parts[&part.part_number].1);
+            match tokio::fs::File::open(path).await {
+                Ok(file) => files.push(file),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::InvalidPart(part.part_number));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let concatenated: ByteStream = Box::pin(
-            futures_util::stream::iter(part_blobs)
-                .then(|path| async move { tokio::fs::File::open(path).await })
-                .map(|file| match file {
-                    Ok(f) => {
-                        tokio_util::io::ReaderStream::with_capacity(f, READ_CHUNK).left_stream()
-                    }
-                    Err(e) => futures_util::stream::iter([Err(e)]).right_stream(),
-                })
+            futures_util::stream::iter(files)
+                .map(|f| tokio_util::io::ReaderStream::with_capacity(f, READ_CHUNK))
                 .flatten(),
         );
         let (blob, _, size) = self

@@ -583,6 +583,31 @@ async fn multipart_small_parts_and_abort(store: impl ObjectStore) {
     ));
 }
 
+async fn deleting_a_bucket_discards_its_uploads(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    let up = store
+        .create_upload("b", "k", PutOptions::default())
+        .await
+        .unwrap();
+    let upload = UploadRef {
+        bucket: "b",
+        key: "k",
+        upload_id: &up.upload_id,
+    };
+    let part = store
+        .upload_part(upload, 1, body(&[b"old tenant"]), PutOptions::default())
+        .await
+        .unwrap();
+    store.delete_bucket("b").await.unwrap();
+    // Regression: a new bucket of the same name inherited the upload and could complete it.
+    store.create_bucket("b").await.unwrap();
+    assert!(store.list_uploads("b", "").await.unwrap().is_empty());
+    assert!(matches!(
+        store.complete_upload(upload, vec![(1, part.etag)]).await,
+        Err(StoreError::NoSuchUpload(_))
+    ));
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -627,6 +652,11 @@ macro_rules! conformance {
             async fn multipart_small_parts_and_abort() {
                 let dir = tempfile::tempdir().unwrap();
                 super::multipart_small_parts_and_abort(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn deleting_a_bucket_discards_its_uploads() {
+                let dir = tempfile::tempdir().unwrap();
+                super::deleting_a_bucket_discards_its_uploads(($make)(dir.path())).await
             }
             #[tokio::test]
             async fn policies() {
@@ -790,6 +820,21 @@ async fn disk_multipart_leaves_no_part_blobs_and_keeps_live_uploads_across_reope
         .unwrap();
     assert_eq!(get(&store, "b", "live").await.unwrap(), b"kept");
     assert_eq!(get(&store, "b", "done").await.unwrap(), b"one");
+}
+
+#[tokio::test]
+async fn a_second_opener_leaves_the_first_ones_files_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = DiskStore::open(dir.path(), clock()).unwrap();
+    first.create_bucket("b").await.unwrap();
+    let in_flight = dir.path().join("tmp").join("upload-in-progress");
+    std::fs::write(&in_flight, b"half").unwrap();
+    // Regression: the second opener cleaned tmp/ before finding the database locked.
+    assert!(DiskStore::open(dir.path(), clock()).is_err());
+    assert!(in_flight.exists());
+    let empty = files_under(&dir.path().join("blobs"));
+    assert!(empty.is_empty());
+    drop(first);
 }
 
 #[tokio::test]
