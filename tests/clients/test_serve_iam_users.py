@@ -40,6 +40,14 @@ secret_access_key = "auditor-secret-auditor-secret-auditor-00"
 policy_arns = ["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]
 
 [[users]]
+name = "reader"
+access_key_id = "AKIAREADER0000000001"
+secret_access_key = "reader-secret-reader-secret-reader-secr"
+[[users.policies]]
+name = "read-only-objects"
+document = '''{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::gitlab-registry/*"}}'''
+
+[[users]]
 name = "nobody"
 access_key_id = "AKIANOBODY0000000001"
 secret_access_key = "nobody-secret-nobody-secret-nobody-secr"
@@ -145,7 +153,7 @@ def test_awscli_as_a_user(server, tmp_path):
 
 @pytest.mark.parametrize("mistake, message", [
     ("name = \"gitlab-registry\"\n", None),
-    ("[[users]]\nname = \"bad name\"\n", "users[3].name: `bad name` is not a valid user name"),
+    ("[[users]]\nname = \"bad name\"\n", "users[4].name: `bad name` is not a valid user name"),
     ("[[buckets]]\nname = \"Bad_Bucket\"\n", "buckets[2].name: `Bad_Bucket` is not a valid bucket name"),
     ("[[users]]\nname = \"x\"\npolicy_arns = [\"arn:aws:iam::aws:policy/NoSuchPolicy\"]\n",
      "policy `arn:aws:iam::aws:policy/NoSuchPolicy` does not exist"),
@@ -283,3 +291,28 @@ def test_delete_objects_limits_and_secrecy(server):
             assert [e["Code"] for e in out["Errors"]] == ["AccessDenied"]
         except botocore.exceptions.ClientError as err:
             assert err.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_missing_keys_are_403_without_list_permission(server):
+    """As on S3: a caller without s3:ListBucket cannot tell a missing key from a forbidden one."""
+    nobody = server.user("AKIANOBODY0000000001", "nobody-secret-nobody-secret-nobody-secr")
+    auditor = server.user("AKIAAUDITOR000000001", "auditor-secret-auditor-secret-auditor-00")
+    registry = server.user("AKIAREGISTRY00000001", REGISTRY_SECRET)
+    # registry may read and list gitlab-registry: the truth, 404.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        registry.get_object(Bucket="gitlab-registry", Key="missing")
+    assert error_code(e) == "NoSuchKey"
+    # nobody may put in gitlab-backups/drop/ but neither read nor list: 403 either way.
+    denied(nobody.get_object, Bucket="gitlab-backups", Key="drop/missing")
+    # reader may read gitlab-registry's objects but not list them: a missing key is a 403.
+    reader = server.user("AKIAREADER0000000001", "reader-secret-reader-secret-reader-secr")
+    server.client().put_object(Bucket="gitlab-registry", Key="present", Body=b"here")
+    assert reader.get_object(Bucket="gitlab-registry", Key="present")["Body"].read() == b"here"
+    denied(reader.get_object, Bucket="gitlab-registry", Key="missing")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        reader.head_object(Bucket="gitlab-registry", Key="missing")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # The auditor reads everything (AmazonS3ReadOnlyAccess includes s3:List*): 404.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        auditor.head_object(Bucket="gitlab-backups", Key="missing")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404

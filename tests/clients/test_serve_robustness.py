@@ -4,6 +4,7 @@ data, and a kill -9 in the middle of an upload leaves the key absent (or whole),
 import http.client
 import os
 import signal
+import subprocess
 import socket
 import time
 import urllib.parse
@@ -178,3 +179,30 @@ def test_virtual_hosted_style_with_a_domain(keyless_bin, tmp_path):
         assert status == 200 and b"<Key>docker/manifest</Key>" in body
     finally:
         server.stop()
+
+
+def test_debug_logs_do_not_carry_presigned_urls(keyless_bin, tmp_path):
+    """A presigned URL is a credential until it expires; even at RUST_LOG=debug it stays out of
+    the log (s3s logs request URIs at debug)."""
+    env = dict(os.environ, RUST_LOG="debug")
+    proc = subprocess.Popen([keyless_bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        endpoint = proc.stdout.readline().split()[-1]
+        server = type("S", (), {})()
+        server.endpoint, server.credentials = endpoint, tmp_path / "d" / "root-credentials"
+        keys = keys_of(server)
+        import boto3
+        from botocore.config import Config
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=Config(signature_version="s3v4"),
+                          aws_access_key_id=keys["aws_access_key_id"], aws_secret_access_key=keys["aws_secret_access_key"])
+        s3.create_bucket(Bucket="logs")
+        s3.put_object(Bucket="logs", Key="k", Body=b"x")
+        import urllib.request
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "logs", "Key": "k"})
+        assert urllib.request.urlopen(url).read() == b"x"
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=10)
+    assert "X-Amz-Signature" not in stderr
+    assert keys["aws_secret_access_key"] not in stderr

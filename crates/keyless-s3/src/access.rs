@@ -33,6 +33,11 @@ pub struct ClientAddr(pub SocketAddr);
 #[derive(Debug, Clone, Copy)]
 pub struct SecureTransport(pub bool);
 
+/// Whether the caller of a GET or HEAD may list the bucket, which decides whether a missing
+/// key answers `NoSuchKey` or `AccessDenied`. Absent for the root user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MayList(pub bool);
+
 /// Keys of a DeleteObjects request that the caller may not delete, set aside by the authorizer
 /// for the handler to report.
 #[derive(Debug, Clone, Default)]
@@ -418,7 +423,23 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
             &op.resource(&bucket, &key),
             &facts,
         )
-        .await
+        .await?;
+        if matches!(op, S3Op::GetObject | S3Op::HeadObject) {
+            // As on S3: a missing key is a 404 only to a caller who may list the bucket.
+            let list = S3Op::ListObjectsV2;
+            let may_list = self
+                .decide(
+                    &caller,
+                    list.action(),
+                    &bucket,
+                    &list.resource(&bucket, ""),
+                    &facts,
+                )
+                .await
+                .is_ok();
+            cx.extensions_mut().insert(MayList(may_list));
+        }
+        Ok(())
     }
 
     async fn list_objects(&self, req: &mut S3Request<ListObjectsInput>) -> S3Result<()> {

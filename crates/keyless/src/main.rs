@@ -11,9 +11,7 @@ use clap::Parser as _;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -27,5 +25,23 @@ fn main() -> std::process::ExitCode {
             eprintln!("keyless: error: {e:#}");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+/// `RUST_LOG`, `info` by default. s3s logs whole request URIs at debug level, and a presigned
+/// URL in a log is a credential until it expires: s3s stays at `info` unless `RUST_LOG` names
+/// it.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    #[allow(clippy::disallowed_methods)] // the binary reads its configuration
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| "info".into());
+    if spec.contains("s3s") {
+        filter
+    } else {
+        filter.add_directive(
+            "s3s=info"
+                .parse()
+                .unwrap_or_else(|_| tracing_subscriber::filter::LevelFilter::INFO.into()),
+        )
     }
 }

@@ -35,6 +35,9 @@ impl Clock for SystemClock {
 
 const CREDENTIALS_FILE: &str = "root-credentials";
 
+/// How long a client has to send a request's headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a client has to finish the TLS handshake.
 const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -159,7 +162,11 @@ async fn accept_loop(
 ) -> anyhow::Result<()> {
     let mut http = ConnBuilder::new(TokioExecutor::new());
     // S3 allows 8 KiB of request headers; 64 KiB leaves room and stops abuse.
-    http.http1().max_buf_size(MAX_HEADER_BYTES);
+    http.http1()
+        .max_buf_size(MAX_HEADER_BYTES)
+        // A client that never finishes its headers (slowloris) is let go.
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     http.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let shutdown = tokio::signal::ctrl_c();

@@ -13,8 +13,19 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::bucket::timestamp;
 use super::{KeylessS3, store_error};
-use crate::access::DeniedKeys;
+use crate::access::{DeniedKeys, MayList};
+use crate::store::StoreError;
 use crate::store::{ByteRange, ByteStream, ObjectInfo, ObjectStore, PutOptions};
+
+/// A missing key, as a caller who may not list the bucket must see it: `AccessDenied`.
+fn missing_key(e: StoreError, may_list: Option<MayList>) -> s3s::S3Error {
+    match (e, may_list) {
+        (StoreError::NoSuchKey { .. }, Some(MayList(false))) => {
+            s3_error!(AccessDenied, "Access Denied")
+        }
+        (e, _) => store_error(e),
+    }
+}
 
 fn etag(info: &ObjectInfo) -> ETag {
     ETag::Strong(info.etag.clone())
@@ -90,13 +101,14 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
+        let may_list = req.extensions.get::<MayList>().copied();
         let input = req.input;
         let range = byte_range(input.range);
         let (info, stream) = self
             .store
             .get_object(&input.bucket, &input.key, range)
             .await
-            .map_err(store_error)?;
+            .map_err(|e| missing_key(e, may_list))?;
         let (content_length, content_range) = match range {
             Some(r) => {
                 let (offset, len) = r.resolve(info.size).map_err(store_error)?;
@@ -122,12 +134,13 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let may_list = req.extensions.get::<MayList>().copied();
         let input = req.input;
         let info = self
             .store
             .head_object(&input.bucket, &input.key)
             .await
-            .map_err(store_error)?;
+            .map_err(|e| missing_key(e, may_list))?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(i64::try_from(info.size).unwrap_or(i64::MAX)),
             accept_ranges: Some("bytes".to_owned()),
