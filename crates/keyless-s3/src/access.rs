@@ -297,18 +297,16 @@ impl<S: ObjectStore> Authorizer<S> {
 
     /// A listing, decided with the `s3:prefix`, `s3:delimiter` and `s3:max-keys` the handler
     /// will use.
-    #[allow(clippy::too_many_arguments)]
-    async fn list(
+    async fn list<T>(
         &self,
-        credentials: Option<&s3s::auth::Credentials>,
-        headers: &http::HeaderMap,
-        uri: &http::Uri,
-        extensions: &http::Extensions,
+        req: &S3Request<T>,
         bucket: &str,
         prefix: Option<&str>,
         delimiter: Option<&str>,
         max_keys: Option<i32>,
     ) -> S3Result<()> {
+        let (headers, uri, extensions) = (&req.headers, &req.uri, &req.extensions);
+        let credentials = req.credentials.as_ref();
         let caller = self.caller(credentials.map(|c| c.access_key.as_str()))?;
         if matches!(caller, Caller::Root) {
             return Ok(());
@@ -443,31 +441,25 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
     }
 
     async fn list_objects(&self, req: &mut S3Request<ListObjectsInput>) -> S3Result<()> {
-        let input = &req.input;
+        let i = &req.input;
         self.list(
-            req.credentials.as_ref(),
-            &req.headers,
-            &req.uri,
-            &req.extensions,
-            &input.bucket,
-            input.prefix.as_deref(),
-            input.delimiter.as_deref(),
-            input.max_keys,
+            req,
+            &i.bucket,
+            i.prefix.as_deref(),
+            i.delimiter.as_deref(),
+            i.max_keys,
         )
         .await
     }
 
     async fn list_objects_v2(&self, req: &mut S3Request<ListObjectsV2Input>) -> S3Result<()> {
-        let input = &req.input;
+        let i = &req.input;
         self.list(
-            req.credentials.as_ref(),
-            &req.headers,
-            &req.uri,
-            &req.extensions,
-            &input.bucket,
-            input.prefix.as_deref(),
-            input.delimiter.as_deref(),
-            input.max_keys,
+            req,
+            &i.bucket,
+            i.prefix.as_deref(),
+            i.delimiter.as_deref(),
+            i.max_keys,
         )
         .await
     }

@@ -7,7 +7,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::bucket::timestamp;
-use super::object::{body_stream, content_md5, metadata_in};
+use super::object::{body_stream, content_md5, copy_source, metadata_in};
 use super::{KeylessS3, store_error};
 use crate::store::{ByteRange, ObjectStore, PutOptions, UploadRef};
 
@@ -105,17 +105,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
-        let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            ..
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "Only bucket copy sources are supported."
-            ));
-        };
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         let range = copy_range(input.copy_source_range.as_deref())?;
         let (_, stream) = self
             .store

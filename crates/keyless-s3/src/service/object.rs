@@ -27,6 +27,17 @@ fn missing_key(e: StoreError, may_list: Option<MayList>) -> s3s::S3Error {
     }
 }
 
+/// The bucket and key of `x-amz-copy-source`.
+pub(super) fn copy_source(source: &CopySource) -> S3Result<(&str, &str)> {
+    match source {
+        CopySource::Bucket { bucket, key, .. } => Ok((bucket, key)),
+        _ => Err(s3_error!(
+            NotImplemented,
+            "Only bucket copy sources are supported."
+        )),
+    }
+}
+
 fn etag(info: &ObjectInfo) -> ETag {
     ETag::Strong(info.etag.clone())
 }
@@ -212,17 +223,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
-        let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            ..
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "Only bucket copy sources are supported."
-            ));
-        };
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         let (source, stream) = self
             .store
             .get_object(src_bucket, src_key, None)
@@ -232,7 +233,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        if !replace && **src_bucket == *input.bucket && **src_key == *input.key {
+        if !replace && src_bucket == input.bucket && src_key == input.key {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
