@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::UNIX_EPOCH;
 
+use base64::Engine as _;
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use keyless_types::Clock;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
@@ -40,8 +42,22 @@ struct BucketRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ObjectRecord {
     info: ObjectInfo,
+    /// The blob file holding the data; empty when the data is inline.
     blob: String,
+    /// Small objects' data, base64, stored in the record itself: one commit makes them durable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inline: Option<String>,
 }
+
+impl ObjectRecord {
+    /// The blob file this record owns, if any.
+    fn blob_file(&self) -> Option<String> {
+        (!self.blob.is_empty()).then(|| self.blob.clone())
+    }
+}
+
+/// Objects up to this size are stored inline in their record.
+const INLINE_MAX: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UploadRecord {
@@ -254,7 +270,7 @@ impl DiskStore {
     ) -> Result<ObjectInfo, StoreError> {
         let bucket = bucket.to_owned();
         let info = record.info.clone();
-        let new_blob = record.blob.clone();
+        let new_blob = record.blob_file();
         let committed = self
             .blocking(move |inner| {
                 let txn = inner.db.begin_write().map_err(db_err)?;
@@ -284,7 +300,7 @@ impl DiskStore {
                         )
                         .map_err(db_err)?;
                     if let Some(old) = old {
-                        stale.push(decode::<ObjectRecord>(old.value())?.blob);
+                        stale.extend(decode::<ObjectRecord>(old.value())?.blob_file());
                     }
                 }
                 txn.commit().map_err(db_err)?;
@@ -297,7 +313,7 @@ impl DiskStore {
                 Ok(info)
             }
             Err(e) => {
-                self.remove_blobs([new_blob]).await;
+                self.remove_blobs(new_blob).await;
                 Err(e)
             }
         }
@@ -472,7 +488,30 @@ impl ObjectStore for DiskStore {
         mut options: PutOptions,
     ) -> Result<ObjectInfo, StoreError> {
         self.head_bucket(bucket).await?;
-        let (blob, etag, size) = self.write_blob(body, &mut options).await?;
+        let mut body = body;
+        let mut head = Vec::new();
+        let small = loop {
+            match body.next().await {
+                None => break true,
+                Some(chunk) => head.extend_from_slice(&chunk.map_err(StoreError::Body)?),
+            }
+            if head.len() > INLINE_MAX {
+                break false;
+            }
+        };
+        let (blob, inline, etag, size) = if small {
+            let mut check = BodyCheck::new(&mut options);
+            check.update(&head);
+            let (etag, size) = check.finish(&options)?;
+            let data = base64::engine::general_purpose::STANDARD.encode(&head);
+            (String::new(), Some(data), etag, size)
+        } else {
+            // Larger: to a blob file, the part already read first.
+            let rest: ByteStream =
+                Box::pin(futures_util::stream::iter([Ok(Bytes::from(head))]).chain(body));
+            let (blob, etag, size) = self.write_blob(rest, &mut options).await?;
+            (blob, None, etag, size)
+        };
         let record = ObjectRecord {
             info: ObjectInfo {
                 key: key.to_owned(),
@@ -483,6 +522,7 @@ impl ObjectStore for DiskStore {
                 metadata: options.metadata,
             },
             blob,
+            inline,
         };
         self.commit_object(bucket, record, None).await
     }
@@ -497,6 +537,24 @@ impl ObjectStore for DiskStore {
         // read the record again then.
         for _ in 0..3 {
             let record = self.record(bucket, key).await?;
+            if let Some(data) = &record.inline {
+                let data = Bytes::from(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(data)
+                        .map_err(|e| {
+                            StoreError::Database(format!("inline data of `{key}`: {e}"))
+                        })?,
+                );
+                let data = match range {
+                    Some(r) => {
+                        let (offset, len) = r.resolve(record.info.size)?;
+                        data.slice(offset as usize..(offset + len) as usize)
+                    }
+                    None => data,
+                };
+                let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(data)]));
+                return Ok((record.info, stream));
+            }
             let mut file = match tokio::fs::File::open(self.blob_path(&record.blob)).await {
                 Ok(file) => file,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -547,9 +605,8 @@ impl ObjectStore for DiskStore {
                 Ok(old)
             })
             .await?;
-        if let Some(old) = removed {
-            let _ = tokio::fs::remove_file(self.blob_path(&old.blob)).await;
-        }
+        self.remove_blobs(removed.and_then(|old| old.blob_file()))
+            .await;
         Ok(())
     }
 
@@ -829,6 +886,7 @@ impl ObjectStore for DiskStore {
                 metadata: record.metadata,
             },
             blob,
+            inline: None,
         };
         self.commit_object(upload.bucket, object, Some(upload.upload_id.to_owned()))
             .await

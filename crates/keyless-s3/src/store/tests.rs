@@ -690,15 +690,16 @@ async fn disk_keeps_data_across_reopen_and_leaves_no_garbage() {
     {
         let store = DiskStore::open(dir.path(), clock()).unwrap();
         store.create_bucket("b").await.unwrap();
-        put(&store, "b", "k", b"v1").await;
-        put(&store, "b", "k", b"v2").await;
-        put(&store, "b", "gone", b"x").await;
+        // Larger than the inline limit, so that each version is a blob file.
+        put(&store, "b", "k", &big(b'1')).await;
+        put(&store, "b", "k", &big(b'2')).await;
+        put(&store, "b", "gone", &big(b'x')).await;
         store.delete_object("b", "gone").await.unwrap();
         let _ = store
             .put_object(
                 "b",
                 "bad",
-                body(&[b"x"]),
+                body(&[&big(b'x')]),
                 PutOptions {
                     content_md5: Some([0; 16]),
                     ..Default::default()
@@ -710,7 +711,7 @@ async fn disk_keeps_data_across_reopen_and_leaves_no_garbage() {
         assert!(files_under(&dir.path().join("tmp")).is_empty());
     }
     let store = DiskStore::open(dir.path(), clock()).unwrap();
-    assert_eq!(get(&store, "b", "k").await.unwrap(), b"v2");
+    assert_eq!(get(&store, "b", "k").await.unwrap(), big(b'2'));
     // Nothing is ever written outside the store's folder, whatever the key.
     put(&store, "b", "../../escape", b"x").await;
     assert!(!dir.path().parent().unwrap().join("escape").exists());
@@ -722,7 +723,7 @@ async fn disk_recovers_from_a_crash_mid_put() {
     {
         let store = DiskStore::open(dir.path(), clock()).unwrap();
         store.create_bucket("b").await.unwrap();
-        put(&store, "b", "k", b"committed").await;
+        put(&store, "b", "k", &big(b'c')).await;
     }
     // What a crash leaves: a half-written temporary file, and a renamed blob whose commit never
     // happened.
@@ -736,7 +737,7 @@ async fn disk_recovers_from_a_crash_mid_put() {
     .unwrap();
 
     let store = DiskStore::open(dir.path(), clock()).unwrap();
-    assert_eq!(get(&store, "b", "k").await.unwrap(), b"committed");
+    assert_eq!(get(&store, "b", "k").await.unwrap(), big(b'c'));
     assert!(files_under(&dir.path().join("tmp")).is_empty());
     assert_eq!(files_under(&dir.path().join("blobs")).len(), 1);
     let page = store
@@ -835,6 +836,55 @@ async fn a_second_opener_leaves_the_first_ones_files_alone() {
     let empty = files_under(&dir.path().join("blobs"));
     assert!(empty.is_empty());
     drop(first);
+}
+
+/// 100 KiB: above the inline limit.
+fn big(byte: u8) -> Vec<u8> {
+    vec![byte; 100 * 1024]
+}
+
+#[tokio::test]
+async fn small_objects_live_in_their_record_and_large_ones_in_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), clock()).unwrap();
+    store.create_bucket("b").await.unwrap();
+    let blobs = || files_under(&dir.path().join("blobs")).len();
+    put(&store, "b", "k", &vec![7u8; 64 * 1024]).await;
+    assert_eq!(blobs(), 0);
+    put(&store, "b", "k", &vec![8u8; 64 * 1024 + 1]).await;
+    assert_eq!(blobs(), 1);
+    assert_eq!(
+        get(&store, "b", "k").await.unwrap(),
+        vec![8u8; 64 * 1024 + 1]
+    );
+    // Back to small: the large version's blob goes.
+    put(&store, "b", "k", b"small again").await;
+    assert_eq!(blobs(), 0);
+    let (_, part) = store
+        .get_object(
+            "b",
+            "k",
+            Some(ByteRange::From {
+                first: 6,
+                last: None,
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read(part).await, b"again");
+    store.delete_object("b", "k").await.unwrap();
+    assert_eq!(get(&store, "b", "k").await, None);
+    // A large body that fails its digest after the inline limit stores nothing.
+    let bad = PutOptions {
+        content_md5: Some([0; 16]),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.put_object("b", "k", body(&[&big(b'z')]), bad).await,
+        Err(StoreError::BadDigest)
+    ));
+    assert_eq!(blobs(), 0);
+    assert!(files_under(&dir.path().join("tmp")).is_empty());
 }
 
 #[tokio::test]
