@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::UNIX_EPOCH;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use keyless_types::Clock;
@@ -29,6 +28,7 @@ use super::{
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+const INLINE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("inline");
 
 /// Chunk size for reading objects back.
 const READ_CHUNK: usize = 256 * 1024;
@@ -44,9 +44,10 @@ struct ObjectRecord {
     info: ObjectInfo,
     /// The blob file holding the data; empty when the data is inline.
     blob: String,
-    /// Small objects' data, base64, stored in the record itself: one commit makes them durable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    inline: Option<String>,
+    /// Whether the data is in the `inline` table (small objects: one commit makes them
+    /// durable, no file needed). Kept apart so that listings never read data.
+    #[serde(default)]
+    inline: bool,
 }
 
 impl ObjectRecord {
@@ -140,6 +141,7 @@ impl DiskStore {
         txn.open_table(BUCKETS).map_err(db_err)?;
         txn.open_table(OBJECTS).map_err(db_err)?;
         txn.open_table(UPLOADS).map_err(db_err)?;
+        txn.open_table(INLINE).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         let mut policies = HashMap::new();
         {
@@ -266,6 +268,7 @@ impl DiskStore {
         &self,
         bucket: &str,
         record: ObjectRecord,
+        data: Option<Vec<u8>>,
         upload: Option<String>,
     ) -> Result<ObjectInfo, StoreError> {
         let bucket = bucket.to_owned();
@@ -301,6 +304,16 @@ impl DiskStore {
                         .map_err(db_err)?;
                     if let Some(old) = old {
                         stale.extend(decode::<ObjectRecord>(old.value())?.blob_file());
+                    }
+                    let mut inline = txn.open_table(INLINE).map_err(db_err)?;
+                    let at = (bucket.as_str(), record.info.key.as_str());
+                    match &data {
+                        Some(bytes) => {
+                            inline.insert(at, bytes.as_slice()).map_err(db_err)?;
+                        }
+                        None => {
+                            inline.remove(at).map_err(db_err)?;
+                        }
                     }
                 }
                 txn.commit().map_err(db_err)?;
@@ -345,25 +358,61 @@ impl DiskStore {
         .await
     }
 
+    /// An object's record, with its data when it is inline, read in one transaction so that
+    /// the two always belong together.
+    async fn record_and_data(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectRecord, Option<Vec<u8>>), StoreError> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            let record = read_record(&txn, &bucket, &key)?;
+            if !record.inline {
+                return Ok((record, None));
+            }
+            let table = txn.open_table(INLINE).map_err(db_err)?;
+            let data = table
+                .get((bucket.as_str(), key.as_str()))
+                .map_err(db_err)?
+                .map(|v| v.value().to_vec())
+                .ok_or_else(|| {
+                    StoreError::Database(format!("the inline data of `{key}` is missing"))
+                })?;
+            Ok((record, Some(data)))
+        })
+        .await
+    }
+
     async fn record(&self, bucket: &str, key: &str) -> Result<ObjectRecord, StoreError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.blocking(move |inner| {
             let txn = inner.db.begin_read().map_err(db_err)?;
-            let objects = txn.open_table(OBJECTS).map_err(db_err)?;
-            if let Some(v) = objects
-                .get((bucket.as_str(), key.as_str()))
-                .map_err(db_err)?
-            {
-                return decode(v.value());
-            }
-            let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-            if buckets.get(bucket.as_str()).map_err(db_err)?.is_none() {
-                return Err(StoreError::NoSuchBucket(bucket));
-            }
-            Err(StoreError::NoSuchKey { bucket, key })
+            read_record(&txn, &bucket, &key)
         })
         .await
     }
+}
+
+/// An object's record, or why there is none.
+fn read_record(
+    txn: &redb::ReadTransaction,
+    bucket: &str,
+    key: &str,
+) -> Result<ObjectRecord, StoreError> {
+    let objects = txn.open_table(OBJECTS).map_err(db_err)?;
+    if let Some(v) = objects.get((bucket, key)).map_err(db_err)? {
+        return decode(v.value());
+    }
+    let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+    if buckets.get(bucket).map_err(db_err)?.is_none() {
+        return Err(StoreError::NoSuchBucket(bucket.to_owned()));
+    }
+    Err(StoreError::NoSuchKey {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+    })
 }
 
 fn bucket_record(txn: &redb::ReadTransaction, bucket: &str) -> Result<BucketRecord, StoreError> {
@@ -503,8 +552,7 @@ impl ObjectStore for DiskStore {
             let mut check = BodyCheck::new(&mut options);
             check.update(&head);
             let (etag, size) = check.finish(&options)?;
-            let data = base64::engine::general_purpose::STANDARD.encode(&head);
-            (String::new(), Some(data), etag, size)
+            (String::new(), Some(head), etag, size)
         } else {
             // Larger: to a blob file, the part already read first.
             let rest: ByteStream =
@@ -522,9 +570,9 @@ impl ObjectStore for DiskStore {
                 metadata: options.metadata,
             },
             blob,
-            inline,
+            inline: inline.is_some(),
         };
-        self.commit_object(bucket, record, None).await
+        self.commit_object(bucket, record, inline, None).await
     }
 
     async fn get_object(
@@ -536,15 +584,9 @@ impl ObjectStore for DiskStore {
         // An overwrite may remove the blob between reading the record and opening the file:
         // read the record again then.
         for _ in 0..3 {
-            let record = self.record(bucket, key).await?;
-            if let Some(data) = &record.inline {
-                let data = Bytes::from(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(data)
-                        .map_err(|e| {
-                            StoreError::Database(format!("inline data of `{key}`: {e}"))
-                        })?,
-                );
+            let (record, data) = self.record_and_data(bucket, key).await?;
+            if let Some(data) = data {
+                let data = Bytes::from(data);
                 let data = match range {
                     Some(r) => {
                         let (offset, len) = r.resolve(record.info.size)?;
@@ -597,6 +639,10 @@ impl ObjectStore for DiskStore {
                     }
                     let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
                     let old = objects
+                        .remove((bucket.as_str(), key.as_str()))
+                        .map_err(db_err)?;
+                    txn.open_table(INLINE)
+                        .map_err(db_err)?
                         .remove((bucket.as_str(), key.as_str()))
                         .map_err(db_err)?;
                     old.map(|v| decode::<ObjectRecord>(v.value())).transpose()?
@@ -886,10 +932,15 @@ impl ObjectStore for DiskStore {
                 metadata: record.metadata,
             },
             blob,
-            inline: None,
+            inline: false,
         };
-        self.commit_object(upload.bucket, object, Some(upload.upload_id.to_owned()))
-            .await
+        self.commit_object(
+            upload.bucket,
+            object,
+            None,
+            Some(upload.upload_id.to_owned()),
+        )
+        .await
     }
 
     async fn abort_upload(&self, upload: UploadRef<'_>) -> Result<(), StoreError> {
