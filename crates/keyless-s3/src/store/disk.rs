@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockWriteGuard, Weak};
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
@@ -100,6 +100,8 @@ struct Inner {
     /// held across the redb commit, so it never disagrees with the database for long nor out
     /// of order.
     policies: RwLock<HashMap<String, Option<String>>>,
+    /// Where object commits go to be grouped (see [`committer`]).
+    committer: std::sync::mpsc::Sender<Job>,
 }
 
 impl Inner {
@@ -157,14 +159,20 @@ impl DiskStore {
                 policies.insert(record.info.name, record.policy);
             }
         }
+        let (committer_tx, jobs) = std::sync::mpsc::channel();
         let store = Self {
             inner: Arc::new(Inner {
                 db,
                 root,
                 clock,
                 policies: RwLock::new(policies),
+                committer: committer_tx,
             }),
         };
+        let weak = Arc::downgrade(&store.inner);
+        std::thread::Builder::new()
+            .name("keyless-committer".into())
+            .spawn(move || committer(weak, jobs))?;
         store.remove_orphans()?;
         Ok(store)
     }
@@ -271,55 +279,21 @@ impl DiskStore {
         data: Option<Vec<u8>>,
         upload: Option<String>,
     ) -> Result<ObjectInfo, StoreError> {
-        let bucket = bucket.to_owned();
         let info = record.info.clone();
         let new_blob = record.blob_file();
-        let committed = self
-            .blocking(move |inner| {
-                let txn = inner.db.begin_write().map_err(db_err)?;
-                let mut stale = Vec::new();
-                {
-                    if txn
-                        .open_table(BUCKETS)
-                        .map_err(db_err)?
-                        .get(bucket.as_str())
-                        .map_err(db_err)?
-                        .is_none()
-                    {
-                        return Err(StoreError::NoSuchBucket(bucket));
-                    }
-                    if let Some(id) = &upload {
-                        let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
-                        let finished = read_upload(&uploads, &bucket, &record.info.key, id)?;
-                        uploads.remove(id.as_str()).map_err(db_err)?;
-                        stale.extend(finished.blobs());
-                    }
-                    let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
-                    let encoded = encode(&record)?;
-                    let old = objects
-                        .insert(
-                            (bucket.as_str(), record.info.key.as_str()),
-                            encoded.as_slice(),
-                        )
-                        .map_err(db_err)?;
-                    if let Some(old) = old {
-                        stale.extend(decode::<ObjectRecord>(old.value())?.blob_file());
-                    }
-                    let mut inline = txn.open_table(INLINE).map_err(db_err)?;
-                    let at = (bucket.as_str(), record.info.key.as_str());
-                    match &data {
-                        Some(bytes) => {
-                            inline.insert(at, bytes.as_slice()).map_err(db_err)?;
-                        }
-                        None => {
-                            inline.remove(at).map_err(db_err)?;
-                        }
-                    }
-                }
-                txn.commit().map_err(db_err)?;
-                Ok(stale)
-            })
-            .await;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            bucket: bucket.to_owned(),
+            record,
+            data,
+            upload,
+            reply,
+        };
+        let stopped = || StoreError::Database("the committer has stopped".into());
+        let committed = match self.inner.committer.send(job) {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(stopped())),
+            Err(_) => Err(stopped()),
+        };
         match committed {
             Ok(stale) => {
                 self.remove_blobs(stale).await;
@@ -393,6 +367,113 @@ impl DiskStore {
         })
         .await
     }
+}
+
+/// An object commit waiting for the committer.
+struct Job {
+    bucket: String,
+    record: ObjectRecord,
+    data: Option<Vec<u8>>,
+    upload: Option<String>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<String>, StoreError>>,
+}
+
+/// The most commits applied in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Group commit: takes every object commit waiting, applies them in one redb transaction (one
+/// fsync for all), and answers each. Ends when the store is dropped.
+fn committer(inner: Weak<Inner>, jobs: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        // The store is released before anyone is answered, so that whoever drops it next can
+        // reopen the database at once.
+        let outcome = match inner.upgrade() {
+            Some(store) => commit_batch(&store.db, &batch),
+            None => return,
+        };
+        match outcome {
+            Ok(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for job in batch {
+                    let _ = job.reply.send(Err(StoreError::Database(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a batch in one transaction. A job that does not hold (its bucket or upload is
+/// gone) writes nothing and gets its error; a database failure fails the whole batch.
+fn commit_batch(
+    db: &Database,
+    batch: &[Job],
+) -> Result<Vec<Result<Vec<String>, StoreError>>, StoreError> {
+    let txn = db.begin_write().map_err(db_err)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        results.push(apply_job(&txn, job)?);
+    }
+    txn.commit().map_err(db_err)?;
+    Ok(results)
+}
+
+/// One job's writes. The outer error is fatal for the batch; the inner one is the job's own.
+fn apply_job(
+    txn: &redb::WriteTransaction,
+    job: &Job,
+) -> Result<Result<Vec<String>, StoreError>, StoreError> {
+    let (bucket, key) = (job.bucket.as_str(), job.record.info.key.as_str());
+    if txn
+        .open_table(BUCKETS)
+        .map_err(db_err)?
+        .get(bucket)
+        .map_err(db_err)?
+        .is_none()
+    {
+        return Ok(Err(StoreError::NoSuchBucket(bucket.to_owned())));
+    }
+    let mut stale = Vec::new();
+    if let Some(id) = &job.upload {
+        let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+        let finished = match read_upload(&uploads, bucket, key, id) {
+            Ok(finished) => finished,
+            Err(e) => return Ok(Err(e)),
+        };
+        uploads.remove(id.as_str()).map_err(db_err)?;
+        stale.extend(finished.blobs());
+    }
+    let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+    let encoded = encode(&job.record)?;
+    if let Some(old) = objects
+        .insert((bucket, key), encoded.as_slice())
+        .map_err(db_err)?
+    {
+        stale.extend(decode::<ObjectRecord>(old.value())?.blob_file());
+    }
+    let mut inline = txn.open_table(INLINE).map_err(db_err)?;
+    match &job.data {
+        Some(bytes) => {
+            inline
+                .insert((bucket, key), bytes.as_slice())
+                .map_err(db_err)?;
+        }
+        None => {
+            inline.remove((bucket, key)).map_err(db_err)?;
+        }
+    }
+    Ok(Ok(stale))
 }
 
 /// An object's record, or why there is none.

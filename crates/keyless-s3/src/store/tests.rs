@@ -900,3 +900,65 @@ async fn reads_survive_a_concurrent_overwrite() {
     assert_eq!(read(stream).await, big);
     assert_eq!(get(&store, "b", "k").await.unwrap(), b"small");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_puts_are_grouped_and_each_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(DiskStore::open(dir.path(), clock()).unwrap());
+    store.create_bucket("b").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64u32 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            // Half small (inline), half large (blob files); every fourth to a key shared by all.
+            let key = if i % 4 == 0 {
+                "shared".to_owned()
+            } else {
+                format!("k{i}")
+            };
+            let data = if i % 2 == 0 {
+                vec![i as u8; 10]
+            } else {
+                vec![i as u8; 70 * 1024]
+            };
+            store
+                .put_object("b", &key, body(&[&data]), PutOptions::default())
+                .await
+                .unwrap();
+            (key, data)
+        }));
+    }
+    let mut written = Vec::new();
+    for t in tasks {
+        written.push(t.await.unwrap());
+    }
+    for (key, data) in &written {
+        if key != "shared" {
+            assert_eq!(&get(store.as_ref(), "b", key).await.unwrap(), data);
+        }
+    }
+    // The shared key holds one of its writers' data, whole.
+    let shared = get(store.as_ref(), "b", "shared").await.unwrap();
+    assert!(written.iter().any(|(k, d)| k == "shared" && *d == shared));
+    // Blob files: exactly the large objects still referenced.
+    let page = store
+        .list_objects(
+            "b",
+            ListQuery {
+                max_keys: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let large = page.objects.iter().filter(|o| o.size > 64 * 1024).count();
+    assert_eq!(files_under(&dir.path().join("blobs")).len(), large);
+    // A commit to a bucket that is gone fails alone.
+    store.delete_object("b", "shared").await.unwrap();
+    assert!(matches!(
+        store
+            .put_object("gone", "k", body(&[b"x"]), PutOptions::default())
+            .await,
+        Err(StoreError::NoSuchBucket(_))
+    ));
+}
