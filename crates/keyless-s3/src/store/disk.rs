@@ -21,8 +21,8 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::{
     BodyCheck, BucketInfo, ByteRange, ByteStream, ListPage, ListQuery, ObjectInfo, ObjectStore,
-    PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, completed_parts, multipart_etag,
-    paginate, random_id,
+    PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, bytes_stream, completed_parts,
+    multipart_etag, paginate, random_id,
 };
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -614,11 +614,10 @@ impl ObjectStore for DiskStore {
         &self,
         bucket: &str,
         key: &str,
-        body: ByteStream,
+        mut body: ByteStream,
         mut options: PutOptions,
     ) -> Result<ObjectInfo, StoreError> {
         self.head_bucket(bucket).await?;
-        let mut body = body;
         let mut head = Vec::new();
         let small = loop {
             match body.next().await {
@@ -667,16 +666,7 @@ impl ObjectStore for DiskStore {
         for _ in 0..3 {
             let (record, data) = self.record_and_data(bucket, key).await?;
             if let Some(data) = data {
-                let data = Bytes::from(data);
-                let data = match range {
-                    Some(r) => {
-                        let (offset, len) = r.resolve(record.info.size)?;
-                        data.slice(offset as usize..(offset + len) as usize)
-                    }
-                    None => data,
-                };
-                let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(data)]));
-                return Ok((record.info, stream));
+                return Ok((record.info, bytes_stream(Bytes::from(data), range)?));
             }
             let mut file = match tokio::fs::File::open(self.blob_path(&record.blob)).await {
                 Ok(file) => file,

@@ -11,8 +11,8 @@ use keyless_types::Clock;
 
 use super::{
     BodyCheck, BucketInfo, ByteRange, ByteStream, ListPage, ListQuery, ObjectInfo, ObjectStore,
-    PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, completed_parts, multipart_etag,
-    paginate, random_id,
+    PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, bytes_stream, completed_parts,
+    multipart_etag, paginate, random_id,
 };
 
 /// Reads a whole body, checking it against the options.
@@ -187,14 +187,7 @@ impl ObjectStore for MemoryStore {
                     key: key.to_owned(),
                 })
         })?;
-        let data = match range {
-            Some(r) => {
-                let (offset, len) = r.resolve(info.size)?;
-                data.slice(offset as usize..(offset + len) as usize)
-            }
-            None => data,
-        };
-        let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(data)]));
+        let stream = bytes_stream(data, range)?;
         Ok((info, stream))
     }
 

@@ -434,6 +434,21 @@ where
     page
 }
 
+/// An object held in memory as a stream, or the part of it `range` selects.
+pub(crate) fn bytes_stream(
+    data: Bytes,
+    range: Option<ByteRange>,
+) -> Result<ByteStream, StoreError> {
+    let data = match range {
+        Some(r) => {
+            let (offset, len) = r.resolve(data.len() as u64)?;
+            data.slice(offset as usize..(offset + len) as usize)
+        }
+        None => data,
+    };
+    Ok(Box::pin(futures_util::stream::iter([Ok(data)])))
+}
+
 /// A random 128-bit id in hex, for blobs and upload ids.
 pub(crate) fn random_id() -> Result<String, StoreError> {
     let mut id = [0u8; 16];
