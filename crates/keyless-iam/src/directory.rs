@@ -1,30 +1,31 @@
-//! The `IamStore` seam and `Directory`, its in-memory implementation: users, their access keys
-//! and their policies (inline, customer managed, AWS managed), compiled once when built.
+//! `Directory`: the compiled, read-only view of IAM state that every request consults (access
+//! key to secret and identity, with the identity's policies compiled), and the configuration
+//! file's users and policies applied to the state at start.
 //!
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html>
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use keyless_policy::{Policy, PolicyKind, Principal};
+use keyless_policy::Principal;
 use keyless_types::Secret;
-use md5::{Digest as _, Md5};
 
-use crate::{IamError, managed};
+use crate::state::{IamState, UserPolicy, check_document};
+use crate::{IamError, ids};
 
 /// A user as requests see it: who it is and the identity policies that apply to it.
 #[derive(Debug)]
 pub struct Identity {
     /// The user's name.
     pub name: String,
-    /// `AIDA...`, stable for a given account and name.
+    /// `AIDA...`.
     pub user_id: String,
     /// `arn:aws:iam::ACCOUNT:user/PATH/NAME`.
     pub arn: String,
     /// The account.
     pub account_id: String,
-    /// The compiled identity policies, each with the name decisions report.
-    pub policies: Vec<(String, Policy)>,
+    /// The compiled identity policies: inline ones, then attached ones.
+    pub policies: Vec<UserPolicy>,
 }
 
 impl Identity {
@@ -46,13 +47,7 @@ pub struct Credential {
     pub identity: Arc<Identity>,
 }
 
-/// Where IAM state lives: the embedded directory now, a database next.
-pub trait IamStore: Send + Sync + 'static {
-    /// The active credential with this access key id.
-    fn credential(&self, access_key_id: &str) -> Option<&Credential>;
-}
-
-/// A user to create.
+/// A user to create from the configuration file.
 #[derive(Debug, Clone, Default)]
 pub struct UserSpec {
     /// 1 to 64 of `A-Za-z0-9+=,.@_-`.
@@ -67,7 +62,7 @@ pub struct UserSpec {
     pub policy_arns: Vec<String>,
 }
 
-/// A customer managed policy to create.
+/// A customer managed policy to create from the configuration file.
 #[derive(Debug, Clone)]
 pub struct PolicySpec {
     /// The policy's name; its ARN is `arn:aws:iam::ACCOUNT:policy/NAME`.
@@ -76,137 +71,191 @@ pub struct PolicySpec {
     pub document: String,
 }
 
-/// Users and keys in memory.
+/// The active access keys of an account's users, with their compiled identities.
 #[derive(Debug, Default)]
 pub struct Directory {
     keys: HashMap<String, Credential>,
 }
 
-impl IamStore for Directory {
-    fn credential(&self, access_key_id: &str) -> Option<&Credential> {
-        self.keys.get(access_key_id)
-    }
-}
-
 fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+    crate::state::check_name("name", name, 64).is_ok()
 }
 
 fn valid_access_key_id(id: &str) -> bool {
     (16..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// A stable unique id for a user: `AIDA` and 17 characters derived from account and name.
-fn user_id(account_id: &str, name: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let digest = Md5::digest(format!("{account_id}/{name}").as_bytes());
-    let tail: String = digest
-        .iter()
-        .cycle()
-        .take(17)
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect();
-    format!("AIDA{tail}")
-}
-
 impl Directory {
-    /// Builds the directory, checking every name, key and document.
+    /// The active credential with this access key id.
+    pub fn credential(&self, access_key_id: &str) -> Option<&Credential> {
+        self.keys.get(access_key_id)
+    }
+
+    /// Compiles the state of account `account_id`: every active key to its user's identity.
+    pub fn compile(state: &IamState, account_id: &str) -> Result<Self, IamError> {
+        let mut keys = HashMap::new();
+        for user in state.users.values() {
+            let identity = Arc::new(Identity {
+                name: user.name.clone(),
+                user_id: user.id.clone(),
+                arn: user.arn(account_id),
+                account_id: account_id.to_owned(),
+                policies: state.user_policies(account_id, user)?,
+            });
+            for key in user.access_keys.iter().filter(|k| k.active) {
+                let credential = Credential {
+                    secret: key.secret.clone(),
+                    identity: Arc::clone(&identity),
+                };
+                keys.insert(key.id.clone(), credential);
+            }
+        }
+        Ok(Self { keys })
+    }
+
+    /// Builds the directory of the configuration's users and policies alone.
     pub fn build(
         account_id: &str,
         policies: &[PolicySpec],
         users: &[UserSpec],
     ) -> Result<Self, IamError> {
-        let mut customer: HashMap<String, (String, Policy)> = HashMap::new();
-        for (i, p) in policies.iter().enumerate() {
-            if !valid_name(&p.name) {
+        let mut state = IamState::default();
+        apply_specs(&mut state, account_id, policies, users, 0)?;
+        Self::compile(&state, account_id)
+    }
+}
+
+/// Applies the configuration file's policies and users to `state`, checking every name, key
+/// and document and naming the field at fault: missing ones are created, declared documents
+/// become the default version, declared inline policies, attachments and keys are set.
+/// Nothing else in the state is touched.
+pub fn apply_specs(
+    state: &mut IamState,
+    account_id: &str,
+    policies: &[PolicySpec],
+    users: &[UserSpec],
+    now: i64,
+) -> Result<(), IamError> {
+    let mut declared = HashSet::new();
+    for (i, p) in policies.iter().enumerate() {
+        if !valid_name(&p.name) {
+            return Err(IamError::InvalidInput(format!(
+                "policies[{i}].name: `{}` is not a valid policy name",
+                p.name
+            )));
+        }
+        if !declared.insert(p.name.to_lowercase()) {
+            return Err(IamError::InvalidInput(format!(
+                "policies[{i}].name: `{}` is declared twice",
+                p.name
+            )));
+        }
+        check_document(&p.document).map_err(|e| at(e, &format!("policies[{i}] (`{}`)", p.name)))?;
+        let arn = format!("arn:aws:iam::{account_id}:policy/{}", p.name);
+        match state.policy(account_id, &arn) {
+            Ok(existing) if existing.default_document() == p.document => {}
+            Ok(_) => state.set_default_document(account_id, &arn, &p.document, now)?,
+            Err(_) => {
+                state.create_policy(&p.name, "/", "", &p.document, ids::policy_id()?, now)?;
+            }
+        }
+    }
+    let mut names = HashSet::new();
+    let mut key_owner: HashMap<&str, usize> = HashMap::new();
+    for (i, u) in users.iter().enumerate() {
+        let at_user = format!("users[{i}]");
+        if !valid_name(&u.name) {
+            return Err(IamError::InvalidInput(format!(
+                "{at_user}.name: `{}` is not a valid user name",
+                u.name
+            )));
+        }
+        if !names.insert(u.name.to_lowercase()) {
+            return Err(IamError::InvalidInput(format!(
+                "{at_user}.name: `{}` is declared twice",
+                u.name
+            )));
+        }
+        let path = u.path.as_deref().unwrap_or("/");
+        if crate::state::check_path("path", path).is_err() {
+            return Err(IamError::InvalidInput(format!(
+                "{at_user}.path: `{path}` must begin and end with `/`"
+            )));
+        }
+        for (j, (name, document)) in u.inline_policies.iter().enumerate() {
+            check_document(document)
+                .map_err(|e| at(e, &format!("{at_user}.policies[{j}] (`{name}`)")))?;
+        }
+        for (id, _) in &u.access_keys {
+            if !valid_access_key_id(id) {
                 return Err(IamError::InvalidInput(format!(
-                    "policies[{i}].name: `{}` is not a valid policy name",
-                    p.name
+                    "{at_user}.access_key_id: `{id}` is not an access key id"
                 )));
             }
-            let policy = Policy::parse_as(&p.document, PolicyKind::Identity).map_err(|error| {
-                IamError::MalformedPolicy {
-                    which: format!("policies[{i}] (`{}`)", p.name),
-                    error,
-                }
-            })?;
-            let arn = format!("arn:aws:iam::{account_id}:policy/{}", p.name);
-            if customer.insert(arn, (p.name.clone(), policy)).is_some() {
+            if key_owner.insert(id, i).is_some() {
                 return Err(IamError::InvalidInput(format!(
-                    "policies[{i}].name: `{}` is declared twice",
-                    p.name
+                    "{at_user}.access_key_id: `{id}` is used twice"
                 )));
             }
         }
-        let mut dir = Self::default();
-        let mut names = std::collections::HashSet::new();
-        for (i, u) in users.iter().enumerate() {
-            let at = format!("users[{i}]");
-            if !valid_name(&u.name) {
-                return Err(IamError::InvalidInput(format!(
-                    "{at}.name: `{}` is not a valid user name",
-                    u.name
-                )));
+        match state.user(&u.name) {
+            Ok(existing) if existing.path != path => {
+                let key = u.name.to_lowercase();
+                if let Some(user) = state.users.get_mut(&key) {
+                    user.path = path.to_owned();
+                }
             }
-            if !names.insert(u.name.to_lowercase()) {
-                return Err(IamError::InvalidInput(format!(
-                    "{at}.name: `{}` is declared twice",
-                    u.name
-                )));
+            Ok(_) => {}
+            Err(_) => {
+                state.create_user(&u.name, path, ids::user_id()?, now)?;
             }
-            let path = u.path.clone().unwrap_or_else(|| "/".to_owned());
-            if !path.starts_with('/') || !path.ends_with('/') {
-                return Err(IamError::InvalidInput(format!(
-                    "{at}.path: `{path}` must begin and end with `/`"
-                )));
-            }
-            let mut compiled = Vec::new();
-            for (j, (name, document)) in u.inline_policies.iter().enumerate() {
-                let policy = Policy::parse_as(document, PolicyKind::Identity).map_err(|error| {
-                    IamError::MalformedPolicy {
-                        which: format!("{at}.policies[{j}] (`{name}`)"),
-                        error,
+        }
+        for (name, document) in &u.inline_policies {
+            state.put_user_policy(&u.name, name, document)?;
+        }
+        for arn in &u.policy_arns {
+            state.attach_user_policy(account_id, &u.name, arn)?;
+        }
+        for (id, secret) in &u.access_keys {
+            match state.access_key(id) {
+                Some((owner, _)) if !owner.name.eq_ignore_ascii_case(&u.name) => {
+                    return Err(IamError::InvalidInput(format!(
+                        "{at_user}.access_key_id: `{id}` belongs to user `{}`",
+                        owner.name
+                    )));
+                }
+                Some(_) => {
+                    let key = u.name.to_lowercase();
+                    if let Some(k) = state
+                        .users
+                        .get_mut(&key)
+                        .and_then(|u| u.access_keys.iter_mut().find(|k| k.id == *id))
+                    {
+                        k.secret = secret.clone();
+                        k.active = true;
                     }
-                })?;
-                compiled.push((name.clone(), policy));
-            }
-            for arn in &u.policy_arns {
-                if let Some(m) = managed::by_arn(arn) {
-                    compiled.push((m.name.to_owned(), m.policy().clone()));
-                } else if let Some((name, policy)) = customer.get(arn) {
-                    compiled.push((name.clone(), policy.clone()));
-                } else {
-                    return Err(IamError::NoSuchPolicy(arn.clone()));
                 }
-            }
-            let identity = Arc::new(Identity {
-                name: u.name.clone(),
-                user_id: user_id(account_id, &u.name),
-                arn: format!("arn:aws:iam::{account_id}:user{path}{}", u.name),
-                account_id: account_id.to_owned(),
-                policies: compiled,
-            });
-            for (id, secret) in &u.access_keys {
-                if !valid_access_key_id(id) {
-                    return Err(IamError::InvalidInput(format!(
-                        "{at}.access_key_id: `{id}` is not an access key id"
-                    )));
-                }
-                let credential = Credential {
-                    secret: secret.clone(),
-                    identity: Arc::clone(&identity),
-                };
-                if dir.keys.insert(id.clone(), credential).is_some() {
-                    return Err(IamError::InvalidInput(format!(
-                        "{at}.access_key_id: `{id}` is used twice"
-                    )));
+                None => {
+                    state
+                        .create_access_key(&u.name, id.clone(), secret.clone(), now)
+                        .map_err(|e| {
+                            IamError::InvalidInput(format!("{at_user}.access_key_id: {e}"))
+                        })?;
                 }
             }
         }
-        Ok(dir)
+    }
+    Ok(())
+}
+
+/// Names the configuration field a document came from.
+fn at(error: IamError, which: &str) -> IamError {
+    match error {
+        IamError::MalformedPolicy { error, .. } => IamError::MalformedPolicy {
+            which: which.to_owned(),
+            error,
+        },
+        other => other,
     }
 }
 
@@ -247,7 +296,7 @@ mod tests {
             .identity
             .policies
             .iter()
-            .map(|(n, _)| n.as_str())
+            .map(|p| p.name.as_str())
             .collect();
         assert_eq!(names, ["rw", "AmazonS3ReadOnlyAccess", "extra"]);
         assert!(dir.credential("AKIAOTHER").is_none());

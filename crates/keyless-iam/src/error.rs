@@ -1,4 +1,7 @@
-//! Errors of IAM operations. The IAM query API maps them to AWS error codes in one place.
+//! Errors of IAM operations. The IAM query API maps them to AWS error codes and HTTP statuses in
+//! one place ([`IamError::code`] and the API's error module).
+//!
+//! Variants that reach IAM API clients carry IAM's own message text, which awscli prints.
 
 /// Why an IAM operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -6,6 +9,9 @@ pub enum IamError {
     /// A parameter is missing, malformed or out of range (AWS code `InvalidInput`).
     #[error("{0}")]
     InvalidInput(String),
+    /// A parameter fails its pattern or length (AWS code `ValidationError`).
+    #[error("{0}")]
+    Validation(String),
     /// A policy document is not valid (AWS code `MalformedPolicyDocument`).
     #[error("{which}: {error}")]
     MalformedPolicy {
@@ -14,9 +20,24 @@ pub enum IamError {
         /// What is wrong with it.
         error: keyless_policy::PolicyError,
     },
-    /// A policy ARN names no policy (AWS code `NoSuchEntity`).
+    /// A policy ARN names no attachable policy (AWS code `NoSuchEntity`).
     #[error("policy `{0}` does not exist or is not attachable")]
     NoSuchPolicy(String),
+    /// A user, key or policy does not exist (AWS code `NoSuchEntity`).
+    #[error("{0}")]
+    NoSuchEntity(String),
+    /// The name is taken (AWS code `EntityAlreadyExists`).
+    #[error("{0}")]
+    EntityAlreadyExists(String),
+    /// The entity is still in use (AWS code `DeleteConflict`).
+    #[error("{0}")]
+    DeleteConflict(String),
+    /// A quota is reached (AWS code `LimitExceeded`).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The store failed; the cause goes to the log (AWS code `ServiceFailure`).
+    #[error("iam store: {0}")]
+    Storage(String),
 }
 
 impl IamError {
@@ -24,8 +45,13 @@ impl IamError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidInput(_) => "InvalidInput",
+            Self::Validation(_) => "ValidationError",
             Self::MalformedPolicy { .. } => "MalformedPolicyDocument",
-            Self::NoSuchPolicy(_) => "NoSuchEntity",
+            Self::NoSuchPolicy(_) | Self::NoSuchEntity(_) => "NoSuchEntity",
+            Self::EntityAlreadyExists(_) => "EntityAlreadyExists",
+            Self::DeleteConflict(_) => "DeleteConflict",
+            Self::LimitExceeded(_) => "LimitExceeded",
+            Self::Storage(_) => "ServiceFailure",
         }
     }
 }

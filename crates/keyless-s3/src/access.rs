@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::UNIX_EPOCH;
 
-use keyless_iam::{IamStore, Identity};
+use keyless_iam::{Identity, Keyring};
 use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize};
 use keyless_types::Clock;
 use s3s::access::{S3Access, S3AccessContext};
@@ -43,28 +43,9 @@ pub struct MayList(pub bool);
 #[derive(Debug, Clone, Default)]
 pub struct DeniedKeys(pub Vec<String>);
 
-/// The root user's long-term key pair. `Debug` does not show the secret.
-#[derive(Clone)]
-pub struct RootKey {
-    /// `AKIA...`.
-    pub access_key_id: String,
-    /// The secret access key.
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for RootKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RootKey")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .finish()
-    }
-}
-
 struct Inner<S> {
     store: Arc<S>,
-    iam: Arc<dyn IamStore>,
-    root: RootKey,
+    keys: Keyring,
     account_id: String,
     clock: Arc<dyn Clock>,
     /// Bucket policies compiled once, by bucket, with the text they were compiled from.
@@ -92,11 +73,6 @@ enum Caller {
     User(Arc<Identity>),
     /// Nobody: only what resource policies grant to everyone.
     Anonymous,
-}
-
-/// Compares without leaking, through timing, where two strings first differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// S3's limit on the keys of one DeleteObjects request.
@@ -146,44 +122,29 @@ fn signing_facts(
 }
 
 impl<S: ObjectStore> Authorizer<S> {
-    /// An authorizer for the account `account_id`, whose root user holds `root` and whose IAM
-    /// users live in `iam`.
-    pub fn new(
-        store: Arc<S>,
-        iam: Arc<dyn IamStore>,
-        root: RootKey,
-        account_id: impl Into<String>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    /// An authorizer for the account whose keys `keys` holds.
+    pub fn new(store: Arc<S>, keys: Keyring, clock: Arc<dyn Clock>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
-                iam,
-                root,
-                account_id: account_id.into(),
+                account_id: keys.account_id().to_owned(),
+                keys,
                 clock,
                 compiled: RwLock::new(HashMap::new()),
             }),
         }
     }
 
-    fn is_root(&self, access_key: &str) -> bool {
-        constant_time_eq(
-            access_key.as_bytes(),
-            self.inner.root.access_key_id.as_bytes(),
-        )
-    }
-
     fn caller(&self, access_key: Option<&str>) -> S3Result<Caller> {
-        match access_key {
-            None => Ok(Caller::Anonymous),
-            Some(key) if self.is_root(key) => Ok(Caller::Root),
-            Some(key) => self
-                .inner
-                .iam
-                .credential(key)
-                .map(|c| Caller::User(Arc::clone(&c.identity)))
-                .ok_or_else(access_denied),
+        let Some(key) = access_key else {
+            return Ok(Caller::Anonymous);
+        };
+        // s3s checked the signature with this key's secret, so the key exists, unless it was
+        // deleted in between.
+        match self.inner.keys.lookup(key) {
+            Some((_, keyless_iam::Caller::Root)) => Ok(Caller::Root),
+            Some((_, keyless_iam::Caller::User(identity))) => Ok(Caller::User(identity)),
+            None => Err(access_denied()),
         }
     }
 
@@ -221,7 +182,7 @@ impl<S: ObjectStore> Authorizer<S> {
             .map(|user| {
                 user.policies
                     .iter()
-                    .map(|(name, p)| Source::new(name, p))
+                    .map(|p| Source::new(&p.name, &p.policy))
                     .collect()
             })
             .unwrap_or_default();
@@ -356,11 +317,8 @@ impl<S: ObjectStore> Authorizer<S> {
 #[async_trait::async_trait]
 impl<S: ObjectStore> S3Auth for Authorizer<S> {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        if self.is_root(access_key) {
-            return Ok(SecretKey::from(self.inner.root.secret_access_key.as_str()));
-        }
-        match self.inner.iam.credential(access_key) {
-            Some(c) => Ok(SecretKey::from(c.secret.expose())),
+        match self.inner.keys.lookup(access_key) {
+            Some((secret, _)) => Ok(SecretKey::from(secret.expose())),
             None => Err(s3_error!(
                 InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records."
@@ -540,17 +498,5 @@ mod tests {
         assert_eq!(get("a b"), Some("c d"));
         assert_eq!(get("X-Amz-Security-Token"), Some("abc"));
         assert!(query_pairs(None).is_empty());
-    }
-
-    #[test]
-    fn secrets_are_redacted_and_compared_in_constant_time() {
-        let key = RootKey {
-            access_key_id: "AKIAEXAMPLE".into(),
-            secret_access_key: "wJalrXUtnFEMI".into(),
-        };
-        assert!(!format!("{key:?}").contains("wJalr"));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

@@ -3,6 +3,8 @@
 mod cli;
 mod config;
 mod policy_cmd;
+mod query;
+mod root;
 mod serve;
 mod tls;
 

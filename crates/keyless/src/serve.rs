@@ -2,16 +2,16 @@
 //! root user's key pair created once and kept in the data folder.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use keyless_iam::Directory;
+use keyless_iam::{EmbeddedIam, IamStore, Keyring, apply_specs};
 use keyless_policy::{Policy, PolicyKind};
-use keyless_s3::access::{Authorizer, ClientAddr, RootKey, SecureTransport};
+use keyless_s3::access::{Authorizer, ClientAddr, SecureTransport};
 use keyless_s3::service::KeylessS3;
 use keyless_s3::store::{DiskStore, ObjectStore as _, StoreError};
 use keyless_types::Clock;
@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
+use crate::query::QueryApi;
 
 /// The system clock: the one place that reads the time.
 struct SystemClock;
@@ -32,8 +33,6 @@ impl Clock for SystemClock {
         SystemTime::now()
     }
 }
-
-const CREDENTIALS_FILE: &str = "root-credentials";
 
 /// How long a client has to send a request's headers.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -63,8 +62,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => Config::default().load(Path::new("."))?,
     };
-    let iam = Directory::build(&args.account_id, &loaded.policies, &loaded.users)
-        .context("the configuration's IAM users and policies are not valid")?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data folder `{}`",
@@ -72,8 +69,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
     let data_dir = args.data_dir.canonicalize()?;
-    let (root, credentials_file) = root_key(&data_dir)?;
+    let (root, credentials_file) = crate::root::root_key(&data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let iam = EmbeddedIam::open(&data_dir.join("iam.redb"), &args.account_id)
+        .context("cannot open the IAM store")?;
+    let now = clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    iam.update(&mut |state| {
+        apply_specs(
+            state,
+            &args.account_id,
+            &loaded.policies,
+            &loaded.users,
+            now,
+        )
+    })
+    .context("the configuration's IAM users and policies are not valid")?;
+    let root_id = root.access_key_id.clone();
+    let keys = Keyring::new(root, Arc::new(iam));
     let store = Arc::new(
         DiskStore::open(data_dir.join("objects"), Arc::clone(&clock))
             .with_context(|| format!("cannot open the object store in `{}`", data_dir.display()))?,
@@ -86,7 +101,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &args.region,
         &args.account_id,
     ));
-    let authorizer = Authorizer::new(store, Arc::new(iam), root.clone(), &args.account_id, clock);
+    let query = QueryApi::new(keys.clone(), Arc::clone(&clock));
+    let authorizer = Authorizer::new(store, keys, clock);
     builder.set_auth(authorizer.clone());
     builder.set_access(authorizer);
 
@@ -112,13 +128,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let banner = match &credentials_file {
         Some(file) => format!(
             "keyless: S3 endpoint {endpoint}\nkeyless: root access key {} (secret in {})\nkeyless: try  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls\n",
-            root.access_key_id,
+            root_id,
             file.display(),
             file.display()
         ),
         None => format!(
             "keyless: S3 endpoint {endpoint}\nkeyless: root access key {} (from KEYLESS_ROOT_ACCESS_KEY_ID)\n",
-            root.access_key_id
+            root_id
         ),
     };
     // The banner is for whoever started the server; if they stopped reading (a closed pipe),
@@ -130,7 +146,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     drop(out);
     tracing::info!(%endpoint, data_dir = %data_dir.display(), "serving S3");
 
-    accept_loop(listener, service, tls).await
+    accept_loop(listener, service, query, tls).await
 }
 
 /// Creates the configuration's buckets that do not exist yet and sets their policies.
@@ -158,6 +174,7 @@ async fn create_buckets(
 async fn accept_loop(
     listener: TcpListener,
     service: s3s::service::S3Service,
+    query: QueryApi,
     tls: Option<TlsAcceptor>,
 ) -> anyhow::Result<()> {
     let mut http = ConnBuilder::new(TokioExecutor::new());
@@ -187,13 +204,16 @@ async fn accept_loop(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let secure = tls.is_some();
-        let service = service.clone();
+        let (service, query) = (service.clone(), query.clone());
         let per_request =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ClientAddr(peer));
                 req.extensions_mut().insert(SecureTransport(secure));
-                let service = service.clone();
+                let (service, query) = (service.clone(), query.clone());
                 async move {
+                    if QueryApi::claims(&req) {
+                        return Ok(query.serve(req, Some(peer.ip()), secure).await);
+                    }
                     // s3s reads a browser-form POST (PostObject) whole, before any check;
                     // Keyless does not serve it, so it is refused before a byte is read.
                     if is_form_post(&req) {
@@ -270,99 +290,4 @@ fn not_implemented(message: &str) -> hyper::Response<s3s::Body> {
         hyper::header::HeaderValue::from_static("application/xml"),
     );
     response
-}
-
-/// The root key pair: from `KEYLESS_ROOT_ACCESS_KEY_ID` and `KEYLESS_ROOT_SECRET_ACCESS_KEY`,
-/// else from the data folder's credentials file, created on first start with mode 0600.
-/// Returns the file it lives in, if any.
-fn root_key(data_dir: &Path) -> anyhow::Result<(RootKey, Option<PathBuf>)> {
-    #[allow(clippy::disallowed_methods)] // the binary reads its configuration
-    let (id, secret) = (
-        std::env::var("KEYLESS_ROOT_ACCESS_KEY_ID").ok(),
-        std::env::var("KEYLESS_ROOT_SECRET_ACCESS_KEY").ok(),
-    );
-    match (id, secret) {
-        (Some(access_key_id), Some(secret_access_key)) => {
-            return Ok((
-                RootKey {
-                    access_key_id,
-                    secret_access_key,
-                },
-                None,
-            ));
-        }
-        (None, None) => {}
-        _ => bail!(
-            "set both KEYLESS_ROOT_ACCESS_KEY_ID and KEYLESS_ROOT_SECRET_ACCESS_KEY, or neither"
-        ),
-    }
-    let file = data_dir.join(CREDENTIALS_FILE);
-    if file.exists() {
-        return Ok((read_credentials(&file)?, Some(file)));
-    }
-    let key = RootKey {
-        access_key_id: format!(
-            "AKIA{}",
-            random_text(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")?
-        ),
-        secret_access_key: random_text(
-            40,
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-        )?,
-    };
-    write_credentials(&file, &key)?;
-    Ok((key, Some(file)))
-}
-
-fn random_text(len: usize, alphabet: &[u8]) -> anyhow::Result<String> {
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
-    // Alphabets of 32 and 64 symbols divide 256, so every symbol is equally likely.
-    Ok(bytes
-        .iter()
-        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
-        .collect())
-}
-
-/// Writes an AWS shared credentials file that awscli, boto3 and the SDKs read as is.
-fn write_credentials(file: &Path, key: &RootKey) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .with_context(|| format!("cannot create `{}`", file.display()))?;
-    writeln!(
-        f,
-        "# Keyless root user of this server. Keep it secret.\n[default]\naws_access_key_id = {}\naws_secret_access_key = {}",
-        key.access_key_id, key.secret_access_key
-    )?;
-    f.sync_all()?;
-    Ok(())
-}
-
-fn read_credentials(file: &Path) -> anyhow::Result<RootKey> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(file)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "`{}` is readable by other users (mode {:o}); run `chmod 600` on it",
-            file.display(),
-            mode & 0o777
-        );
-    }
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read `{}`", file.display()))?;
-    let value = |name: &str| {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .find(|(k, _)| k.trim() == name)
-            .map(|(_, v)| v.trim().to_owned())
-            .with_context(|| format!("`{}` has no `{name}`", file.display()))
-    };
-    Ok(RootKey {
-        access_key_id: value("aws_access_key_id")?,
-        secret_access_key: value("aws_secret_access_key")?,
-    })
 }

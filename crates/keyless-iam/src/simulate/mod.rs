@@ -44,6 +44,8 @@ pub struct Simulation {
     actions: Vec<String>,
     resources: Vec<String>,
     context: keyless_policy::Context,
+    /// `SourcePolicyType` of policies that are not given in the input: `(id, type)`.
+    source_types: Vec<(String, &'static str)>,
 }
 
 impl Simulation {
@@ -53,13 +55,47 @@ impl Simulation {
         Self::with_managed(input, &[])
     }
 
+    /// Like [`Simulation::from_input`], with a principal's policies added to the identity
+    /// policies (reported under their names and with their kind as `SourcePolicyType`), as
+    /// `SimulatePrincipalPolicy` does; with any, `PolicyInputList` may be empty.
+    pub fn with_sources(
+        input: &SimulateCustomPolicyInput,
+        sources: &[crate::state::UserPolicy],
+    ) -> Result<Self, IamError> {
+        let mut simulation = Self::with_extra(
+            input,
+            sources
+                .iter()
+                .map(|p| (p.name.clone(), Policy::clone(&p.policy)))
+                .collect(),
+        )?;
+        simulation.source_types = sources
+            .iter()
+            .map(|p| (p.name.clone(), p.kind.source_type()))
+            .collect();
+        Ok(simulation)
+    }
+
     /// Like [`Simulation::from_input`], with AWS managed policies added to the identity
     /// policies (reported under their names); with any, `PolicyInputList` may be empty.
     pub fn with_managed(
         input: &SimulateCustomPolicyInput,
         managed: &[&ManagedPolicy],
     ) -> Result<Self, IamError> {
-        input.validate(!managed.is_empty())?;
+        Self::with_extra(
+            input,
+            managed
+                .iter()
+                .map(|m| (m.name.to_owned(), m.policy().clone()))
+                .collect(),
+        )
+    }
+
+    fn with_extra(
+        input: &SimulateCustomPolicyInput,
+        extra: Vec<(String, Policy)>,
+    ) -> Result<Self, IamError> {
+        input.validate(!extra.is_empty())?;
         let parse_list = |list: &[String], name: &str| {
             list.iter()
                 .enumerate()
@@ -75,10 +111,7 @@ impl Simulation {
                 .collect::<Result<Vec<_>, _>>()
         };
         let mut identity = parse_list(&input.policy_input_list, "PolicyInputList")?;
-        identity.extend(managed.iter().map(|m| Named {
-            id: m.name.to_owned(),
-            policy: m.policy().clone(),
-        }));
+        identity.extend(extra.into_iter().map(|(id, policy)| Named { id, policy }));
         let boundary = parse_list(
             &input.permissions_boundary_policy_input_list,
             "PermissionsBoundaryPolicyInputList",
@@ -124,6 +157,7 @@ impl Simulation {
             actions: input.action_names.clone(),
             resources,
             context: input.context()?,
+            source_types: Vec::new(),
         })
     }
 
@@ -165,7 +199,17 @@ impl Simulation {
     }
 
     fn result(&self, action: &str, resource: &str, d: &Decision<'_>) -> EvaluationResult {
-        let matched: Vec<StatementRef> = d.matched.iter().map(StatementRef::from_matched).collect();
+        let mut matched: Vec<StatementRef> =
+            d.matched.iter().map(StatementRef::from_matched).collect();
+        for statement in &mut matched {
+            if let Some((_, kind)) = self
+                .source_types
+                .iter()
+                .find(|(id, _)| *id == statement.source_policy_id)
+            {
+                statement.source_policy_type = (*kind).to_owned();
+            }
+        }
         let missing: Vec<String> = d.missing_context.iter().map(|k| (*k).to_owned()).collect();
         let boundary = d
             .allowed_by_boundary

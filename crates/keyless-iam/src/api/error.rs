@@ -1,0 +1,71 @@
+//! IAM API errors and their wire form: the one place that maps each to its AWS code, HTTP
+//! status and fault side.
+//!
+//! <https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html>
+
+use super::{ApiResponse, xml};
+use crate::IamError;
+
+/// Why an IAM API request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The operation itself refused (no such entity, conflict, bad input, ...).
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    /// The caller's policies do not allow the action; says which action on which resource,
+    /// as IAM does, never why.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// No such action.
+    #[error("Could not find operation {0} for version 2010-05-08")]
+    InvalidAction(String),
+}
+
+impl ApiError {
+    /// The AWS error code, the HTTP status, and whether the client is at fault.
+    pub fn wire(&self) -> (&'static str, u16, bool) {
+        match self {
+            Self::AccessDenied(_) => ("AccessDenied", 403, true),
+            Self::InvalidAction(_) => ("InvalidAction", 400, true),
+            Self::Iam(e) => {
+                let status = match e {
+                    IamError::InvalidInput(_)
+                    | IamError::Validation(_)
+                    | IamError::MalformedPolicy { .. } => 400,
+                    IamError::NoSuchPolicy(_) | IamError::NoSuchEntity(_) => 404,
+                    IamError::EntityAlreadyExists(_)
+                    | IamError::DeleteConflict(_)
+                    | IamError::LimitExceeded(_) => 409,
+                    IamError::Storage(_) => 500,
+                };
+                (e.code(), status, status != 500)
+            }
+        }
+    }
+
+    /// The message clients see: IAM's text; an internal failure's cause goes to the log.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Iam(IamError::Storage(cause)) => {
+                tracing::error!(%cause, "iam store failed");
+                "The request processing has failed because of an unknown error, exception or failure.".into()
+            }
+            Self::Iam(IamError::NoSuchPolicy(arn)) => {
+                format!("Policy {arn} does not exist or is not attachable.")
+            }
+            Self::Iam(IamError::MalformedPolicy { error, .. }) => {
+                format!("Syntax errors in policy: {error}")
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The error response.
+    pub fn response(&self, namespace: &str, request_id: &str) -> ApiResponse {
+        let (code, status, sender) = self.wire();
+        ApiResponse {
+            status,
+            body: xml::error_response(namespace, code, &self.message(), sender, request_id),
+        }
+    }
+}

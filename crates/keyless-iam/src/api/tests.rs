@@ -1,0 +1,366 @@
+//! The IAM API driven without a transport: parameters in, XML out.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::{EmbeddedIam, IamState, Identity};
+
+const ACCOUNT: &str = "111122223333";
+
+struct Fixture {
+    store: EmbeddedIam,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self {
+            store: EmbeddedIam::in_memory(ACCOUNT, IamState::default()).unwrap(),
+        }
+    }
+
+    fn call_as(&self, caller: &Caller, action: &str, params: &[(&str, &str)]) -> ApiResponse {
+        let params = Params::new(
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        let req = ApiRequest {
+            action,
+            params: &params,
+            caller,
+            source_ip: Some("127.0.0.1".parse().unwrap()),
+            secure_transport: false,
+            now: 1_795_608_000,
+        };
+        handle(&self.store, &req, "req-1")
+    }
+
+    fn call(&self, action: &str, params: &[(&str, &str)]) -> ApiResponse {
+        self.call_as(&Caller::Root, action, params)
+    }
+
+    fn ok(&self, action: &str, params: &[(&str, &str)]) -> String {
+        let r = self.call(action, params);
+        assert_eq!(r.status, 200, "{action}: {}", r.body);
+        r.body
+    }
+
+    fn user(&self, name: &str) -> Caller {
+        let snapshot = self.store.snapshot();
+        let user = snapshot.state.user(name).unwrap();
+        Caller::User(Arc::new(Identity {
+            name: user.name.clone(),
+            user_id: user.id.clone(),
+            arn: user.arn(ACCOUNT),
+            account_id: ACCOUNT.into(),
+            policies: snapshot.state.user_policies(ACCOUNT, user).unwrap(),
+        }))
+    }
+}
+
+fn between<'a>(body: &'a str, tag: &str) -> &'a str {
+    let open = format!("<{tag}>");
+    let start = body.find(&open).unwrap() + open.len();
+    let end = body[start..].find(&format!("</{tag}>")).unwrap();
+    &body[start..start + end]
+}
+
+#[test]
+fn user_lifecycle_in_iam_xml() {
+    let f = Fixture::new();
+    let body = f.ok("CreateUser", &[("UserName", "bob"), ("Path", "/team/")]);
+    assert!(
+        body.contains(
+            "<CreateUserResult><User><Path>/team/</Path><UserName>bob</UserName><UserId>AIDA"
+        ),
+        "{body}"
+    );
+    assert!(body.contains("<Arn>arn:aws:iam::111122223333:user/team/bob</Arn><CreateDate>2026-11-25T12:00:00Z</CreateDate>"));
+    let dup = f.call("CreateUser", &[("UserName", "BOB")]);
+    assert_eq!(dup.status, 409);
+    assert!(
+        dup.body.contains(
+            "<Code>EntityAlreadyExists</Code><Message>User with name BOB already exists.</Message>"
+        ),
+        "{}",
+        dup.body
+    );
+    let got = f.ok("GetUser", &[("UserName", "bob")]);
+    assert!(got.contains("<UserName>bob</UserName>"));
+    f.ok("DeleteUser", &[("UserName", "bob")]);
+    let gone = f.call("GetUser", &[("UserName", "bob")]);
+    assert_eq!(gone.status, 404);
+    assert!(gone.body.contains("<Type>Sender</Type><Code>NoSuchEntity</Code><Message>The user with name bob cannot be found.</Message>"));
+    let missing = f.call("CreateUser", &[]);
+    assert_eq!(missing.status, 400);
+    assert!(
+        missing.body.contains(
+            "Value null at 'userName' failed to satisfy constraint: Member must not be null"
+        ),
+        "{}",
+        missing.body
+    );
+    let unknown = f.call("CreateGroup", &[]);
+    assert!(unknown.body.contains("<Code>InvalidAction</Code>"));
+}
+
+#[test]
+fn listings_page_with_markers() {
+    let f = Fixture::new();
+    for name in ["carol", "alice", "bob"] {
+        f.ok("CreateUser", &[("UserName", name)]);
+    }
+    let first = f.ok("ListUsers", &[("MaxItems", "2")]);
+    let names: Vec<&str> = first
+        .match_indices("<UserName>")
+        .map(|(i, _)| &first[i + 10..i + 13])
+        .collect();
+    assert_eq!(names, ["ali", "bob"]);
+    assert_eq!(between(&first, "IsTruncated"), "true");
+    let marker = between(&first, "Marker").to_owned();
+    let rest = f.ok("ListUsers", &[("MaxItems", "2"), ("Marker", &marker)]);
+    assert!(rest.contains("<UserName>carol</UserName>") && !rest.contains("bob"));
+    assert_eq!(between(&rest, "IsTruncated"), "false");
+    assert_eq!(f.call("ListUsers", &[("MaxItems", "0")]).status, 400);
+}
+
+#[test]
+fn access_keys_are_created_listed_deactivated_and_deleted() {
+    let f = Fixture::new();
+    f.ok("CreateUser", &[("UserName", "bob")]);
+    let created = f.ok("CreateAccessKey", &[("UserName", "bob")]);
+    let id = between(&created, "AccessKeyId").to_owned();
+    let secret = between(&created, "SecretAccessKey").to_owned();
+    assert!(id.starts_with("AKIA") && secret.len() == 40);
+    assert_eq!(between(&created, "Status"), "Active");
+    let snap = f.store.snapshot();
+    assert_eq!(
+        snap.directory.credential(&id).unwrap().secret.expose(),
+        secret
+    );
+    let listed = f.ok("ListAccessKeys", &[("UserName", "bob")]);
+    assert!(
+        listed.contains(&format!("<AccessKeyId>{id}</AccessKeyId>")) && !listed.contains(&secret)
+    );
+    f.ok(
+        "UpdateAccessKey",
+        &[
+            ("UserName", "bob"),
+            ("AccessKeyId", &id),
+            ("Status", "Inactive"),
+        ],
+    );
+    assert!(f.store.snapshot().directory.credential(&id).is_none());
+    let bad = f.call(
+        "UpdateAccessKey",
+        &[("UserName", "bob"), ("AccessKeyId", &id), ("Status", "Off")],
+    );
+    assert!(bad.body.contains("<Code>ValidationError</Code>"));
+    f.ok(
+        "DeleteAccessKey",
+        &[("UserName", "bob"), ("AccessKeyId", &id)],
+    );
+    let root_self = f.call("CreateAccessKey", &[]);
+    assert!(
+        root_self.body.contains("Must specify userName"),
+        "{}",
+        root_self.body
+    );
+}
+
+#[test]
+fn documents_come_back_url_encoded_and_managed_policies_attach() {
+    let f = Fixture::new();
+    f.ok("CreateUser", &[("UserName", "bob")]);
+    let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
+    f.ok(
+        "PutUserPolicy",
+        &[
+            ("UserName", "bob"),
+            ("PolicyName", "read"),
+            ("PolicyDocument", doc),
+        ],
+    );
+    let got = f.ok(
+        "GetUserPolicy",
+        &[("UserName", "bob"), ("PolicyName", "read")],
+    );
+    let encoded = between(&got, "PolicyDocument");
+    assert!(
+        encoded.starts_with("%7B%22Version%22%3A%222012-10-17%22"),
+        "{encoded}"
+    );
+    let decoded = percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .unwrap();
+    assert_eq!(decoded, doc);
+    let bad = f.call(
+        "PutUserPolicy",
+        &[
+            ("UserName", "bob"),
+            ("PolicyName", "x"),
+            ("PolicyDocument", "{"),
+        ],
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("<Code>MalformedPolicyDocument</Code>"));
+
+    let created = f.ok(
+        "CreatePolicy",
+        &[
+            ("PolicyName", "rw"),
+            ("PolicyDocument", doc),
+            ("Description", "d"),
+        ],
+    );
+    assert!(
+        created.contains("<Arn>arn:aws:iam::111122223333:policy/rw</Arn>")
+            && created.contains("<DefaultVersionId>v1</DefaultVersionId>")
+    );
+    let arn = "arn:aws:iam::111122223333:policy/rw";
+    f.ok(
+        "AttachUserPolicy",
+        &[("UserName", "bob"), ("PolicyArn", arn)],
+    );
+    f.ok(
+        "AttachUserPolicy",
+        &[
+            ("UserName", "bob"),
+            (
+                "PolicyArn",
+                "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+            ),
+        ],
+    );
+    let nope = f.call(
+        "AttachUserPolicy",
+        &[
+            ("UserName", "bob"),
+            ("PolicyArn", "arn:aws:iam::aws:policy/Nope"),
+        ],
+    );
+    assert!(nope.body.contains("<Message>Policy arn:aws:iam::aws:policy/Nope does not exist or is not attachable.</Message>"), "{}", nope.body);
+    let attached = f.ok("ListAttachedUserPolicies", &[("UserName", "bob")]);
+    assert!(attached.contains("<member><PolicyName>AmazonS3ReadOnlyAccess</PolicyName><PolicyArn>arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess</PolicyArn></member>"), "{attached}");
+    let policy = f.ok("GetPolicy", &[("PolicyArn", arn)]);
+    assert_eq!(between(&policy, "AttachmentCount"), "1");
+    let conflict = f.call("DeletePolicy", &[("PolicyArn", arn)]);
+    assert_eq!(conflict.status, 409);
+    let version = f.ok(
+        "GetPolicyVersion",
+        &[("PolicyArn", arn), ("VersionId", "v1")],
+    );
+    assert_eq!(between(&version, "IsDefaultVersion"), "true");
+    let local = f.ok("ListPolicies", &[("Scope", "Local")]);
+    assert_eq!(local.matches("<PolicyName>").count(), 1);
+    let all = f.ok("ListPolicies", &[]);
+    assert!(all.contains("<PolicyName>AmazonS3FullAccess</PolicyName>"));
+    let attached_only = f.ok("ListPolicies", &[("OnlyAttached", "true")]);
+    assert_eq!(attached_only.matches("<PolicyName>").count(), 2);
+}
+
+#[test]
+fn users_act_only_as_their_policies_allow() {
+    let f = Fixture::new();
+    f.ok("CreateUser", &[("UserName", "admin")]);
+    f.ok("CreateUser", &[("UserName", "reader")]);
+    f.ok(
+        "AttachUserPolicy",
+        &[
+            ("UserName", "reader"),
+            ("PolicyArn", "arn:aws:iam::aws:policy/IAMReadOnlyAccess"),
+        ],
+    );
+    let own_keys = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":["iam:*AccessKey*"],"Resource":"arn:aws:iam::*:user/${aws:username}"}}"#;
+    f.ok(
+        "PutUserPolicy",
+        &[
+            ("UserName", "admin"),
+            ("PolicyName", "own-keys"),
+            ("PolicyDocument", own_keys),
+        ],
+    );
+    let reader = f.user("reader");
+    assert_eq!(f.call_as(&reader, "ListUsers", &[]).status, 200);
+    let denied = f.call_as(&reader, "CreateUser", &[("UserName", "eve")]);
+    assert_eq!(denied.status, 403);
+    assert!(denied.body.contains("<Code>AccessDenied</Code><Message>User: arn:aws:iam::111122223333:user/reader is not authorized to perform: iam:CreateUser on resource: arn:aws:iam::111122223333:user/eve</Message>"), "{}", denied.body);
+    assert!(f.store.snapshot().state.user("eve").is_err());
+    let admin = f.user("admin");
+    assert_eq!(f.call_as(&admin, "CreateAccessKey", &[]).status, 200);
+    assert_eq!(
+        f.call_as(&admin, "CreateAccessKey", &[("UserName", "reader")])
+            .status,
+        403
+    );
+}
+
+#[test]
+fn simulations_answer_in_xml() {
+    let f = Fixture::new();
+    let doc = r#"{"Version":"2012-10-17","Statement":{"Sid":"Read","Effect":"Allow","Action":"s3:GetObject","Resource":"*"}}"#;
+    let custom = f.ok(
+        "SimulateCustomPolicy",
+        &[
+            ("PolicyInputList.member.1", doc),
+            ("ActionNames.member.1", "s3:GetObject"),
+            ("ActionNames.member.2", "s3:PutObject"),
+            ("ContextEntries.member.1.ContextKeyName", "aws:SourceIp"),
+            (
+                "ContextEntries.member.1.ContextKeyValues.member.1",
+                "10.0.0.1",
+            ),
+            ("ContextEntries.member.1.ContextKeyType", "ip"),
+        ],
+    );
+    assert!(custom.contains("<EvalActionName>s3:GetObject</EvalActionName><EvalResourceName>*</EvalResourceName><EvalDecision>allowed</EvalDecision><MatchedStatements><member><SourcePolicyId>PolicyInputList.1</SourcePolicyId><SourcePolicyType>IAM Policy</SourcePolicyType><StartPosition><Line>1</Line>"), "{custom}");
+    assert!(custom.contains("<EvalDecision>implicitDeny</EvalDecision>"));
+    f.ok("CreateUser", &[("UserName", "bob")]);
+    f.ok(
+        "PutUserPolicy",
+        &[
+            ("UserName", "bob"),
+            ("PolicyName", "read"),
+            ("PolicyDocument", doc),
+        ],
+    );
+    let principal = f.ok(
+        "SimulatePrincipalPolicy",
+        &[
+            ("PolicySourceArn", "arn:aws:iam::111122223333:user/bob"),
+            ("ActionNames.member.1", "s3:GetObject"),
+            ("ResourceArns.member.1", "arn:aws:s3:::b/k"),
+        ],
+    );
+    assert!(
+        principal.contains(
+            "<SourcePolicyId>read</SourcePolicyId><SourcePolicyType>user</SourcePolicyType>"
+        ),
+        "{principal}"
+    );
+    assert!(principal.contains("<ResourceSpecificResults><member><EvalResourceName>arn:aws:s3:::b/k</EvalResourceName><EvalResourceDecision>allowed</EvalResourceDecision>"));
+    let nobody = f.call(
+        "SimulatePrincipalPolicy",
+        &[
+            ("PolicySourceArn", "arn:aws:iam::111122223333:user/nobody"),
+            ("ActionNames.member.1", "s3:GetObject"),
+        ],
+    );
+    assert_eq!(nobody.status, 404);
+}
+
+#[test]
+fn params_decode_forms_lists_and_structs() {
+    let p = Params::parse_form(
+        "Action=X&A.member.2=b&A.member.1=a%2Fz&C.member.1.K=k+1&C.member.1.V.member.1=v&Flag=TRUE",
+    );
+    assert_eq!(p.get("Action"), Some("X"));
+    assert_eq!(p.list("A"), ["a/z", "b"]);
+    let s = p.structs("C");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].get("K"), Some("k 1"));
+    assert_eq!(s[0].list("V"), ["v"]);
+    assert!(p.flag("Flag").unwrap());
+    assert!(p.mentions("C") && !p.mentions("Ac"));
+}

@@ -1,0 +1,293 @@
+//! The AWS query protocol on the S3 port: `POST /` with a form body (`Action=CreateUser&...`),
+//! signed with SigV4 for service `iam`. This side reads the body (bounded), checks the
+//! signature with `keyless-sigv4`, resolves the caller and hands the action to the IAM API;
+//! transport errors are mapped to IAM's codes here, in one place.
+//!
+//! <https://docs.aws.amazon.com/IAM/latest/APIReference/CommonParameters.html>
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response};
+use keyless_iam::api::{self, ApiRequest, Params, xml};
+use keyless_iam::{Caller, Keyring, ids};
+use keyless_sigv4::{Authorization, SigV4Error};
+use keyless_types::Clock;
+use sha2::{Digest as _, Sha256};
+
+/// The largest form body read: IAM's largest inputs are simulations of several policies.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// How long a client has to send the body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The clock skew SigV4 allows either way.
+const MAX_SKEW: i64 = 15 * 60;
+
+/// Services whose query-protocol requests this endpoint answers.
+const SERVICES: [&str; 1] = ["iam"];
+
+/// The IAM endpoint.
+#[derive(Clone)]
+pub(crate) struct QueryApi {
+    keys: Keyring,
+    clock: Arc<dyn Clock>,
+}
+
+/// Why a request was refused before it reached its action.
+#[derive(Debug)]
+enum QueryError {
+    MissingAuthentication,
+    IncompleteSignature(String),
+    InvalidClientTokenId,
+    SignatureDoesNotMatch(String),
+    BodyTooLarge,
+    BadBody(String),
+    MissingAction,
+}
+
+impl QueryError {
+    /// The AWS code, HTTP status and message.
+    fn wire(&self) -> (&'static str, u16, String) {
+        match self {
+            Self::MissingAuthentication => (
+                "MissingAuthenticationToken",
+                403,
+                "Request is missing Authentication Token".into(),
+            ),
+            Self::IncompleteSignature(m) => ("IncompleteSignature", 400, m.clone()),
+            Self::InvalidClientTokenId => (
+                "InvalidClientTokenId",
+                403,
+                "The security token included in the request is invalid.".into(),
+            ),
+            Self::SignatureDoesNotMatch(m) => ("SignatureDoesNotMatch", 403, m.clone()),
+            Self::BodyTooLarge => (
+                "RequestEntityTooLarge",
+                413,
+                format!("Request body must be at most {MAX_BODY} bytes."),
+            ),
+            Self::BadBody(m) => ("MalformedQueryString", 400, m.clone()),
+            Self::MissingAction => ("MissingAction", 400, "Missing Action".into()),
+        }
+    }
+}
+
+impl From<SigV4Error> for QueryError {
+    fn from(e: SigV4Error) -> Self {
+        match e {
+            SigV4Error::Malformed(m) => Self::IncompleteSignature(m),
+            SigV4Error::RequestTimeTooSkewed => {
+                Self::SignatureDoesNotMatch("Signature expired: the request time is more than 15 minutes from the server's time.".into())
+            }
+            SigV4Error::SignatureDoesNotMatch {
+                canonical_request,
+                string_to_sign,
+            } => {
+                tracing::debug!(%canonical_request, %string_to_sign, "signature does not match");
+                let e = SigV4Error::SignatureDoesNotMatch {
+                    canonical_request,
+                    string_to_sign,
+                };
+                Self::SignatureDoesNotMatch(e.to_string())
+            }
+        }
+    }
+}
+
+/// The service a request's SigV4 credential scope names (`.../REGION/SERVICE/aws4_request`).
+fn signed_service<B>(req: &Request<B>) -> Option<String> {
+    let auth = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let credential = auth.split("Credential=").nth(1)?;
+    let scope = credential.split([',', ' ']).next()?;
+    scope.rsplit('/').nth(1).map(str::to_owned)
+}
+
+fn is_form<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}
+
+impl QueryApi {
+    pub(crate) fn new(keys: Keyring, clock: Arc<dyn Clock>) -> Self {
+        Self { keys, clock }
+    }
+
+    /// Whether a request belongs to the query APIs rather than to S3: signed for one of their
+    /// services, or an unsigned form POST to `/` (which S3 never sends).
+    pub(crate) fn claims<B>(req: &Request<B>) -> bool {
+        match signed_service(req) {
+            Some(service) => SERVICES.contains(&service.as_str()),
+            None => {
+                req.method() == hyper::Method::POST
+                    && req.uri().path() == "/"
+                    && !req.headers().contains_key(AUTHORIZATION)
+                    && is_form(req)
+            }
+        }
+    }
+
+    /// Answers a query-protocol request.
+    pub(crate) async fn serve(
+        &self,
+        req: Request<Incoming>,
+        source_ip: Option<IpAddr>,
+        secure_transport: bool,
+    ) -> Response<s3s::Body> {
+        let request_id = ids::request_id();
+        let (status, body) = match self
+            .run(req, source_ip, secure_transport, &request_id)
+            .await
+        {
+            Ok(response) => (response.status, response.body),
+            Err(e) => {
+                let (code, status, message) = e.wire();
+                tracing::debug!(code, %message, "query request refused");
+                (
+                    status,
+                    xml::error_response(
+                        xml::IAM_NAMESPACE,
+                        code,
+                        &message,
+                        status < 500,
+                        &request_id,
+                    ),
+                )
+            }
+        };
+        let mut response = Response::new(s3s::Body::from(body));
+        *response.status_mut() =
+            hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+        if let Ok(id) = HeaderValue::from_str(&request_id) {
+            headers.insert("x-amzn-requestid", id);
+        }
+        response
+    }
+
+    async fn run(
+        &self,
+        req: Request<Incoming>,
+        source_ip: Option<IpAddr>,
+        secure_transport: bool,
+        request_id: &str,
+    ) -> Result<api::ApiResponse, QueryError> {
+        let (parts, body) = req.into_parts();
+        let limited = http_body_util::Limited::new(body, MAX_BODY);
+        let body = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(QueryError::BodyTooLarge);
+            }
+            Ok(Err(e)) => return Err(QueryError::BadBody(format!("cannot read the body: {e}"))),
+            Err(_) => {
+                return Err(QueryError::BadBody(
+                    "the body did not arrive in time".into(),
+                ));
+            }
+        };
+        let now = self
+            .clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let caller = self.authenticate(&parts, &body, now)?;
+        let mut params = Params::parse_form(parts.uri.query().unwrap_or(""));
+        if is_form(&Request::from_parts(parts.clone(), ())) {
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| QueryError::BadBody("the form body is not UTF-8".into()))?;
+            params.extend(Params::parse_form(text));
+        }
+        let action = params
+            .get("Action")
+            .ok_or(QueryError::MissingAction)?
+            .to_owned();
+        let store = Arc::clone(self.keys.store());
+        let request_id = request_id.to_owned();
+        // Changes commit to disk: off the async threads.
+        let response = tokio::task::spawn_blocking(move || {
+            let req = ApiRequest {
+                action: &action,
+                params: &params,
+                caller: &caller,
+                source_ip,
+                secure_transport,
+                now,
+            };
+            let span = tracing::debug_span!("iam", action = %action, request_id = %request_id);
+            let _entered = span.enter();
+            api::handle(store.as_ref(), &req, &request_id)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "iam request panicked");
+            api::ApiError::Iam(keyless_iam::IamError::Storage("the request failed".into()))
+                .response(xml::IAM_NAMESPACE, "")
+        });
+        Ok(response)
+    }
+
+    /// Checks the signature and resolves the caller.
+    fn authenticate(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Caller, QueryError> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let Some(auth) = header(AUTHORIZATION.as_str()) else {
+            return Err(QueryError::MissingAuthentication);
+        };
+        let authorization = Authorization::parse(auth)?;
+        if header("x-amz-security-token").is_some() {
+            // Temporary credentials come with STS.
+            return Err(QueryError::InvalidClientTokenId);
+        }
+        let Some((secret, caller)) = self.keys.lookup(&authorization.credential.access_key_id)
+        else {
+            return Err(QueryError::InvalidClientTokenId);
+        };
+        let body_hash = hex(&Sha256::digest(body));
+        if let Some(claimed) = header("x-amz-content-sha256")
+            && claimed != body_hash
+        {
+            return Err(QueryError::SignatureDoesNotMatch(
+                "The provided 'x-amz-content-sha256' header does not match what was computed."
+                    .into(),
+            ));
+        }
+        let headers: Vec<(&str, &str)> = parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+            .collect();
+        let request = keyless_sigv4::Request {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &headers,
+            payload_hash: &body_hash,
+        };
+        keyless_sigv4::verify(&request, &authorization, secret.expose(), now, MAX_SKEW)?;
+        Ok(caller)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,91 @@
+//! The account root user's key pair: from the environment, or from the data folder's AWS
+//! shared credentials file, created on first start readable by its owner alone.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use keyless_iam::{RootKey, ids};
+use keyless_types::Secret;
+
+const CREDENTIALS_FILE: &str = "root-credentials";
+
+/// The root key pair: from `KEYLESS_ROOT_ACCESS_KEY_ID` and `KEYLESS_ROOT_SECRET_ACCESS_KEY`,
+/// else from the data folder's credentials file, created on first start with mode 0600.
+/// Returns the file it lives in, if any.
+pub(crate) fn root_key(data_dir: &Path) -> anyhow::Result<(RootKey, Option<PathBuf>)> {
+    #[allow(clippy::disallowed_methods)] // the binary reads its configuration
+    let (id, secret) = (
+        std::env::var("KEYLESS_ROOT_ACCESS_KEY_ID").ok(),
+        std::env::var("KEYLESS_ROOT_SECRET_ACCESS_KEY").ok(),
+    );
+    match (id, secret) {
+        (Some(access_key_id), Some(secret_access_key)) => {
+            return Ok((
+                RootKey {
+                    access_key_id,
+                    secret: Secret::new(secret_access_key),
+                },
+                None,
+            ));
+        }
+        (None, None) => {}
+        _ => bail!(
+            "set both KEYLESS_ROOT_ACCESS_KEY_ID and KEYLESS_ROOT_SECRET_ACCESS_KEY, or neither"
+        ),
+    }
+    let file = data_dir.join(CREDENTIALS_FILE);
+    if file.exists() {
+        return Ok((read_credentials(&file)?, Some(file)));
+    }
+    let key = RootKey {
+        access_key_id: ids::access_key_id()?,
+        secret: ids::secret_access_key()?,
+    };
+    write_credentials(&file, &key)?;
+    Ok((key, Some(file)))
+}
+
+/// Writes an AWS shared credentials file that awscli, boto3 and the SDKs read as is.
+fn write_credentials(file: &Path, key: &RootKey) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("cannot create `{}`", file.display()))?;
+    writeln!(
+        f,
+        "# Keyless root user of this server. Keep it secret.\n[default]\naws_access_key_id = {}\naws_secret_access_key = {}",
+        key.access_key_id,
+        key.secret.expose()
+    )?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn read_credentials(file: &Path) -> anyhow::Result<RootKey> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(file)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "`{}` is readable by other users (mode {:o}); run `chmod 600` on it",
+            file.display(),
+            mode & 0o777
+        );
+    }
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read `{}`", file.display()))?;
+    let value = |name: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(k, _)| k.trim() == name)
+            .map(|(_, v)| v.trim().to_owned())
+            .with_context(|| format!("`{}` has no `{name}`", file.display()))
+    };
+    Ok(RootKey {
+        access_key_id: value("aws_access_key_id")?,
+        secret: Secret::new(value("aws_secret_access_key")?),
+    })
+}
