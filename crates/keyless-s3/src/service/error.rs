@@ -55,6 +55,13 @@ pub fn store_error(e: StoreError) -> S3Error {
         ),
         // A body that failed while streaming: a bad payload hash or chunk signature (which s3s
         // reports through the stream), or a client that went away.
+        StoreError::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            tracing::info!(error = %e, "request body stalled");
+            s3_error!(
+                RequestTimeout,
+                "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed."
+            )
+        }
         StoreError::Body(e) => {
             tracing::info!(error = %e, "request body failed");
             let mut err = S3Error::with_message(

@@ -22,6 +22,7 @@ pub struct KeylessS3<S> {
     store: Arc<S>,
     region: String,
     owner_id: String,
+    body_idle_timeout: std::time::Duration,
 }
 
 impl<S: ObjectStore> KeylessS3<S> {
@@ -32,7 +33,15 @@ impl<S: ObjectStore> KeylessS3<S> {
             store,
             region: region.into(),
             owner_id: owner_id.into(),
+            body_idle_timeout: object::BODY_IDLE_TIMEOUT,
         }
+    }
+
+    /// How long an upload's body may stall before the request fails (60 s by default).
+    #[must_use]
+    pub fn with_body_idle_timeout(mut self, idle: std::time::Duration) -> Self {
+        self.body_idle_timeout = idle;
+        self
     }
 }
 

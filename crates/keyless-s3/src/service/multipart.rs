@@ -89,7 +89,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .upload_part(
                 upload,
                 part_number(input.part_number)?,
-                body_stream(input.body),
+                body_stream(input.body, self.body_idle_timeout),
                 options,
             )
             .await

@@ -68,13 +68,35 @@ pub(super) fn content_md5(value: Option<&str>) -> S3Result<Option<[u8; 16]>> {
         .transpose()
 }
 
+/// How long a request body may go without a byte before the request fails with
+/// `RequestTimeout` (S3 closes idle uploads too); without it a stalled client would hold its
+/// connection and temporary file forever.
+pub(super) const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A request body as the store reads it: chunks, with s3s's errors (bad chunk signatures,
-/// payload hash mismatches, broken connections) as IO errors.
-pub(super) fn body_stream(body: Option<StreamingBlob>) -> ByteStream {
-    match body {
-        Some(blob) => Box::pin(blob.map(|chunk| chunk.map_err(std::io::Error::other))),
-        None => Box::pin(futures_util::stream::empty()),
-    }
+/// payload hash mismatches, broken connections) as IO errors, and a `TimedOut` error when no
+/// chunk arrives within `idle`.
+pub(super) fn body_stream(body: Option<StreamingBlob>, idle: std::time::Duration) -> ByteStream {
+    let Some(blob) = body else {
+        return Box::pin(futures_util::stream::empty());
+    };
+    Box::pin(futures_util::stream::unfold(
+        Some(blob),
+        move |blob| async move {
+            let mut blob = blob?;
+            match tokio::time::timeout(idle, blob.next()).await {
+                Ok(Some(chunk)) => Some((chunk.map_err(std::io::Error::other), Some(blob))),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no body bytes for {} s", idle.as_secs_f32()),
+                    )),
+                    None,
+                )),
+            }
+        },
+    ))
 }
 
 fn byte_range(range: Option<Range>) -> Option<ByteRange> {
@@ -99,7 +121,12 @@ impl<S: ObjectStore> KeylessS3<S> {
         };
         let info = self
             .store
-            .put_object(&input.bucket, &input.key, body_stream(input.body), options)
+            .put_object(
+                &input.bucket,
+                &input.key,
+                body_stream(input.body, self.body_idle_timeout),
+                options,
+            )
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(PutObjectOutput {
@@ -265,5 +292,26 @@ impl<S: ObjectStore> KeylessS3<S> {
             }),
             ..Default::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stalled_body_times_out_after_what_arrived() {
+        let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(
+            bytes::Bytes::from_static(b"abc"),
+        )])
+        .chain(futures_util::stream::pending());
+        let blob = StreamingBlob::wrap(chunks);
+        let mut body = body_stream(Some(blob), std::time::Duration::from_millis(50));
+        assert_eq!(body.next().await.unwrap().unwrap(), "abc");
+        let err = body.next().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(body.next().await.is_none());
+        let s3 = store_error(crate::store::StoreError::Body(err));
+        assert_eq!(s3.code().as_str(), "RequestTimeout");
     }
 }
