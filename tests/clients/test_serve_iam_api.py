@@ -12,7 +12,7 @@ import botocore
 import pytest
 
 from conftest import REPO
-from test_serve_s3 import Server, error_code
+from test_serve_s3 import Server, error_code, server  # noqa: F401 (the fixture)
 
 READ_WRITE = json.dumps({
     "Version": "2012-10-17",
@@ -23,22 +23,9 @@ READ_WRITE = json.dumps({
 })
 
 
-@pytest.fixture
-def server(keyless_bin, tmp_path):
-    s = Server(keyless_bin, tmp_path / "data")
-    yield s
-    s.stop()
-
-
-def root_keys(server):
-    return dict(
-        line.split(" = ", 1) for line in server.credentials.read_text().splitlines() if " = " in line
-    )
-
-
 def iam(server, key_id=None, secret=None):
     if key_id is None:
-        keys = root_keys(server)
+        keys = server.keys()
         key_id, secret = keys["aws_access_key_id"], keys["aws_secret_access_key"]
     return boto3.session.Session().client(
         "iam", endpoint_url=server.endpoint, region_name="us-east-1",
@@ -237,7 +224,7 @@ def test_simulators_answer_as_awscli_expects(server, keyless_bin, tmp_path):
 
 
 def test_transport_errors(server):
-    keys = root_keys(server)
+    keys = server.keys()
     with pytest.raises(botocore.exceptions.ClientError) as e:
         iam(server, keys["aws_access_key_id"], "wrong-secret").list_users()
     assert error_code(e) == "SignatureDoesNotMatch"

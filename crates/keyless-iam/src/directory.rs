@@ -231,8 +231,9 @@ pub fn apply_specs(
                         .get_mut(&key)
                         .and_then(|u| u.access_keys.iter_mut().find(|k| k.id == *id))
                     {
+                        // The declared secret wins; a key deactivated through the API
+                        // stays inactive.
                         k.secret = secret.clone();
-                        k.active = true;
                     }
                 }
                 None => {
@@ -278,13 +279,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn builds_identities_with_all_their_policies() {
-        let extra = PolicySpec {
+    fn extra() -> PolicySpec {
+        PolicySpec {
             name: "extra".into(),
             document: r#"{"Version":"2012-10-17","Statement":{"Effect":"Deny","Action":"s3:DeleteBucket","Resource":"*"}}"#.into(),
-        };
-        let dir = Directory::build("111122223333", &[extra], &[user("gitlab-registry")]).unwrap();
+        }
+    }
+
+    #[test]
+    fn builds_identities_with_all_their_policies() {
+        let dir = Directory::build("111122223333", &[extra()], &[user("gitlab-registry")]).unwrap();
         let c = dir.credential("AKIAREGISTRY00000001").unwrap();
         assert_eq!(c.secret.expose(), "s3cr3t");
         assert_eq!(
@@ -301,6 +305,19 @@ mod tests {
         assert_eq!(names, ["rw", "AmazonS3ReadOnlyAccess", "extra"]);
         assert!(dir.credential("AKIAOTHER").is_none());
         assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_declared_key_deactivated_through_the_api_stays_inactive() {
+        let mut state = IamState::default();
+        let users = [user("gitlab-registry")];
+        apply_specs(&mut state, "111122223333", &[extra()], &users, 0).unwrap();
+        state
+            .update_access_key("gitlab-registry", "AKIAREGISTRY00000001", false)
+            .unwrap();
+        apply_specs(&mut state, "111122223333", &[extra()], &users, 1).unwrap();
+        let dir = Directory::compile(&state, "111122223333").unwrap();
+        assert!(dir.credential("AKIAREGISTRY00000001").is_none());
     }
 
     #[test]

@@ -88,6 +88,18 @@ impl EmbeddedIam {
             .mode(0o600)
             .open(file)
             .map_err(|e| storage(format!("cannot open `{}`: {e}", file.display())))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(file)
+            .map_err(|e| storage(format!("cannot open `{}`: {e}", file.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(storage(format!(
+                "`{}` is readable by other users (mode {:o}) and holds secret keys; run `chmod 600` on it",
+                file.display(),
+                mode & 0o777
+            )));
+        }
         let db = redb::Database::create(file)
             .map_err(|e| storage(format!("cannot open `{}`: {e}", file.display())))?;
         let (stored_account, state) = {
@@ -207,6 +219,17 @@ mod tests {
         drop(store);
         let err = EmbeddedIam::open(&file, "444455556666").unwrap_err();
         assert!(err.to_string().contains("account 111122223333"), "{err}");
+    }
+
+    #[test]
+    fn a_store_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("iam.redb");
+        drop(EmbeddedIam::open(&file, "111122223333").unwrap());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = EmbeddedIam::open(&file, "111122223333").unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 
     #[test]

@@ -57,6 +57,35 @@ pub fn days_in_month(year: i64, month: i64) -> i64 {
     }
 }
 
+/// Seconds since the epoch of an HTTP date in RFC 1123 form, as SigV2 clients send `Date` and
+/// `x-amz-date`: `Wed, 25 Nov 2026 12:00:00 GMT` (also `UTC` or `+0000`).
+pub fn parse_http_date(text: &str) -> Option<i64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [_weekday, day, month, year, clock, zone] = parts.as_slice() else {
+        return None;
+    };
+    if !matches!(*zone, "GMT" | "UTC" | "+0000" | "Z") {
+        return None;
+    }
+    let number = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as i64 + 1;
+    let (year, day) = (number(year)?, number(day)?);
+    let hms: Vec<&str> = clock.split(':').collect();
+    let [h, mi, s] = hms.as_slice() else {
+        return None;
+    };
+    let (h, mi, s) = (number(h)?, number(mi)?, number(s)?);
+    let valid = (1..=days_in_month(year, month)).contains(&day) && h < 24 && mi < 60 && s < 61;
+    valid.then(|| unix_from_civil(year, month, day, h, mi, s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +101,27 @@ mod tests {
         }
         assert_eq!(days_in_month(2000, 2), 29);
         assert_eq!(days_in_month(1900, 2), 28);
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            parse_http_date("Wed, 25 Nov 2026 12:00:00 GMT"),
+            Some(1_795_608_000)
+        );
+        assert_eq!(
+            parse_http_date("Wed, 25 Nov 2026 12:00:00 +0000"),
+            Some(1_795_608_000)
+        );
+        for bad in [
+            "",
+            "Wed, 31 Nov 2026 12:00:00 GMT",
+            "Wed, 25 Nov 2026 12:00 GMT",
+            "Wed, 25 Foo 2026 12:00:00 GMT",
+            "Wed, 25 Nov 2026 12:00:00 CET",
+            "20261125T120000Z",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 }

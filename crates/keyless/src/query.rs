@@ -16,7 +16,7 @@ use hyper::{Request, Response};
 use keyless_iam::api::{self, ApiRequest, Params, xml};
 use keyless_iam::{Caller, Keyring, ids};
 use keyless_sigv4::{Authorization, SigV4Error};
-use keyless_types::Clock;
+use keyless_types::{Clock, Secret};
 use sha2::{Digest as _, Sha256};
 
 /// The largest form body read: IAM's largest inputs are simulations of several policies.
@@ -100,11 +100,15 @@ impl From<SigV4Error> for QueryError {
 }
 
 /// The service a request's SigV4 credential scope names (`.../REGION/SERVICE/aws4_request`).
-fn signed_service<B>(req: &Request<B>) -> Option<String> {
+/// Read the way `Authorization::parse` reads it (the `Credential` part, not any text that
+/// contains `Credential=`), so that routing and verification agree.
+fn signed_service<B>(req: &Request<B>) -> Option<&str> {
     let auth = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let credential = auth.split("Credential=").nth(1)?;
-    let scope = credential.split([',', ' ']).next()?;
-    scope.rsplit('/').nth(1).map(str::to_owned)
+    let rest = auth.strip_prefix("AWS4-HMAC-SHA256 ")?;
+    let scope = rest
+        .split(',')
+        .find_map(|part| part.trim().strip_prefix("Credential="))?;
+    scope.rsplit('/').nth(1)
 }
 
 fn is_form<B>(req: &Request<B>) -> bool {
@@ -127,7 +131,7 @@ impl QueryApi {
     /// services, or an unsigned form POST to `/` (which S3 never sends).
     pub(crate) fn claims<B>(req: &Request<B>) -> bool {
         match signed_service(req) {
-            Some(service) => SERVICES.contains(&service.as_str()),
+            Some(service) => SERVICES.contains(&service),
             None => {
                 req.method() == hyper::Method::POST
                     && req.uri().path() == "/"
@@ -184,6 +188,8 @@ impl QueryApi {
         request_id: &str,
     ) -> Result<api::ApiResponse, QueryError> {
         let (parts, body) = req.into_parts();
+        // Who signed is settled before a byte of the body is read.
+        let (authorization, secret, caller) = self.signer(&parts)?;
         let limited = http_body_util::Limited::new(body, MAX_BODY);
         let body = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
@@ -202,7 +208,7 @@ impl QueryApi {
             .now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let caller = self.authenticate(&parts, &body, now)?;
+        self.verify(&parts, &authorization, &secret, &body, now)?;
         let mut params = Params::parse_form(parts.uri.query().unwrap_or(""));
         if is_form(&Request::from_parts(parts.clone(), ())) {
             let text = std::str::from_utf8(&body)
@@ -238,18 +244,22 @@ impl QueryApi {
         Ok(response)
     }
 
-    /// Checks the signature and resolves the caller.
-    fn authenticate(
+    /// The signature's claims, the signer's secret and who the signer is, from the headers.
+    fn signer(
         &self,
         parts: &hyper::http::request::Parts,
-        body: &[u8],
-        now: i64,
-    ) -> Result<Caller, QueryError> {
+    ) -> Result<(Authorization, Secret, Caller), QueryError> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let Some(auth) = header(AUTHORIZATION.as_str()) else {
             return Err(QueryError::MissingAuthentication);
         };
         let authorization = Authorization::parse(auth)?;
+        let service = authorization.credential.service.as_str();
+        if !SERVICES.contains(&service) {
+            return Err(QueryError::IncompleteSignature(format!(
+                "Credential should be scoped to a valid service: `{service}`"
+            )));
+        }
         if header("x-amz-security-token").is_some() {
             // Temporary credentials come with STS.
             return Err(QueryError::InvalidClientTokenId);
@@ -258,6 +268,19 @@ impl QueryApi {
         else {
             return Err(QueryError::InvalidClientTokenId);
         };
+        Ok((authorization, secret, caller))
+    }
+
+    /// Checks the signature over the request and its body.
+    fn verify(
+        &self,
+        parts: &hyper::http::request::Parts,
+        authorization: &Authorization,
+        secret: &Secret,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), QueryError> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let body_hash = hex(&Sha256::digest(body));
         if let Some(claimed) = header("x-amz-content-sha256")
             && claimed != body_hash
@@ -267,11 +290,16 @@ impl QueryApi {
                     .into(),
             ));
         }
-        let headers: Vec<(&str, &str)> = parts
+        let mut headers: Vec<(&str, &str)> = parts
             .headers
             .iter()
             .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
             .collect();
+        // HTTP/2 carries the host as the URI's authority, not as a header.
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        if let (false, Some(authority)) = (parts.headers.contains_key("host"), authority) {
+            headers.push(("host", authority));
+        }
         let request = keyless_sigv4::Request {
             method: parts.method.as_str(),
             path: parts.uri.path(),
@@ -279,8 +307,8 @@ impl QueryApi {
             headers: &headers,
             payload_hash: &body_hash,
         };
-        keyless_sigv4::verify(&request, &authorization, secret.expose(), now, MAX_SKEW)?;
-        Ok(caller)
+        keyless_sigv4::verify(&request, authorization, secret.expose(), now, MAX_SKEW)?;
+        Ok(())
     }
 }
 
@@ -290,4 +318,30 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_auth(value: &str) -> Request<()> {
+        Request::builder()
+            .method("POST")
+            .uri("/")
+            .header(AUTHORIZATION, value)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn routes_by_the_credential_part_alone() {
+        let iam = "AWS4-HMAC-SHA256 Credential=AKID/20261125/us-east-1/iam/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc";
+        assert_eq!(signed_service(&with_auth(iam)), Some("iam"));
+        assert!(QueryApi::claims(&with_auth(iam)));
+        // A `Credential=` hidden in another part does not decide the route.
+        let smuggled = "AWS4-HMAC-SHA256 SignedHeaders=host;x=Credential=A/d/r/iam/aws4_request, Credential=AKID/20261125/us-east-1/s3/aws4_request, Signature=abc";
+        assert_eq!(signed_service(&with_auth(smuggled)), Some("s3"));
+        assert!(!QueryApi::claims(&with_auth(smuggled)));
+        assert!(!QueryApi::claims(&with_auth("AWS AKID:sig")));
+    }
 }

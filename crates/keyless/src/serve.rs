@@ -221,6 +221,7 @@ async fn accept_loop(
                             "POST uploads from browser forms are not supported.",
                         ));
                     }
+                    sigv2_bucket_path(&mut req);
                     hyper::service::Service::call(&service, req).await
                 }
             });
@@ -264,6 +265,33 @@ async fn accept_loop(
     tracing::info!("shutting down: finishing requests in flight");
     graceful.shutdown().await;
     Ok(())
+}
+
+/// SigV2 signs a bucket-level request with the resource `/bucket/` (what botocore and AWS
+/// compute), while s3s signs the path as sent, `/bucket` in path style. The path is given its
+/// slash for s3s, which routes both alike.
+fn sigv2_bucket_path<B>(req: &mut hyper::Request<B>) {
+    let v2 = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("AWS "));
+    let path = req.uri().path();
+    if !v2 || path.len() < 2 || path[1..].contains('/') {
+        return;
+    }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}/?{q}"),
+        None => format!("{path}/"),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    match path_and_query.parse() {
+        Ok(pq) => parts.path_and_query = Some(pq),
+        Err(_) => return,
+    }
+    if let Ok(uri) = hyper::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
 }
 
 fn is_form_post<B>(req: &hyper::Request<B>) -> bool {

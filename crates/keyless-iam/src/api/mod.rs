@@ -298,6 +298,16 @@ impl Cx<'_> {
     /// Decides `action` on `resource` for the caller: the root user may do anything in its
     /// account; an IAM user what its identity policies allow.
     fn authorize(&self, action: &str, resource: &str) -> Result<(), ApiError> {
+        self.authorize_with(action, resource, &[])
+    }
+
+    /// [`Cx::authorize`] with the action's own condition keys (`iam:PolicyARN`, ...).
+    fn authorize_with(
+        &self,
+        action: &str,
+        resource: &str,
+        keys: &[(&'static str, &str)],
+    ) -> Result<(), ApiError> {
         let Caller::User(identity) = self.req.caller else {
             return Ok(());
         };
@@ -311,7 +321,10 @@ impl Cx<'_> {
             resource_account: Some(self.account()),
             ..Default::default()
         };
-        let ctx = self.context(identity);
+        let mut ctx = self.context(identity);
+        for (key, value) in keys {
+            ctx.insert(*key, (*value).to_owned());
+        }
         let principal = identity.principal();
         let decision = authorize(&set, &Request::new(action, resource, &ctx).by(&principal));
         tracing::debug!(principal = %identity.arn, action, resource, %decision, "authorization");

@@ -257,7 +257,7 @@ pub(super) fn simulate_custom_policy(cx: &Cx<'_>) -> Outcome {
     let input = simulation_input(cx.params())?;
     cx.authorize("iam:SimulateCustomPolicy", "*")?;
     let output = Simulation::from_input(&input)?.run();
-    Ok(Some(simulation_xml(&output)))
+    simulation_page(output, cx.params())
 }
 
 pub(super) fn simulate_principal_policy(cx: &Cx<'_>) -> Outcome {
@@ -278,7 +278,7 @@ pub(super) fn simulate_principal_policy(cx: &Cx<'_>) -> Outcome {
     }
     let policies = state.user_policies(cx.account(), user)?;
     let output = Simulation::with_sources(&input, &policies)?.run();
-    Ok(Some(simulation_xml(&output)))
+    simulation_page(output, cx.params())
 }
 
 fn write_statements(x: &mut Xml, statements: &[StatementRef]) {
@@ -330,38 +330,53 @@ fn write_details(
     }
 }
 
+/// The page of results that `MaxItems` and `Marker` (the index of the first result) select.
+fn simulation_page(output: SimulatePolicyOutput, p: &Params) -> Outcome {
+    let page = p.page()?;
+    let mut results = output.evaluation_results;
+    let start = match page.marker {
+        None => 0,
+        Some(m) => m
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n <= results.len())
+            .ok_or_else(|| IamError::InvalidInput(format!("Marker `{m}` is not valid")))?,
+    };
+    let end = start.saturating_add(page.max_items).min(results.len());
+    let next = (end < results.len()).then(|| end.to_string());
+    results.truncate(end);
+    results.drain(..start);
+    Ok(Some(simulation_xml(&results, next)))
+}
+
 /// `SimulatePolicyResponse`'s content.
-fn simulation_xml(output: &SimulatePolicyOutput) -> String {
+fn simulation_xml(results: &[EvaluationResult], next: Option<String>) -> String {
     let mut x = Xml::new();
-    x.members(
-        "EvaluationResults",
-        &output.evaluation_results,
-        |x, r: &EvaluationResult| {
-            x.text("EvalActionName", &r.eval_action_name)
-                .text("EvalResourceName", &r.eval_resource_name)
-                .text("EvalDecision", &r.eval_decision);
-            write_statements(x, &r.matched_statements);
-            write_details(
-                x,
-                &r.missing_context_values,
-                r.eval_decision_details.as_ref(),
-                r.permissions_boundary_decision_detail.as_ref(),
-            );
-            if let Some(specific) = &r.resource_specific_results {
-                x.members("ResourceSpecificResults", specific, |x, s| {
-                    x.text("EvalResourceName", &s.eval_resource_name)
-                        .text("EvalResourceDecision", &s.eval_resource_decision);
-                    write_statements(x, &s.matched_statements);
-                    write_details(
-                        x,
-                        &s.missing_context_values,
-                        s.eval_decision_details.as_ref(),
-                        s.permissions_boundary_decision_detail.as_ref(),
-                    );
-                });
-            }
-        },
-    );
-    x.value("IsTruncated", output.is_truncated);
+    x.members("EvaluationResults", results, |x, r: &EvaluationResult| {
+        x.text("EvalActionName", &r.eval_action_name)
+            .text("EvalResourceName", &r.eval_resource_name)
+            .text("EvalDecision", &r.eval_decision);
+        write_statements(x, &r.matched_statements);
+        write_details(
+            x,
+            &r.missing_context_values,
+            r.eval_decision_details.as_ref(),
+            r.permissions_boundary_decision_detail.as_ref(),
+        );
+        if let Some(specific) = &r.resource_specific_results {
+            x.members("ResourceSpecificResults", specific, |x, s| {
+                x.text("EvalResourceName", &s.eval_resource_name)
+                    .text("EvalResourceDecision", &s.eval_resource_decision);
+                write_statements(x, &s.matched_statements);
+                write_details(
+                    x,
+                    &s.missing_context_values,
+                    s.eval_decision_details.as_ref(),
+                    s.permissions_boundary_decision_detail.as_ref(),
+                );
+            });
+        }
+    });
+    truncation(&mut x, next);
     x.finish()
 }

@@ -40,6 +40,13 @@ impl Fixture {
         self.call_as(&Caller::Root, action, params)
     }
 
+    /// Calls as root and expects an error with `status` whose body holds `text`.
+    fn fails(&self, action: &str, params: &[(&str, &str)], status: u16, text: &str) {
+        let r = self.call(action, params);
+        assert_eq!(r.status, status, "{action}: {}", r.body);
+        assert!(r.body.contains(text), "{action}: {}", r.body);
+    }
+
     fn ok(&self, action: &str, params: &[(&str, &str)]) -> String {
         let r = self.call(action, params);
         assert_eq!(r.status, 200, "{action}: {}", r.body);
@@ -77,29 +84,26 @@ fn user_lifecycle_in_iam_xml() {
         "{body}"
     );
     assert!(body.contains("<Arn>arn:aws:iam::111122223333:user/team/bob</Arn><CreateDate>2026-11-25T12:00:00Z</CreateDate>"));
-    let dup = f.call("CreateUser", &[("UserName", "BOB")]);
-    assert_eq!(dup.status, 409);
-    assert!(
-        dup.body.contains(
-            "<Code>EntityAlreadyExists</Code><Message>User with name BOB already exists.</Message>"
-        ),
-        "{}",
-        dup.body
+    f.fails(
+        "CreateUser",
+        &[("UserName", "BOB")],
+        409,
+        "<Code>EntityAlreadyExists</Code><Message>User with name BOB already exists.</Message>",
     );
     let got = f.ok("GetUser", &[("UserName", "bob")]);
     assert!(got.contains("<UserName>bob</UserName>"));
     f.ok("DeleteUser", &[("UserName", "bob")]);
-    let gone = f.call("GetUser", &[("UserName", "bob")]);
-    assert_eq!(gone.status, 404);
-    assert!(gone.body.contains("<Type>Sender</Type><Code>NoSuchEntity</Code><Message>The user with name bob cannot be found.</Message>"));
-    let missing = f.call("CreateUser", &[]);
-    assert_eq!(missing.status, 400);
-    assert!(
-        missing.body.contains(
-            "Value null at 'userName' failed to satisfy constraint: Member must not be null"
-        ),
-        "{}",
-        missing.body
+    f.fails(
+        "GetUser",
+        &[("UserName", "bob")],
+        404,
+        "<Type>Sender</Type><Code>NoSuchEntity</Code><Message>The user with name bob cannot be found.</Message>",
+    );
+    f.fails(
+        "CreateUser",
+        &[],
+        400,
+        "Value null at 'userName' failed to satisfy constraint: Member must not be null",
     );
     let unknown = f.call("CreateGroup", &[]);
     assert!(unknown.body.contains("<Code>InvalidAction</Code>"));
@@ -363,4 +367,90 @@ fn params_decode_forms_lists_and_structs() {
     assert_eq!(s[0].list("V"), ["v"]);
     assert!(p.flag("Flag").unwrap());
     assert!(p.mentions("C") && !p.mentions("Ac"));
+}
+
+#[test]
+fn attach_conditions_see_the_policy_arn() {
+    let f = Fixture::new();
+    f.ok("CreateUser", &[("UserName", "delegate")]);
+    let guarded = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":["iam:AttachUserPolicy","iam:DetachUserPolicy"],"Resource":"*","Condition":{"ArnNotEquals":{"iam:PolicyARN":"arn:aws:iam::aws:policy/AdministratorAccess"}}}}"#;
+    f.ok(
+        "PutUserPolicy",
+        &[
+            ("UserName", "delegate"),
+            ("PolicyName", "guard"),
+            ("PolicyDocument", guarded),
+        ],
+    );
+    let delegate = f.user("delegate");
+    let attach = |arn: &str| {
+        f.call_as(
+            &delegate,
+            "AttachUserPolicy",
+            &[("UserName", "delegate"), ("PolicyArn", arn)],
+        )
+        .status
+    };
+    assert_eq!(attach("arn:aws:iam::aws:policy/AdministratorAccess"), 403);
+    assert_eq!(
+        attach("arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"),
+        200
+    );
+}
+
+#[test]
+fn simulations_page_and_are_bounded() {
+    let f = Fixture::new();
+    let doc =
+        r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}"#;
+    let params = |extra: &[(&'static str, &'static str)]| {
+        let mut p = vec![
+            ("PolicyInputList.member.1", doc),
+            ("ActionNames.member.1", "s3:GetObject"),
+            ("ActionNames.member.2", "s3:PutObject"),
+            ("ActionNames.member.3", "s3:ListBucket"),
+            ("MaxItems", "2"),
+        ];
+        p.extend_from_slice(extra);
+        p
+    };
+    let first = f.ok("SimulateCustomPolicy", &params(&[]));
+    assert_eq!(first.matches("<EvalActionName>").count(), 2);
+    assert_eq!(between(&first, "IsTruncated"), "true");
+    assert_eq!(between(&first, "Marker"), "2");
+    let rest = f.ok("SimulateCustomPolicy", &params(&[("Marker", "2")]));
+    assert!(rest.contains("<EvalActionName>s3:ListBucket</EvalActionName>"));
+    assert_eq!(between(&rest, "IsTruncated"), "false");
+    f.fails(
+        "SimulateCustomPolicy",
+        &params(&[("Marker", "9")]),
+        400,
+        "Marker",
+    );
+
+    let names: Vec<String> = (1..=101)
+        .map(|i| format!("ActionNames.member.{i}"))
+        .collect();
+    let arns: Vec<String> = (1..=100)
+        .map(|i| format!("ResourceArns.member.{i}"))
+        .collect();
+    let mut many: Vec<(&str, &str)> = vec![("PolicyInputList.member.1", doc)];
+    many.extend(names.iter().map(|n| (n.as_str(), "s3:GetObject")));
+    many.extend(arns.iter().map(|n| (n.as_str(), "arn:aws:s3:::b/k")));
+    f.fails(
+        "SimulateCustomPolicy",
+        &many,
+        400,
+        "at most 10000 are simulated at once",
+    );
+}
+
+#[test]
+fn control_characters_never_reach_the_xml() {
+    let f = Fixture::new();
+    let body = f.call("CreateUser", &[("UserName", "a\u{1}b")]).body;
+    assert!(
+        !body.contains('\u{1}') && body.contains("a\u{fffd}b"),
+        "{body}"
+    );
 }

@@ -253,7 +253,11 @@ pub(super) fn attach_user_policy(cx: &Cx<'_>) -> Outcome {
         cx.params().required("UserName")?,
         cx.params().required("PolicyArn")?,
     );
-    cx.authorize("iam:AttachUserPolicy", &cx.user_arn(name))?;
+    cx.authorize_with(
+        "iam:AttachUserPolicy",
+        &cx.user_arn(name),
+        &[("iam:PolicyARN", arn)],
+    )?;
     let account = cx.account().to_owned();
     cx.update(&mut |s| s.attach_user_policy(&account, name, arn))?;
     Ok(None)
@@ -264,7 +268,11 @@ pub(super) fn detach_user_policy(cx: &Cx<'_>) -> Outcome {
         cx.params().required("UserName")?,
         cx.params().required("PolicyArn")?,
     );
-    cx.authorize("iam:DetachUserPolicy", &cx.user_arn(name))?;
+    cx.authorize_with(
+        "iam:DetachUserPolicy",
+        &cx.user_arn(name),
+        &[("iam:PolicyARN", arn)],
+    )?;
     cx.update(&mut |s| s.detach_user_policy(name, arn))?;
     Ok(None)
 }
@@ -281,7 +289,8 @@ pub(super) fn list_attached_user_policies(cx: &Cx<'_>) -> Outcome {
         .attached
         .iter()
         .filter_map(|arn| match managed::by_arn(arn) {
-            Some(m) => Some((m.name.to_owned(), arn)),
+            // AWS managed policies Keyless carries all live at `/`.
+            Some(m) => prefix.eq("/").then(|| (m.name.to_owned(), arn)),
             None => state
                 .policy(cx.account(), arn)
                 .ok()

@@ -13,7 +13,9 @@ pub const IAM_NAMESPACE: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 
 /// Escapes text for an element's content (quotes need no escape there).
 pub fn escape(text: &str) -> Cow<'_, str> {
-    if !text.contains(['&', '<', '>', '\r']) {
+    let unsafe_char =
+        |c: char| matches!(c, '&' | '<' | '>' | '\r') || (c < ' ' && c != '\t' && c != '\n');
+    if !text.contains(unsafe_char) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
@@ -23,6 +25,8 @@ pub fn escape(text: &str) -> Cow<'_, str> {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '\r' => out.push_str("&#13;"),
+            // XML 1.0 cannot carry other control characters at all, even as references.
+            c if c < ' ' && c != '\t' && c != '\n' => out.push(char::REPLACEMENT_CHARACTER),
             c => out.push(c),
         }
     }

@@ -147,6 +147,10 @@ const ALL_TYPES: [ContextKeyType; 12] = [
     ContextKeyType::DateList,
 ];
 
+/// The most action and resource pairs one simulation evaluates: it bounds the work and the
+/// memory one request can ask for.
+pub(crate) const MAX_EVALUATIONS: usize = 10_000;
+
 fn invalid(message: String) -> IamError {
     IamError::InvalidInput(message)
 }
@@ -174,6 +178,12 @@ impl SimulateCustomPolicyInput {
                     "ActionNames: `{action}` has a wildcard; name each action to simulate"
                 )));
             }
+        }
+        let pairs = self.action_names.len() * self.resource_arns.len().max(1);
+        if pairs > MAX_EVALUATIONS {
+            return Err(invalid(format!(
+                "{pairs} action and resource pairs asked for; at most {MAX_EVALUATIONS} are simulated at once"
+            )));
         }
         for arn in &self.resource_arns {
             if arn.is_empty() || arn.len() > 2048 {
