@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::UNIX_EPOCH;
 
 use keyless_iam::{Identity, Keyring};
 use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize};
@@ -236,12 +235,7 @@ impl<S: ObjectStore> Authorizer<S> {
 
     /// What the caller, the listener and the clock say of a request.
     fn facts<'a>(&self, caller: &'a Caller, extensions: &http::Extensions) -> RequestFacts<'a> {
-        let epoch_seconds = self
-            .inner
-            .clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let epoch_seconds = self.inner.clock.unix_seconds();
         let mut facts = RequestFacts {
             source_ip: extensions.get::<ClientAddr>().map(|a| a.0.ip()),
             secure_transport: extensions.get::<SecureTransport>().is_some_and(|t| t.0),
@@ -310,12 +304,7 @@ impl<S: ObjectStore> Authorizer<S> {
                     "AWS authentication requires a valid Date or x-amz-date header"
                 )
             })?;
-        let now = self
-            .inner
-            .clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let now = self.inner.clock.unix_seconds();
         if (now - date).abs() > MAX_SKEW_SECONDS {
             return Err(s3_error!(
                 RequestTimeTooSkewed,

@@ -7,6 +7,20 @@ use std::time::{Duration, SystemTime};
 pub trait Clock: Send + Sync {
     /// The current time.
     fn now(&self) -> SystemTime;
+
+    /// Whole seconds since the Unix epoch (0 before it).
+    fn unix_seconds(&self) -> i64 {
+        self.now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// Milliseconds since the Unix epoch (0 before it).
+    fn unix_millis(&self) -> i64 {
+        self.now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
 }
 
 /// A clock that stands still until it is told to move: the in-memory double for tests.

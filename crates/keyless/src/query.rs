@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -203,11 +203,7 @@ impl QueryApi {
                 ));
             }
         };
-        let now = self
-            .clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let now = self.clock.unix_seconds();
         self.verify(&parts, &authorization, &secret, &body, now)?;
         let mut params = Params::parse_form(parts.uri.query().unwrap_or(""));
         if is_form(&Request::from_parts(parts.clone(), ())) {

@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -73,10 +73,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let iam = EmbeddedIam::open(&data_dir.join("iam.redb"), &args.account_id)
         .context("cannot open the IAM store")?;
-    let now = clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let now = clock.unix_seconds();
     iam.update(&mut |state| {
         apply_specs(
             state,

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockWriteGuard, Weak};
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -207,11 +206,7 @@ impl DiskStore {
     }
 
     fn now_ms(&self) -> i64 {
-        self.inner
-            .clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        self.inner.clock.unix_millis()
     }
 
     fn blob_path(&self, blob: &str) -> PathBuf {

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -65,10 +64,7 @@ impl MemoryStore {
     }
 
     fn now_ms(&self) -> i64 {
-        self.clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        self.clock.unix_millis()
     }
 
     fn with_bucket<T>(
