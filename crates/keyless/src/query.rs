@@ -111,16 +111,15 @@ fn signed_service<B>(req: &Request<B>) -> Option<&str> {
     scope.rsplit('/').nth(1)
 }
 
-fn is_form<B>(req: &Request<B>) -> bool {
-    req.headers()
+/// Whether the request's `Content-Type` is `mime` (any parameters and case).
+pub(crate) fn content_type_is(headers: &hyper::HeaderMap, mime: &str) -> bool {
+    headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| {
-            t.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        })
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with(mime))
 }
+
+const FORM: &str = "application/x-www-form-urlencoded";
 
 impl QueryApi {
     pub(crate) fn new(keys: Keyring, clock: Arc<dyn Clock>) -> Self {
@@ -136,7 +135,7 @@ impl QueryApi {
                 req.method() == hyper::Method::POST
                     && req.uri().path() == "/"
                     && !req.headers().contains_key(AUTHORIZATION)
-                    && is_form(req)
+                    && content_type_is(req.headers(), FORM)
             }
         }
     }
@@ -206,7 +205,7 @@ impl QueryApi {
         let now = self.clock.unix_seconds();
         self.verify(&parts, &authorization, &secret, &body, now)?;
         let mut params = Params::parse_form(parts.uri.query().unwrap_or(""));
-        if is_form(&Request::from_parts(parts.clone(), ())) {
+        if content_type_is(&parts.headers, FORM) {
             let text = std::str::from_utf8(&body)
                 .map_err(|_| QueryError::BadBody("the form body is not UTF-8".into()))?;
             params.extend(Params::parse_form(text));

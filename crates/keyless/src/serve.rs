@@ -293,15 +293,7 @@ fn sigv2_bucket_path<B>(req: &mut hyper::Request<B>) {
 
 fn is_form_post<B>(req: &hyper::Request<B>) -> bool {
     req.method() == hyper::Method::POST
-        && req
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| {
-                t.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("multipart/form-data")
-            })
+        && crate::query::content_type_is(req.headers(), "multipart/form-data")
 }
 
 fn not_implemented(message: &str) -> hyper::Response<s3s::Body> {
