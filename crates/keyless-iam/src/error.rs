@@ -20,6 +20,10 @@ pub enum IamError {
         /// What is wrong with it.
         error: keyless_policy::PolicyError,
     },
+    /// A role's trust policy breaks one of IAM's rules for trust policies; the text is IAM's
+    /// (AWS code `MalformedPolicyDocument`).
+    #[error("{0}")]
+    MalformedTrustPolicy(String),
     /// A policy ARN names no attachable policy (AWS code `NoSuchEntity`).
     #[error("policy `{0}` does not exist or is not attachable")]
     NoSuchPolicy(String),
@@ -46,7 +50,9 @@ impl IamError {
         match self {
             Self::InvalidInput(_) => "InvalidInput",
             Self::Validation(_) => "ValidationError",
-            Self::MalformedPolicy { .. } => "MalformedPolicyDocument",
+            Self::MalformedPolicy { .. } | Self::MalformedTrustPolicy(_) => {
+                "MalformedPolicyDocument"
+            }
             Self::NoSuchPolicy(_) | Self::NoSuchEntity(_) => "NoSuchEntity",
             Self::EntityAlreadyExists(_) => "EntityAlreadyExists",
             Self::DeleteConflict(_) => "DeleteConflict",

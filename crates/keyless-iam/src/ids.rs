@@ -1,4 +1,4 @@
-//! Fresh identifiers and secrets, in the shapes AWS uses: `AIDA`/`ANPA` unique ids, `AKIA`
+//! Fresh identifiers and secrets, in the shapes AWS uses: `AIDA`/`AROA`/`ANPA` unique ids, `AKIA`
 //! access key ids and 40-character secret access keys, from the operating system's randomness.
 //!
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-unique-ids>
@@ -25,6 +25,11 @@ fn random_text(len: usize, alphabet: &[u8]) -> Result<String, IamError> {
 /// A user's unique id: `AIDA` and 17 characters.
 pub fn user_id() -> Result<String, IamError> {
     Ok(format!("AIDA{}", random_text(17, UPPER_BASE32)?))
+}
+
+/// A role's unique id: `AROA` and 17 characters.
+pub fn role_id() -> Result<String, IamError> {
+    Ok(format!("AROA{}", random_text(17, UPPER_BASE32)?))
 }
 
 /// A managed policy's unique id: `ANPA` and 17 characters.
@@ -66,6 +71,8 @@ mod tests {
         assert!(user.starts_with("AIDA") && user.len() == 21, "{user}");
         assert_ne!(user, user_id().unwrap());
         assert!(policy_id().unwrap().starts_with("ANPA"));
+        let role = role_id().unwrap();
+        assert!(role.starts_with("AROA") && role.len() == 21, "{role}");
         let key = access_key_id().unwrap();
         assert!(key.starts_with("AKIA") && key.len() == 20);
         assert_eq!(secret_access_key().unwrap().expose().len(), 40);

@@ -1,12 +1,18 @@
 //! Who signed a request: the access key id a signature names, resolved to the secret that
-//! checks it and the caller it stands for. Shared by every endpoint (S3, IAM, STS next), so
-//! that they all agree on who is who.
+//! checks it and the caller it stands for. Shared by every endpoint (S3, IAM, STS), so that
+//! they all agree on who is who. Temporary keys (`ASIA...`) come with a session token, opened
+//! through [`SessionTokens`] and resolved against the current IAM state.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use keyless_policy::{Policy, PolicyKind};
 use keyless_types::Secret;
 
-use crate::{IamStore, Identity};
+use crate::caller::{Caller, Session, SessionKind};
+use crate::session::{SessionClaims, SessionSubject, SessionTokens, TokenProblem, is_temporary_key};
+use crate::state::{UserPolicy, UserPolicyKind};
+use crate::{IamStore, Snapshot, managed};
 
 /// The account root user's long-term key pair. `Debug` does not show the secret.
 #[derive(Debug, Clone)]
@@ -17,21 +23,30 @@ pub struct RootKey {
     pub secret: Secret,
 }
 
-/// Who signed a request.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    /// The account's root user: everything in the account.
-    Root,
-    /// An IAM user, with its identity policies.
-    User(Arc<Identity>),
-}
-
 /// The account's keys: the root user's and its IAM users'.
 #[derive(Clone)]
 pub struct Keyring {
     root: RootKey,
     store: Arc<dyn IamStore>,
+    sessions: Option<Arc<dyn SessionTokens>>,
+    /// Inline session policies compiled once per text (a session's requests all carry it).
+    compiled: Arc<Mutex<HashMap<String, Arc<Policy>>>>,
 }
+
+/// Why a key and token were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProblem {
+    /// No such active key.
+    UnknownKey,
+    /// A token that is malformed, altered, sealed for another key, or sent with a long-term
+    /// key; or a temporary key sent without its token.
+    InvalidToken,
+    /// A token past its expiry.
+    ExpiredToken,
+}
+
+/// How many compiled session policies are kept.
+const MAX_COMPILED: usize = 1024;
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,7 +65,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 impl Keyring {
     /// The keys of `store`'s account, whose root user holds `root`.
     pub fn new(root: RootKey, store: Arc<dyn IamStore>) -> Self {
-        Self { root, store }
+        Self {
+            root,
+            store,
+            sessions: None,
+            compiled: Arc::default(),
+        }
+    }
+
+    /// Accepts temporary credentials opened by `sessions`.
+    pub fn with_sessions(mut self, sessions: Arc<dyn SessionTokens>) -> Self {
+        self.sessions = Some(sessions);
+        self
     }
 
     /// The IAM state.
@@ -63,7 +89,144 @@ impl Keyring {
         self.store.account_id()
     }
 
-    /// The secret and caller of an active access key.
+    /// The secret that checks signatures by `access_key_id`: a long-term key's, or the one
+    /// derived for a temporary key (whose token is checked by [`Keyring::resolve`]).
+    pub fn secret(&self, access_key_id: &str) -> Option<Secret> {
+        if is_temporary_key(access_key_id) {
+            return self.sessions.as_ref()?.secret(access_key_id);
+        }
+        self.lookup(access_key_id).map(|(secret, _)| secret)
+    }
+
+    /// The secret and caller of `access_key_id` with the session token the request carried:
+    /// temporary keys need their token, long-term keys must come without one.
+    pub fn resolve(
+        &self,
+        access_key_id: &str,
+        token: Option<&str>,
+        now: i64,
+    ) -> Result<(Secret, Caller), KeyProblem> {
+        if !is_temporary_key(access_key_id) {
+            if token.is_some() {
+                return Err(KeyProblem::InvalidToken);
+            }
+            return self.lookup(access_key_id).ok_or(KeyProblem::UnknownKey);
+        }
+        let sessions = self.sessions.as_ref().ok_or(KeyProblem::UnknownKey)?;
+        let token = token.ok_or(KeyProblem::UnknownKey)?;
+        let secret = sessions
+            .secret(access_key_id)
+            .ok_or(KeyProblem::UnknownKey)?;
+        let claims = sessions
+            .open(access_key_id, token)
+            .map_err(|problem| match problem {
+                TokenProblem::Invalid => KeyProblem::InvalidToken,
+                TokenProblem::Expired => KeyProblem::ExpiredToken,
+            })?;
+        if claims.expires <= now {
+            return Err(KeyProblem::ExpiredToken);
+        }
+        let snapshot = self.store.snapshot();
+        let session = self
+            .session(&snapshot, access_key_id, claims)
+            .ok_or(KeyProblem::InvalidToken)?;
+        Ok((secret, Caller::Session(Arc::new(session))))
+    }
+
+    /// A session as the current state has it; `None` when its role or user is gone or its
+    /// policies no longer compile.
+    fn session(
+        &self,
+        snapshot: &Snapshot,
+        access_key_id: &str,
+        claims: SessionClaims,
+    ) -> Option<Session> {
+        let account_id = self.account_id().to_owned();
+        let (kind, arn, user_id) = match &claims.subject {
+            SessionSubject::Role { arn, session_name } => {
+                let role = snapshot.directory.role_by_arn(arn)?;
+                let session_arn = format!(
+                    "arn:aws:sts::{account_id}:assumed-role/{}/{session_name}",
+                    role.name
+                );
+                let user_id = format!("{}:{session_name}", role.role_id);
+                (SessionKind::Role(Arc::clone(role)), session_arn, user_id)
+            }
+            SessionSubject::User(name) => {
+                let user = snapshot.directory.user(name)?;
+                let (arn, id) = (user.arn.clone(), user.user_id.clone());
+                (SessionKind::User(Arc::clone(user)), arn, id)
+            }
+            SessionSubject::Root => (
+                SessionKind::Root,
+                format!("arn:aws:iam::{account_id}:root"),
+                account_id.clone(),
+            ),
+        };
+        let session_policies = self.session_policies(snapshot, &claims)?;
+        Some(Session {
+            access_key_id: access_key_id.to_owned(),
+            claims,
+            kind,
+            arn,
+            user_id,
+            account_id,
+            session_policies,
+        })
+    }
+
+    /// The session's policies, compiled: the inline one, then the managed ones by ARN.
+    fn session_policies(
+        &self,
+        snapshot: &Snapshot,
+        claims: &SessionClaims,
+    ) -> Option<Option<Vec<UserPolicy>>> {
+        if claims.policy.is_none() && claims.policy_arns.is_empty() {
+            return Some(None);
+        }
+        let mut out = Vec::with_capacity(1 + claims.policy_arns.len());
+        if let Some(text) = &claims.policy {
+            out.push(UserPolicy {
+                name: "session policy".into(),
+                kind: UserPolicyKind::Inline,
+                policy: self.compile(text)?,
+            });
+        }
+        for arn in &claims.policy_arns {
+            let (name, kind, document) = match managed::by_arn(arn) {
+                Some(m) => (m.name, UserPolicyKind::AwsManaged, m.document),
+                None => {
+                    let p = snapshot.state.policy(self.account_id(), arn).ok()?;
+                    (
+                        p.name.as_str(),
+                        UserPolicyKind::CustomerManaged,
+                        p.default_document(),
+                    )
+                }
+            };
+            out.push(UserPolicy {
+                name: name.to_owned(),
+                kind,
+                policy: self.compile(document)?,
+            });
+        }
+        Some(Some(out))
+    }
+
+    fn compile(&self, text: &str) -> Option<Arc<Policy>> {
+        let mut cache = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(policy) = cache.get(text) {
+            return Some(Arc::clone(policy));
+        }
+        let policy = Arc::new(Policy::parse_as(text, PolicyKind::Identity).ok()?);
+        if cache.len() >= MAX_COMPILED {
+            cache.clear();
+        }
+        cache.insert(text.to_owned(), Arc::clone(&policy));
+        Some(policy)
+    }
+
+    /// The secret and caller of an active long-term access key.
     pub fn lookup(&self, access_key_id: &str) -> Option<(Secret, Caller)> {
         if constant_time_eq(access_key_id.as_bytes(), self.root.access_key_id.as_bytes()) {
             return Some((self.root.secret.clone(), Caller::Root));

@@ -1,4 +1,5 @@
-//! IAM state: users with their access keys and policies, and customer managed policies, with
+//! IAM state: users with their access keys and policies, customer managed policies, roles and
+//! OpenID Connect providers (their operations live in `roles.rs` and `oidc_providers.rs`), with
 //! the operations that change it. Each operation checks its input the way IAM does and fails
 //! with IAM's error code and text. Plain data: no IO and no clock (the caller passes the time
 //! and fresh ids), so that every store (embedded now, PostgreSQL next) shares the rules.
@@ -12,11 +13,13 @@ use keyless_policy::{Policy, PolicyKind};
 use keyless_types::Secret;
 use serde::{Deserialize, Serialize};
 
+use crate::oidc_providers::OidcProvider;
+use crate::roles::Role;
 use crate::{IamError, managed};
 
 /// Access keys a user may hold at once.
 pub const MAX_ACCESS_KEYS: usize = 2;
-/// Managed policies attached to one user at once.
+/// Managed policies attached to one user, or one role, at once.
 pub const MAX_ATTACHED_POLICIES: usize = 10;
 /// Versions a customer managed policy keeps.
 pub const MAX_POLICY_VERSIONS: usize = 5;
@@ -29,6 +32,13 @@ pub struct IamState {
     pub users: BTreeMap<String, User>,
     /// Customer managed policies by lowercase name.
     pub policies: BTreeMap<String, ManagedPolicy>,
+    /// Roles by lowercase name.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Role>,
+    /// OpenID Connect providers by key: the URL without its scheme and trailing `/`
+    /// (`oidc.eks.us-east-1.amazonaws.com/id/ABC`).
+    #[serde(default)]
+    pub oidc_providers: BTreeMap<String, OidcProvider>,
 }
 
 /// An IAM user.
@@ -137,7 +147,7 @@ mod secret_text {
 }
 
 /// IAM's `1 validation error detected` text for a parameter that fails its pattern.
-fn pattern_error(param: &str, value: &str, pattern: &str) -> IamError {
+pub(crate) fn pattern_error(param: &str, value: &str, pattern: &str) -> IamError {
     IamError::Validation(format!(
         "1 validation error detected: Value '{value}' at '{param}' failed to satisfy constraint: Member must satisfy regular expression pattern: {pattern}"
     ))
@@ -430,18 +440,28 @@ impl IamState {
             .ok_or_else(|| IamError::NoSuchEntity(format!("Policy {arn} was not found.")))
     }
 
-    /// How many users a managed policy (customer or AWS) is attached to.
+    /// How many users and roles a managed policy (customer or AWS) is attached to.
     pub fn attachment_count(&self, arn: &str) -> usize {
-        self.users
+        let users = self.users.values().map(|u| &u.attached);
+        let roles = self.roles.values().map(|r| &r.attached);
+        users
+            .chain(roles)
+            .filter(|attached| attached.iter().any(|a| a == arn))
+            .count()
+    }
+
+    /// How many roles a managed policy is the permissions boundary of.
+    pub fn boundary_usage_count(&self, arn: &str) -> usize {
+        self.roles
             .values()
-            .filter(|u| u.attached.iter().any(|a| a == arn))
+            .filter(|r| r.permissions_boundary.as_deref() == Some(arn))
             .count()
     }
 
     /// Deletes a customer managed policy, with all its versions, when nothing uses it.
     pub fn delete_policy(&mut self, account_id: &str, arn: &str) -> Result<(), IamError> {
         let key = self.policy(account_id, arn)?.name.to_lowercase();
-        if self.attachment_count(arn) > 0 {
+        if self.attachment_count(arn) + self.boundary_usage_count(arn) > 0 {
             return Err(IamError::DeleteConflict(
                 "Cannot delete a policy attached to entities.".into(),
             ));
@@ -457,33 +477,22 @@ impl IamState {
         user: &str,
         arn: &str,
     ) -> Result<(), IamError> {
+        self.check_attachable(account_id, arn)?;
+        attach(&mut self.user_mut(user)?.attached, arn, "PoliciesPerUser")
+    }
+
+    /// Refuses an ARN that names neither an AWS managed policy Keyless carries nor a customer
+    /// managed policy of this account.
+    pub(crate) fn check_attachable(&self, account_id: &str, arn: &str) -> Result<(), IamError> {
         if managed::by_arn(arn).is_none() && self.policy(account_id, arn).is_err() {
             return Err(IamError::NoSuchPolicy(arn.to_owned()));
         }
-        let user = self.user_mut(user)?;
-        if user.attached.iter().any(|a| a == arn) {
-            return Ok(());
-        }
-        if user.attached.len() >= MAX_ATTACHED_POLICIES {
-            return Err(IamError::LimitExceeded(format!(
-                "Cannot exceed quota for PoliciesPerUser: {MAX_ATTACHED_POLICIES}"
-            )));
-        }
-        user.attached.push(arn.to_owned());
         Ok(())
     }
 
     /// Detaches a managed policy from a user.
     pub fn detach_user_policy(&mut self, user: &str, arn: &str) -> Result<(), IamError> {
-        let user = self.user_mut(user)?;
-        let before = user.attached.len();
-        user.attached.retain(|a| a != arn);
-        if user.attached.len() == before {
-            return Err(IamError::NoSuchEntity(format!(
-                "Policy {arn} was not found."
-            )));
-        }
-        Ok(())
+        detach(&mut self.user_mut(user)?.attached, arn)
     }
 
     /// The compiled identity policies of a user, each with its name and kind, in the order
@@ -493,37 +502,53 @@ impl IamState {
         account_id: &str,
         user: &User,
     ) -> Result<Vec<UserPolicy>, IamError> {
-        let mut out = Vec::with_capacity(user.inline_policies.len() + user.attached.len());
-        for (name, document) in &user.inline_policies {
+        self.identity_policies(account_id, &user.inline_policies, &user.attached)
+    }
+
+    /// The compiled identity policies of a user or role: its inline policies, then the managed
+    /// policies attached to it.
+    pub fn identity_policies(
+        &self,
+        account_id: &str,
+        inline: &BTreeMap<String, String>,
+        attached: &[String],
+    ) -> Result<Vec<UserPolicy>, IamError> {
+        let mut out = Vec::with_capacity(inline.len() + attached.len());
+        for (name, document) in inline {
             out.push(UserPolicy {
                 name: name.clone(),
                 kind: UserPolicyKind::Inline,
                 policy: std::sync::Arc::new(check_document(document)?),
             });
         }
-        for arn in &user.attached {
-            let (name, kind, policy) = match managed::by_arn(arn) {
-                Some(m) => (
-                    m.name.to_owned(),
-                    UserPolicyKind::AwsManaged,
-                    m.policy().clone(),
-                ),
-                None => {
-                    let p = self.policy(account_id, arn)?;
-                    (
-                        p.name.clone(),
-                        UserPolicyKind::CustomerManaged,
-                        check_document(p.default_document())?,
-                    )
-                }
-            };
-            out.push(UserPolicy {
-                name,
-                kind,
-                policy: std::sync::Arc::new(policy),
-            });
+        for arn in attached {
+            out.push(self.managed_policy(account_id, arn)?);
         }
         Ok(out)
+    }
+
+    /// A managed policy (AWS managed, or customer managed in this account), compiled.
+    pub fn managed_policy(&self, account_id: &str, arn: &str) -> Result<UserPolicy, IamError> {
+        let (name, kind, policy) = match managed::by_arn(arn) {
+            Some(m) => (
+                m.name.to_owned(),
+                UserPolicyKind::AwsManaged,
+                m.policy().clone(),
+            ),
+            None => {
+                let p = self.policy(account_id, arn)?;
+                (
+                    p.name.clone(),
+                    UserPolicyKind::CustomerManaged,
+                    check_document(p.default_document())?,
+                )
+            }
+        };
+        Ok(UserPolicy {
+            name,
+            kind,
+            policy: std::sync::Arc::new(policy),
+        })
     }
 }
 
@@ -558,6 +583,32 @@ pub struct UserPolicy {
     pub kind: UserPolicyKind,
     /// The compiled document.
     pub policy: std::sync::Arc<Policy>,
+}
+
+/// Adds `arn` to a user's or role's attached policies, once, within `quota`.
+pub(crate) fn attach(attached: &mut Vec<String>, arn: &str, quota: &str) -> Result<(), IamError> {
+    if attached.iter().any(|a| a == arn) {
+        return Ok(());
+    }
+    if attached.len() >= MAX_ATTACHED_POLICIES {
+        return Err(IamError::LimitExceeded(format!(
+            "Cannot exceed quota for {quota}: {MAX_ATTACHED_POLICIES}"
+        )));
+    }
+    attached.push(arn.to_owned());
+    Ok(())
+}
+
+/// Removes `arn` from a user's or role's attached policies.
+pub(crate) fn detach(attached: &mut Vec<String>, arn: &str) -> Result<(), IamError> {
+    let before = attached.len();
+    attached.retain(|a| a != arn);
+    if attached.len() == before {
+        return Err(IamError::NoSuchEntity(format!(
+            "Policy {arn} was not found."
+        )));
+    }
+    Ok(())
 }
 
 fn no_such_user_policy(name: &str) -> IamError {

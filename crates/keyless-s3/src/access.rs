@@ -3,13 +3,14 @@
 //!
 //! The principals are the account's root user (everything in the account, as on AWS), IAM
 //! users (their identity policies and the bucket's policy, by the evaluation logic), and
-//! anonymous callers (only what a bucket policy grants them). Role sessions come with STS.
+//! anonymous callers (only what a bucket policy grants them), and sessions of roles and users
+//! (temporary keys with their session token, checked on every request).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use keyless_iam::{Identity, Keyring};
+use keyless_iam::{Caller, KeyProblem, Keyring};
 use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize};
 use keyless_types::Clock;
 use s3s::access::{S3Access, S3AccessContext};
@@ -64,15 +65,10 @@ impl<S> Clone for Authorizer<S> {
     }
 }
 
-/// Who signed a request.
-enum Caller {
-    /// The account's root user: everything in the account.
-    Root,
-    /// An IAM user, with its identity policies.
-    User(Arc<Identity>),
-    /// Nobody: only what resource policies grant to everyone.
-    Anonymous,
-}
+/// Who signed a request, settled by the access check and kept in the request's extensions for
+/// the hooks that decide later (listings, deletes, copies). `None` is an anonymous caller.
+#[derive(Debug, Clone)]
+struct Resolved(Option<Caller>);
 
 /// How far a signed request's date may be from the server's clock, either way.
 const MAX_SKEW_SECONDS: i64 = 15 * 60;
@@ -137,15 +133,32 @@ impl<S: ObjectStore> Authorizer<S> {
         }
     }
 
-    fn caller(&self, access_key: Option<&str>) -> S3Result<Caller> {
+    /// The caller of a request signed by `access_key` with session token `token`.
+    fn resolve(&self, access_key: Option<&str>, token: Option<&str>) -> S3Result<Option<Caller>> {
         let Some(key) = access_key else {
-            return Ok(Caller::Anonymous);
+            return Ok(None);
         };
-        // s3s checked the signature with this key's secret, so the key exists, unless it was
-        // deleted in between.
-        match self.inner.keys.lookup(key) {
-            Some((_, keyless_iam::Caller::Root)) => Ok(Caller::Root),
-            Some((_, keyless_iam::Caller::User(identity))) => Ok(Caller::User(identity)),
+        let now = self.inner.clock.unix_seconds();
+        match self.inner.keys.resolve(key, token, now) {
+            Ok((_, caller)) => Ok(Some(caller)),
+            Err(KeyProblem::UnknownKey) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )),
+            Err(KeyProblem::InvalidToken) => Err(s3_error!(
+                InvalidToken,
+                "The provided token is malformed or otherwise invalid."
+            )),
+            Err(KeyProblem::ExpiredToken) => {
+                Err(s3_error!(ExpiredToken, "The provided token has expired."))
+            }
+        }
+    }
+
+    /// The caller the access check settled.
+    fn settled(extensions: &http::Extensions) -> S3Result<Option<Caller>> {
+        match extensions.get::<Resolved>() {
+            Some(Resolved(caller)) => Ok(caller.clone()),
             None => Err(access_denied()),
         }
     }
@@ -153,24 +166,22 @@ impl<S: ObjectStore> Authorizer<S> {
     /// Decides `action` on `resource` (in `bucket`, whose policy applies) for `caller`.
     async fn decide(
         &self,
-        caller: &Caller,
+        caller: Option<&Caller>,
         action: &str,
         bucket: &str,
         resource: &str,
         facts: &RequestFacts<'_>,
     ) -> S3Result<()> {
-        let (principal, identity) = match caller {
-            Caller::Root => return Ok(()),
-            Caller::User(user) => (user.principal(), Some(user)),
-            Caller::Anonymous => (Principal::Anonymous, None),
-        };
+        if caller.is_some_and(Caller::is_root) {
+            return Ok(());
+        }
         let bucket_policy = if bucket.is_empty() {
             None
         } else {
             match self.inner.store.bucket_policy(bucket).await {
                 Ok(text) => text,
                 // A caller who may not see the bucket does not learn that it is missing.
-                Err(StoreError::NoSuchBucket(_)) if identity.is_none() => {
+                Err(StoreError::NoSuchBucket(_)) if caller.is_none() => {
                     return Err(access_denied());
                 }
                 Err(StoreError::NoSuchBucket(_)) => None,
@@ -180,27 +191,26 @@ impl<S: ObjectStore> Authorizer<S> {
         let bucket_policy = bucket_policy
             .map(|text| self.compiled_policy(bucket, text))
             .transpose()?;
-        let sources: Vec<Source<'_>> = identity
-            .map(|user| {
-                user.policies
-                    .iter()
-                    .map(|p| Source::new(&p.name, &p.policy))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let set = PolicySet {
-            identity: &sources,
-            resource: bucket_policy
-                .as_ref()
-                .map(|p| Source::new("bucket policy", p)),
-            resource_account: Some(&self.inner.account_id),
-            ..Default::default()
+        let resource_policy = bucket_policy
+            .as_ref()
+            .map(|p| Source::new("bucket policy", p));
+        let account = self.inner.account_id.as_str();
+        let mut ctx = facts.context();
+        let verdict = match caller {
+            Some(caller) => caller.authorize(account, action, resource, &mut ctx, resource_policy),
+            None => {
+                let set = PolicySet {
+                    resource: resource_policy,
+                    resource_account: Some(account),
+                    ..Default::default()
+                };
+                let request = Request::new(action, resource, &ctx).by(&Principal::Anonymous);
+                let decision = authorize(&set, &request);
+                tracing::debug!(principal = "anonymous", action, resource, %decision, "authorization");
+                decision.verdict
+            }
         };
-        let ctx = facts.context();
-        let request = Request::new(action, resource, &ctx).by(&principal);
-        let decision = authorize(&set, &request);
-        tracing::debug!(principal = principal.arn().unwrap_or("anonymous"), action, resource, %decision, "authorization");
-        if decision.verdict.is_allowed() {
+        if verdict.is_allowed() {
             Ok(())
         } else {
             Err(access_denied())
@@ -233,24 +243,16 @@ impl<S: ObjectStore> Authorizer<S> {
         Ok(policy)
     }
 
-    /// What the caller, the listener and the clock say of a request.
-    fn facts<'a>(&self, caller: &'a Caller, extensions: &http::Extensions) -> RequestFacts<'a> {
-        let epoch_seconds = self.inner.clock.unix_seconds();
-        let mut facts = RequestFacts {
+    /// What the listener and the clock say of a request (the caller's own keys are added
+    /// when it is decided).
+    fn facts(&self, caller: Option<&Caller>, extensions: &http::Extensions) -> RequestFacts<'static> {
+        RequestFacts {
             source_ip: extensions.get::<ClientAddr>().map(|a| a.0.ip()),
             secure_transport: extensions.get::<SecureTransport>().is_some_and(|t| t.0),
-            epoch_seconds,
-            principal_type: Some("Anonymous"),
+            epoch_seconds: self.inner.clock.unix_seconds(),
+            principal_type: caller.is_none().then_some("Anonymous"),
             ..Default::default()
-        };
-        if let Caller::User(user) = caller {
-            facts.username = Some(&user.name);
-            facts.userid = Some(&user.user_id);
-            facts.principal_arn = Some(&user.arn);
-            facts.principal_account = Some(&user.account_id);
-            facts.principal_type = Some("User");
         }
-        facts
     }
 
     /// A listing, decided with the `s3:prefix`, `s3:delimiter` and `s3:max-keys` the handler
@@ -264,14 +266,13 @@ impl<S: ObjectStore> Authorizer<S> {
         max_keys: Option<i32>,
     ) -> S3Result<()> {
         let (headers, uri, extensions) = (&req.headers, &req.uri, &req.extensions);
-        let credentials = req.credentials.as_ref();
-        let caller = self.caller(credentials.map(|c| c.access_key.as_str()))?;
-        if matches!(caller, Caller::Root) {
+        let caller = Self::settled(extensions)?;
+        if caller.as_ref().is_some_and(Caller::is_root) {
             return Ok(());
         }
         let query = query_pairs(uri.query());
         let (auth_type, version) = signing_facts(headers, &query);
-        let mut facts = self.facts(&caller, extensions);
+        let mut facts = self.facts(caller.as_ref(), extensions);
         facts.auth_type = auth_type;
         facts.signature_version = version;
         facts.prefix = Some(prefix.unwrap_or(""));
@@ -279,7 +280,7 @@ impl<S: ObjectStore> Authorizer<S> {
         facts.max_keys = Some(i64::from(max_keys.unwrap_or(1000)));
         let op = S3Op::ListObjectsV2;
         self.decide(
-            &caller,
+            caller.as_ref(),
             op.action(),
             bucket,
             &op.resource(bucket, ""),
@@ -317,17 +318,16 @@ impl<S: ObjectStore> Authorizer<S> {
     /// A copy also reads its source: `s3:GetObject` on it.
     async fn copy_source(
         &self,
-        access_key: Option<&str>,
         source: &CopySource,
         extensions: &http::Extensions,
     ) -> S3Result<()> {
-        let caller = self.caller(access_key)?;
+        let caller = Self::settled(extensions)?;
         let CopySource::Bucket { bucket, key, .. } = source else {
             return Err(access_denied());
         };
-        let facts = self.facts(&caller, extensions);
+        let facts = self.facts(caller.as_ref(), extensions);
         self.decide(
-            &caller,
+            caller.as_ref(),
             S3Op::GetObject.action(),
             bucket,
             &object_arn(bucket, key),
@@ -340,8 +340,8 @@ impl<S: ObjectStore> Authorizer<S> {
 #[async_trait::async_trait]
 impl<S: ObjectStore> S3Auth for Authorizer<S> {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        match self.inner.keys.lookup(access_key) {
-            Some((secret, _)) => Ok(SecretKey::from(secret.expose())),
+        match self.inner.keys.secret(access_key) {
+            Some(secret) => Ok(SecretKey::from(secret.expose())),
             None => Err(s3_error!(
                 InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records."
@@ -354,23 +354,31 @@ impl<S: ObjectStore> S3Auth for Authorizer<S> {
 impl<S: ObjectStore> S3Access for Authorizer<S> {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let query = query_pairs(cx.uri().query());
-        // Temporary credentials come with STS; until then no token is valid.
-        if cx.headers().contains_key("x-amz-security-token")
-            || query
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("X-Amz-Security-Token"))
-        {
+        let token = cx
+            .headers()
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| {
+                query
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("X-Amz-Security-Token"))
+                    .map(|(_, v)| v.as_str())
+            })
+            .map(str::to_owned);
+        let (auth_type, version) = signing_facts(cx.headers(), &query);
+        if let (Some(AuthType::Header), Some("AWS")) = (auth_type, version) {
+            self.check_v2_date(cx.headers())?;
+        }
+        let access_key = cx.credentials().map(|c| c.access_key.clone());
+        if access_key.is_none() && token.is_some() {
             return Err(s3_error!(
                 InvalidToken,
                 "The provided token is malformed or otherwise invalid."
             ));
         }
-        let (auth_type, version) = signing_facts(cx.headers(), &query);
-        if let (Some(AuthType::Header), Some("AWS")) = (auth_type, version) {
-            self.check_v2_date(cx.headers())?;
-        }
-        let caller = self.caller(cx.credentials().map(|c| c.access_key.as_str()))?;
-        if matches!(caller, Caller::Root) {
+        let caller = self.resolve(access_key.as_deref(), token.as_deref())?;
+        cx.extensions_mut().insert(Resolved(caller.clone()));
+        if caller.as_ref().is_some_and(Caller::is_root) {
             return Ok(());
         }
         let Some(op) = S3Op::from_name(cx.s3_op().name()) else {
@@ -394,12 +402,12 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
             .get("x-amz-content-sha256")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut facts = self.facts(&caller, cx.extensions_mut());
+        let mut facts = self.facts(caller.as_ref(), cx.extensions_mut());
         facts.auth_type = auth_type;
         facts.signature_version = version;
         facts.content_sha256 = content_sha256.as_deref();
         self.decide(
-            &caller,
+            caller.as_ref(),
             op.action(),
             &bucket,
             &op.resource(&bucket, &key),
@@ -411,7 +419,7 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
             let list = S3Op::ListObjectsV2;
             let may_list = self
                 .decide(
-                    &caller,
+                    caller.as_ref(),
                     list.action(),
                     &bucket,
                     &list.resource(&bucket, ""),
@@ -457,8 +465,8 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
                 "The XML you provided was not well-formed or did not validate against our published schema: at most 1000 keys may be deleted at once."
             ));
         }
-        let caller = self.caller(req.credentials.as_ref().map(|c| c.access_key.as_str()))?;
-        if matches!(caller, Caller::Anonymous)
+        let caller = Self::settled(&req.extensions)?;
+        if caller.is_none()
             && matches!(
                 self.inner.store.bucket_policy(&req.input.bucket).await,
                 Err(StoreError::NoSuchBucket(_))
@@ -466,14 +474,14 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         {
             return Err(access_denied());
         }
-        let facts = self.facts(&caller, &req.extensions);
+        let facts = self.facts(caller.as_ref(), &req.extensions);
         let mut allowed = Vec::new();
         let mut denied = Vec::new();
         for object in std::mem::take(&mut req.input.delete.objects) {
             let resource = object_arn(&req.input.bucket, &object.key);
             match self
                 .decide(
-                    &caller,
+                    caller.as_ref(),
                     S3Op::DeleteObject.action(),
                     &req.input.bucket,
                     &resource,
@@ -491,14 +499,12 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
-        let key = req.credentials.as_ref().map(|c| c.access_key.clone());
-        self.copy_source(key.as_deref(), &req.input.copy_source, &req.extensions)
+        self.copy_source(&req.input.copy_source, &req.extensions)
             .await
     }
 
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
-        let key = req.credentials.as_ref().map(|c| c.access_key.clone());
-        self.copy_source(key.as_deref(), &req.input.copy_source, &req.extensions)
+        self.copy_source(&req.input.copy_source, &req.extensions)
             .await
     }
 }

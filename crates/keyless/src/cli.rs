@@ -26,6 +26,114 @@ pub(crate) enum Command {
     /// Check and simulate IAM policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Mint a service-account token from this server's OIDC issuer, like `kubectl create token`.
+    ///
+    /// The token is shaped like a Kubernetes projected service-account token (`iss`, `sub`
+    /// `system:serviceaccount:NS:SA`, `aud`, `exp`, `iat`, `nbf`, `kubernetes.io`), signed with
+    /// the issuer's current key in the data folder, and printed on stdout. Exchange it with
+    /// `aws sts assume-role-with-web-identity`, or point AWS_WEB_IDENTITY_TOKEN_FILE at it.
+    Token(TokenArgs),
+    /// Manage IAM on a running server, the way eksctl does on AWS.
+    #[command(subcommand)]
+    Iam(IamCommand),
+    /// Manage the server's OIDC issuer keys.
+    #[command(subcommand)]
+    Oidc(OidcCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// The service account's namespace.
+    #[arg(long, short = 'n')]
+    pub(crate) namespace: String,
+    /// The service account's name.
+    #[arg(long)]
+    pub(crate) service_account: String,
+    /// An audience (`aud`); repeat for several.
+    #[arg(long = "audience", default_value = "sts.amazonaws.com")]
+    pub(crate) audiences: Vec<String>,
+    /// How long the token lives: seconds, or with a unit (`10m`, `1h`, `48h`); 10 minutes to
+    /// 48 hours.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub(crate) duration: i64,
+    /// The data folder of the server whose issuer signs.
+    #[arg(long, default_value = "keyless-data", value_name = "DIR")]
+    pub(crate) data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OidcCommand {
+    /// Start signing with a new key. The old key stays published until the tokens it signed
+    /// have expired (48 hours), so that no token in flight stops verifying.
+    Rotate {
+        /// The data folder of the server.
+        #[arg(long, default_value = "keyless-data", value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IamCommand {
+    /// Create an IAM role for a Kubernetes service account, like `eksctl create
+    /// iamserviceaccount`: the role trusts that service account's tokens from the cluster's
+    /// OIDC provider, gets the policies given, and the ServiceAccount YAML with its
+    /// `eks.amazonaws.com/role-arn` annotation is printed for `kubectl apply -f -`.
+    ///
+    /// Credentials are read like awscli reads them (AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY), else from the data folder's root credentials.
+    ///
+    /// Example:
+    ///
+    ///   keyless iam create-service-account --namespace gitlab --name registry \
+    ///       --attach-policy-arn arn:aws:iam::aws:policy/AmazonS3FullAccess
+    #[command(verbatim_doc_comment)]
+    CreateServiceAccount(CreateServiceAccountArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateServiceAccountArgs {
+    /// The service account's namespace.
+    #[arg(long, short = 'n')]
+    pub(crate) namespace: String,
+    /// The service account's name.
+    #[arg(long)]
+    pub(crate) name: String,
+    /// A policy to attach to the role; repeat for several.
+    #[arg(long = "attach-policy-arn", value_name = "ARN", required = true)]
+    pub(crate) policy_arns: Vec<String>,
+    /// The role's name; `keyless-NAMESPACE-NAME` when absent.
+    #[arg(long)]
+    pub(crate) role_name: Option<String>,
+    /// The cluster's OIDC issuer URL; needed only when several OIDC providers exist.
+    #[arg(long, value_name = "URL")]
+    pub(crate) issuer: Option<String>,
+    /// The audience the tokens carry.
+    #[arg(long, default_value = "sts.amazonaws.com")]
+    pub(crate) audience: String,
+    /// The server's endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:9000", value_name = "URL")]
+    pub(crate) endpoint_url: String,
+    /// The data folder whose root credentials sign, when no keys are in the environment.
+    #[arg(long, default_value = "keyless-data", value_name = "DIR")]
+    pub(crate) data_dir: PathBuf,
+}
+
+/// `3600`, `90s`, `10m`, `1h`.
+fn parse_duration(s: &str) -> Result<i64, String> {
+    let (number, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 3600, 10m or 1h"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("`{s}` is not a duration such as 3600, 10m or 1h")),
+    };
+    Ok(n * scale)
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +199,19 @@ pub(crate) struct ServeArgs {
     /// The account id of this server's principals (12 digits).
     #[arg(long, default_value = "000000000000", value_parser = parse_account)]
     pub(crate) account_id: String,
+
+    /// The URL of this server's OIDC issuer, which serves
+    /// `<URL>/.well-known/openid-configuration` and signs `keyless token`'s tokens. Defaults to
+    /// this server's own address; it is registered as an OIDC provider (audience
+    /// sts.amazonaws.com) at start.
+    #[arg(long, value_name = "URL")]
+    pub(crate) issuer: Option<String>,
+
+    /// The key that seals session tokens (32 bytes or more, base64; mode 0600). Replicas that
+    /// share it accept each other's sessions. Defaults to `session-key` in the data folder,
+    /// created on first start.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) session_key_file: Option<PathBuf>,
 }
 
 fn parse_account(s: &str) -> Result<String, String> {

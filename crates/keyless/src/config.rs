@@ -1,6 +1,6 @@
-//! The `keyless serve` configuration file (TOML): IAM users, customer managed policies and
-//! buckets to create at start. Read once and validated into the running state; any mistake
-//! refuses to start, naming the field.
+//! The `keyless serve` configuration file (TOML): IAM users, customer managed policies, roles,
+//! OpenID Connect providers and buckets to create at start. Read once and validated into the
+//! running state; any mistake refuses to start, naming the field.
 //!
 //! ```toml
 //! [[policies]]
@@ -13,14 +13,23 @@
 //! secret_access_key_file = "secrets/registry"   # mode 0600; or secret_access_key = "..."
 //! policy_arns = ["arn:aws:iam::000000000000:policy/registry-rw"]
 //!
+//! [[oidc_providers]]
+//! url = "https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE"   # client_ids = ["sts.amazonaws.com"]
+//!
+//! [[roles]]
+//! name = "gitlab-registry"
+//! assume_role_policy = { file = "policies/registry-trust.json" }
+//! policy_arns = ["arn:aws:iam::000000000000:policy/registry-rw"]
+//!
 //! [[buckets]]
 //! name = "gitlab-registry"
 //! ```
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use keyless_iam::{PolicySpec, UserSpec};
+use keyless_iam::{OidcProviderSpec, PolicySpec, RoleSpec, UserSpec};
 use keyless_types::Secret;
 use serde::Deserialize;
 
@@ -34,6 +43,12 @@ pub(crate) struct Config {
     /// IAM users with their keys and policies.
     #[serde(default)]
     pub(crate) users: Vec<UserConfig>,
+    /// IAM roles with their trust policies and policies.
+    #[serde(default)]
+    pub(crate) roles: Vec<RoleConfig>,
+    /// OpenID Connect providers whose tokens may assume roles.
+    #[serde(default)]
+    pub(crate) oidc_providers: Vec<OidcProviderConfig>,
     /// Buckets created at start when absent.
     #[serde(default)]
     pub(crate) buckets: Vec<BucketConfig>,
@@ -93,6 +108,50 @@ pub(crate) struct UserConfig {
     pub(crate) policies: Vec<InlinePolicy>,
 }
 
+/// An IAM role.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoleConfig {
+    /// The role's name.
+    pub(crate) name: String,
+    /// The role's path, `/` by default.
+    pub(crate) path: Option<String>,
+    /// The trust policy: who may assume the role (`{ document = "..." }` or `{ file = "..." }`).
+    pub(crate) assume_role_policy: Document,
+    /// Free text.
+    pub(crate) description: Option<String>,
+    /// The longest session, 3600 to 43200 seconds; 3600 for a new role when absent.
+    pub(crate) max_session_duration: Option<u32>,
+    /// Managed policies attached to the role, by ARN (AWS managed ones included).
+    #[serde(default)]
+    pub(crate) policy_arns: Vec<String>,
+    /// Inline policies.
+    #[serde(default)]
+    pub(crate) policies: Vec<InlinePolicy>,
+}
+
+/// An OpenID Connect identity provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OidcProviderConfig {
+    /// The issuer URL, as tokens name it in `iss`: `https://...`, or `http://` for a loopback
+    /// host.
+    pub(crate) url: String,
+    /// The audiences its tokens may name; `["sts.amazonaws.com"]` by default.
+    #[serde(default = "default_client_ids")]
+    pub(crate) client_ids: Vec<String>,
+    /// SHA-1 fingerprints of the issuer's certificates (optional, as on AWS).
+    #[serde(default)]
+    pub(crate) thumbprints: Vec<String>,
+    /// A file holding the issuer's JSON Web Key Set, to verify tokens without fetching it
+    /// (relative to the configuration file). Not IAM state: read by the token verifier.
+    pub(crate) jwks_file: Option<PathBuf>,
+}
+
+fn default_client_ids() -> Vec<String> {
+    vec!["sts.amazonaws.com".into()]
+}
+
 /// A bucket to create at start.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +166,11 @@ pub(crate) struct BucketConfig {
 pub(crate) struct Loaded {
     pub(crate) policies: Vec<PolicySpec>,
     pub(crate) users: Vec<UserSpec>,
+    pub(crate) roles: Vec<RoleSpec>,
+    pub(crate) oidc_providers: Vec<OidcProviderSpec>,
+    /// `(field, issuer URL, JWKS file)` of the providers that name one, the file resolved
+    /// against the configuration file's folder; read by [`Loaded::jwks_files`].
+    jwks_paths: Vec<(String, String, PathBuf)>,
     pub(crate) buckets: Vec<(String, Option<String>)>,
 }
 
@@ -162,6 +226,42 @@ impl Config {
                 policy_arns: u.policy_arns,
             });
         }
+        let mut roles = Vec::new();
+        for (i, r) in self.roles.into_iter().enumerate() {
+            let at = format!("roles[{i}]");
+            let assume_role_policy = r
+                .assume_role_policy
+                .text(base, &format!("{at}.assume_role_policy"))?;
+            let mut inline = Vec::new();
+            for (j, p) in r.policies.into_iter().enumerate() {
+                inline.push((
+                    p.name,
+                    p.document.text(base, &format!("{at}.policies[{j}]"))?,
+                ));
+            }
+            roles.push(RoleSpec {
+                name: r.name,
+                path: r.path,
+                assume_role_policy,
+                description: r.description,
+                max_session_duration: r.max_session_duration,
+                inline_policies: inline,
+                policy_arns: r.policy_arns,
+            });
+        }
+        let mut oidc_providers = Vec::new();
+        let mut jwks_paths = Vec::new();
+        for (i, p) in self.oidc_providers.into_iter().enumerate() {
+            if let Some(file) = p.jwks_file {
+                let at = format!("oidc_providers[{i}].jwks_file");
+                jwks_paths.push((at, p.url.clone(), base.join(file)));
+            }
+            oidc_providers.push(OidcProviderSpec {
+                url: p.url,
+                client_ids: p.client_ids,
+                thumbprints: p.thumbprints,
+            });
+        }
         let mut buckets = Vec::new();
         for (i, b) in self.buckets.into_iter().enumerate() {
             if !valid_bucket_name(&b.name) {
@@ -179,8 +279,27 @@ impl Config {
         Ok(Loaded {
             policies,
             users,
+            roles,
+            oidc_providers,
+            jwks_paths,
             buckets,
         })
+    }
+}
+
+impl Loaded {
+    /// The JSON Web Key Sets of the providers that name a `jwks_file`, read and parsed, by
+    /// provider key (the URL without scheme and trailing `/`).
+    pub(crate) fn jwks_files(&self) -> anyhow::Result<HashMap<String, keyless_oidc::KeySet>> {
+        let mut sets = HashMap::new();
+        for (at, url, path) in &self.jwks_paths {
+            let text = std::fs::read(path)
+                .with_context(|| format!("{at}: cannot read `{}`", path.display()))?;
+            let keys = keyless_oidc::KeySet::from_jwks_json(&text)
+                .with_context(|| format!("{at}: `{}`", path.display()))?;
+            sets.insert(keyless_oidc::provider_key(url), keys);
+        }
+        Ok(sets)
     }
 }
 

@@ -2,7 +2,10 @@
 
 mod cli;
 mod config;
+mod iam_cmd;
+mod oidc;
 mod policy_cmd;
+mod private;
 mod query;
 mod root;
 mod serve;
@@ -20,6 +23,11 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Policy(cmd) => policy_cmd::run(cmd),
+        cli::Command::Token(args) => token(&args),
+        cli::Command::Iam(cli::IamCommand::CreateServiceAccount(args)) => {
+            iam_cmd::create_service_account(&args)
+        }
+        cli::Command::Oidc(cli::OidcCommand::Rotate { data_dir }) => rotate(&data_dir),
     };
     match result {
         Ok(code) => code,
@@ -28,6 +36,20 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+fn token(args: &cli::TokenArgs) -> anyhow::Result<std::process::ExitCode> {
+    use keyless_types::Clock as _;
+    let token = oidc::mint(args, serve::SystemClock.unix_seconds())?;
+    println!("{token}");
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn rotate(data_dir: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
+    use keyless_types::Clock as _;
+    let kid = oidc::rotate(data_dir, serve::SystemClock.unix_seconds())?;
+    eprintln!("keyless: the OIDC issuer now signs with key {kid}; the old key stays published for 48 hours");
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// `RUST_LOG`, `info` by default. s3s logs whole request URIs at debug level, and a presigned

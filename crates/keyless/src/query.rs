@@ -1,9 +1,11 @@
-//! The AWS query protocol on the S3 port: `POST /` with a form body (`Action=CreateUser&...`),
-//! signed with SigV4 for service `iam`. This side reads the body (bounded), checks the
-//! signature with `keyless-sigv4`, resolves the caller and hands the action to the IAM API;
-//! transport errors are mapped to IAM's codes here, in one place.
+//! The AWS query protocol on the S3 port: `POST /` with a form body (`Action=CreateUser&...`)
+//! or `GET /?Action=...`, signed with SigV4 for service `iam` or `sts`, or unsigned for
+//! AssumeRoleWithWebIdentity. This side reads the body (bounded), checks the signature with
+//! `keyless-sigv4`, resolves the caller (long-term key or session token) and hands the action
+//! to the IAM API or to STS; transport errors are mapped to AWS's codes here, in one place.
 //!
 //! <https://docs.aws.amazon.com/IAM/latest/APIReference/CommonParameters.html>
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/CommonParameters.html>
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,13 +16,18 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response};
 use keyless_iam::api::{self, ApiRequest, Params, xml};
-use keyless_iam::{Caller, Keyring, ids};
+use keyless_iam::{Caller, KeyProblem, Keyring, ids};
+use keyless_sts::{STS_NAMESPACE, Sts, StsRequest, is_unsigned_action};
 use keyless_sigv4::{Authorization, SigV4Error};
 use keyless_types::{Clock, Secret};
 use sha2::{Digest as _, Sha256};
 
 /// The largest form body read: IAM's largest inputs are simulations of several policies.
 const MAX_BODY: usize = 1024 * 1024;
+
+/// The largest unsigned body read: a web identity token (20,000 characters) and a session
+/// policy, encoded.
+const MAX_UNSIGNED_BODY: usize = 64 * 1024;
 
 /// How long a client has to send the body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,13 +36,14 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_SKEW: i64 = 15 * 60;
 
 /// Services whose query-protocol requests this endpoint answers.
-const SERVICES: [&str; 1] = ["iam"];
+const SERVICES: [&str; 2] = ["iam", "sts"];
 
-/// The IAM endpoint.
+/// The IAM and STS endpoint.
 #[derive(Clone)]
 pub(crate) struct QueryApi {
     keys: Keyring,
     clock: Arc<dyn Clock>,
+    sts: Sts,
 }
 
 /// Why a request was refused before it reached its action.
@@ -44,6 +52,7 @@ enum QueryError {
     MissingAuthentication,
     IncompleteSignature(String),
     InvalidClientTokenId,
+    ExpiredToken,
     SignatureDoesNotMatch(String),
     BodyTooLarge,
     BadBody(String),
@@ -65,11 +74,16 @@ impl QueryError {
                 403,
                 "The security token included in the request is invalid.".into(),
             ),
+            Self::ExpiredToken => (
+                "ExpiredToken",
+                403,
+                "The security token included in the request is expired".into(),
+            ),
             Self::SignatureDoesNotMatch(m) => ("SignatureDoesNotMatch", 403, m.clone()),
             Self::BodyTooLarge => (
                 "RequestEntityTooLarge",
                 413,
-                format!("Request body must be at most {MAX_BODY} bytes."),
+                "The request body is too large.".into(),
             ),
             Self::BadBody(m) => ("MalformedQueryString", 400, m.clone()),
             Self::MissingAction => ("MissingAction", 400, "Missing Action".into()),
@@ -122,20 +136,22 @@ pub(crate) fn content_type_is(headers: &hyper::HeaderMap, mime: &str) -> bool {
 const FORM: &str = "application/x-www-form-urlencoded";
 
 impl QueryApi {
-    pub(crate) fn new(keys: Keyring, clock: Arc<dyn Clock>) -> Self {
-        Self { keys, clock }
+    pub(crate) fn new(keys: Keyring, clock: Arc<dyn Clock>, sts: Sts) -> Self {
+        Self { keys, clock, sts }
     }
 
     /// Whether a request belongs to the query APIs rather than to S3: signed for one of their
-    /// services, or an unsigned form POST to `/` (which S3 never sends).
+    /// services, or an unsigned request to `/` that is a form POST or names an `Action` in its
+    /// query string (neither of which S3 ever receives).
     pub(crate) fn claims<B>(req: &Request<B>) -> bool {
         match signed_service(req) {
             Some(service) => SERVICES.contains(&service),
             None => {
-                req.method() == hyper::Method::POST
-                    && req.uri().path() == "/"
+                req.uri().path() == "/"
                     && !req.headers().contains_key(AUTHORIZATION)
-                    && content_type_is(req.headers(), FORM)
+                    && ((req.method() == hyper::Method::POST
+                        && content_type_is(req.headers(), FORM))
+                        || query_names_action(req.uri().query()))
             }
         }
     }
@@ -148,6 +164,10 @@ impl QueryApi {
         secure_transport: bool,
     ) -> Response<s3s::Body> {
         let request_id = ids::request_id();
+        let namespace = match signed_service(&req) {
+            Some("iam") => xml::IAM_NAMESPACE,
+            _ => STS_NAMESPACE,
+        };
         let (status, body) = match self
             .run(req, source_ip, secure_transport, &request_id)
             .await
@@ -159,7 +179,7 @@ impl QueryApi {
                 (
                     status,
                     xml::error_response(
-                        xml::IAM_NAMESPACE,
+                        namespace,
                         code,
                         &message,
                         status < 500,
@@ -187,9 +207,19 @@ impl QueryApi {
         request_id: &str,
     ) -> Result<api::ApiResponse, QueryError> {
         let (parts, body) = req.into_parts();
+        let now = self.clock.unix_seconds();
         // Who signed is settled before a byte of the body is read.
-        let (authorization, secret, caller) = self.signer(&parts)?;
-        let limited = http_body_util::Limited::new(body, MAX_BODY);
+        let signer = if parts.headers.contains_key(AUTHORIZATION) {
+            Some(self.signer(&parts, now)?)
+        } else {
+            None
+        };
+        let limit = if signer.is_some() {
+            MAX_BODY
+        } else {
+            MAX_UNSIGNED_BODY
+        };
+        let limited = http_body_util::Limited::new(body, limit);
         let body = match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
@@ -202,8 +232,9 @@ impl QueryApi {
                 ));
             }
         };
-        let now = self.clock.unix_seconds();
-        self.verify(&parts, &authorization, &secret, &body, now)?;
+        if let Some((authorization, secret, _)) = &signer {
+            self.verify(&parts, authorization, secret, &body, now)?;
+        }
         let mut params = Params::parse_form(parts.uri.query().unwrap_or(""));
         if content_type_is(&parts.headers, FORM) {
             let text = std::str::from_utf8(&body)
@@ -214,6 +245,42 @@ impl QueryApi {
             .get("Action")
             .ok_or(QueryError::MissingAction)?
             .to_owned();
+        let caller = match signer {
+            None if is_unsigned_action(&action) => None,
+            None => return Err(QueryError::MissingAuthentication),
+            Some((authorization, _, caller)) if authorization.credential.service == "sts" => {
+                Some(caller)
+            }
+            Some((_, _, caller)) => return Ok(self.iam(action, params, caller, source_ip, secure_transport, now, request_id).await),
+        };
+        let req = StsRequest {
+            action: &action,
+            params: &params,
+            caller: caller.as_ref(),
+            source_ip,
+            secure_transport,
+            now,
+        };
+        let span = tracing::debug_span!("sts", action = %action, request_id = %request_id);
+        let response = tracing::Instrument::instrument(self.sts.handle(&req, request_id), span).await;
+        Ok(api::ApiResponse {
+            status: response.status,
+            body: response.body,
+        })
+    }
+
+    /// Hands a verified IAM call to the IAM API.
+    #[allow(clippy::too_many_arguments)]
+    async fn iam(
+        &self,
+        action: String,
+        params: Params,
+        caller: Caller,
+        source_ip: Option<IpAddr>,
+        secure_transport: bool,
+        now: i64,
+        request_id: &str,
+    ) -> api::ApiResponse {
         let store = Arc::clone(self.keys.store());
         let request_id = request_id.to_owned();
         // Changes commit to disk: off the async threads.
@@ -236,13 +303,14 @@ impl QueryApi {
             api::ApiError::Iam(keyless_iam::IamError::Storage("the request failed".into()))
                 .response(xml::IAM_NAMESPACE, "")
         });
-        Ok(response)
+        response
     }
 
     /// The signature's claims, the signer's secret and who the signer is, from the headers.
     fn signer(
         &self,
         parts: &hyper::http::request::Parts,
+        now: i64,
     ) -> Result<(Authorization, Secret, Caller), QueryError> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let Some(auth) = header(AUTHORIZATION.as_str()) else {
@@ -255,14 +323,16 @@ impl QueryApi {
                 "Credential should be scoped to a valid service: `{service}`"
             )));
         }
-        if header("x-amz-security-token").is_some() {
-            // Temporary credentials come with STS.
-            return Err(QueryError::InvalidClientTokenId);
-        }
-        let Some((secret, caller)) = self.keys.lookup(&authorization.credential.access_key_id)
-        else {
-            return Err(QueryError::InvalidClientTokenId);
-        };
+        let token = header("x-amz-security-token");
+        let (secret, caller) = self
+            .keys
+            .resolve(&authorization.credential.access_key_id, token, now)
+            .map_err(|problem| match problem {
+                KeyProblem::ExpiredToken => QueryError::ExpiredToken,
+                KeyProblem::UnknownKey | KeyProblem::InvalidToken => {
+                    QueryError::InvalidClientTokenId
+                }
+            })?;
         Ok((authorization, secret, caller))
     }
 
@@ -305,6 +375,14 @@ impl QueryApi {
         keyless_sigv4::verify(&request, authorization, secret.expose(), now, MAX_SKEW)?;
         Ok(())
     }
+}
+
+/// Whether a query string has an `Action` parameter.
+fn query_names_action(query: Option<&str>) -> bool {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("Action"))
 }
 
 fn hex(bytes: &[u8]) -> String {

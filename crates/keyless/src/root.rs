@@ -1,7 +1,6 @@
 //! The account root user's key pair: from the environment, or from the data folder's AWS
 //! shared credentials file, created on first start readable by its owner alone.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -48,35 +47,17 @@ pub(crate) fn root_key(data_dir: &Path) -> anyhow::Result<(RootKey, Option<PathB
 
 /// Writes an AWS shared credentials file that awscli, boto3 and the SDKs read as is.
 fn write_credentials(file: &Path, key: &RootKey) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .with_context(|| format!("cannot create `{}`", file.display()))?;
-    writeln!(
-        f,
-        "# Keyless root user of this server. Keep it secret.\n[default]\naws_access_key_id = {}\naws_secret_access_key = {}",
+    let text = format!(
+        "# Keyless root user of this server. Keep it secret.\n[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
         key.access_key_id,
         key.secret.expose()
-    )?;
-    f.sync_all()?;
-    Ok(())
+    );
+    crate::private::create(file, text.as_bytes())
 }
 
 fn read_credentials(file: &Path) -> anyhow::Result<RootKey> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(file)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "`{}` is readable by other users (mode {:o}); run `chmod 600` on it",
-            file.display(),
-            mode & 0o777
-        );
-    }
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read `{}`", file.display()))?;
+    let text = String::from_utf8(crate::private::read(file)?)
+        .with_context(|| format!("`{}` is not UTF-8", file.display()))?;
     let value = |name: &str| {
         text.lines()
             .filter_map(|l| l.split_once('='))

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use keyless_iam::{EmbeddedIam, IamStore, Keyring, apply_specs};
+use keyless_sts::{SessionKey, Sts};
 use keyless_policy::{Policy, PolicyKind};
 use keyless_s3::access::{Authorizer, ClientAddr, SecureTransport};
 use keyless_s3::service::KeylessS3;
@@ -25,7 +26,7 @@ use crate::config::Config;
 use crate::query::QueryApi;
 
 /// The system clock: the one place that reads the time.
-struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)] // the binary supplies the real clock
@@ -80,12 +81,39 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             &args.account_id,
             &loaded.policies,
             &loaded.users,
+            &loaded.roles,
+            &loaded.oidc_providers,
             now,
         )
     })
-    .context("the configuration's IAM users and policies are not valid")?;
+    .context("the configuration's IAM users, policies, roles and providers are not valid")?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on `{}`", args.listen))?;
+    let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let issuer_url = match &args.issuer {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if local.ip().is_unspecified() => format!("{scheme}://127.0.0.1:{}", local.port()),
+        None => format!("{scheme}://{local}"),
+    };
+    let issuer = Arc::new(crate::oidc::OwnIssuer::open(&data_dir, &issuer_url, now)?);
+    register_issuer(&iam, issuer.url(), now)?;
+    let iam: Arc<dyn IamStore> = Arc::new(iam);
+    let session_key = Arc::new(session_key(&data_dir, args.session_key_file.as_deref())?);
     let root_id = root.access_key_id.clone();
-    let keys = Keyring::new(root, Arc::new(iam));
+    let keys = Keyring::new(root, Arc::clone(&iam)).with_sessions(session_key.clone());
+    let verifier = crate::oidc::Verifier::new(
+        Arc::clone(&issuer),
+        loaded.jwks_files()?,
+        keyless_oidc::JwksCache::new(Arc::new(keyless_oidc::HttpFetch::new()?)),
+    );
+    let sts = Sts::new(iam, session_key, Arc::new(verifier));
     let store = Arc::new(
         DiskStore::open(data_dir.join("objects"), Arc::clone(&clock))
             .with_context(|| format!("cannot open the object store in `{}`", data_dir.display()))?,
@@ -98,20 +126,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &args.region,
         &args.account_id,
     ));
-    let query = QueryApi::new(keys.clone(), Arc::clone(&clock));
+    let query = QueryApi::new(keys.clone(), Arc::clone(&clock), sts);
     let authorizer = Authorizer::new(store, keys, clock);
     builder.set_auth(authorizer.clone());
     builder.set_access(authorizer);
 
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
-        (None, None) => None,
-        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
-    };
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on `{}`", args.listen))?;
-    let local = listener.local_addr()?;
     if !args.domain.is_empty() {
         // Clients send `Host: bucket.domain` on port 80/443 and `bucket.domain:port` elsewhere.
         let mut domains = args.domain.clone();
@@ -121,16 +140,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         builder.set_host(host);
     }
     let service = builder.build();
-    let endpoint = format!("{}://{local}", if tls.is_some() { "https" } else { "http" });
+    let endpoint = format!("{scheme}://{local}");
     let banner = match &credentials_file {
         Some(file) => format!(
-            "keyless: S3 endpoint {endpoint}\nkeyless: root access key {} (secret in {})\nkeyless: try  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls\n",
+            "keyless: S3 endpoint {endpoint} (IAM and STS too)\nkeyless: OIDC issuer {}\nkeyless: root access key {} (secret in {})\nkeyless: try  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls\n",
+            issuer.url(),
             root_id,
             file.display(),
             file.display()
         ),
         None => format!(
-            "keyless: S3 endpoint {endpoint}\nkeyless: root access key {} (from KEYLESS_ROOT_ACCESS_KEY_ID)\n",
+            "keyless: S3 endpoint {endpoint} (IAM and STS too)\nkeyless: OIDC issuer {}\nkeyless: root access key {} (from KEYLESS_ROOT_ACCESS_KEY_ID)\n",
+            issuer.url(),
             root_id
         ),
     };
@@ -143,7 +164,50 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     drop(out);
     tracing::info!(%endpoint, data_dir = %data_dir.display(), "serving S3");
 
-    accept_loop(listener, service, query, tls).await
+    accept_loop(listener, service, query, issuer, tls).await
+}
+
+/// The session key: from `file`, or from the data folder's `session-key`, created on first
+/// start. Base64 of 32 random bytes or more, readable by its owner alone.
+fn session_key(data_dir: &Path, file: Option<&Path>) -> anyhow::Result<SessionKey> {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let path = match file {
+        Some(file) => file.to_path_buf(),
+        None => {
+            let path = data_dir.join("session-key");
+            if !path.exists() {
+                let bytes = SessionKey::generate_bytes()?;
+                crate::private::create(&path, format!("{}\n", engine.encode(bytes)).as_bytes())?;
+            }
+            path
+        }
+    };
+    let text = crate::private::read(&path)?;
+    let master = engine
+        .decode(String::from_utf8_lossy(&text).trim())
+        .with_context(|| format!("`{}` is not base64", path.display()))?;
+    SessionKey::from_master(&master).with_context(|| format!("`{}`", path.display()))
+}
+
+/// Registers this server's issuer as an OIDC provider (audience `sts.amazonaws.com`) unless
+/// it already is, so that roles can trust its tokens as they would an EKS cluster's.
+fn register_issuer(iam: &EmbeddedIam, url: &str, now: i64) -> anyhow::Result<()> {
+    let key = keyless_oidc::provider_key(url);
+    if iam.snapshot().state.oidc_providers.contains_key(&key) {
+        return Ok(());
+    }
+    iam.update(&mut |state| {
+        let new = keyless_iam::oidc_providers::NewOidcProvider {
+            url: url.to_owned(),
+            client_ids: vec!["sts.amazonaws.com".to_owned()],
+            ..Default::default()
+        };
+        state.create_oidc_provider(new, now).map(drop)
+    })
+    .with_context(|| format!("cannot register the OIDC issuer `{url}`"))?;
+    tracing::info!(%url, "registered this server's OIDC issuer as an OIDC provider");
+    Ok(())
 }
 
 /// Creates the configuration's buckets that do not exist yet and sets their policies.
@@ -172,6 +236,7 @@ async fn accept_loop(
     listener: TcpListener,
     service: s3s::service::S3Service,
     query: QueryApi,
+    issuer: Arc<crate::oidc::OwnIssuer>,
     tls: Option<TlsAcceptor>,
 ) -> anyhow::Result<()> {
     let mut http = ConnBuilder::new(TokioExecutor::new());
@@ -201,13 +266,16 @@ async fn accept_loop(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let secure = tls.is_some();
-        let (service, query) = (service.clone(), query.clone());
+        let (service, query, issuer) = (service.clone(), query.clone(), Arc::clone(&issuer));
         let per_request =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ClientAddr(peer));
                 req.extensions_mut().insert(SecureTransport(secure));
-                let (service, query) = (service.clone(), query.clone());
+                let (service, query, issuer) = (service.clone(), query.clone(), Arc::clone(&issuer));
                 async move {
+                    if let Some(document) = oidc_document(&issuer, &req) {
+                        return Ok(document);
+                    }
                     if QueryApi::claims(&req) {
                         return Ok(query.serve(req, Some(peer.ip()), secure).await);
                     }
@@ -289,6 +357,28 @@ fn sigv2_bucket_path<B>(req: &mut hyper::Request<B>) {
     if let Ok(uri) = hyper::Uri::from_parts(parts) {
         *req.uri_mut() = uri;
     }
+}
+
+/// The issuer's discovery or JWKS document, for an unsigned GET of its path.
+fn oidc_document<B>(
+    issuer: &crate::oidc::OwnIssuer,
+    req: &hyper::Request<B>,
+) -> Option<hyper::Response<s3s::Body>> {
+    if req.method() != hyper::Method::GET || req.headers().contains_key(hyper::header::AUTHORIZATION) {
+        return None;
+    }
+    let body = issuer.document(req.uri().path())?;
+    let mut response = hyper::Response::new(s3s::Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("public, max-age=300"),
+    );
+    Some(response)
 }
 
 fn is_form_post<B>(req: &hyper::Request<B>) -> bool {

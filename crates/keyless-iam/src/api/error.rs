@@ -31,7 +31,8 @@ impl ApiError {
                 let status = match e {
                     IamError::InvalidInput(_)
                     | IamError::Validation(_)
-                    | IamError::MalformedPolicy { .. } => 400,
+                    | IamError::MalformedPolicy { .. }
+                    | IamError::MalformedTrustPolicy(_) => 400,
                     IamError::NoSuchPolicy(_) | IamError::NoSuchEntity(_) => 404,
                     IamError::EntityAlreadyExists(_)
                     | IamError::DeleteConflict(_)

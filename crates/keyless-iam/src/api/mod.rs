@@ -1,12 +1,15 @@
-//! The IAM query API (`aws iam ...`): parameters as the query protocol sends them
-//! (`Action=CreateUser&UserName=bob`, lists as `Name.member.N`), each action authorized by the
-//! caller's identity policies, then run against the [`IamStore`] and answered in IAM's XML.
+//! The IAM query API (`aws iam ...`) for users, policies, roles and OpenID Connect providers:
+//! parameters as the query protocol sends them (`Action=CreateUser&UserName=bob`, lists as
+//! `Name.member.N`), each action authorized by the caller's identity policies, then run
+//! against the [`IamStore`] and answered in IAM's XML.
 //! The transport (HTTP, SigV4) is the server's; this module takes a verified caller.
 //!
 //! <https://docs.aws.amazon.com/IAM/latest/APIReference/API_Operations.html>
 
 mod error;
+mod oidc_providers;
 mod policies;
+mod roles;
 mod users;
 pub mod xml;
 
@@ -14,7 +17,7 @@ pub use error::ApiError;
 
 use std::net::IpAddr;
 
-use keyless_policy::{Context, PolicySet, Request, Source, authorize};
+use keyless_policy::Context;
 use keyless_types::time::iso8601;
 
 use crate::{Caller, IamError, IamStore};
@@ -250,6 +253,25 @@ fn dispatch(cx: &Cx<'_>) -> Outcome {
         "AttachUserPolicy" => users::attach_user_policy(cx),
         "DetachUserPolicy" => users::detach_user_policy(cx),
         "ListAttachedUserPolicies" => users::list_attached_user_policies(cx),
+        "CreateRole" => roles::create_role(cx),
+        "GetRole" => roles::get_role(cx),
+        "ListRoles" => roles::list_roles(cx),
+        "DeleteRole" => roles::delete_role(cx),
+        "UpdateRole" => roles::update_role(cx),
+        "UpdateAssumeRolePolicy" => roles::update_assume_role_policy(cx),
+        "PutRolePolicy" => roles::put_role_policy(cx),
+        "GetRolePolicy" => roles::get_role_policy(cx),
+        "ListRolePolicies" => roles::list_role_policies(cx),
+        "DeleteRolePolicy" => roles::delete_role_policy(cx),
+        "AttachRolePolicy" => roles::attach_role_policy(cx),
+        "DetachRolePolicy" => roles::detach_role_policy(cx),
+        "ListAttachedRolePolicies" => roles::list_attached_role_policies(cx),
+        "CreateOpenIDConnectProvider" => oidc_providers::create_open_id_connect_provider(cx),
+        "GetOpenIDConnectProvider" => oidc_providers::get_open_id_connect_provider(cx),
+        "ListOpenIDConnectProviders" => oidc_providers::list_open_id_connect_providers(cx),
+        "DeleteOpenIDConnectProvider" => oidc_providers::delete_open_id_connect_provider(cx),
+        "AddClientIDToOpenIDConnectProvider" => oidc_providers::add_client_id(cx),
+        "RemoveClientIDFromOpenIDConnectProvider" => oidc_providers::remove_client_id(cx),
         "CreatePolicy" => policies::create_policy(cx),
         "GetPolicy" => policies::get_policy(cx),
         "GetPolicyVersion" => policies::get_policy_version(cx),
@@ -289,7 +311,7 @@ impl Cx<'_> {
         match (self.params().get("UserName"), self.req.caller) {
             (Some(name), _) => Ok(name.to_owned()),
             (None, Caller::User(identity)) => Ok(identity.name.clone()),
-            (None, Caller::Root) => Err(ApiError::Iam(IamError::Validation(
+            (None, Caller::Root | Caller::Session(_)) => Err(ApiError::Iam(IamError::Validation(
                 "Must specify userName when calling with non-User credentials".into(),
             ))),
         }
@@ -308,49 +330,40 @@ impl Cx<'_> {
         resource: &str,
         keys: &[(&'static str, &str)],
     ) -> Result<(), ApiError> {
-        let Caller::User(identity) = self.req.caller else {
-            return Ok(());
-        };
-        let sources: Vec<Source<'_>> = identity
-            .policies
-            .iter()
-            .map(|p| Source::new(&p.name, &p.policy))
-            .collect();
-        let set = PolicySet {
-            identity: &sources,
-            resource_account: Some(self.account()),
-            ..Default::default()
-        };
-        let mut ctx = self.context(identity);
+        let caller = self.req.caller;
+        if let Caller::Session(session) = caller
+            && !matches!(session.kind, crate::SessionKind::Role(_))
+        {
+            // As IAM does for GetSessionToken credentials without MFA.
+            return Err(ApiError::AccessDenied(format!(
+                "User: {} is not authorized to perform: {action} on resource: {resource} with session credentials",
+                session.arn
+            )));
+        }
+        let mut ctx = self.context();
         for (key, value) in keys {
             ctx.insert(*key, (*value).to_owned());
         }
-        let principal = identity.principal();
-        let decision = authorize(&set, &Request::new(action, resource, &ctx).by(&principal));
-        tracing::debug!(principal = %identity.arn, action, resource, %decision, "authorization");
-        if decision.verdict.is_allowed() {
+        let verdict = caller.authorize(self.account(), action, resource, &mut ctx, None);
+        if verdict.is_allowed() {
             Ok(())
         } else {
             Err(ApiError::AccessDenied(format!(
                 "User: {} is not authorized to perform: {action} on resource: {resource}",
-                identity.arn
+                caller.arn(self.account())
             )))
         }
     }
 
-    fn context(&self, identity: &crate::Identity) -> Context {
-        let mut ctx = Context::with_capacity(10);
+    /// The request's own condition keys; the caller's are added by [`Caller::authorize`].
+    fn context(&self) -> Context {
+        let mut ctx = Context::with_capacity(12);
         if let Some(ip) = self.req.source_ip {
             ctx.insert("aws:SourceIp", ip.to_string());
         }
         ctx.insert("aws:SecureTransport", self.req.secure_transport.to_string());
         ctx.insert("aws:CurrentTime", iso8601(self.req.now));
         ctx.insert("aws:EpochTime", self.req.now.to_string());
-        ctx.insert("aws:username", identity.name.clone());
-        ctx.insert("aws:userid", identity.user_id.clone());
-        ctx.insert("aws:PrincipalArn", identity.arn.clone());
-        ctx.insert("aws:PrincipalAccount", identity.account_id.clone());
-        ctx.insert("aws:PrincipalType", "User");
         ctx
     }
 

@@ -27,6 +27,7 @@ struct View {
     path: String,
     default_version: String,
     attachments: usize,
+    boundary_usage: usize,
     description: String,
     created: i64,
     updated: i64,
@@ -39,6 +40,7 @@ impl View {
             name: p.name.clone(),
             id: p.id.clone(),
             attachments: state.attachment_count(&arn),
+            boundary_usage: state.boundary_usage_count(&arn),
             arn,
             path: p.path.clone(),
             default_version: format!("v{}", p.default_version),
@@ -56,6 +58,7 @@ impl View {
             path: "/".into(),
             default_version: m.version_id.to_owned(),
             attachments: state.attachment_count(m.arn),
+            boundary_usage: state.boundary_usage_count(m.arn),
             description: m.description.to_owned(),
             created: AWS_MANAGED_DATE,
             updated: AWS_MANAGED_DATE,
@@ -69,7 +72,7 @@ impl View {
             .text("Path", &self.path)
             .text("DefaultVersionId", &self.default_version)
             .value("AttachmentCount", self.attachments)
-            .value("PermissionsBoundaryUsageCount", 0)
+            .value("PermissionsBoundaryUsageCount", self.boundary_usage)
             .value("IsAttachable", true);
         if with_description && !self.description.is_empty() {
             x.text("Description", &self.description);

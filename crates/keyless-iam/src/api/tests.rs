@@ -454,3 +454,325 @@ fn control_characters_never_reach_the_xml() {
         "{body}"
     );
 }
+
+const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::111122223333:oidc-provider/oidc.example.com"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
+
+#[test]
+fn role_lifecycle_in_iam_xml() {
+    let f = Fixture::new();
+    let created = f.ok(
+        "CreateRole",
+        &[
+            ("RoleName", "registry"),
+            ("Path", "/gitlab/"),
+            ("AssumeRolePolicyDocument", TRUST),
+            ("Description", "registry pods"),
+            ("MaxSessionDuration", "7200"),
+            (
+                "PermissionsBoundary",
+                "arn:aws:iam::aws:policy/AmazonS3FullAccess",
+            ),
+            ("Tags.member.1.Key", "team"),
+            ("Tags.member.1.Value", "gitlab"),
+        ],
+    );
+    assert!(
+        created.contains(
+            "<CreateRoleResult><Role><Path>/gitlab/</Path><RoleName>registry</RoleName><RoleId>AROA"
+        ),
+        "{created}"
+    );
+    assert!(created.contains("<Arn>arn:aws:iam::111122223333:role/gitlab/registry</Arn><CreateDate>2026-11-25T12:00:00Z</CreateDate><AssumeRolePolicyDocument>%7B%22Version%22"));
+    assert!(created.contains("<Description>registry pods</Description><MaxSessionDuration>7200</MaxSessionDuration><PermissionsBoundary><PermissionsBoundaryType>PermissionsBoundaryPolicy</PermissionsBoundaryType><PermissionsBoundaryArn>arn:aws:iam::aws:policy/AmazonS3FullAccess</PermissionsBoundaryArn></PermissionsBoundary><Tags><member><Key>team</Key><Value>gitlab</Value></member></Tags></Role>"), "{created}");
+    let encoded = between(&created, "AssumeRolePolicyDocument");
+    let decoded = percent_encoding::percent_decode_str(encoded)
+        .decode_utf8()
+        .unwrap();
+    assert_eq!(decoded, TRUST);
+    f.fails(
+        "CreateRole",
+        &[("RoleName", "REGISTRY"), ("AssumeRolePolicyDocument", TRUST)],
+        409,
+        "<Code>EntityAlreadyExists</Code><Message>Role with name REGISTRY already exists.</Message>",
+    );
+    let got = f.ok("GetRole", &[("RoleName", "Registry")]);
+    assert!(
+        got.contains("<RoleLastUsed></RoleLastUsed></Role></GetRoleResult>"),
+        "{got}"
+    );
+    let listed = f.ok("ListRoles", &[("PathPrefix", "/gitlab/")]);
+    assert!(listed.contains("<Roles><member><Path>/gitlab/</Path><RoleName>registry</RoleName>"));
+    assert!(!listed.contains("<Tags>") && !listed.contains("PermissionsBoundary"));
+    assert!(
+        !f.ok("ListRoles", &[("PathPrefix", "/other/")])
+            .contains("<member>")
+    );
+    let role = f.store.snapshot();
+    let compiled = role.directory.role("registry").unwrap();
+    assert_eq!(compiled.max_session_duration, 7200);
+    assert_eq!(
+        compiled.boundary.as_ref().unwrap().name,
+        "AmazonS3FullAccess"
+    );
+
+    f.ok(
+        "UpdateRole",
+        &[("RoleName", "registry"), ("MaxSessionDuration", "43200")],
+    );
+    f.fails(
+        "UpdateRole",
+        &[("RoleName", "registry"), ("MaxSessionDuration", "43201")],
+        400,
+        "Member must have value less than or equal to 43200",
+    );
+    let with_resource = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole","Resource":"*"}}"#;
+    f.fails(
+        "UpdateAssumeRolePolicy",
+        &[("RoleName", "registry"), ("PolicyDocument", with_resource)],
+        400,
+        "<Code>MalformedPolicyDocument</Code><Message>Has prohibited field Resource</Message>",
+    );
+    let open = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole"}}"#;
+    f.ok(
+        "UpdateAssumeRolePolicy",
+        &[("RoleName", "registry"), ("PolicyDocument", open)],
+    );
+    assert_eq!(
+        f.store
+            .snapshot()
+            .state
+            .role("registry")
+            .unwrap()
+            .assume_role_policy,
+        open
+    );
+    f.fails(
+        "GetRole",
+        &[("RoleName", "nobody")],
+        404,
+        "<Message>The role with name nobody cannot be found.</Message>",
+    );
+}
+
+#[test]
+fn role_policies_are_put_attached_and_block_deletion() {
+    let f = Fixture::new();
+    f.ok(
+        "CreateRole",
+        &[("RoleName", "ci"), ("AssumeRolePolicyDocument", TRUST)],
+    );
+    let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
+    f.ok(
+        "PutRolePolicy",
+        &[
+            ("RoleName", "ci"),
+            ("PolicyName", "read"),
+            ("PolicyDocument", doc),
+        ],
+    );
+    let got = f.ok(
+        "GetRolePolicy",
+        &[("RoleName", "ci"), ("PolicyName", "read")],
+    );
+    assert!(
+        got.contains("<RoleName>ci</RoleName><PolicyName>read</PolicyName><PolicyDocument>%7B")
+    );
+    let names = f.ok("ListRolePolicies", &[("RoleName", "ci")]);
+    assert!(names.contains(
+        "<PolicyNames><member>read</member></PolicyNames><IsTruncated>false</IsTruncated>"
+    ));
+    let arn = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
+    f.ok(
+        "AttachRolePolicy",
+        &[("RoleName", "ci"), ("PolicyArn", arn)],
+    );
+    let attached = f.ok("ListAttachedRolePolicies", &[("RoleName", "ci")]);
+    assert!(attached.contains("<AttachedPolicies><member><PolicyName>AmazonS3ReadOnlyAccess</PolicyName><PolicyArn>arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess</PolicyArn></member></AttachedPolicies>"), "{attached}");
+    let snapshot = f.store.snapshot();
+    let names: Vec<&str> = snapshot
+        .directory
+        .role("ci")
+        .unwrap()
+        .policies
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, ["read", "AmazonS3ReadOnlyAccess"]);
+    f.fails(
+        "DeleteRole",
+        &[("RoleName", "ci")],
+        409,
+        "<Code>DeleteConflict</Code><Message>Cannot delete entity, must delete policies first.</Message>",
+    );
+    f.ok(
+        "DeleteRolePolicy",
+        &[("RoleName", "ci"), ("PolicyName", "read")],
+    );
+    f.fails(
+        "GetRolePolicy",
+        &[("RoleName", "ci"), ("PolicyName", "read")],
+        404,
+        "The role policy with name read cannot be found.",
+    );
+    f.fails(
+        "DeleteRole",
+        &[("RoleName", "ci")],
+        409,
+        "Cannot delete entity, must detach all policies first.",
+    );
+    f.fails(
+        "AttachRolePolicy",
+        &[
+            ("RoleName", "ci"),
+            ("PolicyArn", "arn:aws:iam::aws:policy/Nope"),
+        ],
+        404,
+        "Policy arn:aws:iam::aws:policy/Nope does not exist or is not attachable.",
+    );
+    f.ok(
+        "DetachRolePolicy",
+        &[("RoleName", "ci"), ("PolicyArn", arn)],
+    );
+    f.ok("DeleteRole", &[("RoleName", "ci")]);
+    assert!(f.store.snapshot().directory.role("ci").is_none());
+}
+
+#[test]
+fn oidc_providers_in_iam_xml() {
+    let f = Fixture::new();
+    let url = "https://oidc.eks.us-east-1.amazonaws.com/id/ABC";
+    let arn = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC";
+    let created = f.ok(
+        "CreateOpenIDConnectProvider",
+        &[
+            ("Url", url),
+            ("ClientIDList.member.1", "sts.amazonaws.com"),
+            (
+                "ThumbprintList.member.1",
+                "9e99a48a9960b14926bb7f3b02e22da2b0ab7280",
+            ),
+            ("Tags.member.1.Key", "cluster"),
+            ("Tags.member.1.Value", "main"),
+        ],
+    );
+    assert!(created.contains(&format!("<CreateOpenIDConnectProviderResult><OpenIDConnectProviderArn>{arn}</OpenIDConnectProviderArn><Tags><member><Key>cluster</Key>")), "{created}");
+    let got = f.ok(
+        "GetOpenIDConnectProvider",
+        &[("OpenIDConnectProviderArn", arn)],
+    );
+    assert!(got.contains("<Url>oidc.eks.us-east-1.amazonaws.com/id/ABC</Url><ClientIDList><member>sts.amazonaws.com</member></ClientIDList><ThumbprintList><member>9e99a48a9960b14926bb7f3b02e22da2b0ab7280</member></ThumbprintList><CreateDate>2026-11-25T12:00:00Z</CreateDate>"), "{got}");
+    let listed = f.ok("ListOpenIDConnectProviders", &[]);
+    assert!(listed.contains(&format!(
+        "<OpenIDConnectProviderList><member><Arn>{arn}</Arn></member></OpenIDConnectProviderList>"
+    )));
+    f.fails(
+        "CreateOpenIDConnectProvider",
+        &[("Url", url)],
+        409,
+        &format!("<Code>EntityAlreadyExists</Code><Message>Provider with url {url} already exists.</Message>"),
+    );
+    f.fails(
+        "CreateOpenIDConnectProvider",
+        &[("Url", "http://issuer.example")],
+        400,
+        "<Code>InvalidInput</Code><Message>Invalid Open ID Connect Provider URL. The URL must begin with https://.</Message>",
+    );
+    f.ok(
+        "CreateOpenIDConnectProvider",
+        &[("Url", "http://127.0.0.1:9000")],
+    );
+    let on = ("OpenIDConnectProviderArn", arn);
+    f.ok(
+        "AddClientIDToOpenIDConnectProvider",
+        &[on, ("ClientID", "gitlab")],
+    );
+    f.ok(
+        "AddClientIDToOpenIDConnectProvider",
+        &[on, ("ClientID", "gitlab")],
+    );
+    f.ok(
+        "RemoveClientIDFromOpenIDConnectProvider",
+        &[on, ("ClientID", "sts.amazonaws.com")],
+    );
+    let snapshot = f.store.snapshot();
+    let provider = snapshot.directory.oidc_provider(url).unwrap();
+    assert_eq!(provider.client_ids, ["gitlab"]);
+    assert!(
+        snapshot
+            .directory
+            .oidc_provider("http://127.0.0.1:9000/")
+            .is_some()
+    );
+    f.ok("DeleteOpenIDConnectProvider", &[on]);
+    f.fails(
+        "GetOpenIDConnectProvider",
+        &[on],
+        404,
+        &format!("<Message>OpenIDConnect Provider not found for arn {arn}</Message>"),
+    );
+    f.fails("DeleteOpenIDConnectProvider", &[on], 404, "NoSuchEntity");
+}
+
+#[test]
+fn role_and_provider_actions_are_authorized() {
+    let f = Fixture::new();
+    f.ok("CreateUser", &[("UserName", "reader")]);
+    f.ok(
+        "AttachUserPolicy",
+        &[
+            ("UserName", "reader"),
+            ("PolicyArn", "arn:aws:iam::aws:policy/IAMReadOnlyAccess"),
+        ],
+    );
+    f.ok("CreateUser", &[("UserName", "delegate")]);
+    let bounded = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"iam:CreateRole","Resource":"arn:aws:iam::111122223333:role/app/*","Condition":{"StringEquals":{"iam:PermissionsBoundary":"arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"}}}}"#;
+    f.ok(
+        "PutUserPolicy",
+        &[
+            ("UserName", "delegate"),
+            ("PolicyName", "bounded"),
+            ("PolicyDocument", bounded),
+        ],
+    );
+    f.ok(
+        "CreateRole",
+        &[("RoleName", "ci"), ("AssumeRolePolicyDocument", TRUST)],
+    );
+    let reader = f.user("reader");
+    assert_eq!(
+        f.call_as(&reader, "GetRole", &[("RoleName", "ci")]).status,
+        200
+    );
+    assert_eq!(
+        f.call_as(&reader, "ListOpenIDConnectProviders", &[]).status,
+        200
+    );
+    let denied = f.call_as(&reader, "DeleteRole", &[("RoleName", "ci")]);
+    assert!(denied.body.contains("<Message>User: arn:aws:iam::111122223333:user/reader is not authorized to perform: iam:DeleteRole on resource: arn:aws:iam::111122223333:role/ci</Message>"), "{}", denied.body);
+    let denied = f.call_as(
+        &reader,
+        "CreateOpenIDConnectProvider",
+        &[("Url", "https://issuer.example")],
+    );
+    assert!(denied.body.contains("iam:CreateOpenIDConnectProvider on resource: arn:aws:iam::111122223333:oidc-provider/issuer.example"), "{}", denied.body);
+
+    let delegate = f.user("delegate");
+    let create = |boundary: Option<&str>| {
+        let mut params = vec![
+            ("RoleName", "app-role"),
+            ("Path", "/app/"),
+            ("AssumeRolePolicyDocument", TRUST),
+        ];
+        params.extend(boundary.map(|b| ("PermissionsBoundary", b)));
+        f.call_as(&delegate, "CreateRole", &params).status
+    };
+    assert_eq!(create(None), 403);
+    assert_eq!(
+        create(Some("arn:aws:iam::aws:policy/AdministratorAccess")),
+        403
+    );
+    assert_eq!(
+        create(Some("arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess")),
+        200
+    );
+}

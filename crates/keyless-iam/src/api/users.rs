@@ -6,7 +6,7 @@
 use super::xml::Xml;
 use super::{ApiError, Cx, Outcome};
 use crate::state::{AccessKey, User};
-use crate::{Caller, IamError, ids, managed};
+use crate::{Caller, IamError, IamState, ids, managed};
 
 /// Parameters Keyless does not store yet: refused, rather than silently dropped.
 fn refuse_unsupported(cx: &Cx<'_>, names: &[&str]) -> Result<(), ApiError> {
@@ -279,14 +279,17 @@ pub(super) fn detach_user_policy(cx: &Cx<'_>) -> Outcome {
 
 pub(super) fn list_attached_user_policies(cx: &Cx<'_>) -> Outcome {
     let name = cx.params().required("UserName")?;
-    let prefix = cx.params().get("PathPrefix").unwrap_or("/");
-    let page = cx.params().page()?;
     cx.authorize("iam:ListAttachedUserPolicies", &cx.user_arn(name))?;
     let snapshot = cx.store.snapshot();
-    let state = &snapshot.state;
-    let attached: Vec<(String, &String)> = state
-        .user(name)?
-        .attached
+    attached_policies(cx, &snapshot.state, &snapshot.state.user(name)?.attached)
+}
+
+/// A `ListAttached...Policies` result: `attached` (a user's or role's) with their names,
+/// selected by `PathPrefix` and paged.
+pub(super) fn attached_policies(cx: &Cx<'_>, state: &IamState, attached: &[String]) -> Outcome {
+    let prefix = cx.params().get("PathPrefix").unwrap_or("/");
+    let page = cx.params().page()?;
+    let attached: Vec<(String, &String)> = attached
         .iter()
         .filter_map(|arn| match managed::by_arn(arn) {
             // AWS managed policies Keyless carries all live at `/`.

@@ -1,0 +1,222 @@
+//! Who signed a request, once the signature checks out: the root user, an IAM user, or a
+//! session (of a role, or a user's own). One place decides what a caller may do, so that S3,
+//! IAM and STS apply the same evaluation logic: identity policies, then the role's
+//! permissions boundary and the session's policies, with the caller's `aws:*` keys.
+//!
+//! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html>
+
+use std::sync::Arc;
+
+use keyless_policy::{Context, PolicySet, Principal, Request, Source, Verdict, authorize};
+use keyless_types::time::iso8601;
+
+use crate::session::{SessionClaims, SessionSubject};
+use crate::state::UserPolicy;
+use crate::{Identity, RoleIdentity};
+
+/// Who signed a request.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The account's root user: everything in the account.
+    Root,
+    /// An IAM user, with its identity policies.
+    User(Arc<Identity>),
+    /// Temporary credentials.
+    Session(Arc<Session>),
+}
+
+/// A session, resolved against the current IAM state: a role that was deleted, or a user that
+/// was, takes its sessions with it.
+#[derive(Debug)]
+pub struct Session {
+    /// The temporary access key id.
+    pub access_key_id: String,
+    /// What the token says.
+    pub claims: SessionClaims,
+    /// Whose session it is, as it stands now.
+    pub kind: SessionKind,
+    /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`, or the user's (root's) ARN.
+    pub arn: String,
+    /// `ROLEID:SESSION`, or the user's id (the account id for root).
+    pub user_id: String,
+    /// The account.
+    pub account_id: String,
+    /// The compiled session policies; `None` when the session has none (which limits nothing).
+    pub session_policies: Option<Vec<UserPolicy>>,
+}
+
+/// Whose session it is.
+#[derive(Debug, Clone)]
+pub enum SessionKind {
+    /// A role's.
+    Role(Arc<RoleIdentity>),
+    /// An IAM user's own (GetSessionToken).
+    User(Arc<Identity>),
+    /// The root user's own (GetSessionToken).
+    Root,
+}
+
+impl Session {
+    /// The role session's name, for role sessions.
+    pub fn session_name(&self) -> Option<&str> {
+        match &self.claims.subject {
+            SessionSubject::Role { session_name, .. } => Some(session_name),
+            _ => None,
+        }
+    }
+}
+
+fn sources(policies: &[UserPolicy]) -> Vec<Source<'_>> {
+    policies
+        .iter()
+        .map(|p| Source::new(&p.name, &p.policy))
+        .collect()
+}
+
+impl Caller {
+    /// Whether the caller has the root user's powers (root, or a root session).
+    pub fn is_root(&self) -> bool {
+        match self {
+            Self::Root => true,
+            Self::User(_) => false,
+            Self::Session(s) => matches!(s.kind, SessionKind::Root),
+        }
+    }
+
+    /// The caller's ARN: the user's, root's, or the assumed-role session's.
+    pub fn arn(&self, account_id: &str) -> String {
+        match self {
+            Self::Root => format!("arn:aws:iam::{account_id}:root"),
+            Self::User(user) => user.arn.clone(),
+            Self::Session(session) => session.arn.clone(),
+        }
+    }
+
+    /// The caller's unique id, as GetCallerIdentity and `aws:userid` give it.
+    pub fn user_id(&self, account_id: &str) -> String {
+        match self {
+            Self::Root => account_id.to_owned(),
+            Self::User(user) => user.user_id.clone(),
+            Self::Session(session) => session.user_id.clone(),
+        }
+    }
+
+    /// The principal that resource-based and trust policies match.
+    pub fn principal(&self, account_id: &str) -> Principal {
+        match self {
+            Self::User(user) => user.principal(),
+            Self::Session(session) => match &session.kind {
+                SessionKind::Role(role) => Principal::RoleSession {
+                    session_arn: session.arn.clone(),
+                    role_arn: role.arn.clone(),
+                    account: session.account_id.clone(),
+                },
+                SessionKind::User(user) => user.principal(),
+                SessionKind::Root => Principal::User {
+                    arn: format!("arn:aws:iam::{account_id}:root"),
+                    account: account_id.to_owned(),
+                },
+            },
+            Self::Root => Principal::User {
+                arn: format!("arn:aws:iam::{account_id}:root"),
+                account: account_id.to_owned(),
+            },
+        }
+    }
+
+    /// The global condition keys that describe the caller.
+    ///
+    /// <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html>
+    pub fn insert_context(&self, account_id: &str, ctx: &mut Context) {
+        ctx.insert("aws:PrincipalAccount", account_id.to_owned());
+        ctx.insert("aws:userid", self.user_id(account_id));
+        match self {
+            Self::Root => {
+                ctx.insert("aws:PrincipalArn", self.arn(account_id));
+                ctx.insert("aws:PrincipalType", "Account");
+            }
+            Self::User(user) => {
+                ctx.insert("aws:username", user.name.clone());
+                ctx.insert("aws:PrincipalArn", user.arn.clone());
+                ctx.insert("aws:PrincipalType", "User");
+            }
+            Self::Session(session) => {
+                ctx.insert("aws:TokenIssueTime", iso8601(session.claims.issued));
+                match &session.kind {
+                    SessionKind::Role(role) => {
+                        ctx.insert("aws:PrincipalArn", role.arn.clone());
+                        ctx.insert("aws:PrincipalType", "AssumedRole");
+                        for (key, value) in &role.tags {
+                            if !session.claims.tags.iter().any(|(k, _)| k == key) {
+                                ctx.insert(format!("aws:PrincipalTag/{key}"), value.clone());
+                            }
+                        }
+                        for (key, value) in &session.claims.tags {
+                            ctx.insert(format!("aws:PrincipalTag/{key}"), value.clone());
+                        }
+                        if let Some(source) = &session.claims.source_identity {
+                            ctx.insert("aws:SourceIdentity", source.clone());
+                        }
+                        if let Some((provider, _, _)) = &session.claims.web_identity {
+                            ctx.insert("aws:FederatedProvider", provider.clone());
+                        }
+                    }
+                    SessionKind::User(user) => {
+                        ctx.insert("aws:username", user.name.clone());
+                        ctx.insert("aws:PrincipalArn", user.arn.clone());
+                        ctx.insert("aws:PrincipalType", "User");
+                    }
+                    SessionKind::Root => {
+                        ctx.insert("aws:PrincipalArn", session.arn.clone());
+                        ctx.insert("aws:PrincipalType", "Account");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides `action` on `resource` for this caller, with `resource_policy` (a bucket
+    /// policy, a role's trust policy) owned by `account_id`. `ctx` must already hold the
+    /// request's keys; the caller's own are added here. The decision is logged at debug level,
+    /// never returned to the client.
+    pub fn authorize(
+        &self,
+        account_id: &str,
+        action: &str,
+        resource: &str,
+        ctx: &mut Context,
+        resource_policy: Option<Source<'_>>,
+    ) -> Verdict {
+        if self.is_root() {
+            return Verdict::Allowed;
+        }
+        self.insert_context(account_id, ctx);
+        let principal = self.principal(account_id);
+        let (identity, boundary, session) = match self {
+            Self::Root => return Verdict::Allowed,
+            Self::User(user) => (sources(&user.policies), None, None),
+            Self::Session(s) => {
+                let session = s.session_policies.as_deref().map(sources);
+                match &s.kind {
+                    SessionKind::Role(role) => (
+                        sources(&role.policies),
+                        role.boundary.as_ref().map(|b| sources(std::slice::from_ref(b))),
+                        session,
+                    ),
+                    SessionKind::User(user) => (sources(&user.policies), None, session),
+                    SessionKind::Root => (Vec::new(), None, session),
+                }
+            }
+        };
+        let set = PolicySet {
+            identity: &identity,
+            boundary: boundary.as_deref(),
+            session: session.as_deref(),
+            resource: resource_policy,
+            resource_account: Some(account_id),
+        };
+        let decision = authorize(&set, &Request::new(action, resource, ctx).by(&principal));
+        tracing::debug!(principal = principal.arn().unwrap_or("-"), action, resource, %decision, "authorization");
+        decision.verdict
+    }
+}

@@ -1,0 +1,43 @@
+//! OpenID Connect for service-account tokens: verification of JWTs against an issuer's JWKS
+//! (what STS `AssumeRoleWithWebIdentity` does), and Keyless's own issuer, which publishes
+//! discovery and key documents and mints Kubernetes-style service-account tokens.
+//!
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html>
+//!
+//! The library reads no clock: every check takes `now`, in unix seconds. Verifying a token:
+//!
+//! 1. [`unverified_issuer`] reads `iss`, to find the IAM provider ([`provider_key`]) — not
+//!    trusted yet;
+//! 2. [`JwksCache::keys_for`] gives that issuer's keys (or [`Issuer::key_set`] for Keyless's
+//!    own);
+//! 3. [`verify`] checks signature and claims; on [`OidcError::UnknownKey`], call
+//!    [`JwksCache::refresh`] and verify once more.
+#![warn(missing_docs, unreachable_pub)]
+
+mod error;
+mod fetch;
+mod issuer;
+mod jwks;
+mod jwt;
+mod keys;
+mod remote;
+mod url;
+mod verify;
+
+#[cfg(test)]
+mod hostile;
+#[cfg(test)]
+mod testkit;
+
+pub use error::OidcError;
+pub use fetch::{FETCH_TIMEOUT, Fetch, HttpFetch, MAX_FETCH_BYTES, MemoryFetch};
+pub use issuer::{Issuer, MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, Pod, ServiceAccountClaims};
+pub use jwks::{KeySet, MAX_JWKS_BYTES, MAX_JWKS_KEYS};
+pub use jwt::{Alg, MAX_TOKEN_BYTES};
+pub use keys::{IssuerKeys, SigningKey};
+pub use remote::{JWKS_TTL_SECONDS, JwksCache, MAX_STALE_SECONDS, MIN_REFRESH_SECONDS};
+pub use url::{
+    DISCOVERY_PATH, JWKS_PATH, MAX_PROVIDER_URL_LEN, check_provider_url, discovery_url, jwks_url,
+    provider_key,
+};
+pub use verify::{DEFAULT_LEEWAY_SECONDS, Expectations, VerifiedToken, unverified_issuer, verify};

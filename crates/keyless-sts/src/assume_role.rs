@@ -1,0 +1,182 @@
+//! AssumeRole, GetSessionToken and GetCallerIdentity: the signed calls. A role is assumed when
+//! its trust policy and the caller's identity policies allow `sts:AssumeRole`, by the same
+//! evaluation logic as every other request.
+//!
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html>
+
+use keyless_iam::api::xml::Xml;
+use keyless_iam::session::{SessionClaims, SessionSubject};
+use keyless_iam::{Caller, RoleIdentity, SessionKind};
+use keyless_policy::Source;
+
+use crate::service::{
+    MAX_CHAINED_DURATION, MIN_DURATION, StsRequest, credentials, duration, missing,
+    request_context, session_extras, session_name,
+};
+use crate::{Sts, StsError};
+
+/// The longest session of an IAM user (36 hours).
+const MAX_USER_SESSION: i64 = 129_600;
+/// The longest session of the root user.
+const MAX_ROOT_SESSION: i64 = 3600;
+
+/// `<AssumedRoleUser>` of a role session.
+pub(crate) fn assumed_role_user(out: &mut Xml, account_id: &str, role: &RoleIdentity, session: &str) {
+    out.open("AssumedRoleUser")
+        .text(
+            "AssumedRoleId",
+            &format!("{}:{session}", role.role_id),
+        )
+        .text(
+            "Arn",
+            &format!("arn:aws:sts::{account_id}:assumed-role/{}/{session}", role.name),
+        )
+        .close("AssumedRoleUser");
+}
+
+impl Sts {
+    pub(crate) fn get_caller_identity(&self, caller: &Caller) -> String {
+        let account = self.account_id();
+        let mut out = Xml::new();
+        out.text("Arn", &caller.arn(account))
+            .text("UserId", &caller.user_id(account))
+            .text("Account", account);
+        out.finish()
+    }
+
+    pub(crate) fn assume_role(&self, req: &StsRequest<'_>, caller: &Caller) -> Result<String, StsError> {
+        let params = req.params;
+        let account = self.account_id();
+        let role_arn = params.get("RoleArn").ok_or_else(|| missing("roleArn"))?;
+        let session = session_name(params)?;
+        if caller.is_root() {
+            return Err(StsError::AccessDenied(
+                "Roles may not be assumed by root accounts.".into(),
+            ));
+        }
+        if params.mentions("SerialNumber") || params.mentions("TokenCode") {
+            return Err(StsError::AccessDenied(
+                "MultiFactorAuthentication failed: this endpoint has no MFA devices".into(),
+            ));
+        }
+        let denied = || {
+            StsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                caller.arn(account)
+            ))
+        };
+        let snapshot = self.store.snapshot();
+        let role = snapshot.directory.role_by_arn(role_arn).ok_or_else(denied)?;
+        let chained = matches!(caller, Caller::Session(s) if matches!(s.kind, SessionKind::Role(_)));
+        let max = if chained {
+            MAX_CHAINED_DURATION
+        } else {
+            i64::from(role.max_session_duration)
+        };
+        let seconds = duration(
+            params,
+            max,
+            if chained {
+                "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining."
+            } else {
+                "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+            },
+        )?;
+        let extras = session_extras(params, self.store.as_ref(), true)?;
+        let source_identity = params.get("SourceIdentity").map(str::to_owned);
+        let mut ctx = request_context(req);
+        if let Some(external_id) = params.get("ExternalId") {
+            ctx.insert("sts:ExternalId", external_id.to_owned());
+        }
+        ctx.insert("sts:RoleSessionName", session.clone());
+        if let Some(source) = &source_identity {
+            ctx.insert("sts:SourceIdentity", source.clone());
+        }
+        for (key, value) in &extras.tags {
+            ctx.insert(format!("aws:RequestTag/{key}"), value.clone());
+        }
+        if !extras.tags.is_empty() {
+            ctx.insert_multi("aws:TagKeys", extras.tags.iter().map(|(k, _)| k.clone()));
+        }
+        let verdict = caller.authorize(
+            account,
+            "sts:AssumeRole",
+            &role.arn,
+            &mut ctx,
+            Some(Source::new("trust policy", &role.trust)),
+        );
+        if !verdict.is_allowed() {
+            return Err(denied());
+        }
+        let claims = SessionClaims {
+            subject: SessionSubject::Role {
+                arn: role.arn.clone(),
+                session_name: session.clone(),
+            },
+            issued: req.now,
+            expires: req.now + seconds,
+            policy: extras.policy,
+            policy_arns: extras.policy_arns,
+            tags: extras.tags,
+            source_identity: source_identity.clone(),
+            web_identity: None,
+        };
+        let mut out = Xml::new();
+        credentials(&mut out, &self.key, &claims)?;
+        assumed_role_user(&mut out, account, role, &session);
+        if let Some(percent) = extras.packed_percent {
+            out.value("PackedPolicySize", percent);
+        }
+        if let Some(source) = &source_identity {
+            out.text("SourceIdentity", source);
+        }
+        tracing::info!(caller = %caller.arn(account), role = %role.arn, session = %session, expires = claims.expires, "role assumed");
+        Ok(out.finish())
+    }
+
+    pub(crate) fn get_session_token(
+        &self,
+        req: &StsRequest<'_>,
+        caller: &Caller,
+    ) -> Result<String, StsError> {
+        let (subject, max) = match caller {
+            Caller::Root => (SessionSubject::Root, MAX_ROOT_SESSION),
+            Caller::User(user) => (SessionSubject::User(user.name.clone()), MAX_USER_SESSION),
+            Caller::Session(_) => {
+                return Err(StsError::AccessDenied(
+                    "Cannot call GetSessionToken with session credentials".into(),
+                ));
+            }
+        };
+        let seconds = match req.params.get("DurationSeconds") {
+            None => (12 * 3600).min(max),
+            Some(_) => duration(
+                req.params,
+                max.max(MIN_DURATION),
+                "The requested DurationSeconds exceeds the session limit for this caller.",
+            )
+            .or_else(|e| match e {
+                // Users may ask for up to 36 hours, past a role's 12.
+                StsError::Validation(_) if max > 43_200 => {
+                    let value: i64 = req.params.get("DurationSeconds").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    if (MIN_DURATION..=max).contains(&value) { Ok(value) } else { Err(e) }
+                }
+                other => Err(other),
+            })?,
+        };
+        let claims = SessionClaims {
+            subject,
+            issued: req.now,
+            expires: req.now + seconds,
+            policy: None,
+            policy_arns: Vec::new(),
+            tags: Vec::new(),
+            source_identity: None,
+            web_identity: None,
+        };
+        let mut out = Xml::new();
+        credentials(&mut out, &self.key, &claims)?;
+        Ok(out.finish())
+    }
+}

@@ -1,0 +1,16 @@
+//! STS: temporary credentials for roles and users. AssumeRoleWithWebIdentity (a Kubernetes
+//! service-account token for a role's credentials), AssumeRole, GetSessionToken and
+//! GetCallerIdentity, with AWS's XML and error texts, over session tokens that are sealed and
+//! need no session table.
+#![warn(missing_docs, unreachable_pub)]
+
+mod assume_role;
+mod error;
+mod seal;
+mod service;
+mod web_identity;
+
+pub use error::StsError;
+pub use seal::{MAX_TOKEN_LEN, SessionKey};
+pub use service::{STS_NAMESPACE, Sts, StsRequest, StsResponse, error_response, is_unsigned_action};
+pub use web_identity::{TokenVerifier, WebToken, peek_issuer, session_tags};

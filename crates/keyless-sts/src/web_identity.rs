@@ -1,0 +1,189 @@
+//! AssumeRoleWithWebIdentity: a service-account token (an OIDC JWT) exchanged for a role's
+//! temporary credentials. The token's issuer must be a registered OIDC provider, its signature
+//! must check out against the issuer's keys, its audience must be one of the provider's client
+//! ids, and the role's trust policy must allow `sts:AssumeRoleWithWebIdentity` to the provider
+//! with the token's claims as condition keys (`ISSUER:sub`, `ISSUER:aud`, ...).
+//!
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html>
+//! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#condition-keys-wif>
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyless_iam::ProviderIdentity;
+use keyless_iam::api::xml::Xml;
+use keyless_iam::session::{SessionClaims, SessionSubject};
+use keyless_policy::{PolicySet, Principal, Request, Source, authorize};
+
+use crate::assume_role::assumed_role_user;
+use crate::service::{
+    StsRequest, credentials, duration, missing, request_context, session_extras, session_name,
+};
+use crate::{Sts, StsError};
+
+/// The longest web identity token accepted, in characters (AWS's limit).
+pub(crate) const MAX_WEB_IDENTITY_TOKEN: usize = 20_000;
+
+/// The claim that carries session tags in a web identity token.
+const TAGS_CLAIM: &str = "https://aws.amazon.com/tags";
+
+/// What a verified web identity token says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebToken {
+    /// `sub`.
+    pub subject: String,
+    /// The audience that matched one of the provider's client ids.
+    pub audience: String,
+    /// Every claim with a string value or a list of strings, by claim name (`sub`, `aud`,
+    /// `amr`, `kubernetes.io/...` flattened are not included), for the trust policy's keys.
+    pub claims: Vec<(String, Vec<String>)>,
+    /// Session tags from the `https://aws.amazon.com/tags` claim's `principal_tags`.
+    pub session_tags: Vec<(String, String)>,
+}
+
+/// Checks web identity tokens for a provider: signature against the issuer's keys, issuer,
+/// audience, expiry. Implemented over `keyless-oidc` by the server, and by doubles in tests.
+pub trait TokenVerifier: Send + Sync + 'static {
+    /// Verifies `token` as issued by `provider`, at `now`.
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        provider: &'a ProviderIdentity,
+        now: i64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<WebToken, StsError>> + Send + 'a>>;
+}
+
+/// The `iss` of a token, read before any key is known (to find the provider whose keys will
+/// check it). Nothing else of the unverified token is used.
+pub fn peek_issuer(token: &str) -> Option<String> {
+    let mut parts = token.split('.');
+    let (_, Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
+}
+
+/// Session tags from the token's tag claim: `{"principal_tags": {"k": ["v"]}}`.
+pub fn session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    let Some(tags) = claims
+        .get(TAGS_CLAIM)
+        .and_then(|t| t.get("principal_tags"))
+        .and_then(|t| t.as_object())
+    else {
+        return Vec::new();
+    };
+    tags.iter()
+        .filter_map(|(key, value)| {
+            let value = match value {
+                serde_json::Value::Array(values) => values.first()?.as_str()?,
+                serde_json::Value::String(s) => s,
+                _ => return None,
+            };
+            Some((key.clone(), value.to_owned()))
+        })
+        .collect()
+}
+
+impl Sts {
+    pub(crate) async fn assume_role_with_web_identity(
+        &self,
+        req: &StsRequest<'_>,
+    ) -> Result<String, StsError> {
+        const ACTION: &str = "AssumeRoleWithWebIdentity";
+        let params = req.params;
+        let account = self.account_id();
+        let role_arn = params.get("RoleArn").ok_or_else(|| missing("roleArn"))?;
+        let session = session_name(params)?;
+        let token = params
+            .get("WebIdentityToken")
+            .ok_or_else(|| missing("webIdentityToken"))?;
+        if token.len() < 4 || token.len() > MAX_WEB_IDENTITY_TOKEN {
+            return Err(StsError::Validation(format!(
+                "1 validation error detected: Value at 'webIdentityToken' failed to satisfy constraint: Member must have length between 4 and {MAX_WEB_IDENTITY_TOKEN}"
+            )));
+        }
+        let issuer = peek_issuer(token).ok_or_else(|| {
+            StsError::InvalidIdentityToken(
+                "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)".into(),
+            )
+        })?;
+        let snapshot = self.store.snapshot();
+        let provider = snapshot.directory.oidc_provider(&issuer).ok_or_else(|| {
+            StsError::InvalidIdentityToken(format!(
+                "No OpenIDConnect provider found in your account for {issuer}"
+            ))
+        })?;
+        let web = self.verifier.verify(token, provider, req.now).await?;
+        let role = snapshot
+            .directory
+            .role_by_arn(role_arn)
+            .ok_or_else(|| StsError::not_authorized(ACTION))?;
+        let seconds = duration(
+            params,
+            i64::from(role.max_session_duration),
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        )?;
+        let mut extras = session_extras(params, self.store.as_ref(), false)?;
+        extras.tags = web.session_tags.clone();
+
+        let mut ctx = request_context(req);
+        for (claim, values) in &web.claims {
+            let key = format!("{}:{claim}", provider.key);
+            match values.as_slice() {
+                [one] => ctx.insert(key, one.clone()),
+                many => ctx.insert_multi(key, many.iter().cloned()),
+            };
+        }
+        // `aud` is the audience that matched, as IAM sets it (the full list is `oaud`'s).
+        ctx.insert(format!("{}:aud", provider.key), web.audience.clone());
+        ctx.insert("aws:FederatedProvider", provider.arn.clone());
+        ctx.insert("sts:RoleSessionName", session.clone());
+        for (key, value) in &extras.tags {
+            ctx.insert(format!("aws:RequestTag/{key}"), value.clone());
+        }
+        let principal = Principal::Federated(provider.arn.clone());
+        let trust = Source::new("trust policy", &role.trust);
+        let set = PolicySet {
+            resource: Some(trust),
+            ..Default::default()
+        };
+        let decision = authorize(
+            &set,
+            &Request::new("sts:AssumeRoleWithWebIdentity", &role.arn, &ctx).by(&principal),
+        );
+        tracing::debug!(provider = %provider.arn, sub = %web.subject, role = %role.arn, %decision, "web identity trust decision");
+        if !decision.verdict.is_allowed() {
+            return Err(StsError::not_authorized(ACTION));
+        }
+        let claims = SessionClaims {
+            subject: SessionSubject::Role {
+                arn: role.arn.clone(),
+                session_name: session.clone(),
+            },
+            issued: req.now,
+            expires: req.now + seconds,
+            policy: extras.policy,
+            policy_arns: extras.policy_arns,
+            tags: extras.tags,
+            source_identity: None,
+            web_identity: Some((
+                provider.arn.clone(),
+                web.subject.clone(),
+                web.audience.clone(),
+            )),
+        };
+        let mut out = Xml::new();
+        credentials(&mut out, &self.key, &claims)?;
+        out.text("SubjectFromWebIdentityToken", &web.subject);
+        assumed_role_user(&mut out, account, role, &session);
+        if let Some(percent) = extras.packed_percent {
+            out.value("PackedPolicySize", percent);
+        }
+        out.text("Provider", &provider.arn)
+            .text("Audience", &web.audience);
+        tracing::info!(provider = %provider.arn, sub = %web.subject, role = %role.arn, session = %session, expires = claims.expires, "role assumed with web identity");
+        Ok(out.finish())
+    }
+}

@@ -1,0 +1,252 @@
+//! The server's OIDC side: its own issuer (signing keys in the data folder, the discovery and
+//! JWKS documents served on the S3 port, tokens minted by `keyless token`), and the verifier
+//! STS checks web identity tokens with: the own issuer's keys in memory, a JWKS file the
+//! administrator gave for a cluster whose issuer is not reachable, or keys fetched from the
+//! issuer's discovery document and cached.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use anyhow::{Context as _, bail};
+use keyless_iam::ProviderIdentity;
+use keyless_oidc::{
+    Expectations, Issuer, IssuerKeys, JwksCache, KeySet, OidcError, ServiceAccountClaims,
+    SigningKey, provider_key, verify,
+};
+use keyless_sts::{StsError, TokenVerifier, WebToken, session_tags};
+
+/// The issuer's key ring in the data folder (mode 0600).
+pub(crate) const KEYS_FILE: &str = "oidc-keys.json";
+/// The issuer's URL, written by `keyless serve` for `keyless token`.
+pub(crate) const ISSUER_FILE: &str = "oidc-issuer";
+/// The longest token the issuer mints; a retired key stays published this long.
+pub(crate) const MAX_TOKEN_LIFETIME: i64 = 48 * 3600;
+
+/// The key ring of the data folder, created with one ES256 key on first use.
+pub(crate) fn load_keys(data_dir: &Path, now: i64) -> anyhow::Result<IssuerKeys> {
+    let file = data_dir.join(KEYS_FILE);
+    if !file.exists() {
+        let keys = IssuerKeys::new(SigningKey::generate_es256()?, now);
+        crate::private::create(&file, keys.to_json().expose().as_bytes())?;
+        tracing::info!(file = %file.display(), kid = keys.active().kid(), "created the OIDC issuer's signing key");
+        return Ok(keys);
+    }
+    let bytes = crate::private::read(&file)?;
+    IssuerKeys::from_json(&bytes).with_context(|| format!("`{}` is not a valid key ring", file.display()))
+}
+
+/// `keyless oidc rotate`: a new signing key; the old one stays published until the tokens it
+/// signed have expired.
+pub(crate) fn rotate(data_dir: &Path, now: i64) -> anyhow::Result<String> {
+    let file = data_dir.join(KEYS_FILE);
+    if !file.exists() {
+        bail!("`{}` does not exist: start `keyless serve` once first", file.display());
+    }
+    let mut keys = load_keys(data_dir, now)?;
+    keys.prune(now, MAX_TOKEN_LIFETIME);
+    keys.rotate(SigningKey::generate_es256()?, now)?;
+    crate::private::replace(&file, keys.to_json().expose().as_bytes())?;
+    Ok(keys.active().kid().to_owned())
+}
+
+struct Loaded {
+    modified: Option<SystemTime>,
+    issuer: Issuer,
+    key_set: KeySet,
+    jwks: String,
+    discovery: String,
+}
+
+impl Loaded {
+    fn new(url: &str, keys: IssuerKeys, modified: Option<SystemTime>) -> anyhow::Result<Self> {
+        let issuer = Issuer::new(url, keys)?;
+        Ok(Self {
+            modified,
+            key_set: issuer.key_set(),
+            jwks: issuer.jwks_json(),
+            discovery: issuer.discovery_json(),
+            issuer,
+        })
+    }
+}
+
+/// This server's issuer. The key ring is re-read when its file changes (after `keyless oidc
+/// rotate`), so a rotation needs no restart.
+pub(crate) struct OwnIssuer {
+    url: String,
+    key: String,
+    file: PathBuf,
+    loaded: RwLock<Arc<Loaded>>,
+}
+
+fn modified(file: &Path) -> Option<SystemTime> {
+    std::fs::metadata(file).and_then(|m| m.modified()).ok()
+}
+
+impl OwnIssuer {
+    pub(crate) fn open(data_dir: &Path, url: &str, now: i64) -> anyhow::Result<Self> {
+        keyless_oidc::check_provider_url(url).with_context(|| format!("--issuer `{url}`"))?;
+        let url = url.trim_end_matches('/');
+        let mut keys = load_keys(data_dir, now)?;
+        let file = data_dir.join(KEYS_FILE);
+        if keys.prune(now, MAX_TOKEN_LIFETIME) > 0 {
+            crate::private::replace(&file, keys.to_json().expose().as_bytes())?;
+        }
+        std::fs::write(data_dir.join(ISSUER_FILE), format!("{url}\n"))
+            .context("cannot record the issuer's URL")?;
+        Ok(Self {
+            url: url.to_owned(),
+            key: provider_key(url),
+            loaded: RwLock::new(Arc::new(Loaded::new(url, keys, modified(&file))?)),
+            file,
+        })
+    }
+
+    /// The issuer URL (`iss`).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        let loaded = Arc::clone(&self.loaded.read().unwrap_or_else(|e| e.into_inner()));
+        let now_modified = modified(&self.file);
+        if now_modified == loaded.modified {
+            return loaded;
+        }
+        let reloaded = crate::private::read(&self.file).and_then(|bytes| {
+            let keys = IssuerKeys::from_json(&bytes)?;
+            Loaded::new(&self.url, keys, now_modified)
+        });
+        match reloaded {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                tracing::info!(kid = fresh.issuer.keys().active().kid(), "reloaded the OIDC issuer's keys");
+                *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&fresh);
+                fresh
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload the OIDC issuer's keys; keeping the old ones");
+                loaded
+            }
+        }
+    }
+
+    /// The path of a document this issuer serves, if `path` is one: discovery or JWKS.
+    pub(crate) fn document(&self, path: &str) -> Option<String> {
+        let base = self.url.splitn(4, '/').nth(3).map(|p| format!("/{p}")).unwrap_or_default();
+        let rest = path.strip_prefix(base.as_str())?;
+        if rest == keyless_oidc::DISCOVERY_PATH {
+            Some(self.current().discovery.clone())
+        } else if rest == keyless_oidc::JWKS_PATH {
+            Some(self.current().jwks.clone())
+        } else {
+            None
+        }
+    }
+}
+
+/// Checks web identity tokens for STS.
+pub(crate) struct Verifier {
+    own: Arc<OwnIssuer>,
+    /// JWKS files given by the administrator, by provider key.
+    files: HashMap<String, KeySet>,
+    remote: JwksCache,
+}
+
+impl Verifier {
+    pub(crate) fn new(own: Arc<OwnIssuer>, files: HashMap<String, KeySet>, remote: JwksCache) -> Self {
+        Self { own, files, remote }
+    }
+
+    async fn check(
+        &self,
+        token: &str,
+        provider: &ProviderIdentity,
+        now: i64,
+    ) -> Result<keyless_oidc::VerifiedToken, OidcError> {
+        let issuer = provider.url.trim_end_matches('/');
+        let expect = Expectations::new(issuer, &provider.client_ids);
+        if provider.key == self.own.key {
+            return verify(token, &self.own.current().key_set, &expect, now);
+        }
+        if let Some(keys) = self.files.get(&provider.key) {
+            return verify(token, keys, &expect, now);
+        }
+        let keys = self.remote.keys_for(issuer, now).await?;
+        match verify(token, &keys, &expect, now) {
+            Err(OidcError::UnknownKey { .. }) => {
+                // A rotated key: fetch the issuer's keys again (rate limited) and retry once.
+                let keys = self.remote.refresh(issuer, now).await?;
+                verify(token, &keys, &expect, now)
+            }
+            other => other,
+        }
+    }
+}
+
+fn sts_error(e: &OidcError) -> StsError {
+    let message = e.aws_message();
+    match e {
+        OidcError::Expired { .. } => StsError::ExpiredToken(message),
+        OidcError::Fetch { .. } | OidcError::Discovery { .. } | OidcError::Jwks { .. } => {
+            StsError::IdpCommunication(message)
+        }
+        _ => StsError::InvalidIdentityToken(message),
+    }
+}
+
+impl TokenVerifier for Verifier {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        provider: &'a ProviderIdentity,
+        now: i64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<WebToken, StsError>> + Send + 'a>> {
+        Box::pin(async move {
+            let verified = self.check(token, provider, now).await.map_err(|e| {
+                tracing::info!(provider = %provider.arn, error = %e, "web identity token refused");
+                sts_error(&e)
+            })?;
+            let mut claims: Vec<(String, Vec<String>)> = Vec::new();
+            for (name, value) in verified.string_claims() {
+                match claims.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, values)) => values.push(value.to_owned()),
+                    None => claims.push((name.to_owned(), vec![value.to_owned()])),
+                }
+            }
+            Ok(WebToken {
+                session_tags: session_tags(&verified.claims),
+                subject: verified.subject,
+                audience: verified.audience,
+                claims,
+            })
+        })
+    }
+}
+
+/// `keyless token`: a service-account token from the data folder's issuer.
+pub(crate) fn mint(args: &crate::cli::TokenArgs, now: i64) -> anyhow::Result<String> {
+    let url_file = args.data_dir.join(ISSUER_FILE);
+    let url = std::fs::read_to_string(&url_file).with_context(|| {
+        format!(
+            "cannot read `{}`: start `keyless serve --data-dir {}` once first",
+            url_file.display(),
+            args.data_dir.display()
+        )
+    })?;
+    let keys_file = args.data_dir.join(KEYS_FILE);
+    let keys = IssuerKeys::from_json(&crate::private::read(&keys_file)?)
+        .with_context(|| format!("`{}` is not a valid key ring", keys_file.display()))?;
+    let issuer = Issuer::new(url.trim(), keys)?;
+    let claims = ServiceAccountClaims {
+        namespace: args.namespace.clone(),
+        service_account: args.service_account.clone(),
+        audiences: args.audiences.clone(),
+        duration_seconds: args.duration,
+        service_account_uid: None,
+        pod: None,
+    };
+    Ok(issuer.mint(&claims, now)?)
+}

@@ -1,0 +1,50 @@
+//! Files that hold secrets (the root key pair, the session key, the OIDC signing keys): created
+//! readable by their owner alone, replaced atomically, and refused when others can read them.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+
+/// The contents of a secret file, refused when group or others may read it.
+pub(crate) fn read(file: &Path) -> anyhow::Result<Vec<u8>> {
+    let mode = std::fs::metadata(file)
+        .with_context(|| format!("cannot read `{}`", file.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "`{}` is readable by other users (mode {:o}); run `chmod 600` on it",
+            file.display(),
+            mode & 0o777
+        );
+    }
+    std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))
+}
+
+/// Creates a secret file with mode 0600; fails if it exists.
+pub(crate) fn create(file: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("cannot create `{}`", file.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Replaces a secret file at once: readers see the old contents or the new, never a mix.
+pub(crate) fn replace(file: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let name = file
+        .file_name()
+        .with_context(|| format!("`{}` is not a file name", file.display()))?;
+    let temporary = file.with_file_name(format!(".{}.new", name.to_string_lossy()));
+    let _ = std::fs::remove_file(&temporary);
+    create(&temporary, contents)?;
+    std::fs::rename(&temporary, file)
+        .with_context(|| format!("cannot replace `{}`", file.display()))?;
+    Ok(())
+}
