@@ -448,3 +448,66 @@ def test_external_issuer_tokens_and_hostile_corpus(server, external_issuer):
             assert got in ("InvalidIdentityToken", "ValidationError"), name
         else:
             assert got == code, f"{name}: {got} {e.value}"
+
+
+def test_token_discovery_rotation_and_create_service_account(server, keyless_bin, tmp_path):
+    import urllib.request
+    url = issuer_of(server)
+    discovery = json.loads(urllib.request.urlopen(f"{url}/.well-known/openid-configuration").read())
+    assert discovery["issuer"] == url and discovery["jwks_uri"] == f"{url}/.well-known/jwks.json"
+    jwks = json.loads(urllib.request.urlopen(discovery["jwks_uri"]).read())
+    assert [k["kty"] for k in jwks["keys"]] == ["EC"] and all("kid" in k and "x5c" not in k for k in jwks["keys"])
+    token = keyless_token(keyless_bin, server, "gitlab", "webservice", "--duration", "10m")
+    header = jwt.get_unverified_header(token)
+    claims = jwt.decode(token, jwt.PyJWK(jwks["keys"][0]).key, algorithms=["ES256"], audience="sts.amazonaws.com", issuer=url)
+    assert header["kid"] == jwks["keys"][0]["kid"]
+    assert claims["sub"] == "system:serviceaccount:gitlab:webservice"
+    assert claims["kubernetes.io"]["namespace"] == "gitlab"
+    assert claims["kubernetes.io"]["serviceaccount"]["name"] == "webservice"
+    assert claims["exp"] - claims["iat"] == 600 and claims["nbf"] <= claims["iat"]
+    # create-service-account, as eksctl does it.
+    server.aws("s3", "mb", "s3://uploads")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY="")
+    out = subprocess.run(
+        [keyless_bin, "iam", "create-service-account", "--namespace", "gitlab", "--name", "webservice",
+         "--attach-policy-arn", "arn:aws:iam::aws:policy/AmazonS3FullAccess",
+         "--endpoint-url", server.endpoint, "--data-dir", str(server.data_dir)],
+        capture_output=True, text=True, env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    role = f"arn:aws:iam::{ACCOUNT}:role/keyless-gitlab-webservice"
+    assert f'eks.amazonaws.com/role-arn: "{role}"' in out.stdout
+    assert "kind: ServiceAccount" in out.stdout and "namespace: gitlab" in out.stdout
+    token_file = tmp_path / "wtoken"
+    token_file.write_text(token)
+    env = web_identity_env(server, role, token_file)
+    assert aws_as(env, "s3", "ls", "s3://uploads").returncode == 0
+    # Rotation: the new key signs, the old one stays published so earlier tokens still verify.
+    rotated = subprocess.run([keyless_bin, "oidc", "rotate", "--data-dir", str(server.data_dir)], capture_output=True, text=True)
+    assert rotated.returncode == 0, rotated.stderr
+    jwks = json.loads(urllib.request.urlopen(discovery["jwks_uri"]).read())
+    assert len(jwks["keys"]) == 2
+    fresh = keyless_token(keyless_bin, server, "gitlab", "webservice")
+    assert jwt.get_unverified_header(fresh)["kid"] != header["kid"]
+    sts = sts_unsigned(server)
+    for t in [token, fresh]:
+        sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName="rot", WebIdentityToken=t)
+
+
+@pytest.mark.skipif(not __import__("shutil").which("rclone"), reason="rclone is not installed")
+def test_rclone_env_auth_with_web_identity(server, gitlab, tmp_path):
+    role, token_file = gitlab
+    env = web_identity_env(server, role, token_file)
+    env["RCLONE_CONFIG"] = str(tmp_path / "rclone.conf")
+    remote = ["--s3-provider=Other", "--s3-env-auth", f"--s3-endpoint={server.endpoint}", "--s3-region=us-east-1",
+              "--retries=1", "--low-level-retries=1",
+              # A role without s3:CreateBucket, as on AWS: rclone must not try to create the bucket.
+              "--s3-no-check-bucket"]
+    src = tmp_path / "up.txt"
+    src.write_text("from rclone with a role\n")
+    up = subprocess.run(["rclone", "copyto", str(src), ":s3:registry/rclone/up.txt", *remote], capture_output=True, text=True, env=env)
+    assert up.returncode == 0, up.stderr
+    listed = subprocess.run(["rclone", "lsf", ":s3:registry/rclone", *remote], capture_output=True, text=True, env=env)
+    assert listed.stdout.split() == ["up.txt"], listed.stderr
+    denied = subprocess.run(["rclone", "lsf", ":s3:other", *remote], capture_output=True, text=True, env=env)
+    assert denied.returncode != 0

@@ -200,7 +200,9 @@ impl Caller {
                 match &s.kind {
                     SessionKind::Role(role) => (
                         sources(&role.policies),
-                        role.boundary.as_ref().map(|b| sources(std::slice::from_ref(b))),
+                        role.boundary
+                            .as_ref()
+                            .map(|b| sources(std::slice::from_ref(b))),
                         session,
                     ),
                     SessionKind::User(user) => (sources(&user.policies), None, session),

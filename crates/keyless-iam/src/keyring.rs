@@ -10,7 +10,9 @@ use keyless_policy::{Policy, PolicyKind};
 use keyless_types::Secret;
 
 use crate::caller::{Caller, Session, SessionKind};
-use crate::session::{SessionClaims, SessionSubject, SessionTokens, TokenProblem, is_temporary_key};
+use crate::session::{
+    SessionClaims, SessionSubject, SessionTokens, TokenProblem, is_temporary_key,
+};
 use crate::state::{UserPolicy, UserPolicyKind};
 use crate::{IamStore, Snapshot, managed};
 

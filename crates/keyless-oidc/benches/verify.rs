@@ -44,7 +44,9 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("verify {name}"), |b| {
             b.iter(|| verify(black_box(&token), &keys, &expect, NOW))
         });
-        c.bench_function(&format!("mint {name}"), |b| b.iter(|| issuer.mint(&claims(), NOW)));
+        c.bench_function(&format!("mint {name}"), |b| {
+            b.iter(|| issuer.mint(&claims(), NOW))
+        });
     }
 }
 

@@ -217,28 +217,64 @@ mod tests {
     #[test]
     fn messages_are_lowercase_without_final_period() {
         let errors = [
-            OidcError::Malformed { reason: "2 parts, not 3".into() },
+            OidcError::Malformed {
+                reason: "2 parts, not 3".into(),
+            },
             OidcError::UnsupportedAlg { alg: "none".into() },
-            OidcError::UnknownKey { kid: Some("k1".into()) },
+            OidcError::UnknownKey {
+                kid: Some("k1".into()),
+            },
             OidcError::UnknownKey { kid: None },
-            OidcError::KeyMismatch { kid: "k1".into(), alg: Alg::Es256 },
+            OidcError::KeyMismatch {
+                kid: "k1".into(),
+                alg: Alg::Es256,
+            },
             OidcError::AmbiguousKey { candidates: 7 },
             OidcError::BadSignature,
-            OidcError::IssuerMismatch { expected: "https://a".into(), found: "https://b".into() },
-            OidcError::AudienceMismatch { found: vec!["x".into(), "y".into()] },
+            OidcError::IssuerMismatch {
+                expected: "https://a".into(),
+                found: "https://b".into(),
+            },
+            OidcError::AudienceMismatch {
+                found: vec!["x".into(), "y".into()],
+            },
             OidcError::Expired { exp: 10, now: 20 },
             OidcError::NotYetValid { nbf: 30, now: 20 },
             OidcError::IssuedInFuture { iat: 30, now: 20 },
-            OidcError::Claim { name: "exp", reason: "is missing" },
-            OidcError::NoProvider { issuer: "https://a".into() },
-            OidcError::Jwks { reason: "no keys".into() },
-            OidcError::Discovery { issuer: "https://a".into(), reason: "x".into() },
-            OidcError::Fetch { url: "https://a".into(), reason: "timed out".into() },
-            OidcError::ProviderUrl { url: "ftp://a".into(), reason: "https is required" },
+            OidcError::Claim {
+                name: "exp",
+                reason: "is missing",
+            },
+            OidcError::NoProvider {
+                issuer: "https://a".into(),
+            },
+            OidcError::Jwks {
+                reason: "no keys".into(),
+            },
+            OidcError::Discovery {
+                issuer: "https://a".into(),
+                reason: "x".into(),
+            },
+            OidcError::Fetch {
+                url: "https://a".into(),
+                reason: "timed out".into(),
+            },
+            OidcError::ProviderUrl {
+                url: "ftp://a".into(),
+                reason: "https is required",
+            },
             OidcError::SigningKey { reason: "x".into() },
             OidcError::KeyRing { reason: "x".into() },
-            OidcError::InvalidClaim { field: "namespace", value: "A".into(), reason: "x" },
-            OidcError::Duration { seconds: 1, min: 600, max: 172_800 },
+            OidcError::InvalidClaim {
+                field: "namespace",
+                value: "A".into(),
+                reason: "x",
+            },
+            OidcError::Duration {
+                seconds: 1,
+                min: 600,
+                max: 172_800,
+            },
         ];
         for e in errors {
             let text = e.to_string();
@@ -250,15 +286,25 @@ mod tests {
 
     #[test]
     fn user_input_is_in_backticks() {
-        let e = OidcError::AudienceMismatch { found: vec!["x".into(), "y".into()] };
-        assert_eq!(e.to_string(), "token audience `x`, `y` is not an accepted one");
-        let e = OidcError::UnknownKey { kid: Some("abc".into()) };
+        let e = OidcError::AudienceMismatch {
+            found: vec!["x".into(), "y".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "token audience `x`, `y` is not an accepted one"
+        );
+        let e = OidcError::UnknownKey {
+            kid: Some("abc".into()),
+        };
         assert_eq!(e.to_string(), "no key `abc` in the issuer's key set");
     }
 
     #[test]
     fn aws_messages_match_sts() {
-        let e = OidcError::Expired { exp: 1_731_095_240, now: 1_731_098_245 };
+        let e = OidcError::Expired {
+            exp: 1_731_095_240,
+            now: 1_731_098_245,
+        };
         assert_eq!(
             e.aws_message(),
             "Token expired: current date/time 1731098245 must be before the expiration \
@@ -266,14 +312,26 @@ mod tests {
         );
         let e = OidcError::AudienceMismatch { found: vec![] };
         assert_eq!(e.aws_message(), "Incorrect token audience");
-        let e = OidcError::NoProvider { issuer: "https://token.actions.githubusercontent.com".into() };
+        let e = OidcError::NoProvider {
+            issuer: "https://token.actions.githubusercontent.com".into(),
+        };
         assert_eq!(
             e.aws_message(),
             "No OpenIDConnect provider found in your account for \
              https://token.actions.githubusercontent.com"
         );
-        let e = OidcError::Fetch { url: "https://a".into(), reason: "x".into() };
-        assert!(e.aws_message().starts_with("Couldn't retrieve verification key"));
-        assert!(OidcError::BadSignature.aws_message().starts_with("The web identity token"));
+        let e = OidcError::Fetch {
+            url: "https://a".into(),
+            reason: "x".into(),
+        };
+        assert!(
+            e.aws_message()
+                .starts_with("Couldn't retrieve verification key")
+        );
+        assert!(
+            OidcError::BadSignature
+                .aws_message()
+                .starts_with("The web identity token")
+        );
     }
 }

@@ -78,7 +78,10 @@ impl HttpFetch {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        HttpFetch { tls: TlsConnector::from(Arc::new(config)), timeout: FETCH_TIMEOUT }
+        HttpFetch {
+            tls: TlsConnector::from(Arc::new(config)),
+            timeout: FETCH_TIMEOUT,
+        }
     }
 
     #[cfg(test)]
@@ -92,7 +95,11 @@ impl HttpFetch {
         let uri: Uri = url.parse().map_err(|e| format!("bad url: {e}"))?;
         let https = uri.scheme_str() == Some("https");
         let authority = uri.authority().ok_or("the url has no host")?.clone();
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tcp = TcpStream::connect((host.as_str(), port))
             .await
@@ -100,13 +107,20 @@ impl HttpFetch {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let request = Request::get(path)
             .header(HOST, authority.as_str())
-            .header(USER_AGENT, concat!("keyless-oidc/", env!("CARGO_PKG_VERSION")))
+            .header(
+                USER_AGENT,
+                concat!("keyless-oidc/", env!("CARGO_PKG_VERSION")),
+            )
             .header(ACCEPT, "application/json")
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("bad request: {e}"))?;
         if https {
             let name = ServerName::try_from(host).map_err(|e| format!("bad host name: {e}"))?;
-            let tls = self.tls.connect(name, tcp).await.map_err(|e| format!("tls: {e}"))?;
+            let tls = self
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("tls: {e}"))?;
             exchange(tls, request).await
         } else {
             exchange(tcp, request).await
@@ -128,11 +142,20 @@ where
             tracing::debug!(error = %e, "oidc: fetch connection ended");
         }
     }));
-    let response = sender.send_request(request).await.map_err(|e| format!("http: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("http: {e}"))?;
     let status = response.status();
     if status.is_redirection() {
-        let to = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-        return Err(format!("answered {status} to `{to}`; redirects are not followed"));
+        let to = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        return Err(format!(
+            "answered {status} to `{to}`; redirects are not followed"
+        ));
     }
     if status != StatusCode::OK {
         return Err(format!("answered {status}"));
@@ -165,16 +188,25 @@ fn native_roots() -> RootCertStore {
         tracing::warn!(error = %error, "oidc: cannot load some of the platform's certificate authorities");
     }
     let (added, ignored) = roots.add_parsable_certificates(native.certs);
-    tracing::debug!(added, ignored, "oidc: the platform's certificate authorities");
+    tracing::debug!(
+        added,
+        ignored,
+        "oidc: the platform's certificate authorities"
+    );
     roots
 }
 
 fn add_pem(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), OidcError> {
-    let refuse = |reason: String| OidcError::Fetch { url: "(certificate authorities)".into(), reason };
+    let refuse = |reason: String| OidcError::Fetch {
+        url: "(certificate authorities)".into(),
+        reason,
+    };
     let mut count = 0;
     for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| refuse(format!("bad PEM: {e}")))?;
-        roots.add(cert).map_err(|e| refuse(format!("bad certificate: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| refuse(format!("bad certificate: {e}")))?;
         count += 1;
     }
     if count == 0 {
@@ -186,10 +218,16 @@ fn add_pem(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), OidcError> {
 #[async_trait]
 impl Fetch for HttpFetch {
     async fn get(&self, url: &str) -> Result<Vec<u8>, OidcError> {
-        let failed = |reason: String| OidcError::Fetch { url: url.to_owned(), reason };
+        let failed = |reason: String| OidcError::Fetch {
+            url: url.to_owned(),
+            reason,
+        };
         match tokio::time::timeout(self.timeout, self.fetch(url)).await {
             Ok(result) => result.map_err(failed),
-            Err(_) => Err(failed(format!("no answer within {} ms", self.timeout.as_millis()))),
+            Err(_) => Err(failed(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
         }
     }
 }
@@ -231,7 +269,9 @@ impl MemoryFetch {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
-        self.documents.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.documents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -239,10 +279,13 @@ impl MemoryFetch {
 impl Fetch for MemoryFetch {
     async fn get(&self, url: &str) -> Result<Vec<u8>, OidcError> {
         self.requests.fetch_add(1, Ordering::SeqCst);
-        self.lock().get(url).cloned().ok_or_else(|| OidcError::Fetch {
-            url: url.to_owned(),
-            reason: "answered 404 Not Found".to_owned(),
-        })
+        self.lock()
+            .get(url)
+            .cloned()
+            .ok_or_else(|| OidcError::Fetch {
+                url: url.to_owned(),
+                reason: "answered 404 Not Found".to_owned(),
+            })
     }
 }
 
@@ -290,7 +333,10 @@ mod tests {
         .await;
         let fetch = HttpFetch::with_only_roots(include_bytes!("../testdata/ca.pem")).unwrap();
         let err = fetch.get(&server.url("/moved")).await.unwrap_err();
-        assert!(err.to_string().contains("redirects are not followed"), "{err}");
+        assert!(
+            err.to_string().contains("redirects are not followed"),
+            "{err}"
+        );
         let err = fetch.get(&server.url("/big")).await.unwrap_err();
         assert!(err.to_string().contains("larger than"), "{err}");
         assert_eq!(server.requests(), 2);
@@ -311,7 +357,10 @@ mod tests {
     async fn memory_fetch_serves_and_counts() {
         let fetch = MemoryFetch::new();
         fetch.serve_issuer("https://a.example/", r#"{"keys":[]}"#);
-        let doc = fetch.get("https://a.example/.well-known/openid-configuration").await.unwrap();
+        let doc = fetch
+            .get("https://a.example/.well-known/openid-configuration")
+            .await
+            .unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&doc).unwrap();
         assert_eq!(doc["jwks_uri"], "https://a.example/keys");
         assert!(fetch.get("https://a.example/other").await.is_err());

@@ -29,7 +29,11 @@ fn b64(text: &str) -> String {
 
 /// A token of `header` and the default claims, signed with HMAC keyed by `secret`.
 fn hmac_token(alg: &str, algorithm: hmac::Algorithm, secret: &[u8]) -> String {
-    let input = format!("{}.{}", b64(&json!({ "alg": alg }).to_string()), b64(&testkit::claims().to_string()));
+    let input = format!(
+        "{}.{}",
+        b64(&json!({ "alg": alg }).to_string()),
+        b64(&testkit::claims().to_string())
+    );
     let tag = hmac::sign(&hmac::Key::new(algorithm, secret), input.as_bytes());
     format!("{input}.{}", jwt::encode(tag.as_ref()))
 }
@@ -49,7 +53,10 @@ fn weak_key_set() -> KeySet {
     KeySet::from_keys(vec![Jwk {
         kid: Some("weak".into()),
         alg: None,
-        key: PublicKey::Rsa { n: member("n"), e: member("e") },
+        key: PublicKey::Rsa {
+            n: member("n"),
+            e: member("e"),
+        },
     }])
 }
 
@@ -63,7 +70,8 @@ fn corpus(rsa: &TestKey, ec: &TestKey) -> Vec<Case> {
     let good = testkit::rs256(rsa, &claims);
     let (n, e) = rsa.rsa_n_e();
     let jwks_text = testkit::jwks_json(&[rsa]);
-    let rs256_with = |changes: &[(&str, Value)]| testkit::rs256(rsa, &testkit::claims_with(changes));
+    let rs256_with =
+        |changes: &[(&str, Value)]| testkit::rs256(rsa, &testkit::claims_with(changes));
     let header_rs = testkit::header("RS256", rsa.kid());
     let signed_rs = |header: &str| testkit::sign(rsa, Alg::Rs256, header, &claims.to_string());
     let (input, _) = good.rsplit_once('.').unwrap();
@@ -305,10 +313,19 @@ fn hostile_tokens_are_refused() {
         match verify(&case.token, &case.keys, &expect, NOW) {
             Ok(_) => failures.push(format!("{}: accepted", case.name)),
             Err(e) if (case.expected)(&e) => {}
-            Err(e) => failures.push(format!("{}: refused with the wrong error: {e:?}", case.name)),
+            Err(e) => failures.push(format!(
+                "{}: refused with the wrong error: {e:?}",
+                case.name
+            )),
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -348,7 +365,10 @@ fn audience_may_be_a_string_or_any_element_of_an_array() {
     let set = testkit::key_set(&key);
     let audiences = vec!["b".to_owned(), "c".to_owned()];
     let expect = Expectations::new(ISS, &audiences);
-    let token = testkit::es256(&key, &testkit::claims_with(&[("aud", json!(["a", "c", "b"]))]));
+    let token = testkit::es256(
+        &key,
+        &testkit::claims_with(&[("aud", json!(["a", "c", "b"]))]),
+    );
     let verified = verify(&token, &set, &expect, NOW).unwrap();
     assert_eq!(verified.audience, "c");
     assert_eq!(verified.audiences, ["a", "c", "b"]);

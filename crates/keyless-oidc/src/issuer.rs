@@ -9,11 +9,11 @@
 use ring::rand::{SecureRandom as _, SystemRandom};
 use serde_json::json;
 
+use crate::OidcError;
 use crate::jwks::KeySet;
 use crate::jwt;
 use crate::keys::IssuerKeys;
 use crate::url::{check_provider_url, jwks_url};
-use crate::OidcError;
 
 /// The shortest token lifetime, in seconds (`kubectl create token` refuses under 10 minutes).
 pub const MIN_TOKEN_SECONDS: i64 = 600;
@@ -152,7 +152,11 @@ fn check_claims(claims: &ServiceAccountClaims) -> Result<(), OidcError> {
         return Err(invalid("namespace", &claims.namespace, DNS_LABEL));
     }
     if !is_dns_subdomain(&claims.service_account) {
-        return Err(invalid("service account name", &claims.service_account, DNS_SUBDOMAIN));
+        return Err(invalid(
+            "service account name",
+            &claims.service_account,
+            DNS_SUBDOMAIN,
+        ));
     }
     if claims.audiences.is_empty() || claims.audiences.len() > MAX_AUDIENCES {
         let count = claims.audiences.len().to_string();
@@ -186,8 +190,7 @@ fn check_claims(claims: &ServiceAccountClaims) -> Result<(), OidcError> {
     Ok(())
 }
 
-const DNS_LABEL: &str =
-    "must be a DNS label: at most 63 lowercase letters, digits and `-`, starting and ending alphanumeric";
+const DNS_LABEL: &str = "must be a DNS label: at most 63 lowercase letters, digits and `-`, starting and ending alphanumeric";
 const DNS_SUBDOMAIN: &str =
     "must be a DNS subdomain: at most 253 characters, DNS labels joined by `.`";
 const PLAIN_TEXT: &str = "must be 1 to 256 characters without control characters";
@@ -197,7 +200,9 @@ fn is_dns_label(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -214,13 +219,22 @@ fn is_plain_text(value: &str) -> bool {
 /// A random version-4 UUID, as Kubernetes gives each token.
 fn jti() -> Result<String, OidcError> {
     let mut b = [0u8; 16];
-    SystemRandom::new().fill(&mut b).map_err(|_| OidcError::SigningKey {
-        reason: "the system's random source failed".to_owned(),
-    })?;
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| OidcError::SigningKey {
+            reason: "the system's random source failed".to_owned(),
+        })?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]))
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
 }
 
 #[cfg(test)]
@@ -240,17 +254,27 @@ mod tests {
             audiences: vec!["sts.amazonaws.com".into()],
             duration_seconds: 3600,
             service_account_uid: Some("0d7d6a4a-1f2e-4b5c-9a8b-7c6d5e4f3a2b".into()),
-            pod: Some(Pod { name: "registry-7d9f8-abcde".into(), uid: "pod-uid-1".into() }),
+            pod: Some(Pod {
+                name: "registry-7d9f8-abcde".into(),
+                uid: "pod-uid-1".into(),
+            }),
         }
     }
 
     fn issuer(key: SigningKey) -> Issuer {
-        Issuer::new("https://keyless.example/oidc", IssuerKeys::new(key, NOW - 10)).unwrap()
+        Issuer::new(
+            "https://keyless.example/oidc",
+            IssuerKeys::new(key, NOW - 10),
+        )
+        .unwrap()
     }
 
     #[test]
     fn minted_tokens_verify_with_their_own_keys() {
-        for key in [SigningKey::generate_es256().unwrap(), SigningKey::from_pkcs8(testkit::RSA_PEM).unwrap()] {
+        for key in [
+            SigningKey::generate_es256().unwrap(),
+            SigningKey::from_pkcs8(testkit::RSA_PEM).unwrap(),
+        ] {
             let issuer = issuer(key.clone());
             let token = issuer.mint(&claims(), NOW).unwrap();
             let audiences = vec!["sts.amazonaws.com".to_owned()];
@@ -259,9 +283,15 @@ mod tests {
             assert_eq!(verified.alg, key.alg());
             assert_eq!(verified.kid.as_deref(), Some(key.kid()));
             assert_eq!(verified.subject, "system:serviceaccount:gitlab:registry");
-            assert_eq!((verified.iat, verified.nbf, verified.exp), (Some(NOW), Some(NOW), NOW + 3600));
+            assert_eq!(
+                (verified.iat, verified.nbf, verified.exp),
+                (Some(NOW), Some(NOW), NOW + 3600)
+            );
             let k8s = &verified.claims["kubernetes.io"];
-            assert_eq!(k8s["serviceaccount"]["uid"], "0d7d6a4a-1f2e-4b5c-9a8b-7c6d5e4f3a2b");
+            assert_eq!(
+                k8s["serviceaccount"]["uid"],
+                "0d7d6a4a-1f2e-4b5c-9a8b-7c6d5e4f3a2b"
+            );
             assert_eq!(k8s["pod"]["name"], "registry-7d9f8-abcde");
             let jti = verified.claims["jti"].as_str().unwrap();
             assert_eq!((jti.len(), &jti[14..15]), (36, "4"));
@@ -278,22 +308,34 @@ mod tests {
     #[test]
     fn header_and_optional_claims() {
         let issuer = issuer(SigningKey::generate_es256().unwrap());
-        let bare = ServiceAccountClaims { service_account_uid: None, pod: None, ..claims() };
+        let bare = ServiceAccountClaims {
+            service_account_uid: None,
+            pod: None,
+            ..claims()
+        };
         let token = issuer.mint(&bare, NOW).unwrap();
         let mut parts = token.split('.');
-        let header: Value = serde_json::from_slice(&jwt::decode(parts.next().unwrap(), "h").unwrap()).unwrap();
+        let header: Value =
+            serde_json::from_slice(&jwt::decode(parts.next().unwrap(), "h").unwrap()).unwrap();
         assert_eq!(header["typ"], "JWT");
         assert_eq!(header["alg"], "ES256");
-        let body: Value = serde_json::from_slice(&jwt::decode(parts.next().unwrap(), "c").unwrap()).unwrap();
+        let body: Value =
+            serde_json::from_slice(&jwt::decode(parts.next().unwrap(), "c").unwrap()).unwrap();
         assert_eq!(body["aud"], json!(["sts.amazonaws.com"]));
-        assert_eq!(body["kubernetes.io"], json!({"namespace": "gitlab", "serviceaccount": {"name": "registry"}}));
+        assert_eq!(
+            body["kubernetes.io"],
+            json!({"namespace": "gitlab", "serviceaccount": {"name": "registry"}})
+        );
     }
 
     #[test]
     fn rotation_keeps_old_tokens_valid() {
         let mut issuer = issuer(SigningKey::generate_es256().unwrap());
         let old = issuer.mint(&claims(), NOW).unwrap();
-        issuer.keys_mut().rotate(SigningKey::from_pkcs8(testkit::RSA_PEM).unwrap(), NOW + 10).unwrap();
+        issuer
+            .keys_mut()
+            .rotate(SigningKey::from_pkcs8(testkit::RSA_PEM).unwrap(), NOW + 10)
+            .unwrap();
         let new = issuer.mint(&claims(), NOW + 10).unwrap();
         let audiences = vec!["sts.amazonaws.com".to_owned()];
         let url = issuer.url().to_owned();
@@ -301,13 +343,21 @@ mod tests {
         for token in [&old, &new] {
             assert!(verify(token, &issuer.key_set(), &expect, NOW + 20).is_ok());
         }
-        assert_eq!(issuer.keys_mut().prune(NOW + 10 + MAX_TOKEN_SECONDS + 1, MAX_TOKEN_SECONDS), 1);
+        assert_eq!(
+            issuer
+                .keys_mut()
+                .prune(NOW + 10 + MAX_TOKEN_SECONDS + 1, MAX_TOKEN_SECONDS),
+            1
+        );
         assert!(matches!(
             verify(&old, &issuer.key_set(), &expect, NOW + 20),
             Err(OidcError::UnknownKey { .. })
         ));
         let discovery: Value = serde_json::from_str(&issuer.discovery_json()).unwrap();
-        assert_eq!(discovery["id_token_signing_alg_values_supported"], json!(["RS256"]));
+        assert_eq!(
+            discovery["id_token_signing_alg_values_supported"],
+            json!(["RS256"])
+        );
     }
 
     #[test]
@@ -329,7 +379,10 @@ mod tests {
             })
         );
         let keys = IssuerKeys::new(SigningKey::generate_es256().unwrap(), 0);
-        assert!(matches!(Issuer::new("http://keyless.example", keys), Err(OidcError::ProviderUrl { .. })));
+        assert!(matches!(
+            Issuer::new("http://keyless.example", keys),
+            Err(OidcError::ProviderUrl { .. })
+        ));
     }
 
     #[test]
@@ -337,24 +390,114 @@ mod tests {
         let issuer = issuer(SigningKey::generate_es256().unwrap());
         let long = "a".repeat(64);
         let cases: Vec<(ServiceAccountClaims, &str)> = vec![
-            (ServiceAccountClaims { namespace: "Gitlab".into(), ..claims() }, "invalid namespace `Gitlab`"),
-            (ServiceAccountClaims { namespace: "-x".into(), ..claims() }, "namespace"),
-            (ServiceAccountClaims { namespace: "a.b".into(), ..claims() }, "namespace"),
-            (ServiceAccountClaims { namespace: long.clone(), ..claims() }, "namespace"),
-            (ServiceAccountClaims { namespace: String::new(), ..claims() }, "namespace"),
-            (ServiceAccountClaims { service_account: "reg_istry".into(), ..claims() }, "service account name"),
-            (ServiceAccountClaims { service_account: "a..b".into(), ..claims() }, "service account name"),
-            (ServiceAccountClaims { service_account: "x:y".into(), ..claims() }, "service account name"),
-            (ServiceAccountClaims { audiences: vec![], ..claims() }, "audience count"),
-            (ServiceAccountClaims { audiences: vec![String::new()], ..claims() }, "invalid audience"),
-            (ServiceAccountClaims { audiences: vec!["a\nb".into()], ..claims() }, "invalid audience"),
-            (ServiceAccountClaims { service_account_uid: Some("u\u{0}".into()), ..claims() }, "uid"),
             (
-                ServiceAccountClaims { pod: Some(Pod { name: "Pod".into(), uid: "u".into() }), ..claims() },
+                ServiceAccountClaims {
+                    namespace: "Gitlab".into(),
+                    ..claims()
+                },
+                "invalid namespace `Gitlab`",
+            ),
+            (
+                ServiceAccountClaims {
+                    namespace: "-x".into(),
+                    ..claims()
+                },
+                "namespace",
+            ),
+            (
+                ServiceAccountClaims {
+                    namespace: "a.b".into(),
+                    ..claims()
+                },
+                "namespace",
+            ),
+            (
+                ServiceAccountClaims {
+                    namespace: long.clone(),
+                    ..claims()
+                },
+                "namespace",
+            ),
+            (
+                ServiceAccountClaims {
+                    namespace: String::new(),
+                    ..claims()
+                },
+                "namespace",
+            ),
+            (
+                ServiceAccountClaims {
+                    service_account: "reg_istry".into(),
+                    ..claims()
+                },
+                "service account name",
+            ),
+            (
+                ServiceAccountClaims {
+                    service_account: "a..b".into(),
+                    ..claims()
+                },
+                "service account name",
+            ),
+            (
+                ServiceAccountClaims {
+                    service_account: "x:y".into(),
+                    ..claims()
+                },
+                "service account name",
+            ),
+            (
+                ServiceAccountClaims {
+                    audiences: vec![],
+                    ..claims()
+                },
+                "audience count",
+            ),
+            (
+                ServiceAccountClaims {
+                    audiences: vec![String::new()],
+                    ..claims()
+                },
+                "invalid audience",
+            ),
+            (
+                ServiceAccountClaims {
+                    audiences: vec!["a\nb".into()],
+                    ..claims()
+                },
+                "invalid audience",
+            ),
+            (
+                ServiceAccountClaims {
+                    service_account_uid: Some("u\u{0}".into()),
+                    ..claims()
+                },
+                "uid",
+            ),
+            (
+                ServiceAccountClaims {
+                    pod: Some(Pod {
+                        name: "Pod".into(),
+                        uid: "u".into(),
+                    }),
+                    ..claims()
+                },
                 "pod name",
             ),
-            (ServiceAccountClaims { duration_seconds: 599, ..claims() }, "599 seconds is outside 600..=172800"),
-            (ServiceAccountClaims { duration_seconds: MAX_TOKEN_SECONDS + 1, ..claims() }, "outside"),
+            (
+                ServiceAccountClaims {
+                    duration_seconds: 599,
+                    ..claims()
+                },
+                "599 seconds is outside 600..=172800",
+            ),
+            (
+                ServiceAccountClaims {
+                    duration_seconds: MAX_TOKEN_SECONDS + 1,
+                    ..claims()
+                },
+                "outside",
+            ),
         ];
         for (bad, expected) in cases {
             let err = issuer.mint(&bad, NOW).unwrap_err();

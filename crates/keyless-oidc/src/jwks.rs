@@ -123,13 +123,22 @@ impl KeySet {
             }
             return Ok(found);
         };
-        let named: Vec<&Jwk> = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).collect();
+        let named: Vec<&Jwk> = self
+            .keys
+            .iter()
+            .filter(|k| k.kid.as_deref() == Some(kid))
+            .collect();
         if named.is_empty() {
-            return Err(OidcError::UnknownKey { kid: Some(kid.to_owned()) });
+            return Err(OidcError::UnknownKey {
+                kid: Some(kid.to_owned()),
+            });
         }
         let found: Vec<&PublicKey> = named.into_iter().filter(fits).map(|k| &k.key).collect();
         if found.is_empty() {
-            return Err(OidcError::KeyMismatch { kid: kid.to_owned(), alg });
+            return Err(OidcError::KeyMismatch {
+                kid: kid.to_owned(),
+                alg,
+            });
         }
         Ok(found)
     }
@@ -157,7 +166,9 @@ impl PublicKey {
                     Alg::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
                     Alg::Es256 | Alg::Es384 => return false,
                 };
-                RsaPublicKeyComponents { n, e }.verify(params, message, sig).is_ok()
+                RsaPublicKeyComponents { n, e }
+                    .verify(params, message, sig)
+                    .is_ok()
             }
             (Self::P256(point), Alg::Es256) => {
                 UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
@@ -177,10 +188,18 @@ impl PublicKey {
     pub(crate) fn members(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::Rsa { n, e } => {
-                vec![("e", jwt::encode(e)), ("kty", "RSA".into()), ("n", jwt::encode(n))]
+                vec![
+                    ("e", jwt::encode(e)),
+                    ("kty", "RSA".into()),
+                    ("n", jwt::encode(n)),
+                ]
             }
             Self::P256(point) | Self::P384(point) => {
-                let crv = if matches!(self, Self::P256(_)) { "P-256" } else { "P-384" };
+                let crv = if matches!(self, Self::P256(_)) {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
                 let (x, y) = point[1..].split_at((point.len() - 1) / 2);
                 vec![
                     ("crv", crv.into()),
@@ -195,8 +214,11 @@ impl PublicKey {
     /// The RFC 7638 thumbprint: base64url of the SHA-256 of the required members as compact
     /// JSON in lexicographic order. Written by hand: no JSON map guarantees that order.
     pub(crate) fn thumbprint(&self) -> String {
-        let body: Vec<String> =
-            self.members().iter().map(|(name, value)| format!(r#""{name}":"{value}""#)).collect();
+        let body: Vec<String> = self
+            .members()
+            .iter()
+            .map(|(name, value)| format!(r#""{name}":"{value}""#))
+            .collect();
         let canonical = format!("{{{}}}", body.join(","));
         jwt::encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref())
     }
@@ -330,15 +352,26 @@ mod tests {
     #[test]
     fn rfc7638_thumbprint_example() {
         let set = jwks(&rsa(r#","kid":"2011-04-29","alg":"RS256""#)).unwrap();
-        assert_eq!(set.keys[0].key.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            set.keys[0].key.thumbprint(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]
     fn parses_rsa_and_ec_keys() {
-        let set = jwks(&format!(r#"{},{}"#, rsa(r#","kid":"r""#), ec(r#","kid":"e""#))).unwrap();
+        let set = jwks(&format!(
+            r#"{},{}"#,
+            rsa(r#","kid":"r""#),
+            ec(r#","kid":"e""#)
+        ))
+        .unwrap();
         assert_eq!(set.len(), 2);
         assert_eq!(format!("{:?}", set.keys[0].key), "Rsa(2048 bits)");
-        assert_eq!(set.keys[1].key, PublicKey::P256([&[4u8][..], &[1; 32], &[2; 32]].concat()));
+        assert_eq!(
+            set.keys[1].key,
+            PublicKey::P256([&[4u8][..], &[1; 32], &[2; 32]].concat())
+        );
     }
 
     #[test]
@@ -368,17 +401,47 @@ mod tests {
             (r#"{"keys":{}}"#.to_owned(), "no `keys` array"),
             (r#"{"keys":[1]}"#.to_owned(), "key 0 is not an object"),
             (r#"{"keys":[]}"#.to_owned(), "no usable signing key"),
-            (r#"{"keys":[{"kty":"oct"}]}"#.to_owned(), "no usable signing key among 1"),
+            (
+                r#"{"keys":[{"kty":"oct"}]}"#.to_owned(),
+                "no usable signing key among 1",
+            ),
             (r#"{"keys":[{"n":"AQAB"}]}"#.to_owned(), "no `kty`"),
-            (format!(r#"{{"keys":[{{"kty":"RSA","n":"{n_1024}","e":"AQAB"}}]}}"#), "1024 bits"),
-            (format!(r#"{{"keys":[{{"kty":"RSA","n":"{n_small_padded}","e":"AQAB"}}]}}"#), "1024 bits"),
-            (format!(r#"{{"keys":[{{"kty":"RSA","n":"{n_huge}","e":"AQAB"}}]}}"#), "8200 bits"),
-            (format!(r#"{{"keys":[{{"kty":"RSA","n":"{RFC7638_N}","e":"AQ"}}]}}"#), "exponent"),
-            (format!(r#"{{"keys":[{{"kty":"RSA","n":"{RFC7638_N}","e":"A"}}]}}"#), "base64url"),
-            (format!(r#"{{"keys":[{{"kty":"RSA","n":"{RFC7638_N}"}}]}}"#), "no `e`"),
-            (format!(r#"{{"keys":[{}]}}"#, rsa(r#","kid":5"#)), "`kid` is not a string"),
-            (r#"{"keys":[{"kty":"EC","crv":"P-256","x":"AAAA","y":"AAAA"}]}"#.to_owned(), "32 bytes"),
-            (format!(r#"{{"keys":[{}],"keys":[]}}"#, rsa("")), "duplicate member"),
+            (
+                format!(r#"{{"keys":[{{"kty":"RSA","n":"{n_1024}","e":"AQAB"}}]}}"#),
+                "1024 bits",
+            ),
+            (
+                format!(r#"{{"keys":[{{"kty":"RSA","n":"{n_small_padded}","e":"AQAB"}}]}}"#),
+                "1024 bits",
+            ),
+            (
+                format!(r#"{{"keys":[{{"kty":"RSA","n":"{n_huge}","e":"AQAB"}}]}}"#),
+                "8200 bits",
+            ),
+            (
+                format!(r#"{{"keys":[{{"kty":"RSA","n":"{RFC7638_N}","e":"AQ"}}]}}"#),
+                "exponent",
+            ),
+            (
+                format!(r#"{{"keys":[{{"kty":"RSA","n":"{RFC7638_N}","e":"A"}}]}}"#),
+                "base64url",
+            ),
+            (
+                format!(r#"{{"keys":[{{"kty":"RSA","n":"{RFC7638_N}"}}]}}"#),
+                "no `e`",
+            ),
+            (
+                format!(r#"{{"keys":[{}]}}"#, rsa(r#","kid":5"#)),
+                "`kid` is not a string",
+            ),
+            (
+                r#"{"keys":[{"kty":"EC","crv":"P-256","x":"AAAA","y":"AAAA"}]}"#.to_owned(),
+                "32 bytes",
+            ),
+            (
+                format!(r#"{{"keys":[{}],"keys":[]}}"#, rsa("")),
+                "duplicate member",
+            ),
         ];
         for (document, expected) in cases {
             let Err(OidcError::Jwks { reason }) = KeySet::from_jwks_json(document.as_bytes())
@@ -393,9 +456,19 @@ mod tests {
     fn caps_size_and_key_count() {
         let many = vec![ec(""); MAX_JWKS_KEYS + 1].join(",");
         assert!(matches!(jwks(&many), Err(OidcError::Jwks { .. })));
-        assert_eq!(jwks(&vec![ec(""); MAX_JWKS_KEYS].join(",")).unwrap().len(), MAX_JWKS_KEYS);
-        let big = format!(r#"{{"keys":[{}],"pad":"{}"}}"#, ec(""), "a".repeat(MAX_JWKS_BYTES));
-        assert!(matches!(KeySet::from_jwks_json(big.as_bytes()), Err(OidcError::Jwks { .. })));
+        assert_eq!(
+            jwks(&vec![ec(""); MAX_JWKS_KEYS].join(",")).unwrap().len(),
+            MAX_JWKS_KEYS
+        );
+        let big = format!(
+            r#"{{"keys":[{}],"pad":"{}"}}"#,
+            ec(""),
+            "a".repeat(MAX_JWKS_BYTES)
+        );
+        assert!(matches!(
+            KeySet::from_jwks_json(big.as_bytes()),
+            Err(OidcError::Jwks { .. })
+        ));
     }
 
     #[test]
@@ -412,15 +485,23 @@ mod tests {
         assert_eq!(set.candidates(Alg::Ps256, None).unwrap().len(), 2);
         assert_eq!(
             set.candidates(Alg::Rs256, Some("r2")).unwrap_err(),
-            OidcError::KeyMismatch { kid: "r2".into(), alg: Alg::Rs256 }
+            OidcError::KeyMismatch {
+                kid: "r2".into(),
+                alg: Alg::Rs256
+            }
         );
         assert_eq!(
             set.candidates(Alg::Es256, Some("r1")).unwrap_err(),
-            OidcError::KeyMismatch { kid: "r1".into(), alg: Alg::Es256 }
+            OidcError::KeyMismatch {
+                kid: "r1".into(),
+                alg: Alg::Es256
+            }
         );
         assert_eq!(
             set.candidates(Alg::Es256, Some("nope")).unwrap_err(),
-            OidcError::UnknownKey { kid: Some("nope".into()) }
+            OidcError::UnknownKey {
+                kid: Some("nope".into())
+            }
         );
         assert_eq!(
             set.candidates(Alg::Es384, None).unwrap_err(),

@@ -36,8 +36,14 @@ pub enum Alg {
 
 impl Alg {
     /// Every algorithm verified, in the order discovery documents list them.
-    pub const ALL: [Alg; 6] =
-        [Alg::Rs256, Alg::Rs384, Alg::Rs512, Alg::Ps256, Alg::Es256, Alg::Es384];
+    pub const ALL: [Alg; 6] = [
+        Alg::Rs256,
+        Alg::Rs384,
+        Alg::Rs512,
+        Alg::Ps256,
+        Alg::Es256,
+        Alg::Es384,
+    ];
 
     /// The algorithm of a JOSE name, matched exactly (`RS256`, not `rs256`).
     pub fn from_name(name: &str) -> Option<Alg> {
@@ -97,7 +103,13 @@ pub(crate) fn parse(token: &str) -> Result<Parts<'_>, OidcError> {
     if signature.is_empty() {
         return Err(malformed("empty signature".to_owned()));
     }
-    Ok(Parts { alg, kid, claims, signing_input, signature })
+    Ok(Parts {
+        alg,
+        kid,
+        claims,
+        signing_input,
+        signature,
+    })
 }
 
 /// The header's algorithm and key id. `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come only
@@ -112,7 +124,9 @@ fn check_header(header: &Map<String, Value>) -> Result<(Alg, Option<String>), Oi
         return Err(OidcError::UnsupportedAlg { alg: alg.clone() });
     };
     if header.contains_key("crit") {
-        return Err(malformed("header has `crit` extensions and none is understood".to_owned()));
+        return Err(malformed(
+            "header has `crit` extensions and none is understood".to_owned(),
+        ));
     }
     let kid = match header.get("kid") {
         Some(Value::String(kid)) => Some(kid.clone()),
@@ -157,7 +171,9 @@ impl<'de> Visitor<'de> for StrictObject {
         let mut map = Map::new();
         while let Some((name, value)) = access.next_entry::<String, Value>()? {
             if map.contains_key(&name) {
-                return Err(serde::de::Error::custom(format_args!("duplicate member `{name}`")));
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate member `{name}`"
+                )));
             }
             map.insert(name, value);
         }
@@ -174,18 +190,30 @@ mod tests {
     use super::*;
 
     fn token(header: &str, claims: &str, signature: &[u8]) -> String {
-        format!("{}.{}.{}", encode(header.as_bytes()), encode(claims.as_bytes()), encode(signature))
+        format!(
+            "{}.{}.{}",
+            encode(header.as_bytes()),
+            encode(claims.as_bytes()),
+            encode(signature)
+        )
     }
 
     #[test]
     fn parses_a_well_formed_token() {
-        let t = token(r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#, r#"{"sub":"x"}"#, b"sig");
+        let t = token(
+            r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#,
+            r#"{"sub":"x"}"#,
+            b"sig",
+        );
         let parts = parse(&t).unwrap();
         assert_eq!(parts.alg, Alg::Es256);
         assert_eq!(parts.kid.as_deref(), Some("k1"));
         assert_eq!(parts.claims["sub"], "x");
         assert_eq!(parts.signature, b"sig");
-        assert_eq!(parts.signing_input, t.rsplit_once('.').unwrap().0.as_bytes());
+        assert_eq!(
+            parts.signing_input,
+            t.rsplit_once('.').unwrap().0.as_bytes()
+        );
     }
 
     #[test]
@@ -203,15 +231,26 @@ mod tests {
         let t = token(r#"{"alg":"RS256","alg":"none"}"#, r#"{"sub":"x"}"#, b"sig");
         assert!(matches!(parse(&t), Err(OidcError::Malformed { .. })));
         let t = token(r#"{"alg":"RS256"}"#, r#"{"sub":"a","sub":"b"}"#, b"sig");
-        let Err(OidcError::Malformed { reason }) = parse(&t) else { panic!() };
+        let Err(OidcError::Malformed { reason }) = parse(&t) else {
+            panic!()
+        };
         assert!(reason.contains("duplicate member `sub`"), "{reason}");
     }
 
     #[test]
     fn trailing_data_and_non_objects_are_refused() {
-        for header in [r#"{"alg":"RS256"} {}"#, r#"["alg"]"#, r#""RS256""#, "", "\u{feff}{}"] {
+        for header in [
+            r#"{"alg":"RS256"} {}"#,
+            r#"["alg"]"#,
+            r#""RS256""#,
+            "",
+            "\u{feff}{}",
+        ] {
             let t = token(header, r#"{"sub":"x"}"#, b"sig");
-            assert!(matches!(parse(&t), Err(OidcError::Malformed { .. })), "{header}");
+            assert!(
+                matches!(parse(&t), Err(OidcError::Malformed { .. })),
+                "{header}"
+            );
         }
     }
 

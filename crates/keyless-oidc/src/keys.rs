@@ -71,9 +71,8 @@ impl SigningKey {
         } else {
             document.to_vec()
         };
-        SigningKey::from_der(Alg::Rs256, &der).or_else(|rsa| {
-            SigningKey::from_der(Alg::Es256, &der).map_err(|_| rsa)
-        })
+        SigningKey::from_der(Alg::Rs256, &der)
+            .or_else(|rsa| SigningKey::from_der(Alg::Es256, &der).map_err(|_| rsa))
     }
 
     fn from_der(alg: Alg, der: &[u8]) -> Result<SigningKey, OidcError> {
@@ -89,16 +88,29 @@ impl SigningKey {
                 (Pair::Ec(pair), public)
             }
             Alg::Rs256 => {
-                let pair = RsaKeyPair::from_pkcs8(der)
-                    .map_err(|e| key_error(format!("not an RSA PKCS#8 key of 2048 to 4096 bits: {e}")))?;
+                let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| {
+                    key_error(format!("not an RSA PKCS#8 key of 2048 to 4096 bits: {e}"))
+                })?;
                 let c = signature::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
                 (Pair::Rsa(pair), PublicKey::Rsa { n: c.n, e: c.e })
             }
-            other => return Err(key_error(format!("`{other}` keys are not supported for signing"))),
+            other => {
+                return Err(key_error(format!(
+                    "`{other}` keys are not supported for signing"
+                )));
+            }
         };
         let kid = public.thumbprint();
         let pkcs8 = Secret::new(STANDARD.encode(der));
-        Ok(SigningKey { inner: Arc::new(Inner { alg, kid, pkcs8, pair, public }) })
+        Ok(SigningKey {
+            inner: Arc::new(Inner {
+                alg,
+                kid,
+                pkcs8,
+                pair,
+                public,
+            }),
+        })
     }
 
     /// The algorithm the key signs with (`ES256` or `RS256`).
@@ -123,7 +135,8 @@ impl SigningKey {
             Pair::Ec(pair) => Ok(pair.sign(&rng, message).map_err(failed)?.as_ref().to_vec()),
             Pair::Rsa(pair) => {
                 let mut sig = vec![0; pair.public().modulus_len()];
-                pair.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig).map_err(failed)?;
+                pair.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .map_err(failed)?;
                 Ok(sig)
             }
         }
@@ -187,7 +200,13 @@ struct StoredKey {
 impl IssuerKeys {
     /// A ring of one key, active from `now`.
     pub fn new(first: SigningKey, now: i64) -> IssuerKeys {
-        IssuerKeys { keys: vec![RingKey { key: first, created: now, retired_at: None }] }
+        IssuerKeys {
+            keys: vec![RingKey {
+                key: first,
+                created: now,
+                retired_at: None,
+            }],
+        }
     }
 
     /// The key that signs new tokens.
@@ -210,12 +229,18 @@ impl IssuerKeys {
     /// already in the ring.
     pub fn rotate(&mut self, new: SigningKey, now: i64) -> Result<(), OidcError> {
         if self.keys.iter().any(|k| k.key.kid() == new.kid()) {
-            return Err(OidcError::KeyRing { reason: format!("key `{}` is already in the ring", new.kid()) });
+            return Err(OidcError::KeyRing {
+                reason: format!("key `{}` is already in the ring", new.kid()),
+            });
         }
         if let Some(active) = self.keys.last_mut() {
             active.retired_at = Some(now);
         }
-        self.keys.push(RingKey { key: new, created: now, retired_at: None });
+        self.keys.push(RingKey {
+            key: new,
+            created: now,
+            retired_at: None,
+        });
         Ok(())
     }
 
@@ -224,7 +249,8 @@ impl IssuerKeys {
     pub fn prune(&mut self, now: i64, max_token_lifetime: i64) -> usize {
         let before = self.keys.len();
         self.keys.retain(|k| {
-            k.retired_at.is_none_or(|retired| retired.saturating_add(max_token_lifetime) >= now)
+            k.retired_at
+                .is_none_or(|retired| retired.saturating_add(max_token_lifetime) >= now)
         });
         before - self.keys.len()
     }
@@ -289,19 +315,32 @@ impl IssuerKeys {
         for entry in stored.keys {
             let alg = Alg::from_name(&entry.alg)
                 .filter(|alg| matches!(alg, Alg::Es256 | Alg::Rs256))
-                .ok_or_else(|| refuse(format!("key `{}` has unsupported alg `{}`", entry.kid, entry.alg)))?;
+                .ok_or_else(|| {
+                    refuse(format!(
+                        "key `{}` has unsupported alg `{}`",
+                        entry.kid, entry.alg
+                    ))
+                })?;
             let der = STANDARD
                 .decode(entry.pkcs8.as_bytes())
                 .map_err(|_| refuse(format!("key `{}` is not base64", entry.kid)))?;
             let key = SigningKey::from_der(alg, &der)
                 .map_err(|e| refuse(format!("key `{}`: {e}", entry.kid)))?;
             if key.kid() != entry.kid {
-                return Err(refuse(format!("key `{}` has kid `{}`", key.kid(), entry.kid)));
+                return Err(refuse(format!(
+                    "key `{}` has kid `{}`",
+                    key.kid(),
+                    entry.kid
+                )));
             }
             if keys.iter().any(|k| k.key.kid() == key.kid()) {
                 return Err(refuse(format!("key `{}` appears twice", key.kid())));
             }
-            keys.push(RingKey { key, created: entry.created, retired_at: entry.retired_at });
+            keys.push(RingKey {
+                key,
+                created: entry.created,
+                retired_at: entry.retired_at,
+            });
         }
         let active = keys.iter().filter(|k| k.retired_at.is_none()).count();
         if active != 1 || keys.last().is_some_and(|k| k.retired_at.is_some()) {
@@ -334,7 +373,8 @@ mod tests {
     #[test]
     fn loads_ec_pkcs8() {
         let key = SigningKey::generate_es256().unwrap();
-        let again = SigningKey::from_pkcs8(&STANDARD.decode(key.inner.pkcs8.expose()).unwrap()).unwrap();
+        let again =
+            SigningKey::from_pkcs8(&STANDARD.decode(key.inner.pkcs8.expose()).unwrap()).unwrap();
         assert_eq!(again.alg(), Alg::Es256);
         assert_eq!(again.kid(), key.kid());
         assert_eq!(key.kid().len(), 43);
@@ -354,9 +394,15 @@ mod tests {
     fn debug_hides_the_private_key() {
         let key = SigningKey::from_pkcs8(testkit::RSA_PEM).unwrap();
         let text = format!("{:?}", IssuerKeys::new(key.clone(), 1));
-        assert!(text.contains(key.kid()) && text.contains("redacted"), "{text}");
+        assert!(
+            text.contains(key.kid()) && text.contains("redacted"),
+            "{text}"
+        );
         assert!(!text.contains(&key.inner.pkcs8.expose()[..40]), "{text}");
-        assert_eq!(format!("{:?}", IssuerKeys::new(key, 1).to_json()), "Secret(<redacted>)");
+        assert_eq!(
+            format!("{:?}", IssuerKeys::new(key, 1).to_json()),
+            "Secret(<redacted>)"
+        );
     }
 
     #[test]
@@ -369,7 +415,12 @@ mod tests {
         assert!(ring.rotate(second.clone(), 1_001).is_err());
         assert_eq!(ring.len(), 2);
         let published: Value = serde_json::from_str(&ring.jwks_json()).unwrap();
-        let kids: Vec<&str> = published["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        let kids: Vec<&str> = published["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
         assert_eq!(kids, [second.kid(), first.kid()]);
         assert_eq!(ring.algs(), [Alg::Rs256, Alg::Es256]);
         assert_eq!(ring.prune(1_000 + 3_600, 3_600), 0);
@@ -377,13 +428,18 @@ mod tests {
         assert_eq!(ring.prune(1_000 + 3_601, 3_600), 1);
         assert_eq!(ring.len(), 1);
         assert_eq!(ring.active().kid(), second.kid());
-        assert_eq!(ring.prune(i64::MAX, 3_600), 0, "the active key is never pruned");
+        assert_eq!(
+            ring.prune(i64::MAX, 3_600),
+            0,
+            "the active key is never pruned"
+        );
     }
 
     #[test]
     fn jwks_publishes_public_members_only() {
         let mut ring = IssuerKeys::new(SigningKey::generate_es256().unwrap(), 0);
-        ring.rotate(SigningKey::from_pkcs8(testkit::RSA_PEM).unwrap(), 10).unwrap();
+        ring.rotate(SigningKey::from_pkcs8(testkit::RSA_PEM).unwrap(), 10)
+            .unwrap();
         let jwks: Value = serde_json::from_str(&ring.jwks_json()).unwrap();
         let rsa = &jwks["keys"][0];
         assert_eq!(rsa["kty"], "RSA");
@@ -391,7 +447,10 @@ mod tests {
         assert_eq!(rsa["alg"], "RS256");
         assert_eq!(rsa["e"], "AQAB");
         let ec = &jwks["keys"][1];
-        assert_eq!((&ec["kty"], &ec["crv"], &ec["alg"]), (&json!("EC"), &json!("P-256"), &json!("ES256")));
+        assert_eq!(
+            (&ec["kty"], &ec["crv"], &ec["alg"]),
+            (&json!("EC"), &json!("P-256"), &json!("ES256"))
+        );
         for key in jwks["keys"].as_array().unwrap() {
             for private in ["d", "p", "q", "dp", "dq", "qi"] {
                 assert!(key.get(private).is_none(), "{private} published");
@@ -404,7 +463,8 @@ mod tests {
     #[test]
     fn json_round_trip() {
         let mut ring = IssuerKeys::new(SigningKey::generate_es256().unwrap(), 5);
-        ring.rotate(SigningKey::from_pkcs8(testkit::RSA_PEM).unwrap(), 50).unwrap();
+        ring.rotate(SigningKey::from_pkcs8(testkit::RSA_PEM).unwrap(), 50)
+            .unwrap();
         let text = ring.to_json();
         let back = IssuerKeys::from_json(text.expose().as_bytes()).unwrap();
         assert_eq!(back.to_json().expose(), text.expose());
@@ -428,12 +488,30 @@ mod tests {
         let cases = [
             (json!({"keys": []}), "0 active keys"),
             (json!({"keys": [key, key]}), "appears twice"),
-            (json!({"keys": [with(&|v| v["retired_at"] = json!(9))]}), "0 active keys"),
-            (json!({"keys": [with(&|v| v["kid"] = json!("other"))]}), "has kid `other`"),
-            (json!({"keys": [with(&|v| v["alg"] = json!("RS256"))]}), "not an RSA PKCS#8 key"),
-            (json!({"keys": [with(&|v| v["alg"] = json!("HS256"))]}), "unsupported alg"),
-            (json!({"keys": [with(&|v| v["pkcs8"] = json!("!!"))]}), "not base64"),
-            (json!({"keys": [with(&|v| v["extra"] = json!(1))]}), "unknown field"),
+            (
+                json!({"keys": [with(&|v| v["retired_at"] = json!(9))]}),
+                "0 active keys",
+            ),
+            (
+                json!({"keys": [with(&|v| v["kid"] = json!("other"))]}),
+                "has kid `other`",
+            ),
+            (
+                json!({"keys": [with(&|v| v["alg"] = json!("RS256"))]}),
+                "not an RSA PKCS#8 key",
+            ),
+            (
+                json!({"keys": [with(&|v| v["alg"] = json!("HS256"))]}),
+                "unsupported alg",
+            ),
+            (
+                json!({"keys": [with(&|v| v["pkcs8"] = json!("!!"))]}),
+                "not base64",
+            ),
+            (
+                json!({"keys": [with(&|v| v["extra"] = json!(1))]}),
+                "unknown field",
+            ),
             (json!({"keys": [key], "more": 1}), "unknown field"),
         ];
         for (document, expected) in cases {

@@ -45,14 +45,21 @@ struct Entry {
 impl JwksCache {
     /// A cache that fetches with `fetch`.
     pub fn new(fetch: Arc<dyn Fetch>) -> JwksCache {
-        JwksCache { fetch, fixed: RwLock::default(), fetched: Mutex::default() }
+        JwksCache {
+            fetch,
+            fixed: RwLock::default(),
+            fetched: Mutex::default(),
+        }
     }
 
     /// Uses the JWKS document `jwks` for `issuer`, from now on and without HTTP (an admin's
     /// file, for an issuer that is not reachable).
     pub fn set_static(&self, issuer: &str, jwks: &[u8]) -> Result<(), OidcError> {
         let keys = Arc::new(KeySet::from_jwks_json(jwks)?);
-        self.fixed.write().unwrap_or_else(PoisonError::into_inner).insert(issuer.to_owned(), keys);
+        self.fixed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(issuer.to_owned(), keys);
         Ok(())
     }
 
@@ -88,7 +95,11 @@ impl JwksCache {
     }
 
     fn fixed(&self, issuer: &str) -> Option<Arc<KeySet>> {
-        self.fixed.read().unwrap_or_else(PoisonError::into_inner).get(issuer).cloned()
+        self.fixed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(issuer)
+            .cloned()
     }
 
     fn entry(&self, issuer: &str) -> Arc<tokio::sync::Mutex<Entry>> {
@@ -105,7 +116,10 @@ impl JwksCache {
         now: i64,
     ) -> Result<Arc<KeySet>, OidcError> {
         let usable = |entry: &Entry| {
-            entry.keys.clone().filter(|_| now.saturating_sub(entry.fetched_at) <= MAX_STALE_SECONDS)
+            entry
+                .keys
+                .clone()
+                .filter(|_| now.saturating_sub(entry.fetched_at) <= MAX_STALE_SECONDS)
         };
         if let Some(at) = entry.attempted_at
             && (at..at.saturating_add(MIN_REFRESH_SECONDS)).contains(&now)
@@ -115,8 +129,7 @@ impl JwksCache {
                 (None, Some(error)) => Err(error.clone()),
                 (None, None) => Err(OidcError::Discovery {
                     issuer: issuer.to_owned(),
-                    reason: "its keys are too old and it was asked for them moments ago"
-                        .to_owned(),
+                    reason: "its keys are too old and it was asked for them moments ago".to_owned(),
                 }),
             };
         }
@@ -141,16 +154,30 @@ impl JwksCache {
 
 impl std::fmt::Debug for JwksCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let fixed = self.fixed.read().unwrap_or_else(PoisonError::into_inner).len();
-        let fetched = self.fetched.lock().unwrap_or_else(PoisonError::into_inner).len();
-        f.debug_struct("JwksCache").field("fixed", &fixed).field("fetched", &fetched).finish()
+        let fixed = self
+            .fixed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        let fetched = self
+            .fetched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("JwksCache")
+            .field("fixed", &fixed)
+            .field("fetched", &fetched)
+            .finish()
     }
 }
 
 /// The issuer's key set, through its discovery document, whose `issuer` must be exactly the
 /// issuer asked for.
 async fn discover(fetch: &dyn Fetch, issuer: &str) -> Result<KeySet, OidcError> {
-    let refuse = |reason: String| OidcError::Discovery { issuer: issuer.to_owned(), reason };
+    let refuse = |reason: String| OidcError::Discovery {
+        issuer: issuer.to_owned(),
+        reason,
+    };
     let document = fetch.get(&discovery_url(issuer)).await?;
     let document = jwt::object(&document, "discovery document").map_err(refuse)?;
     match document.get("issuer") {
@@ -199,22 +226,37 @@ mod tests {
         let cache = JwksCache::new(Arc::new(fetch));
         let keys = cache.keys_for(&issuer, NOW).await.unwrap();
         assert_eq!(server.requests(), 2);
-        let token = testkit::es256(&key, &testkit::claims_with(&[("iss", issuer.as_str().into())]));
+        let token = testkit::es256(
+            &key,
+            &testkit::claims_with(&[("iss", issuer.as_str().into())]),
+        );
         let audiences = vec![AUD.to_owned()];
         assert!(verify(&token, &keys, &Expectations::new(&issuer, &audiences), NOW).is_ok());
         // A cache hit makes no request.
-        cache.keys_for(&issuer, NOW + JWKS_TTL_SECONDS - 1).await.unwrap();
+        cache
+            .keys_for(&issuer, NOW + JWKS_TTL_SECONDS - 1)
+            .await
+            .unwrap();
         assert_eq!(server.requests(), 2);
         // An expired entry is fetched again.
-        cache.keys_for(&issuer, NOW + JWKS_TTL_SECONDS).await.unwrap();
+        cache
+            .keys_for(&issuer, NOW + JWKS_TTL_SECONDS)
+            .await
+            .unwrap();
         assert_eq!(server.requests(), 4);
     }
 
     #[tokio::test]
     async fn refuses_a_discovery_document_of_another_issuer() {
         let fetch = Arc::new(MemoryFetch::new());
-        fetch.serve_issuer("https://evil.example", &testkit::jwks_json(&[&testkit::es256_key()]));
-        let evil_doc = fetch.get(&discovery_url("https://evil.example")).await.unwrap();
+        fetch.serve_issuer(
+            "https://evil.example",
+            &testkit::jwks_json(&[&testkit::es256_key()]),
+        );
+        let evil_doc = fetch
+            .get(&discovery_url("https://evil.example"))
+            .await
+            .unwrap();
         fetch.insert(&discovery_url(ISSUER), evil_doc);
         let cache = JwksCache::new(fetch);
         let err = cache.keys_for(ISSUER, NOW).await.unwrap_err();
@@ -227,7 +269,10 @@ mod tests {
         );
         // A trailing slash is a different issuer.
         let (_, cache) = cache_with("{}");
-        let err = cache.keys_for(&format!("{ISSUER}/"), NOW).await.unwrap_err();
+        let err = cache
+            .keys_for(&format!("{ISSUER}/"), NOW)
+            .await
+            .unwrap_err();
         assert!(matches!(err, OidcError::Discovery { .. }), "{err:?}");
     }
 
@@ -236,7 +281,10 @@ mod tests {
         let fetch = Arc::new(MemoryFetch::new());
         let doc = serde_json::json!({ "issuer": ISSUER, "jwks_uri": "http://issuer.example/keys" });
         fetch.insert(&discovery_url(ISSUER), doc.to_string());
-        let err = JwksCache::new(fetch).keys_for(ISSUER, NOW).await.unwrap_err();
+        let err = JwksCache::new(fetch)
+            .keys_for(ISSUER, NOW)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("loopback"), "{err}");
     }
 
@@ -250,14 +298,34 @@ mod tests {
         // The issuer rotates; a token with the new kid arrives.
         fetch.serve_issuer(ISSUER, &testkit::jwks_json(&[&new]));
         let keys = cache.refresh(ISSUER, NOW + 5).await.unwrap();
-        assert_eq!(fetch.requests(), 2, "refetched within 10 seconds of the last fetch");
-        assert!(keys.candidates(crate::jwt::Alg::Es256, Some(new.kid())).is_err());
+        assert_eq!(
+            fetch.requests(),
+            2,
+            "refetched within 10 seconds of the last fetch"
+        );
+        assert!(
+            keys.candidates(crate::jwt::Alg::Es256, Some(new.kid()))
+                .is_err()
+        );
         for second in 0..MIN_REFRESH_SECONDS {
-            cache.refresh(ISSUER, NOW + MIN_REFRESH_SECONDS + second / 2).await.unwrap();
+            cache
+                .refresh(ISSUER, NOW + MIN_REFRESH_SECONDS + second / 2)
+                .await
+                .unwrap();
         }
-        assert_eq!(fetch.requests(), 4, "one refetch for a burst of unknown kids");
-        let keys = cache.keys_for(ISSUER, NOW + MIN_REFRESH_SECONDS + 1).await.unwrap();
-        assert!(keys.candidates(crate::jwt::Alg::Es256, Some(new.kid())).is_ok());
+        assert_eq!(
+            fetch.requests(),
+            4,
+            "one refetch for a burst of unknown kids"
+        );
+        let keys = cache
+            .keys_for(ISSUER, NOW + MIN_REFRESH_SECONDS + 1)
+            .await
+            .unwrap();
+        assert!(
+            keys.candidates(crate::jwt::Alg::Es256, Some(new.kid()))
+                .is_ok()
+        );
         assert_eq!(fetch.requests(), 4);
     }
 
@@ -274,13 +342,26 @@ mod tests {
         assert!(cache.keys_for(ISSUER, later + 1).await.is_ok());
         assert_eq!(fetch.requests(), 3, "no second attempt within 10 seconds");
         // Too stale: refused.
-        let err = cache.keys_for(ISSUER, NOW + MAX_STALE_SECONDS + 1).await.unwrap_err();
+        let err = cache
+            .keys_for(ISSUER, NOW + MAX_STALE_SECONDS + 1)
+            .await
+            .unwrap_err();
         assert!(matches!(err, OidcError::Fetch { .. }), "{err:?}");
         // An issuer never reached answers its error, once per 10 seconds.
         let before = fetch.requests();
         for _ in 0..5 {
-            let err = cache.keys_for("https://down.example", NOW).await.unwrap_err();
-            assert_eq!(err.aws_message(), OidcError::Fetch { url: String::new(), reason: String::new() }.aws_message());
+            let err = cache
+                .keys_for("https://down.example", NOW)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.aws_message(),
+                OidcError::Fetch {
+                    url: String::new(),
+                    reason: String::new()
+                }
+                .aws_message()
+            );
         }
         assert_eq!(fetch.requests(), before + 1);
     }
@@ -306,7 +387,9 @@ mod tests {
         let key = testkit::rsa_key();
         let fetch = Arc::new(MemoryFetch::new());
         let cache = JwksCache::new(fetch.clone());
-        cache.set_static(ISSUER, testkit::jwks_json(&[&key]).as_bytes()).unwrap();
+        cache
+            .set_static(ISSUER, testkit::jwks_json(&[&key]).as_bytes())
+            .unwrap();
         assert_eq!(cache.keys_for(ISSUER, NOW).await.unwrap().len(), 1);
         assert_eq!(cache.refresh(ISSUER, NOW).await.unwrap().len(), 1);
         assert_eq!(fetch.requests(), 0);

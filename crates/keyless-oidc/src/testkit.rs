@@ -28,8 +28,16 @@ pub(crate) const RSA_1024_PEM: &[u8] = include_bytes!("../testdata/rsa1024.pk8.p
 
 /// A key pair for signing test tokens.
 pub(crate) enum TestKey {
-    Rsa { pair: RsaKeyPair, kid: String },
-    Ec { pkcs8: Vec<u8>, pair: EcdsaKeyPair, p384: bool, kid: String },
+    Rsa {
+        pair: RsaKeyPair,
+        kid: String,
+    },
+    Ec {
+        pkcs8: Vec<u8>,
+        pair: EcdsaKeyPair,
+        p384: bool,
+        kid: String,
+    },
 }
 
 impl TestKey {
@@ -42,8 +50,12 @@ impl TestKey {
     pub(crate) fn public(&self) -> PublicKey {
         match self {
             TestKey::Rsa { pair, .. } => rsa_public(pair),
-            TestKey::Ec { pair, p384: false, .. } => PublicKey::P256(pair.public_key().as_ref().to_vec()),
-            TestKey::Ec { pair, p384: true, .. } => PublicKey::P384(pair.public_key().as_ref().to_vec()),
+            TestKey::Ec {
+                pair, p384: false, ..
+            } => PublicKey::P256(pair.public_key().as_ref().to_vec()),
+            TestKey::Ec {
+                pair, p384: true, ..
+            } => PublicKey::P384(pair.public_key().as_ref().to_vec()),
         }
     }
 
@@ -74,7 +86,11 @@ pub(crate) fn rsa_key() -> TestKey {
 
 /// The key of `testdata/rsa2048-other.pk8.pem`.
 pub(crate) fn rsa_other_key() -> TestKey {
-    rsa_from(PrivatePkcs8KeyDer::from_pem_slice(RSA_OTHER_PEM).unwrap().secret_pkcs8_der())
+    rsa_from(
+        PrivatePkcs8KeyDer::from_pem_slice(RSA_OTHER_PEM)
+            .unwrap()
+            .secret_pkcs8_der(),
+    )
 }
 
 fn ec_key(p384: bool) -> TestKey {
@@ -84,11 +100,24 @@ fn ec_key(p384: bool) -> TestKey {
     } else {
         &signature::ECDSA_P256_SHA256_FIXED_SIGNING
     };
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap().as_ref().to_vec();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng)
+        .unwrap()
+        .as_ref()
+        .to_vec();
     let pair = EcdsaKeyPair::from_pkcs8(alg, &pkcs8, &rng).unwrap();
     let point = pair.public_key().as_ref().to_vec();
-    let kid = if p384 { PublicKey::P384(point) } else { PublicKey::P256(point) }.thumbprint();
-    TestKey::Ec { pkcs8, pair, p384, kid }
+    let kid = if p384 {
+        PublicKey::P384(point)
+    } else {
+        PublicKey::P256(point)
+    }
+    .thumbprint();
+    TestKey::Ec {
+        pkcs8,
+        pair,
+        p384,
+        kid,
+    }
 }
 
 /// A fresh P-256 key.
@@ -124,8 +153,12 @@ pub(crate) fn jwks_json(keys: &[&TestKey]) -> String {
     let keys: Vec<Value> = keys
         .iter()
         .map(|k| {
-            let mut jwk: serde_json::Map<String, Value> =
-                k.public().members().into_iter().map(|(n, v)| (n.to_owned(), v.into())).collect();
+            let mut jwk: serde_json::Map<String, Value> = k
+                .public()
+                .members()
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v.into()))
+                .collect();
             jwk.insert("kid".into(), k.kid().into());
             Value::Object(jwk)
         })
@@ -166,7 +199,11 @@ pub(crate) fn header(alg: &str, kid: &str) -> String {
 
 /// A token of this header and these claims (JSON text), signed by `key` with `alg`.
 pub(crate) fn sign(key: &TestKey, alg: Alg, header: &str, claims: &str) -> String {
-    let input = format!("{}.{}", jwt::encode(header.as_bytes()), jwt::encode(claims.as_bytes()));
+    let input = format!(
+        "{}.{}",
+        jwt::encode(header.as_bytes()),
+        jwt::encode(claims.as_bytes())
+    );
     let signature = sign_bytes(key, alg, input.as_bytes());
     format!("{input}.{}", jwt::encode(&signature))
 }
@@ -193,7 +230,9 @@ pub(crate) fn sign_bytes(key: &TestKey, alg: Alg, message: &[u8]) -> Vec<u8> {
 
 /// An ES256 signature in DER, as JWS does not allow.
 pub(crate) fn sign_der(key: &TestKey, message: &[u8]) -> Vec<u8> {
-    let TestKey::Ec { pkcs8, .. } = key else { panic!("not an EC key") };
+    let TestKey::Ec { pkcs8, .. } = key else {
+        panic!("not an EC key")
+    };
     let rng = SystemRandom::new();
     let pair =
         EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng).unwrap();
@@ -212,12 +251,22 @@ pub(crate) fn sign_raw(key: &TestKey, header: &str, claims: &Value) -> String {
 
 /// An ES256 token with the key's `kid`.
 pub(crate) fn es256(key: &TestKey, claims: &Value) -> String {
-    sign(key, Alg::Es256, &header("ES256", key.kid()), &claims.to_string())
+    sign(
+        key,
+        Alg::Es256,
+        &header("ES256", key.kid()),
+        &claims.to_string(),
+    )
 }
 
 /// An RS256 token with the key's `kid`.
 pub(crate) fn rs256(key: &TestKey, claims: &Value) -> String {
-    sign(key, Alg::Rs256, &header("RS256", key.kid()), &claims.to_string())
+    sign(
+        key,
+        Alg::Rs256,
+        &header("RS256", key.kid()),
+        &claims.to_string(),
+    )
 }
 
 /// A tiny HTTP(S) server on 127.0.0.1 that answers by path and counts requests.
@@ -247,15 +296,27 @@ pub(crate) mod server {
 
     impl Reply {
         pub(crate) fn ok(body: impl Into<String>) -> Reply {
-            Reply { status: 200, body: body.into(), location: None }
+            Reply {
+                status: 200,
+                body: body.into(),
+                location: None,
+            }
         }
 
         pub(crate) fn status(status: u16) -> Reply {
-            Reply { status, body: String::new(), location: None }
+            Reply {
+                status,
+                body: String::new(),
+                location: None,
+            }
         }
 
         pub(crate) fn redirect(to: &str) -> Reply {
-            Reply { status: 302, body: String::new(), location: Some(to.to_owned()) }
+            Reply {
+                status: 302,
+                body: String::new(),
+                location: Some(to.to_owned()),
+            }
         }
     }
 
@@ -270,16 +331,21 @@ pub(crate) mod server {
     }
 
     impl TestServer {
-        pub(crate) async fn start(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> TestServer {
+        pub(crate) async fn start(
+            handler: impl Fn(&str) -> Reply + Send + Sync + 'static,
+        ) -> TestServer {
             TestServer::spawn(Box::new(handler), None).await
         }
 
-        pub(crate) async fn start_tls(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> TestServer {
+        pub(crate) async fn start_tls(
+            handler: impl Fn(&str) -> Reply + Send + Sync + 'static,
+        ) -> TestServer {
             let certs: Vec<CertificateDer<'static>> =
                 CertificateDer::pem_slice_iter(include_bytes!("../testdata/server.pem"))
                     .collect::<Result<_, _>>()
                     .unwrap();
-            let key = PrivateKeyDer::from_pem_slice(include_bytes!("../testdata/server.pk8.pem")).unwrap();
+            let key = PrivateKeyDer::from_pem_slice(include_bytes!("../testdata/server.pk8.pem"))
+                .unwrap();
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let mut config = rustls::ServerConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
@@ -310,7 +376,10 @@ pub(crate) mod server {
             }
         }
 
-        async fn spawn(handler: Box<dyn Fn(&str) -> Reply + Send + Sync>, tls: Option<TlsAcceptor>) -> TestServer {
+        async fn spawn(
+            handler: Box<dyn Fn(&str) -> Reply + Send + Sync>,
+            tls: Option<TlsAcceptor>,
+        ) -> TestServer {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let requests = Arc::new(AtomicUsize::new(0));
@@ -331,7 +400,13 @@ pub(crate) mod server {
                     });
                 }
             });
-            TestServer { addr, tls: is_tls, requests, handler, task }
+            TestServer {
+                addr,
+                tls: is_tls,
+                requests,
+                handler,
+                task,
+            }
         }
 
         pub(crate) fn url(&self, path: &str) -> String {

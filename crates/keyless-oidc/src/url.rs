@@ -21,7 +21,12 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// (127.0.0.0/8, `::1`, `localhost`); no userinfo, query or fragment; at most
 /// [`MAX_PROVIDER_URL_LEN`] characters.
 pub fn check_provider_url(url: &str) -> Result<(), OidcError> {
-    let refuse = |reason| Err(OidcError::ProviderUrl { url: url.to_owned(), reason });
+    let refuse = |reason| {
+        Err(OidcError::ProviderUrl {
+            url: url.to_owned(),
+            reason,
+        })
+    };
     if url.len() > MAX_PROVIDER_URL_LEN {
         return refuse("longer than 255 characters");
     }
@@ -190,7 +195,10 @@ mod tests {
             provider_key("https://oidc.eks.us-east-1.amazonaws.com/id/ABC/"),
             "oidc.eks.us-east-1.amazonaws.com/id/ABC"
         );
-        assert_eq!(provider_key("https://accounts.google.com"), "accounts.google.com");
+        assert_eq!(
+            provider_key("https://accounts.google.com"),
+            "accounts.google.com"
+        );
         assert_eq!(provider_key("http://127.0.0.1:9000/"), "127.0.0.1:9000");
     }
 
@@ -210,6 +218,9 @@ mod tests {
             discovery_url("https://a.example/id/x/"),
             "https://a.example/id/x/.well-known/openid-configuration"
         );
-        assert_eq!(jwks_url("https://a.example"), "https://a.example/.well-known/jwks.json");
+        assert_eq!(
+            jwks_url("https://a.example"),
+            "https://a.example/.well-known/jwks.json"
+        );
     }
 }

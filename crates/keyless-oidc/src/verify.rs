@@ -7,9 +7,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::OidcError;
 use crate::jwks::KeySet;
 use crate::jwt::{self, Alg};
-use crate::OidcError;
 
 /// The clock skew tolerated by default, in seconds, on `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY_SECONDS: i64 = 60;
@@ -31,7 +31,11 @@ pub struct Expectations<'a> {
 impl<'a> Expectations<'a> {
     /// Expectations with the [`DEFAULT_LEEWAY_SECONDS`].
     pub fn new(issuer: &'a str, audiences: &'a [String]) -> Self {
-        Expectations { issuer, audiences, leeway_seconds: DEFAULT_LEEWAY_SECONDS }
+        Expectations {
+            issuer,
+            audiences,
+            leeway_seconds: DEFAULT_LEEWAY_SECONDS,
+        }
     }
 }
 
@@ -90,9 +94,13 @@ pub fn verify(
     let parts = jwt::parse(token)?;
     let candidates = keys.candidates(parts.alg, parts.kid.as_deref())?;
     if candidates.len() > MAX_CANDIDATES {
-        return Err(OidcError::AmbiguousKey { candidates: candidates.len() });
+        return Err(OidcError::AmbiguousKey {
+            candidates: candidates.len(),
+        });
     }
-    if !candidates.iter().any(|key| key.verify(parts.alg, parts.signing_input, &parts.signature))
+    if !candidates
+        .iter()
+        .any(|key| key.verify(parts.alg, parts.signing_input, &parts.signature))
     {
         return Err(OidcError::BadSignature);
     }
@@ -106,7 +114,10 @@ pub fn verify(
         });
     }
     let audiences = audiences(&claims)?;
-    let Some(audience) = audiences.iter().find(|aud| expect.audiences.contains(aud)).cloned()
+    let Some(audience) = audiences
+        .iter()
+        .find(|aud| expect.audiences.contains(aud))
+        .cloned()
     else {
         return Err(OidcError::AudienceMismatch { found: audiences });
     };
@@ -130,7 +141,10 @@ pub fn verify(
 
     let subject = string_claim(&claims, "sub")?;
     if subject.is_empty() {
-        return Err(OidcError::Claim { name: "sub", reason: "is empty" });
+        return Err(OidcError::Claim {
+            name: "sub",
+            reason: "is empty",
+        });
     }
     Ok(VerifiedToken {
         alg: parts.alg,
@@ -153,18 +167,29 @@ pub fn unverified_issuer(token: &str) -> Result<String, OidcError> {
     string_claim(&parts.claims, "iss").map(str::to_owned)
 }
 
-fn string_claim<'a>(claims: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, OidcError> {
+fn string_claim<'a>(
+    claims: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, OidcError> {
     match claims.get(name) {
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(OidcError::Claim { name, reason: "is not a string" }),
-        None => Err(OidcError::Claim { name, reason: "is missing" }),
+        Some(_) => Err(OidcError::Claim {
+            name,
+            reason: "is not a string",
+        }),
+        None => Err(OidcError::Claim {
+            name,
+            reason: "is missing",
+        }),
     }
 }
 
 /// `aud`, a string or an array of strings (RFC 7519 §4.1.3).
 fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, OidcError> {
-    const NOT_STRINGS: OidcError =
-        OidcError::Claim { name: "aud", reason: "is not a string or an array of strings" };
+    const NOT_STRINGS: OidcError = OidcError::Claim {
+        name: "aud",
+        reason: "is not a string or an array of strings",
+    };
     match claims.get("aud") {
         Some(Value::String(aud)) => Ok(vec![aud.clone()]),
         Some(Value::Array(items)) => items
@@ -172,13 +197,19 @@ fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, OidcError> {
             .map(|item| item.as_str().map(str::to_owned).ok_or(NOT_STRINGS))
             .collect(),
         Some(_) => Err(NOT_STRINGS),
-        None => Err(OidcError::Claim { name: "aud", reason: "is missing" }),
+        None => Err(OidcError::Claim {
+            name: "aud",
+            reason: "is missing",
+        }),
     }
 }
 
 /// A NumericDate claim: a JSON number of seconds, fractions rounded down (RFC 7519 §2).
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, OidcError> {
-    let not_a_number = OidcError::Claim { name, reason: "is not a number of seconds" };
+    let not_a_number = OidcError::Claim {
+        name,
+        reason: "is not a number of seconds",
+    };
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
@@ -222,7 +253,14 @@ mod tests {
             claims: claims.as_object().unwrap().clone(),
         };
         let pairs: Vec<(&str, &str)> = token.string_claims().collect();
-        assert_eq!(pairs, [("aud", "a"), ("aud", "b"), ("sub", "system:serviceaccount:ns:sa")]);
+        assert_eq!(
+            pairs,
+            [
+                ("aud", "a"),
+                ("aud", "b"),
+                ("sub", "system:serviceaccount:ns:sa")
+            ]
+        );
     }
 
     #[test]
@@ -247,23 +285,35 @@ mod tests {
         let audiences = vec![testkit::AUD.to_owned()];
         let expect = Expectations::new(testkit::ISS, &audiences);
         let token = |exp: i64, nbf: i64| {
-            testkit::es256(&keys, &testkit::claims_with(&[("exp", exp.into()), ("nbf", nbf.into())]))
+            testkit::es256(
+                &keys,
+                &testkit::claims_with(&[("exp", exp.into()), ("nbf", nbf.into())]),
+            )
         };
         // exp + leeway <= now is expired; one second later it is not.
         let at_limit = token(NOW - 60, NOW - 100);
         assert_eq!(
             verify(&at_limit, &set, &expect, NOW),
-            Err(OidcError::Expired { exp: NOW - 60, now: NOW })
+            Err(OidcError::Expired {
+                exp: NOW - 60,
+                now: NOW
+            })
         );
         assert!(verify(&token(NOW - 59, NOW - 100), &set, &expect, NOW).is_ok());
         // nbf - leeway > now is not yet valid.
         assert!(verify(&token(NOW + 600, NOW + 60), &set, &expect, NOW).is_ok());
         assert_eq!(
             verify(&token(NOW + 600, NOW + 61), &set, &expect, NOW),
-            Err(OidcError::NotYetValid { nbf: NOW + 61, now: NOW })
+            Err(OidcError::NotYetValid {
+                nbf: NOW + 61,
+                now: NOW
+            })
         );
         // A negative leeway counts as none.
-        let strict = Expectations { leeway_seconds: -100, ..expect };
+        let strict = Expectations {
+            leeway_seconds: -100,
+            ..expect
+        };
         assert!(verify(&token(NOW + 1, NOW), &set, &strict, NOW).is_ok());
     }
 
@@ -276,7 +326,10 @@ mod tests {
         let token = testkit::es256(&keys, &testkit::claims_with(&[("exp", i64::MAX.into())]));
         assert!(verify(&token, &set, &expect, NOW).is_ok());
         let token = testkit::es256(&keys, &testkit::claims_with(&[("exp", i64::MIN.into())]));
-        assert!(matches!(verify(&token, &set, &expect, NOW), Err(OidcError::Expired { .. })));
+        assert!(matches!(
+            verify(&token, &set, &expect, NOW),
+            Err(OidcError::Expired { .. })
+        ));
     }
 
     #[test]
@@ -285,8 +338,14 @@ mod tests {
         let token = testkit::es256(&keys, &testkit::claims());
         assert_eq!(unverified_issuer(&token).unwrap(), testkit::ISS);
         let token = testkit::es256(&keys, &testkit::claims_with(&[("iss", 5.into())]));
-        assert!(matches!(unverified_issuer(&token), Err(OidcError::Claim { name: "iss", .. })));
-        assert!(matches!(unverified_issuer("a.b"), Err(OidcError::Malformed { .. })));
+        assert!(matches!(
+            unverified_issuer(&token),
+            Err(OidcError::Claim { name: "iss", .. })
+        ));
+        assert!(matches!(
+            unverified_issuer("a.b"),
+            Err(OidcError::Malformed { .. })
+        ));
     }
 
     #[test]

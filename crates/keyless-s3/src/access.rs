@@ -245,7 +245,11 @@ impl<S: ObjectStore> Authorizer<S> {
 
     /// What the listener and the clock say of a request (the caller's own keys are added
     /// when it is decided).
-    fn facts(&self, caller: Option<&Caller>, extensions: &http::Extensions) -> RequestFacts<'static> {
+    fn facts(
+        &self,
+        caller: Option<&Caller>,
+        extensions: &http::Extensions,
+    ) -> RequestFacts<'static> {
         RequestFacts {
             source_ip: extensions.get::<ClientAddr>().map(|a| a.0.ip()),
             secure_transport: extensions.get::<SecureTransport>().is_some_and(|t| t.0),

@@ -22,15 +22,20 @@ const MAX_USER_SESSION: i64 = 129_600;
 const MAX_ROOT_SESSION: i64 = 3600;
 
 /// `<AssumedRoleUser>` of a role session.
-pub(crate) fn assumed_role_user(out: &mut Xml, account_id: &str, role: &RoleIdentity, session: &str) {
+pub(crate) fn assumed_role_user(
+    out: &mut Xml,
+    account_id: &str,
+    role: &RoleIdentity,
+    session: &str,
+) {
     out.open("AssumedRoleUser")
-        .text(
-            "AssumedRoleId",
-            &format!("{}:{session}", role.role_id),
-        )
+        .text("AssumedRoleId", &format!("{}:{session}", role.role_id))
         .text(
             "Arn",
-            &format!("arn:aws:sts::{account_id}:assumed-role/{}/{session}", role.name),
+            &format!(
+                "arn:aws:sts::{account_id}:assumed-role/{}/{session}",
+                role.name
+            ),
         )
         .close("AssumedRoleUser");
 }
@@ -45,7 +50,11 @@ impl Sts {
         out.finish()
     }
 
-    pub(crate) fn assume_role(&self, req: &StsRequest<'_>, caller: &Caller) -> Result<String, StsError> {
+    pub(crate) fn assume_role(
+        &self,
+        req: &StsRequest<'_>,
+        caller: &Caller,
+    ) -> Result<String, StsError> {
         let params = req.params;
         let account = self.account_id();
         let role_arn = params.get("RoleArn").ok_or_else(|| missing("roleArn"))?;
@@ -67,8 +76,12 @@ impl Sts {
             ))
         };
         let snapshot = self.store.snapshot();
-        let role = snapshot.directory.role_by_arn(role_arn).ok_or_else(denied)?;
-        let chained = matches!(caller, Caller::Session(s) if matches!(s.kind, SessionKind::Role(_)));
+        let role = snapshot
+            .directory
+            .role_by_arn(role_arn)
+            .ok_or_else(denied)?;
+        let chained =
+            matches!(caller, Caller::Session(s) if matches!(s.kind, SessionKind::Role(_)));
         let max = if chained {
             MAX_CHAINED_DURATION
         } else {
@@ -159,8 +172,16 @@ impl Sts {
             .or_else(|e| match e {
                 // Users may ask for up to 36 hours, past a role's 12.
                 StsError::Validation(_) if max > 43_200 => {
-                    let value: i64 = req.params.get("DurationSeconds").and_then(|v| v.parse().ok()).unwrap_or(0);
-                    if (MIN_DURATION..=max).contains(&value) { Ok(value) } else { Err(e) }
+                    let value: i64 = req
+                        .params
+                        .get("DurationSeconds")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    if (MIN_DURATION..=max).contains(&value) {
+                        Ok(value)
+                    } else {
+                        Err(e)
+                    }
                 }
                 other => Err(other),
             })?,

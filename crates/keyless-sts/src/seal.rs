@@ -100,7 +100,11 @@ impl SessionKey {
         let mut id = String::with_capacity(20);
         id.push_str("ASIA");
         id.push(char::from(self.tag));
-        id.extend(bytes.iter().map(|b| char::from(BASE32[usize::from(*b) % 32])));
+        id.extend(
+            bytes
+                .iter()
+                .map(|b| char::from(BASE32[usize::from(*b) % 32])),
+        );
         Ok(id)
     }
 
@@ -176,7 +180,11 @@ impl SessionTokens for SessionKey {
             .map_err(|_| TokenProblem::Invalid)?;
         let plain = self
             .seal
-            .open_in_place(nonce, Aad::from(aad(access_key_id)), &mut bytes[1 + NONCE_LEN..])
+            .open_in_place(
+                nonce,
+                Aad::from(aad(access_key_id)),
+                &mut bytes[1 + NONCE_LEN..],
+            )
             .map_err(|_| TokenProblem::Invalid)?;
         serde_json::from_slice(plain).map_err(|_| TokenProblem::Invalid)
     }
@@ -241,7 +249,10 @@ mod tests {
             );
         }
         // Truncated, empty, not base64, oversized.
-        assert_eq!(k.open(&id, &token[..token.len() - 4]), Err(TokenProblem::Invalid));
+        assert_eq!(
+            k.open(&id, &token[..token.len() - 4]),
+            Err(TokenProblem::Invalid)
+        );
         assert_eq!(k.open(&id, ""), Err(TokenProblem::Invalid));
         assert_eq!(k.open(&id, "%%%"), Err(TokenProblem::Invalid));
         assert_eq!(k.open(&id, &"A".repeat(9000)), Err(TokenProblem::Invalid));

@@ -8,8 +8,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use keyless_iam::api::xml::{self, Xml};
 use keyless_iam::api::Params;
+use keyless_iam::api::xml::{self, Xml};
 use keyless_iam::session::SessionClaims;
 use keyless_iam::{Caller, IamStore};
 use keyless_policy::{Context, Policy, PolicyKind};
@@ -165,7 +165,9 @@ pub(crate) fn duration(params: &Params, max: i64, max_error: &str) -> Result<i64
 
 /// `RoleSessionName`: 2 to 64 of `[\w+=,.@-]`.
 pub(crate) fn session_name(params: &Params) -> Result<String, StsError> {
-    let name = params.get("RoleSessionName").ok_or_else(|| missing("roleSessionName"))?;
+    let name = params
+        .get("RoleSessionName")
+        .ok_or_else(|| missing("roleSessionName"))?;
     let len = name.chars().count();
     if len < 2 {
         return Err(StsError::Validation(format!(
@@ -271,7 +273,11 @@ pub(crate) fn session_extras(
     }
     let packed: usize = extras.policy.as_ref().map_or(0, String::len)
         + extras.policy_arns.iter().map(String::len).sum::<usize>()
-        + extras.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+        + extras
+            .tags
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>();
     if packed > 0 {
         let percent = (packed * 100).div_ceil(MAX_SESSION_POLICY);
         if percent > 100 {

@@ -56,7 +56,8 @@ pub trait TokenVerifier: Send + Sync + 'static {
 /// check it). Nothing else of the unverified token is used.
 pub fn peek_issuer(token: &str) -> Option<String> {
     let mut parts = token.split('.');
-    let (_, Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (_, Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return None;
     };

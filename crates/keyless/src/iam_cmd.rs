@@ -70,7 +70,10 @@ impl IamClient {
         let date = &amz_date[..8];
         let payload_hash = hex(&Sha256::digest(body.as_bytes()));
         let mut headers = vec![
-            ("content-type", "application/x-www-form-urlencoded; charset=utf-8".to_owned()),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
+            ),
             ("host", self.host.clone()),
             ("x-amz-date", amz_date.clone()),
         ];
@@ -79,8 +82,15 @@ impl IamClient {
         }
         let signed: Vec<String> = headers.iter().map(|(k, _)| (*k).to_owned()).collect();
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let canonical =
-            keyless_sigv4::canonical_request("POST", "/", "", &pairs, &signed, &payload_hash, false);
+        let canonical = keyless_sigv4::canonical_request(
+            "POST",
+            "/",
+            "",
+            &pairs,
+            &signed,
+            &payload_hash,
+            false,
+        );
         let scope = format!("{date}/us-east-1/iam/aws4_request");
         let string_to_sign = format!(
             "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
@@ -127,7 +137,10 @@ impl IamClient {
 
 /// The body of a `Transfer-Encoding: chunked` response, joined.
 fn dechunk(head: &str, body: &str) -> String {
-    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return body.to_owned();
     }
     let mut out = String::new();
@@ -162,7 +175,13 @@ fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
 }
 
 /// The trust policy eksctl writes for a service account.
-pub(crate) fn trust_policy(provider_arn: &str, provider_key: &str, namespace: &str, name: &str, audience: &str) -> String {
+pub(crate) fn trust_policy(
+    provider_arn: &str,
+    provider_key: &str,
+    namespace: &str,
+    name: &str,
+    audience: &str,
+) -> String {
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -178,7 +197,9 @@ pub(crate) fn trust_policy(provider_arn: &str, provider_key: &str, namespace: &s
     .to_string()
 }
 
-pub(crate) fn create_service_account(args: &CreateServiceAccountArgs) -> anyhow::Result<std::process::ExitCode> {
+pub(crate) fn create_service_account(
+    args: &CreateServiceAccountArgs,
+) -> anyhow::Result<std::process::ExitCode> {
     let client = IamClient::from_environment(&args.endpoint_url, &args.data_dir)?;
     let listed = client.call("ListOpenIDConnectProviders", &[])?;
     let providers = elements(&listed, "Arn");
@@ -192,8 +213,13 @@ pub(crate) fn create_service_account(args: &CreateServiceAccountArgs) -> anyhow:
                 .to_string()
         }
         (None, [one]) => (*one).to_owned(),
-        (None, []) => bail!("the server has no OIDC provider: create one, or start `keyless serve`, which registers its own issuer"),
-        (None, _) => bail!("several OIDC providers exist ({}): choose one with --issuer", providers.join(", ")),
+        (None, []) => bail!(
+            "the server has no OIDC provider: create one, or start `keyless serve`, which registers its own issuer"
+        ),
+        (None, _) => bail!(
+            "several OIDC providers exist ({}): choose one with --issuer",
+            providers.join(", ")
+        ),
     };
     let provider_key = provider_arn
         .split_once(":oidc-provider/")
@@ -204,22 +230,47 @@ pub(crate) fn create_service_account(args: &CreateServiceAccountArgs) -> anyhow:
         name.truncate(64);
         name
     });
-    let policy = trust_policy(&provider_arn, &provider_key, &args.namespace, &args.name, &args.audience);
+    let policy = trust_policy(
+        &provider_arn,
+        &provider_key,
+        &args.namespace,
+        &args.name,
+        &args.audience,
+    );
     let created = client.call(
         "CreateRole",
         &[
             ("RoleName", role_name.as_str()),
             ("AssumeRolePolicyDocument", policy.as_str()),
-            ("Description", &format!("IAM role for service account {}/{}", args.namespace, args.name)),
+            (
+                "Description",
+                &format!(
+                    "IAM role for service account {}/{}",
+                    args.namespace, args.name
+                ),
+            ),
         ],
     )?;
-    let role_arn = element(&created, "Arn").context("CreateRole answered no ARN")?.to_owned();
+    let role_arn = element(&created, "Arn")
+        .context("CreateRole answered no ARN")?
+        .to_owned();
     for arn in &args.policy_arns {
         client
-            .call("AttachRolePolicy", &[("RoleName", role_name.as_str()), ("PolicyArn", arn.as_str())])
-            .with_context(|| format!("role `{role_name}` was created, but attaching `{arn}` failed"))?;
+            .call(
+                "AttachRolePolicy",
+                &[
+                    ("RoleName", role_name.as_str()),
+                    ("PolicyArn", arn.as_str()),
+                ],
+            )
+            .with_context(|| {
+                format!("role `{role_name}` was created, but attaching `{arn}` failed")
+            })?;
     }
-    eprintln!("keyless: created role {role_arn} for service account {}/{}", args.namespace, args.name);
+    eprintln!(
+        "keyless: created role {role_arn} for service account {}/{}",
+        args.namespace, args.name
+    );
     println!(
         "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {}\n  namespace: {}\n  annotations:\n    eks.amazonaws.com/role-arn: \"{role_arn}\"",
         args.name, args.namespace

@@ -48,7 +48,9 @@ fn token(args: &cli::TokenArgs) -> anyhow::Result<std::process::ExitCode> {
 fn rotate(data_dir: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
     use keyless_types::Clock as _;
     let kid = oidc::rotate(data_dir, serve::SystemClock.unix_seconds())?;
-    eprintln!("keyless: the OIDC issuer now signs with key {kid}; the old key stays published for 48 hours");
+    eprintln!(
+        "keyless: the OIDC issuer now signs with key {kid}; the old key stays published for 48 hours"
+    );
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -34,7 +34,8 @@ pub(crate) fn load_keys(data_dir: &Path, now: i64) -> anyhow::Result<IssuerKeys>
         return Ok(keys);
     }
     let bytes = crate::private::read(&file)?;
-    IssuerKeys::from_json(&bytes).with_context(|| format!("`{}` is not a valid key ring", file.display()))
+    IssuerKeys::from_json(&bytes)
+        .with_context(|| format!("`{}` is not a valid key ring", file.display()))
 }
 
 /// `keyless oidc rotate`: a new signing key; the old one stays published until the tokens it
@@ -42,7 +43,10 @@ pub(crate) fn load_keys(data_dir: &Path, now: i64) -> anyhow::Result<IssuerKeys>
 pub(crate) fn rotate(data_dir: &Path, now: i64) -> anyhow::Result<String> {
     let file = data_dir.join(KEYS_FILE);
     if !file.exists() {
-        bail!("`{}` does not exist: start `keyless serve` once first", file.display());
+        bail!(
+            "`{}` does not exist: start `keyless serve` once first",
+            file.display()
+        );
     }
     let mut keys = load_keys(data_dir, now)?;
     keys.prune(now, MAX_TOKEN_LIFETIME);
@@ -122,7 +126,10 @@ impl OwnIssuer {
         match reloaded {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
-                tracing::info!(kid = fresh.issuer.keys().active().kid(), "reloaded the OIDC issuer's keys");
+                tracing::info!(
+                    kid = fresh.issuer.keys().active().kid(),
+                    "reloaded the OIDC issuer's keys"
+                );
                 *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&fresh);
                 fresh
             }
@@ -135,7 +142,12 @@ impl OwnIssuer {
 
     /// The path of a document this issuer serves, if `path` is one: discovery or JWKS.
     pub(crate) fn document(&self, path: &str) -> Option<String> {
-        let base = self.url.splitn(4, '/').nth(3).map(|p| format!("/{p}")).unwrap_or_default();
+        let base = self
+            .url
+            .splitn(4, '/')
+            .nth(3)
+            .map(|p| format!("/{p}"))
+            .unwrap_or_default();
         let rest = path.strip_prefix(base.as_str())?;
         if rest == keyless_oidc::DISCOVERY_PATH {
             Some(self.current().discovery.clone())
@@ -156,7 +168,11 @@ pub(crate) struct Verifier {
 }
 
 impl Verifier {
-    pub(crate) fn new(own: Arc<OwnIssuer>, files: HashMap<String, KeySet>, remote: JwksCache) -> Self {
+    pub(crate) fn new(
+        own: Arc<OwnIssuer>,
+        files: HashMap<String, KeySet>,
+        remote: JwksCache,
+    ) -> Self {
         Self { own, files, remote }
     }
 

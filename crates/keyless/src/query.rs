@@ -17,8 +17,8 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response};
 use keyless_iam::api::{self, ApiRequest, Params, xml};
 use keyless_iam::{Caller, KeyProblem, Keyring, ids};
-use keyless_sts::{STS_NAMESPACE, Sts, StsRequest, is_unsigned_action};
 use keyless_sigv4::{Authorization, SigV4Error};
+use keyless_sts::{STS_NAMESPACE, Sts, StsRequest, is_unsigned_action};
 use keyless_types::{Clock, Secret};
 use sha2::{Digest as _, Sha256};
 
@@ -178,13 +178,7 @@ impl QueryApi {
                 tracing::debug!(code, %message, "query request refused");
                 (
                     status,
-                    xml::error_response(
-                        namespace,
-                        code,
-                        &message,
-                        status < 500,
-                        &request_id,
-                    ),
+                    xml::error_response(namespace, code, &message, status < 500, &request_id),
                 )
             }
         };
@@ -251,7 +245,19 @@ impl QueryApi {
             Some((authorization, _, caller)) if authorization.credential.service == "sts" => {
                 Some(caller)
             }
-            Some((_, _, caller)) => return Ok(self.iam(action, params, caller, source_ip, secure_transport, now, request_id).await),
+            Some((_, _, caller)) => {
+                return Ok(self
+                    .iam(
+                        action,
+                        params,
+                        caller,
+                        source_ip,
+                        secure_transport,
+                        now,
+                        request_id,
+                    )
+                    .await);
+            }
         };
         let req = StsRequest {
             action: &action,
@@ -262,7 +268,8 @@ impl QueryApi {
             now,
         };
         let span = tracing::debug_span!("sts", action = %action, request_id = %request_id);
-        let response = tracing::Instrument::instrument(self.sts.handle(&req, request_id), span).await;
+        let response =
+            tracing::Instrument::instrument(self.sts.handle(&req, request_id), span).await;
         Ok(api::ApiResponse {
             status: response.status,
             body: response.body,
@@ -284,7 +291,7 @@ impl QueryApi {
         let store = Arc::clone(self.keys.store());
         let request_id = request_id.to_owned();
         // Changes commit to disk: off the async threads.
-        let response = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let req = ApiRequest {
                 action: &action,
                 params: &params,
@@ -302,8 +309,7 @@ impl QueryApi {
             tracing::error!(error = %e, "iam request panicked");
             api::ApiError::Iam(keyless_iam::IamError::Storage("the request failed".into()))
                 .response(xml::IAM_NAMESPACE, "")
-        });
-        response
+        })
     }
 
     /// The signature's claims, the signer's secret and who the signer is, from the headers.

@@ -10,11 +10,11 @@ use anyhow::Context as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use keyless_iam::{EmbeddedIam, IamStore, Keyring, apply_specs};
-use keyless_sts::{SessionKey, Sts};
 use keyless_policy::{Policy, PolicyKind};
 use keyless_s3::access::{Authorizer, ClientAddr, SecureTransport};
 use keyless_s3::service::KeylessS3;
 use keyless_s3::store::{DiskStore, ObjectStore as _, StoreError};
+use keyless_sts::{SessionKey, Sts};
 use keyless_types::Clock;
 use s3s::host::MultiDomain;
 use s3s::service::S3ServiceBuilder;
@@ -143,14 +143,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let endpoint = format!("{scheme}://{local}");
     let banner = match &credentials_file {
         Some(file) => format!(
-            "keyless: S3 endpoint {endpoint} (IAM and STS too)\nkeyless: OIDC issuer {}\nkeyless: root access key {} (secret in {})\nkeyless: try  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls\n",
+            "keyless: S3 endpoint {endpoint}\nkeyless: IAM and STS on the same endpoint; OIDC issuer {}\nkeyless: root access key {} (secret in {})\nkeyless: try  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls\n",
             issuer.url(),
             root_id,
             file.display(),
             file.display()
         ),
         None => format!(
-            "keyless: S3 endpoint {endpoint} (IAM and STS too)\nkeyless: OIDC issuer {}\nkeyless: root access key {} (from KEYLESS_ROOT_ACCESS_KEY_ID)\n",
+            "keyless: S3 endpoint {endpoint}\nkeyless: IAM and STS on the same endpoint; OIDC issuer {}\nkeyless: root access key {} (from KEYLESS_ROOT_ACCESS_KEY_ID)\n",
             issuer.url(),
             root_id
         ),
@@ -271,7 +271,8 @@ async fn accept_loop(
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ClientAddr(peer));
                 req.extensions_mut().insert(SecureTransport(secure));
-                let (service, query, issuer) = (service.clone(), query.clone(), Arc::clone(&issuer));
+                let (service, query, issuer) =
+                    (service.clone(), query.clone(), Arc::clone(&issuer));
                 async move {
                     if let Some(document) = oidc_document(&issuer, &req) {
                         return Ok(document);
@@ -364,7 +365,9 @@ fn oidc_document<B>(
     issuer: &crate::oidc::OwnIssuer,
     req: &hyper::Request<B>,
 ) -> Option<hyper::Response<s3s::Body>> {
-    if req.method() != hyper::Method::GET || req.headers().contains_key(hyper::header::AUTHORIZATION) {
+    if req.method() != hyper::Method::GET
+        || req.headers().contains_key(hyper::header::AUTHORIZATION)
+    {
         return None;
     }
     let body = issuer.document(req.uri().path())?;
