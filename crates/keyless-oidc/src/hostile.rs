@@ -60,7 +60,6 @@ fn weak_key_set() -> KeySet {
     }])
 }
 
-#[allow(clippy::too_many_lines)]
 fn corpus(rsa: &TestKey, ec: &TestKey) -> Vec<Case> {
     let other = testkit::rsa_other_key();
     let rsa_set = testkit::key_set(rsa);

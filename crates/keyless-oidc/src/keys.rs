@@ -72,7 +72,13 @@ impl SigningKey {
             document.to_vec()
         };
         SigningKey::from_der(Alg::Rs256, &der)
-            .or_else(|rsa| SigningKey::from_der(Alg::Es256, &der).map_err(|_| rsa))
+            .or_else(|_| SigningKey::from_der(Alg::Es256, &der))
+            .map_err(|_| {
+                key_error(
+                    "not an unencrypted PKCS#8 RSA key of 2048 to 4096 bits or P-256 key"
+                        .to_owned(),
+                )
+            })
     }
 
     fn from_der(alg: Alg, der: &[u8]) -> Result<SigningKey, OidcError> {
@@ -383,7 +389,11 @@ mod tests {
     #[test]
     fn refuses_bad_keys() {
         let weak = SigningKey::from_pkcs8(testkit::RSA_1024_PEM).unwrap_err();
-        assert!(weak.to_string().contains("2048 to 4096 bits"), "{weak}");
+        assert!(
+            weak.to_string()
+                .contains("RSA key of 2048 to 4096 bits or P-256"),
+            "{weak}"
+        );
         let pkcs1 = b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n";
         let err = SigningKey::from_pkcs8(pkcs1).unwrap_err();
         assert!(err.to_string().contains("openssl pkcs8 -topk8"), "{err}");

@@ -182,7 +182,7 @@ impl Verifier {
         provider: &ProviderIdentity,
         now: i64,
     ) -> Result<keyless_oidc::VerifiedToken, OidcError> {
-        let issuer = provider.url.trim_end_matches('/');
+        let issuer = provider.url.as_str();
         let expect = Expectations::new(issuer, &provider.client_ids);
         if provider.key == self.own.key {
             return verify(token, &self.own.current().key_set, &expect, now);
