@@ -66,6 +66,24 @@ impl Session {
     }
 }
 
+/// The condition keys every request has, whoever makes it: `aws:SourceIp`,
+/// `aws:SecureTransport`, `aws:CurrentTime`, `aws:EpochTime`. The caller's own are added by
+/// [`Caller::authorize`].
+pub fn request_context(
+    source_ip: Option<std::net::IpAddr>,
+    secure_transport: bool,
+    now: i64,
+) -> Context {
+    let mut ctx = Context::with_capacity(16);
+    if let Some(ip) = source_ip {
+        ctx.insert("aws:SourceIp", ip.to_string());
+    }
+    ctx.insert("aws:SecureTransport", secure_transport.to_string());
+    ctx.insert("aws:CurrentTime", iso8601(now));
+    ctx.insert("aws:EpochTime", now.to_string());
+    ctx
+}
+
 fn sources(policies: &[UserPolicy]) -> Vec<Source<'_>> {
     policies
         .iter()

@@ -18,7 +18,7 @@ mod specs;
 pub mod state;
 mod store;
 
-pub use caller::{Caller, Session, SessionKind};
+pub use caller::{Caller, Session, SessionKind, request_context};
 pub use directory::{Credential, Directory, Identity, ProviderIdentity, RoleIdentity};
 pub use error::IamError;
 pub use keyring::{KeyProblem, Keyring, RootKey, constant_time_eq};

@@ -11,7 +11,7 @@ use keyless_iam::{Caller, RoleIdentity, SessionKind};
 use keyless_policy::Source;
 
 use crate::service::{
-    MAX_CHAINED_DURATION, MIN_DURATION, StsRequest, credentials, duration, missing,
+    MAX_CHAINED_DURATION, MIN_DURATION, SessionExtras, StsRequest, credentials, duration, missing,
     request_context, session_extras, session_name,
 };
 use crate::{Sts, StsError};
@@ -41,6 +41,40 @@ pub(crate) fn assumed_role_user(
 }
 
 impl Sts {
+    /// A new session of `role` lasting `(from, seconds)`: its claims sealed into credentials,
+    /// written with the `<AssumedRoleUser>` and `<PackedPolicySize>` every role session answers.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn role_session(
+        &self,
+        out: &mut Xml,
+        role: &RoleIdentity,
+        session: &str,
+        (from, seconds): (i64, i64),
+        extras: SessionExtras,
+        source_identity: Option<String>,
+        web_identity: Option<(String, String, String)>,
+    ) -> Result<SessionClaims, StsError> {
+        let claims = SessionClaims {
+            subject: SessionSubject::Role {
+                arn: role.arn.clone(),
+                session_name: session.to_owned(),
+            },
+            issued: from,
+            expires: from + seconds,
+            policy: extras.policy,
+            policy_arns: extras.policy_arns,
+            tags: extras.tags,
+            source_identity,
+            web_identity,
+        };
+        credentials(out, &self.key, &claims)?;
+        assumed_role_user(out, self.account_id(), role, session);
+        if let Some(percent) = extras.packed_percent {
+            out.value("PackedPolicySize", percent);
+        }
+        Ok(claims)
+    }
+
     pub(crate) fn get_caller_identity(&self, caller: &Caller) -> String {
         let account = self.account_id();
         let mut out = Xml::new();
@@ -122,25 +156,16 @@ impl Sts {
         if !verdict.is_allowed() {
             return Err(denied());
         }
-        let claims = SessionClaims {
-            subject: SessionSubject::Role {
-                arn: role.arn.clone(),
-                session_name: session.clone(),
-            },
-            issued: req.now,
-            expires: req.now + seconds,
-            policy: extras.policy,
-            policy_arns: extras.policy_arns,
-            tags: extras.tags,
-            source_identity: source_identity.clone(),
-            web_identity: None,
-        };
         let mut out = Xml::new();
-        credentials(&mut out, &self.key, &claims)?;
-        assumed_role_user(&mut out, account, role, &session);
-        if let Some(percent) = extras.packed_percent {
-            out.value("PackedPolicySize", percent);
-        }
+        let claims = self.role_session(
+            &mut out,
+            role,
+            &session,
+            (req.now, seconds),
+            extras,
+            source_identity.clone(),
+            None,
+        )?;
         if let Some(source) = &source_identity {
             out.text("SourceIdentity", source);
         }

@@ -15,4 +15,4 @@ pub use seal::{MAX_TOKEN_LEN, SessionKey};
 pub use service::{
     STS_NAMESPACE, Sts, StsRequest, StsResponse, error_response, is_unsigned_action,
 };
-pub use web_identity::{TokenVerifier, WebToken, peek_issuer, session_tags};
+pub use web_identity::{TokenVerifier, WebToken, session_tags};

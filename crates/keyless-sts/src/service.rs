@@ -13,7 +13,6 @@ use keyless_iam::api::xml::{self, Xml};
 use keyless_iam::session::SessionClaims;
 use keyless_iam::{Caller, IamStore};
 use keyless_policy::{Context, Policy, PolicyKind};
-use keyless_types::time::iso8601;
 
 use crate::web_identity::TokenVerifier;
 use crate::{SessionKey, StsError};
@@ -292,14 +291,7 @@ pub(crate) fn session_extras(
 
 /// The request keys every STS decision sees.
 pub(crate) fn request_context(req: &StsRequest<'_>) -> Context {
-    let mut ctx = Context::with_capacity(16);
-    if let Some(ip) = req.source_ip {
-        ctx.insert("aws:SourceIp", ip.to_string());
-    }
-    ctx.insert("aws:SecureTransport", req.secure_transport.to_string());
-    ctx.insert("aws:CurrentTime", iso8601(req.now));
-    ctx.insert("aws:EpochTime", req.now.to_string());
-    ctx
+    keyless_iam::request_context(req.source_ip, req.secure_transport, req.now)
 }
 
 /// `<Credentials>` of a new session.

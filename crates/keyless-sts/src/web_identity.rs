@@ -7,16 +7,12 @@
 //! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html>
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#condition-keys-wif>
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyless_iam::ProviderIdentity;
 use keyless_iam::api::xml::Xml;
-use keyless_iam::session::{SessionClaims, SessionSubject};
 use keyless_policy::{PolicySet, Principal, Request, Source, authorize};
 
-use crate::assume_role::assumed_role_user;
 use crate::service::{
-    StsRequest, credentials, duration, missing, request_context, session_extras, session_name,
+    StsRequest, duration, missing, request_context, session_extras, session_name,
 };
 use crate::{Sts, StsError};
 
@@ -52,20 +48,6 @@ pub trait TokenVerifier: Send + Sync + 'static {
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<WebToken, StsError>> + Send + 'a>>;
 }
 
-/// The `iss` of a token, read before any key is known (to find the provider whose keys will
-/// check it). Nothing else of the unverified token is used.
-pub fn peek_issuer(token: &str) -> Option<String> {
-    let mut parts = token.split('.');
-    let (_, Some(payload), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("iss")?.as_str().map(str::to_owned)
-}
-
 /// Session tags from the token's tag claim: `{"principal_tags": {"k": ["v"]}}`.
 pub fn session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
     let Some(tags) = claims
@@ -94,7 +76,6 @@ impl Sts {
     ) -> Result<String, StsError> {
         const ACTION: &str = "AssumeRoleWithWebIdentity";
         let params = req.params;
-        let account = self.account_id();
         let role_arn = params.get("RoleArn").ok_or_else(|| missing("roleArn"))?;
         let session = session_name(params)?;
         let token = params
@@ -105,7 +86,8 @@ impl Sts {
                 "1 validation error detected: Value at 'webIdentityToken' failed to satisfy constraint: Member must have length between 4 and {MAX_WEB_IDENTITY_TOKEN}"
             )));
         }
-        let issuer = peek_issuer(token).ok_or_else(|| {
+        // Read before any key is known, only to find the provider whose keys will check it.
+        let issuer = keyless_oidc::unverified_issuer(token).map_err(|_| {
             StsError::InvalidIdentityToken(
                 "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)".into(),
             )
@@ -158,31 +140,22 @@ impl Sts {
         if !decision.verdict.is_allowed() {
             return Err(StsError::not_authorized(ACTION));
         }
-        let claims = SessionClaims {
-            subject: SessionSubject::Role {
-                arn: role.arn.clone(),
-                session_name: session.clone(),
-            },
-            issued: req.now,
-            expires: req.now + seconds,
-            policy: extras.policy,
-            policy_arns: extras.policy_arns,
-            tags: extras.tags,
-            source_identity: None,
-            web_identity: Some((
+        let mut out = Xml::new();
+        let claims = self.role_session(
+            &mut out,
+            role,
+            &session,
+            (req.now, seconds),
+            extras,
+            None,
+            Some((
                 provider.arn.clone(),
                 web.subject.clone(),
                 web.audience.clone(),
             )),
-        };
-        let mut out = Xml::new();
-        credentials(&mut out, &self.key, &claims)?;
-        out.text("SubjectFromWebIdentityToken", &web.subject);
-        assumed_role_user(&mut out, account, role, &session);
-        if let Some(percent) = extras.packed_percent {
-            out.value("PackedPolicySize", percent);
-        }
-        out.text("Provider", &provider.arn)
+        )?;
+        out.text("SubjectFromWebIdentityToken", &web.subject)
+            .text("Provider", &provider.arn)
             .text("Audience", &web.audience);
         tracing::info!(provider = %provider.arn, sub = %web.subject, role = %role.arn, session = %session, expires = claims.expires, "role assumed with web identity");
         Ok(out.finish())

@@ -17,6 +17,7 @@ use keyless_types::time::iso8601;
 use sha2::{Digest as _, Sha256};
 
 use crate::cli::CreateServiceAccountArgs;
+use crate::query::hex;
 
 /// A signed IAM query client.
 struct IamClient {
@@ -24,10 +25,6 @@ struct IamClient {
     access_key_id: String,
     secret: String,
     token: Option<String>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn form_encode(text: &str) -> String {

@@ -391,7 +391,7 @@ fn query_names_action(query: Option<&str>) -> bool {
         .any(|pair| pair.split('=').next() == Some("Action"))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");

@@ -17,9 +17,6 @@ pub use error::ApiError;
 
 use std::net::IpAddr;
 
-use keyless_policy::Context;
-use keyless_types::time::iso8601;
-
 use crate::{Caller, IamError, IamStore};
 
 /// A request's parameters, decoded, in the order received.
@@ -340,7 +337,8 @@ impl Cx<'_> {
                 session.arn
             )));
         }
-        let mut ctx = self.context();
+        let mut ctx =
+            crate::request_context(self.req.source_ip, self.req.secure_transport, self.req.now);
         for (key, value) in keys {
             ctx.insert(*key, (*value).to_owned());
         }
@@ -353,18 +351,6 @@ impl Cx<'_> {
                 caller.arn(self.account())
             )))
         }
-    }
-
-    /// The request's own condition keys; the caller's are added by [`Caller::authorize`].
-    fn context(&self) -> Context {
-        let mut ctx = Context::with_capacity(12);
-        if let Some(ip) = self.req.source_ip {
-            ctx.insert("aws:SourceIp", ip.to_string());
-        }
-        ctx.insert("aws:SecureTransport", self.req.secure_transport.to_string());
-        ctx.insert("aws:CurrentTime", iso8601(self.req.now));
-        ctx.insert("aws:EpochTime", self.req.now.to_string());
-        ctx
     }
 
     /// Applies a change to the state, durably.
