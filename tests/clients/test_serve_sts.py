@@ -99,7 +99,8 @@ def gitlab(server, keyless_bin, tmp_path):
     key = url.split("://", 1)[1]
     role = make_role(server, "gitlab-registry", trust(provider_arn(url), key, "system:serviceaccount:gitlab:registry"), "registry")
     token_file = tmp_path / "token"
-    token_file.write_text(keyless_token(keyless_bin, server, "gitlab", "registry"))
+    # As `keyless token > token` writes it: with a final newline.
+    token_file.write_text(keyless_token(keyless_bin, server, "gitlab", "registry") + "\n")
     return role, token_file
 
 
@@ -224,7 +225,7 @@ def test_fog_style_get_and_s3cmd_style_post_query(server, gitlab):
 def role_session(server, gitlab, **kwargs):
     role, token_file = gitlab
     creds = sts_unsigned(server).assume_role_with_web_identity(
-        RoleArn=role, RoleSessionName="tt", WebIdentityToken=token_file.read_text(), **kwargs
+        RoleArn=role, RoleSessionName="tt", WebIdentityToken=token_file.read_text().strip(), **kwargs
     )["Credentials"]
     return creds
 

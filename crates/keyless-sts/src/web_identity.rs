@@ -80,7 +80,10 @@ impl Sts {
         let session = session_name(params)?;
         let token = params
             .get("WebIdentityToken")
-            .ok_or_else(|| missing("webIdentityToken"))?;
+            .ok_or_else(|| missing("webIdentityToken"))?
+            // `--web-identity-token file://token` sends the file as is, with the newline that
+            // `kubectl create token > token` (or `keyless token > token`) leaves at its end.
+            .trim_ascii();
         if token.len() < 4 || token.len() > MAX_WEB_IDENTITY_TOKEN {
             return Err(StsError::Validation(format!(
                 "1 validation error detected: Value at 'webIdentityToken' failed to satisfy constraint: Member must have length between 4 and {MAX_WEB_IDENTITY_TOKEN}"
