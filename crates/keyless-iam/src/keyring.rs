@@ -4,7 +4,7 @@
 //! through [`SessionTokens`] and resolved against the current IAM state.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use keyless_policy::{Policy, PolicyKind};
 use keyless_types::Secret;
@@ -33,6 +33,21 @@ pub struct Keyring {
     sessions: Option<Arc<dyn SessionTokens>>,
     /// Inline session policies compiled once per text (a session's requests all carry it).
     compiled: Arc<Mutex<HashMap<String, Arc<Policy>>>>,
+    /// Sessions already opened, by temporary access key id: a session's later requests skip
+    /// deriving its secret and decoding, decrypting and resolving its token. An entry serves
+    /// only the exact token it was opened from, and only while the IAM state it was resolved
+    /// against is current.
+    opened: Arc<RwLock<HashMap<String, Opened>>>,
+}
+
+/// A session token opened and resolved once.
+struct Opened {
+    token: String,
+    secret: Secret,
+    /// The IAM state the session was resolved against (weak: an old state is not kept alive,
+    /// and while this is held its address is not reused).
+    snapshot: Weak<Snapshot>,
+    session: Arc<Session>,
 }
 
 /// Why a key and token were refused.
@@ -49,6 +64,9 @@ pub enum KeyProblem {
 
 /// How many compiled session policies are kept.
 const MAX_COMPILED: usize = 1024;
+
+/// How many opened sessions are kept (a few MiB at most).
+const MAX_OPENED: usize = 4096;
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,6 +90,7 @@ impl Keyring {
             store,
             sessions: None,
             compiled: Arc::default(),
+            opened: Arc::default(),
         }
     }
 
@@ -95,44 +114,98 @@ impl Keyring {
     /// derived for a temporary key (whose token is checked by [`Keyring::resolve`]).
     pub fn secret(&self, access_key_id: &str) -> Option<Secret> {
         if is_temporary_key(access_key_id) {
+            let opened = self.opened.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(entry) = opened.get(access_key_id) {
+                return Some(entry.secret.clone());
+            }
+            drop(opened);
             return self.sessions.as_ref()?.secret(access_key_id);
         }
         self.lookup(access_key_id).map(|(secret, _)| secret)
     }
 
-    /// The secret and caller of `access_key_id` with the session token the request carried:
-    /// temporary keys need their token, long-term keys must come without one.
+    /// The caller of `access_key_id` with the session token the request carried: temporary
+    /// keys need their token, long-term keys must come without one. The secret is not part of
+    /// the answer: the signature check asks [`Keyring::secret`] for it, and deriving a
+    /// temporary key's secret twice per request would cost an HMAC for nothing.
     pub fn resolve(
         &self,
         access_key_id: &str,
         token: Option<&str>,
         now: i64,
-    ) -> Result<(Secret, Caller), KeyProblem> {
+    ) -> Result<Caller, KeyProblem> {
         if !is_temporary_key(access_key_id) {
             if token.is_some() {
                 return Err(KeyProblem::InvalidToken);
             }
-            return self.lookup(access_key_id).ok_or(KeyProblem::UnknownKey);
+            return self
+                .lookup(access_key_id)
+                .map(|(_, caller)| caller)
+                .ok_or(KeyProblem::UnknownKey);
         }
         let sessions = self.sessions.as_ref().ok_or(KeyProblem::UnknownKey)?;
         let token = token.ok_or(KeyProblem::UnknownKey)?;
-        let secret = sessions
-            .secret(access_key_id)
-            .ok_or(KeyProblem::UnknownKey)?;
-        let claims = sessions
-            .open(access_key_id, token)
-            .map_err(|problem| match problem {
-                TokenProblem::Invalid => KeyProblem::InvalidToken,
-                TokenProblem::Expired => KeyProblem::ExpiredToken,
-            })?;
-        if claims.expires <= now {
+        let snapshot = self.store.snapshot();
+        let session = match self.reopen(access_key_id, token, &snapshot) {
+            Some(session) => session,
+            None => {
+                let claims =
+                    sessions
+                        .open(access_key_id, token)
+                        .map_err(|problem| match problem {
+                            TokenProblem::Invalid => KeyProblem::InvalidToken,
+                            TokenProblem::Expired => KeyProblem::ExpiredToken,
+                        })?;
+                let session = Arc::new(
+                    self.session(&snapshot, access_key_id, claims)
+                        .ok_or(KeyProblem::InvalidToken)?,
+                );
+                if let Some(secret) = sessions.secret(access_key_id) {
+                    self.remember(token, secret, &snapshot, &session);
+                }
+                session
+            }
+        };
+        if session.claims.expires <= now {
             return Err(KeyProblem::ExpiredToken);
         }
-        let snapshot = self.store.snapshot();
-        let session = self
-            .session(&snapshot, access_key_id, claims)
-            .ok_or(KeyProblem::InvalidToken)?;
-        Ok((secret, Caller::Session(Arc::new(session))))
+        Ok(Caller::Session(session))
+    }
+
+    /// The session `token` opened to before, if it was opened with `access_key_id` against
+    /// the current state `snapshot`.
+    fn reopen(
+        &self,
+        access_key_id: &str,
+        token: &str,
+        snapshot: &Arc<Snapshot>,
+    ) -> Option<Arc<Session>> {
+        let opened = self.opened.read().unwrap_or_else(|e| e.into_inner());
+        let entry = opened.get(access_key_id)?;
+        (entry.token == token && std::ptr::eq(entry.snapshot.as_ptr(), Arc::as_ptr(snapshot)))
+            .then(|| Arc::clone(&entry.session))
+    }
+
+    fn remember(
+        &self,
+        token: &str,
+        secret: Secret,
+        snapshot: &Arc<Snapshot>,
+        session: &Arc<Session>,
+    ) {
+        let mut opened = self.opened.write().unwrap_or_else(|e| e.into_inner());
+        if opened.len() >= MAX_OPENED {
+            opened.clear();
+        }
+        opened.insert(
+            session.access_key_id.clone(),
+            Opened {
+                token: token.to_owned(),
+                secret,
+                snapshot: Arc::downgrade(snapshot),
+                session: Arc::clone(session),
+            },
+        );
     }
 
     /// A session as the current state has it; `None` when its role or user is gone or its
@@ -271,5 +344,112 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    /// Tokens are `ACCESS-KEY-ID|N`, opened to `claims[N]` when the id matches; counts opens.
+    struct Tokens {
+        claims: Vec<SessionClaims>,
+        opens: Mutex<usize>,
+    }
+
+    impl SessionTokens for Tokens {
+        fn secret(&self, access_key_id: &str) -> Option<Secret> {
+            Some(Secret::new(format!("secret of {access_key_id}")))
+        }
+
+        fn open(&self, access_key_id: &str, token: &str) -> Result<SessionClaims, TokenProblem> {
+            *self.opens.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            let (id, n) = token.split_once('|').ok_or(TokenProblem::Invalid)?;
+            let n: usize = n.parse().map_err(|_| TokenProblem::Invalid)?;
+            match self.claims.get(n) {
+                Some(claims) if id == access_key_id => Ok(claims.clone()),
+                _ => Err(TokenProblem::Invalid),
+            }
+        }
+    }
+
+    #[test]
+    fn opened_sessions_are_reused_only_for_their_key_and_the_current_state() {
+        let store = Arc::new(EmbeddedIam::in_memory("111122223333", IamState::default()).unwrap());
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"sts:AssumeRole"}]}"#;
+        store
+            .update(&mut |s| {
+                let new = crate::roles::NewRole {
+                    name: "registry",
+                    path: "/",
+                    assume_role_policy: trust,
+                    ..Default::default()
+                };
+                s.create_role("111122223333", new, "AROAREGISTRY".into(), 0)
+                    .map(drop)
+            })
+            .unwrap();
+        let claims = SessionClaims {
+            subject: SessionSubject::Role {
+                arn: "arn:aws:iam::111122223333:role/registry".into(),
+                session_name: "pod".into(),
+            },
+            issued: 100,
+            expires: 1000,
+            policy: None,
+            policy_arns: Vec::new(),
+            tags: Vec::new(),
+            source_identity: None,
+            web_identity: None,
+        };
+        let tokens = Arc::new(Tokens {
+            claims: vec![claims],
+            opens: Mutex::new(0),
+        });
+        let ring = Keyring::new(
+            RootKey {
+                access_key_id: "AKIAROOT".into(),
+                secret: Secret::new("r"),
+            },
+            Arc::clone(&store) as Arc<dyn IamStore>,
+        )
+        .with_sessions(Arc::clone(&tokens) as Arc<dyn SessionTokens>);
+        let opens = || *tokens.opens.lock().unwrap_or_else(|e| e.into_inner());
+        let session = |caller: Result<Caller, KeyProblem>| match caller {
+            Ok(Caller::Session(s)) => s,
+            other => panic!("not a session: {other:?}"),
+        };
+
+        let (key, token) = ("ASIAONE", "ASIAONE|0");
+        let first = session(ring.resolve(key, Some(token), 500));
+        assert_eq!(
+            first.arn,
+            "arn:aws:sts::111122223333:assumed-role/registry/pod"
+        );
+        let again = session(ring.resolve(key, Some(token), 501));
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second request reuses the session"
+        );
+        assert_eq!(opens(), 1);
+
+        // The same token with another key is opened again (and refused), never served.
+        assert_eq!(
+            ring.resolve("ASIATWO", Some(token), 502).unwrap_err(),
+            KeyProblem::InvalidToken
+        );
+        // The key with any other token is opened again (and refused).
+        assert_eq!(
+            ring.resolve(key, Some("ASIAONE|7"), 502).unwrap_err(),
+            KeyProblem::InvalidToken
+        );
+        assert_eq!(opens(), 3);
+        // Expiry holds for a remembered session too.
+        assert_eq!(
+            ring.resolve(key, Some(token), 1000).unwrap_err(),
+            KeyProblem::ExpiredToken
+        );
+        // A change to IAM resolves the session again: a deleted role ends it.
+        store.update(&mut |s| s.delete_role("registry")).unwrap();
+        assert_eq!(
+            ring.resolve(key, Some(token), 503).unwrap_err(),
+            KeyProblem::InvalidToken
+        );
+        assert!(ring.secret(key).is_some());
     }
 }

@@ -330,15 +330,20 @@ impl QueryApi {
             )));
         }
         let token = header("x-amz-security-token");
-        let (secret, caller) = self
+        let key = authorization.credential.access_key_id.as_str();
+        let caller = self
             .keys
-            .resolve(&authorization.credential.access_key_id, token, now)
+            .resolve(key, token, now)
             .map_err(|problem| match problem {
                 KeyProblem::ExpiredToken => QueryError::ExpiredToken,
                 KeyProblem::UnknownKey | KeyProblem::InvalidToken => {
                     QueryError::InvalidClientTokenId
                 }
             })?;
+        let secret = self
+            .keys
+            .secret(key)
+            .ok_or(QueryError::InvalidClientTokenId)?;
         Ok((authorization, secret, caller))
     }
 

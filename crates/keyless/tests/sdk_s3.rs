@@ -4,8 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -13,59 +14,6 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
-
-struct Server {
-    child: Child,
-    endpoint: String,
-    _dir: std::path::PathBuf,
-    key: (String, String),
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self._dir);
-    }
-}
-
-fn start() -> Server {
-    let dir = std::env::temp_dir().join(format!(
-        "keyless-sdk-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyless"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Only the first line is read; the rest of the banner meets a closed pipe, which must not
-    // stop the server (it once did).
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let endpoint = first.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(endpoint.starts_with("http://127.0.0.1:"), "{first}");
-    let creds = std::fs::read_to_string(dir.join("root-credentials")).unwrap();
-    let value = |name: &str| {
-        creds
-            .lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(" = ")))
-            .unwrap()
-            .to_owned()
-    };
-    let key = (value("aws_access_key_id"), value("aws_secret_access_key"));
-    Server {
-        child,
-        endpoint,
-        _dir: dir,
-        key,
-    }
-}
 
 fn client(endpoint: &str, access_key_id: &str, secret: &str) -> Client {
     let http = aws_smithy_http_client::Builder::new().build_http();
@@ -109,7 +57,7 @@ fn http_get(url: &str) -> (u16, Vec<u8>) {
 
 #[tokio::test]
 async fn objects_listings_and_checksums() {
-    let server = start();
+    let server = common::start(&[]);
     let s3 = client(&server.endpoint, &server.key.0, &server.key.1);
     s3.create_bucket().bucket("sdk").send().await.unwrap();
     let put = s3
@@ -272,7 +220,7 @@ async fn objects_listings_and_checksums() {
 
 #[tokio::test]
 async fn multipart_upload() {
-    let server = start();
+    let server = common::start(&[]);
     let s3 = client(&server.endpoint, &server.key.0, &server.key.1);
     s3.create_bucket().bucket("mpu").send().await.unwrap();
     let upload = s3
@@ -338,7 +286,7 @@ async fn multipart_upload() {
 
 #[tokio::test]
 async fn wrong_keys_are_refused() {
-    let server = start();
+    let server = common::start(&[]);
     let err = client(&server.endpoint, &server.key.0, "not-the-secret")
         .list_buckets()
         .send()

@@ -1,0 +1,274 @@
+//! The AWS Rust SDK's default credential chain (`aws-config`), unmodified, against
+//! `keyless serve`, set up the way EKS sets up an IRSA pod: `AWS_ROLE_ARN`,
+//! `AWS_WEB_IDENTITY_TOKEN_FILE` and the endpoints in the environment, no keys anywhere.
+//!
+//! The SDK reads its environment itself, and a test may not change its own (that takes
+//! `unsafe`), so each case runs this test binary again as a child process with the
+//! environment an application would have; the child is the ignored test `sdk_in_child`.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::ffi::OsStr;
+use std::process::Command;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::primitives::ByteStream;
+
+/// Set in the child's environment; the child test does nothing without it.
+const CHILD: &str = "KEYLESS_SDK_CHILD";
+
+const CONFIG: &str = r#"
+[[policies]]
+name = "registry-rw"
+document = '''{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": "arn:aws:s3:::registry"},
+  {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+   "Resource": "arn:aws:s3:::registry/*"}]}'''
+
+[[buckets]]
+name = "registry"
+
+[[buckets]]
+name = "other"
+"#;
+
+fn keyless(args: &[&OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyless"))
+        .args(args)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "keyless {args:?}: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `sdk_in_child` with `env` on top of an environment cleared of every other AWS setting
+/// (no keys, no profile files, no IMDS), and returns what it printed.
+#[allow(clippy::disallowed_methods)] // reads the test's environment only to clear it
+fn child(env: &[(&str, &OsStr)]) -> String {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args([
+        "--exact",
+        "sdk_in_child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    let nowhere = common::scratch("no-such-file");
+    command
+        .env(CHILD, "1")
+        .env("AWS_CONFIG_FILE", &nowhere)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .envs(env.iter().copied());
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The value the child printed as `name=value` (the first line follows libtest's
+/// `test sdk_in_child ... `).
+fn line<'a>(output: &'a str, name: &str) -> &'a str {
+    output
+        .lines()
+        .map(|l| l.rsplit_once(" ... ").map_or(l, |(_, printed)| printed))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name}= in:\n{output}"))
+}
+
+#[test]
+fn default_chain_assumes_the_role_of_a_web_identity_token() {
+    let config = common::scratch("sdk-sts.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let server = common::start(&["--config".as_ref(), config.as_os_str()]);
+    let dir = server.dir.as_os_str();
+
+    // The role as eksctl would make it, and the token as the kubelet would project it.
+    let yaml = keyless(&[
+        "iam".as_ref(),
+        "create-service-account".as_ref(),
+        "--namespace".as_ref(),
+        "gitlab".as_ref(),
+        "--name".as_ref(),
+        "registry".as_ref(),
+        "--attach-policy-arn".as_ref(),
+        "arn:aws:iam::000000000000:policy/registry-rw".as_ref(),
+        "--endpoint-url".as_ref(),
+        server.endpoint.as_ref(),
+        "--data-dir".as_ref(),
+        dir,
+    ]);
+    let role_arn = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("eks.amazonaws.com/role-arn: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let token = keyless(&[
+        "token".as_ref(),
+        "--namespace".as_ref(),
+        "gitlab".as_ref(),
+        "--service-account".as_ref(),
+        "registry".as_ref(),
+        "--data-dir".as_ref(),
+        dir,
+    ]);
+    let token_file = common::scratch("sdk-token");
+    std::fs::write(&token_file, token).unwrap();
+
+    let endpoint = OsStr::new(&server.endpoint);
+    let irsa = [
+        ("AWS_ROLE_ARN", OsStr::new(&role_arn)),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_os_str()),
+        ("AWS_ROLE_SESSION_NAME", OsStr::new("gitlab")),
+        ("AWS_ENDPOINT_URL_STS", endpoint),
+        ("AWS_ENDPOINT_URL_S3", endpoint),
+    ];
+    let out = child(&irsa);
+    let role = role_arn.rsplit('/').next().unwrap();
+    assert_eq!(
+        line(&out, "caller"),
+        format!("arn:aws:sts::000000000000:assumed-role/{role}/gitlab")
+    );
+    assert_eq!(line(&out, "key"), "ASIA");
+    assert_eq!(line(&out, "registry"), "read, write, list");
+    assert_eq!(line(&out, "other"), "AccessDenied");
+
+    // An explicit key pair wins over the role, as everywhere in the SDKs.
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", OsStr::new(&server.key.0)),
+        ("AWS_SECRET_ACCESS_KEY", OsStr::new(&server.key.1)),
+    ];
+    let out = child(&[&irsa[..], &keys[..]].concat());
+    assert_eq!(line(&out, "caller"), "arn:aws:iam::000000000000:root");
+    assert_eq!(line(&out, "key"), &server.key.0[..4]);
+    assert_eq!(line(&out, "other"), "allowed");
+
+    // A role whose trust policy names another service account refuses the token, in AWS's words.
+    keyless(&[
+        "iam".as_ref(),
+        "create-service-account".as_ref(),
+        "--namespace".as_ref(),
+        "gitlab".as_ref(),
+        "--name".as_ref(),
+        "toolbox".as_ref(),
+        "--attach-policy-arn".as_ref(),
+        "arn:aws:iam::000000000000:policy/registry-rw".as_ref(),
+        "--endpoint-url".as_ref(),
+        server.endpoint.as_ref(),
+        "--data-dir".as_ref(),
+        dir,
+    ]);
+    let toolbox = role_arn.replace("registry", "toolbox");
+    let out = child(&[&[("AWS_ROLE_ARN", OsStr::new(&toolbox))], &irsa[1..]].concat());
+    let refused = line(&out, "refused");
+    assert!(
+        refused.contains("AccessDenied")
+            && refused.contains("Not authorized to perform sts:AssumeRoleWithWebIdentity"),
+        "{refused}"
+    );
+
+    let _ = std::fs::remove_file(config);
+    let _ = std::fs::remove_file(token_file);
+}
+
+/// The application: the SDK's defaults, path-style S3 (as for any custom endpoint), and
+/// the caller, key kind and S3 outcomes printed for the parent to check.
+#[tokio::test]
+#[allow(clippy::disallowed_methods)] // the child's environment is what this test is about
+#[ignore = "run by default_chain_assumes_the_role_of_a_web_identity_token, in its own environment"]
+async fn sdk_in_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .load()
+        .await;
+    let sts = aws_sdk_sts::Client::new(&config);
+    let caller = match sts.get_caller_identity().send().await {
+        Ok(caller) => caller,
+        Err(e) => {
+            // The whole error chain: the credential provider's failure is in its sources.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            println!("refused={text}");
+            return;
+        }
+    };
+    println!("caller={}", caller.arn().unwrap());
+    let credentials = aws_credential_types::provider::ProvideCredentials::provide_credentials(
+        config.credentials_provider().unwrap().as_ref(),
+    )
+    .await
+    .unwrap();
+    println!("key={}", &credentials.access_key_id()[..4]);
+
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let body = b"layer from the Rust SDK";
+    s3.put_object()
+        .bucket("registry")
+        .key("docker/layer")
+        .body(ByteStream::from_static(body))
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object()
+        .bucket("registry")
+        .key("docker/layer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        body
+    );
+    let listed = s3
+        .list_objects_v2()
+        .bucket("registry")
+        .prefix("docker/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), 1);
+    println!("registry=read, write, list");
+
+    let other = s3
+        .put_object()
+        .bucket("other")
+        .key("x")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    match other {
+        Ok(_) => println!("other=allowed"),
+        Err(e) => println!(
+            "other={}",
+            aws_sdk_s3::error::ProvideErrorMetadata::code(&e).unwrap_or("?")
+        ),
+    }
+}
