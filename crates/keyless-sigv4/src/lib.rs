@@ -5,13 +5,16 @@
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html>
 //!
 //! s3s checks the signatures of S3 requests; this crate checks the others (IAM and STS query
-//! APIs), and is tested against AWS's own signer, the `aws-sigv4` crate.
+//! APIs), and is tested against AWS's own signer, the `aws-sigv4` crate. It also signs, for
+//! Keyless's own clients of those APIs.
 #![warn(missing_docs, unreachable_pub)]
 
 mod canonical;
+mod sign;
 mod verify;
 
 pub use canonical::{canonical_request, uri_encode};
+pub use sign::{Signer, sign};
 pub use verify::{
     Authorization, Credential, Request, SigV4Error, Verified, signature, signing_key, verify,
 };

@@ -14,10 +14,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use keyless_types::Clock as _;
 use keyless_types::time::iso8601;
-use sha2::{Digest as _, Sha256};
 
 use crate::cli::CreateServiceAccountArgs;
-use crate::query::hex;
 
 /// A signed IAM query client.
 struct IamClient {
@@ -64,44 +62,28 @@ impl IamClient {
         }
         let now = crate::serve::SystemClock.unix_seconds();
         let amz_date = iso8601(now).replace(['-', ':'], "");
-        let date = &amz_date[..8];
-        let payload_hash = hex(&Sha256::digest(body.as_bytes()));
-        let mut headers = vec![
+        let signer = keyless_sigv4::Signer {
+            access_key_id: &self.access_key_id,
+            secret_access_key: &self.secret,
+            session_token: self.token.as_deref(),
+            region: "us-east-1",
+            service: "iam",
+            amz_date: &amz_date,
+        };
+        let headers = [
             (
                 "content-type",
-                "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
+                "application/x-www-form-urlencoded; charset=utf-8",
             ),
-            ("host", self.host.clone()),
-            ("x-amz-date", amz_date.clone()),
+            ("host", self.host.as_str()),
         ];
-        if let Some(token) = &self.token {
-            headers.push(("x-amz-security-token", token.clone()));
-        }
-        let signed: Vec<String> = headers.iter().map(|(k, _)| (*k).to_owned()).collect();
-        let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let canonical = keyless_sigv4::canonical_request(
-            "POST",
-            "/",
-            "",
-            &pairs,
-            &signed,
-            &payload_hash,
-            false,
-        );
-        let scope = format!("{date}/us-east-1/iam/aws4_request");
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex(&Sha256::digest(canonical.as_bytes()))
-        );
-        let key = keyless_sigv4::signing_key(&self.secret, date, "us-east-1", "iam");
-        let signature = keyless_sigv4::signature(&key, &string_to_sign);
-        let authorization = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
-            self.access_key_id,
-            signed.join(";")
-        );
-        let mut request = format!("POST / HTTP/1.1\r\nauthorization: {authorization}\r\n");
-        for (k, v) in &headers {
+        let added = keyless_sigv4::sign(&signer, "POST", "/", "", &headers, body.as_bytes());
+        let mut request = String::from("POST / HTTP/1.1\r\n");
+        for (k, v) in headers
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .chain(added.iter().map(|(k, v)| (*k, v.as_str())))
+        {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
         request.push_str(&format!(
