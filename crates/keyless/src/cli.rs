@@ -39,6 +39,96 @@ pub(crate) enum Command {
     /// Manage the server's OIDC issuer keys.
     #[command(subcommand)]
     Oidc(OidcCommand),
+    /// Run the node agent: the EC2 instance metadata service for the pods of this node, as
+    /// kube2iam and kiam do.
+    ///
+    /// Each pod asks 169.254.169.254 for credentials, as on EC2, and gets those of the role in
+    /// its `iam.amazonaws.com/role` annotation, assumed on its behalf with the agent's own
+    /// credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or --credentials-file) through
+    /// `sts:AssumeRole`; the role's trust policy must allow the agent. Pods' 169.254.169.254:80
+    /// must reach the agent: on a node, a DNAT rule, which --iptables installs:
+    ///
+    ///   iptables -t nat -I PREROUTING -d 169.254.169.254/32 -i IFACE -p tcp --dport 80 \
+    ///       -j DNAT --to-destination LISTEN-IP:LISTEN-PORT
+    ///
+    /// Example:
+    ///
+    ///   keyless agent --pods-file pods.json --sts-endpoint http://10.0.0.1:9000 \
+    ///       --credentials-file agent-credentials --iptables --host-interface cni0
+    Agent(AgentArgs),
+}
+
+/// How the metadata service finds pods and their roles; shared by `keyless agent` and
+/// `keyless serve --imds-listen`.
+#[derive(Debug, Args)]
+pub(crate) struct ImdsArgs {
+    /// The node's pods, as `kubectl get pods,namespaces -o json` prints them (pod IP, namespace,
+    /// name, UID, service account, annotations); re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pods_file: Option<PathBuf>,
+
+    /// The role of pods without an `iam.amazonaws.com/role` annotation (a name or an ARN).
+    #[arg(long, value_name = "ROLE")]
+    pub(crate) default_role: Option<String>,
+
+    /// Refuse every role in namespaces without an `iam.amazonaws.com/allowed-roles` or
+    /// `iam.amazonaws.com/permitted` annotation (by default such namespaces allow any role).
+    #[arg(long)]
+    pub(crate) namespace_restrictions: bool,
+
+    /// Answer only IMDSv2 requests (with a session token); IMDSv1 requests get 401.
+    #[arg(long)]
+    pub(crate) require_imdsv2: bool,
+
+    /// How long the credentials given to pods live, from 15 minutes to 12 hours (the role's
+    /// MaxSessionDuration must allow it); they are refreshed well before they expire.
+    #[arg(long, default_value = "1h", value_parser = parse_session_duration, value_name = "DURATION")]
+    pub(crate) session_duration: u32,
+
+    /// The region pods are told they are in.
+    #[arg(long, default_value = "us-east-1", value_name = "REGION")]
+    pub(crate) imds_region: String,
+
+    /// Install the DNAT rule that sends pods' 169.254.169.254:80 to the metadata listener
+    /// (iptables, nat table, PREROUTING), as kube2iam's --iptables does; needs
+    /// --host-interface. A loopback listener also gets `route_localnet` on that interface.
+    #[arg(long, requires = "host_interface")]
+    pub(crate) iptables: bool,
+
+    /// The interface pods' traffic arrives on (`cni0`, `docker0`, `cali+`), for --iptables.
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) host_interface: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// Address of the metadata service.
+    #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
+    pub(crate) listen: std::net::SocketAddr,
+
+    /// Keyless's STS endpoint (the `keyless serve` address), http://.
+    #[arg(long, value_name = "URL")]
+    pub(crate) sts_endpoint: String,
+
+    /// The region of the agent's signatures.
+    #[arg(long, default_value = "us-east-1")]
+    pub(crate) region: String,
+
+    /// The account of roles named without an ARN (12 digits).
+    #[arg(long, default_value = "000000000000", value_parser = parse_account)]
+    pub(crate) account_id: String,
+
+    /// An AWS shared credentials file holding the agent's key pair, used when
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) credentials_file: Option<PathBuf>,
+
+    /// The profile of --credentials-file.
+    #[arg(long, default_value = "default")]
+    pub(crate) profile: String,
+
+    #[command(flatten)]
+    pub(crate) imds: ImdsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +226,14 @@ fn parse_duration(s: &str) -> Result<i64, String> {
     Ok(n * scale)
 }
 
+fn parse_session_duration(s: &str) -> Result<u32, String> {
+    let seconds = parse_duration(s)?;
+    u32::try_from(seconds)
+        .ok()
+        .filter(|n| (900..=43_200).contains(n))
+        .ok_or_else(|| format!("`{s}` is not between 15 minutes and 12 hours"))
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
     /// Decide requests against policies, like `aws iam simulate-custom-policy`.
@@ -212,6 +310,16 @@ pub(crate) struct ServeArgs {
     /// created on first start.
     #[arg(long, value_name = "FILE")]
     pub(crate) session_key_file: Option<PathBuf>,
+
+    /// Also serve the EC2 instance metadata service on this address (see `keyless agent`), so
+    /// that one machine needs no second process. Its AssumeRole calls are signed by the IAM
+    /// user `keyless-imds`, created with a key in the data folder (`imds-credentials`) on first
+    /// use: roles given to pods must trust `arn:aws:iam::ACCOUNT:user/keyless-imds`.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) imds_listen: Option<std::net::SocketAddr>,
+
+    #[command(flatten)]
+    pub(crate) imds: ImdsArgs,
 }
 
 fn parse_account(s: &str) -> Result<String, String> {

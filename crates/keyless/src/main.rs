@@ -1,5 +1,6 @@
 //! `keyless`: IAM roles for S3-compatible object storage, self-hosted, in one binary.
 
+mod agent;
 mod cli;
 mod config;
 mod iam_cmd;
@@ -22,6 +23,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Agent(args) => agent::run(args),
         cli::Command::Policy(cmd) => policy_cmd::run(cmd),
         cli::Command::Token(args) => token(&args),
         cli::Command::Iam(cli::IamCommand::CreateServiceAccount(args)) => {

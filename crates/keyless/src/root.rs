@@ -47,26 +47,63 @@ pub(crate) fn root_key(data_dir: &Path) -> anyhow::Result<(RootKey, Option<PathB
 
 /// Writes an AWS shared credentials file that awscli, boto3 and the SDKs read as is.
 fn write_credentials(file: &Path, key: &RootKey) -> anyhow::Result<()> {
+    write_shared_credentials(
+        file,
+        "Keyless root user of this server",
+        &key.access_key_id,
+        &key.secret,
+    )
+}
+
+fn read_credentials(file: &Path) -> anyhow::Result<RootKey> {
+    let (access_key_id, secret) = read_shared_credentials(file, "default")?;
+    Ok(RootKey {
+        access_key_id,
+        secret,
+    })
+}
+
+/// Creates (mode 0600) an AWS shared credentials file holding one key pair as `[default]`.
+pub(crate) fn write_shared_credentials(
+    file: &Path,
+    whose: &str,
+    access_key_id: &str,
+    secret: &Secret,
+) -> anyhow::Result<()> {
     let text = format!(
-        "# Keyless root user of this server. Keep it secret.\n[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-        key.access_key_id,
-        key.secret.expose()
+        "# {whose}. Keep it secret.\n[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {}\n",
+        secret.expose()
     );
     crate::private::create(file, text.as_bytes())
 }
 
-fn read_credentials(file: &Path) -> anyhow::Result<RootKey> {
+/// The key pair of `profile` in an AWS shared credentials file (which must be readable by its
+/// owner alone).
+pub(crate) fn read_shared_credentials(
+    file: &Path,
+    profile: &str,
+) -> anyhow::Result<(String, Secret)> {
     let text = String::from_utf8(crate::private::read(file)?)
         .with_context(|| format!("`{}` is not UTF-8", file.display()))?;
-    let value = |name: &str| {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .find(|(k, _)| k.trim() == name)
-            .map(|(_, v)| v.trim().to_owned())
-            .with_context(|| format!("`{}` has no `{name}`", file.display()))
+    let mut section = None;
+    let mut values = std::collections::HashMap::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = Some(name.trim().to_owned());
+        } else if let Some((k, v)) = line.split_once('=')
+            && section.as_deref() == Some(profile)
+            && !line.starts_with(['#', ';'])
+        {
+            values.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+    }
+    let mut value = |name: &str| {
+        values
+            .remove(name)
+            .with_context(|| format!("`{}` has no `{name}` in `[{profile}]`", file.display()))
     };
-    Ok(RootKey {
-        access_key_id: value("aws_access_key_id")?,
-        secret: Secret::new(value("aws_secret_access_key")?),
-    })
+    Ok((
+        value("aws_access_key_id")?,
+        Secret::new(value("aws_secret_access_key")?),
+    ))
 }

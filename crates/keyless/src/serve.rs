@@ -15,7 +15,7 @@ use keyless_s3::access::{Authorizer, ClientAddr, SecureTransport};
 use keyless_s3::service::KeylessS3;
 use keyless_s3::store::{DiskStore, ObjectStore as _, StoreError};
 use keyless_sts::{SessionKey, Sts};
-use keyless_types::Clock;
+use keyless_types::{Clock, Secret};
 use s3s::host::MultiDomain;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -104,6 +104,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let issuer = Arc::new(crate::oidc::OwnIssuer::open(&data_dir, &issuer_url, now)?);
     register_issuer(&iam, issuer.url(), now)?;
+    let imds = match args.imds_listen {
+        Some(addr) => {
+            anyhow::ensure!(
+                tls.is_none(),
+                "--imds-listen needs the S3 endpoint on plain HTTP for now (the metadata service calls STS on it)"
+            );
+            let (id, secret) = imds_key(&iam, &data_dir, now)?;
+            let imds_listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on `{addr}` (--imds-listen)"))?;
+            let imds_local = imds_listener.local_addr()?;
+            let sts_host = match local.ip() {
+                ip if ip.is_unspecified() => format!("127.0.0.1:{}", local.port()),
+                _ => local.to_string(),
+            };
+            let sts = keyless_imds::StsClientConfig {
+                endpoint: format!("http://{sts_host}"),
+                region: args.region.clone(),
+                access_key_id: id,
+                secret_access_key: secret,
+                session_token: None,
+                timeout: keyless_imds::DEFAULT_STS_TIMEOUT,
+            };
+            let service = crate::agent::start(&args.imds, &args.account_id, sts, imds_local)?;
+            Some((imds_listener, service, imds_local))
+        }
+        None => None,
+    };
     let iam: Arc<dyn IamStore> = Arc::new(iam);
     let session_key = Arc::new(session_key(&data_dir, args.session_key_file.as_deref())?);
     let root_id = root.access_key_id.clone();
@@ -155,6 +183,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             root_id
         ),
     };
+    let banner = match &imds {
+        Some((_, _, local)) => format!(
+            "{banner}keyless: metadata service http://{local}; roles for pods must trust arn:aws:iam::{}:user/{IMDS_USER}\n",
+            args.account_id
+        ),
+        None => banner,
+    };
     // The banner is for whoever started the server; if they stopped reading (a closed pipe),
     // the server goes on serving.
     let mut out = std::io::stdout().lock();
@@ -163,6 +198,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     drop(out);
     tracing::info!(%endpoint, data_dir = %data_dir.display(), "serving S3");
+    if let Some((listener, service, local)) = imds {
+        tracing::info!(%local, "serving instance metadata");
+        tokio::spawn(async move {
+            if let Err(e) = crate::agent::serve(listener, service).await {
+                tracing::error!(error = %e, "the metadata service stopped");
+            }
+        });
+    }
 
     accept_loop(listener, service, query, issuer, tls).await
 }
@@ -208,6 +251,46 @@ fn register_issuer(iam: &EmbeddedIam, url: &str, now: i64) -> anyhow::Result<()>
     .with_context(|| format!("cannot register the OIDC issuer `{url}`"))?;
     tracing::info!(%url, "registered this server's OIDC issuer as an OIDC provider");
     Ok(())
+}
+
+/// The IAM user whose key signs the built-in metadata service's AssumeRole calls.
+pub(crate) const IMDS_USER: &str = "keyless-imds";
+
+/// The key of [`IMDS_USER`]: kept in the data folder's `imds-credentials` (mode 0600), and
+/// created, with the user, on first use; recreated in IAM if an operator deleted it.
+fn imds_key(iam: &EmbeddedIam, data_dir: &Path, now: i64) -> anyhow::Result<(String, Secret)> {
+    let file = data_dir.join("imds-credentials");
+    let (id, secret) = if file.exists() {
+        crate::root::read_shared_credentials(&file, "default")?
+    } else {
+        let key = (
+            keyless_iam::ids::access_key_id()?,
+            keyless_iam::ids::secret_access_key()?,
+        );
+        crate::root::write_shared_credentials(
+            &file,
+            "The key of Keyless's metadata service (IAM user keyless-imds)",
+            &key.0,
+            &key.1,
+        )?;
+        key
+    };
+    if iam.snapshot().state.access_key(&id).is_none() {
+        iam.update(&mut |state| {
+            if state.user(IMDS_USER).is_err() {
+                state.create_user(IMDS_USER, "/", keyless_iam::ids::user_id()?, now)?;
+            }
+            state
+                .create_access_key(IMDS_USER, id.clone(), secret.clone(), now)
+                .map(drop)
+        })
+        .context("cannot create the metadata service's IAM user")?;
+        tracing::info!(
+            user = IMDS_USER,
+            "created the metadata service's IAM user and key"
+        );
+    }
+    Ok((id, secret))
 }
 
 /// Creates the configuration's buckets that do not exist yet and sets their policies.

@@ -1,0 +1,322 @@
+//! `StsAssumer`: the real [`RoleAssumer`], calling STS `AssumeRole` over HTTP/1.1, signed with
+//! SigV4 by the agent's own credentials, and reading STS's XML answer or error.
+//!
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>,
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html>
+//!
+//! Plain `http://` endpoints only (Keyless's own STS beside the agent, or a local proxy); one
+//! connection per call, since each role is assumed about once an hour per pod.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use http::{Request, Uri};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_util::rt::TokioIo;
+use keyless_sigv4::{Signer, sign, uri_encode};
+use keyless_types::{Clock, Secret};
+use tokio::net::TcpStream;
+
+use crate::credentials::{AssumeRequest, Credentials, RoleAssumer};
+use crate::{AssumeError, ImdsError};
+
+/// How long an STS call may take by default, connection included.
+pub const DEFAULT_STS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest STS answer read, in bytes.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+
+/// Where STS is and who the agent is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsClientConfig {
+    /// The STS endpoint, `http://host[:port][/path]`.
+    pub endpoint: String,
+    /// The region of the signature's scope, such as `us-east-1`.
+    pub region: String,
+    /// The agent's access key id.
+    pub access_key_id: String,
+    /// The agent's secret access key.
+    pub secret_access_key: Secret,
+    /// The agent's session token, when its credentials are temporary.
+    pub session_token: Option<Secret>,
+    /// How long a call may take.
+    pub timeout: Duration,
+}
+
+/// Assumes roles by calling STS.
+pub struct StsAssumer {
+    config: StsClientConfig,
+    authority: String,
+    host: String,
+    port: u16,
+    path: String,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for StsAssumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StsAssumer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StsAssumer {
+    /// A client of the STS at `config.endpoint`; fails when the endpoint is not a plain
+    /// `http://` URL or a setting is empty.
+    pub fn new(config: StsClientConfig, clock: Arc<dyn Clock>) -> Result<Self, ImdsError> {
+        let bad = |reason: &str| {
+            ImdsError::Config(format!("sts endpoint `{}`: {reason}", config.endpoint))
+        };
+        let uri: Uri = config.endpoint.parse().map_err(|_| bad("not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("only http:// endpoints are supported"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') || uri.query().is_some() {
+            return Err(bad("user info and query strings are not allowed"));
+        }
+        if config.region.is_empty() || config.access_key_id.is_empty() {
+            return Err(ImdsError::Config(
+                "sts client: region and access key id are required".into(),
+            ));
+        }
+        Ok(Self {
+            authority: authority.as_str().to_owned(),
+            host: authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+            path: match uri.path() {
+                "" => "/".to_owned(),
+                path => path.to_owned(),
+            },
+            config,
+            clock,
+        })
+    }
+
+    async fn call(&self, body: String, now: i64) -> Result<(u16, Vec<u8>), AssumeError> {
+        let amz_date = amz_date(now);
+        let signer = Signer {
+            access_key_id: &self.config.access_key_id,
+            secret_access_key: self.config.secret_access_key.expose(),
+            session_token: self.config.session_token.as_ref().map(Secret::expose),
+            region: &self.config.region,
+            service: "sts",
+            amz_date: &amz_date,
+        };
+        let headers = [("host", self.authority.as_str()), ("content-type", FORM)];
+        let added = sign(&signer, "POST", &self.path, "", &headers, body.as_bytes());
+        let mut request = Request::post(self.path.as_str())
+            .header(HOST, self.authority.as_str())
+            .header(CONTENT_TYPE, FORM)
+            .header(
+                USER_AGENT,
+                concat!("keyless-imds/", env!("CARGO_PKG_VERSION")),
+            );
+        for (name, value) in &added {
+            request = request.header(*name, value.as_str());
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| AssumeError::Unavailable(format!("cannot build request: {e}")))?;
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+            AssumeError::Unavailable(format!("{what} `{}`: {e}", self.config.endpoint))
+        };
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| unavailable("cannot connect to", &e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| unavailable("http error with", &e))?;
+        // Drives the connection; aborted when this call ends or is dropped (timed out).
+        let _driver = AbortOnDrop(tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "imds: sts connection ended");
+            }
+        }));
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| unavailable("http error with", &e))?;
+        let status = response.status().as_u16();
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| unavailable("cannot read the answer of", &e))?;
+        Ok((status, body.to_bytes().to_vec()))
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[async_trait]
+impl RoleAssumer for StsAssumer {
+    async fn assume(&self, req: &AssumeRequest) -> Result<Credentials, AssumeError> {
+        let now = self.clock.unix_seconds();
+        let body = form(req);
+        let (status, answer) = tokio::time::timeout(self.config.timeout, self.call(body, now))
+            .await
+            .map_err(|_| {
+                AssumeError::Unavailable(format!(
+                    "no answer from `{}` within {} ms",
+                    self.config.endpoint,
+                    self.config.timeout.as_millis()
+                ))
+            })??;
+        let answer = String::from_utf8_lossy(&answer);
+        if status == 200 {
+            parse_credentials(&answer, now)
+        } else {
+            Err(classify_error(status, &answer))
+        }
+    }
+}
+
+/// The form body of an `AssumeRole` call.
+fn form(req: &AssumeRequest) -> String {
+    let mut params = vec![
+        ("Action", "AssumeRole".to_owned()),
+        ("DurationSeconds", req.duration_seconds.to_string()),
+        ("RoleArn", req.role_arn.clone()),
+        ("RoleSessionName", req.session_name.clone()),
+        ("Version", "2011-06-15".to_owned()),
+    ];
+    if let Some(id) = &req.external_id {
+        params.push(("ExternalId", id.clone()));
+    }
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", uri_encode(v, false)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `YYYYMMDDTHHMMSSZ`.
+fn amz_date(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = keyless_types::time::civil_from_unix(secs);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
+/// The text of the first `<name>` element, unescaped.
+fn element(xml: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&close)?;
+    let text = xml[start..end].trim();
+    Some(
+        text.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// Unix seconds of `YYYY-MM-DDThh:mm:ss[.fff]Z`.
+fn parse_timestamp(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z')?;
+    let text = text.split_once('.').map_or(text, |(whole, fraction)| {
+        if fraction.bytes().all(|b| b.is_ascii_digit()) {
+            whole
+        } else {
+            ""
+        }
+    });
+    let b = text.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let valid = (1..=12).contains(&mo)
+        && (1..=keyless_types::time::days_in_month(y, mo)).contains(&d)
+        && h < 24
+        && mi < 60
+        && s < 61;
+    valid.then(|| keyless_types::time::unix_from_civil(y, mo, d, h, mi, s))
+}
+
+/// The credentials of an `AssumeRoleResponse`.
+fn parse_credentials(xml: &str, now: i64) -> Result<Credentials, AssumeError> {
+    let credentials = element(xml, "Credentials")
+        .ok_or_else(|| AssumeError::BadResponse("no `<Credentials>` in the answer".into()))?;
+    let field = |name: &str| {
+        element(&credentials, name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| AssumeError::BadResponse(format!("no `<{name}>` in `<Credentials>`")))
+    };
+    let expiration = field("Expiration")?;
+    let expiration = parse_timestamp(&expiration).ok_or_else(|| {
+        AssumeError::BadResponse(format!(
+            "`<Expiration>` `{expiration}` is not a UTC timestamp"
+        ))
+    })?;
+    Ok(Credentials {
+        access_key_id: field("AccessKeyId")?,
+        secret_access_key: Secret::new(field("SecretAccessKey")?),
+        session_token: Secret::new(field("SessionToken")?),
+        expiration,
+        last_updated: now,
+    })
+}
+
+/// Error codes that say nothing about the role: STS is busy or failing, or refuses the agent's
+/// own credentials.
+const NOT_ABOUT_THE_ROLE: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalError",
+    "IDPCommunicationError",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "ExpiredToken",
+    "MissingAuthenticationToken",
+    "RequestExpired",
+];
+
+/// The [`AssumeError`] of a non-200 answer.
+fn classify_error(status: u16, xml: &str) -> AssumeError {
+    let code = element(xml, "Code").unwrap_or_default();
+    let message = element(xml, "Message").unwrap_or_default();
+    if code.is_empty() {
+        return AssumeError::Unavailable(format!("sts answered {status} without an error code"));
+    }
+    if status >= 500 || NOT_ABOUT_THE_ROLE.contains(&code.as_str()) {
+        return AssumeError::Unavailable(format!("sts answered {status} {code}: {message}"));
+    }
+    AssumeError::Denied { code, message }
+}
+
+#[cfg(test)]
+#[path = "sts_client_tests.rs"]
+mod tests;

@@ -1,0 +1,249 @@
+//! `keyless agent`, and the metadata service inside `keyless serve --imds-listen`: the
+//! listener that hands each connection's source address to [`keyless_imds::Imds`], the pod
+//! source, the agent's own credentials, and the DNAT rule that brings pods' `169.254.169.254`
+//! to the listener.
+//!
+//! <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html>
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use keyless_imds::{
+    CacheConfig, Imds, ImdsConfig, PodIndex, StsAssumer, StsClientConfig, TokenKey, TokenMode,
+};
+use keyless_types::{AccountId, Clock, Secret};
+use tokio::net::TcpListener;
+
+use crate::cli::{AgentArgs, ImdsArgs};
+use crate::serve::SystemClock;
+
+/// How often the pods file is looked at for changes.
+const PODS_FILE_POLL: Duration = Duration::from_millis(500);
+
+/// How often cached credentials are checked for refresh.
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
+
+/// How long a client has to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) fn run(args: AgentArgs) -> anyhow::Result<std::process::ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(agent(args))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let (access_key_id, secret, token) =
+        agent_credentials(args.credentials_file.as_deref(), &args.profile)?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on `{}`", args.listen))?;
+    let local = listener.local_addr()?;
+    let imds = start(
+        &args.imds,
+        &args.account_id,
+        StsClientConfig {
+            endpoint: args.sts_endpoint.trim_end_matches('/').to_owned(),
+            region: args.region.clone(),
+            access_key_id: access_key_id.clone(),
+            secret_access_key: secret,
+            session_token: token,
+            timeout: keyless_imds::DEFAULT_STS_TIMEOUT,
+        },
+        local,
+    )?;
+    println!("keyless: metadata service http://{local}");
+    println!(
+        "keyless: AssumeRole at {} as {access_key_id}",
+        args.sts_endpoint
+    );
+    tracing::info!(%local, sts = %args.sts_endpoint, "serving instance metadata");
+    serve(listener, imds).await
+}
+
+/// Starts the metadata service: the pod source, the background refresh and, with
+/// `--iptables`, the DNAT rule to `local`. The caller serves it with [`serve`].
+pub(crate) fn start(
+    args: &ImdsArgs,
+    account_id: &str,
+    sts: StsClientConfig,
+    local: SocketAddr,
+) -> anyhow::Result<Imds> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let account = AccountId::parse(account_id).context("the account id")?;
+    let mut config = ImdsConfig::new(account, &args.imds_region);
+    config.roles.default_role = args.default_role.clone();
+    config.roles.restrict_namespaces = args.namespace_restrictions;
+    config.tokens = if args.require_imdsv2 {
+        TokenMode::Required
+    } else {
+        TokenMode::Optional
+    };
+    config.cache = CacheConfig {
+        session_seconds: args.session_duration,
+        ..CacheConfig::default()
+    };
+    let assumer = StsAssumer::new(sts, Arc::clone(&clock))?;
+    let index = PodIndex::new();
+    let imds = Imds::new(
+        config,
+        index.clone(),
+        Arc::new(assumer),
+        TokenKey::generate()?,
+        clock,
+    )?;
+    match &args.pods_file {
+        Some(path) => {
+            tokio::spawn(keyless_imds::watch_file(
+                path.clone(),
+                index,
+                PODS_FILE_POLL,
+            ));
+        }
+        None => tracing::warn!("no --pods-file: no pod will get credentials"),
+    }
+    tokio::spawn(imds.clone().run_background(REFRESH_EVERY));
+    if args.iptables {
+        let interface = args
+            .host_interface
+            .as_deref()
+            .context("--iptables needs --host-interface")?;
+        install_dnat(interface, local)?;
+    }
+    Ok(imds)
+}
+
+/// Serves `imds` on `listener` until interrupted: HTTP/1.1, each request answered for the
+/// address it came from.
+pub(crate) async fn serve(listener: TcpListener, imds: Imds) -> anyhow::Result<()> {
+    let mut http = ConnBuilder::new(TokioExecutor::new());
+    http.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let shutdown = tokio::signal::ctrl_c();
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        if let Err(e) = socket.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        // A dual-stack listener sees IPv4 pods as `::ffff:a.b.c.d`.
+        let ip = peer.ip().to_canonical();
+        let imds = imds.clone();
+        let http = http.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let imds = imds.clone();
+                async move { Ok::<_, std::convert::Infallible>(imds.handle(ip, req).await) }
+            });
+            if let Err(e) = http.serve_connection(TokioIo::new(socket), service).await {
+                tracing::debug!(%ip, error = %e, "metadata connection ended");
+            }
+        });
+    }
+}
+
+/// The agent's key pair: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, else
+/// `profile` of the shared credentials file `file`.
+fn agent_credentials(
+    file: Option<&Path>,
+    profile: &str,
+) -> anyhow::Result<(String, Secret, Option<Secret>)> {
+    #[allow(clippy::disallowed_methods)] // the binary reads its configuration
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        return Ok((
+            id,
+            Secret::new(secret),
+            env("AWS_SESSION_TOKEN").map(Secret::new),
+        ));
+    }
+    let Some(file) = file else {
+        bail!(
+            "the agent needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give --credentials-file"
+        );
+    };
+    let (id, secret) = crate::root::read_shared_credentials(file, profile)?;
+    Ok((id, secret, None))
+}
+
+/// Sends pods' `169.254.169.254:80`, arriving on `interface`, to `local`, once: the rule is
+/// inserted only when `iptables -C` does not find it. A loopback `local` needs `route_localnet`
+/// on the interface, which a wildcard interface (`cali+`) cannot name.
+fn install_dnat(interface: &str, local: SocketAddr) -> anyhow::Result<()> {
+    let IpAddr::V4(ip) = local.ip() else {
+        bail!("--iptables needs an IPv4 listen address, not `{local}`");
+    };
+    if ip.is_unspecified() {
+        bail!("--iptables needs the listen address pods are sent to, not `{local}`");
+    }
+    if interface.is_empty()
+        || !interface
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+    {
+        bail!("`{interface}` is not an interface name");
+    }
+    if ip.is_loopback() {
+        if interface.ends_with('+') {
+            bail!(
+                "a loopback listener needs route_localnet on a named interface, not `{interface}`; listen on the node's address instead"
+            );
+        }
+        let knob = format!("/proc/sys/net/ipv4/conf/{interface}/route_localnet");
+        std::fs::write(&knob, "1").with_context(|| format!("cannot set `{knob}`"))?;
+    }
+    let rule = [
+        "PREROUTING",
+        "-d",
+        "169.254.169.254/32",
+        "-i",
+        interface,
+        "-p",
+        "tcp",
+        "--dport",
+        "80",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        &local.to_string(),
+    ];
+    let iptables = |action: &str| {
+        Command::new("iptables")
+            .args(["-w", "-t", "nat", action])
+            .args(rule)
+            .output()
+            .context("cannot run iptables")
+    };
+    if iptables("-C")?.status.success() {
+        tracing::info!(%interface, %local, "the metadata DNAT rule is in place");
+        return Ok(());
+    }
+    let out = iptables("-I")?;
+    if !out.status.success() {
+        bail!(
+            "iptables refused the metadata DNAT rule: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    tracing::info!(%interface, %local, "installed the metadata DNAT rule");
+    Ok(())
+}
