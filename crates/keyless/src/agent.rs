@@ -21,6 +21,7 @@ use keyless_types::{AccountId, Clock, Secret};
 use tokio::net::TcpListener;
 
 use crate::cli::{AgentArgs, ImdsArgs};
+use crate::container::{self, PodIdentity};
 use crate::serve::SystemClock;
 
 /// How often the pods file is looked at for changes.
@@ -48,7 +49,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on `{}`", args.listen))?;
     let local = listener.local_addr()?;
-    let imds = start(
+    let metadata = start(
         &args.imds,
         &args.account_id,
         StsClientConfig {
@@ -60,6 +61,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             timeout: keyless_imds::DEFAULT_STS_TIMEOUT,
         },
         local,
+        None,
     )?;
     println!("keyless: metadata service http://{local}");
     println!(
@@ -67,17 +69,26 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         args.sts_endpoint
     );
     tracing::info!(%local, sts = %args.sts_endpoint, "serving instance metadata");
-    serve(listener, imds).await
+    serve(listener, metadata).await
+}
+
+/// The metadata service and, with associations, the container credentials endpoint beside it.
+#[derive(Clone)]
+pub(crate) struct Metadata {
+    imds: Imds,
+    pod_identity: Option<Arc<PodIdentity>>,
 }
 
 /// Starts the metadata service: the pod source, the background refresh and, with
-/// `--iptables`, the DNAT rule to `local`. The caller serves it with [`serve`].
+/// `--iptables`, the DNAT rule to `local`. The caller serves it with [`serve`]. `issuer` is
+/// the default issuer of container credentials' tokens (`keyless serve`'s own).
 pub(crate) fn start(
     args: &ImdsArgs,
     account_id: &str,
     sts: StsClientConfig,
     local: SocketAddr,
-) -> anyhow::Result<Imds> {
+    issuer: Option<&str>,
+) -> anyhow::Result<Metadata> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let account = AccountId::parse(account_id).context("the account id")?;
     let mut config = ImdsConfig::new(account, &args.imds_region);
@@ -99,8 +110,33 @@ pub(crate) fn start(
         index.clone(),
         Arc::new(assumer),
         TokenKey::generate()?,
-        clock,
+        Arc::clone(&clock),
     )?;
+    let pod_identity = match (
+        &args.associations[..],
+        args.pod_identity_issuer.as_deref().or(issuer),
+    ) {
+        ([], _) => None,
+        (_, None) => bail!("--association needs --pod-identity-issuer"),
+        (associations, Some(url)) => {
+            let jwks = match &args.pod_identity_jwks_file {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .with_context(|| format!("cannot read `{}`", path.display()))?,
+                ),
+                None => None,
+            };
+            Some(Arc::new(PodIdentity::new(
+                url,
+                vec![args.pod_identity_audience.clone()],
+                jwks.as_deref(),
+                associations.to_vec(),
+                account_id,
+                imds.clone(),
+                clock,
+            )?))
+        }
+    };
     match &args.pods_file {
         Some(path) => {
             tokio::spawn(keyless_imds::watch_file(
@@ -119,12 +155,12 @@ pub(crate) fn start(
             .context("--iptables needs --host-interface")?;
         install_dnat(interface, local)?;
     }
-    Ok(imds)
+    Ok(Metadata { imds, pod_identity })
 }
 
-/// Serves `imds` on `listener` until interrupted: HTTP/1.1, each request answered for the
+/// Serves `metadata` on `listener` until interrupted: HTTP/1.1, each request answered for the
 /// address it came from.
-pub(crate) async fn serve(listener: TcpListener, imds: Imds) -> anyhow::Result<()> {
+pub(crate) async fn serve(listener: TcpListener, metadata: Metadata) -> anyhow::Result<()> {
     let mut http = ConnBuilder::new(TokioExecutor::new());
     http.http1()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -147,12 +183,24 @@ pub(crate) async fn serve(listener: TcpListener, imds: Imds) -> anyhow::Result<(
         }
         // A dual-stack listener sees IPv4 pods as `::ffff:a.b.c.d`.
         let ip = peer.ip().to_canonical();
-        let imds = imds.clone();
+        let metadata = metadata.clone();
         let http = http.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let imds = imds.clone();
-                async move { Ok::<_, std::convert::Infallible>(imds.handle(ip, req).await) }
+            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                let metadata = metadata.clone();
+                async move {
+                    let response = match &metadata.pod_identity {
+                        Some(pod_identity) if req.uri().path() == container::PATH => {
+                            let authorization = req
+                                .headers()
+                                .get(hyper::header::AUTHORIZATION)
+                                .and_then(|v| v.to_str().ok());
+                            pod_identity.handle(authorization).await
+                        }
+                        _ => metadata.imds.handle(ip, req).await,
+                    };
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             if let Err(e) = http.serve_connection(TokioIo::new(socket), service).await {
                 tracing::debug!(%ip, error = %e, "metadata connection ended");

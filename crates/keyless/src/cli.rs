@@ -98,6 +98,29 @@ pub(crate) struct ImdsArgs {
     /// The interface pods' traffic arrives on (`cni0`, `docker0`, `cali+`), for --iptables.
     #[arg(long, value_name = "IFACE")]
     pub(crate) host_interface: Option<String>,
+
+    /// Serve container credentials (`GET /v1/credentials`, EKS Pod Identity style) to pods of
+    /// this service account, with this role (a name or an ARN); repeat for several. Pods call
+    /// it with AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
+    #[arg(long = "association", value_name = "NAMESPACE/SERVICE-ACCOUNT=ROLE", value_parser = crate::container::parse_association)]
+    pub(crate) associations: Vec<((String, String), String)>,
+
+    /// The issuer of the service-account tokens `/v1/credentials` accepts (the cluster's
+    /// `--service-account-issuer`); its keys are fetched from its discovery document.
+    #[arg(long, value_name = "URL", requires = "associations")]
+    pub(crate) pod_identity_issuer: Option<String>,
+
+    /// The issuer's keys as a JWKS file, for an issuer the agent cannot reach.
+    #[arg(long, value_name = "FILE", requires = "pod_identity_issuer")]
+    pub(crate) pod_identity_jwks_file: Option<PathBuf>,
+
+    /// The audience the service-account tokens must carry.
+    #[arg(
+        long,
+        default_value = "pods.eks.amazonaws.com",
+        value_name = "AUDIENCE"
+    )]
+    pub(crate) pod_identity_audience: String,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 mod agent;
 mod cli;
 mod config;
+mod container;
 mod iam_cmd;
 mod oidc;
 mod policy_cmd;

@@ -127,7 +127,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 session_token: None,
                 timeout: keyless_imds::DEFAULT_STS_TIMEOUT,
             };
-            let service = crate::agent::start(&args.imds, &args.account_id, sts, imds_local)?;
+            let service = crate::agent::start(
+                &args.imds,
+                &args.account_id,
+                sts,
+                imds_local,
+                Some(&issuer_url),
+            )?;
             Some((imds_listener, service, imds_local))
         }
         None => None,

@@ -1,6 +1,8 @@
 //! `keyless serve` as a child process on `127.0.0.1:0`, for the integration tests that drive it
 //! with the AWS Rust SDK.
 
+#![allow(dead_code)] // each test file uses part of it
+
 use std::ffi::OsStr;
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -15,6 +17,8 @@ pub struct Server {
     pub dir: PathBuf,
     /// The root user's key pair.
     pub key: (String, String),
+    /// The metadata service, `http://127.0.0.1:PORT`, when started with `--imds-listen`.
+    pub imds: Option<String>,
 }
 
 impl Drop for Server {
@@ -45,14 +49,25 @@ pub fn start(args: &[&OsStr]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Only the first line is read; the rest of the banner meets a closed pipe, which must not
+    // Only the lines needed are read; the rest of the banner meets a closed pipe, which must not
     // stop the server (it once did).
+    let mut banner = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    banner.read_line(&mut first).unwrap();
     let endpoint = first.trim().rsplit(' ').next().unwrap().to_owned();
     assert!(endpoint.starts_with("http://127.0.0.1:"), "{first}");
+    let imds = args.contains(&OsStr::new("--imds-listen")).then(|| {
+        let mut line = String::new();
+        while !line.contains("metadata service") {
+            line.clear();
+            assert!(
+                banner.read_line(&mut line).unwrap() > 0,
+                "no metadata service line"
+            );
+        }
+        let url = line.split("metadata service ").nth(1).unwrap();
+        url.split(';').next().unwrap().to_owned()
+    });
     let creds = std::fs::read_to_string(dir.join("root-credentials")).unwrap();
     let value = |name: &str| {
         creds
@@ -67,5 +82,6 @@ pub fn start(args: &[&OsStr]) -> Server {
         endpoint,
         dir,
         key,
+        imds,
     }
 }

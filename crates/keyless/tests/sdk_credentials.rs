@@ -1,6 +1,7 @@
 //! The AWS Rust SDK's default credential chain (`aws-config`), unmodified, against
-//! `keyless serve`, set up the way EKS sets up an IRSA pod: `AWS_ROLE_ARN`,
-//! `AWS_WEB_IDENTITY_TOKEN_FILE` and the endpoints in the environment, no keys anywhere.
+//! `keyless serve`, with no keys anywhere, set up the three ways a pod gets a role: IRSA
+//! (`AWS_ROLE_ARN`, `AWS_WEB_IDENTITY_TOKEN_FILE`), the instance metadata service
+//! (`--imds-listen`, kube2iam style), and container credentials (EKS Pod Identity style).
 //!
 //! The SDK reads its environment itself, and a test may not change its own (that takes
 //! `unsafe`), so each case runs this test binary again as a child process with the
@@ -68,7 +69,7 @@ fn child(env: &[(&str, &OsStr)]) -> String {
         .env(CHILD, "1")
         .env("AWS_CONFIG_FILE", &nowhere)
         .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_EC2_METADATA_DISABLED", "true") // unless a case sets it to false
         .env("AWS_REGION", "us-east-1")
         .envs(env.iter().copied());
     let out = command.output().unwrap();
@@ -187,11 +188,120 @@ fn default_chain_assumes_the_role_of_a_web_identity_token() {
     let _ = std::fs::remove_file(token_file);
 }
 
+/// Roles for pods through the metadata service: both trust its IAM user.
+const POD_ROLES: &str = r#"
+[[roles]]
+name = "gitlab-registry"
+assume_role_policy = { document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/keyless-imds"}, "Action": "sts:AssumeRole"}]}' }
+policy_arns = ["arn:aws:iam::000000000000:policy/registry-rw"]
+
+[[roles]]
+name = "gitlab-toolbox"
+assume_role_policy = { document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/keyless-imds"}, "Action": "sts:AssumeRole"}]}' }
+policy_arns = ["arn:aws:iam::000000000000:policy/registry-rw"]
+"#;
+
+/// A pod at 127.0.0.1, so that this test's own requests come from it.
+const PODS: &str = r#"{"kind": "List", "items": [{"kind": "Pod",
+  "metadata": {"name": "registry-0", "namespace": "gitlab", "uid": "3f0c-registry-0",
+               "annotations": {"iam.amazonaws.com/role": "gitlab-registry"}},
+  "spec": {"serviceAccountName": "registry"},
+  "status": {"podIP": "127.0.0.1", "phase": "Running"}}]}"#;
+
+#[test]
+fn default_chain_takes_a_pods_role_from_the_metadata_service_and_container_credentials() {
+    let config = common::scratch("sdk-pods.toml");
+    std::fs::write(&config, format!("{CONFIG}{POD_ROLES}")).unwrap();
+    let pods = common::scratch("sdk-pods.json");
+    std::fs::write(&pods, PODS).unwrap();
+    let server = common::start(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--imds-listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--pods-file".as_ref(),
+        pods.as_os_str(),
+        "--association".as_ref(),
+        "gitlab/toolbox=gitlab-toolbox".as_ref(),
+    ]);
+    let imds = server.imds.clone().unwrap();
+    let endpoint = OsStr::new(&server.endpoint);
+    let endpoints = [
+        ("AWS_ENDPOINT_URL_STS", endpoint),
+        ("AWS_ENDPOINT_URL_S3", endpoint),
+    ];
+
+    // kube2iam style: IMDSv2 at the metadata endpoint, which knows this pod by its address.
+    let metadata = [
+        ("AWS_EC2_METADATA_DISABLED", OsStr::new("false")),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", OsStr::new(&imds)),
+    ];
+    let out = child(&[&endpoints[..], &metadata[..]].concat());
+    assert_eq!(
+        line(&out, "caller"),
+        "arn:aws:sts::000000000000:assumed-role/gitlab-registry/gitlab.registry-0"
+    );
+    assert_eq!(line(&out, "key"), "ASIA");
+    assert_eq!(line(&out, "registry"), "read, write, list");
+    assert_eq!(line(&out, "other"), "AccessDenied");
+
+    // EKS Pod Identity style: the service account's token, verified against the server's
+    // issuer, names the role through the association.
+    let token = keyless(&[
+        "token".as_ref(),
+        "--namespace".as_ref(),
+        "gitlab".as_ref(),
+        "--service-account".as_ref(),
+        "toolbox".as_ref(),
+        "--audience".as_ref(),
+        "pods.eks.amazonaws.com".as_ref(),
+        "--data-dir".as_ref(),
+        server.dir.as_os_str(),
+    ]);
+    // The kubelet writes the token without a newline, and the SDK sends the file as is.
+    let token_file = common::scratch("sdk-pod-identity-token");
+    std::fs::write(&token_file, token.trim()).unwrap();
+    let uri = format!("{imds}/v1/credentials");
+    let container = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", OsStr::new(&uri)),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.as_os_str(),
+        ),
+    ];
+    let out = child(&[&endpoints[..], &container[..]].concat());
+    assert_eq!(
+        line(&out, "caller"),
+        "arn:aws:sts::000000000000:assumed-role/gitlab-toolbox/gitlab.toolbox"
+    );
+    assert_eq!(line(&out, "registry"), "read, write, list");
+
+    // A token of a service account without an association gets nothing.
+    let stranger = keyless(&[
+        "token".as_ref(),
+        "--namespace".as_ref(),
+        "gitlab".as_ref(),
+        "--service-account".as_ref(),
+        "webservice".as_ref(),
+        "--audience".as_ref(),
+        "pods.eks.amazonaws.com".as_ref(),
+        "--data-dir".as_ref(),
+        server.dir.as_os_str(),
+    ]);
+    std::fs::write(&token_file, stranger.trim()).unwrap();
+    let out = child(&[&endpoints[..], &container[..]].concat());
+    assert!(line(&out, "refused").contains("StatusCode(403)"), "{out}");
+
+    for file in [config, pods, token_file] {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
 /// The application: the SDK's defaults, path-style S3 (as for any custom endpoint), and
 /// the caller, key kind and S3 outcomes printed for the parent to check.
 #[tokio::test]
 #[allow(clippy::disallowed_methods)] // the child's environment is what this test is about
-#[ignore = "run by default_chain_assumes_the_role_of_a_web_identity_token, in its own environment"]
+#[ignore = "run by the tests above, each in its own environment"]
 async fn sdk_in_child() {
     if std::env::var_os(CHILD).is_none() {
         return;

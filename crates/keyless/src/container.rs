@@ -1,0 +1,267 @@
+//! The container credentials endpoint, as EKS Pod Identity's agent serves it: `GET
+//! /v1/credentials` with the pod's service-account token in `Authorization`. The SDKs call it
+//! when `AWS_CONTAINER_CREDENTIALS_FULL_URI` and `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` are
+//! set. The token is verified against the cluster's issuer; its namespace and service account
+//! name a role through the associations given to the agent; the credentials come from the
+//! metadata service's cache, assumed with the agent's identity like a pod's.
+//!
+//! <https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html>
+//! <https://docs.aws.amazon.com/sdkref/latest/guide/feature-container-credentials.html>
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use keyless_imds::{CredentialLookup, Imds, Pod, ROLE_ANNOTATION};
+use keyless_oidc::{Expectations, JwksCache, KeySet, OidcError, VerifiedToken, verify};
+use keyless_types::Clock;
+use keyless_types::time::iso8601;
+
+/// The path the SDKs call.
+pub(crate) const PATH: &str = "/v1/credentials";
+
+/// Pods' service-account tokens, mapped to roles.
+pub(crate) struct PodIdentity {
+    issuer: String,
+    audiences: Vec<String>,
+    keys: Keys,
+    /// `(namespace, service account)` → role name or ARN.
+    associations: HashMap<(String, String), String>,
+    account_id: String,
+    imds: Imds,
+    clock: Arc<dyn Clock>,
+}
+
+/// Where the issuer's keys come from.
+enum Keys {
+    /// A JWKS file given by the operator, for issuers the agent cannot reach.
+    Fixed(KeySet),
+    /// The issuer's discovery document and JWKS, cached and refetched on an unknown `kid`.
+    Remote(JwksCache),
+}
+
+/// `NAMESPACE/SERVICE-ACCOUNT=ROLE`, as `--association` takes it.
+pub(crate) fn parse_association(text: &str) -> Result<((String, String), String), String> {
+    let bad = || format!("`{text}` is not NAMESPACE/SERVICE-ACCOUNT=ROLE");
+    let (subject, role) = text.split_once('=').ok_or_else(bad)?;
+    let (namespace, account) = subject.split_once('/').ok_or_else(bad)?;
+    if [namespace, account, role]
+        .iter()
+        .any(|s| s.trim().is_empty())
+    {
+        return Err(bad());
+    }
+    Ok((
+        (namespace.trim().to_owned(), account.trim().to_owned()),
+        role.trim().to_owned(),
+    ))
+}
+
+impl PodIdentity {
+    /// Verifies tokens of `issuer` for `audiences`, with keys from `jwks` (JSON text) or from
+    /// the issuer itself.
+    pub(crate) fn new(
+        issuer: &str,
+        audiences: Vec<String>,
+        jwks: Option<&[u8]>,
+        associations: Vec<((String, String), String)>,
+        account_id: &str,
+        imds: Imds,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        if associations.is_empty() {
+            bail!("the container credentials endpoint needs at least one --association");
+        }
+        let keys = match jwks {
+            Some(text) => Keys::Fixed(KeySet::from_jwks_json(text).context("the JWKS file")?),
+            None => Keys::Remote(JwksCache::new(Arc::new(keyless_oidc::HttpFetch::new()?))),
+        };
+        Ok(Self {
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            audiences,
+            keys,
+            associations: associations.into_iter().collect(),
+            account_id: account_id.to_owned(),
+            imds,
+            clock,
+        })
+    }
+
+    /// Answers `GET /v1/credentials` carrying `authorization`.
+    pub(crate) async fn handle(&self, authorization: Option<&str>) -> Response<Full<Bytes>> {
+        let Some(token) = authorization.map(str::trim).filter(|t| !t.is_empty()) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestException",
+                "Authorization header is missing",
+            );
+        };
+        let verified = match self.verify(token).await {
+            Ok(verified) => verified,
+            Err(e) => {
+                tracing::info!(error = %e, "container credentials: token refused");
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "InvalidTokenException",
+                    "the service account token is not valid",
+                );
+            }
+        };
+        let Some((namespace, account)) = service_account(&verified.subject) else {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidTokenException",
+                "the token is not a service account's",
+            );
+        };
+        let Some(role) = self
+            .associations
+            .get(&(namespace.to_owned(), account.to_owned()))
+        else {
+            tracing::info!(%namespace, service_account = %account, "container credentials: no association");
+            return error(
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                "no role is associated with this service account",
+            );
+        };
+        let pod = self.pod(&verified, namespace, account, role);
+        match self.imds.pod_credentials(&pod).await {
+            CredentialLookup::Granted { credentials, .. } => {
+                let body = serde_json::json!({
+                    "AccessKeyId": credentials.access_key_id,
+                    "SecretAccessKey": credentials.secret_access_key.expose(),
+                    "Token": credentials.session_token.expose(),
+                    "AccountId": self.account_id,
+                    "Expiration": iso8601(credentials.expiration),
+                });
+                json(StatusCode::OK, body.to_string())
+            }
+            CredentialLookup::NoRole => error(
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                "no role is associated with this service account",
+            ),
+            CredentialLookup::Forbidden { role, reason } => {
+                tracing::info!(%role, %reason, "container credentials: role refused");
+                error(
+                    StatusCode::FORBIDDEN,
+                    "AccessDeniedException",
+                    "the associated role may not be used here",
+                )
+            }
+            CredentialLookup::Failed { role, error: e } => {
+                tracing::warn!(role = %role.arn, error = %e, "container credentials: STS failed");
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ServerException",
+                    "credentials are not available now",
+                )
+            }
+        }
+    }
+
+    async fn verify(&self, token: &str) -> Result<VerifiedToken, OidcError> {
+        let now = self.clock.unix_seconds();
+        let expect = Expectations::new(&self.issuer, &self.audiences);
+        match &self.keys {
+            Keys::Fixed(keys) => verify(token, keys, &expect, now),
+            Keys::Remote(cache) => {
+                let keys = cache.keys_for(&self.issuer, now).await?;
+                match verify(token, &keys, &expect, now) {
+                    Err(OidcError::UnknownKey { .. }) => {
+                        // A rotated key: fetch again (rate limited) and retry once.
+                        let keys = cache.refresh(&self.issuer, now).await?;
+                        verify(token, &keys, &expect, now)
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    /// The pod the token speaks for, as the metadata service knows pods: its UID from the
+    /// token's `kubernetes.io` claim when bound to one, else one per service account.
+    fn pod(&self, token: &VerifiedToken, namespace: &str, account: &str, role: &str) -> Pod {
+        let bound = token.claims.get("kubernetes.io").and_then(|k| k.get("pod"));
+        let field = |name: &str| {
+            bound
+                .and_then(|p| p.get(name))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        Pod {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            namespace: namespace.to_owned(),
+            name: field("name").unwrap_or_else(|| account.to_owned()),
+            uid: field("uid").unwrap_or_else(|| format!("serviceaccount/{namespace}/{account}")),
+            service_account: account.to_owned(),
+            annotations: BTreeMap::from([(ROLE_ANNOTATION.to_owned(), role.to_owned())]),
+        }
+    }
+}
+
+/// `system:serviceaccount:NAMESPACE:NAME` → `(NAMESPACE, NAME)`.
+fn service_account(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix("system:serviceaccount:")?;
+    let (namespace, name) = rest.split_once(':')?;
+    (!namespace.is_empty() && !name.is_empty() && !name.contains(':')).then_some((namespace, name))
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    json(
+        status,
+        serde_json::json!({ "code": code, "message": message }).to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn associations_and_subjects_are_read_strictly() {
+        assert_eq!(
+            parse_association("gitlab/registry=gitlab-registry"),
+            Ok((
+                ("gitlab".into(), "registry".into()),
+                "gitlab-registry".into()
+            ))
+        );
+        for bad in [
+            "gitlab=role",
+            "gitlab/registry",
+            "/registry=r",
+            "gitlab/=r",
+            "a/b=",
+        ] {
+            assert!(parse_association(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            service_account("system:serviceaccount:gitlab:registry"),
+            Some(("gitlab", "registry"))
+        );
+        for bad in [
+            "system:serviceaccount:gitlab",
+            "system:node:x",
+            "system:serviceaccount::x",
+            "system:serviceaccount:a:b:c",
+        ] {
+            assert_eq!(service_account(bad), None, "{bad}");
+        }
+    }
+}
