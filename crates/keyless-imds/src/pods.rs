@@ -159,10 +159,20 @@ impl PodIndex {
 
     /// Replaces everything with `pods` and `namespaces` (a full resync). Pods that left are
     /// announced as removed, new and changed ones as upserted; unchanged ones are not
-    /// announced. Of two pods on one address, the later in `pods` wins.
+    /// announced. An address that two pods of `pods` claim answers for neither.
     pub fn replace(&self, pods: Vec<Pod>, namespaces: Vec<Namespace>) {
+        let mut claims: HashMap<IpAddr, usize> = HashMap::new();
+        for pod in &pods {
+            *claims.entry(pod.ip).or_default() += 1;
+        }
         let mut next = State::default();
         for pod in pods {
+            // Two live pods on one address: neither is trusted with it (kube2iam's `PodByIP`
+            // refuses too), rather than whichever the listing names last.
+            if claims[&pod.ip] > 1 {
+                tracing::warn!(ip = %pod.ip, pod = %format!("{}/{}", pod.namespace, pod.name), "imds: address claimed by several pods; none is served");
+                continue;
+            }
             next.insert(Arc::new(pod));
         }
         next.namespaces = namespaces
@@ -338,6 +348,21 @@ pub(crate) mod tests {
         index.remove_namespace("default");
         assert!(index.namespace("default").is_none());
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn an_address_two_listed_pods_claim_answers_for_neither() {
+        let index = PodIndex::new();
+        index.replace(
+            vec![
+                pod("a", "10.0.0.1", "ns", "a", &[]),
+                pod("b", "10.0.0.1", "ns", "b", &[]),
+                pod("c", "10.0.0.2", "ns", "c", &[]),
+            ],
+            vec![],
+        );
+        assert!(index.by_ip("10.0.0.1".parse().unwrap()).is_none());
+        assert_eq!(index.by_ip("10.0.0.2".parse().unwrap()).unwrap().uid, "c");
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! <https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/>
 //!
 //! Only pods that can make requests are kept: those with a `status.podIP`, not `Succeeded` or
-//! `Failed` (their addresses are handed to new pods), and not on the host network (they share
-//! the node's address, so one pod's role would answer for all of them and for the node).
+//! `Failed` and not terminating (a `deletionTimestamp`: their addresses are handed to new pods
+//! while they are still listed, as kube2iam's `isPodActive` knows), and not on the host network
+//! (they share the node's address, so one pod's role would answer for all of them and for the
+//! node).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,7 +30,7 @@ pub struct PodList {
     pub pods: Vec<Pod>,
     /// The namespaces.
     pub namespaces: Vec<Namespace>,
-    /// How many pods were left out (no address, finished, host network).
+    /// How many pods were left out (no address, finished, terminating, host network).
     pub skipped: usize,
 }
 
@@ -39,6 +41,8 @@ struct Metadata {
     namespace: Option<String>,
     uid: Option<String>,
     annotations: Option<BTreeMap<String, String>>,
+    #[serde(rename = "deletionTimestamp")]
+    deletion_timestamp: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -158,6 +162,7 @@ fn pod_from_item(item: &Value) -> Result<Option<Pod>, String> {
         .unwrap_or_else(|| "default".into());
     if matches!(parsed.status.phase.as_deref(), Some("Succeeded" | "Failed"))
         || parsed.spec.host_network == Some(true)
+        || parsed.metadata.deletion_timestamp.is_some()
     {
         return Ok(None);
     }
@@ -295,6 +300,11 @@ mod tests {
         {"apiVersion": "v1", "kind": "Pod",
          "metadata": {"name": "node-agent", "namespace": "kube-system", "uid": "44444444-dddd"},
          "spec": {"hostNetwork": true}, "status": {"phase": "Running", "podIP": "192.168.1.10"}},
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": "web-old", "namespace": "shop", "uid": "55555555-eeee",
+                      "deletionTimestamp": "2026-11-26T02:00:00Z",
+                      "annotations": {"iam.amazonaws.com/role": "shop-admin"}},
+         "spec": {}, "status": {"phase": "Running", "podIP": "10.1.0.5"}},
         {"apiVersion": "v1", "kind": "Namespace",
          "metadata": {"name": "shop", "annotations": {"iam.amazonaws.com/permitted": "shop-.*"}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"}}
@@ -304,8 +314,10 @@ mod tests {
     #[test]
     fn parses_what_kubectl_prints() {
         let list = parse_pod_list(KUBECTL.as_bytes()).unwrap();
+        // Finished, pending, host-network and terminating pods are left out; the terminating
+        // one shares web-0's address and must not lend it its role.
         assert_eq!(list.pods.len(), 1);
-        assert_eq!(list.skipped, 3);
+        assert_eq!(list.skipped, 4);
         let pod = &list.pods[0];
         assert_eq!(pod.ip, "10.1.0.5".parse::<std::net::IpAddr>().unwrap());
         assert_eq!(
