@@ -226,42 +226,6 @@ fn element(xml: &str, name: &str) -> Option<String> {
     )
 }
 
-/// Unix seconds of `YYYY-MM-DDThh:mm:ss[.fff]Z`.
-fn parse_timestamp(text: &str) -> Option<i64> {
-    let text = text.strip_suffix('Z')?;
-    let text = text.split_once('.').map_or(text, |(whole, fraction)| {
-        if fraction.bytes().all(|b| b.is_ascii_digit()) {
-            whole
-        } else {
-            ""
-        }
-    });
-    let b = text.as_bytes();
-    if b.len() != 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = text.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let valid = (1..=12).contains(&mo)
-        && (1..=keyless_types::time::days_in_month(y, mo)).contains(&d)
-        && h < 24
-        && mi < 60
-        && s < 61;
-    valid.then(|| keyless_types::time::unix_from_civil(y, mo, d, h, mi, s))
-}
-
 /// The credentials of an `AssumeRoleResponse`.
 fn parse_credentials(xml: &str, now: i64) -> Result<Credentials, AssumeError> {
     let credentials = element(xml, "Credentials")
@@ -272,7 +236,7 @@ fn parse_credentials(xml: &str, now: i64) -> Result<Credentials, AssumeError> {
             .ok_or_else(|| AssumeError::BadResponse(format!("no `<{name}>` in `<Credentials>`")))
     };
     let expiration = field("Expiration")?;
-    let expiration = parse_timestamp(&expiration).ok_or_else(|| {
+    let expiration = keyless_types::time::parse_iso8601(&expiration).ok_or_else(|| {
         AssumeError::BadResponse(format!(
             "`<Expiration>` `{expiration}` is not a UTC timestamp"
         ))

@@ -198,35 +198,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Seconds since the epoch of `YYYYMMDDThhmmssZ`.
-fn parse_amz_date(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = text.get(r)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let (y, mo, d, h, mi, s) = (
-        num(0..4)?,
-        num(4..6)?,
-        num(6..8)?,
-        num(9..11)?,
-        num(11..13)?,
-        num(13..15)?,
-    );
-    let valid = (1..=12).contains(&mo)
-        && (1..=keyless_types::time::days_in_month(y, mo)).contains(&d)
-        && h < 24
-        && mi < 60
-        && s < 61;
-    valid.then(|| keyless_types::time::unix_from_civil(y, mo, d, h, mi, s))
-}
-
 /// Checks `request`'s signature, made with `secret`, at time `now` (seconds since the epoch),
 /// allowing `max_skew` seconds between the request's `X-Amz-Date` and `now`.
 pub fn verify(
@@ -254,7 +225,7 @@ pub fn verify(
             "Authorization header requires existence of a valid 'X-Amz-Date' header".into(),
         )
     })?;
-    let signed_at = parse_amz_date(amz_date).ok_or_else(|| {
+    let signed_at = keyless_types::time::parse_amz_date(amz_date).ok_or_else(|| {
         SigV4Error::Malformed(format!(
             "X-Amz-Date `{amz_date}` is not in the form YYYYMMDDThhmmssZ"
         ))
@@ -338,7 +309,7 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7",
         )
         .unwrap();
-        let now = parse_amz_date("20150830T123600Z").unwrap();
+        let now = keyless_types::time::parse_amz_date("20150830T123600Z").unwrap();
         let verified = verify(&request, &auth, secret, now, 900).unwrap();
         assert_eq!(verified.credential.access_key_id, "AKIDEXAMPLE");
         assert!(matches!(
@@ -370,7 +341,13 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(parse_amz_date("20150230T000000Z"), None);
-        assert_eq!(parse_amz_date("2015-08-30T12:36:00Z"), None);
+        assert_eq!(
+            keyless_types::time::parse_amz_date("20150230T000000Z"),
+            None
+        );
+        assert_eq!(
+            keyless_types::time::parse_amz_date("2015-08-30T12:36:00Z"),
+            None
+        );
     }
 }

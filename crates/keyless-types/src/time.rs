@@ -60,6 +60,77 @@ pub fn iso8601(secs: i64) -> String {
     out
 }
 
+/// Seconds since the epoch of a calendar date and time, or `None` when it is not one. A leap
+/// second (`:60`) counts as the next second, as AWS's timestamps may carry one.
+pub fn checked_unix_from_civil(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
+    let valid = (1..=12).contains(&mo)
+        && (1..=days_in_month(y, mo)).contains(&d)
+        && (0..24).contains(&h)
+        && (0..60).contains(&mi)
+        && (0..61).contains(&s);
+    valid.then(|| unix_from_civil(y, mo, d, h, mi, s))
+}
+
+/// The number in `text[range]`, all ASCII digits.
+fn digits(text: &str, range: std::ops::Range<usize>) -> Option<i64> {
+    let part = text.get(range)?;
+    if part.is_empty() || !part.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    part.parse().ok()
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDThh:mm:ssZ` (what [`iso8601`] writes), with optional
+/// fractional seconds, which are dropped: STS's `Expiration`, the metadata service's times.
+pub fn parse_iso8601(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z')?;
+    let text = match text.split_once('.') {
+        Some((whole, fraction))
+            if !fraction.is_empty() && fraction.bytes().all(|c| c.is_ascii_digit()) =>
+        {
+            whole
+        }
+        Some(_) => return None,
+        None => text,
+    };
+    let b = text.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let n = |r| digits(text, r);
+    checked_unix_from_civil(
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    )
+}
+
+/// Seconds since the epoch of `YYYYMMDDThhmmssZ`, SigV4's `X-Amz-Date`.
+pub fn parse_amz_date(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let n = |r| digits(text, r);
+    checked_unix_from_civil(
+        n(0..4)?,
+        n(4..6)?,
+        n(6..8)?,
+        n(9..11)?,
+        n(11..13)?,
+        n(13..15)?,
+    )
+}
+
 /// Whether `year` is a leap year.
 pub fn is_leap(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
@@ -130,6 +201,33 @@ mod tests {
         }
         assert_eq!(days_in_month(2000, 2), 29);
         assert_eq!(days_in_month(1900, 2), 28);
+    }
+
+    #[test]
+    fn timestamps_parse_strictly() {
+        assert_eq!(parse_iso8601("2026-11-25T12:00:00Z"), Some(1_795_608_000));
+        assert_eq!(
+            parse_iso8601("2026-11-25T12:00:00.123Z"),
+            Some(1_795_608_000)
+        );
+        assert_eq!(parse_amz_date("20261125T120000Z"), Some(1_795_608_000));
+        for bad in [
+            "2026-11-25T12:00:00",
+            "2026-11-25 12:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-11-25T24:00:00Z",
+            "2026-11-25T12:00:00.Z",
+            "2026-11-25T12:00:00.1xZ",
+            "+026-11-25T12:00:00Z",
+            "2026-11-31T02:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "",
+        ] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+        for bad in ["20261125T120000", "2026112XT120000Z", "20261131T120000Z"] {
+            assert_eq!(parse_amz_date(bad), None, "{bad}");
+        }
     }
 
     #[test]

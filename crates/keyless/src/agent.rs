@@ -34,12 +34,7 @@ const REFRESH_EVERY: Duration = Duration::from_secs(30);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<std::process::ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(agent(args))?;
-    Ok(std::process::ExitCode::SUCCESS)
+    crate::serve::block_on(agent(args))
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {

@@ -45,11 +45,18 @@ const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    block_on(serve(args))
+}
+
+/// Runs a long-lived command (`serve`, `agent`) on the multi-threaded runtime.
+pub(crate) fn block_on(
+    command: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<std::process::ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))?;
+    runtime.block_on(command)?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
