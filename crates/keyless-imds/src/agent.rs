@@ -62,6 +62,11 @@ impl Imds {
                 return CredentialLookup::Forbidden { role, reason };
             }
         };
+        self.role_credentials(pod, role).await
+    }
+
+    /// The credentials of `role`, already resolved for `pod`, from the cache or STS.
+    pub(crate) async fn role_credentials(&self, pod: &Pod, role: RoleTarget) -> CredentialLookup {
         match self.inner.cache.get(&CacheKey::new(&pod.uid, &role)).await {
             Ok(credentials) => CredentialLookup::Granted { role, credentials },
             Err(error) => CredentialLookup::Failed { role, error },

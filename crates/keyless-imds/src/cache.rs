@@ -46,6 +46,9 @@ pub struct CacheConfig {
     /// Credentials not asked for in this long are no longer refreshed, and are dropped once
     /// expired, seconds.
     pub idle_seconds: i64,
+    /// How many STS calls may be in flight at once: a node starting hundreds of pods asks for
+    /// their credentials in waves, not in one burst that STS would throttle.
+    pub max_concurrent_calls: usize,
 }
 
 impl Default for CacheConfig {
@@ -54,6 +57,7 @@ impl Default for CacheConfig {
             session_seconds: DEFAULT_SESSION_SECONDS,
             retry_after_seconds: 5,
             idle_seconds: 4 * 3600,
+            max_concurrent_calls: 32,
         }
     }
 }
@@ -149,6 +153,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: CacheConfig,
     slots: Mutex<HashMap<CacheKey, Arc<Slot>>>,
+    /// Permits for STS calls ([`CacheConfig::max_concurrent_calls`]).
+    calls: tokio::sync::Semaphore,
 }
 
 /// Role credentials by [`CacheKey`]. Cheap to clone: clones share one cache.
@@ -173,6 +179,7 @@ impl CredentialCache {
             inner: Arc::new(Inner {
                 assumer,
                 clock,
+                calls: tokio::sync::Semaphore::new(config.max_concurrent_calls.max(1)),
                 config,
                 slots: Mutex::default(),
             }),
@@ -272,7 +279,11 @@ impl CredentialCache {
             external_id: key.external_id.clone(),
             duration_seconds: self.inner.config.session_seconds,
         };
-        let result = self.inner.assumer.assume(&request).await;
+        let result = {
+            // The semaphore is never closed, so a permit always comes.
+            let _permit = self.inner.calls.acquire().await.ok();
+            self.inner.assumer.assume(&request).await
+        };
         let now = self.inner.clock.unix_seconds();
         let mut current = slot.current();
         current.attempts = current.attempts.wrapping_add(1);

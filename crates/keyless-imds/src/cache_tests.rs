@@ -254,3 +254,48 @@ async fn entries_of_removed_pods_are_dropped() {
     f.cache.get(&key("u2")).await.unwrap();
     assert_eq!(f.assumer.calls(), 3);
 }
+
+/// Counts how many calls are in flight at once, around a [`MemoryAssumer`].
+struct Gauge {
+    inner: MemoryAssumer,
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl RoleAssumer for Gauge {
+    async fn assume(&self, request: &AssumeRequest) -> Result<Credentials, AssumeError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let result = self.inner.assume(request).await;
+        self.now.fetch_sub(1, SeqCst);
+        result
+    }
+}
+
+#[tokio::test]
+async fn sts_calls_in_flight_are_capped() {
+    let clock = Arc::new(FixedClock::at_unix(START));
+    let gauge = Arc::new(Gauge {
+        inner: MemoryAssumer::new(clock.clone()),
+        now: 0.into(),
+        most: 0.into(),
+    });
+    let config = CacheConfig {
+        max_concurrent_calls: 4,
+        ..CacheConfig::default()
+    };
+    let cache = CredentialCache::new(gauge.clone(), clock, config);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let cache = cache.clone();
+        tasks.spawn(async move { cache.get(&key(&format!("pod-{i}"))).await.is_ok() });
+    }
+    while let Some(ok) = tasks.join_next().await {
+        assert!(ok.unwrap());
+    }
+    assert_eq!(gauge.inner.calls(), 40);
+    assert_eq!(gauge.most.load(std::sync::atomic::Ordering::SeqCst), 4);
+}

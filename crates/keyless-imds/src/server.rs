@@ -344,15 +344,15 @@ impl Imds {
 
     /// `/latest/meta-data/iam/security-credentials/NAME` for `pod`.
     async fn credentials(&self, pod: &Pod, name: &str) -> Response<Full<Bytes>> {
-        match self.resolve(pod) {
-            Resolution::Role(role) if role.name == name => {}
+        let role = match self.resolve(pod) {
+            Resolution::Role(role) if role.name == name => role,
             Resolution::Forbidden { role, reason } => {
                 forbidden(pod, &role, &reason);
                 return status(StatusCode::FORBIDDEN);
             }
             Resolution::Role(_) | Resolution::NoRole => return status(StatusCode::NOT_FOUND),
-        }
-        match self.pod_credentials(pod).await {
+        };
+        match self.role_credentials(pod, role).await {
             CredentialLookup::Granted { credentials, .. } => {
                 reply(StatusCode::OK, documents::credentials_json(&credentials))
             }
