@@ -57,7 +57,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         },
         local,
         None,
-    )?;
+    )
+    .await?;
     println!("keyless: metadata service http://{local}");
     println!(
         "keyless: AssumeRole at {} as {access_key_id}",
@@ -77,7 +78,7 @@ pub(crate) struct Metadata {
 /// Starts the metadata service: the pod source, the background refresh and, with
 /// `--iptables`, the DNAT rule to `local`. The caller serves it with [`serve`]. `issuer` is
 /// the default issuer of container credentials' tokens (`keyless serve`'s own).
-pub(crate) fn start(
+pub(crate) async fn start(
     args: &ImdsArgs,
     account_id: &str,
     sts: StsClientConfig,
@@ -132,15 +133,37 @@ pub(crate) fn start(
             )?))
         }
     };
-    match &args.pods_file {
-        Some(path) => {
+    match (&args.pods_file, args.kubernetes) {
+        (Some(path), _) => {
             tokio::spawn(keyless_imds::watch_file(
                 path.clone(),
                 index,
                 PODS_FILE_POLL,
             ));
         }
-        None => tracing::warn!("no --pods-file: no pod will get credentials"),
+        (None, true) => {
+            let node = args.node_name.clone();
+            if let Some(name) = &node {
+                keyless_k8s::check_node_name(name).context("--node-name")?;
+            }
+            // `$KUBECONFIG` may list several files; the first is the one kubectl writes to.
+            let kubeconfig = args.kubeconfig.as_ref().and_then(|list| {
+                std::env::split_paths(list)
+                    .next()
+                    .filter(|p| !p.as_os_str().is_empty())
+            });
+            let client = keyless_k8s::client(kubeconfig.as_deref())
+                .await
+                .context("cannot reach the Kubernetes API")?;
+            tokio::spawn(async move {
+                if let Err(e) = keyless_k8s::watch_node_pods(client, node, index).await {
+                    tracing::error!(error = %e, "the Kubernetes pod watch stopped; no pod changes are seen");
+                }
+            });
+        }
+        (None, false) => {
+            tracing::warn!("neither --pods-file nor --kubernetes: no pod will get credentials");
+        }
     }
     tokio::spawn(imds.clone().run_background(REFRESH_EVERY));
     if args.iptables {

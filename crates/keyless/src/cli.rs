@@ -64,8 +64,23 @@ pub(crate) enum Command {
 pub(crate) struct ImdsArgs {
     /// The node's pods, as `kubectl get pods,namespaces -o json` prints them (pod IP, namespace,
     /// name, UID, service account, annotations); re-read when it changes.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "kubernetes")]
     pub(crate) pods_file: Option<PathBuf>,
+
+    /// Watch the node's pods and the namespaces through the Kubernetes API (in-cluster
+    /// service account, or --kubeconfig); needs `list` and `watch` on pods and namespaces.
+    #[arg(long, requires = "node_name")]
+    pub(crate) kubernetes: bool,
+
+    /// This node's name (`spec.nodeName`; in a DaemonSet, from the downward API): only its
+    /// pods are watched.
+    #[arg(long, env = "NODE_NAME", value_name = "NODE")]
+    pub(crate) node_name: Option<String>,
+
+    /// A kubeconfig file for --kubernetes outside a cluster; in a pod the in-cluster
+    /// configuration is used when the file does not exist.
+    #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
+    pub(crate) kubeconfig: Option<PathBuf>,
 
     /// The role of pods without an `iam.amazonaws.com/role` annotation (a name or an ARN).
     #[arg(long, value_name = "ROLE")]

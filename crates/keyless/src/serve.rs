@@ -140,7 +140,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 sts,
                 imds_local,
                 Some(&issuer_url),
-            )?;
+            )
+            .await?;
             Some((imds_listener, service, imds_local))
         }
         None => None,
