@@ -44,6 +44,9 @@ pub use roles::{
     default_session_name, is_session_name,
 };
 pub use server::{Imds, ImdsConfig, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER, TokenMode};
-pub use source::{MAX_PODS_FILE_BYTES, PodList, load_file, parse_pod_list, watch_file};
+pub use source::{
+    MAX_PODS_FILE_BYTES, PodList, load_file, namespace_from_object, parse_pod_list,
+    pod_from_object, watch_file,
+};
 pub use sts_client::{DEFAULT_STS_TIMEOUT, StsAssumer, StsClientConfig};
 pub use tokens::{MAX_TOKEN_TTL, MIN_TOKEN_TTL, TokenBinding, TokenKey};

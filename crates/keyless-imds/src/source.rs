@@ -110,13 +110,13 @@ pub fn parse_pod_list(json: &[u8]) -> Result<PodList, ImdsError> {
             .unwrap_or("");
         match kind {
             "Pod" => {
-                match pod_from_item(item).map_err(|reason| item_error(i, kind, item, reason))? {
+                match pod_from_object(item).map_err(|reason| item_error(i, kind, item, reason))? {
                     Some(pod) => list.pods.push(pod),
                     None => list.skipped += 1,
                 }
             }
             "Namespace" => list.namespaces.push(
-                namespace_from_item(item).map_err(|reason| item_error(i, kind, item, reason))?,
+                namespace_from_object(item).map_err(|reason| item_error(i, kind, item, reason))?,
             ),
             "" => return Err(item_error(i, "", item, "has no `kind`".into())),
             _ => tracing::debug!(item = i, kind, "imds: pods file: ignoring item"),
@@ -149,10 +149,12 @@ fn required(value: Option<String>, field: &str) -> Result<String, String> {
         .ok_or_else(|| format!("has no `metadata.{field}`"))
 }
 
-/// A pod item as the index wants it: `None` when it is not to be indexed (no address yet,
-/// finished, host network).
-fn pod_from_item(item: &Value) -> Result<Option<Pod>, String> {
-    let parsed = PodItem::deserialize(item).map_err(|e| e.to_string())?;
+/// A Kubernetes `Pod` object (JSON, as the API and kubectl give it) as the index wants it:
+/// `None` when it is not to be indexed (no address yet, finished, terminating, host network);
+/// an error, saying why, without a name or UID or with an address that does not parse. The
+/// pods file and the Kubernetes watch both decide by this one rule.
+pub fn pod_from_object(object: &Value) -> Result<Option<Pod>, String> {
+    let parsed = PodItem::deserialize(object).map_err(|e| e.to_string())?;
     let name = required(parsed.metadata.name, "name")?;
     let uid = required(parsed.metadata.uid, "uid")?;
     let namespace = parsed
@@ -187,8 +189,9 @@ fn pod_from_item(item: &Value) -> Result<Option<Pod>, String> {
     }))
 }
 
-fn namespace_from_item(item: &Value) -> Result<Namespace, String> {
-    let parsed = NamespaceItem::deserialize(item).map_err(|e| e.to_string())?;
+/// A Kubernetes `Namespace` object (JSON) as the index wants it.
+pub fn namespace_from_object(object: &Value) -> Result<Namespace, String> {
+    let parsed = NamespaceItem::deserialize(object).map_err(|e| e.to_string())?;
     Ok(Namespace {
         name: required(parsed.metadata.name, "name")?,
         annotations: parsed.metadata.annotations.unwrap_or_default(),

@@ -3,72 +3,24 @@
 //!
 //! <https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/>
 //!
-//! keyless-imds has no public function that decides whether a pod is indexed (its rule lives
-//! in the private `pod_from_item` of `source.rs`), so the rule is written again here, field by
-//! field, and a test feeds the same objects to both and requires the same answers. The rule:
-//! a pod is indexed when it has a `status.podIP`, is not `Succeeded` or `Failed`, is not
-//! terminating (no `metadata.deletionTimestamp`) and is not on the host network; a missing
-//! namespace is `default`, a missing service account `default`; a pod without `metadata.name`
-//! or `metadata.uid`, or whose address does not parse, is an error.
+//! Both go through keyless-imds's own rule ([`keyless_imds::pod_from_object`]) as JSON, so the
+//! watch and the pods file cannot disagree on which pods are indexed: one with a `status.podIP`,
+//! not `Succeeded` or `Failed`, not terminating and not on the host network.
 
 use k8s_openapi::api::core::v1 as k8s;
 use keyless_imds::{Namespace, Pod};
 
-/// `value` when it is set and not empty, else why not.
-fn required(value: Option<String>, field: &str) -> Result<String, String> {
-    value
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("has no `metadata.{field}`"))
-}
-
 /// `object` as the index wants it: `Ok(None)` when it is not to be indexed (no address yet,
 /// finished, terminating, host network).
 pub(crate) fn pod(object: k8s::Pod) -> Result<Option<Pod>, String> {
-    let k8s::Pod {
-        metadata,
-        spec,
-        status,
-    } = object;
-    let name = required(metadata.name, "name")?;
-    let uid = required(metadata.uid, "uid")?;
-    let namespace = metadata
-        .namespace
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "default".into());
-    let spec = spec.unwrap_or_default();
-    let status = status.unwrap_or_default();
-    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
-        || spec.host_network == Some(true)
-        || metadata.deletion_timestamp.is_some()
-    {
-        return Ok(None);
-    }
-    let Some(ip) = status.pod_ip.filter(|ip| !ip.is_empty()) else {
-        return Ok(None);
-    };
-    let ip = ip
-        .parse()
-        .map_err(|_| format!("`status.podIP` `{ip}` is not an IP address"))?;
-    Ok(Some(Pod {
-        ip,
-        namespace,
-        name,
-        uid,
-        service_account: spec
-            .service_account_name
-            .or(spec.service_account)
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "default".into()),
-        annotations: metadata.annotations.unwrap_or_default(),
-    }))
+    let json = serde_json::to_value(&object).map_err(|e| e.to_string())?;
+    keyless_imds::pod_from_object(&json)
 }
 
 /// `object` as the index wants it.
 pub(crate) fn namespace(object: k8s::Namespace) -> Result<Namespace, String> {
-    Ok(Namespace {
-        name: required(object.metadata.name, "name")?,
-        annotations: object.metadata.annotations.unwrap_or_default(),
-    })
+    let json = serde_json::to_value(&object).map_err(|e| e.to_string())?;
+    keyless_imds::namespace_from_object(&json)
 }
 
 /// `namespace/name` of an object, for logs.
