@@ -1054,11 +1054,17 @@ def test_agent_iptables_installs_the_metadata_dnat_rule(node):
     agent = node.start_agent(extra=["--iptables", "--host-interface", bridge], route=False)
     rule = ["PREROUTING", "-d", "169.254.169.254/32", "-i", bridge, "-p", "tcp", "--dport", "80",
             "-j", "DNAT", "--to-destination", f"127.0.0.1:{agent.port}"]
+    # With route_localnet on, only DNATed traffic may reach the node's loopback (CVE-2020-8558).
+    guard = ["INPUT", "-i", bridge, "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "DNAT",
+             "-j", "DROP"]
     try:
+        inputs = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True)
+        assert f"-A INPUT -d 127.0.0.0/8 -i {bridge}" in inputs.stdout and "DROP" in inputs.stdout, \
+            f"{inputs.stdout}\n{agent.logs()}"
         listed = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "PREROUTING"], capture_output=True, text=True)
         assert f"-i {bridge}" in listed.stdout and f"127.0.0.1:{agent.port}" in listed.stdout, \
             f"{listed.stdout}\n{agent.logs()}"
-        assert "installed the metadata DNAT rule" in read_log(agent.log), agent.logs()
+        assert "the metadata DNAT rule is in place" in read_log(agent.log), agent.logs()
         # The harness's nft table (with the S3 port, and no metadata rule) and iptables' rule
         # coexist.
         assert node.net.imds_port is None
@@ -1073,5 +1079,6 @@ def test_agent_iptables_installs_the_metadata_dnat_rule(node):
     finally:
         agent.stop()
         subprocess.run(["iptables", "-w", "-t", "nat", "-D", *rule], capture_output=True)
+        subprocess.run(["iptables", "-w", "-D", *guard], capture_output=True)
     leftover = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "PREROUTING"], capture_output=True, text=True)
     assert f"127.0.0.1:{agent.port}" not in leftover.stdout, leftover.stdout

@@ -65,7 +65,8 @@ pub enum KeyProblem {
 /// How many compiled session policies are kept.
 const MAX_COMPILED: usize = 1024;
 
-/// How many opened sessions are kept (a few MiB at most).
+/// How many opened sessions are kept: with tokens of a few hundred bytes, a few MiB (tokens
+/// may be up to 8 KiB, so 32 MiB at worst).
 const MAX_OPENED: usize = 4096;
 
 impl std::fmt::Debug for Keyring {

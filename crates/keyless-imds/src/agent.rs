@@ -81,7 +81,20 @@ impl Imds {
             Resolution::Role(role) => {
                 let key = CacheKey::new(&pod.uid, &role);
                 cache.retain_keys(|k| k.pod_uid != pod.uid || *k == key);
-                cache.prefetch(key);
+                let (cache, index) = (cache.clone(), self.inner.index.clone());
+                tokio::spawn(async move {
+                    // The pod may be gone by the time this runs, or while STS answers: its
+                    // removal must not be undone by a fetch that outlived it.
+                    if index.by_uid(&key.pod_uid).is_none() {
+                        return;
+                    }
+                    if let Err(error) = cache.get(&key).await {
+                        tracing::warn!(role = %key.role_arn, pod_uid = %key.pod_uid, %error, "imds: prefetch failed");
+                    }
+                    if index.by_uid(&key.pod_uid).is_none() {
+                        cache.forget_pod(&key.pod_uid);
+                    }
+                });
             }
             Resolution::NoRole | Resolution::Forbidden { .. } => cache.forget_pod(&pod.uid),
         }

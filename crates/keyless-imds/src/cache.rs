@@ -230,17 +230,6 @@ impl CredentialCache {
         self.attempt(key, &slot, Some(seen)).await
     }
 
-    /// Fetches credentials for `key` in the background, so that the pod's first request finds
-    /// them (call it when a pod appears).
-    pub fn prefetch(&self, key: CacheKey) {
-        let cache = self.clone();
-        tokio::spawn(async move {
-            if let Err(error) = cache.get(&key).await {
-                tracing::warn!(role = %key.role_arn, pod_uid = %key.pod_uid, %error, "imds: prefetch failed");
-            }
-        });
-    }
-
     fn refresh_in_background(&self, key: CacheKey, slot: Arc<Slot>) {
         let cache = self.clone();
         tokio::spawn(async move {

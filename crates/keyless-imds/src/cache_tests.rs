@@ -199,16 +199,6 @@ async fn concurrent_requests_share_one_failure_too() {
 }
 
 #[tokio::test]
-async fn prefetched_credentials_are_ready() {
-    let f = fixture();
-    f.cache.prefetch(key("u1"));
-    until_calls(&f.assumer, 1).await;
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    f.cache.get(&key("u1")).await.unwrap();
-    assert_eq!(f.assumer.calls(), 1);
-}
-
-#[tokio::test]
 async fn the_refresher_renews_due_entries_and_drops_idle_expired_ones() {
     let f = fixture();
     let first = f.cache.get(&key("u1")).await.unwrap();

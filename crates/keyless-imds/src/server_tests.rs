@@ -519,3 +519,38 @@ fn the_configuration_is_checked() {
     bad_default.roles.default_role = Some("not a role".into());
     assert!(build(bad_default).is_err());
 }
+
+#[tokio::test]
+async fn a_prefetch_is_ready_and_never_outlives_its_pod() {
+    let f = fixture(TokenMode::Optional);
+    let web = f.imds.inner.index.by_ip(WEB.parse().unwrap()).unwrap();
+    f.imds.prefetch(&web);
+    for _ in 0..500 {
+        if f.imds.inner.cache.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!((f.assumer.calls(), f.imds.inner.cache.len()), (1, 1));
+
+    // A pod removed while its prefetch is under way leaves nothing behind.
+    f.assumer.set_delay(Duration::from_millis(50));
+    let late = pod(
+        "u-late",
+        "10.0.0.9",
+        "shop",
+        "late",
+        &[(ROLE_ANNOTATION, "shop-reader")],
+    );
+    f.imds.inner.index.upsert_pod(late.clone());
+    f.imds.prefetch(&late);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    f.imds.inner.index.remove_pod("u-late");
+    f.imds.inner.cache.forget_pod("u-late");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        f.imds.inner.cache.len(),
+        1,
+        "only web-0's credentials are kept"
+    );
+}

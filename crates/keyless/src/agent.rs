@@ -253,7 +253,8 @@ fn agent_credentials(
 
 /// Sends pods' `169.254.169.254:80`, arriving on `interface`, to `local`, once: the rule is
 /// inserted only when `iptables -C` does not find it. A loopback `local` needs `route_localnet`
-/// on the interface, which a wildcard interface (`cali+`) cannot name.
+/// on the interface, which a wildcard interface (`cali+`) cannot name, and a rule that drops
+/// everything else pods send to the node's loopback.
 fn install_dnat(interface: &str, local: SocketAddr) -> anyhow::Result<()> {
     let IpAddr::V4(ip) = local.ip() else {
         bail!("--iptables needs an IPv4 listen address, not `{local}`");
@@ -277,7 +278,10 @@ fn install_dnat(interface: &str, local: SocketAddr) -> anyhow::Result<()> {
         let knob = format!("/proc/sys/net/ipv4/conf/{interface}/route_localnet");
         std::fs::write(&knob, "1").with_context(|| format!("cannot set `{knob}`"))?;
     }
-    let rule = [
+    let destination = local.to_string();
+    let dnat: &[&str] = &[
+        "-t",
+        "nat",
         "PREROUTING",
         "-d",
         "169.254.169.254/32",
@@ -290,26 +294,57 @@ fn install_dnat(interface: &str, local: SocketAddr) -> anyhow::Result<()> {
         "-j",
         "DNAT",
         "--to-destination",
-        &local.to_string(),
+        &destination,
     ];
+    ensure_rule(dnat)?;
+    if ip.is_loopback() {
+        // route_localnet lets pods reach every loopback service of the node, not only the
+        // agent (CVE-2020-8558); as kube-proxy does, only DNATed traffic may.
+        ensure_rule(&[
+            "-t",
+            "filter",
+            "INPUT",
+            "-i",
+            interface,
+            "-d",
+            "127.0.0.0/8",
+            "-m",
+            "conntrack",
+            "!",
+            "--ctstate",
+            "DNAT",
+            "-j",
+            "DROP",
+        ])?;
+    }
+    tracing::info!(%interface, %local, "the metadata DNAT rule is in place");
+    Ok(())
+}
+
+/// Inserts `table chain rule...` unless `iptables -C` finds it already.
+fn ensure_rule(rule: &[&str]) -> anyhow::Result<()> {
+    let (table, rest) = rule.split_at(2);
+    let (chain, spec) = rest.split_at(1);
     let iptables = |action: &str| {
         Command::new("iptables")
-            .args(["-w", "-t", "nat", action])
-            .args(rule)
+            .arg("-w")
+            .args(table)
+            .arg(action)
+            .args(chain)
+            .args(spec)
             .output()
             .context("cannot run iptables")
     };
     if iptables("-C")?.status.success() {
-        tracing::info!(%interface, %local, "the metadata DNAT rule is in place");
         return Ok(());
     }
     let out = iptables("-I")?;
     if !out.status.success() {
         bail!(
-            "iptables refused the metadata DNAT rule: {}",
+            "iptables refused `{}`: {}",
+            rule.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    tracing::info!(%interface, %local, "installed the metadata DNAT rule");
     Ok(())
 }

@@ -70,11 +70,18 @@ pub(crate) fn write_shared_credentials(
     access_key_id: &str,
     secret: &Secret,
 ) -> anyhow::Result<()> {
-    let text = format!(
+    crate::private::create(
+        file,
+        shared_credentials(whose, access_key_id, secret).as_bytes(),
+    )
+}
+
+/// The text of an AWS shared credentials file holding one key pair as `[default]`.
+pub(crate) fn shared_credentials(whose: &str, access_key_id: &str, secret: &Secret) -> String {
+    format!(
         "# {whose}. Keep it secret.\n[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {}\n",
         secret.expose()
-    );
-    crate::private::create(file, text.as_bytes())
+    )
 }
 
 /// The key pair of `profile` in an AWS shared credentials file (which must be readable by its

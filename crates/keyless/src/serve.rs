@@ -271,39 +271,34 @@ fn register_issuer(iam: &EmbeddedIam, url: &str, now: i64) -> anyhow::Result<()>
 pub(crate) const IMDS_USER: &str = "keyless-imds";
 
 /// The key of [`IMDS_USER`]: kept in the data folder's `imds-credentials` (mode 0600), and
-/// created, with the user, on first use; recreated in IAM if an operator deleted it.
+/// created, with the user, on first use. A key no longer in IAM (an operator deleted it, say
+/// because the file leaked) is never brought back: a new one replaces it, file and all.
 fn imds_key(iam: &EmbeddedIam, data_dir: &Path, now: i64) -> anyhow::Result<(String, Secret)> {
     let file = data_dir.join("imds-credentials");
-    let (id, secret) = if file.exists() {
-        crate::root::read_shared_credentials(&file, "default")?
-    } else {
-        let key = (
-            keyless_iam::ids::access_key_id()?,
-            keyless_iam::ids::secret_access_key()?,
-        );
-        crate::root::write_shared_credentials(
-            &file,
-            "The key of Keyless's metadata service (IAM user keyless-imds)",
-            &key.0,
-            &key.1,
-        )?;
-        key
-    };
-    if iam.snapshot().state.access_key(&id).is_none() {
-        iam.update(&mut |state| {
-            if state.user(IMDS_USER).is_err() {
-                state.create_user(IMDS_USER, "/", keyless_iam::ids::user_id()?, now)?;
-            }
-            state
-                .create_access_key(IMDS_USER, id.clone(), secret.clone(), now)
-                .map(drop)
-        })
-        .context("cannot create the metadata service's IAM user")?;
-        tracing::info!(
-            user = IMDS_USER,
-            "created the metadata service's IAM user and key"
-        );
+    if file.exists() {
+        let (id, secret) = crate::root::read_shared_credentials(&file, "default")?;
+        if iam.snapshot().state.access_key(&id).is_some() {
+            return Ok((id, secret));
+        }
+        tracing::warn!(user = IMDS_USER, key = %id, "the metadata service's key is gone from IAM; making a new one");
     }
+    let (id, secret) = (
+        keyless_iam::ids::access_key_id()?,
+        keyless_iam::ids::secret_access_key()?,
+    );
+    iam.update(&mut |state| {
+        if state.user(IMDS_USER).is_err() {
+            state.create_user(IMDS_USER, "/", keyless_iam::ids::user_id()?, now)?;
+        }
+        state
+            .create_access_key(IMDS_USER, id.clone(), secret.clone(), now)
+            .map(drop)
+    })
+    .context("cannot create the metadata service's IAM user and key")?;
+    let whose = format!("The key of Keyless's metadata service (IAM user {IMDS_USER})");
+    let text = crate::root::shared_credentials(&whose, &id, &secret);
+    crate::private::replace(&file, text.as_bytes())?;
+    tracing::info!(user = IMDS_USER, key = %id, "created the metadata service's key");
     Ok((id, secret))
 }
 
