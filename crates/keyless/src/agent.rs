@@ -38,6 +38,12 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    if !args.sts_insecure_http && !is_loopback_url(&args.sts_endpoint) {
+        bail!(
+            "--sts-endpoint `{}` is plain HTTP off this host: STS answers carry every pod's credentials in the clear; run the agent where the server is, or pass --sts-insecure-http on a trusted network (TLS to STS is not supported yet)",
+            args.sts_endpoint
+        );
+    }
     let (access_key_id, secret, token) =
         agent_credentials(args.credentials_file.as_deref(), &args.profile)?;
     let listener = TcpListener::bind(args.listen)
@@ -227,6 +233,21 @@ pub(crate) async fn serve(listener: TcpListener, metadata: Metadata) -> anyhow::
     }
 }
 
+/// Whether `url` is `http://` to a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return false;
+    };
+    match uri
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+    {
+        Some("localhost") => true,
+        Some(host) => host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
 /// The agent's key pair: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, else
 /// `profile` of the shared credentials file `file`.
 fn agent_credentials(
@@ -347,4 +368,29 @@ fn ensure_rule(rule: &[&str]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_sts_endpoints_are_trusted_with_plain_http() {
+        for url in [
+            "http://127.0.0.1:9000",
+            "http://localhost:9000/",
+            "http://[::1]:9000",
+            "http://127.3.4.5",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1:9000",
+            "http://keyless.example",
+            "http://127.0.0.1.example",
+            "not a url",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
 }

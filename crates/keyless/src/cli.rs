@@ -53,7 +53,7 @@ pub(crate) enum Command {
     ///
     /// Example:
     ///
-    ///   keyless agent --pods-file pods.json --sts-endpoint http://10.0.0.1:9000 \
+    ///   keyless agent --kubernetes --node-name $NODE_NAME --sts-endpoint http://127.0.0.1:9000 \
     ///       --credentials-file agent-credentials --iptables --host-interface cni0
     Agent(AgentArgs),
 }
@@ -144,9 +144,16 @@ pub(crate) struct AgentArgs {
     #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
     pub(crate) listen: std::net::SocketAddr,
 
-    /// Keyless's STS endpoint (the `keyless serve` address), http://.
+    /// Keyless's STS endpoint (the `keyless serve` address), http://. Its answers carry every
+    /// pod's credentials, so an endpoint that is not on loopback needs --sts-insecure-http
+    /// (TLS to STS is not supported yet).
     #[arg(long, value_name = "URL")]
     pub(crate) sts_endpoint: String,
+
+    /// Accept a plain-HTTP STS endpoint that is not on loopback, where the network between
+    /// the node and the server is trusted.
+    #[arg(long)]
+    pub(crate) sts_insecure_http: bool,
 
     /// The region of the agent's signatures.
     #[arg(long, default_value = "us-east-1")]
