@@ -174,6 +174,11 @@ impl Imds {
         &self.inner.resolver
     }
 
+    /// The pod of UID `uid`, if the pod source knows it.
+    pub fn pod_by_uid(&self, uid: &str) -> Option<Arc<Pod>> {
+        self.inner.index.by_uid(uid)
+    }
+
     /// The pod on `peer`, waiting up to `unknown_pod_wait` for the pod source to tell of it.
     pub async fn find_pod(&self, peer: IpAddr) -> Option<Arc<Pod>> {
         self.inner

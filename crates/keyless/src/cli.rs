@@ -191,6 +191,13 @@ pub(crate) struct TokenArgs {
     /// 48 hours.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub(crate) duration: i64,
+    /// Bind the token to a pod (`kubernetes.io.pod` claim), as the kubelet's projected tokens
+    /// are; container credentials accept only bound tokens.
+    #[arg(long, value_name = "NAME", requires = "pod_uid")]
+    pub(crate) pod_name: Option<String>,
+    /// The bound pod's UID.
+    #[arg(long, value_name = "UID", requires = "pod_name")]
+    pub(crate) pod_uid: Option<String>,
     /// The data folder of the server whose issuer signs.
     #[arg(long, default_value = "keyless-data", value_name = "DIR")]
     pub(crate) data_dir: PathBuf,

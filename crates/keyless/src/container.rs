@@ -129,7 +129,26 @@ impl PodIdentity {
                 "no role is associated with this service account",
             );
         };
-        let pod = self.pod(&verified, namespace, account, role);
+        // EKS Pod Identity's tokens are bound to their pod; an unbound one (`kubectl create
+        // token`) could be used from anywhere until it expires. A pod the agent knows must be the
+        // one the token names, in its namespace, under its service account.
+        let Some(pod) = self.pod(&verified, namespace, account, role) else {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidTokenException",
+                "the service account token is not bound to a pod",
+            );
+        };
+        if let Some(known) = self.imds.pod_by_uid(&pod.uid)
+            && (known.namespace != pod.namespace || known.service_account != pod.service_account)
+        {
+            tracing::warn!(pod_uid = %pod.uid, "container credentials: the token's pod is another service account's");
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidTokenException",
+                "the service account token does not match its pod",
+            );
+        }
         match self.imds.pod_credentials(&pod).await {
             CredentialLookup::Granted { credentials, .. } => {
                 let body = serde_json::json!({
@@ -184,24 +203,31 @@ impl PodIdentity {
         }
     }
 
-    /// The pod the token speaks for, as the metadata service knows pods: its UID from the
-    /// token's `kubernetes.io` claim when bound to one, else one per service account.
-    fn pod(&self, token: &VerifiedToken, namespace: &str, account: &str, role: &str) -> Pod {
-        let bound = token.claims.get("kubernetes.io").and_then(|k| k.get("pod"));
+    /// The pod a bound token speaks for (its `kubernetes.io.pod` claim), carrying the
+    /// associated role; `None` for an unbound token.
+    fn pod(
+        &self,
+        token: &VerifiedToken,
+        namespace: &str,
+        account: &str,
+        role: &str,
+    ) -> Option<Pod> {
+        let bound = token.claims.get("kubernetes.io")?.get("pod")?;
         let field = |name: &str| {
             bound
-                .and_then(|p| p.get(name))
+                .get(name)
                 .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
                 .map(str::to_owned)
         };
-        Pod {
+        Some(Pod {
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             namespace: namespace.to_owned(),
-            name: field("name").unwrap_or_else(|| account.to_owned()),
-            uid: field("uid").unwrap_or_else(|| format!("serviceaccount/{namespace}/{account}")),
+            name: field("name")?,
+            uid: field("uid")?,
             service_account: account.to_owned(),
             annotations: BTreeMap::from([(ROLE_ANNOTATION.to_owned(), role.to_owned())]),
-        }
+        })
     }
 }
 

@@ -262,7 +262,11 @@ pub(crate) fn mint(args: &crate::cli::TokenArgs, now: i64) -> anyhow::Result<Str
         audiences: args.audiences.clone(),
         duration_seconds: args.duration,
         service_account_uid: None,
-        pod: None,
+        pod: args
+            .pod_name
+            .clone()
+            .zip(args.pod_uid.clone())
+            .map(|(name, uid)| keyless_oidc::Pod { name, uid }),
     };
     Ok(issuer.mint(&claims, now)?)
 }

@@ -245,22 +245,32 @@ fn default_chain_takes_a_pods_role_from_the_metadata_service_and_container_crede
     assert_eq!(line(&out, "registry"), "read, write, list");
     assert_eq!(line(&out, "other"), "AccessDenied");
 
-    // EKS Pod Identity style: the service account's token, verified against the server's
-    // issuer, names the role through the association.
-    let token = keyless(&[
-        "token".as_ref(),
-        "--namespace".as_ref(),
-        "gitlab".as_ref(),
-        "--service-account".as_ref(),
-        "toolbox".as_ref(),
-        "--audience".as_ref(),
-        "pods.eks.amazonaws.com".as_ref(),
-        "--data-dir".as_ref(),
-        server.dir.as_os_str(),
-    ]);
-    // The kubelet writes the token without a newline, and the SDK sends the file as is.
+    // EKS Pod Identity style: the pod's service-account token, verified against the server's
+    // issuer and bound to the pod, names the role through the association.
+    let pod_token = |account: &str, pod: Option<(&str, &str)>| {
+        let mut args: Vec<&OsStr> = vec![
+            "token".as_ref(),
+            "--namespace".as_ref(),
+            "gitlab".as_ref(),
+            "--service-account".as_ref(),
+            account.as_ref(),
+            "--audience".as_ref(),
+            "pods.eks.amazonaws.com".as_ref(),
+            "--data-dir".as_ref(),
+            server.dir.as_os_str(),
+        ];
+        if let Some((name, uid)) = pod {
+            args.extend::<[&OsStr; 4]>([
+                "--pod-name".as_ref(),
+                name.as_ref(),
+                "--pod-uid".as_ref(),
+                uid.as_ref(),
+            ]);
+        }
+        // The kubelet writes the token without a newline, and the SDK sends the file as is.
+        keyless(&args).trim().to_owned()
+    };
     let token_file = common::scratch("sdk-pod-identity-token");
-    std::fs::write(&token_file, token.trim()).unwrap();
     let uri = format!("{imds}/v1/credentials");
     let container = [
         ("AWS_CONTAINER_CREDENTIALS_FULL_URI", OsStr::new(&uri)),
@@ -269,28 +279,28 @@ fn default_chain_takes_a_pods_role_from_the_metadata_service_and_container_crede
             token_file.as_os_str(),
         ),
     ];
-    let out = child(&[&endpoints[..], &container[..]].concat());
+    let with_token = |token: String| {
+        std::fs::write(&token_file, token).unwrap();
+        child(&[&endpoints[..], &container[..]].concat())
+    };
+    let out = with_token(pod_token("toolbox", Some(("toolbox-0", "7a1e-toolbox-0"))));
     assert_eq!(
         line(&out, "caller"),
-        "arn:aws:sts::000000000000:assumed-role/gitlab-toolbox/gitlab.toolbox"
+        "arn:aws:sts::000000000000:assumed-role/gitlab-toolbox/gitlab.toolbox-0"
     );
     assert_eq!(line(&out, "registry"), "read, write, list");
 
-    // A token of a service account without an association gets nothing.
-    let stranger = keyless(&[
-        "token".as_ref(),
-        "--namespace".as_ref(),
-        "gitlab".as_ref(),
-        "--service-account".as_ref(),
-        "webservice".as_ref(),
-        "--audience".as_ref(),
-        "pods.eks.amazonaws.com".as_ref(),
-        "--data-dir".as_ref(),
-        server.dir.as_os_str(),
-    ]);
-    std::fs::write(&token_file, stranger.trim()).unwrap();
-    let out = child(&[&endpoints[..], &container[..]].concat());
+    // A service account without an association gets nothing; a token bound to no pod, or to
+    // a pod the agent knows under another service account, is not accepted.
+    let out = with_token(pod_token("webservice", Some(("web-0", "9c2d-web-0"))));
     assert!(line(&out, "refused").contains("StatusCode(403)"), "{out}");
+    let out = with_token(pod_token("toolbox", None));
+    assert!(line(&out, "refused").contains("StatusCode(401)"), "{out}");
+    let out = with_token(pod_token(
+        "toolbox",
+        Some(("registry-0", "3f0c-registry-0")),
+    ));
+    assert!(line(&out, "refused").contains("StatusCode(401)"), "{out}");
 
     for file in [config, pods, token_file] {
         let _ = std::fs::remove_file(file);
