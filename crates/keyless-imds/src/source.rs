@@ -237,8 +237,10 @@ async fn stamp(path: &Path) -> std::io::Result<Stamp> {
 }
 
 /// Loads the pods file at `path` into `index`, then again whenever it changes (checked every
-/// `every`). A file that cannot be read or parsed is logged and the index keeps its last good
-/// state. Runs until dropped: spawn it, abort it to stop.
+/// `every`). A file that does not parse (caught mid-write, say) is logged and the index keeps
+/// its last good state; a file that is gone or cannot be read empties the index until it is
+/// back, since nothing vouches for its pods any more. Runs until dropped: spawn it, abort it to
+/// stop.
 pub async fn watch_file(path: PathBuf, index: PodIndex, every: Duration) {
     let mut last: Option<Stamp> = None;
     let mut failing = false;
@@ -267,12 +269,16 @@ pub async fn watch_file(path: PathBuf, index: PodIndex, every: Duration) {
             }
             Ok(_) => {}
             Err(error) => {
+                // Nothing vouches for the pods any more, and their addresses may be handed to
+                // other pods meanwhile: none is served until the file is back (a request in the
+                // gap waits for it, up to the unknown-pod wait).
                 if !failing {
                     tracing::warn!(
                         path = %path.display(),
                         %error,
-                        "imds: cannot read pods file; keeping the last good pods"
+                        "imds: cannot read pods file; no pod is served until it is back"
                     );
+                    index.replace(Vec::new(), Vec::new());
                 }
                 failing = true;
                 last = None;
@@ -393,7 +399,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn watching_reloads_changes_and_keeps_the_last_good_state() {
+    async fn watching_reloads_changes_keeps_the_last_good_state_and_drops_a_missing_file() {
+        let next_again = || KUBECTL.replace("10.1.0.5", "10.1.0.7");
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path();
         let path = dir.join("pods.json");
@@ -423,10 +430,18 @@ mod tests {
                 .is_some()
         );
         assert!(index.by_ip(web).is_none());
-        // A file that disappears keeps the pods too.
+        // A file that disappears vouches for nobody: its pods are no longer served, until it is
+        // back.
         tokio::fs::remove_file(&path).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(index.by_ip(moved).is_some());
+        assert!(index.by_ip(moved).is_none());
+        tokio::fs::write(&path, next_again()).await.unwrap();
+        assert!(
+            index
+                .wait_for(moved, Duration::from_secs(5))
+                .await
+                .is_some()
+        );
         watcher.abort();
         let missing = load_file(&dir.join("nothing.json")).await.unwrap_err();
         assert!(matches!(missing, ImdsError::Io { .. }), "{missing}");
