@@ -140,12 +140,7 @@ impl Sts {
         if let Some(source) = &source_identity {
             ctx.insert("sts:SourceIdentity", source.clone());
         }
-        for (key, value) in &extras.tags {
-            ctx.insert(format!("aws:RequestTag/{key}"), value.clone());
-        }
-        if !extras.tags.is_empty() {
-            ctx.insert_multi("aws:TagKeys", extras.tags.iter().map(|(k, _)| k.clone()));
-        }
+        extras.insert_request_tags(&mut ctx);
         let verdict = caller.authorize(
             account,
             "sts:AssumeRole",

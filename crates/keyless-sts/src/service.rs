@@ -206,6 +206,19 @@ pub(crate) struct SessionExtras {
     pub(crate) packed_percent: Option<u32>,
 }
 
+impl SessionExtras {
+    /// The session tags of the request as the trust policy sees them: `aws:RequestTag/KEY`
+    /// and `aws:TagKeys`.
+    pub(crate) fn insert_request_tags(&self, ctx: &mut Context) {
+        for (key, value) in &self.tags {
+            ctx.insert(format!("aws:RequestTag/{key}"), value.clone());
+        }
+        if !self.tags.is_empty() {
+            ctx.insert_multi("aws:TagKeys", self.tags.iter().map(|(k, _)| k.clone()));
+        }
+    }
+}
+
 pub(crate) fn session_extras(
     params: &Params,
     store: &dyn IamStore,

@@ -126,9 +126,7 @@ impl Sts {
         ctx.insert(format!("{}:aud", provider.key), web.audience.clone());
         ctx.insert("aws:FederatedProvider", provider.arn.clone());
         ctx.insert("sts:RoleSessionName", session.clone());
-        for (key, value) in &extras.tags {
-            ctx.insert(format!("aws:RequestTag/{key}"), value.clone());
-        }
+        extras.insert_request_tags(&mut ctx);
         let principal = Principal::Federated(provider.arn.clone());
         let trust = Source::new("trust policy", &role.trust);
         let set = PolicySet {

@@ -191,20 +191,9 @@ pub(crate) async fn serve(listener: TcpListener, metadata: Metadata) -> anyhow::
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let shutdown = tokio::signal::ctrl_c();
     tokio::pin!(shutdown);
-    loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return Ok(()),
-        };
-        if let Err(e) = socket.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
+    while let Some((socket, peer)) =
+        crate::serve::next_connection(&listener, shutdown.as_mut()).await
+    {
         // A dual-stack listener sees IPv4 pods as `::ffff:a.b.c.d`.
         let ip = peer.ip().to_canonical();
         let metadata = metadata.clone();
@@ -231,6 +220,7 @@ pub(crate) async fn serve(listener: TcpListener, metadata: Metadata) -> anyhow::
             }
         });
     }
+    Ok(())
 }
 
 /// Whether `url` is `http://` to a loopback address (`127.0.0.0/8`, `::1`, `localhost`).

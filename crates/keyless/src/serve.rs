@@ -224,6 +224,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     accept_loop(listener, service, query, issuer, tls).await
 }
 
+/// The next connection on `listener`, without Nagle delay (small responses go out at once);
+/// `None` once `shutdown` completes. A failed accept is logged and the next one awaited.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    mut shutdown: std::pin::Pin<&mut impl std::future::Future>,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    if let Err(e) = socket.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                    return Some((socket, peer));
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            _ = &mut shutdown => return None,
+        }
+    }
+}
+
 /// The session key: from `file`, or from the data folder's `session-key`, created on first
 /// start. Base64 of 32 random bytes or more, readable by its owner alone.
 fn session_key(data_dir: &Path, file: Option<&Path>) -> anyhow::Result<SessionKey> {
@@ -342,21 +364,7 @@ async fn accept_loop(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let shutdown = tokio::signal::ctrl_c();
     tokio::pin!(shutdown);
-    loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        // No Nagle delay: small responses go out at once.
-        if let Err(e) = socket.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
+    while let Some((socket, peer)) = next_connection(&listener, shutdown.as_mut()).await {
         let secure = tls.is_some();
         let (service, query, issuer) = (service.clone(), query.clone(), Arc::clone(&issuer));
         let per_request =
