@@ -56,6 +56,18 @@ pub(crate) enum Command {
     ///   keyless agent --kubernetes --node-name $NODE_NAME --sts-endpoint http://127.0.0.1:9000 \
     ///       --credentials-file agent-credentials --iptables --host-interface cni0
     Agent(AgentArgs),
+    /// Print who the AWS SDK's default credential chain says you are, and which source gave the
+    /// credentials (keys, environment, profile, web identity, container endpoint or IMDS).
+    ///
+    /// The same chain as every AWS SDK application in the same pod or shell: explicit keys win
+    /// over a role. Example, in a pod with IRSA and a Keyless endpoint:
+    ///
+    ///   AWS_ENDPOINT_URL=http://keyless.keyless:9000 keyless whoami
+    Whoami(crate::whoami::WhoamiArgs),
+    /// Back up to and restore from a bucket: large files or stdin, multipart in parallel, resumable,
+    /// checksummed end to end.
+    #[command(subcommand)]
+    Backup(crate::backup::BackupCommand),
 }
 
 /// How the metadata service finds pods and their roles; shared by `keyless agent` and

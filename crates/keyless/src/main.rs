@@ -1,7 +1,9 @@
 //! `keyless`: IAM roles for S3-compatible object storage, self-hosted, in one binary.
 
 mod agent;
+mod backup;
 mod cli;
+mod client;
 mod config;
 mod container;
 mod iam_cmd;
@@ -12,6 +14,7 @@ mod query;
 mod root;
 mod serve;
 mod tls;
+mod whoami;
 
 use clap::Parser as _;
 
@@ -31,6 +34,8 @@ fn main() -> std::process::ExitCode {
             iam_cmd::create_service_account(&args)
         }
         cli::Command::Oidc(cli::OidcCommand::Rotate { data_dir }) => rotate(&data_dir),
+        cli::Command::Whoami(args) => whoami::run(&args),
+        cli::Command::Backup(cmd) => backup::run(cmd),
     };
     match result {
         Ok(code) => code,
@@ -58,19 +63,24 @@ fn rotate(data_dir: &std::path::Path) -> anyhow::Result<std::process::ExitCode> 
 }
 
 /// `RUST_LOG`, `info` by default. s3s logs whole request URIs at debug level, and a presigned
-/// URL in a log is a credential until it expires: s3s stays at `info` unless `RUST_LOG` names
-/// it.
+/// URL in a log is a credential until it expires: s3s stays at `info`, and the AWS SDK at `warn`,
+/// unless `RUST_LOG` names them.
 fn log_filter() -> tracing_subscriber::EnvFilter {
     #[allow(clippy::disallowed_methods)] // the binary reads its configuration
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| "info".into());
-    if spec.contains("s3s") {
-        filter
-    } else {
-        filter.add_directive(
-            "s3s=info"
-                .parse()
-                .unwrap_or_else(|_| tracing_subscriber::filter::LevelFilter::INFO.into()),
-        )
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| "info".into());
+    // The AWS SDK of the client tools narrates every credential lookup at info level.
+    for (target, level) in [
+        ("s3s", "info"),
+        ("aws_config", "warn"),
+        ("aws_smithy_runtime", "warn"),
+    ] {
+        if !spec.contains(target)
+            && let Ok(directive) = format!("{target}={level}").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
     }
+    filter
 }
