@@ -56,6 +56,9 @@ pub(crate) enum Command {
     ///   keyless agent --kubernetes --node-name $NODE_NAME --sts-endpoint http://127.0.0.1:9000 \
     ///       --credentials-file agent-credentials --iptables --host-interface cni0
     Agent(AgentArgs),
+    /// Check GitLab Helm chart values and storage secrets for IAM roles, or render a setup.
+    #[command(subcommand)]
+    Gitlab(crate::gitlab_cmd::GitlabCommand),
 }
 
 /// How the metadata service finds pods and their roles; shared by `keyless agent` and

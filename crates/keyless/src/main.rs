@@ -4,6 +4,7 @@ mod agent;
 mod cli;
 mod config;
 mod container;
+mod gitlab_cmd;
 mod iam_cmd;
 mod oidc;
 mod policy_cmd;
@@ -31,6 +32,7 @@ fn main() -> std::process::ExitCode {
             iam_cmd::create_service_account(&args)
         }
         cli::Command::Oidc(cli::OidcCommand::Rotate { data_dir }) => rotate(&data_dir),
+        cli::Command::Gitlab(cmd) => gitlab_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,
