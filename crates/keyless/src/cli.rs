@@ -68,6 +68,9 @@ pub(crate) enum Command {
     /// checksummed end to end.
     #[command(subcommand)]
     Backup(crate::backup::BackupCommand),
+    /// Check GitLab Helm chart values and storage secrets for IAM roles, or render a setup.
+    #[command(subcommand)]
+    Gitlab(crate::gitlab_cmd::GitlabCommand),
 }
 
 /// How the metadata service finds pods and their roles; shared by `keyless agent` and

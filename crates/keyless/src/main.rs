@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod config;
 mod container;
+mod gitlab_cmd;
 mod iam_cmd;
 mod oidc;
 mod policy_cmd;
@@ -36,6 +37,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Oidc(cli::OidcCommand::Rotate { data_dir }) => rotate(&data_dir),
         cli::Command::Whoami(args) => whoami::run(&args),
         cli::Command::Backup(cmd) => backup::run(cmd),
+        cli::Command::Gitlab(cmd) => gitlab_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,
