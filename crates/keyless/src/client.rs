@@ -154,8 +154,14 @@ impl Client {
             }
             None => None,
         };
-        if let Some(provider) = provider {
-            config = config.into_builder().credentials_provider(provider).build();
+        // One lookup serves the tool's own report and every client: a web identity is
+        // exchanged once per command, not once per caller.
+        if let Some(inner) = provider.or_else(|| config.credentials_provider()) {
+            let cached = provider::SharedCredentialsProvider::new(Cached {
+                inner,
+                last: tokio::sync::Mutex::new(None),
+            });
+            config = config.into_builder().credentials_provider(cached).build();
         }
         Ok(Self {
             config,
@@ -168,6 +174,20 @@ impl Client {
     /// every bucket), virtual-hosted on AWS.
     pub(crate) fn s3(&self) -> aws_sdk_s3::Client {
         let mut builder = aws_sdk_s3::config::Builder::from(&self.config);
+        if let Some(url) = &self.s3_endpoint {
+            builder = builder.endpoint_url(url).force_path_style(true);
+        }
+        aws_sdk_s3::Client::from_conf(builder.build())
+    }
+
+    /// An S3 client for bulk transfers, whose integrity rests on `Content-MD5` and the ETag:
+    /// the SDK's own CRC32 on every upload (checked by the server too) would only add a third
+    /// pass over each byte.
+    pub(crate) fn s3_for_transfers(&self) -> aws_sdk_s3::Client {
+        use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+        let mut builder = aws_sdk_s3::config::Builder::from(&self.config)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if let Some(url) = &self.s3_endpoint {
             builder = builder.endpoint_url(url).force_path_style(true);
         }
@@ -342,6 +362,40 @@ pub(crate) fn provider_name(credentials: &Credentials) -> &'static str {
         "ExplicitKeys"
     } else {
         "unknown"
+    }
+}
+
+/// Credentials reused until five minutes before they expire.
+#[derive(Debug)]
+struct Cached {
+    inner: provider::SharedCredentialsProvider,
+    last: tokio::sync::Mutex<Option<Credentials>>,
+}
+
+impl Cached {
+    async fn get(&self) -> provider::Result {
+        let mut last = self.last.lock().await;
+        #[allow(clippy::disallowed_methods)] // the binary's wall clock, for expiry
+        let now = std::time::SystemTime::now();
+        let fresh = |c: &Credentials| {
+            c.expiry()
+                .is_none_or(|t| t > now + Duration::from_secs(300))
+        };
+        if let Some(credentials) = last.as_ref().filter(|c| fresh(c)) {
+            return Ok(credentials.clone());
+        }
+        let credentials = self.inner.provide_credentials().await?;
+        *last = Some(credentials.clone());
+        Ok(credentials)
+    }
+}
+
+impl ProvideCredentials for Cached {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(self.get())
     }
 }
 

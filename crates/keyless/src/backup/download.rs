@@ -88,7 +88,8 @@ pub(super) async fn run(args: DownloadArgs) -> anyhow::Result<()> {
         );
     }
 
-    let (sink, partial) = Sink::open(&args.destination)?;
+    let destination = destination_path(&args.destination, &source.key);
+    let (sink, partial) = Sink::open(&destination)?;
     let progress = Progress::start("download", Some(size));
     let fetch = Fetch {
         s3,
@@ -103,7 +104,7 @@ pub(super) async fn run(args: DownloadArgs) -> anyhow::Result<()> {
     match (result, partial) {
         (Ok(sink), Some(partial)) => {
             sink.finish().await?;
-            let destination = PathBuf::from(&args.destination);
+            let destination = PathBuf::from(&destination);
             std::fs::rename(&partial, &destination).with_context(|| {
                 format!("moving {} to {}", partial.display(), destination.display())
             })?;
@@ -117,10 +118,24 @@ pub(super) async fn run(args: DownloadArgs) -> anyhow::Result<()> {
         }
         (Err(e), Some(partial)) => {
             let _ = std::fs::remove_file(&partial);
-            Err(e.context(format!("nothing was written to {}", args.destination)))
+            Err(e.context(format!("nothing was written to {destination}")))
         }
         (Err(e), None) => Err(e.context("the data written to stdout is incomplete or corrupt")),
     }
+}
+
+/// The file to write: the argument, or the key's last segment inside it when it is a directory
+/// (`.`, `restore/`), as `aws s3 cp` and s3cmd do.
+fn destination_path(argument: &str, key: &str) -> String {
+    if argument == "-" {
+        return argument.to_owned();
+    }
+    let is_dir = argument.ends_with('/') || std::path::Path::new(argument).is_dir();
+    if !is_dir {
+        return argument.to_owned();
+    }
+    let name = key.rsplit('/').next().unwrap_or(key);
+    format!("{}/{name}", argument.trim_end_matches('/'))
 }
 
 struct Fetch {
@@ -261,6 +276,16 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_destination_takes_the_key_name() {
+        assert_eq!(destination_path("-", "a/b.tar"), "-");
+        assert_eq!(destination_path("out.tar", "a/b.tar"), "out.tar");
+        assert_eq!(destination_path("restore/", "a/b.tar"), "restore/b.tar");
+        let dir = std::env::temp_dir();
+        let expected = format!("{}/b.tar", dir.to_str().unwrap().trim_end_matches('/'));
+        assert_eq!(destination_path(dir.to_str().unwrap(), "a/b.tar"), expected);
+    }
 
     #[test]
     fn the_etag_says_how_to_check() {

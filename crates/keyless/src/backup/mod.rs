@@ -195,7 +195,7 @@ async fn s3_client(common: &CommonArgs) -> anyhow::Result<aws_sdk_s3::Client> {
             "credentials found"
         );
     }
-    Ok(client.s3())
+    Ok(client.s3_for_transfers())
 }
 
 /// `s3://bucket/key`.
