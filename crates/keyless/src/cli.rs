@@ -71,6 +71,16 @@ pub(crate) enum Command {
     /// Check GitLab Helm chart values and storage secrets for IAM roles, or render a setup.
     #[command(subcommand)]
     Gitlab(crate::gitlab_cmd::GitlabCommand),
+    /// Walk the whole credential chain and say, step by step, what it found and what it means:
+    /// key pairs that shadow a role, the web-identity token and the role's trust policy, the
+    /// container endpoint, IMDS, what STS says, and (with --bucket) list, write, read and delete.
+    ///
+    /// Prints one line per check (ok, info, warn, FAIL, skip) with what to do under anything not
+    /// ok; secrets are never printed. Exit codes: 0 works; 1 works, with warnings; 2 broken.
+    /// Example, in a GitLab pod with IRSA and a Keyless endpoint:
+    ///
+    ///   AWS_ENDPOINT_URL=http://keyless.keyless:9000 keyless doctor --bucket gitlab-registry
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// How the metadata service finds pods and their roles; shared by `keyless agent` and

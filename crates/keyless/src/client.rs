@@ -141,10 +141,17 @@ impl Client {
             None if args.sts_endpoint.is_some() || args.endpoint.is_some() => {
                 web_identity_from_env(&config, sts_endpoint.as_deref()).map(|web| {
                     let default = config.credentials_provider();
+                    // The default chain's order, with this web identity in its place.
+                    let mut profile =
+                        aws_config::profile::ProfileFileCredentialsProvider::builder();
+                    if let Some(name) = &args.profile {
+                        profile = profile.profile_name(name);
+                    }
                     let mut chain = CredentialsProviderChain::first_try(
                         "Environment",
                         aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
                     )
+                    .or_else("Profile", profile.build())
                     .or_else("WebIdentityToken", web);
                     if let Some(default) = default {
                         chain = chain.or_else("Default", default);

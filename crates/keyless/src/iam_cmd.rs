@@ -18,7 +18,7 @@ use keyless_types::time::iso8601;
 use crate::cli::CreateServiceAccountArgs;
 
 /// A signed IAM query client.
-struct IamClient {
+pub(crate) struct IamClient {
     host: String,
     access_key_id: String,
     secret: String,
@@ -30,11 +30,23 @@ fn form_encode(text: &str) -> String {
 }
 
 impl IamClient {
+    /// A client of the IAM API at `endpoint` (an http:// URL) signing with the given keys.
+    pub(crate) fn new(
+        endpoint: &str,
+        access_key_id: String,
+        secret: String,
+        token: Option<String>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            host: http_host(endpoint)?,
+            access_key_id,
+            secret,
+            token,
+        })
+    }
+
     fn from_environment(endpoint: &str, data_dir: &Path) -> anyhow::Result<Self> {
-        let Some(host) = endpoint.strip_prefix("http://") else {
-            bail!("--endpoint-url must be an http:// URL (`{endpoint}`)");
-        };
-        let host = host.trim_end_matches('/').to_owned();
+        let host = http_host(endpoint)?;
         #[allow(clippy::disallowed_methods)] // the binary reads its configuration
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
@@ -55,7 +67,7 @@ impl IamClient {
     }
 
     /// Calls `action` and returns the response body, or the IAM error's code and message.
-    fn call(&self, action: &str, params: &[(&str, &str)]) -> anyhow::Result<String> {
+    pub(crate) fn call(&self, action: &str, params: &[(&str, &str)]) -> anyhow::Result<String> {
         let mut body = format!("Action={action}&Version=2010-05-08");
         for (k, v) in params {
             body.push_str(&format!("&{}={}", form_encode(k), form_encode(v)));
@@ -114,8 +126,16 @@ impl IamClient {
     }
 }
 
+/// The host and port of an http:// endpoint.
+fn http_host(endpoint: &str) -> anyhow::Result<String> {
+    let Some(host) = endpoint.strip_prefix("http://") else {
+        bail!("--endpoint-url must be an http:// URL (`{endpoint}`)");
+    };
+    Ok(host.trim_end_matches('/').to_owned())
+}
+
 /// The body of a `Transfer-Encoding: chunked` response, joined.
-fn dechunk(head: &str, body: &str) -> String {
+pub(crate) fn dechunk(head: &str, body: &str) -> String {
     if !head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
@@ -149,7 +169,7 @@ fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+pub(crate) fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     elements(xml, tag).into_iter().next()
 }
 

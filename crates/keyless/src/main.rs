@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod config;
 mod container;
+mod doctor;
 mod gitlab_cmd;
 mod iam_cmd;
 mod oidc;
@@ -21,8 +22,13 @@ use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    // doctor explains every failure of the SDK itself; its warnings would say it twice.
+    let sdk_level = match cli.command {
+        cli::Command::Doctor(_) => "error",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(log_filter())
+        .with_env_filter(log_filter(sdk_level))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -38,6 +44,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Whoami(args) => whoami::run(&args),
         cli::Command::Backup(cmd) => backup::run(cmd),
         cli::Command::Gitlab(cmd) => gitlab_cmd::run(cmd),
+        cli::Command::Doctor(args) => doctor::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -67,7 +74,7 @@ fn rotate(data_dir: &std::path::Path) -> anyhow::Result<std::process::ExitCode> 
 /// `RUST_LOG`, `info` by default. s3s logs whole request URIs at debug level, and a presigned
 /// URL in a log is a credential until it expires: s3s stays at `info`, and the AWS SDK at `warn`,
 /// unless `RUST_LOG` names them.
-fn log_filter() -> tracing_subscriber::EnvFilter {
+fn log_filter(sdk_level: &str) -> tracing_subscriber::EnvFilter {
     #[allow(clippy::disallowed_methods)] // the binary reads its configuration
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
     let mut filter =
@@ -75,8 +82,8 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
     // The AWS SDK of the client tools narrates every credential lookup at info level.
     for (target, level) in [
         ("s3s", "info"),
-        ("aws_config", "warn"),
-        ("aws_smithy_runtime", "warn"),
+        ("aws_config", sdk_level),
+        ("aws_smithy_runtime", sdk_level),
     ] {
         if !spec.contains(target)
             && let Ok(directive) = format!("{target}={level}").parse()

@@ -10,7 +10,7 @@
 mod download;
 mod list;
 mod progress;
-mod s3cmd;
+pub(crate) mod s3cmd;
 mod upload;
 
 use std::process::ExitCode;

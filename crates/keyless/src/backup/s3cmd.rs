@@ -8,13 +8,13 @@ use crate::client::ExplicitKeys;
 
 /// The `[default]` section of an s3cmd configuration.
 #[derive(Debug, Default)]
-pub(super) struct Config {
+pub(crate) struct Config {
     values: BTreeMap<String, String>,
 }
 
 impl Config {
     /// Parses the INI text; only `[default]` counts, as for s3cmd without `--profile`.
-    pub(super) fn parse(text: &str) -> anyhow::Result<Self> {
+    pub(crate) fn parse(text: &str) -> anyhow::Result<Self> {
         let mut values = BTreeMap::new();
         let mut section: Option<String> = None;
         for (n, raw) in text.lines().enumerate() {
@@ -57,7 +57,7 @@ impl Config {
     }
 
     /// `use_https` and `host_base`, unless `host_base` is AWS's own.
-    pub(super) fn endpoint(&self) -> Option<String> {
+    pub(crate) fn endpoint(&self) -> Option<String> {
         let host = self.get("host_base")?;
         if host == "s3.amazonaws.com" {
             return None;
@@ -72,7 +72,7 @@ impl Config {
     }
 
     /// `bucket_location`, with s3cmd's legacy `US` and `EU` mapped to their regions.
-    pub(super) fn region(&self) -> Option<String> {
+    pub(crate) fn region(&self) -> Option<String> {
         match self.get("bucket_location")? {
             "US" => Some("us-east-1".to_owned()),
             "EU" => Some("eu-west-1".to_owned()),
@@ -81,7 +81,7 @@ impl Config {
     }
 
     /// `access_key` and `secret_key` (and `access_token`), when both keys are set.
-    pub(super) fn keys(&self, origin: &str) -> Option<ExplicitKeys> {
+    pub(crate) fn keys(&self, origin: &str) -> Option<ExplicitKeys> {
         Some(ExplicitKeys {
             access_key_id: self.get("access_key")?.to_owned(),
             secret_access_key: keyless_types::Secret::new(self.get("secret_key")?),
