@@ -2,13 +2,12 @@
 //! the object's ETag; a file appears under its name only once it checks out.
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html>
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use md5::{Digest as _, Md5};
 use tokio::io::AsyncWriteExt as _;
 
@@ -148,13 +147,77 @@ struct Fetch {
 }
 
 impl Fetch {
-    /// Fetches the ranges, `concurrency` at a time, and writes them in order.
-    async fn run(&self, mut sink: Sink, progress: &Progress) -> anyhow::Result<Sink> {
-        let range = self.check.range();
-        let ranges =
-            (0..self.size.div_ceil(range)).map(|i| (i * range, ((i + 1) * range).min(self.size)));
-        let mut chunks = futures_util::stream::iter(ranges)
-            .map(|(start, end)| self.range(start, end))
+    async fn run(&self, sink: Sink, progress: &Progress) -> anyhow::Result<Sink> {
+        let computed = match &sink {
+            Sink::File(file) => self.to_file(file, progress).await?,
+            Sink::Stdout(_) => None,
+        };
+        let (sink, computed) = match sink {
+            Sink::Stdout(out) => {
+                let (out, computed) = self.to_stdout(out, progress).await?;
+                (Sink::Stdout(out), computed)
+            }
+            file => (file, computed),
+        };
+        if let Some(computed) = computed {
+            anyhow::ensure!(
+                computed == self.etag,
+                "{} does not match its checksum: the stored ETag is {} but the data gives \
+                 {computed}; the object is corrupt",
+                self.source,
+                self.etag
+            );
+        }
+        Ok(sink)
+    }
+
+    /// `(start, end)` of ranges of `size` bytes.
+    fn ranges(&self, size: u64) -> impl Iterator<Item = (u64, u64)> + use<> {
+        let total = self.size;
+        (0..total.div_ceil(size)).map(move |i| (i * size, ((i + 1) * size).min(total)))
+    }
+
+    /// Ranges in parallel, each written at its offset as it streams in and hashed on the way:
+    /// no range is held in memory. A single-part object is one stream, hashed in order.
+    async fn to_file(
+        &self,
+        file: &Arc<std::fs::File>,
+        progress: &Progress,
+    ) -> anyhow::Result<Option<String>> {
+        let range = match self.check {
+            Check::Whole => self.size.max(1),
+            Check::Parts(part) => part,
+            Check::None => RANGE,
+        };
+        let mut digests: Vec<(u64, [u8; 16])> = futures_util::stream::iter(self.ranges(range))
+            .map(|(start, end)| async move {
+                let digest = self.range_to_file(start, end, file, progress).await?;
+                anyhow::Ok((start, digest))
+            })
+            .buffer_unordered(self.concurrency)
+            .try_collect()
+            .await?;
+        digests.sort_unstable_by_key(|(start, _)| *start);
+        let digests: Vec<[u8; 16]> = digests.into_iter().map(|(_, d)| d).collect();
+        Ok(match self.check {
+            Check::Whole => Some(hex(digests
+                .first()
+                .copied()
+                .unwrap_or_else(|| md5(b""))
+                .as_slice())),
+            Check::Parts(_) => Some(multipart_etag(&digests)),
+            Check::None => None,
+        })
+    }
+
+    /// Ranges in parallel, `concurrency` held in memory, written to stdout in order.
+    async fn to_stdout(
+        &self,
+        mut out: tokio::io::Stdout,
+        progress: &Progress,
+    ) -> anyhow::Result<(tokio::io::Stdout, Option<String>)> {
+        let mut chunks = futures_util::stream::iter(self.ranges(self.check.range()))
+            .map(|(start, end)| self.range_bytes(start, end))
             .buffered(self.concurrency);
         let mut whole = Md5::new();
         let mut digests = Vec::new();
@@ -166,43 +229,101 @@ impl Fetch {
                 Check::None => {}
             }
             progress.add(data.len() as u64);
-            sink.write(data).await?;
+            out.write_all(&data).await.context("writing to stdout")?;
         }
         let computed = match self.check {
-            Check::Whole => hex(&whole.finalize()),
-            Check::Parts(_) => multipart_etag(&digests),
-            Check::None => return Ok(sink),
+            Check::Whole => Some(hex(&whole.finalize())),
+            Check::Parts(_) => Some(multipart_etag(&digests)),
+            Check::None => None,
         };
-        anyhow::ensure!(
-            computed == self.etag,
-            "{} does not match its checksum: the stored ETag is {} but the data gives {computed}; \
-             the object is corrupt",
-            self.source,
-            self.etag
-        );
-        Ok(sink)
+        Ok((out, computed))
     }
 
-    /// One range, retried; with its MD5 when parts are checked.
-    async fn range(&self, start: u64, end: u64) -> anyhow::Result<(Bytes, [u8; 16])> {
+    /// `GetObject` of one range, pinned to the ETag seen at the start: an object replaced
+    /// meanwhile answers 412 instead of mixing versions.
+    async fn get(
+        &self,
+        start: u64,
+        end: u64,
+        what: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, Failure> {
+        self.s3
+            .get_object()
+            .bucket(&self.source.bucket)
+            .key(&self.source.key)
+            .range(format!("bytes={start}-{}", end - 1))
+            .if_match(format!("\"{}\"", self.etag))
+            .send()
+            .await
+            .map_err(|e| match classify(e, what) {
+                Failure::Fatal(e) if format!("{e:#}").contains("PreconditionFailed") => {
+                    Failure::Fatal(e.context("the object was replaced during the download"))
+                }
+                other => other,
+            })
+    }
+
+    /// One range streamed to its place in the file, retried from its start; its MD5.
+    async fn range_to_file(
+        &self,
+        start: u64,
+        end: u64,
+        file: &Arc<std::fs::File>,
+        progress: &Progress,
+    ) -> anyhow::Result<[u8; 16]> {
+        use std::os::unix::fs::FileExt as _;
+        let what = format!(
+            "reading bytes {start}-{} of {}",
+            end.max(1) - 1,
+            self.source
+        );
+        if start == end {
+            return Ok(md5(b""));
+        }
+        with_retries(|| async {
+            let mut counted = 0;
+            let attempt = async {
+                let mut body = self.get(start, end, &what).await?.body;
+                let mut hasher = Md5::new();
+                let mut offset = start;
+                while let Some(chunk) = body
+                    .try_next()
+                    .await
+                    .map_err(|e| Failure::Transient(anyhow::anyhow!("{what}: {e}")))?
+                {
+                    hasher.update(&chunk);
+                    file.write_all_at(&chunk, offset).map_err(|e| {
+                        Failure::Fatal(anyhow::anyhow!("writing the download: {e}"))
+                    })?;
+                    offset += chunk.len() as u64;
+                    counted += chunk.len() as u64;
+                    progress.add(chunk.len() as u64);
+                }
+                if offset != end {
+                    return Err(Failure::Transient(anyhow::anyhow!(
+                        "{what}: the server sent {} bytes",
+                        offset - start
+                    )));
+                }
+                Ok(hasher.finalize().into())
+            }
+            .await;
+            if attempt.is_err() {
+                // The next attempt starts the range again.
+                progress.sub(counted);
+            }
+            attempt
+        })
+        .await
+    }
+
+    /// One range in memory, retried; with its MD5 when parts are checked.
+    async fn range_bytes(&self, start: u64, end: u64) -> anyhow::Result<(Bytes, [u8; 16])> {
         let what = format!("reading bytes {start}-{} of {}", end - 1, self.source);
         let data = with_retries(|| async {
-            let out = self
-                .s3
-                .get_object()
-                .bucket(&self.source.bucket)
-                .key(&self.source.key)
-                .range(format!("bytes={start}-{}", end - 1))
-                .if_match(format!("\"{}\"", self.etag))
-                .send()
-                .await
-                .map_err(|e| match classify(e, &what) {
-                    Failure::Fatal(e) if format!("{e:#}").contains("PreconditionFailed") => {
-                        Failure::Fatal(e.context("the object was replaced during the download"))
-                    }
-                    other => other,
-                })?;
-            let data = out
+            let data = self
+                .get(start, end, &what)
+                .await?
                 .body
                 .collect()
                 .await
@@ -250,24 +371,12 @@ impl Sink {
         Ok((Self::File(Arc::new(file)), Some(path)))
     }
 
-    async fn write(&mut self, data: Bytes) -> anyhow::Result<()> {
-        match self {
-            Self::File(file) => {
-                let file = file.clone();
-                tokio::task::spawn_blocking(move || (&*file).write_all(&data))
-                    .await?
-                    .context("writing the download")
-            }
-            Self::Stdout(out) => out.write_all(&data).await.context("writing to stdout"),
-        }
-    }
-
-    /// Makes the data durable before the file takes its name.
+    /// Flushes stdout. A file is not fsynced (no more than awscli's, s3cmd's or rclone's): it
+    /// takes its name only once its data checked out, and after a crash the download is run
+    /// again.
     async fn finish(self) -> anyhow::Result<()> {
         match self {
-            Self::File(file) => tokio::task::spawn_blocking(move || file.sync_all())
-                .await?
-                .context("flushing the download to disk"),
+            Self::File(_) => Ok(()),
             Self::Stdout(mut out) => out.flush().await.context("writing to stdout"),
         }
     }

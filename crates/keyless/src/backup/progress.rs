@@ -47,6 +47,11 @@ impl Progress {
         self.done.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Takes back bytes of an attempt that failed and will be repeated.
+    pub(super) fn sub(&self, bytes: u64) {
+        self.done.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     pub(super) fn done(&self) -> u64 {
         self.done.load(Ordering::Relaxed)
     }
