@@ -142,8 +142,13 @@ impl Client {
                 web_identity_from_env(&config, sts_endpoint.as_deref()).map(|web| {
                     let default = config.credentials_provider();
                     // The default chain's order, with this web identity in its place.
+                    let provider_config =
+                        aws_config::provider_config::ProviderConfig::without_region()
+                            .with_http_client(http.clone())
+                            .with_region(config.region().cloned());
                     let mut profile =
-                        aws_config::profile::ProfileFileCredentialsProvider::builder();
+                        aws_config::profile::ProfileFileCredentialsProvider::builder()
+                            .configure(&provider_config);
                     if let Some(name) = &args.profile {
                         profile = profile.profile_name(name);
                     }

@@ -42,59 +42,15 @@ impl Drop for Setup {
     }
 }
 
-fn keyless_ok(args: &[&OsStr]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_keyless"))
-        .args(args)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "keyless {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn setup(name: &str) -> Setup {
     let scratch = common::scratch(name);
     std::fs::create_dir_all(&scratch).unwrap();
     let config = scratch.join("config.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let server = common::start(&["--config".as_ref(), config.as_os_str()]);
-    let dir = server.dir.as_os_str();
-    let yaml = keyless_ok(&[
-        "iam".as_ref(),
-        "create-service-account".as_ref(),
-        "--namespace".as_ref(),
-        "gitlab".as_ref(),
-        "--name".as_ref(),
-        "toolbox".as_ref(),
-        "--attach-policy-arn".as_ref(),
-        "arn:aws:iam::000000000000:policy/backups-rw".as_ref(),
-        "--endpoint-url".as_ref(),
-        server.endpoint.as_ref(),
-        "--data-dir".as_ref(),
-        dir,
-    ]);
-    let role_arn = yaml
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("eks.amazonaws.com/role-arn: "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
-    let token = keyless_ok(&[
-        "token".as_ref(),
-        "--namespace".as_ref(),
-        "gitlab".as_ref(),
-        "--service-account".as_ref(),
-        "toolbox".as_ref(),
-        "--data-dir".as_ref(),
-        dir,
-    ]);
+    let role_arn = common::service_account(&server, "toolbox", "backups-rw");
     let token_file = scratch.join("token");
-    std::fs::write(&token_file, token).unwrap();
+    common::token(&server, "toolbox", &token_file);
     let env = vec![
         ("AWS_ROLE_ARN".to_owned(), PathBuf::from(role_arn)),
         ("AWS_WEB_IDENTITY_TOKEN_FILE".to_owned(), token_file),
@@ -437,6 +393,32 @@ fn stdin_to_stdout_list_and_prune() {
     assert_eq!(listing.lines().count(), 2, "{listing}");
     let first: serde_json::Value = serde_json::from_str(listing.lines().next().unwrap()).unwrap();
     assert_eq!(first["Key"], "daily/2_gitlab_backup.tar");
+
+    // GitLab's s3cmd.config as the only setting: its endpoint, region and keys.
+    let s3cfg = setup.scratch.join("s3cmd.config");
+    let host = setup.server.endpoint.trim_start_matches("http://");
+    std::fs::write(
+        &s3cfg,
+        format!(
+            "[default]\naccess_key = {}\nsecret_key = {}\nhost_base = {host}\n\
+             host_bucket = {host}\nuse_https = False\nbucket_location = us-east-1\n",
+            setup.server.key.0, setup.server.key.1
+        ),
+    )
+    .unwrap();
+    let mut list = Command::new(env!("CARGO_BIN_EXE_keyless"));
+    list.args(["backup", "list", "s3://backups/daily/", "--s3cmd-config"])
+        .arg(&s3cfg)
+        .env("HOME", &setup.scratch)
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            list.env_remove(name);
+        }
+    }
+    let out = list.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
 
     // A missing object and a bad URL are clear errors.
     let out = setup.run(&[

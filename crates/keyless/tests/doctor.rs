@@ -33,55 +33,6 @@ document = '''{"Version": "2012-10-17", "Statement": [
 name = "registry"
 "#;
 
-fn keyless(args: &[&OsStr]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_keyless"))
-        .args(args)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "keyless {args:?}: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A role for `gitlab/ACCOUNT` with `policy`, as eksctl makes it; its ARN.
-fn service_account(server: &common::Server, account: &str, policy: &str) -> String {
-    let policy = format!("arn:aws:iam::000000000000:policy/{policy}");
-    let yaml = keyless(&[
-        "iam".as_ref(),
-        "create-service-account".as_ref(),
-        "--namespace".as_ref(),
-        "gitlab".as_ref(),
-        "--name".as_ref(),
-        account.as_ref(),
-        "--attach-policy-arn".as_ref(),
-        policy.as_ref(),
-        "--endpoint-url".as_ref(),
-        server.endpoint.as_ref(),
-        "--data-dir".as_ref(),
-        server.dir.as_os_str(),
-    ]);
-    yaml.lines()
-        .find_map(|l| l.trim().strip_prefix("eks.amazonaws.com/role-arn: "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned()
-}
-
-fn token(server: &common::Server, account: &str, file: &Path) {
-    let token = keyless(&[
-        "token".as_ref(),
-        "--namespace".as_ref(),
-        "gitlab".as_ref(),
-        "--service-account".as_ref(),
-        account.as_ref(),
-        "--data-dir".as_ref(),
-        server.dir.as_os_str(),
-    ]);
-    std::fs::write(file, token).unwrap();
-}
-
 /// The exit code and stdout of `keyless doctor ARGS` in an environment of exactly `env`, HOME,
 /// and IMDS at a closed loopback port.
 #[allow(clippy::disallowed_methods)] // reads the test's environment only to clear it
@@ -148,8 +99,8 @@ fn doctor_walks_the_chain_and_proves_the_bucket() {
     let config = common::scratch("doctor.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let server = common::start(&["--config".as_ref(), config.as_os_str()]);
-    let registry = service_account(&server, "registry", "registry-rw");
-    let no_put = service_account(&server, "no-put", "registry-no-put");
+    let registry = common::service_account(&server, "registry", "registry-rw");
+    let no_put = common::service_account(&server, "no-put", "registry-no-put");
 
     // HOME with an operator profile that may read roles, for the trust policy check.
     let home: PathBuf = common::scratch("doctor-home");
@@ -163,9 +114,9 @@ fn doctor_walks_the_chain_and_proves_the_bucket() {
     )
     .unwrap();
     let registry_token = common::scratch("doctor-registry-token");
-    token(&server, "registry", &registry_token);
+    common::token(&server, "registry", &registry_token);
     let no_put_token = common::scratch("doctor-no-put-token");
-    token(&server, "no-put", &no_put_token);
+    common::token(&server, "no-put", &no_put_token);
 
     let endpoint = OsStr::new(&server.endpoint);
     let irsa = |role: &str, file: &Path| -> Vec<(&'static str, std::ffi::OsString)> {
@@ -299,7 +250,7 @@ fn doctor_walks_the_chain_and_proves_the_bucket() {
 
 #[test]
 fn doctor_help_explains_the_exit_codes() {
-    let out = keyless(&["doctor".as_ref(), "--help".as_ref()]);
+    let out = common::keyless(&["doctor".as_ref(), "--help".as_ref()]);
     assert!(
         out.contains("Exit codes: 0 works; 1 works, with warnings"),
         "{out}"

@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::keyless;
+
 use std::ffi::OsStr;
 use std::process::Command;
 
@@ -19,33 +21,6 @@ use aws_sdk_s3::primitives::ByteStream;
 
 /// Set in the child's environment; the child test does nothing without it.
 const CHILD: &str = "KEYLESS_SDK_CHILD";
-
-const CONFIG: &str = r#"
-[[policies]]
-name = "registry-rw"
-document = '''{"Version": "2012-10-17", "Statement": [
-  {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": "arn:aws:s3:::registry"},
-  {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-   "Resource": "arn:aws:s3:::registry/*"}]}'''
-
-[[buckets]]
-name = "registry"
-
-[[buckets]]
-name = "other"
-"#;
-
-fn keyless(args: &[&OsStr]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_keyless"))
-        .args(args)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "keyless {args:?}: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Runs `sdk_in_child` with `env` on top of an environment cleared of every other AWS setting
 /// (no keys, no profile files, no IMDS), and returns what it printed.
@@ -95,42 +70,13 @@ fn line<'a>(output: &'a str, name: &str) -> &'a str {
 #[test]
 fn default_chain_assumes_the_role_of_a_web_identity_token() {
     let config = common::scratch("sdk-sts.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, common::CONFIG).unwrap();
     let server = common::start(&["--config".as_ref(), config.as_os_str()]);
-    let dir = server.dir.as_os_str();
 
     // The role as eksctl would make it, and the token as the kubelet would project it.
-    let yaml = keyless(&[
-        "iam".as_ref(),
-        "create-service-account".as_ref(),
-        "--namespace".as_ref(),
-        "gitlab".as_ref(),
-        "--name".as_ref(),
-        "registry".as_ref(),
-        "--attach-policy-arn".as_ref(),
-        "arn:aws:iam::000000000000:policy/registry-rw".as_ref(),
-        "--endpoint-url".as_ref(),
-        server.endpoint.as_ref(),
-        "--data-dir".as_ref(),
-        dir,
-    ]);
-    let role_arn = yaml
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("eks.amazonaws.com/role-arn: "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
-    let token = keyless(&[
-        "token".as_ref(),
-        "--namespace".as_ref(),
-        "gitlab".as_ref(),
-        "--service-account".as_ref(),
-        "registry".as_ref(),
-        "--data-dir".as_ref(),
-        dir,
-    ]);
+    let role_arn = common::service_account(&server, "registry", "registry-rw");
     let token_file = common::scratch("sdk-token");
-    std::fs::write(&token_file, token).unwrap();
+    common::token(&server, "registry", &token_file);
 
     let endpoint = OsStr::new(&server.endpoint);
     let irsa = [
@@ -161,20 +107,7 @@ fn default_chain_assumes_the_role_of_a_web_identity_token() {
     assert_eq!(line(&out, "other"), "allowed");
 
     // A role whose trust policy names another service account refuses the token, in AWS's words.
-    keyless(&[
-        "iam".as_ref(),
-        "create-service-account".as_ref(),
-        "--namespace".as_ref(),
-        "gitlab".as_ref(),
-        "--name".as_ref(),
-        "toolbox".as_ref(),
-        "--attach-policy-arn".as_ref(),
-        "arn:aws:iam::000000000000:policy/registry-rw".as_ref(),
-        "--endpoint-url".as_ref(),
-        server.endpoint.as_ref(),
-        "--data-dir".as_ref(),
-        dir,
-    ]);
+    common::service_account(&server, "toolbox", "registry-rw");
     let toolbox = role_arn.replace("registry", "toolbox");
     let out = child(&[&[("AWS_ROLE_ARN", OsStr::new(&toolbox))], &irsa[1..]].concat());
     let refused = line(&out, "refused");
@@ -188,32 +121,12 @@ fn default_chain_assumes_the_role_of_a_web_identity_token() {
     let _ = std::fs::remove_file(token_file);
 }
 
-/// Roles for pods through the metadata service: both trust its IAM user.
-const POD_ROLES: &str = r#"
-[[roles]]
-name = "gitlab-registry"
-assume_role_policy = { document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/keyless-imds"}, "Action": "sts:AssumeRole"}]}' }
-policy_arns = ["arn:aws:iam::000000000000:policy/registry-rw"]
-
-[[roles]]
-name = "gitlab-toolbox"
-assume_role_policy = { document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/keyless-imds"}, "Action": "sts:AssumeRole"}]}' }
-policy_arns = ["arn:aws:iam::000000000000:policy/registry-rw"]
-"#;
-
-/// A pod at 127.0.0.1, so that this test's own requests come from it.
-const PODS: &str = r#"{"kind": "List", "items": [{"kind": "Pod",
-  "metadata": {"name": "registry-0", "namespace": "gitlab", "uid": "3f0c-registry-0",
-               "annotations": {"iam.amazonaws.com/role": "gitlab-registry"}},
-  "spec": {"serviceAccountName": "registry"},
-  "status": {"podIP": "127.0.0.1", "phase": "Running"}}]}"#;
-
 #[test]
 fn default_chain_takes_a_pods_role_from_the_metadata_service_and_container_credentials() {
     let config = common::scratch("sdk-pods.toml");
-    std::fs::write(&config, format!("{CONFIG}{POD_ROLES}")).unwrap();
+    std::fs::write(&config, format!("{}{}", common::CONFIG, common::POD_ROLES)).unwrap();
     let pods = common::scratch("sdk-pods.json");
-    std::fs::write(&pods, PODS).unwrap();
+    std::fs::write(&pods, common::PODS).unwrap();
     let server = common::start(&[
         "--config".as_ref(),
         config.as_os_str(),

@@ -169,20 +169,10 @@ pub(crate) fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
 /// command line's.
 async fn s3_client(common: &CommonArgs) -> anyhow::Result<aws_sdk_s3::Client> {
     let mut args = common.client.clone();
-    let mut explicit = None;
-    if let Some(path) = &common.s3cmd_config {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the s3cmd configuration {}", path.display()))?;
-        let config = s3cmd::Config::parse(&text)
-            .with_context(|| format!("in the s3cmd configuration {}", path.display()))?;
-        if args.endpoint.is_none() {
-            args.endpoint = config.endpoint();
-        }
-        if args.region.is_none() {
-            args.region = config.region();
-        }
-        explicit = config.keys(&path.display().to_string());
-    }
+    let explicit = match &common.s3cmd_config {
+        Some(path) => s3cmd::apply(path, &mut args)?,
+        None => None,
+    };
     let client = Client::load(&args, explicit).await?;
     if let Ok(creds) = client.credentials().await {
         let source = crate::client::describe_source(

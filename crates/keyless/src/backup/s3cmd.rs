@@ -91,6 +91,27 @@ impl Config {
     }
 }
 
+/// Reads an s3cmd configuration into `args` (its endpoint and region where `args` has none) and
+/// returns its keys, which win over every other credential source, as in s3cmd.
+pub(crate) fn apply(
+    path: &std::path::Path,
+    args: &mut crate::client::ClientArgs,
+) -> anyhow::Result<Option<ExplicitKeys>> {
+    use anyhow::Context as _;
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the s3cmd configuration {shown}"))?;
+    let config =
+        Config::parse(&text).with_context(|| format!("in the s3cmd configuration {shown}"))?;
+    if args.endpoint.is_none() {
+        args.endpoint = config.endpoint();
+    }
+    if args.region.is_none() {
+        args.region = config.region();
+    }
+    Ok(config.keys(&shown))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

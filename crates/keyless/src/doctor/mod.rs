@@ -12,7 +12,6 @@ mod token;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use keyless_types::Clock as _;
 
 use crate::client::{self, Client, ClientArgs, env_nonempty};
@@ -69,13 +68,7 @@ async fn diagnose(args: &DoctorArgs) -> anyhow::Result<Report> {
     let mut explicit = None;
     if let Some(path) = &args.s3cmd_config {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the s3cmd configuration {shown}"))?;
-        let config = crate::backup::s3cmd::Config::parse(&text)
-            .with_context(|| format!("in the s3cmd configuration {shown}"))?;
-        client_args.endpoint = client_args.endpoint.or_else(|| config.endpoint());
-        client_args.region = client_args.region.or_else(|| config.region());
-        explicit = config.keys(&shown);
+        explicit = crate::backup::s3cmd::apply(path, &mut client_args)?;
         if let Some(keys) = &explicit {
             pairs.push(KeyPair {
                 origin: format!("access_key and secret_key of the s3cmd config {shown}"),

@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// A running server; killed and its data folder removed on drop.
@@ -85,3 +85,93 @@ pub fn start(args: &[&OsStr]) -> Server {
         imds,
     }
 }
+
+/// Runs `keyless ARGS` (without the test's own AWS keys) and returns its stdout; it must succeed.
+pub fn keyless(args: &[&OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyless"))
+        .args(args)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "keyless {args:?}: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A role for the service account `gitlab/ACCOUNT` with the customer managed policy `policy`,
+/// as eksctl makes it (`keyless iam create-service-account`); its ARN.
+pub fn service_account(server: &Server, account: &str, policy: &str) -> String {
+    let policy = format!("arn:aws:iam::000000000000:policy/{policy}");
+    let yaml = keyless(&[
+        "iam".as_ref(),
+        "create-service-account".as_ref(),
+        "--namespace".as_ref(),
+        "gitlab".as_ref(),
+        "--name".as_ref(),
+        account.as_ref(),
+        "--attach-policy-arn".as_ref(),
+        policy.as_ref(),
+        "--endpoint-url".as_ref(),
+        server.endpoint.as_ref(),
+        "--data-dir".as_ref(),
+        server.dir.as_os_str(),
+    ]);
+    yaml.lines()
+        .find_map(|l| l.trim().strip_prefix("eks.amazonaws.com/role-arn: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned()
+}
+
+/// Writes a service-account token of `gitlab/ACCOUNT` from the server's issuer to `file`, as the
+/// kubelet projects it.
+pub fn token(server: &Server, account: &str, file: &Path) {
+    let token = keyless(&[
+        "token".as_ref(),
+        "--namespace".as_ref(),
+        "gitlab".as_ref(),
+        "--service-account".as_ref(),
+        account.as_ref(),
+        "--data-dir".as_ref(),
+        server.dir.as_os_str(),
+    ]);
+    std::fs::write(file, token).unwrap();
+}
+
+/// The policy `registry-rw` (read, write and list on the bucket `registry`), and the buckets
+/// `registry` and `other`.
+pub const CONFIG: &str = r#"
+[[policies]]
+name = "registry-rw"
+document = '''{"Version": "2012-10-17", "Statement": [
+  {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": "arn:aws:s3:::registry"},
+  {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+   "Resource": "arn:aws:s3:::registry/*"}]}'''
+
+[[buckets]]
+name = "registry"
+
+[[buckets]]
+name = "other"
+"#;
+
+/// Roles for pods through the metadata service: both trust its IAM user.
+pub const POD_ROLES: &str = r#"
+[[roles]]
+name = "gitlab-registry"
+assume_role_policy = { document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/keyless-imds"}, "Action": "sts:AssumeRole"}]}' }
+policy_arns = ["arn:aws:iam::000000000000:policy/registry-rw"]
+
+[[roles]]
+name = "gitlab-toolbox"
+assume_role_policy = { document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/keyless-imds"}, "Action": "sts:AssumeRole"}]}' }
+policy_arns = ["arn:aws:iam::000000000000:policy/registry-rw"]
+"#;
+
+/// A pod at 127.0.0.1, so that this test's own requests come from it.
+pub const PODS: &str = r#"{"kind": "List", "items": [{"kind": "Pod",
+  "metadata": {"name": "registry-0", "namespace": "gitlab", "uid": "3f0c-registry-0",
+               "annotations": {"iam.amazonaws.com/role": "gitlab-registry"}},
+  "spec": {"serviceAccountName": "registry"},
+  "status": {"podIP": "127.0.0.1", "phase": "Running"}}]}"#;
