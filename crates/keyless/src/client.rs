@@ -257,6 +257,26 @@ pub(crate) fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// An SDK error in one line: the service's code and message when it answered (`AccessDenied:
+/// Access Denied`, HTTP 403), else the error and its causes (a refused connection, a timeout).
+pub(crate) fn sdk_error<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> String
+where
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
+{
+    if let aws_sdk_s3::error::SdkError::ServiceError(service) = e {
+        let err = service.err();
+        let status = service.raw().status().as_u16();
+        return match (err.code(), err.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message} (HTTP {status})"),
+            (Some(code), None) => format!("{code} (HTTP {status})"),
+            _ => format!("HTTP {status}"),
+        };
+    }
+    chain_error(e)
+}
+
 /// The message of a credential error with its causes, as one line.
 pub(crate) fn chain_error(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();

@@ -57,7 +57,7 @@ pub(crate) async fn identify(client: &Client, profile: Option<&str>) -> anyhow::
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!(client::chain_error(&e)))
+        .map_err(|e| anyhow::anyhow!(client::sdk_error(&e)))
         .with_context(|| {
             format!(
                 "GetCallerIdentity at {} failed",

@@ -70,7 +70,15 @@ pub(super) async fn run(args: DownloadArgs) -> anyhow::Result<()> {
             .key(&source.key)
             .send()
             .await
-            .map_err(|e| classify(e, &format!("reading {source}")))
+            .map_err(|e| {
+                let missing = e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
+                match classify(e, &format!("reading {source}")) {
+                    Failure::Fatal(_) if missing => Failure::Fatal(anyhow::anyhow!(
+                        "{source} does not exist (see `keyless backup list`)"
+                    )),
+                    other => other,
+                }
+            })
     })
     .await?;
     let size = u64::try_from(head.content_length().unwrap_or(0)).unwrap_or(0);

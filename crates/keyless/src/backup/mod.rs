@@ -248,11 +248,12 @@ pub(crate) enum Failure {
 }
 
 /// Classifies an SDK error: server errors, throttling and transport errors are transient.
-pub(crate) fn classify<E, R>(e: aws_sdk_s3::error::SdkError<E, R>, what: &str) -> Failure
+pub(crate) fn classify<E>(
+    e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    what: &str,
+) -> Failure
 where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-    aws_sdk_s3::error::SdkError<E, R>: aws_sdk_s3::error::ProvideErrorMetadata,
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
 {
     use aws_sdk_s3::error::{ProvideErrorMetadata as _, SdkError};
     let transient = match &e {
@@ -266,7 +267,7 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
         _ => false,
     };
-    let error = anyhow::anyhow!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(&e));
+    let error = anyhow::anyhow!("{what}: {}", crate::client::sdk_error(&e));
     if transient {
         Failure::Transient(error)
     } else {
