@@ -14,23 +14,14 @@ use std::process::Command;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-const CONFIG: &str = r#"
-[[policies]]
-name = "registry-rw"
-document = '''{"Version": "2012-10-17", "Statement": [
-  {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": "arn:aws:s3:::registry"},
-  {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-   "Resource": "arn:aws:s3:::registry/*"}]}'''
-
+/// Beside `common::CONFIG`: a policy like `registry-rw` without `s3:PutObject`.
+const NO_PUT: &str = r#"
 [[policies]]
 name = "registry-no-put"
 document = '''{"Version": "2012-10-17", "Statement": [
   {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": "arn:aws:s3:::registry"},
   {"Effect": "Allow", "Action": ["s3:GetObject", "s3:DeleteObject"],
    "Resource": "arn:aws:s3:::registry/*"}]}'''
-
-[[buckets]]
-name = "registry"
 "#;
 
 /// The exit code and stdout of `keyless doctor ARGS` in an environment of exactly `env`, HOME,
@@ -97,7 +88,7 @@ fn expired_token(real: &Path, file: &Path) {
 #[test]
 fn doctor_walks_the_chain_and_proves_the_bucket() {
     let config = common::scratch("doctor.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, format!("{}{NO_PUT}", common::CONFIG)).unwrap();
     let server = common::start(&["--config".as_ref(), config.as_os_str()]);
     let registry = common::service_account(&server, "registry", "registry-rw");
     let no_put = common::service_account(&server, "no-put", "registry-no-put");

@@ -123,20 +123,7 @@ fn default_chain_assumes_the_role_of_a_web_identity_token() {
 
 #[test]
 fn default_chain_takes_a_pods_role_from_the_metadata_service_and_container_credentials() {
-    let config = common::scratch("sdk-pods.toml");
-    std::fs::write(&config, format!("{}{}", common::CONFIG, common::POD_ROLES)).unwrap();
-    let pods = common::scratch("sdk-pods.json");
-    std::fs::write(&pods, common::PODS).unwrap();
-    let server = common::start(&[
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--imds-listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--pods-file".as_ref(),
-        pods.as_os_str(),
-        "--association".as_ref(),
-        "gitlab/toolbox=gitlab-toolbox".as_ref(),
-    ]);
+    let server = common::start_with_pods("sdk");
     let imds = server.imds.clone().unwrap();
     let endpoint = OsStr::new(&server.endpoint);
     let endpoints = [
@@ -215,9 +202,7 @@ fn default_chain_takes_a_pods_role_from_the_metadata_service_and_container_crede
     ));
     assert!(line(&out, "refused").contains("StatusCode(401)"), "{out}");
 
-    for file in [config, pods, token_file] {
-        let _ = std::fs::remove_file(file);
-    }
+    let _ = std::fs::remove_file(token_file);
 }
 
 /// The application: the SDK's defaults, path-style S3 (as for any custom endpoint), and

@@ -37,20 +37,7 @@ fn whoami(home: &Path, env: &[(&str, &OsStr)], args: &[&str]) -> Result<serde_js
 
 #[test]
 fn whoami_names_the_caller_and_the_source_of_its_credentials() {
-    let config = common::scratch("whoami.toml");
-    std::fs::write(&config, format!("{}{}", common::CONFIG, common::POD_ROLES)).unwrap();
-    let pods = common::scratch("whoami-pods.json");
-    std::fs::write(&pods, common::PODS).unwrap();
-    let server = common::start(&[
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--imds-listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--pods-file".as_ref(),
-        pods.as_os_str(),
-        "--association".as_ref(),
-        "gitlab/toolbox=gitlab-toolbox".as_ref(),
-    ]);
+    let server = common::start_with_pods("whoami");
     let home = common::scratch("whoami-home");
     std::fs::create_dir_all(&home).unwrap();
     let endpoint = OsStr::new(&server.endpoint);
@@ -172,7 +159,7 @@ fn whoami_names_the_caller_and_the_source_of_its_credentials() {
     let error = whoami(&home, &endpoints, &[]).unwrap_err();
     assert!(error.contains("no credentials were found"), "{error}");
 
-    for file in [config, pods, token_file, pod_token_file] {
+    for file in [token_file, pod_token_file] {
         let _ = std::fs::remove_file(file);
     }
     let _ = std::fs::remove_dir_all(home);

@@ -19,6 +19,8 @@ pub struct Server {
     pub key: (String, String),
     /// The metadata service, `http://127.0.0.1:PORT`, when started with `--imds-listen`.
     pub imds: Option<String>,
+    /// Files made for this server (its configuration), removed with it.
+    pub files: Vec<PathBuf>,
 }
 
 impl Drop for Server {
@@ -26,6 +28,9 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 
@@ -83,7 +88,29 @@ pub fn start(args: &[&OsStr]) -> Server {
         dir,
         key,
         imds,
+        files: Vec::new(),
     }
+}
+
+/// A server with `CONFIG` and `POD_ROLES`, its metadata service on `--imds-listen` with the pod
+/// of `PODS` (at 127.0.0.1: this process), and container credentials for `gitlab/toolbox`.
+pub fn start_with_pods(name: &str) -> Server {
+    let config = scratch(&format!("{name}.toml"));
+    std::fs::write(&config, format!("{CONFIG}{POD_ROLES}")).unwrap();
+    let pods = scratch(&format!("{name}-pods.json"));
+    std::fs::write(&pods, PODS).unwrap();
+    let mut server = start(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--imds-listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--pods-file".as_ref(),
+        pods.as_os_str(),
+        "--association".as_ref(),
+        "gitlab/toolbox=gitlab-toolbox".as_ref(),
+    ]);
+    server.files = vec![config, pods];
+    server
 }
 
 /// Runs `keyless ARGS` (without the test's own AWS keys) and returns its stdout; it must succeed.
