@@ -578,6 +578,43 @@ def test_s3cmd_each_pod_gets_its_own_role(gitlab):
         assert refused.returncode != 0 and "AccessDenied" in refused.stderr, node.explain(refused)
 
 
+def test_keyless_tools_in_each_pod_use_its_role_from_the_agent(gitlab):
+    """`keyless whoami`, `doctor` and `backup` with GitLab's s3cmd.config (no keys): the role
+    comes from the agent, as for s3cmd above, and the backup stands in for s3cmd's."""
+    node, pods = gitlab
+    keyless = node.keyless_bin
+    endpoint = f"http://{node.endpoint}"
+    for pod in pods:
+        who = pod.run([keyless, "whoami", "--json", "--endpoint", endpoint], timeout=CLIENT_TIMEOUT)
+        assert who.returncode == 0, node.explain(who)
+        identity = json.loads(who.stdout)
+        assert identity["Arn"].startswith(assumed(pod.role)), identity
+        assert identity["Source"]["kind"] == "instance metadata (IMDS)", identity
+
+        doctor = pod.run([keyless, "doctor", "--endpoint", endpoint, "--bucket", pod.bucket],
+                         timeout=CLIENT_TIMEOUT)
+        assert doctor.returncode == 0, node.explain(doctor)
+        assert "FAIL" not in doctor.stdout and "delete s3://" in doctor.stdout, doctor.stdout
+        denied = pod.run([keyless, "doctor", "--endpoint", endpoint, "--bucket", pod.other],
+                         timeout=CLIENT_TIMEOUT)
+        assert denied.returncode == 2 and "s3:ListBucket" in denied.stdout, node.explain(denied)
+
+        cfg = s3cmd_config(pod, node.endpoint)
+        src = write(pod, "1700000000_2026_01_01_17.0.0_gitlab_backup.tar", os.urandom(21 << 20))
+        up = pod.run([keyless, "backup", "upload", "--s3cmd-config", cfg, src,
+                      f"s3://{pod.bucket}/backups/"], timeout=CLIENT_TIMEOUT)
+        assert up.returncode == 0, node.explain(up)
+        back = os.path.join(pod.home, "restored.tar")
+        down = pod.run([keyless, "backup", "download", "--s3cmd-config", cfg,
+                        f"s3://{pod.bucket}/backups/{os.path.basename(src)}", back],
+                       timeout=CLIENT_TIMEOUT)
+        assert down.returncode == 0, node.explain(down)
+        assert open(back, "rb").read() == open(src, "rb").read()
+        refused = pod.run([keyless, "backup", "upload", "--s3cmd-config", cfg, src,
+                           f"s3://{pod.other}/backups/"], timeout=CLIENT_TIMEOUT)
+        assert refused.returncode != 0 and "AccessDenied" in refused.stderr, node.explain(refused)
+
+
 FOG_SCRIPT = """\
 require 'fog/aws'
 require 'json'
