@@ -39,9 +39,7 @@ pub(crate) enum BackupCommand {
     /// An interrupted upload resumes when the same command runs again: parts already in the
     /// bucket with the same content are not sent twice. Example, GitLab's backup job:
     ///
-    ///   keyless backup upload --s3cmd-config /etc/gitlab/.s3cfg \
-    ///       /srv/gitlab/tmp/backups/1732590000_2026_11_26_17.6.0_gitlab_backup.tar \
-    ///       s3://gitlab-backups/
+    ///   keyless backup upload --s3cmd-config s3cmd.config 1732590000_gitlab_backup.tar s3://backups/
     Upload(UploadArgs),
     /// Download s3://BUCKET/KEY to a file, or to stdout (`-`), checking it against the checksum
     /// stored with the object; a file is only put in place once it checks out.
@@ -81,7 +79,7 @@ pub(crate) struct UploadArgs {
     pub(crate) name: Option<String>,
 
     /// The size of each part (e.g. 16MiB, 64MiB); grown for large files to stay within 10,000
-    /// parts. Memory use is about part size × (concurrency + 1).
+    /// parts. Memory use is about part size × concurrency.
     #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
     pub(crate) part_size: u64,
 
