@@ -370,7 +370,7 @@ impl ProvideCredentials for WebIdentity {
 /// The chain step that found the credentials, from the features the SDK's providers record on
 /// them (for its user agent): `EnvironmentVariable`, `ProfileFile`, `WebIdentityToken`,
 /// `EcsContainer`, `IMDSv2` or `ExplicitKeys`.
-pub(crate) fn provider_name(credentials: &Credentials) -> &'static str {
+fn provider_name(credentials: &Credentials) -> &'static str {
     use aws_credential_types::credential_feature::AwsCredentialFeature as F;
     let features = credentials
         .get_property::<Vec<F>>()
@@ -433,13 +433,13 @@ impl ProvideCredentials for Cached {
 
 /// Where a set of credentials came from, in words, from the name of the chain step that
 /// found them and the environment that step read.
-pub(crate) fn describe_source(provider_name: &str, profile: Option<&str>) -> Source {
+pub(crate) fn describe_source(credentials: &Credentials, profile: Option<&str>) -> Source {
     let env = |k: &str| env_nonempty(k);
     let profile = profile
         .map(str::to_owned)
         .or_else(|| env("AWS_PROFILE"))
         .unwrap_or_else(|| "default".to_owned());
-    match provider_name {
+    match provider_name(credentials) {
         "ExplicitKeys" => Source::new("explicit keys", HashMap::new()),
         "EnvironmentVariable" => Source::new(
             "environment",
@@ -494,6 +494,21 @@ pub(crate) fn describe_source(provider_name: &str, profile: Option<&str>) -> Sou
 pub(crate) struct Source {
     pub(crate) kind: String,
     pub(crate) details: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// `web identity (role ARN, token file PATH)`.
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.kind)?;
+        for (i, (key, value)) in self.details.iter().enumerate() {
+            let open = if i == 0 { " (" } else { ", " };
+            write!(f, "{open}{} {value}", key.replace('_', " "))?;
+        }
+        if !self.details.is_empty() {
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
 }
 
 impl Source {

@@ -51,7 +51,7 @@ pub(crate) async fn identify(client: &Client, profile: Option<&str>) -> anyhow::
         .credentials()
         .await
         .context("no credentials were found")?;
-    let source = client::describe_source(client::provider_name(&credentials), profile);
+    let source = client::describe_source(&credentials, profile);
     let sts = client.sts();
     let out = sts
         .get_caller_identity()
@@ -89,16 +89,6 @@ fn human(id: &Identity) -> String {
     if let Some(exp) = &id.expiration {
         let _ = writeln!(out, "  expires      {exp}");
     }
-    let _ = write!(out, "  source       {}", id.source.kind);
-    let details: Vec<String> = id
-        .source
-        .details
-        .iter()
-        .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
-        .collect();
-    if !details.is_empty() {
-        let _ = write!(out, " ({})", details.join(", "));
-    }
-    out.push('\n');
+    let _ = writeln!(out, "  source       {}", id.source);
     out
 }

@@ -156,16 +156,15 @@ struct Fetch {
 
 impl Fetch {
     async fn run(&self, sink: Sink, progress: &Progress) -> anyhow::Result<Sink> {
-        let computed = match &sink {
-            Sink::File(file) => self.to_file(file, progress).await?,
-            Sink::Stdout(_) => None,
-        };
         let (sink, computed) = match sink {
+            Sink::File(file) => {
+                let computed = self.to_file(&file, progress).await?;
+                (Sink::File(file), computed)
+            }
             Sink::Stdout(out) => {
                 let (out, computed) = self.to_stdout(out, progress).await?;
                 (Sink::Stdout(out), computed)
             }
-            file => (file, computed),
         };
         if let Some(computed) = computed {
             anyhow::ensure!(
@@ -194,8 +193,7 @@ impl Fetch {
     ) -> anyhow::Result<Option<String>> {
         let range = match self.check {
             Check::Whole => self.size.max(1),
-            Check::Parts(part) => part,
-            Check::None => RANGE,
+            check => check.range(),
         };
         let mut digests: Vec<(u64, [u8; 16])> = futures_util::stream::iter(self.ranges(range))
             .map(|(start, end)| async move {

@@ -173,12 +173,9 @@ async fn s3_client(common: &CommonArgs) -> anyhow::Result<aws_sdk_s3::Client> {
     };
     let client = Client::load(&args, explicit).await?;
     if let Ok(creds) = client.credentials().await {
-        let source = crate::client::describe_source(
-            crate::client::provider_name(&creds),
-            args.profile.as_deref(),
-        );
+        let source = crate::client::describe_source(&creds, args.profile.as_deref());
         tracing::info!(
-            source = %source.kind,
+            source = %source,
             endpoint = client.s3_endpoint.as_deref().unwrap_or("AWS"),
             "credentials found"
         );

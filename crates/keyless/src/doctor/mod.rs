@@ -135,19 +135,11 @@ async fn diagnose(args: &DoctorArgs) -> anyhow::Result<Report> {
     let mut who = None;
     match &credentials {
         Ok(creds) => {
-            let source = client::describe_source(
-                client::provider_name(creds),
-                client_args.profile.as_deref(),
-            );
+            let source = client::describe_source(creds, client_args.profile.as_deref());
             let mut check = Check::new(
                 "credentials",
                 Status::Ok,
-                format!(
-                    "from {}{}; access key {}",
-                    source.kind,
-                    describe_details(&source),
-                    creds.access_key_id()
-                ),
+                format!("from {source}; access key {}", creds.access_key_id()),
             )
             .detail("source", source.kind.clone())
             .detail("access_key_id", creds.access_key_id());
@@ -256,18 +248,6 @@ async fn resolve(client: &Client) -> Result<aws_credential_types::Credentials, S
 }
 
 /// ` (key: value, ...)` of a credential source, or nothing.
-fn describe_details(source: &client::Source) -> String {
-    if source.details.is_empty() {
-        return String::new();
-    }
-    let parts: Vec<String> = source
-        .details
-        .iter()
-        .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
-        .collect();
-    format!(" ({})", parts.join(", "))
-}
-
 /// A probe object's name, unique across pods (whose pids are often alike).
 fn probe_name() -> String {
     #[allow(clippy::disallowed_methods)]
