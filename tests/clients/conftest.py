@@ -7,6 +7,10 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
+# Servers started by the tests share this host: each picks a free admin port rather than the
+# default 127.0.0.1:9090 (tests that probe /healthz ask for it explicitly).
+os.environ.setdefault("KEYLESS_ADMIN_LISTEN", "127.0.0.1:0")
+
 
 @pytest.fixture(scope="session")
 def keyless_bin() -> str:

@@ -94,6 +94,8 @@ struct Inner {
     events: broadcast::Sender<PodEvent>,
     /// Bumped on every change, so that [`PodIndex::wait_for`] wakes up.
     generation: watch::Sender<u64>,
+    /// Whether the pod source has delivered a full, current listing (readiness).
+    synced: std::sync::atomic::AtomicBool,
 }
 
 /// The pods of this node by address and UID, and the namespaces. Cheap to clone: clones share
@@ -129,6 +131,7 @@ impl PodIndex {
                 state: RwLock::default(),
                 events,
                 generation,
+                synced: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -155,6 +158,19 @@ impl PodIndex {
         self.inner
             .generation
             .send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Records whether the pod source has delivered a full, current listing: what the agent's
+    /// `/readyz` waits for. A source that loses its pods (a pods file gone) clears it.
+    pub fn set_synced(&self, synced: bool) {
+        self.inner
+            .synced
+            .store(synced, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the pod source has delivered a full, current listing.
+    pub fn is_synced(&self) -> bool {
+        self.inner.synced.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Replaces everything with `pods` and `namespaces` (a full resync). Pods that left are

@@ -257,6 +257,7 @@ pub async fn watch_file(path: PathBuf, index: PodIndex, every: Duration) {
                             "imds: pods file loaded"
                         );
                         index.replace(list.pods, list.namespaces);
+                        index.set_synced(true);
                     }
                     Err(error) => tracing::warn!(
                         path = %path.display(),
@@ -279,6 +280,7 @@ pub async fn watch_file(path: PathBuf, index: PodIndex, every: Duration) {
                         "imds: cannot read pods file; no pod is served until it is back"
                     );
                     index.replace(Vec::new(), Vec::new());
+                    index.set_synced(false);
                 }
                 failing = true;
                 last = None;

@@ -181,6 +181,7 @@ impl Reflector {
             self.pods.values().cloned().collect(),
             self.namespaces.values().cloned().collect(),
         );
+        self.index.set_synced(true);
     }
 }
 

@@ -55,6 +55,21 @@ impl Clock for FixedClock {
     }
 }
 
+/// The system's clock: the one place that reads the time. Only the binaries' composition
+/// roots (`keyless-server`, the `keyless` tools) construct it; `clippy.toml` disallows the type
+/// elsewhere, so a library cannot reach for it instead of taking a [`Clock`].
+#[allow(clippy::disallowed_types)] // its home
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+#[allow(clippy::disallowed_types)] // its home
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the real clock
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

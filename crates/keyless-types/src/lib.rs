@@ -8,5 +8,7 @@ mod secret;
 pub mod time;
 
 pub use arn::{AccountId, Arn, ArnError};
+#[allow(clippy::disallowed_types)] // its home
+pub use clock::SystemClock;
 pub use clock::{Clock, FixedClock};
 pub use secret::Secret;

@@ -22,7 +22,7 @@ pub(crate) enum Command {
     /// On first start the data folder gets the root user's key pair, in an AWS shared
     /// credentials file (mode 0600) that awscli, boto3 and the SDKs read as is. Set
     /// KEYLESS_ROOT_ACCESS_KEY_ID and KEYLESS_ROOT_SECRET_ACCESS_KEY to choose it instead.
-    Serve(ServeArgs),
+    Serve(keyless_server::ServeOptions),
     /// Check and simulate IAM policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -55,7 +55,7 @@ pub(crate) enum Command {
     ///
     ///   keyless agent --kubernetes --node-name $NODE_NAME --sts-endpoint http://127.0.0.1:9000 \
     ///       --credentials-file agent-credentials --iptables --host-interface cni0
-    Agent(AgentArgs),
+    Agent(keyless_server::AgentOptions),
     /// Print who the AWS SDK's default credential chain says you are, and which source gave the
     /// credentials (keys, environment, profile, web identity, container endpoint or IMDS).
     ///
@@ -83,124 +83,6 @@ pub(crate) enum Command {
     Doctor(crate::doctor::DoctorArgs),
 }
 
-/// How the metadata service finds pods and their roles; shared by `keyless agent` and
-/// `keyless serve --imds-listen`.
-#[derive(Debug, Args)]
-pub(crate) struct ImdsArgs {
-    /// The node's pods, as `kubectl get pods,namespaces -o json` prints them (pod IP, namespace,
-    /// name, UID, service account, annotations); re-read when it changes.
-    #[arg(long, value_name = "FILE", conflicts_with = "kubernetes")]
-    pub(crate) pods_file: Option<PathBuf>,
-
-    /// Watch the node's pods and the namespaces through the Kubernetes API (in-cluster
-    /// service account, or --kubeconfig); needs `list` and `watch` on pods and namespaces.
-    #[arg(long, requires = "node_name")]
-    pub(crate) kubernetes: bool,
-
-    /// This node's name (`spec.nodeName`; in a DaemonSet, from the downward API): only its
-    /// pods are watched.
-    #[arg(long, env = "NODE_NAME", value_name = "NODE")]
-    pub(crate) node_name: Option<String>,
-
-    /// A kubeconfig file for --kubernetes outside a cluster; in a pod the in-cluster
-    /// configuration is used when the file does not exist.
-    #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
-    pub(crate) kubeconfig: Option<PathBuf>,
-
-    /// The role of pods without an `iam.amazonaws.com/role` annotation (a name or an ARN).
-    #[arg(long, value_name = "ROLE")]
-    pub(crate) default_role: Option<String>,
-
-    /// Refuse every role in namespaces without an `iam.amazonaws.com/allowed-roles` or
-    /// `iam.amazonaws.com/permitted` annotation (by default such namespaces allow any role).
-    #[arg(long)]
-    pub(crate) namespace_restrictions: bool,
-
-    /// Answer only IMDSv2 requests (with a session token); IMDSv1 requests get 401.
-    #[arg(long)]
-    pub(crate) require_imdsv2: bool,
-
-    /// How long the credentials given to pods live, from 15 minutes to 12 hours (the role's
-    /// MaxSessionDuration must allow it); they are refreshed well before they expire.
-    #[arg(long, default_value = "1h", value_parser = parse_session_duration, value_name = "DURATION")]
-    pub(crate) session_duration: u32,
-
-    /// The region pods are told they are in.
-    #[arg(long, default_value = "us-east-1", value_name = "REGION")]
-    pub(crate) imds_region: String,
-
-    /// Install the DNAT rule that sends pods' 169.254.169.254:80 to the metadata listener
-    /// (iptables, nat table, PREROUTING), as kube2iam's --iptables does; needs
-    /// --host-interface. A loopback listener also gets `route_localnet` on that interface.
-    #[arg(long, requires = "host_interface")]
-    pub(crate) iptables: bool,
-
-    /// The interface pods' traffic arrives on (`cni0`, `docker0`, `cali+`), for --iptables.
-    #[arg(long, value_name = "IFACE")]
-    pub(crate) host_interface: Option<String>,
-
-    /// Serve container credentials (`GET /v1/credentials`, EKS Pod Identity style) to pods of
-    /// this service account, with this role (a name or an ARN); repeat for several. Pods call
-    /// it with AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
-    #[arg(long = "association", value_name = "NAMESPACE/SERVICE-ACCOUNT=ROLE", value_parser = crate::container::parse_association)]
-    pub(crate) associations: Vec<((String, String), String)>,
-
-    /// The issuer of the service-account tokens `/v1/credentials` accepts (the cluster's
-    /// `--service-account-issuer`); its keys are fetched from its discovery document.
-    #[arg(long, value_name = "URL", requires = "associations")]
-    pub(crate) pod_identity_issuer: Option<String>,
-
-    /// The issuer's keys as a JWKS file, for an issuer the agent cannot reach.
-    #[arg(long, value_name = "FILE", requires = "pod_identity_issuer")]
-    pub(crate) pod_identity_jwks_file: Option<PathBuf>,
-
-    /// The audience the service-account tokens must carry.
-    #[arg(
-        long,
-        default_value = "pods.eks.amazonaws.com",
-        value_name = "AUDIENCE"
-    )]
-    pub(crate) pod_identity_audience: String,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct AgentArgs {
-    /// Address of the metadata service.
-    #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
-    pub(crate) listen: std::net::SocketAddr,
-
-    /// Keyless's STS endpoint (the `keyless serve` address), http://. Its answers carry every
-    /// pod's credentials, so an endpoint that is not on loopback needs --sts-insecure-http
-    /// (TLS to STS is not supported yet).
-    #[arg(long, value_name = "URL")]
-    pub(crate) sts_endpoint: String,
-
-    /// Accept a plain-HTTP STS endpoint that is not on loopback, where the network between
-    /// the node and the server is trusted.
-    #[arg(long)]
-    pub(crate) sts_insecure_http: bool,
-
-    /// The region of the agent's signatures.
-    #[arg(long, default_value = "us-east-1")]
-    pub(crate) region: String,
-
-    /// The account of roles named without an ARN (12 digits).
-    #[arg(long, default_value = "000000000000", value_parser = parse_account)]
-    pub(crate) account_id: String,
-
-    /// An AWS shared credentials file holding the agent's key pair, used when
-    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) credentials_file: Option<PathBuf>,
-
-    /// The profile of --credentials-file.
-    #[arg(long, default_value = "default")]
-    pub(crate) profile: String,
-
-    #[command(flatten)]
-    pub(crate) imds: ImdsArgs,
-}
-
 #[derive(Debug, Args)]
 pub(crate) struct TokenArgs {
     /// The service account's namespace.
@@ -214,7 +96,7 @@ pub(crate) struct TokenArgs {
     pub(crate) audiences: Vec<String>,
     /// How long the token lives: seconds, or with a unit (`10m`, `1h`, `48h`); 10 minutes to
     /// 48 hours.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = keyless_server::options::parse_duration)]
     pub(crate) duration: i64,
     /// Bind the token to a pod (`kubernetes.io.pod` claim), as the kubelet's projected tokens
     /// are; container credentials accept only bound tokens.
@@ -285,32 +167,6 @@ pub(crate) struct CreateServiceAccountArgs {
     pub(crate) data_dir: PathBuf,
 }
 
-/// `3600`, `90s`, `10m`, `1h`.
-fn parse_duration(s: &str) -> Result<i64, String> {
-    let (number, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration such as 3600, 10m or 1h"))?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(format!("`{s}` is not a duration such as 3600, 10m or 1h")),
-    };
-    Ok(n * scale)
-}
-
-fn parse_session_duration(s: &str) -> Result<u32, String> {
-    let seconds = parse_duration(s)?;
-    u32::try_from(seconds)
-        .ok()
-        .filter(|n| (900..=43_200).contains(n))
-        .ok_or_else(|| format!("`{s}` is not between 15 minutes and 12 hours"))
-}
-
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
     /// Decide requests against policies, like `aws iam simulate-custom-policy`.
@@ -337,74 +193,6 @@ pub(crate) enum PolicyCommand {
         /// A managed policy's name or ARN, such as `AmazonS3FullAccess`; lists all when absent.
         name: Option<String>,
     },
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
-    pub(crate) listen: std::net::SocketAddr,
-
-    /// A TOML file declaring IAM users, policies and buckets to create at start.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) config: Option<PathBuf>,
-
-    /// Folder for objects, metadata and the root credentials; created if absent.
-    #[arg(long, default_value = "keyless-data", value_name = "DIR")]
-    pub(crate) data_dir: PathBuf,
-
-    /// TLS certificate chain (PEM); with --tls-key, the endpoint speaks HTTPS. Reloaded when
-    /// the file changes.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub(crate) tls_cert: Option<PathBuf>,
-
-    /// TLS private key (PEM) for --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub(crate) tls_key: Option<PathBuf>,
-
-    /// A domain for virtual-hosted-style addressing (`BUCKET.DOMAIN`); repeat for several.
-    /// Path-style addressing always works.
-    #[arg(long, value_name = "DOMAIN")]
-    pub(crate) domain: Vec<String>,
-
-    /// Region reported as the buckets' location.
-    #[arg(long, default_value = "us-east-1")]
-    pub(crate) region: String,
-
-    /// The account id of this server's principals (12 digits).
-    #[arg(long, default_value = "000000000000", value_parser = parse_account)]
-    pub(crate) account_id: String,
-
-    /// The URL of this server's OIDC issuer, which serves
-    /// `<URL>/.well-known/openid-configuration` and signs `keyless token`'s tokens. Defaults to
-    /// this server's own address; it is registered as an OIDC provider (audience
-    /// sts.amazonaws.com) at start.
-    #[arg(long, value_name = "URL")]
-    pub(crate) issuer: Option<String>,
-
-    /// The key that seals session tokens (32 bytes or more, base64; mode 0600). Replicas that
-    /// share it accept each other's sessions. Defaults to `session-key` in the data folder,
-    /// created on first start.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) session_key_file: Option<PathBuf>,
-
-    /// Also serve the EC2 instance metadata service on this address (see `keyless agent`), so
-    /// that one machine needs no second process. Its AssumeRole calls are signed by the IAM
-    /// user `keyless-imds`, created with a key in the data folder (`imds-credentials`) on first
-    /// use: roles given to pods must trust `arn:aws:iam::ACCOUNT:user/keyless-imds`.
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) imds_listen: Option<std::net::SocketAddr>,
-
-    #[command(flatten)]
-    pub(crate) imds: ImdsArgs,
-}
-
-fn parse_account(s: &str) -> Result<String, String> {
-    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(s.to_owned())
-    } else {
-        Err(format!("`{s}` is not a 12-digit account id"))
-    }
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use keyless_types::Clock as _;
 use keyless_types::time::iso8601;
 
 use crate::cli::CreateServiceAccountArgs;
@@ -57,7 +56,7 @@ impl IamClient {
                 token: env("AWS_SESSION_TOKEN"),
             });
         }
-        let (root, _) = crate::root::root_key(data_dir)?;
+        let (root, _) = keyless_server::root::root_key(data_dir)?;
         Ok(Self {
             host,
             access_key_id: root.access_key_id,
@@ -72,7 +71,7 @@ impl IamClient {
         for (k, v) in params {
             body.push_str(&format!("&{}={}", form_encode(k), form_encode(v)));
         }
-        let now = crate::serve::SystemClock.unix_seconds();
+        let now = crate::now();
         let amz_date = iso8601(now).replace(['-', ':'], "");
         let signer = keyless_sigv4::Signer {
             access_key_id: &self.access_key_id,

@@ -1,23 +1,15 @@
 //! `keyless`: IAM roles for S3-compatible object storage, self-hosted, in one binary.
 
-mod agent;
 mod backup;
 mod cli;
 mod client;
-mod config;
-mod container;
 mod doctor;
 mod gitlab_cmd;
 mod iam_cmd;
-mod oidc;
 mod policy_cmd;
-mod private;
-mod query;
-mod root;
-mod serve;
-mod tls;
 mod whoami;
 
+use anyhow::Context as _;
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
@@ -33,8 +25,8 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        cli::Command::Serve(args) => serve::run(args),
-        cli::Command::Agent(args) => agent::run(args),
+        cli::Command::Serve(options) => block_on(serve(options)),
+        cli::Command::Agent(options) => block_on(agent(options)),
         cli::Command::Policy(cmd) => policy_cmd::run(cmd),
         cli::Command::Token(args) => token(&args),
         cli::Command::Iam(cli::IamCommand::CreateServiceAccount(args)) => {
@@ -55,16 +47,75 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Runs a long-lived command (`serve`, `agent`) on the multi-threaded runtime.
+fn block_on(
+    command: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(command)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `keyless serve`: opens the server, prints where it is, and serves until SIGTERM or SIGINT.
+async fn serve(options: keyless_server::ServeOptions) -> anyhow::Result<()> {
+    let (trigger, shutdown) = keyless_server::shutdown_channel();
+    keyless_server::on_signals(trigger).context("cannot handle signals")?;
+    let listeners = keyless_server::Listeners::bind(&options).await?;
+    let server = keyless_server::Server::open(options, listeners).await?;
+    print_banner(server.banner());
+    server.run(shutdown).await
+}
+
+/// `keyless agent`: the same life as `serve`.
+async fn agent(options: keyless_server::AgentOptions) -> anyhow::Result<()> {
+    let (trigger, shutdown) = keyless_server::shutdown_channel();
+    keyless_server::on_signals(trigger).context("cannot handle signals")?;
+    let listeners = keyless_server::AgentListeners::bind(&options).await?;
+    let agent = keyless_server::Agent::open(options, listeners).await?;
+    print_banner(agent.banner());
+    agent.run(shutdown).await
+}
+
+/// The banner is for whoever started the server; if they stopped reading (a closed pipe), the
+/// server goes on serving.
+fn print_banner(banner: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+        tracing::debug!(error = %e, "cannot print the banner");
+    }
+}
+
 fn token(args: &cli::TokenArgs) -> anyhow::Result<std::process::ExitCode> {
-    use keyless_types::Clock as _;
-    let token = oidc::mint(args, serve::SystemClock.unix_seconds())?;
+    let claims = keyless_oidc::ServiceAccountClaims {
+        namespace: args.namespace.clone(),
+        service_account: args.service_account.clone(),
+        audiences: args.audiences.clone(),
+        duration_seconds: args.duration,
+        service_account_uid: None,
+        pod: args
+            .pod_name
+            .clone()
+            .zip(args.pod_uid.clone())
+            .map(|(name, uid)| keyless_oidc::Pod { name, uid }),
+    };
+    let token = keyless_server::oidc::mint(&args.data_dir, &claims, now())?;
     println!("{token}");
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn rotate(data_dir: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
+/// The time, for the tools.
+pub(crate) fn now() -> i64 {
     use keyless_types::Clock as _;
-    let kid = oidc::rotate(data_dir, serve::SystemClock.unix_seconds())?;
+    #[allow(clippy::disallowed_types)] // the binary builds the real clock
+    keyless_types::SystemClock.unix_seconds()
+}
+
+fn rotate(data_dir: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
+    let kid = keyless_server::oidc::rotate(data_dir, now())?;
     eprintln!(
         "keyless: the OIDC issuer now signs with key {kid}; the old key stays published for 48 hours"
     );

@@ -12,8 +12,6 @@ mod token;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use keyless_types::Clock as _;
-
 use crate::client::{self, Client, ClientArgs, env_nonempty};
 use report::{Check, Report, Status};
 use sources::KeyPair;
@@ -62,7 +60,7 @@ pub(crate) fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn diagnose(args: &DoctorArgs) -> anyhow::Result<Report> {
-    let now = crate::serve::SystemClock.unix_seconds();
+    let now = crate::now();
     let mut client_args = args.client.clone();
     let mut pairs = Vec::new();
     let mut explicit = None;

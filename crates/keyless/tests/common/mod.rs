@@ -47,7 +47,14 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn start(args: &[&OsStr]) -> Server {
     let dir = scratch("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyless"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+            "--data-dir",
+        ])
         .arg(&dir)
         .args(args)
         .stdout(Stdio::piped())

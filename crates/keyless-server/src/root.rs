@@ -12,7 +12,7 @@ const CREDENTIALS_FILE: &str = "root-credentials";
 /// The root key pair: from `KEYLESS_ROOT_ACCESS_KEY_ID` and `KEYLESS_ROOT_SECRET_ACCESS_KEY`,
 /// else from the data folder's credentials file, created on first start with mode 0600.
 /// Returns the file it lives in, if any.
-pub(crate) fn root_key(data_dir: &Path) -> anyhow::Result<(RootKey, Option<PathBuf>)> {
+pub fn root_key(data_dir: &Path) -> anyhow::Result<(RootKey, Option<PathBuf>)> {
     #[allow(clippy::disallowed_methods)] // the binary reads its configuration
     let (id, secret) = (
         std::env::var("KEYLESS_ROOT_ACCESS_KEY_ID").ok(),
@@ -64,7 +64,7 @@ fn read_credentials(file: &Path) -> anyhow::Result<RootKey> {
 }
 
 /// Creates (mode 0600) an AWS shared credentials file holding one key pair as `[default]`.
-pub(crate) fn write_shared_credentials(
+pub fn write_shared_credentials(
     file: &Path,
     whose: &str,
     access_key_id: &str,
@@ -77,7 +77,7 @@ pub(crate) fn write_shared_credentials(
 }
 
 /// The text of an AWS shared credentials file holding one key pair as `[default]`.
-pub(crate) fn shared_credentials(whose: &str, access_key_id: &str, secret: &Secret) -> String {
+pub fn shared_credentials(whose: &str, access_key_id: &str, secret: &Secret) -> String {
     format!(
         "# {whose}. Keep it secret.\n[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {}\n",
         secret.expose()
@@ -86,10 +86,7 @@ pub(crate) fn shared_credentials(whose: &str, access_key_id: &str, secret: &Secr
 
 /// The key pair of `profile` in an AWS shared credentials file (which must be readable by its
 /// owner alone).
-pub(crate) fn read_shared_credentials(
-    file: &Path,
-    profile: &str,
-) -> anyhow::Result<(String, Secret)> {
+pub fn read_shared_credentials(file: &Path, profile: &str) -> anyhow::Result<(String, Secret)> {
     let text = String::from_utf8(crate::private::read(file)?)
         .with_context(|| format!("`{}` is not UTF-8", file.display()))?;
     let mut section = None;

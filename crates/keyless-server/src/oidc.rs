@@ -40,7 +40,7 @@ pub(crate) fn load_keys(data_dir: &Path, now: i64) -> anyhow::Result<IssuerKeys>
 
 /// `keyless oidc rotate`: a new signing key; the old one stays published until the tokens it
 /// signed have expired.
-pub(crate) fn rotate(data_dir: &Path, now: i64) -> anyhow::Result<String> {
+pub fn rotate(data_dir: &Path, now: i64) -> anyhow::Result<String> {
     let file = data_dir.join(KEYS_FILE);
     if !file.exists() {
         bail!(
@@ -242,31 +242,20 @@ impl TokenVerifier for Verifier {
     }
 }
 
-/// `keyless token`: a service-account token from the data folder's issuer.
-pub(crate) fn mint(args: &crate::cli::TokenArgs, now: i64) -> anyhow::Result<String> {
-    let url_file = args.data_dir.join(ISSUER_FILE);
+/// `keyless token`: a service-account token with `claims` from the issuer of the data folder
+/// `data_dir`.
+pub fn mint(data_dir: &Path, claims: &ServiceAccountClaims, now: i64) -> anyhow::Result<String> {
+    let url_file = data_dir.join(ISSUER_FILE);
     let url = std::fs::read_to_string(&url_file).with_context(|| {
         format!(
             "cannot read `{}`: start `keyless serve --data-dir {}` once first",
             url_file.display(),
-            args.data_dir.display()
+            data_dir.display()
         )
     })?;
-    let keys_file = args.data_dir.join(KEYS_FILE);
+    let keys_file = data_dir.join(KEYS_FILE);
     let keys = IssuerKeys::from_json(&crate::private::read(&keys_file)?)
         .with_context(|| format!("`{}` is not a valid key ring", keys_file.display()))?;
     let issuer = Issuer::new(url.trim(), keys)?;
-    let claims = ServiceAccountClaims {
-        namespace: args.namespace.clone(),
-        service_account: args.service_account.clone(),
-        audiences: args.audiences.clone(),
-        duration_seconds: args.duration,
-        service_account_uid: None,
-        pod: args
-            .pod_name
-            .clone()
-            .zip(args.pod_uid.clone())
-            .map(|(name, uid)| keyless_oidc::Pod { name, uid }),
-    };
-    Ok(issuer.mint(&claims, now)?)
+    Ok(issuer.mint(claims, now)?)
 }

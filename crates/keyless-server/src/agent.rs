@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use keyless_imds::{
     CacheConfig, Imds, ImdsConfig, PodIndex, StsAssumer, StsClientConfig, TokenKey, TokenMode,
@@ -20,9 +20,10 @@ use keyless_imds::{
 use keyless_types::{AccountId, Clock, Secret};
 use tokio::net::TcpListener;
 
-use crate::cli::{AgentArgs, ImdsArgs};
 use crate::container::{self, PodIdentity};
-use crate::serve::SystemClock;
+use crate::lifecycle::{Readiness, Shutdown, shutdown_channel};
+use crate::listener::{self, Limits};
+use crate::options::{AgentOptions, ImdsOptions};
 
 /// How often the pods file is looked at for changes.
 const PODS_FILE_POLL: Duration = Duration::from_millis(500);
@@ -33,45 +34,124 @@ const REFRESH_EVERY: Duration = Duration::from_secs(30);
 /// How long a client has to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) fn run(args: AgentArgs) -> anyhow::Result<std::process::ExitCode> {
-    crate::serve::block_on(agent(args))
+/// The sockets the agent serves, bound by its caller.
+#[derive(Debug)]
+pub struct AgentListeners {
+    /// The metadata service, where pods' `169.254.169.254:80` is sent.
+    pub imds: TcpListener,
+    /// `/healthz` and `/readyz` (`--admin-listen`).
+    pub admin: Option<TcpListener>,
 }
 
-async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    if !args.sts_insecure_http && !is_loopback_url(&args.sts_endpoint) {
-        bail!(
-            "--sts-endpoint `{}` is plain HTTP off this host: STS answers carry every pod's credentials in the clear; run the agent where the server is, or pass --sts-insecure-http on a trusted network (TLS to STS is not supported yet)",
+impl AgentListeners {
+    /// Binds the addresses `options` names.
+    pub async fn bind(options: &AgentOptions) -> anyhow::Result<Self> {
+        Ok(Self {
+            imds: crate::serve::bind(options.listen, "--listen").await?,
+            admin: match options.server.admin_listen.addr() {
+                Some(addr) => Some(crate::serve::bind(addr, "--admin-listen").await?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// An opened agent, ready to run.
+pub struct Agent {
+    listeners: AgentListeners,
+    metadata: Metadata,
+    readiness: Readiness,
+    limits: Limits,
+    banner: String,
+}
+
+impl Agent {
+    /// Reads the agent's credentials, starts the pod source and prepares the metadata service
+    /// on `listeners`.
+    pub async fn open(args: AgentOptions, listeners: AgentListeners) -> anyhow::Result<Self> {
+        if !args.sts_insecure_http && !is_loopback_url(&args.sts_endpoint) {
+            bail!(
+                "--sts-endpoint `{}` is plain HTTP off this host: STS answers carry every pod's credentials in the clear; run the agent where the server is, or pass --sts-insecure-http on a trusted network (TLS to STS is not supported yet)",
+                args.sts_endpoint
+            );
+        }
+        let (access_key_id, secret, token) =
+            agent_credentials(args.credentials_file.as_deref(), &args.profile)?;
+        let local = listeners.imds.local_addr()?;
+        let readiness = Readiness::default();
+        let metadata = start(
+            &args.imds,
+            &args.account_id,
+            StsClientConfig {
+                endpoint: args.sts_endpoint.trim_end_matches('/').to_owned(),
+                region: args.region.clone(),
+                access_key_id: access_key_id.clone(),
+                secret_access_key: secret,
+                session_token: token,
+                timeout: keyless_imds::DEFAULT_STS_TIMEOUT,
+            },
+            local,
+            None,
+            &readiness,
+        )
+        .await?;
+        let mut banner = format!(
+            "keyless: metadata service http://{local}\nkeyless: AssumeRole at {} as {access_key_id}\n",
             args.sts_endpoint
         );
+        if let Some(admin) = &listeners.admin {
+            banner.push_str(&format!(
+                "keyless: admin http://{} (/healthz, /readyz)\n",
+                admin.local_addr()?
+            ));
+        }
+        tracing::info!(%local, sts = %args.sts_endpoint, "serving instance metadata");
+        Ok(Self {
+            listeners,
+            metadata,
+            readiness,
+            limits: args.server.limits(),
+            banner,
+        })
     }
-    let (access_key_id, secret, token) =
-        agent_credentials(args.credentials_file.as_deref(), &args.profile)?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on `{}`", args.listen))?;
-    let local = listener.local_addr()?;
-    let metadata = start(
-        &args.imds,
-        &args.account_id,
-        StsClientConfig {
-            endpoint: args.sts_endpoint.trim_end_matches('/').to_owned(),
-            region: args.region.clone(),
-            access_key_id: access_key_id.clone(),
-            secret_access_key: secret,
-            session_token: token,
-            timeout: keyless_imds::DEFAULT_STS_TIMEOUT,
-        },
-        local,
-        None,
-    )
-    .await?;
-    println!("keyless: metadata service http://{local}");
-    println!(
-        "keyless: AssumeRole at {} as {access_key_id}",
-        args.sts_endpoint
-    );
-    tracing::info!(%local, sts = %args.sts_endpoint, "serving instance metadata");
-    serve(listener, metadata).await
+
+    /// What the agent tells whoever started it.
+    pub fn banner(&self) -> &str {
+        &self.banner
+    }
+
+    /// Serves until `shutdown`, then drains as `keyless serve` does.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let Self {
+            listeners,
+            metadata,
+            readiness,
+            limits,
+            banner: _,
+        } = self;
+        {
+            let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                shutdown.requested().await;
+                readiness.pending("shutdown", "shutting down");
+            });
+        }
+        let (admin_done, admin_shutdown) = shutdown_channel();
+        let admin = listeners.admin.map(|listener| {
+            tokio::spawn(crate::serve::serve_admin(
+                listener,
+                readiness,
+                admin_shutdown,
+            ))
+        });
+        serve(listeners.imds, metadata, limits, shutdown).await;
+        admin_done.trigger();
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
 }
 
 /// The metadata service and, with associations, the container credentials endpoint beside it.
@@ -85,13 +165,15 @@ pub(crate) struct Metadata {
 /// `--iptables`, the DNAT rule to `local`. The caller serves it with [`serve`]. `issuer` is
 /// the default issuer of container credentials' tokens (`keyless serve`'s own).
 pub(crate) async fn start(
-    args: &ImdsArgs,
+    args: &ImdsOptions,
     account_id: &str,
     sts: StsClientConfig,
     local: SocketAddr,
     issuer: Option<&str>,
+    readiness: &Readiness,
 ) -> anyhow::Result<Metadata> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    #[allow(clippy::disallowed_types)] // the composition root builds the real clock
+    let clock: Arc<dyn Clock> = Arc::new(keyless_types::SystemClock);
     let account = AccountId::parse(account_id).context("the account id")?;
     let mut config = ImdsConfig::new(account, &args.imds_region);
     config.roles.default_role = args.default_role.clone();
@@ -139,6 +221,20 @@ pub(crate) async fn start(
             )?))
         }
     };
+    if args.pods_file.is_some() || args.kubernetes {
+        readiness.pending("pods", "the pod source has not synced yet");
+        let (readiness, index) = (readiness.clone(), index.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                every.tick().await;
+                match index.is_synced() {
+                    true => readiness.done("pods"),
+                    false => readiness.pending("pods", "the pod source has not synced"),
+                }
+            }
+        });
+    }
     match (&args.pods_file, args.kubernetes) {
         (Some(path), _) => {
             tokio::spawn(keyless_imds::watch_file(
@@ -182,24 +278,30 @@ pub(crate) async fn start(
     Ok(Metadata { imds, pod_identity })
 }
 
-/// Serves `metadata` on `listener` until interrupted: HTTP/1.1, each request answered for the
+/// Serves `metadata` on `listener` until `shutdown`: HTTP/1.1, each request answered for the
 /// address it came from.
-pub(crate) async fn serve(listener: TcpListener, metadata: Metadata) -> anyhow::Result<()> {
-    let mut http = ConnBuilder::new(TokioExecutor::new());
+pub(crate) async fn serve(
+    listener: TcpListener,
+    metadata: Metadata,
+    limits: Limits,
+    shutdown: Shutdown,
+) {
+    let mut http = ConnBuilder::new(TokioExecutor::new()).http1_only();
     http.http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let shutdown = tokio::signal::ctrl_c();
-    tokio::pin!(shutdown);
-    while let Some((socket, peer)) =
-        crate::serve::next_connection(&listener, shutdown.as_mut()).await
-    {
-        // A dual-stack listener sees IPv4 pods as `::ffff:a.b.c.d`.
-        let ip = peer.ip().to_canonical();
-        let metadata = metadata.clone();
-        let http = http.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+        .header_read_timeout(limits.idle_timeout.min(HEADER_READ_TIMEOUT));
+    listener::serve(
+        "imds",
+        listener,
+        http,
+        None,
+        limits,
+        shutdown,
+        move |peer| {
+            // A dual-stack listener sees IPv4 pods as `::ffff:a.b.c.d`.
+            let ip = peer.ip().to_canonical();
+            let metadata = metadata.clone();
+            hyper::service::service_fn(move |req: hyper::Request<_>| {
                 let metadata = metadata.clone();
                 async move {
                     let response = match &metadata.pod_identity {
@@ -214,13 +316,10 @@ pub(crate) async fn serve(listener: TcpListener, metadata: Metadata) -> anyhow::
                     };
                     Ok::<_, std::convert::Infallible>(response)
                 }
-            });
-            if let Err(e) = http.serve_connection(TokioIo::new(socket), service).await {
-                tracing::debug!(%ip, error = %e, "metadata connection ended");
-            }
-        });
-    }
-    Ok(())
+            })
+        },
+    )
+    .await;
 }
 
 /// Whether `url` is `http://` to a loopback address (`127.0.0.0/8`, `::1`, `localhost`).

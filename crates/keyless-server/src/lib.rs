@@ -1,0 +1,33 @@
+//! Keyless's servers as a library: `keyless serve` (S3, IAM, STS and the OIDC issuer on one
+//! port, the metadata service beside it) and `keyless agent` (the node's instance metadata
+//! service), each opened on listeners its caller bound and run until a [`Shutdown`], so that
+//! tests start a real server in process on `127.0.0.1:0` and stop it (mini-redis's shape).
+//!
+//! This crate is the composition root: it reads files, the environment and the clock, and
+//! wires the pure crates and the stores together. Its errors are `anyhow` chains for the
+//! operator, as the binary's are; nothing matches on them.
+//!
+//! A request meets, in order: [`listener`] (limits, idle and drain), `serve`'s router (the
+//! OIDC documents, the query APIs in `query`, or S3 through s3s), SigV4, the principal, the
+//! policy decision, and storage.
+#![warn(missing_docs, unreachable_pub)]
+
+mod admin;
+pub mod agent;
+mod config;
+mod container;
+mod lifecycle;
+mod listener;
+pub mod oidc;
+pub mod options;
+mod private;
+mod query;
+pub mod root;
+pub mod serve;
+mod tls;
+
+pub use agent::{Agent, AgentListeners};
+pub use lifecycle::{Readiness, Shutdown, ShutdownTrigger, on_signals, shutdown_channel};
+pub use listener::Limits;
+pub use options::{AgentOptions, ImdsOptions, ServeOptions, ServerOptions};
+pub use serve::{Listeners, Server};

@@ -1,0 +1,143 @@
+//! A server's life: a shutdown asked for once and seen by every listener, the signals that ask
+//! for it (SIGTERM, what Kubernetes sends on every rolling update, and SIGINT), and readiness,
+//! which `/readyz` reports.
+//!
+//! <https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination>
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+/// The side that asks for a shutdown.
+#[derive(Debug, Clone)]
+pub struct ShutdownTrigger(Arc<watch::Sender<bool>>);
+
+/// The side that waits for one: cheap to clone, every clone sees the one request.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// A new trigger and the shutdown it asks for.
+pub fn shutdown_channel() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownTrigger(Arc::new(tx)), Shutdown(rx))
+}
+
+impl ShutdownTrigger {
+    /// Asks for the shutdown; asking again does nothing more.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    /// Whether the shutdown has been asked for.
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once the shutdown is asked for (at once if it was), or when its trigger is
+    /// dropped without asking, which means nobody can ask any more: a server whose caller went
+    /// away stops too.
+    pub async fn requested(&self) {
+        let mut rx = self.0.clone();
+        // An error is a dropped trigger.
+        let _ = rx.wait_for(|asked| *asked).await;
+    }
+}
+
+/// Asks for the shutdown on the first SIGTERM or SIGINT, and ends the process at once, with
+/// the status a shell gives a process killed by that signal, on the second.
+pub fn on_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let mut received = 0;
+        loop {
+            let (name, status) = tokio::select! {
+                _ = term.recv() => ("SIGTERM", 143),
+                _ = int.recv() => ("SIGINT", 130),
+            };
+            received += 1;
+            if received == 1 {
+                tracing::info!(
+                    signal = name,
+                    "shutting down: no new connections, finishing requests in flight (a second signal stops at once)"
+                );
+                trigger.trigger();
+            } else {
+                tracing::warn!(signal = name, "second signal: stopping at once");
+                std::process::exit(status);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// What a process still waits for before it should get traffic, each with a one-line reason;
+/// ready when nothing is pending. Cheap to clone; clones share the one state.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<Mutex<BTreeMap<&'static str, String>>>);
+
+impl Readiness {
+    /// Marks `what` as pending, for `why`.
+    pub fn pending(&self, what: &'static str, why: impl Into<String>) {
+        self.lock().insert(what, why.into());
+    }
+
+    /// Marks `what` as done.
+    pub fn done(&self, what: &'static str) {
+        self.lock().remove(what);
+    }
+
+    /// `Ok` when ready, else the reasons, joined on one line.
+    pub fn check(&self) -> Result<(), String> {
+        let pending = self.lock();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        Err(pending.values().cloned().collect::<Vec<_>>().join("; "))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_clone_sees_one_request() {
+        let (trigger, shutdown) = shutdown_channel();
+        let other = shutdown.clone();
+        assert!(!other.is_requested());
+        trigger.trigger();
+        shutdown.requested().await;
+        other.requested().await;
+        assert!(other.is_requested());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_trigger_ends_the_wait() {
+        let (trigger, shutdown) = shutdown_channel();
+        drop(trigger);
+        shutdown.requested().await;
+    }
+
+    #[test]
+    fn readiness_names_what_is_pending() {
+        let ready = Readiness::default();
+        assert_eq!(ready.check(), Ok(()));
+        ready.pending("pods", "the pod source has not synced");
+        ready.pending("shutdown", "shutting down");
+        assert_eq!(
+            ready.check(),
+            Err("the pod source has not synced; shutting down".into())
+        );
+        ready.done("pods");
+        assert_eq!(ready.check(), Err("shutting down".into()));
+    }
+}

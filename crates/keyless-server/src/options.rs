@@ -1,0 +1,353 @@
+//! The options of the long-running commands (`keyless serve`, `keyless agent`), as clap
+//! arguments: the binary flattens them into its command line, and tests build them with
+//! [`parse`], from the same words a command line would have.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser};
+
+use crate::listener::Limits;
+
+/// Options parsed from command-line words (without the program name), as the binary parses
+/// them: for tests and embedders that start a server in process.
+pub fn parse<T: Args>(words: &[&str]) -> Result<T, clap::Error> {
+    #[derive(Parser)]
+    struct Wrapper<T: Args> {
+        #[command(flatten)]
+        options: T,
+    }
+    let words = std::iter::once("keyless").chain(words.iter().copied());
+    Wrapper::<T>::try_parse_from(words).map(|w| w.options)
+}
+
+/// What every long-running command has: the admin listener, connection limits and the
+/// shutdown grace period.
+#[derive(Debug, Clone, Args)]
+pub struct ServerOptions {
+    /// The management listener: `GET /healthz` (the process serves) and `GET /readyz` (ready
+    /// for traffic); `off` disables it. Keep it off the network clients use.
+    #[arg(long, env = "KEYLESS_ADMIN_LISTEN", default_value = "127.0.0.1:9090", value_name = "ADDR|off", value_parser = parse_listen)]
+    pub admin_listen: Listen,
+
+    /// How long requests in flight have to finish after SIGTERM or SIGINT (Kubernetes waits
+    /// 30 s by default before it kills); a second signal stops at once.
+    #[arg(long, default_value = "25s", value_parser = parse_std_duration, value_name = "DURATION")]
+    pub shutdown_grace: Duration,
+
+    /// Connections served at once on each listener; more wait in the listen backlog until one
+    /// closes. Keep it under the open-file limit (`ulimit -n`).
+    #[arg(long, default_value_t = 4096, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// How long a connection may be idle (no request in flight, nothing sent) before it is
+    /// closed; also how long a client has to send a request's headers.
+    #[arg(long, default_value = "60s", value_parser = parse_std_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+}
+
+impl ServerOptions {
+    /// The limits of each listener.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections as usize,
+            idle_timeout: self.idle_timeout,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
+/// A listener's address, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// No listener.
+    Off,
+    /// Listen on this address.
+    On(SocketAddr),
+}
+
+impl Listen {
+    /// The address, when on.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Self::Off => None,
+            Self::On(addr) => Some(addr),
+        }
+    }
+}
+
+/// An address, or `off`.
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    s.parse()
+        .map(Listen::On)
+        .map_err(|_| format!("`{s}` is neither an address such as 127.0.0.1:9090 nor `off`"))
+}
+
+/// `25`, `25s`, `500ms`, `2m`: a whole number of seconds, milliseconds or minutes.
+fn parse_std_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("`{s}` is not a duration such as 25s, 500ms or 2m");
+    let (number, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(bad()),
+    }
+}
+
+/// The options of `keyless serve`.
+#[derive(Debug, Args)]
+pub struct ServeOptions {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+
+    /// A TOML file declaring IAM users, policies and buckets to create at start.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Folder for objects, metadata and the root credentials; created if absent.
+    #[arg(long, default_value = "keyless-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// TLS certificate chain (PEM); with --tls-key, the endpoint speaks HTTPS. Reloaded when
+    /// the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A domain for virtual-hosted-style addressing (`BUCKET.DOMAIN`); repeat for several.
+    /// Path-style addressing always works.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Vec<String>,
+
+    /// Region reported as the buckets' location.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+
+    /// The account id of this server's principals (12 digits).
+    #[arg(long, default_value = "000000000000", value_parser = parse_account)]
+    pub account_id: String,
+
+    /// The URL of this server's OIDC issuer, which serves
+    /// `<URL>/.well-known/openid-configuration` and signs `keyless token`'s tokens. Defaults to
+    /// this server's own address; it is registered as an OIDC provider (audience
+    /// sts.amazonaws.com) at start.
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+
+    /// The key that seals session tokens (32 bytes or more, base64; mode 0600). Replicas that
+    /// share it accept each other's sessions. Defaults to `session-key` in the data folder,
+    /// created on first start.
+    #[arg(long, value_name = "FILE")]
+    pub session_key_file: Option<PathBuf>,
+
+    /// Also serve the EC2 instance metadata service on this address (see `keyless agent`), so
+    /// that one machine needs no second process. Its AssumeRole calls are signed by the IAM
+    /// user `keyless-imds`, created with a key in the data folder (`imds-credentials`) on first
+    /// use: roles given to pods must trust `arn:aws:iam::ACCOUNT:user/keyless-imds`.
+    #[arg(long, value_name = "ADDR")]
+    pub imds_listen: Option<std::net::SocketAddr>,
+
+    /// How the metadata service finds pods and their roles.
+    #[command(flatten)]
+    pub imds: ImdsOptions,
+
+    /// The admin listener, limits and shutdown.
+    #[command(flatten)]
+    pub server: ServerOptions,
+}
+
+fn parse_account(s: &str) -> Result<String, String> {
+    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("`{s}` is not a 12-digit account id"))
+    }
+}
+
+/// The options of `keyless agent`.
+#[derive(Debug, Args)]
+pub struct AgentOptions {
+    /// Address of the metadata service.
+    #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+
+    /// Keyless's STS endpoint (the `keyless serve` address), http://. Its answers carry every
+    /// pod's credentials, so an endpoint that is not on loopback needs --sts-insecure-http
+    /// (TLS to STS is not supported yet).
+    #[arg(long, value_name = "URL")]
+    pub sts_endpoint: String,
+
+    /// Accept a plain-HTTP STS endpoint that is not on loopback, where the network between
+    /// the node and the server is trusted.
+    #[arg(long)]
+    pub sts_insecure_http: bool,
+
+    /// The region of the agent's signatures.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+
+    /// The account of roles named without an ARN (12 digits).
+    #[arg(long, default_value = "000000000000", value_parser = parse_account)]
+    pub account_id: String,
+
+    /// An AWS shared credentials file holding the agent's key pair, used when
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set.
+    #[arg(long, value_name = "FILE")]
+    pub credentials_file: Option<PathBuf>,
+
+    /// The profile of --credentials-file.
+    #[arg(long, default_value = "default")]
+    pub profile: String,
+
+    /// How the metadata service finds pods and their roles.
+    #[command(flatten)]
+    pub imds: ImdsOptions,
+
+    /// The admin listener, limits and shutdown.
+    #[command(flatten)]
+    pub server: ServerOptions,
+}
+
+/// How the metadata service finds pods and their roles; shared by `keyless agent` and
+/// `keyless serve --imds-listen`.
+#[derive(Debug, Args)]
+pub struct ImdsOptions {
+    /// The node's pods, as `kubectl get pods,namespaces -o json` prints them (pod IP, namespace,
+    /// name, UID, service account, annotations); re-read when it changes.
+    #[arg(long, value_name = "FILE", conflicts_with = "kubernetes")]
+    pub pods_file: Option<PathBuf>,
+
+    /// Watch the node's pods and the namespaces through the Kubernetes API (in-cluster
+    /// service account, or --kubeconfig); needs `list` and `watch` on pods and namespaces.
+    #[arg(long, requires = "node_name")]
+    pub kubernetes: bool,
+
+    /// This node's name (`spec.nodeName`; in a DaemonSet, from the downward API): only its
+    /// pods are watched.
+    #[arg(long, env = "NODE_NAME", value_name = "NODE")]
+    pub node_name: Option<String>,
+
+    /// A kubeconfig file for --kubernetes outside a cluster; in a pod the in-cluster
+    /// configuration is used when the file does not exist.
+    #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The role of pods without an `iam.amazonaws.com/role` annotation (a name or an ARN).
+    #[arg(long, value_name = "ROLE")]
+    pub default_role: Option<String>,
+
+    /// Refuse every role in namespaces without an `iam.amazonaws.com/allowed-roles` or
+    /// `iam.amazonaws.com/permitted` annotation (by default such namespaces allow any role).
+    #[arg(long)]
+    pub namespace_restrictions: bool,
+
+    /// Answer only IMDSv2 requests (with a session token); IMDSv1 requests get 401.
+    #[arg(long)]
+    pub require_imdsv2: bool,
+
+    /// How long the credentials given to pods live, from 15 minutes to 12 hours (the role's
+    /// MaxSessionDuration must allow it); they are refreshed well before they expire.
+    #[arg(long, default_value = "1h", value_parser = parse_session_duration, value_name = "DURATION")]
+    pub session_duration: u32,
+
+    /// The region pods are told they are in.
+    #[arg(long, default_value = "us-east-1", value_name = "REGION")]
+    pub imds_region: String,
+
+    /// Install the DNAT rule that sends pods' 169.254.169.254:80 to the metadata listener
+    /// (iptables, nat table, PREROUTING), as kube2iam's --iptables does; needs
+    /// --host-interface. A loopback listener also gets `route_localnet` on that interface.
+    #[arg(long, requires = "host_interface")]
+    pub iptables: bool,
+
+    /// The interface pods' traffic arrives on (`cni0`, `docker0`, `cali+`), for --iptables.
+    #[arg(long, value_name = "IFACE")]
+    pub host_interface: Option<String>,
+
+    /// Serve container credentials (`GET /v1/credentials`, EKS Pod Identity style) to pods of
+    /// this service account, with this role (a name or an ARN); repeat for several. Pods call
+    /// it with AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
+    #[arg(long = "association", value_name = "NAMESPACE/SERVICE-ACCOUNT=ROLE", value_parser = crate::container::parse_association)]
+    pub associations: Vec<((String, String), String)>,
+
+    /// The issuer of the service-account tokens `/v1/credentials` accepts (the cluster's
+    /// `--service-account-issuer`); its keys are fetched from its discovery document.
+    #[arg(long, value_name = "URL", requires = "associations")]
+    pub pod_identity_issuer: Option<String>,
+
+    /// The issuer's keys as a JWKS file, for an issuer the agent cannot reach.
+    #[arg(long, value_name = "FILE", requires = "pod_identity_issuer")]
+    pub pod_identity_jwks_file: Option<PathBuf>,
+
+    /// The audience the service-account tokens must carry.
+    #[arg(
+        long,
+        default_value = "pods.eks.amazonaws.com",
+        value_name = "AUDIENCE"
+    )]
+    pub pod_identity_audience: String,
+}
+
+/// `3600`, `90s`, `10m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let (number, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 3600, 10m or 1h"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("`{s}` is not a duration such as 3600, 10m or 1h")),
+    };
+    Ok(n * scale)
+}
+
+fn parse_session_duration(s: &str) -> Result<u32, String> {
+    let seconds = parse_duration(s)?;
+    u32::try_from(seconds)
+        .ok()
+        .filter(|n| (900..=43_200).contains(n))
+        .ok_or_else(|| format!("`{s}` is not between 15 minutes and 12 hours"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_listen_addresses() {
+        assert_eq!(parse_std_duration("25"), Ok(Duration::from_secs(25)));
+        assert_eq!(parse_std_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_std_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_std_duration("2h").is_err());
+        assert!(parse_std_duration("").is_err());
+        assert_eq!(parse_listen("OFF"), Ok(Listen::Off));
+        assert!(parse_listen("localhost").is_err());
+    }
+
+    #[test]
+    fn options_parse_as_the_command_line_does() {
+        let options: ServeOptions =
+            parse(&["--listen", "127.0.0.1:0", "--admin-listen", "off"]).unwrap();
+        assert_eq!(options.server.admin_listen, Listen::Off);
+        assert_eq!(options.server.shutdown_grace, Duration::from_secs(25));
+        assert!(parse::<ServeOptions>(&["--max-connections", "0"]).is_err());
+    }
+}

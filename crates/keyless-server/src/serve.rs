@@ -1,0 +1,556 @@
+//! `keyless serve`: the S3 endpoint on the embedded default (local disk and redb), with IAM,
+//! STS and the OIDC issuer on the same port, the root user's key pair created once and kept in
+//! the data folder, and optionally the metadata service and the admin listener beside it.
+//!
+//! [`Server::open`] opens everything (storage, IAM, keys) on listeners the caller bound;
+//! [`Server::run`] serves until the shutdown is asked for, then drains.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use keyless_iam::{EmbeddedIam, IamStore, Keyring, apply_specs};
+use keyless_policy::{Policy, PolicyKind};
+use keyless_s3::access::{Authorizer, ClientAddr, SecureTransport};
+use keyless_s3::service::KeylessS3;
+use keyless_s3::store::{DiskStore, ObjectStore as _, StoreError};
+use keyless_sts::{SessionKey, Sts};
+use keyless_types::{Clock, Secret};
+use s3s::host::MultiDomain;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::agent::Metadata;
+use crate::config::Config;
+use crate::lifecycle::{Readiness, Shutdown, shutdown_channel};
+use crate::listener::{self, Limits};
+use crate::options::ServeOptions;
+use crate::query::QueryApi;
+
+/// How long a client has to send a request's headers, at the most.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest request header block accepted.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// The sockets a server serves, bound by its caller (the binary, or a test on port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    /// S3, IAM, STS and the OIDC issuer's documents.
+    pub s3: TcpListener,
+    /// The instance metadata service (`--imds-listen`).
+    pub imds: Option<TcpListener>,
+    /// `/healthz` and `/readyz` (`--admin-listen`).
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses `options` names.
+    pub async fn bind(options: &ServeOptions) -> anyhow::Result<Self> {
+        Ok(Self {
+            s3: bind(options.listen, "--listen").await?,
+            imds: match options.imds_listen {
+                Some(addr) => Some(bind(addr, "--imds-listen").await?),
+                None => None,
+            },
+            admin: match options.server.admin_listen.addr() {
+                Some(addr) => Some(bind(addr, "--admin-listen").await?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Binds `addr`, naming the flag it came from when it cannot.
+pub(crate) async fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on `{addr}` ({flag})"))
+}
+
+/// An opened server, ready to run.
+pub struct Server {
+    s3: TcpListener,
+    admin: Option<TcpListener>,
+    imds: Option<(TcpListener, Metadata)>,
+    service: s3s::service::S3Service,
+    query: QueryApi,
+    issuer: Arc<crate::oidc::OwnIssuer>,
+    tls: Option<TlsAcceptor>,
+    readiness: Readiness,
+    limits: Limits,
+    banner: String,
+}
+
+impl Server {
+    /// Opens the data folder (root key, IAM state, object store, issuer keys), applies the
+    /// configuration file and prepares the services on `listeners`.
+    pub async fn open(options: ServeOptions, listeners: Listeners) -> anyhow::Result<Self> {
+        let args = options;
+        let loaded = match &args.config {
+            Some(path) => {
+                let (config, base) = Config::read(path)?;
+                config
+                    .load(&base)
+                    .with_context(|| format!("`{}` is not a valid configuration", path.display()))?
+            }
+            None => Config::default().load(Path::new("."))?,
+        };
+        std::fs::create_dir_all(&args.data_dir).with_context(|| {
+            format!(
+                "cannot create the data folder `{}`",
+                args.data_dir.display()
+            )
+        })?;
+        let data_dir = args.data_dir.canonicalize()?;
+        let (root, credentials_file) = crate::root::root_key(&data_dir)?;
+        #[allow(clippy::disallowed_types)] // the composition root builds the real clock
+        let clock: Arc<dyn Clock> = Arc::new(keyless_types::SystemClock);
+        let iam = EmbeddedIam::open(&data_dir.join("iam.redb"), &args.account_id)
+            .context("cannot open the IAM store")?;
+        let now = clock.unix_seconds();
+        iam.update(&mut |state| {
+            apply_specs(
+                state,
+                &args.account_id,
+                &loaded.policies,
+                &loaded.users,
+                &loaded.roles,
+                &loaded.oidc_providers,
+                now,
+            )
+        })
+        .context("the configuration's IAM users, policies, roles and providers are not valid")?;
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+            (None, None) => None,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        let local = listeners.s3.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let issuer_url = match &args.issuer {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None if local.ip().is_unspecified() => {
+                format!("{scheme}://127.0.0.1:{}", local.port())
+            }
+            None => format!("{scheme}://{local}"),
+        };
+        let issuer = Arc::new(crate::oidc::OwnIssuer::open(&data_dir, &issuer_url, now)?);
+        register_issuer(&iam, issuer.url(), now)?;
+        let readiness = Readiness::default();
+        let imds = match listeners.imds {
+            Some(imds_listener) => {
+                anyhow::ensure!(
+                    tls.is_none(),
+                    "--imds-listen needs the S3 endpoint on plain HTTP for now (the metadata service calls STS on it)"
+                );
+                let (id, secret) = imds_key(&iam, &data_dir, now)?;
+                let imds_local = imds_listener.local_addr()?;
+                let sts_host = match local.ip() {
+                    ip if ip.is_unspecified() => format!("127.0.0.1:{}", local.port()),
+                    _ => local.to_string(),
+                };
+                let sts = keyless_imds::StsClientConfig {
+                    endpoint: format!("http://{sts_host}"),
+                    region: args.region.clone(),
+                    access_key_id: id,
+                    secret_access_key: secret,
+                    session_token: None,
+                    timeout: keyless_imds::DEFAULT_STS_TIMEOUT,
+                };
+                let service = crate::agent::start(
+                    &args.imds,
+                    &args.account_id,
+                    sts,
+                    imds_local,
+                    Some(&issuer_url),
+                    &readiness,
+                )
+                .await?;
+                Some((imds_listener, service, imds_local))
+            }
+            None => None,
+        };
+        let iam: Arc<dyn IamStore> = Arc::new(iam);
+        let session_key = Arc::new(session_key(&data_dir, args.session_key_file.as_deref())?);
+        let root_id = root.access_key_id.clone();
+        let keys = Keyring::new(root, Arc::clone(&iam)).with_sessions(session_key.clone());
+        let verifier = crate::oidc::Verifier::new(
+            Arc::clone(&issuer),
+            loaded.jwks_files()?,
+            keyless_oidc::JwksCache::new(Arc::new(keyless_oidc::HttpFetch::new()?)),
+        );
+        let sts = Sts::new(iam, session_key, Arc::new(verifier));
+        let store = Arc::new(
+            DiskStore::open(data_dir.join("objects"), Arc::clone(&clock)).with_context(|| {
+                format!("cannot open the object store in `{}`", data_dir.display())
+            })?,
+        );
+
+        create_buckets(store.as_ref(), loaded.buckets).await?;
+
+        let mut builder = S3ServiceBuilder::new(KeylessS3::new(
+            Arc::clone(&store),
+            &args.region,
+            &args.account_id,
+        ));
+        let query = QueryApi::new(keys.clone(), Arc::clone(&clock), sts);
+        let authorizer = Authorizer::new(store, keys, clock);
+        builder.set_auth(authorizer.clone());
+        builder.set_access(authorizer);
+
+        if !args.domain.is_empty() {
+            // Clients send `Host: bucket.domain` on port 80/443 and `bucket.domain:port` elsewhere.
+            let mut domains = args.domain.clone();
+            domains.extend(args.domain.iter().map(|d| format!("{d}:{}", local.port())));
+            let host = MultiDomain::new(&domains)
+                .map_err(|e| anyhow::anyhow!("--domain: {e}: {}", args.domain.join(", ")))?;
+            builder.set_host(host);
+        }
+        let service = builder.build();
+        let endpoint = format!("{scheme}://{local}");
+        let mut banner = format!(
+            "keyless: S3 endpoint {endpoint}\nkeyless: IAM and STS on the same endpoint; OIDC issuer {}\n",
+            issuer.url()
+        );
+        banner.push_str(&match &credentials_file {
+            Some(file) => format!(
+                "keyless: root access key {root_id} (secret in {})\nkeyless: try  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls\n",
+                file.display(),
+                file.display()
+            ),
+            None => {
+                format!("keyless: root access key {root_id} (from KEYLESS_ROOT_ACCESS_KEY_ID)\n")
+            }
+        });
+        if let Some((_, _, local)) = &imds {
+            banner.push_str(&format!(
+                "keyless: metadata service http://{local}; roles for pods must trust arn:aws:iam::{}:user/{IMDS_USER}\n",
+                args.account_id
+            ));
+        }
+        if let Some(admin) = &listeners.admin {
+            banner.push_str(&format!(
+                "keyless: admin http://{} (/healthz, /readyz)\n",
+                admin.local_addr()?
+            ));
+        }
+        tracing::info!(%endpoint, data_dir = %data_dir.display(), "serving S3");
+        Ok(Self {
+            s3: listeners.s3,
+            admin: listeners.admin,
+            imds: imds.map(|(listener, service, _)| (listener, service)),
+            service,
+            query,
+            issuer,
+            tls,
+            readiness,
+            limits: args.server.limits(),
+            banner,
+        })
+    }
+
+    /// What the server tells whoever started it: its endpoints and where the root key is.
+    pub fn banner(&self) -> &str {
+        &self.banner
+    }
+
+    /// The readiness `/readyz` reports.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
+    }
+
+    /// Serves until `shutdown` is asked for, then stops accepting, reports not-ready, lets the
+    /// requests in flight finish within the grace period and returns.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let Self {
+            s3,
+            admin,
+            imds,
+            service,
+            query,
+            issuer,
+            tls,
+            readiness,
+            limits,
+            banner: _,
+        } = self;
+        {
+            let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                shutdown.requested().await;
+                readiness.pending("shutdown", "shutting down");
+            });
+        }
+        // The admin listener answers (not ready) until the others have drained.
+        let (admin_done, admin_shutdown) = shutdown_channel();
+        let admin =
+            admin.map(|listener| tokio::spawn(serve_admin(listener, readiness, admin_shutdown)));
+        let imds = imds.map(|(listener, metadata)| {
+            tokio::spawn(crate::agent::serve(
+                listener,
+                metadata,
+                limits,
+                shutdown.clone(),
+            ))
+        });
+        let http = s3_http(limits.idle_timeout);
+        let secure = tls.is_some();
+        listener::serve("s3", s3, http, tls, limits, shutdown, move |peer| {
+            let (service, query, issuer) = (service.clone(), query.clone(), Arc::clone(&issuer));
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ClientAddr(peer));
+                req.extensions_mut().insert(SecureTransport(secure));
+                let (service, query, issuer) =
+                    (service.clone(), query.clone(), Arc::clone(&issuer));
+                async move {
+                    if let Some(document) = oidc_document(&issuer, &req) {
+                        return Ok(document);
+                    }
+                    if QueryApi::claims(&req) {
+                        return Ok(query.serve(req, Some(peer.ip()), secure).await);
+                    }
+                    // s3s reads a browser-form POST (PostObject) whole, before any check;
+                    // Keyless does not serve it, so it is refused before a byte is read.
+                    if is_form_post(&req) {
+                        return Ok(not_implemented(
+                            "POST uploads from browser forms are not supported.",
+                        ));
+                    }
+                    sigv2_bucket_path(&mut req);
+                    hyper::service::Service::call(&service, req).await
+                }
+            })
+        })
+        .await;
+        if let Some(imds) = imds {
+            let _ = imds.await;
+        }
+        admin_done.trigger();
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Opens and runs a server on `listeners` until `shutdown`, printing nothing: what tests and
+/// embedders call.
+pub async fn run(
+    options: ServeOptions,
+    listeners: Listeners,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    Server::open(options, listeners).await?.run(shutdown).await
+}
+
+/// HTTP/1.1 and HTTP/2 for the S3 port. S3 allows 8 KiB of request headers; 64 KiB leaves room
+/// and stops abuse. A client that never finishes its headers (slowloris) is let go.
+fn s3_http(idle_timeout: Duration) -> ConnBuilder<TokioExecutor> {
+    let mut http = ConnBuilder::new(TokioExecutor::new());
+    http.http1()
+        .max_buf_size(MAX_HEADER_BYTES)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(idle_timeout.min(HEADER_READ_TIMEOUT));
+    http.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
+    http
+}
+
+/// The admin listener's limits: a few probes at a time, answered at once.
+const ADMIN_LIMITS: Limits = Limits {
+    max_connections: 64,
+    idle_timeout: Duration::from_secs(10),
+    shutdown_grace: Duration::from_secs(1),
+};
+
+/// Serves `/healthz` and `/readyz` on `listener` until `shutdown`.
+pub(crate) async fn serve_admin(listener: TcpListener, readiness: Readiness, shutdown: Shutdown) {
+    let mut http = ConnBuilder::new(TokioExecutor::new());
+    http.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(ADMIN_LIMITS.idle_timeout);
+    listener::serve(
+        "admin",
+        listener,
+        http,
+        None,
+        ADMIN_LIMITS,
+        shutdown,
+        move |_| crate::admin::service(readiness.clone()),
+    )
+    .await;
+}
+
+/// The session key: from `file`, or from the data folder's `session-key`, created on first
+/// start. Base64 of 32 random bytes or more, readable by its owner alone.
+fn session_key(data_dir: &Path, file: Option<&Path>) -> anyhow::Result<SessionKey> {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let path = match file {
+        Some(file) => file.to_path_buf(),
+        None => {
+            let path = data_dir.join("session-key");
+            if !path.exists() {
+                let bytes = SessionKey::generate_bytes()?;
+                crate::private::create(&path, format!("{}\n", engine.encode(bytes)).as_bytes())?;
+            }
+            path
+        }
+    };
+    let text = crate::private::read(&path)?;
+    let master = engine
+        .decode(String::from_utf8_lossy(&text).trim())
+        .with_context(|| format!("`{}` is not base64", path.display()))?;
+    SessionKey::from_master(&master).with_context(|| format!("`{}`", path.display()))
+}
+
+/// Registers this server's issuer as an OIDC provider (audience `sts.amazonaws.com`) unless
+/// it already is, so that roles can trust its tokens as they would an EKS cluster's.
+fn register_issuer(iam: &EmbeddedIam, url: &str, now: i64) -> anyhow::Result<()> {
+    let key = keyless_oidc::provider_key(url);
+    if iam.snapshot().state.oidc_providers.contains_key(&key) {
+        return Ok(());
+    }
+    iam.update(&mut |state| {
+        let new = keyless_iam::oidc_providers::NewOidcProvider {
+            url: url.to_owned(),
+            client_ids: vec!["sts.amazonaws.com".to_owned()],
+            ..Default::default()
+        };
+        state.create_oidc_provider(new, now).map(drop)
+    })
+    .with_context(|| format!("cannot register the OIDC issuer `{url}`"))?;
+    tracing::info!(%url, "registered this server's OIDC issuer as an OIDC provider");
+    Ok(())
+}
+
+/// The IAM user whose key signs the built-in metadata service's AssumeRole calls.
+pub(crate) const IMDS_USER: &str = "keyless-imds";
+
+/// The key of [`IMDS_USER`]: kept in the data folder's `imds-credentials` (mode 0600), and
+/// created, with the user, on first use. A key no longer in IAM (an operator deleted it, say
+/// because the file leaked) is never brought back: a new one replaces it, file and all.
+fn imds_key(iam: &EmbeddedIam, data_dir: &Path, now: i64) -> anyhow::Result<(String, Secret)> {
+    let file = data_dir.join("imds-credentials");
+    if file.exists() {
+        let (id, secret) = crate::root::read_shared_credentials(&file, "default")?;
+        if iam.snapshot().state.access_key(&id).is_some() {
+            return Ok((id, secret));
+        }
+        tracing::warn!(user = IMDS_USER, key = %id, "the metadata service's key is gone from IAM; making a new one");
+    }
+    let (id, secret) = (
+        keyless_iam::ids::access_key_id()?,
+        keyless_iam::ids::secret_access_key()?,
+    );
+    iam.update(&mut |state| {
+        if state.user(IMDS_USER).is_err() {
+            state.create_user(IMDS_USER, "/", keyless_iam::ids::user_id()?, now)?;
+        }
+        state
+            .create_access_key(IMDS_USER, id.clone(), secret.clone(), now)
+            .map(drop)
+    })
+    .context("cannot create the metadata service's IAM user and key")?;
+    let whose = format!("The key of Keyless's metadata service (IAM user {IMDS_USER})");
+    let text = crate::root::shared_credentials(&whose, &id, &secret);
+    crate::private::replace(&file, text.as_bytes())?;
+    tracing::info!(user = IMDS_USER, key = %id, "created the metadata service's key");
+    Ok((id, secret))
+}
+
+/// Creates the configuration's buckets that do not exist yet and sets their policies.
+async fn create_buckets(
+    store: &DiskStore,
+    buckets: Vec<(String, Option<String>)>,
+) -> anyhow::Result<()> {
+    for (i, (name, policy)) in buckets.into_iter().enumerate() {
+        match store.create_bucket(&name).await {
+            Ok(_) => tracing::info!(bucket = %name, "created bucket"),
+            Err(StoreError::BucketAlreadyExists(_)) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("buckets[{i}]: cannot create `{name}`"));
+            }
+        }
+        if let Some(text) = policy {
+            Policy::parse_as(&text, PolicyKind::Resource)
+                .with_context(|| format!("buckets[{i}].policy"))?;
+            store.set_bucket_policy(&name, Some(text)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// SigV2 signs a bucket-level request with the resource `/bucket/` (what botocore and AWS
+/// compute), while s3s signs the path as sent, `/bucket` in path style. The path is given its
+/// slash for s3s, which routes both alike.
+fn sigv2_bucket_path<B>(req: &mut hyper::Request<B>) {
+    let v2 = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("AWS "));
+    let path = req.uri().path();
+    if !v2 || path.len() < 2 || path[1..].contains('/') {
+        return;
+    }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}/?{q}"),
+        None => format!("{path}/"),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    match path_and_query.parse() {
+        Ok(pq) => parts.path_and_query = Some(pq),
+        Err(_) => return,
+    }
+    if let Ok(uri) = hyper::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+}
+
+/// The issuer's discovery or JWKS document, for an unsigned GET of its path.
+fn oidc_document<B>(
+    issuer: &crate::oidc::OwnIssuer,
+    req: &hyper::Request<B>,
+) -> Option<hyper::Response<s3s::Body>> {
+    if req.method() != hyper::Method::GET
+        || req.headers().contains_key(hyper::header::AUTHORIZATION)
+    {
+        return None;
+    }
+    let body = issuer.document(req.uri().path())?;
+    let mut response = hyper::Response::new(s3s::Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("public, max-age=300"),
+    );
+    Some(response)
+}
+
+fn is_form_post<B>(req: &hyper::Request<B>) -> bool {
+    req.method() == hyper::Method::POST
+        && crate::query::content_type_is(req.headers(), "multipart/form-data")
+}
+
+fn not_implemented(message: &str) -> hyper::Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NotImplemented</Code><Message>{message}</Message></Error>"
+    );
+    let mut response = hyper::Response::new(s3s::Body::from(body));
+    *response.status_mut() = hyper::StatusCode::NOT_IMPLEMENTED;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
