@@ -11,8 +11,25 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "keyless", version, about, long_about)]
 pub(crate) struct Cli {
+    /// How log lines (on stderr) are written: `text` for people, `json` (one object per line)
+    /// for log collectors. RUST_LOG sets what is logged (default `info`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "KEYLESS_LOG_FORMAT"
+    )]
+    pub(crate) log_format: LogFormat,
+
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,11 +19,20 @@ fn main() -> std::process::ExitCode {
         cli::Command::Doctor(_) => "error",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(log_filter(sdk_level))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        cli::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        cli::LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
     let result = match cli.command {
         cli::Command::Serve(options) => block_on(serve(options)),
         cli::Command::Agent(options) => block_on(agent(options)),
@@ -122,9 +131,10 @@ fn rotate(data_dir: &std::path::Path) -> anyhow::Result<std::process::ExitCode> 
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// `RUST_LOG`, `info` by default. s3s logs whole request URIs at debug level, and a presigned
-/// URL in a log is a credential until it expires: s3s stays at `info`, and the AWS SDK at `warn`,
-/// unless `RUST_LOG` names them.
+/// `RUST_LOG`, `info` by default. s3s logs whole request URIs at debug level (a presigned URL in
+/// a log is a credential until it expires) and every client mistake at error level (an
+/// AccessDenied is no fault of the server): it is silenced, since the server logs each request
+/// itself, and the AWS SDK stays at `warn`, unless `RUST_LOG` names them.
 fn log_filter(sdk_level: &str) -> tracing_subscriber::EnvFilter {
     #[allow(clippy::disallowed_methods)] // the binary reads its configuration
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
@@ -132,7 +142,7 @@ fn log_filter(sdk_level: &str) -> tracing_subscriber::EnvFilter {
         tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| "info".into());
     // The AWS SDK of the client tools narrates every credential lookup at info level.
     for (target, level) in [
-        ("s3s", "info"),
+        ("s3s", "off"),
         ("aws_config", sdk_level),
         ("aws_smithy_runtime", sdk_level),
     ] {
