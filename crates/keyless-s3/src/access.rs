@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use keyless_iam::{Caller, KeyProblem, Keyring};
 use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize};
-use keyless_types::Clock;
+use keyless_types::{Clock, RequestLog};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::dto::{
@@ -422,7 +422,25 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
                 "The provided token is malformed or otherwise invalid."
             ));
         }
+        if let Some(log) = cx.extensions_mut().get::<RequestLog>().cloned() {
+            let (operation, path) = (cx.s3_op().name(), cx.s3_path());
+            log.update(|f| {
+                f.operation = Some(operation.to_owned());
+                f.access_key_id.clone_from(&access_key);
+                (f.bucket, f.key) = match path {
+                    S3Path::Root => (None, None),
+                    S3Path::Bucket { bucket } => (Some(bucket.to_string()), None),
+                    S3Path::Object { bucket, key } => {
+                        (Some(bucket.to_string()), Some(key.to_string()))
+                    }
+                };
+            });
+        }
         let caller = self.resolve(access_key.as_deref(), token.as_deref())?;
+        if let (Some(log), Some(caller)) = (cx.extensions_mut().get::<RequestLog>(), &caller) {
+            let arn = caller.arn(&self.inner.account_id);
+            log.update(|f| f.principal = Some(arn));
+        }
         cx.extensions_mut().insert(Resolved(caller.clone()));
         if caller.as_ref().is_some_and(Caller::is_root) {
             return Ok(());

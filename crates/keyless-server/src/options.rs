@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser};
 
 use crate::listener::Limits;
+use crate::request_log::RequestLogLevel;
 
 /// Options parsed from command-line words (without the program name), as the binary parses
 /// them: for tests and embedders that start a server in process.
@@ -45,6 +46,12 @@ pub struct ServerOptions {
     /// closed; also how long a client has to send a request's headers.
     #[arg(long, default_value = "60s", value_parser = parse_std_duration, value_name = "DURATION")]
     pub idle_timeout: Duration,
+
+    /// The level of the one log line each request gets (request id, operation, principal,
+    /// bucket and key, status, duration): `info`, `debug` (out of the default output, for busy
+    /// servers) or `off`.
+    #[arg(long, value_enum, default_value = "info", value_name = "LEVEL")]
+    pub request_log: RequestLogLevel,
 }
 
 impl ServerOptions {

@@ -19,7 +19,7 @@ use keyless_iam::api::{self, ApiRequest, Params, xml};
 use keyless_iam::{Caller, KeyProblem, Keyring, ids};
 use keyless_sigv4::{Authorization, SigV4Error};
 use keyless_sts::{STS_NAMESPACE, Sts, StsRequest, is_unsigned_action};
-use keyless_types::{Clock, Secret};
+use keyless_types::{Clock, RequestLog, Secret};
 use sha2::{Digest as _, Sha256};
 
 /// The largest form body read: IAM's largest inputs are simulations of several policies.
@@ -168,6 +168,7 @@ impl QueryApi {
             Some("iam") => xml::IAM_NAMESPACE,
             _ => STS_NAMESPACE,
         };
+        let log = req.extensions().get::<RequestLog>().cloned();
         let (status, body) = match self
             .run(req, source_ip, secure_transport, &request_id)
             .await
@@ -176,6 +177,9 @@ impl QueryApi {
             Err(e) => {
                 let (code, status, message) = e.wire();
                 tracing::debug!(code, %message, "query request refused");
+                if let Some(log) = &log {
+                    log.update(|f| f.error_code = Some(code.to_owned()));
+                }
                 (
                     status,
                     xml::error_response(namespace, code, &message, status < 500, &request_id),
@@ -239,6 +243,23 @@ impl QueryApi {
             .get("Action")
             .ok_or(QueryError::MissingAction)?
             .to_owned();
+        if let Some(log) = parts.extensions.get::<RequestLog>() {
+            let service = signer
+                .as_ref()
+                .map(|(a, _, _)| a.credential.service.as_str());
+            let principal = signer
+                .as_ref()
+                .map(|(_, _, caller)| caller.arn(self.keys.account_id()));
+            let access_key_id = signer
+                .as_ref()
+                .map(|(a, _, _)| a.credential.access_key_id.clone());
+            log.update(|f| {
+                f.api = if service == Some("iam") { "iam" } else { "sts" };
+                f.operation = Some(action.clone());
+                f.principal = principal;
+                f.access_key_id = access_key_id;
+            });
+        }
         let caller = match signer {
             None if is_unsigned_action(&action) => None,
             None => return Err(QueryError::MissingAuthentication),

@@ -18,7 +18,7 @@ use keyless_s3::access::{Authorizer, ClientAddr, SecureTransport};
 use keyless_s3::service::KeylessS3;
 use keyless_s3::store::{DiskStore, ObjectStore as _, StoreError};
 use keyless_sts::{SessionKey, Sts};
-use keyless_types::{Clock, Secret};
+use keyless_types::{Clock, RequestLog, Secret};
 use s3s::host::MultiDomain;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -30,6 +30,7 @@ use crate::lifecycle::{Readiness, Shutdown, shutdown_channel};
 use crate::listener::{self, Limits};
 use crate::options::ServeOptions;
 use crate::query::QueryApi;
+use crate::request_log::{self, RequestLogLevel};
 
 /// How long a client has to send a request's headers, at the most.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,6 +84,7 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     readiness: Readiness,
     limits: Limits,
+    request_log: RequestLogLevel,
     banner: String,
 }
 
@@ -250,6 +252,7 @@ impl Server {
             tls,
             readiness,
             limits: args.server.limits(),
+            request_log: args.server.request_log,
             banner,
         })
     }
@@ -277,6 +280,7 @@ impl Server {
             tls,
             readiness,
             limits,
+            request_log: self_request_log,
             banner: _,
         } = self;
         {
@@ -299,30 +303,51 @@ impl Server {
             ))
         });
         let http = s3_http(limits.idle_timeout);
+        let request_log_level = self_request_log;
         let secure = tls.is_some();
         listener::serve("s3", s3, http, tls, limits, shutdown, move |peer| {
             let (service, query, issuer) = (service.clone(), query.clone(), Arc::clone(&issuer));
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                #[allow(clippy::disallowed_methods)] // the composition root times requests
+                let started = std::time::Instant::now();
+                let log = RequestLog::new("s3");
+                let method = req.method().clone();
+                req.extensions_mut().insert(log.clone());
                 req.extensions_mut().insert(ClientAddr(peer));
                 req.extensions_mut().insert(SecureTransport(secure));
                 let (service, query, issuer) =
                     (service.clone(), query.clone(), Arc::clone(&issuer));
                 async move {
-                    if let Some(document) = oidc_document(&issuer, &req) {
-                        return Ok(document);
+                    let response = async {
+                        if let Some(document) = oidc_document(&issuer, &req) {
+                            log.update(|f| f.api = "oidc");
+                            return Ok(document);
+                        }
+                        if QueryApi::claims(&req) {
+                            return Ok(query.serve(req, Some(peer.ip()), secure).await);
+                        }
+                        // s3s reads a browser-form POST (PostObject) whole, before any check;
+                        // Keyless does not serve it, so it is refused before a byte is read.
+                        if is_form_post(&req) {
+                            return Ok(not_implemented(
+                                "POST uploads from browser forms are not supported.",
+                            ));
+                        }
+                        sigv2_bucket_path(&mut req);
+                        hyper::service::Service::call(&service, req).await
                     }
-                    if QueryApi::claims(&req) {
-                        return Ok(query.serve(req, Some(peer.ip()), secure).await);
+                    .await;
+                    if let Ok(response) = &response {
+                        request_log::write(
+                            request_log_level,
+                            &log,
+                            None,
+                            &method,
+                            response.status().as_u16(),
+                            started.elapsed(),
+                        );
                     }
-                    // s3s reads a browser-form POST (PostObject) whole, before any check;
-                    // Keyless does not serve it, so it is refused before a byte is read.
-                    if is_form_post(&req) {
-                        return Ok(not_implemented(
-                            "POST uploads from browser forms are not supported.",
-                        ));
-                    }
-                    sigv2_bucket_path(&mut req);
-                    hyper::service::Service::call(&service, req).await
+                    response
                 }
             })
         })

@@ -4,6 +4,7 @@
 
 mod arn;
 mod clock;
+mod request_log;
 mod secret;
 pub mod time;
 
@@ -11,4 +12,5 @@ pub use arn::{AccountId, Arn, ArnError};
 #[allow(clippy::disallowed_types)] // its home
 pub use clock::SystemClock;
 pub use clock::{Clock, FixedClock};
+pub use request_log::{RequestFields, RequestLog};
 pub use secret::Secret;
