@@ -22,13 +22,14 @@ from conftest import REPO  # noqa: F401
 
 
 class Server:
-    def __init__(self, keyless_bin, data_dir, extra=()):
+    def __init__(self, keyless_bin, data_dir, extra=(), env=None):
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
             [keyless_bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
         line = self.proc.stdout.readline()
         match = re.match(r"keyless: S3 endpoint (https?://\S+)", line)

@@ -3,7 +3,7 @@
 //!
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-unique-ids>
 
-use keyless_types::Secret;
+use keyless_types::{RequestId, Secret};
 
 use crate::IamError;
 
@@ -47,18 +47,19 @@ pub fn secret_access_key() -> Result<Secret, IamError> {
     random_text(40, BASE64).map(Secret::new)
 }
 
-/// A request id, as AWS puts in every response.
-pub fn request_id() -> String {
+/// A request id, as AWS puts in every response: made once per request, where it enters the
+/// server, and put in the request's extensions.
+pub fn request_id() -> RequestId {
     // A request id is not a secret; without randomness it is still unique enough to read logs.
     let hex = random_text(32, b"0123456789abcdef").unwrap_or_else(|_| "0".repeat(32));
-    format!(
+    RequestId::new(format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
         &hex[8..12],
         &hex[12..16],
         &hex[16..20],
         &hex[20..32]
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -76,6 +77,7 @@ mod tests {
         let key = access_key_id().unwrap();
         assert!(key.starts_with("AKIA") && key.len() == 20);
         assert_eq!(secret_access_key().unwrap().expose().len(), 40);
-        assert_eq!(request_id().len(), 36);
+        assert_eq!(request_id().as_str().len(), 36);
+        assert_ne!(request_id(), request_id());
     }
 }

@@ -84,7 +84,7 @@ fn access_denied() -> s3s::S3Error {
 /// A query string component decoded the way s3s decodes it (form encoding: `%XX` escapes, `+`
 /// for space, a `%` without two hex digits kept as is, invalid UTF-8 replaced), borrowed when
 /// there is nothing to decode. A session token is hundreds of bytes, decoded on every request.
-fn decode_component(s: &str) -> Cow<'_, str> {
+pub(crate) fn decode_component(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) {
         return Cow::Borrowed(s);
     }

@@ -19,7 +19,7 @@ use keyless_iam::api::{self, ApiRequest, Params, xml};
 use keyless_iam::{Caller, KeyProblem, Keyring, ids};
 use keyless_sigv4::{Authorization, SigV4Error};
 use keyless_sts::{STS_NAMESPACE, Sts, StsRequest, is_unsigned_action};
-use keyless_types::{Clock, RequestLog, Secret};
+use keyless_types::{Clock, RequestId, RequestLog, Secret};
 use sha2::{Digest as _, Sha256};
 
 /// The largest form body read: IAM's largest inputs are simulations of several policies.
@@ -163,16 +163,15 @@ impl QueryApi {
         source_ip: Option<IpAddr>,
         secure_transport: bool,
     ) -> Response<s3s::Body> {
-        let request_id = ids::request_id();
+        // One id per request, made where it entered the server (S3 uses the same).
+        let id = (req.extensions().get::<RequestId>().cloned()).unwrap_or_else(ids::request_id);
+        let request_id = id.as_str();
         let namespace = match signed_service(&req) {
             Some("iam") => xml::IAM_NAMESPACE,
             _ => STS_NAMESPACE,
         };
         let log = req.extensions().get::<RequestLog>().cloned();
-        let (status, body) = match self
-            .run(req, source_ip, secure_transport, &request_id)
-            .await
-        {
+        let (status, body) = match self.run(req, source_ip, secure_transport, request_id).await {
             Ok(response) => (response.status, response.body),
             Err(e) => {
                 let (code, status, message) = e.wire();
@@ -182,7 +181,7 @@ impl QueryApi {
                 }
                 (
                     status,
-                    xml::error_response(namespace, code, &message, status < 500, &request_id),
+                    xml::error_response(namespace, code, &message, status < 500, request_id),
                 )
             }
         };
@@ -191,9 +190,10 @@ impl QueryApi {
             hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
-        if let Ok(id) = HeaderValue::from_str(&request_id) {
-            headers.insert("x-amzn-requestid", id);
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert("x-amzn-requestid", value);
         }
+        response.extensions_mut().insert(id);
         response
     }
 
@@ -310,7 +310,7 @@ impl QueryApi {
         request_id: &str,
     ) -> api::ApiResponse {
         let store = Arc::clone(self.keys.store());
-        let request_id = request_id.to_owned();
+        let id = request_id.to_owned();
         // Changes commit to disk: off the async threads.
         tokio::task::spawn_blocking(move || {
             let req = ApiRequest {
@@ -321,15 +321,15 @@ impl QueryApi {
                 secure_transport,
                 now,
             };
-            let span = tracing::debug_span!("iam", action = %action, request_id = %request_id);
+            let span = tracing::debug_span!("iam", action = %action, request_id = %id);
             let _entered = span.enter();
-            api::handle(store.as_ref(), &req, &request_id)
+            api::handle(store.as_ref(), &req, &id)
         })
         .await
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "iam request panicked");
             api::ApiError::Iam(keyless_iam::IamError::Storage("the request failed".into()))
-                .response(xml::IAM_NAMESPACE, "")
+                .response(xml::IAM_NAMESPACE, request_id)
         })
     }
 

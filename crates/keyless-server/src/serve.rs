@@ -17,6 +17,7 @@ use keyless_policy::{Policy, PolicyKind};
 use keyless_s3::access::{Authorizer, ClientAddr, SecureTransport};
 use keyless_s3::service::KeylessS3;
 use keyless_s3::store::{DiskStore, ObjectStore as _, StoreError};
+use keyless_s3::wire::{S3Front, SharedHost};
 use keyless_sts::{SessionKey, Sts};
 use keyless_types::{Clock, RequestLog, Secret};
 use s3s::host::MultiDomain;
@@ -78,7 +79,7 @@ pub struct Server {
     s3: TcpListener,
     admin: Option<TcpListener>,
     imds: Option<(TcpListener, Metadata)>,
-    service: s3s::service::S3Service,
+    service: S3Front,
     query: QueryApi,
     issuer: Arc<crate::oidc::OwnIssuer>,
     tls: Option<TlsAcceptor>,
@@ -205,15 +206,19 @@ impl Server {
         builder.set_auth(authorizer.clone());
         builder.set_access(authorizer);
 
+        let mut host = None;
         if !args.domain.is_empty() {
             // Clients send `Host: bucket.domain` on port 80/443 and `bucket.domain:port` elsewhere.
             let mut domains = args.domain.clone();
             domains.extend(args.domain.iter().map(|d| format!("{d}:{}", local.port())));
-            let host = MultiDomain::new(&domains)
+            let domains = MultiDomain::new(&domains)
                 .map_err(|e| anyhow::anyhow!("--domain: {e}: {}", args.domain.join(", ")))?;
-            builder.set_host(host);
+            let shared = SharedHost::new(domains);
+            builder.set_host(shared.clone());
+            host = Some(shared);
         }
-        let service = builder.build();
+        // Request ids, AWS's error texts and the presigned-URL checks around s3s.
+        let service = S3Front::new(builder.build(), host);
         let endpoint = format!("{scheme}://{local}");
         let mut banner = format!(
             "keyless: S3 endpoint {endpoint}\nkeyless: IAM and STS on the same endpoint; OIDC issuer {}\n",
@@ -312,6 +317,9 @@ impl Server {
                 let started = std::time::Instant::now();
                 let log = RequestLog::new("s3");
                 let method = req.method().clone();
+                // One id per request, read back by S3, IAM and STS and by the request's log.
+                let request_id = keyless_iam::ids::request_id();
+                req.extensions_mut().insert(request_id.clone());
                 req.extensions_mut().insert(log.clone());
                 req.extensions_mut().insert(ClientAddr(peer));
                 req.extensions_mut().insert(SecureTransport(secure));
@@ -329,19 +337,21 @@ impl Server {
                         // s3s reads a browser-form POST (PostObject) whole, before any check;
                         // Keyless does not serve it, so it is refused before a byte is read.
                         if is_form_post(&req) {
-                            return Ok(not_implemented(
+                            let e = s3s::S3Error::with_message(
+                                s3s::S3ErrorCode::NotImplemented,
                                 "POST uploads from browser forms are not supported.",
-                            ));
+                            );
+                            return Ok(service.refuse(&req, e));
                         }
                         sigv2_bucket_path(&mut req);
-                        hyper::service::Service::call(&service, req).await
+                        service.serve(req).await
                     }
                     .await;
                     if let Ok(response) = &response {
                         request_log::write(
                             request_log_level,
                             &log,
-                            None,
+                            Some(request_id.as_str()),
                             &method,
                             response.status().as_u16(),
                             started.elapsed(),
@@ -565,17 +575,4 @@ fn oidc_document<B>(
 fn is_form_post<B>(req: &hyper::Request<B>) -> bool {
     req.method() == hyper::Method::POST
         && crate::query::content_type_is(req.headers(), "multipart/form-data")
-}
-
-fn not_implemented(message: &str) -> hyper::Response<s3s::Body> {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NotImplemented</Code><Message>{message}</Message></Error>"
-    );
-    let mut response = hyper::Response::new(s3s::Body::from(body));
-    *response.status_mut() = hyper::StatusCode::NOT_IMPLEMENTED;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/xml"),
-    );
-    response
 }

@@ -16,5 +16,6 @@ mod verify;
 pub use canonical::{canonical_request, uri_encode};
 pub use sign::{Signer, sign};
 pub use verify::{
-    Authorization, Credential, Request, SigV4Error, Verified, signature, signing_key, verify,
+    Authorization, Credential, Request, SigV4Error, Verified, signature, signing_key,
+    string_to_sign, verify,
 };

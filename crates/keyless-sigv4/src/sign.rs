@@ -7,7 +7,7 @@
 use sha2::{Digest as _, Sha256};
 
 use crate::canonical::canonical_request;
-use crate::verify::{hex, signature, signing_key};
+use crate::verify::{hex, signature, signing_key, string_to_sign};
 
 /// Who signs, where and when.
 #[derive(Clone, Copy)]
@@ -72,11 +72,7 @@ pub fn sign(
     );
     let date = signer.amz_date.get(..8).unwrap_or_default();
     let scope = format!("{date}/{}/{}/aws4_request", signer.region, signer.service);
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
-        signer.amz_date,
-        hex(&Sha256::digest(canonical.as_bytes()))
-    );
+    let string_to_sign = string_to_sign(signer.amz_date, &scope, &canonical);
     let key = signing_key(
         signer.secret_access_key,
         date,

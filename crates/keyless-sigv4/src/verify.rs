@@ -70,7 +70,8 @@ impl Credential {
         }
     }
 
-    fn scope(&self) -> String {
+    /// The credential scope: `DATE/REGION/SERVICE/aws4_request`.
+    pub fn scope(&self) -> String {
         format!(
             "{}/{}/{}/aws4_request",
             self.date, self.region, self.service
@@ -162,6 +163,15 @@ pub struct Verified {
     pub signed_at: i64,
 }
 
+/// The string to sign of a request signed at `amz_date` (`YYYYMMDDTHHMMSSZ`) for `scope`
+/// (`DATE/REGION/SERVICE/aws4_request`), whose canonical request is `canonical_request`.
+pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
+    format!(
+        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
+        hex(&Sha256::digest(canonical_request.as_bytes()))
+    )
+}
+
 /// The key that signs requests for one day, region and service.
 pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let mut key = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
@@ -249,11 +259,7 @@ pub fn verify(
         request.payload_hash,
         credential.service == "s3",
     );
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{}\n{}",
-        credential.scope(),
-        hex(&Sha256::digest(canonical.as_bytes()))
-    );
+    let string_to_sign = string_to_sign(amz_date, &credential.scope(), &canonical);
     let key = signing_key(
         secret,
         &credential.date,

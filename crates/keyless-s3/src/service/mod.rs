@@ -3,7 +3,6 @@
 
 mod bucket;
 mod checksum;
-mod error;
 mod list;
 mod multipart;
 mod object;
@@ -15,7 +14,7 @@ use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::store::ObjectStore;
 
-pub use error::store_error;
+pub use crate::wire::store_error;
 
 /// The S3 service over a store.
 pub struct KeylessS3<S> {

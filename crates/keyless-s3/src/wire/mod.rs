@@ -1,0 +1,210 @@
+//! S3 on the wire: what Keyless adds around s3s for every S3 request. Presigned URLs are
+//! checked before s3s sees them ([`presign`]); every response leaves with the request's id
+//! (`x-amz-request-id`, and `x-amz-id-2` for the host id), and every error body with AWS's
+//! message for its code and the elements AWS adds ([`errors`]); storage errors become S3's
+//! here too ([`store_error`]).
+//!
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/RESTCommonResponseHeaders.html>
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html>
+
+pub mod errors;
+pub mod presign;
+mod signing;
+mod store;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use keyless_types::{RequestId, RequestLog};
+use s3s::host::S3Host;
+use s3s::service::S3Service;
+use s3s::{Body, HttpError, HttpResponse, S3Error};
+
+use crate::access::decode_component;
+
+pub use errors::{aws_error, aws_message};
+pub use store::store_error;
+
+/// The header of S3's request id.
+pub const REQUEST_ID: &str = "x-amz-request-id";
+
+/// The header of S3's host id, which AWS's support reads with the request id.
+pub const HOST_ID: &str = "x-amz-id-2";
+
+/// The virtual-host parser, shared by s3s (which routes with it) and the error bodies (which
+/// name the bucket a request was for).
+#[derive(Clone)]
+pub struct SharedHost(Arc<dyn S3Host>);
+
+impl SharedHost {
+    /// Shares `host`.
+    pub fn new(host: impl S3Host) -> Self {
+        Self(Arc::new(host))
+    }
+}
+
+impl S3Host for SharedHost {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        self.0.parse_host_header(host)
+    }
+}
+
+/// What is kept of a request before s3s takes it, for its error body.
+#[derive(Debug, Clone)]
+pub(crate) struct Kept {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+}
+
+impl Kept {
+    pub(crate) fn of<B>(req: &http::Request<B>) -> Self {
+        Self {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        }
+    }
+}
+
+/// The first value of the query parameter `name`, decoded as s3s decodes it.
+pub(crate) fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode_component(k) == name).then(|| decode_component(v))
+    })
+}
+
+/// The host id of a request (`x-amz-id-2`, `HostId`): its request id, base64, so that either
+/// finds the request in the log.
+pub fn host_id(id: &RequestId) -> String {
+    base64::engine::general_purpose::STANDARD.encode(id.as_str())
+}
+
+/// The S3 endpoint: s3s with Keyless's checks before it and AWS's ids and error texts after.
+#[derive(Clone)]
+pub struct S3Front {
+    service: S3Service,
+    host: Option<SharedHost>,
+}
+
+impl S3Front {
+    /// `service` (built with `host` as its virtual-host parser, if any) behind the front.
+    pub fn new(service: S3Service, host: Option<SharedHost>) -> Self {
+        Self { service, host }
+    }
+
+    /// Serves one S3 request: its id is the [`RequestId`] in its extensions (made where the
+    /// request entered the server), and is put in the response's extensions too.
+    pub async fn serve<B: Into<Body>>(
+        &self,
+        req: http::Request<B>,
+    ) -> Result<HttpResponse, HttpError> {
+        let kept = Kept::of(&req);
+        let id = request_id(req.extensions());
+        let log = req.extensions().get::<RequestLog>().cloned();
+        let response = match presign::check(req.uri().query()) {
+            Ok(()) => self.service.call(req.map(Into::into)).await?,
+            Err(refused) => serialize(refused),
+        };
+        Ok(self.complete(response, &kept, id, log.as_ref()))
+    }
+
+    /// The response to a request refused before it reached s3s, completed like every other.
+    pub fn refuse<B>(&self, req: &http::Request<B>, error: S3Error) -> HttpResponse {
+        let id = request_id(req.extensions());
+        let log = req.extensions().get::<RequestLog>();
+        self.complete(serialize(error), &Kept::of(req), id, log)
+    }
+
+    /// Adds the ids to `response` and completes its body if it is an S3 error (whose code goes
+    /// to the request's log).
+    fn complete(
+        &self,
+        mut response: HttpResponse,
+        kept: &Kept,
+        id: RequestId,
+        log: Option<&RequestLog>,
+    ) -> HttpResponse {
+        let host_id = host_id(&id);
+        if response.status().as_u16() >= 300
+            && let Some(body) = response.body().bytes()
+        {
+            if let Some(log) = log
+                && let Some(fields) = errors::parse(&body)
+                && let Some((_, code)) = fields.into_iter().find(|(k, _)| k == "Code")
+            {
+                log.update(|f| f.error_code = Some(code));
+            }
+            let request = errors::Request {
+                kept,
+                resource: self.resource(kept),
+                id: &id,
+                host_id: &host_id,
+            };
+            if let Some(completed) = errors::complete(&body, &request) {
+                *response.body_mut() = Body::from(completed);
+                response.headers_mut().remove(http::header::CONTENT_LENGTH);
+            }
+        }
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+            headers.insert(REQUEST_ID, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&host_id) {
+            headers.insert(HOST_ID, value);
+        }
+        response.extensions_mut().insert(id);
+        response
+    }
+
+    /// The bucket and key a request names, read as s3s reads them (virtual host or path),
+    /// without judging whether they are valid.
+    fn resource(&self, kept: &Kept) -> (Option<String>, Option<String>) {
+        let path = percent_encoding::percent_decode_str(kept.uri.path()).decode_utf8_lossy();
+        let path = path.strip_prefix('/').unwrap_or(&path);
+        let host = kept
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| kept.uri.authority().map(|a| a.as_str()));
+        let is_address = |h: &str| {
+            h.parse::<std::net::SocketAddr>().is_ok() || h.parse::<std::net::IpAddr>().is_ok()
+        };
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        if let (Some(parser), Some(host)) = (&self.host, host)
+            && !is_address(host)
+            && let Ok(vh) = parser.parse_host_header(host)
+            && let Some(bucket) = vh.bucket()
+        {
+            return (Some(bucket.to_owned()), non_empty(path));
+        }
+        match path.split_once('/') {
+            Some((bucket, key)) => (non_empty(bucket), non_empty(key)),
+            None => (non_empty(path), None),
+        }
+    }
+}
+
+/// The request id in `extensions`; one is made if the listener gave none (tests that build
+/// requests by hand).
+fn request_id(extensions: &http::Extensions) -> RequestId {
+    extensions
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(keyless_iam::ids::request_id)
+}
+
+fn serialize(error: S3Error) -> HttpResponse {
+    error.to_http_response().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot write an S3 error");
+        let mut response = HttpResponse::new(Body::empty());
+        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        response
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+//! Storage errors as S3 answers them: the one place that maps them to codes and statuses, with
+//! AWS's messages from [`super::errors`]. Internal failures answer `InternalError` and are
+//! logged with their cause; a storage error's details (which bucket, how many bytes) go to the
+//! log, and the body names the bucket and key as AWS does.
+
+use s3s::{S3Error, S3ErrorCode, s3_error};
+
+use super::errors::aws_error;
+use crate::store::StoreError;
+
+/// The S3 error for a storage error.
+pub fn store_error(e: StoreError) -> S3Error {
+    if !matches!(
+        e,
+        StoreError::Io(_) | StoreError::Database(_) | StoreError::Body(_)
+    ) {
+        tracing::debug!(error = %e, "the store refused the request");
+    }
+    match e {
+        StoreError::NoSuchBucket(_) => aws_error(S3ErrorCode::NoSuchBucket),
+        StoreError::BucketNotEmpty(_) => aws_error(S3ErrorCode::BucketNotEmpty),
+        StoreError::BucketAlreadyExists(_) => aws_error(S3ErrorCode::BucketAlreadyOwnedByYou),
+        StoreError::NoSuchKey { .. } => aws_error(S3ErrorCode::NoSuchKey),
+        StoreError::ChecksumMismatch(algorithm) => s3_error!(
+            BadDigest,
+            "The {algorithm} you specified did not match the calculated checksum."
+        ),
+        StoreError::BadDigest => aws_error(S3ErrorCode::BadDigest),
+        StoreError::IncompleteBody { .. } => aws_error(S3ErrorCode::IncompleteBody),
+        StoreError::InvalidRange { .. } => aws_error(S3ErrorCode::InvalidRange),
+        StoreError::NoSuchUpload(_) => aws_error(S3ErrorCode::NoSuchUpload),
+        StoreError::InvalidPart(_) => aws_error(S3ErrorCode::InvalidPart),
+        StoreError::InvalidPartOrder => aws_error(S3ErrorCode::InvalidPartOrder),
+        StoreError::EntityTooSmall { .. } => aws_error(S3ErrorCode::EntityTooSmall),
+        // A body that failed while streaming: a bad payload hash or chunk signature (which s3s
+        // reports through the stream), or a client that went away.
+        StoreError::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            tracing::info!(error = %e, "request body stalled");
+            aws_error(S3ErrorCode::RequestTimeout)
+        }
+        StoreError::Body(e) => {
+            tracing::info!(error = %e, "request body failed");
+            let mut err = aws_error(S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()));
+            err.set_status_code(http::StatusCode::BAD_REQUEST);
+            err
+        }
+        StoreError::Io(e) => {
+            tracing::error!(error = %e, "storage IO failed");
+            aws_error(S3ErrorCode::InternalError)
+        }
+        StoreError::Database(e) => {
+            tracing::error!(error = %e, "metadata database failed");
+            aws_error(S3ErrorCode::InternalError)
+        }
+    }
+}
