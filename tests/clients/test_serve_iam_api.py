@@ -118,6 +118,41 @@ def test_errors_read_as_on_aws(server):
     assert "(ValidationError)" in bad and "userName" in bad
 
 
+DUPLICATE = "duplicate key: a key may appear only once in an object"
+
+
+def test_duplicate_keys_are_refused_naming_where(server):
+    """A JSON library keeps the last of two equal keys: `"Effect":"Deny","Effect":"Allow"` would
+    allow while a reviewer reads the deny. IAM refuses two `Statement` elements; Keyless refuses
+    every repeated key, and stores nothing."""
+    server.aws("iam", "create-user", "--user-name", "dup")
+    rw = '"Action":"s3:*","Resource":"*"'
+    for doc, path in [
+        ('{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Effect":"Allow",%s}]}' % rw,
+         "Statement[0].Effect"),
+        ('{"Version":"2012-10-17","Statement":[{"Effect":"Deny",%s}],"Statement":[{"Effect":"Allow",%s}]}' % (rw, rw),
+         "Statement"),
+        ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow",%s,"Condition":'
+         '{"StringEquals":{"aws:username":"alice"},"StringEquals":{"aws:PrincipalTag/team":"ops"}}}]}' % rw,
+         "Statement[0].Condition.StringEquals"),
+        ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow",%s,"Condition":'
+         '{"StringEquals":{"aws:username":"alice","aws:username":"dup"}}}]}' % rw,
+         "Statement[0].Condition.StringEquals.aws:username"),
+    ]:
+        assert cli_error(server.aws("iam", "put-user-policy", "--user-name", "dup", "--policy-name", "p",
+                                    "--policy-document", doc, check=False)) == (
+            "An error occurred (MalformedPolicyDocument) when calling the PutUserPolicy operation: "
+            f"Syntax errors in policy: {path}: {DUPLICATE}"
+        )
+        assert cli_error(server.aws("iam", "create-policy", "--policy-name", "p",
+                                    "--policy-document", doc, check=False)) == (
+            "An error occurred (MalformedPolicyDocument) when calling the CreatePolicy operation: "
+            f"Syntax errors in policy: {path}: {DUPLICATE}"
+        )
+    assert json.loads(server.aws("iam", "list-user-policies", "--user-name", "dup").stdout)["PolicyNames"] == []
+    assert json.loads(server.aws("iam", "list-policies", "--scope", "Local").stdout)["Policies"] == []
+
+
 def test_managed_policies_attach_and_managed_by_arn(server):
     created = json.loads(server.aws("iam", "create-policy", "--policy-name", "registry-rw",
                                     "--policy-document", READ_WRITE, "--description", "GitLab registry").stdout)["Policy"]

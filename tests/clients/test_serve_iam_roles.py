@@ -147,6 +147,39 @@ def test_role_errors_read_as_on_aws(server):
     assert got["MaxSessionDuration"] == 43200 and got["Description"] == "CI jobs"
 
 
+DUPLICATE = "duplicate key: a key may appear only once in an object"
+
+
+def test_duplicate_keys_in_trust_and_role_policies_are_refused(server):
+    """`{"AWS": "...:user/alice", "AWS": "*"}` reads as alice and, to a JSON library, is anyone."""
+    dup_trust = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":'
+                 '{"AWS":"arn:aws:iam::%s:user/alice","AWS":"*"},"Action":"sts:AssumeRole"}]}' % ACCOUNT)
+    assert cli_error(server.aws("iam", "create-role", "--role-name", "dup",
+                                "--assume-role-policy-document", dup_trust, check=False)) == (
+        "An error occurred (MalformedPolicyDocument) when calling the CreateRole operation: "
+        f"Syntax errors in policy: Statement[0].Principal.AWS: {DUPLICATE}"
+    )
+    assert "(NoSuchEntity)" in cli_error(server.aws("iam", "get-role", "--role-name", "dup", check=False))
+    # IAM's trust checks read the document as the compiler does: the duplicate is what is refused.
+    hides_an_action = ('{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},'
+                      '"Action":"sts:AssumeRole","Action":"s3:*"}}')
+    server.aws("iam", "create-role", "--role-name", "ci", "--assume-role-policy-document", json.dumps(TRUST))
+    assert cli_error(server.aws("iam", "update-assume-role-policy", "--role-name", "ci",
+                                "--policy-document", hides_an_action, check=False)) == (
+        "An error occurred (MalformedPolicyDocument) when calling the UpdateAssumeRolePolicy operation: "
+        f"Syntax errors in policy: Statement.Action: {DUPLICATE}"
+    )
+    assert aws_json(server, "iam", "get-role", "--role-name", "ci")["Role"]["AssumeRolePolicyDocument"] == TRUST
+    two_statements = ('{"Version":"2012-10-17","Statement":{"Effect":"Deny","Action":"s3:*","Resource":"*"},'
+                      '"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}')
+    assert cli_error(server.aws("iam", "put-role-policy", "--role-name", "ci", "--policy-name", "p",
+                                "--policy-document", two_statements, check=False)) == (
+        "An error occurred (MalformedPolicyDocument) when calling the PutRolePolicy operation: "
+        f"Syntax errors in policy: Statement: {DUPLICATE}"
+    )
+    assert aws_json(server, "iam", "list-role-policies", "--role-name", "ci")["PolicyNames"] == []
+
+
 def test_boto3_pages_through_roles(server):
     client = iam(server)
     names = [f"role-{i:02}" for i in range(7)]

@@ -317,6 +317,22 @@ def test_bucket_policy_decides_anonymous_access(server):
     assert error_code(e) == "NoSuchBucketPolicy"
 
 
+def test_a_bucket_policy_with_a_duplicate_key_is_refused(server):
+    """`"Principal": {"AWS": "111122223333"}, "Principal": "*"` reads as one account and, to a
+    JSON library, is anyone."""
+    server.client().create_bucket(Bucket="public")
+    policy = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},'
+              '"Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::public/*"}]}')
+    proc = server.aws("s3api", "put-bucket-policy", "--bucket", "public", "--policy", policy, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == (
+        "An error occurred (MalformedPolicy) when calling the PutBucketPolicy operation: "
+        "Statement[0].Principal: duplicate key: a key may appear only once in an object"
+    )
+    proc = server.aws("s3api", "get-bucket-policy", "--bucket", "public", check=False)
+    assert "(NoSuchBucketPolicy)" in proc.stderr
+
+
 def test_data_survives_a_restart(keyless_bin, tmp_path):
     first = Server(keyless_bin, tmp_path / "data")
     s3 = first.client()

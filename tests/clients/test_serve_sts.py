@@ -334,6 +334,33 @@ def test_assume_role_session_policies_and_revocation(server):
     assert e.value.response["Error"]["Code"] == "AccessDenied"
 
 
+def test_a_session_policy_with_a_duplicate_key_is_refused(server, tmp_path):
+    server.aws("s3", "mb", "s3://data")
+    server.aws("iam", "create-user", "--user-name", "agent")
+    key = json.loads(server.aws("iam", "create-access-key", "--user-name", "agent").stdout)["AccessKey"]
+    trust_doc = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/agent"}, "Action": "sts:AssumeRole"}]})
+    role = make_role(server, "worker", trust_doc, "data")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"],
+               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE="/nonexistent",
+               AWS_SHARED_CREDENTIALS_FILE="/nonexistent", HOME=str(tmp_path))
+    # Read as written, the session may only read; to a JSON library, it may also write.
+    policy = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject",'
+              '"Action":"s3:*","Resource":"*"}]}')
+    out = aws_as(env, "--endpoint-url", server.endpoint, "sts", "assume-role", "--role-arn", role,
+                 "--role-session-name", "dup", "--policy", policy)
+    assert out.returncode != 0, out.stdout
+    assert out.stderr.strip() == (
+        "An error occurred (MalformedPolicyDocument) when calling the AssumeRole operation: "
+        "Statement[0].Action: duplicate key: a key may appear only once in an object"
+    )
+    # Without the duplicate, the same call works.
+    ok = aws_as(env, "--endpoint-url", server.endpoint, "sts", "assume-role", "--role-arn", role,
+                "--role-session-name", "dup", "--policy", policy.replace('"Action":"s3:*",', ""))
+    assert ok.returncode == 0, ok.stderr
+
+
 class _Issuer(http.server.BaseHTTPRequestHandler):
     documents = {}
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use keyless_policy::{Policy, PolicyKind};
+use keyless_policy::{Policy, PolicyError, PolicyKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -99,8 +99,14 @@ fn malformed_trust(message: &str) -> IamError {
 /// Checks a trust policy as IAM does before storing it, with IAM's texts for the mistakes
 /// peculiar to trust policies (`Has prohibited field Resource`), and compiles it.
 pub fn check_trust_policy(document: &str) -> Result<Policy, IamError> {
-    let value: Value = serde_json::from_str(document)
-        .map_err(|_| malformed_trust("This policy contains invalid Json"))?;
+    // Read as the compiler reads it, so that the checks below see no key a duplicate hides.
+    let value = keyless_policy::parse_json(document).map_err(|error| match error {
+        PolicyError::Json { .. } => malformed_trust("This policy contains invalid Json"),
+        error => IamError::MalformedPolicy {
+            which: "AssumeRolePolicyDocument".into(),
+            error,
+        },
+    })?;
     let statements: Vec<&Value> = match value.get("Statement") {
         Some(Value::Array(items)) => items.iter().collect(),
         Some(one) => vec![one],
@@ -497,6 +503,16 @@ mod tests {
                 r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"s3:GetObject"}]}"#
             ),
             "AssumeRole policy may only specify STS AssumeRole actions."
+        );
+        // A duplicate is refused before the checks that would read only its last value.
+        let err = check_trust_policy(
+            r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"sts:AssumeRole","Action":"s3:*"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "MalformedPolicyDocument");
+        assert_eq!(
+            err.to_string(),
+            "AssumeRolePolicyDocument: Statement.Action: duplicate key: a key may appear only once in an object"
         );
         for ok in [
             "sts:AssumeRole*",

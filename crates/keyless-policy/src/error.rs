@@ -90,6 +90,13 @@ pub enum PolicyError {
         /// The limit.
         max: usize,
     },
+    /// A key that appears twice in one object: JSON parsers keep the last, a reader may see the
+    /// first, so neither is taken.
+    #[error("{path}: duplicate key: a key may appear only once in an object")]
+    DuplicateKey {
+        /// Where, the repeated key last (`Statement[0].Effect`).
+        path: String,
+    },
     /// Two statements with the same `Sid`.
     #[error("{path}: duplicate Sid `{sid}`: statement ids must be unique within a policy")]
     DuplicateSid {

@@ -36,6 +36,7 @@ mod date;
 mod error;
 mod evaluate;
 mod ip;
+mod json;
 mod pattern;
 mod policy;
 mod principal;
@@ -47,6 +48,14 @@ pub use evaluate::{Decision, Matched, PolicySet, Request, Source, SourceKind, Ve
 pub use policy::{Effect, Policy, PolicyKind, Statement, Version};
 pub use principal::{Principal, PrincipalMatch};
 pub use span::{Position, Span};
+
+/// Parses a policy document's JSON text as [`Policy::parse_as`] reads it: a key repeated in one
+/// object, at any depth, is refused with its path (`Statement[0].Effect: duplicate key: ...`),
+/// where a plain JSON parser would keep the last one. For callers that look at a document's
+/// JSON before compiling it.
+pub fn parse_json(text: &str) -> Result<serde_json::Value, PolicyError> {
+    json::parse(text)
+}
 
 /// Milliseconds since the Unix epoch of a date as the `Date*` condition operators read it
 /// (ISO 8601 or epoch seconds); `None` when it is neither.

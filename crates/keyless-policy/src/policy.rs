@@ -108,7 +108,8 @@ impl Policy {
 
     /// Parses a policy from its JSON text and checks it is fit to be used as `kind`. Statement
     /// positions in the text are recorded for explanations. Documents longer than
-    /// [`Policy::MAX_LEN`] are refused.
+    /// [`Policy::MAX_LEN`] are refused, and so is a key repeated in one object (see
+    /// [`crate::parse_json`]).
     pub fn parse_as(text: &str, kind: PolicyKind) -> Result<Self, PolicyError> {
         if text.len() > Self::MAX_LEN {
             return Err(PolicyError::TooLarge {
@@ -116,11 +117,7 @@ impl Policy {
                 max: Self::MAX_LEN,
             });
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| PolicyError::Json {
-            message: json_message(&e),
-            line: e.line(),
-            column: e.column(),
-        })?;
+        let value = crate::json::parse(text)?;
         let mut policy = Self::from_value(&value, kind)?;
         if let Some(spans) = statement_spans(text)
             && spans.len() == policy.statements.len()
@@ -645,15 +642,6 @@ fn display(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
-}
-
-/// serde_json's message without its trailing " at line L column C" (reported separately).
-fn json_message(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
     }
 }
 
