@@ -63,14 +63,14 @@ pub(crate) enum Command {
     /// over a role. Example, in a pod with IRSA and a Keyless endpoint:
     ///
     ///   AWS_ENDPOINT_URL=http://keyless.keyless:9000 keyless whoami
-    Whoami(crate::whoami::WhoamiArgs),
+    Whoami(crate::tools::whoami::WhoamiArgs),
     /// Back up to and restore from a bucket: large files or stdin, multipart in parallel, resumable,
     /// checksummed end to end.
     #[command(subcommand)]
-    Backup(crate::backup::BackupCommand),
+    Backup(crate::tools::backup::BackupCommand),
     /// Check GitLab Helm chart values and storage secrets for IAM roles, or render a setup.
     #[command(subcommand)]
-    Gitlab(crate::gitlab_cmd::GitlabCommand),
+    Gitlab(crate::tools::gitlab::GitlabCommand),
     /// Walk the whole credential chain and say, step by step, what it found and what it means:
     /// key pairs that shadow a role, the web-identity token and the role's trust policy, the
     /// container endpoint, IMDS, what STS says, and (with --bucket) list, write, read and delete.
@@ -80,7 +80,7 @@ pub(crate) enum Command {
     /// Example, in a GitLab pod with IRSA and a Keyless endpoint:
     ///
     ///   AWS_ENDPOINT_URL=http://keyless.keyless:9000 keyless doctor --bucket gitlab-registry
-    Doctor(crate::doctor::DoctorArgs),
+    Doctor(crate::tools::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,7 @@ mod token;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::client::{self, Client, ClientArgs, env_nonempty};
+use crate::tools::client::{self, Client, ClientArgs, env_nonempty};
 use report::{Check, Report, Status};
 use sources::KeyPair;
 
@@ -66,7 +66,7 @@ async fn diagnose(args: &DoctorArgs) -> anyhow::Result<Report> {
     let mut explicit = None;
     if let Some(path) = &args.s3cmd_config {
         let shown = path.display().to_string();
-        explicit = crate::backup::s3cmd::apply(path, &mut client_args)?;
+        explicit = crate::tools::backup::s3cmd::apply(path, &mut client_args)?;
         if let Some(keys) = &explicit {
             pairs.push(KeyPair {
                 origin: format!("access_key and secret_key of the s3cmd config {shown}"),
@@ -145,7 +145,7 @@ async fn diagnose(args: &DoctorArgs) -> anyhow::Result<Report> {
                 check = check.detail(k, v.clone());
             }
             report.push(check);
-            match crate::whoami::identify(&client, client_args.profile.as_deref()).await {
+            match crate::tools::whoami::identify(&client, client_args.profile.as_deref()).await {
                 Ok(id) => {
                     report.push(
                         Check::new(
@@ -355,7 +355,7 @@ async fn trust_check(
             return cannot("no credentials to read the role with (try --iam-profile)".to_owned());
         }
     };
-    let iam = match crate::iam_cmd::IamClient::new(&endpoint, id, secret, session) {
+    let iam = match crate::tools::iam::IamClient::new(&endpoint, id, secret, session) {
         Ok(iam) => iam,
         Err(e) => return cannot(format!("{e:#}")),
     };
@@ -373,7 +373,7 @@ async fn trust_check(
         }
         Err(e) => return cannot(format!("GetRole: {e}")),
     };
-    let Some(encoded) = crate::iam_cmd::element(&body, "AssumeRolePolicyDocument") else {
+    let Some(encoded) = crate::tools::iam::element(&body, "AssumeRolePolicyDocument") else {
         return cannot("GetRole answered no AssumeRolePolicyDocument".to_owned());
     };
     let document = percent_encoding::percent_decode_str(encoded)

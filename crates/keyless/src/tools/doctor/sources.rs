@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::client::env_nonempty;
+use crate::tools::client::env_nonempty;
 
 /// A key pair found somewhere, by where it is and its key id (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +74,8 @@ pub(crate) fn expand_home(path: &str) -> std::path::PathBuf {
 /// The key pair the shared files give `profile`, if any: the credentials file first.
 pub(crate) fn shared_file_keys(profile: &str) -> Option<(KeyPair, String)> {
     let files = [
-        (crate::client::credentials_file_path(), false),
-        (crate::client::config_file_path(), true),
+        (crate::tools::client::credentials_file_path(), false),
+        (crate::tools::client::config_file_path(), true),
     ];
     files.into_iter().find_map(|(path, config)| {
         let text = std::fs::read_to_string(expand_home(&path)).ok()?;
@@ -139,7 +139,7 @@ pub(crate) async fn http(
         .with_context(|| format!("{address} did not answer HTTP"))?;
     Ok(Response {
         status,
-        body: crate::iam_cmd::dechunk(head, body),
+        body: crate::tools::iam::dechunk(head, body),
     })
 }
 
