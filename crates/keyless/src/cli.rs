@@ -128,8 +128,11 @@ pub(crate) enum IamCommand {
     /// OIDC provider, gets the policies given, and the ServiceAccount YAML with its
     /// `eks.amazonaws.com/role-arn` annotation is printed for `kubectl apply -f -`.
     ///
-    /// Credentials are read like awscli reads them (AWS_ACCESS_KEY_ID and
-    /// AWS_SECRET_ACCESS_KEY), else from the data folder's root credentials.
+    /// Credentials come from the AWS SDK's default chain, as for awscli (keys in the
+    /// environment, a profile, web identity, ...); its profile step also reads the data
+    /// folder's root-credentials after ~/.aws/credentials, so that on the server's host the
+    /// root user signs unless keys or --profile say otherwise. The endpoint may be https://
+    /// (a private CA with --ca-bundle).
     ///
     /// Example:
     ///
@@ -159,12 +162,18 @@ pub(crate) struct CreateServiceAccountArgs {
     /// The audience the tokens carry.
     #[arg(long, default_value = "sts.amazonaws.com")]
     pub(crate) audience: String,
-    /// The server's endpoint.
+    /// The server's endpoint (http:// or https://).
     #[arg(long, default_value = "http://127.0.0.1:9000", value_name = "URL")]
     pub(crate) endpoint_url: String,
-    /// The data folder whose root credentials sign, when no keys are in the environment.
+    /// The server's data folder, whose root-credentials file the profile step reads too.
     #[arg(long, default_value = "keyless-data", value_name = "DIR")]
     pub(crate) data_dir: PathBuf,
+    /// A profile of ~/.aws/config and ~/.aws/credentials [default: AWS_PROFILE, then `default`]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) profile: Option<String>,
+    /// Extra CA certificates (PEM) for an https endpoint with a private CA [default: AWS_CA_BUNDLE]
+    #[arg(long, value_name = "FILE", env = "AWS_CA_BUNDLE")]
+    pub(crate) ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

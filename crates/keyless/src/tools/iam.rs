@@ -3,174 +3,22 @@
 //! policy admits that one service account's tokens, attach the policies, and print the
 //! ServiceAccount YAML with its `eks.amazonaws.com/role-arn` annotation.
 //!
-//! The calls are signed with SigV4 like awscli's. Plain `http://` endpoints only: the server's
-//! IAM API is usually reached on loopback or inside the cluster.
+//! The calls go through `aws-sdk-iam` on the tools' one SDK stack (`client.rs`): the default
+//! credential chain, http:// or https:// with the platform's roots plus --ca-bundle, retries.
+//! The chain's profile step also reads the server's data folder's `root-credentials` (an AWS
+//! shared credentials file), so that on the server's host its `[default]` signs unless keys in
+//! the environment or a named profile say otherwise.
+//! <https://docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html>
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-use std::path::Path;
-use std::time::Duration;
+use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use keyless_types::time::iso8601;
 
 use crate::cli::CreateServiceAccountArgs;
+use crate::tools::client::{self, Client, ClientArgs};
 
-/// A signed IAM query client.
-pub(crate) struct IamClient {
-    host: String,
-    access_key_id: String,
-    secret: String,
-    token: Option<String>,
-}
-
-fn form_encode(text: &str) -> String {
-    keyless_sigv4::uri_encode(text, false)
-}
-
-impl IamClient {
-    /// A client of the IAM API at `endpoint` (an http:// URL) signing with the given keys.
-    pub(crate) fn new(
-        endpoint: &str,
-        access_key_id: String,
-        secret: String,
-        token: Option<String>,
-    ) -> anyhow::Result<Self> {
-        Ok(Self {
-            host: http_host(endpoint)?,
-            access_key_id,
-            secret,
-            token,
-        })
-    }
-
-    fn from_environment(endpoint: &str, data_dir: &Path) -> anyhow::Result<Self> {
-        let host = http_host(endpoint)?;
-        #[allow(clippy::disallowed_methods)] // the binary reads its configuration
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-            return Ok(Self {
-                host,
-                access_key_id: id,
-                secret,
-                token: env("AWS_SESSION_TOKEN"),
-            });
-        }
-        let (root, _) = keyless_server::root::root_key(data_dir)?;
-        Ok(Self {
-            host,
-            access_key_id: root.access_key_id,
-            secret: root.secret.expose().to_owned(),
-            token: None,
-        })
-    }
-
-    /// Calls `action` and returns the response body, or the IAM error's code and message.
-    pub(crate) fn call(&self, action: &str, params: &[(&str, &str)]) -> anyhow::Result<String> {
-        let mut body = format!("Action={action}&Version=2010-05-08");
-        for (k, v) in params {
-            body.push_str(&format!("&{}={}", form_encode(k), form_encode(v)));
-        }
-        let now = crate::now();
-        let amz_date = iso8601(now).replace(['-', ':'], "");
-        let signer = keyless_sigv4::Signer {
-            access_key_id: &self.access_key_id,
-            secret_access_key: &self.secret,
-            session_token: self.token.as_deref(),
-            region: "us-east-1",
-            service: "iam",
-            amz_date: &amz_date,
-        };
-        let headers = [
-            (
-                "content-type",
-                "application/x-www-form-urlencoded; charset=utf-8",
-            ),
-            ("host", self.host.as_str()),
-        ];
-        let added = keyless_sigv4::sign(&signer, "POST", "/", "", &headers, body.as_bytes());
-        let mut request = String::from("POST / HTTP/1.1\r\n");
-        for (k, v) in headers
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .chain(added.iter().map(|(k, v)| (*k, v.as_str())))
-        {
-            request.push_str(&format!("{k}: {v}\r\n"));
-        }
-        request.push_str(&format!(
-            "content-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        ));
-        let mut stream = TcpStream::connect(&self.host)
-            .with_context(|| format!("cannot reach `{}`", self.host))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        stream.write_all(request.as_bytes())?;
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .context("cannot read the response")?;
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .context("the response has no body")?;
-        let ok = head.starts_with("HTTP/1.1 2");
-        let body = dechunk(head, body);
-        if !ok {
-            bail!(
-                "{action}: {} ({})",
-                element(&body, "Message").unwrap_or_default(),
-                element(&body, "Code").unwrap_or_default()
-            );
-        }
-        Ok(body)
-    }
-}
-
-/// The host and port of an http:// endpoint.
-fn http_host(endpoint: &str) -> anyhow::Result<String> {
-    let Some(host) = endpoint.strip_prefix("http://") else {
-        bail!("--endpoint-url must be an http:// URL (`{endpoint}`)");
-    };
-    Ok(host.trim_end_matches('/').to_owned())
-}
-
-/// The body of a `Transfer-Encoding: chunked` response, joined.
-pub(crate) fn dechunk(head: &str, body: &str) -> String {
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return body.to_owned();
-    }
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// The text of every `<tag>` in `xml`.
-fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    xml.match_indices(&open)
-        .filter_map(|(i, _)| {
-            let start = i + open.len();
-            let end = xml[start..].find(&close)?;
-            Some(&xml[start..start + end])
-        })
-        .collect()
-}
-
-pub(crate) fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    elements(xml, tag).into_iter().next()
-}
+/// The file of a server's data folder that holds the root user's key pair.
+const ROOT_CREDENTIALS: &str = "root-credentials";
 
 /// The trust policy eksctl writes for a service account.
 pub(crate) fn trust_policy(
@@ -195,12 +43,66 @@ pub(crate) fn trust_policy(
     .to_string()
 }
 
-pub(crate) fn create_service_account(
-    args: &CreateServiceAccountArgs,
-) -> anyhow::Result<std::process::ExitCode> {
-    let client = IamClient::from_environment(&args.endpoint_url, &args.data_dir)?;
-    let listed = client.call("ListOpenIDConnectProviders", &[])?;
-    let providers = elements(&listed, "Arn");
+pub(crate) fn create_service_account(args: &CreateServiceAccountArgs) -> anyhow::Result<ExitCode> {
+    let role_arn = client::runtime()?.block_on(create(args))?;
+    eprintln!(
+        "keyless: created role {role_arn} for service account {}/{}",
+        args.namespace, args.name
+    );
+    println!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {}\n  namespace: {}\n  annotations:\n    eks.amazonaws.com/role-arn: \"{role_arn}\"",
+        args.name, args.namespace
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The SDK configuration of `create-service-account`: the tools' default chain, whose profile
+/// step also reads the data folder's root credentials (an AWS shared credentials file) after
+/// ~/.aws/credentials, as if AWS_SHARED_CREDENTIALS_FILE named both.
+async fn load(args: &CreateServiceAccountArgs) -> anyhow::Result<Client> {
+    let root = args.data_dir.join(ROOT_CREDENTIALS);
+    let has_root = root.is_file();
+    let client_args = ClientArgs {
+        endpoint: Some(args.endpoint_url.clone()),
+        profile: args.profile.clone(),
+        ca_bundle: args.ca_bundle.clone(),
+        credentials_file: has_root.then(|| root.clone()),
+        ..ClientArgs::default()
+    };
+    let client = Client::load(&client_args, None).await?;
+    client.credentials().await.with_context(|| {
+        if has_root {
+            format!(
+                "no credentials to call IAM with (the default chain, {} included)",
+                root.display()
+            )
+        } else {
+            format!(
+                "no credentials to call IAM with: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                 a profile (--profile, AWS_PROFILE), or --data-dir to a server's data folder \
+                 (there is no {})",
+                root.display()
+            )
+        }
+    })?;
+    Ok(client)
+}
+
+/// Finds the provider, creates the role and attaches the policies; the role's ARN.
+async fn create(args: &CreateServiceAccountArgs) -> anyhow::Result<String> {
+    let client = load(args).await?;
+    let iam = client.iam(&args.endpoint_url, None);
+    let listed = iam
+        .list_open_id_connect_providers()
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(client::sdk_error(&e)))
+        .context("ListOpenIDConnectProviders")?;
+    let providers: Vec<&str> = listed
+        .open_id_connect_provider_list()
+        .iter()
+        .filter_map(|p| p.arn())
+        .collect();
     let provider_arn = match (&args.issuer, providers.as_slice()) {
         (Some(url), _) => {
             let key = keyless_oidc::provider_key(url);
@@ -235,43 +137,33 @@ pub(crate) fn create_service_account(
         &args.name,
         &args.audience,
     );
-    let created = client.call(
-        "CreateRole",
-        &[
-            ("RoleName", role_name.as_str()),
-            ("AssumeRolePolicyDocument", policy.as_str()),
-            (
-                "Description",
-                &format!(
-                    "IAM role for service account {}/{}",
-                    args.namespace, args.name
-                ),
-            ),
-        ],
-    )?;
-    let role_arn = element(&created, "Arn")
-        .context("CreateRole answered no ARN")?
-        .to_owned();
+    let created = iam
+        .create_role()
+        .role_name(&role_name)
+        .assume_role_policy_document(policy)
+        .description(format!(
+            "IAM role for service account {}/{}",
+            args.namespace, args.name
+        ))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(client::sdk_error(&e)))
+        .context("CreateRole")?;
+    let role_arn = created
+        .role()
+        .map(|role| role.arn().to_owned())
+        .filter(|arn| !arn.is_empty())
+        .context("CreateRole answered no ARN")?;
     for arn in &args.policy_arns {
-        client
-            .call(
-                "AttachRolePolicy",
-                &[
-                    ("RoleName", role_name.as_str()),
-                    ("PolicyArn", arn.as_str()),
-                ],
-            )
+        iam.attach_role_policy()
+            .role_name(&role_name)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(client::sdk_error(&e)))
             .with_context(|| {
                 format!("role `{role_name}` was created, but attaching `{arn}` failed")
             })?;
     }
-    eprintln!(
-        "keyless: created role {role_arn} for service account {}/{}",
-        args.namespace, args.name
-    );
-    println!(
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {}\n  namespace: {}\n  annotations:\n    eks.amazonaws.com/role-arn: \"{role_arn}\"",
-        args.name, args.namespace
-    );
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(role_arn)
 }
