@@ -397,7 +397,7 @@ mod tests {
     }
 
     fn trust(sub: &str) -> String {
-        crate::iam_cmd::trust_policy(
+        crate::tools::iam::trust_policy(
             "arn:aws:iam::000000000000:oidc-provider/oidc.example.com/cluster",
             "oidc.example.com/cluster",
             "gitlab",

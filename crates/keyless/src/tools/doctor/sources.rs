@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use http_body_util::BodyExt as _;
 
-use crate::client::env_nonempty;
+use crate::tools::client::env_nonempty;
 
 /// A key pair found somewhere, by where it is and its key id (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +74,8 @@ pub(crate) fn expand_home(path: &str) -> std::path::PathBuf {
 /// The key pair the shared files give `profile`, if any: the credentials file first.
 pub(crate) fn shared_file_keys(profile: &str) -> Option<(KeyPair, String)> {
     let files = [
-        (crate::client::credentials_file_path(), false),
-        (crate::client::config_file_path(), true),
+        (crate::tools::client::credentials_file_path(), false),
+        (crate::tools::client::config_file_path(), true),
     ];
     files.into_iter().find_map(|(path, config)| {
         let text = std::fs::read_to_string(expand_home(&path)).ok()?;
@@ -99,6 +99,7 @@ pub(crate) struct Response {
 
 /// One plain-HTTP request with a deadline for all of it: IMDS and the container endpoint are
 /// link-local HTTP services, and an absent one must cost a second, not the SDK's retries.
+/// hyper reads the response (chunked or not); the body is kept to its first MiB.
 pub(crate) async fn http(
     method: &str,
     url: &str,
@@ -114,33 +115,49 @@ pub(crate) async fn http(
     } else {
         authority.to_owned()
     };
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, authority);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .with_context(|| format!("a request to `{url}` cannot be made"))?;
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(&address).await?;
-        let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\n");
-        for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
+        let stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .with_context(|| format!("cannot reach {address}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .with_context(|| format!("{address} did not answer HTTP"))?;
+        // The connection is driven beside the exchange; it ends when the exchange, which owns
+        // the sender, is done.
+        let response = async move {
+            let response = sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            let body = http_body_util::Limited::new(response.into_body(), 1 << 20)
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the body: {e}"))?
+                .to_bytes();
+            Ok::<_, anyhow::Error>(Response {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        };
+        match tokio::join!(response, connection) {
+            (Ok(response), _) => Ok(response),
+            (Err(_), Err(e)) => Err(anyhow::Error::new(e)),
+            (Err(e), Ok(())) => Err(e),
         }
-        request.push_str("content-length: 0\r\nconnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut bytes = Vec::new();
-        stream.take(1 << 20).read_to_end(&mut bytes).await?;
-        Ok::<_, std::io::Error>(bytes)
+        .with_context(|| format!("{address} did not answer HTTP"))
     };
-    let bytes = tokio::time::timeout(timeout, exchange)
+    tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {} ms", timeout.as_millis()))?
-        .with_context(|| format!("cannot reach {address}"))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("{address} did not answer HTTP"))?;
-    Ok(Response {
-        status,
-        body: crate::iam_cmd::dechunk(head, body),
-    })
 }
 
 /// What the instance metadata service said.
@@ -343,5 +360,36 @@ mod tests {
         .await
         .unwrap_err();
         assert!(format!("{err:#}").contains("cannot reach"), "{err:#}");
+    }
+
+    /// Regression: a chunked answer whose chunk boundary falls inside a character. The
+    /// hand-written reader decoded the raw response lossily, then sliced each chunk at its byte
+    /// count, and panicked.
+    #[tokio::test]
+    async fn a_chunk_boundary_inside_a_character_is_read_whole() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/role", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0];
+                stream.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            // "rôle": ô is C3 B4 in UTF-8, split between the two chunks.
+            stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                      2\r\nr\xc3\r\n3\r\n\xb4le\r\n0\r\n\r\n",
+                )
+                .await
+                .unwrap();
+        });
+        let got = http("GET", &url, &[], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!((got.status, got.body.as_str()), (200, "rôle"));
     }
 }
