@@ -416,8 +416,21 @@ def test_idle_connections_close_after_the_idle_timeout(started):
     busy.close()
 
 
-def nofile(n: int):
-    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+def nofile(soft: int, hard: int | None = None):
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard or soft))
+
+
+def open_file_limits(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/limits") as f:
+        row = next(line for line in f if line.startswith("Max open files"))
+    soft, hard = row.split()[3:5]
+    return int(soft), int(hard)
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_limit(started):
+    server = started(preexec_fn=nofile(256, 4096), env={"RUST_LOG": "info,keyless_server=debug"})
+    assert open_file_limits(server.proc.pid) == (4096, 4096)
+    assert re.search(r"raised the open-file limit from=256 to=4096", server.logs()), server.logs()
 
 
 @pytest.mark.parametrize("limit", ["default", "4096"], ids=["default-max-connections", "max-connections-4096"])

@@ -37,16 +37,16 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
 
     /// Connections served at once on each listener; more wait in the listen backlog until one
-    /// closes. Defaults to a quarter of the open-file limit (which `serve` and `agent` raise to
-    /// its hard limit at start) less 64, between 16 and 4096, so that the files requests open
-    /// still find descriptors. Past the open-file limit, accepting pauses and retries.
+    /// closes. Defaults to (open-file limit - 64) / 4, from 16 to 4096, so that the files
+    /// requests open still find descriptors; `serve` and `agent` raise the open-file limit to
+    /// its hard limit at start. Past the open-file limit, accepting pauses and retries.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: Option<u32>,
 
     /// How long a connection may be idle (no request in flight, nothing sent or received)
     /// before it is closed. A client also has this long, 30 s at the most (10 s on the
-    /// metadata listener), to send a request's headers, and an HTTP/1.1 connection waiting for
-    /// its next request is closed after that much too.
+    /// metadata listener), to send a request's headers; between two requests on an HTTP/1.1
+    /// connection that shorter time is the idle limit.
     #[arg(long, default_value = "60s", value_parser = parse_std_duration, value_name = "DURATION")]
     pub idle_timeout: Duration,
 }
