@@ -456,7 +456,7 @@ mod tests {
     }
 
     /// A process at its file limit whose connections close one at a time fails and recovers
-    /// over and over: two lines a second at the most, whatever the rate.
+    /// over and over: one line a second at the most, whatever the rate.
     #[tokio::test(start_paused = true)]
     async fn failing_and_recovering_in_turn_is_logged_once_a_second() {
         let mut errors = AcceptErrors::default();
