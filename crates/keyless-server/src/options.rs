@@ -38,12 +38,16 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
 
     /// Connections served at once on each listener; more wait in the listen backlog until one
-    /// closes. Keep it under the open-file limit (`ulimit -n`).
-    #[arg(long, default_value_t = 4096, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_connections: u32,
+    /// closes. Defaults to (open-file limit - 64) / 4, from 16 to 4096, so that the files
+    /// requests open still find descriptors; `serve` and `agent` raise the open-file limit to
+    /// its hard limit at start. Past the open-file limit, accepting pauses and retries.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
 
-    /// How long a connection may be idle (no request in flight, nothing sent) before it is
-    /// closed; also how long a client has to send a request's headers.
+    /// How long a connection may be idle (no request in flight, nothing sent or received)
+    /// before it is closed. A client also has this long, 30 s at the most (10 s on the
+    /// metadata listener), to send a request's headers; between two requests on an HTTP/1.1
+    /// connection that shorter time is the idle limit.
     #[arg(long, default_value = "60s", value_parser = parse_std_duration, value_name = "DURATION")]
     pub idle_timeout: Duration,
 
@@ -54,11 +58,28 @@ pub struct ServerOptions {
     pub request_log: RequestLogLevel,
 }
 
+/// Descriptors left, by the default connection limit, to everything but connections: the
+/// stores, the log, the runtime.
+const RESERVED_FILES: u64 = 64;
+
+/// The default `--max-connections` under an open-file limit of `open_files` (`None`:
+/// unlimited): a quarter of what is not reserved, so that two listeners at their limit still
+/// leave half the descriptors to the files their requests open.
+pub fn default_max_connections(open_files: Option<u64>) -> usize {
+    const MIN: u64 = 16;
+    const MAX: u64 = 4096;
+    let derived = open_files.map_or(MAX, |n| n.saturating_sub(RESERVED_FILES) / 4);
+    usize::try_from(derived.clamp(MIN, MAX)).unwrap_or(4096)
+}
+
 impl ServerOptions {
     /// The limits of each listener.
     pub fn limits(&self) -> Limits {
         Limits {
-            max_connections: self.max_connections as usize,
+            max_connections: self.max_connections.map_or_else(
+                || default_max_connections(crate::lifecycle::open_file_limit()),
+                |n| n as usize,
+            ),
             idle_timeout: self.idle_timeout,
             shutdown_grace: self.shutdown_grace,
         }
@@ -356,5 +377,16 @@ mod tests {
         assert_eq!(options.server.admin_listen, Listen::Off);
         assert_eq!(options.server.shutdown_grace, Duration::from_secs(25));
         assert!(parse::<ServeOptions>(&["--max-connections", "0"]).is_err());
+        let options: ServeOptions = parse(&["--max-connections", "7"]).unwrap();
+        assert_eq!(options.server.limits().max_connections, 7);
+    }
+
+    #[test]
+    fn the_default_connection_limit_follows_the_open_file_limit() {
+        assert_eq!(default_max_connections(Some(1_048_576)), 4096);
+        assert_eq!(default_max_connections(None), 4096);
+        assert_eq!(default_max_connections(Some(1024)), 240);
+        assert_eq!(default_max_connections(Some(256)), 48);
+        assert_eq!(default_max_connections(Some(64)), 16);
     }
 }

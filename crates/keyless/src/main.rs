@@ -66,6 +66,7 @@ fn block_on(
 
 /// `keyless serve`: opens the server, prints where it is, and serves until SIGTERM or SIGINT.
 async fn serve(options: keyless_server::ServeOptions) -> anyhow::Result<()> {
+    keyless_server::raise_open_file_limit();
     let (trigger, shutdown) = keyless_server::shutdown_channel();
     keyless_server::on_signals(trigger).context("cannot handle signals")?;
     let listeners = keyless_server::Listeners::bind(&options).await?;
@@ -76,6 +77,7 @@ async fn serve(options: keyless_server::ServeOptions) -> anyhow::Result<()> {
 
 /// `keyless agent`: the same life as `serve`.
 async fn agent(options: keyless_server::AgentOptions) -> anyhow::Result<()> {
+    keyless_server::raise_open_file_limit();
     let (trigger, shutdown) = keyless_server::shutdown_channel();
     keyless_server::on_signals(trigger).context("cannot handle signals")?;
     let listeners = keyless_server::AgentListeners::bind(&options).await?;
