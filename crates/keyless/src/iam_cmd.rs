@@ -26,7 +26,7 @@ pub(crate) struct IamClient {
 }
 
 fn form_encode(text: &str) -> String {
-    keyless_sigv4::uri_encode(text, false)
+    keyless_types::encoding::uri_encode(text, false)
 }
 
 impl IamClient {
@@ -204,7 +204,10 @@ pub(crate) fn create_service_account(
     let providers = elements(&listed, "Arn");
     let provider_arn = match (&args.issuer, providers.as_slice()) {
         (Some(url), _) => {
-            let key = keyless_oidc::provider_key(url);
+            let key = keyless_types::ProviderUrl::parse(url)
+                .with_context(|| format!("--issuer `{url}`"))?
+                .key()
+                .to_owned();
             providers
                 .iter()
                 .find(|arn| arn.ends_with(&format!(":oidc-provider/{key}")))
