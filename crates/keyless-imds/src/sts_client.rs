@@ -16,7 +16,8 @@ use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
 use http::{Request, Uri};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::rt::TokioIo;
-use keyless_sigv4::{Signer, sign, uri_encode};
+use keyless_sigv4::{Signer, sign};
+use keyless_types::encoding::uri_encode;
 use keyless_types::{Clock, Secret};
 use tokio::net::TcpStream;
 

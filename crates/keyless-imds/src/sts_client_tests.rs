@@ -156,7 +156,7 @@ async fn assumes_a_role_with_a_signed_request() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let digest = ring::digest::digest(&ring::digest::SHA256, seen.body.as_bytes());
-    let payload_hash: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let payload_hash = keyless_types::hex::encode(digest.as_ref());
     let signed = keyless_sigv4::Request {
         method: "POST",
         path: &seen.path,

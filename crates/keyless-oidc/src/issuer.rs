@@ -13,7 +13,7 @@ use crate::OidcError;
 use crate::jwks::KeySet;
 use crate::jwt;
 use crate::keys::IssuerKeys;
-use crate::url::{check_provider_url, jwks_url};
+use crate::url::{jwks_url, provider_url};
 
 /// The shortest token lifetime, in seconds (`kubectl create token` refuses under 10 minutes).
 pub const MIN_TOKEN_SECONDS: i64 = 600;
@@ -58,10 +58,11 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    /// An issuer at `url`, checked by [`check_provider_url`] (IAM must accept it as a provider).
+    /// An issuer at `url`, which IAM must accept as a provider
+    /// ([`keyless_types::ProviderUrl`]).
     pub fn new(url: impl Into<String>, keys: IssuerKeys) -> Result<Issuer, OidcError> {
         let url = url.into();
-        check_provider_url(&url)?;
+        provider_url(&url)?;
         Ok(Issuer { url, keys })
     }
 
@@ -226,7 +227,7 @@ fn jti() -> Result<String, OidcError> {
         })?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = keyless_types::hex::encode(&b);
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],

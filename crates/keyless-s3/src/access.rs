@@ -6,7 +6,6 @@
 //! anonymous callers (only what a bucket policy grants them), and sessions of roles and users
 //! (temporary keys with their session token, checked on every request).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -14,6 +13,9 @@ use std::sync::{Arc, RwLock};
 use keyless_iam::{Caller, KeyProblem, Keyring};
 use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize};
 use keyless_types::{Clock, RequestLog};
+// Query components are decoded as s3s decodes them (form encoding), borrowed when there is
+// nothing to decode: a session token is hundreds of bytes, decoded on every request.
+use keyless_types::encoding::form_decode;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::dto::{
@@ -81,44 +83,6 @@ fn access_denied() -> s3s::S3Error {
     s3_error!(AccessDenied, "Access Denied")
 }
 
-/// A query string component decoded the way s3s decodes it (form encoding: `%XX` escapes, `+`
-/// for space, a `%` without two hex digits kept as is, invalid UTF-8 replaced), borrowed when
-/// there is nothing to decode. A session token is hundreds of bytes, decoded on every request.
-pub(crate) fn decode_component(s: &str) -> Cow<'_, str> {
-    if !s.contains(['%', '+']) {
-        return Cow::Borrowed(s);
-    }
-    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
-    let mut out = Vec::with_capacity(s.len());
-    let mut rest = s.as_bytes();
-    // Plain runs are copied whole; only escapes and `+` are looked at byte by byte.
-    while let Some(at) = rest.iter().position(|&b| b == b'%' || b == b'+') {
-        out.extend_from_slice(&rest[..at]);
-        rest = &rest[at..];
-        let step = match (rest[0], hex(rest.get(1)), hex(rest.get(2))) {
-            (b'+', _, _) => {
-                out.push(b' ');
-                1
-            }
-            (_, Some(high), Some(low)) => {
-                // Two hex digits make one byte.
-                out.push((high * 16 + low) as u8);
-                3
-            }
-            _ => {
-                out.push(b'%');
-                1
-            }
-        };
-        rest = &rest[step..];
-    }
-    out.extend_from_slice(rest);
-    Cow::Owned(
-        String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    )
-}
-
 /// What the access check reads from a query string: the session token and the parameters
 /// that tell how the request was signed. Names are decoded (an encoded name must not hide a
 /// parameter); of the values only the token's is, so that a presigned URL costs little more
@@ -138,10 +102,10 @@ impl QueryAuth {
         let mut found = Self::default();
         for pair in query.unwrap_or_default().split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let name = decode_component(name);
+            let name = form_decode(name);
             if name.eq_ignore_ascii_case("X-Amz-Security-Token") {
                 if found.token.is_none() {
-                    found.token = Some(decode_component(value).into_owned());
+                    found.token = Some(form_decode(value).into_owned());
                 }
             } else if name.eq_ignore_ascii_case("X-Amz-Algorithm") {
                 found.algorithm = true;
@@ -575,6 +539,8 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use super::*;
 
     #[test]
@@ -602,7 +568,7 @@ mod tests {
             (Some(AuthType::QueryString), Some("AWS"))
         );
         assert_eq!(QueryAuth::read(None), QueryAuth::default());
-        assert_eq!(decode_component("plain"), Cow::Borrowed("plain"));
+        assert_eq!(form_decode("plain"), Cow::Borrowed("plain"));
         // The same answers as the percent-encoding crate s3s decodes with.
         for raw in [
             "a%2Fb+c",
@@ -616,7 +582,7 @@ mod tests {
             let expected = percent_encoding::percent_decode_str(&raw.replace('+', " "))
                 .decode_utf8_lossy()
                 .into_owned();
-            assert_eq!(decode_component(raw), expected, "{raw}");
+            assert_eq!(form_decode(raw), expected, "{raw}");
         }
     }
 }

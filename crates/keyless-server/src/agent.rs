@@ -324,17 +324,10 @@ pub(crate) async fn serve(
 
 /// Whether `url` is `http://` to a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
 fn is_loopback_url(url: &str) -> bool {
-    let Ok(uri) = url.parse::<hyper::Uri>() else {
-        return false;
-    };
-    match uri
-        .host()
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-    {
-        Some("localhost") => true,
-        Some(host) => host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
+    url.parse::<hyper::Uri>()
+        .ok()
+        .and_then(|uri| uri.host().map(keyless_types::net::is_loopback_host))
+        .unwrap_or(false)
 }
 
 /// The agent's key pair: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, else
@@ -470,6 +463,9 @@ mod tests {
             "http://localhost:9000/",
             "http://[::1]:9000",
             "http://127.3.4.5",
+            // Regression: `localhost` was matched in lower case only, where the issuer and IAM
+            // take it in any case.
+            "http://LOCALHOST:9000",
         ] {
             assert!(is_loopback_url(url), "{url}");
         }

@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use keyless_iam::ProviderIdentity;
 use keyless_oidc::{
     Expectations, Issuer, IssuerKeys, JwksCache, KeySet, OidcError, ServiceAccountClaims,
-    SigningKey, provider_key, verify,
+    SigningKey, verify,
 };
 use keyless_sts::{StsError, TokenVerifier, WebToken, session_tags};
 
@@ -91,7 +91,10 @@ fn modified(file: &Path) -> Option<SystemTime> {
 
 impl OwnIssuer {
     pub(crate) fn open(data_dir: &Path, url: &str, now: i64) -> anyhow::Result<Self> {
-        keyless_oidc::check_provider_url(url).with_context(|| format!("--issuer `{url}`"))?;
+        let key = keyless_types::ProviderUrl::parse(url)
+            .with_context(|| format!("--issuer `{url}`"))?
+            .key()
+            .to_owned();
         let url = url.trim_end_matches('/');
         let mut keys = load_keys(data_dir, now)?;
         let file = data_dir.join(KEYS_FILE);
@@ -102,7 +105,7 @@ impl OwnIssuer {
             .context("cannot record the issuer's URL")?;
         Ok(Self {
             url: url.to_owned(),
-            key: provider_key(url),
+            key,
             loaded: RwLock::new(Arc::new(Loaded::new(url, keys, modified(&file))?)),
             file,
         })
@@ -184,10 +187,10 @@ impl Verifier {
     ) -> Result<keyless_oidc::VerifiedToken, OidcError> {
         let issuer = provider.url.as_str();
         let expect = Expectations::new(issuer, &provider.client_ids);
-        if provider.key == self.own.key {
+        if provider.url.key() == self.own.key {
             return verify(token, &self.own.current().key_set, &expect, now);
         }
-        if let Some(keys) = self.files.get(&provider.key) {
+        if let Some(keys) = self.files.get(provider.url.key()) {
             return verify(token, keys, &expect, now);
         }
         let keys = self.remote.keys_for(issuer, now).await?;

@@ -459,8 +459,14 @@ fn session_key(data_dir: &Path, file: Option<&Path>) -> anyhow::Result<SessionKe
 /// Registers this server's issuer as an OIDC provider (audience `sts.amazonaws.com`) unless
 /// it already is, so that roles can trust its tokens as they would an EKS cluster's.
 fn register_issuer(iam: &EmbeddedIam, url: &str, now: i64) -> anyhow::Result<()> {
-    let key = keyless_oidc::provider_key(url);
-    if iam.snapshot().state.oidc_providers.contains_key(&key) {
+    let provider = keyless_types::ProviderUrl::parse(url)
+        .with_context(|| format!("the OIDC issuer `{url}`"))?;
+    if iam
+        .snapshot()
+        .state
+        .oidc_providers
+        .contains_key(provider.key())
+    {
         return Ok(());
     }
     iam.update(&mut |state| {

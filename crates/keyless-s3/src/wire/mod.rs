@@ -22,7 +22,7 @@ use s3s::host::S3Host;
 use s3s::service::S3Service;
 use s3s::{Body, HttpError, HttpResponse, S3Error};
 
-use crate::access::decode_component;
+use keyless_types::encoding::form_decode as decode_component;
 
 pub use errors::{aws_error, aws_message};
 pub use store::store_error;

@@ -105,7 +105,10 @@ async fn create(args: &CreateServiceAccountArgs) -> anyhow::Result<String> {
         .collect();
     let provider_arn = match (&args.issuer, providers.as_slice()) {
         (Some(url), _) => {
-            let key = keyless_oidc::provider_key(url);
+            let key = keyless_types::ProviderUrl::parse(url)
+                .with_context(|| format!("--issuer `{url}`"))?
+                .key()
+                .to_owned();
             providers
                 .iter()
                 .find(|arn| arn.ends_with(&format!(":oidc-provider/{key}")))

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+pub(crate) use keyless_types::hex::encode as hex;
 
 use crate::tools::client::{Client, ClientArgs};
 
@@ -308,16 +309,6 @@ pub(crate) fn multipart_etag(part_md5s: &[[u8; 16]]) -> String {
 pub(crate) fn md5(data: &[u8]) -> [u8; 16] {
     use md5::{Digest as _, Md5};
     Md5::digest(data).into()
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// An ETag without its quotes.

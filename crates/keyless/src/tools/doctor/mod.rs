@@ -380,9 +380,7 @@ async fn trust_check(
     let Some(encoded) = role.as_ref().and_then(|r| r.assume_role_policy_document()) else {
         return cannot("GetRole answered no AssumeRolePolicyDocument".to_owned());
     };
-    let document = percent_encoding::percent_decode_str(encoded)
-        .decode_utf8_lossy()
-        .into_owned();
+    let document = keyless_types::encoding::percent_decode(encoded).into_owned();
     token::trust_check(&token::Trust {
         role_arn,
         document: &document,

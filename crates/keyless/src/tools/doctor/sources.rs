@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use http_body_util::BodyExt as _;
+use keyless_types::shared_credentials::{SharedFile, profile_keys};
 
 use crate::tools::client::env_nonempty;
 
@@ -16,51 +17,6 @@ use crate::tools::client::env_nonempty;
 pub(crate) struct KeyPair {
     pub(crate) origin: String,
     pub(crate) access_key_id: String,
-}
-
-/// The keys of `profile` in an AWS shared credentials or config file:
-/// `(aws_access_key_id, aws_secret_access_key)`. In the config file a profile's section is
-/// `[profile NAME]` (`[default]` for the default one); in the credentials file, `[NAME]`.
-pub(crate) fn profile_keys(
-    text: &str,
-    profile: &str,
-    config_file: bool,
-) -> Option<(String, String)> {
-    let wanted = |section: &str| {
-        let section = section.trim();
-        if config_file {
-            section
-                .strip_prefix("profile ")
-                .map(str::trim)
-                .is_some_and(|name| name == profile)
-                || (profile == "default" && section == "default")
-        } else {
-            section == profile
-        }
-    };
-    let (mut inside, mut id, mut secret) = (false, None, None);
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            inside = wanted(section);
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let value = value.trim();
-        if !inside || value.is_empty() {
-            continue;
-        }
-        match key.trim().to_ascii_lowercase().as_str() {
-            "aws_access_key_id" => id = Some(value.to_owned()),
-            "aws_secret_access_key" => secret = Some(value.to_owned()),
-            _ => {}
-        }
-    }
-    id.zip(secret)
 }
 
 /// `~/` expanded with HOME.
@@ -74,18 +30,21 @@ pub(crate) fn expand_home(path: &str) -> std::path::PathBuf {
 /// The key pair the shared files give `profile`, if any: the credentials file first.
 pub(crate) fn shared_file_keys(profile: &str) -> Option<(KeyPair, String)> {
     let files = [
-        (crate::tools::client::credentials_file_path(), false),
-        (crate::tools::client::config_file_path(), true),
+        (
+            crate::tools::client::credentials_file_path(),
+            SharedFile::Credentials,
+        ),
+        (crate::tools::client::config_file_path(), SharedFile::Config),
     ];
-    files.into_iter().find_map(|(path, config)| {
+    files.into_iter().find_map(|(path, kind)| {
         let text = std::fs::read_to_string(expand_home(&path)).ok()?;
-        let (id, secret) = profile_keys(&text, profile, config)?;
+        let (id, secret) = profile_keys(&text, profile, kind).pair()?;
         Some((
             KeyPair {
                 origin: format!("profile `{profile}` of {path}"),
                 access_key_id: id,
             },
-            secret,
+            secret.expose().to_owned(),
         ))
     })
 }
@@ -316,35 +275,6 @@ pub(crate) async fn probe_container() -> Option<Container> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn profile_keys_come_from_the_profiles_own_section() {
-        let credentials = "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = s1\n\
-                           [operator]\naws_access_key_id=AKIAOPERATOR\naws_secret_access_key=s2\n\
-                           [half]\naws_access_key_id = AKIAHALF\n";
-        assert_eq!(
-            profile_keys(credentials, "default", false),
-            Some(("AKIADEFAULT".to_owned(), "s1".to_owned()))
-        );
-        assert_eq!(
-            profile_keys(credentials, "operator", false).map(|k| k.0),
-            Some("AKIAOPERATOR".to_owned())
-        );
-        assert_eq!(profile_keys(credentials, "half", false), None);
-        assert_eq!(profile_keys(credentials, "nobody", false), None);
-
-        let config = "[profile ops]\nregion = us-east-1\naws_access_key_id = AKIAOPS\n\
-                      aws_secret_access_key = s3\n[ops]\naws_access_key_id = AKIANOT\n";
-        assert_eq!(
-            profile_keys(config, "ops", true).map(|k| k.0),
-            Some("AKIAOPS".to_owned())
-        );
-        let default = "[default]\naws_access_key_id = AKIAD\naws_secret_access_key = s\n";
-        assert!(profile_keys(default, "default", true).is_some());
-        let role_only =
-            "[default]\nrole_arn = arn:aws:iam::1:role/x\nweb_identity_token_file = /t\n";
-        assert_eq!(profile_keys(role_only, "default", true), None);
-    }
 
     #[tokio::test]
     async fn an_imds_endpoint_that_refuses_connections_is_unreachable_quickly() {
