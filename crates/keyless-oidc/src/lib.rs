@@ -37,7 +37,7 @@ pub use jwt::{Alg, MAX_TOKEN_BYTES};
 pub use keys::{IssuerKeys, SigningKey};
 pub use remote::{JWKS_TTL_SECONDS, JwksCache, MAX_STALE_SECONDS, MIN_REFRESH_SECONDS};
 pub use url::{
-    DISCOVERY_PATH, JWKS_PATH, MAX_PROVIDER_URL_LEN, check_provider_url, discovery_url, jwks_url,
-    provider_key,
+    DISCOVERY_PATH, JWKS_PATH, MAX_PROVIDER_URL_LEN, check_own_issuer_url, check_provider_url,
+    discovery_url, is_plain_http_off_loopback, jwks_url, provider_key,
 };
 pub use verify::{DEFAULT_LEEWAY_SECONDS, Expectations, VerifiedToken, unverified_issuer, verify};

@@ -59,6 +59,35 @@ pub fn check_provider_url(url: &str) -> Result<(), OidcError> {
     Ok(())
 }
 
+/// Checks the URL of Keyless's own issuer: as [`check_provider_url`], except that `http://`
+/// is accepted on any host. Keyless verifies its own tokens with the keys it holds and never
+/// fetches them, so a node address without TLS works for Keyless itself; relying parties
+/// elsewhere fetch the documents in the clear, which [`is_plain_http_off_loopback`] tells the
+/// caller to warn about. This is not a provider check: providers others run keep
+/// [`check_provider_url`].
+pub fn check_own_issuer_url(url: &str) -> Result<(), OidcError> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return check_provider_url(url);
+    };
+    // The same rules as an https URL with the same authority and path.
+    check_provider_url(&format!("https://{rest}")).map_err(|e| match e {
+        OidcError::ProviderUrl { reason, .. } => OidcError::ProviderUrl {
+            url: url.to_owned(),
+            reason,
+        },
+        other => other,
+    })
+}
+
+/// Whether `url` is `http://` to a host other than this machine's loopback: documents anyone
+/// else fetches from it travel in the clear.
+pub fn is_plain_http_off_loopback(url: &str) -> bool {
+    url.strip_prefix("http://").is_some_and(|rest| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        !host_of(authority).is_some_and(is_loopback_host)
+    })
+}
+
 /// The provider's key in IAM: the URL without its scheme and trailing slashes
 /// (`oidc.eks.us-east-1.amazonaws.com/id/ABC`), as in
 /// `arn:aws:iam::123456789012:oidc-provider/<key>` and condition keys (`<key>:sub`).
@@ -187,6 +216,40 @@ mod tests {
                 other => panic!("{url}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_own_issuer_may_be_plain_http_anywhere() {
+        for url in [
+            "http://10.0.0.5:9000",
+            "http://keyless.example:9000/issuer",
+            "http://[2001:db8::5]:9000",
+            "https://keyless.example.com",
+            "http://127.0.0.1:9000",
+        ] {
+            assert_eq!(check_own_issuer_url(url), Ok(()), "{url}");
+        }
+        for (url, reason) in [
+            ("http://10.0.0.5:9000/?a=b", "query"),
+            ("http://user@10.0.0.5", "user name"),
+            ("http://10.0.0.5:99999", "host"),
+            ("http://", "host"),
+            ("ftp://10.0.0.5", "https://"),
+        ] {
+            match check_own_issuer_url(url) {
+                Err(OidcError::ProviderUrl { url: u, reason: r }) => {
+                    assert!(r.contains(reason), "{url}: {r}");
+                    assert_eq!(u, url);
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert!(is_plain_http_off_loopback("http://10.0.0.5:9000"));
+        assert!(is_plain_http_off_loopback("http://keyless.example/x"));
+        assert!(!is_plain_http_off_loopback("http://127.0.0.1:9000"));
+        assert!(!is_plain_http_off_loopback("http://localhost:9000/x"));
+        assert!(!is_plain_http_off_loopback("http://[::1]:9000"));
+        assert!(!is_plain_http_off_loopback("https://10.0.0.5:9000"));
     }
 
     #[test]
