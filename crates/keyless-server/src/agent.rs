@@ -84,6 +84,7 @@ impl Agent {
             &args.account_id,
             StsClientConfig {
                 endpoint: args.sts_endpoint.trim_end_matches('/').to_owned(),
+                tls: None,
                 region: args.region.clone(),
                 access_key_id: access_key_id.clone(),
                 secret_access_key: secret,

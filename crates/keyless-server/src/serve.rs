@@ -156,6 +156,7 @@ impl Server {
                 };
                 let sts = keyless_imds::StsClientConfig {
                     endpoint: format!("http://{sts_host}"),
+                    tls: None,
                     region: args.region.clone(),
                     access_key_id: id,
                     secret_access_key: secret,
