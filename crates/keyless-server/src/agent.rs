@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use crate::container::{self, PodIdentity};
 use crate::lifecycle::{Readiness, Shutdown, shutdown_channel};
 use crate::listener::{self, Limits};
+use crate::oidc::OwnIssuer;
 use crate::options::{AgentOptions, ImdsOptions};
 
 /// How often the pods file is looked at for changes.
@@ -163,14 +164,15 @@ pub(crate) struct Metadata {
 }
 
 /// Starts the metadata service: the pod source, the background refresh and, with
-/// `--iptables`, the DNAT rule to `local`. The caller serves it with [`serve`]. `issuer` is
-/// the default issuer of container credentials' tokens (`keyless serve`'s own).
+/// `--iptables`, the DNAT rule to `local`. The caller serves it with [`serve`]. `own` is
+/// `keyless serve`'s own issuer: the default issuer of container credentials' tokens, whose
+/// keys are taken from memory.
 pub(crate) async fn start(
     args: &ImdsOptions,
     account_id: &str,
     sts: StsClientConfig,
     local: SocketAddr,
-    issuer: Option<&str>,
+    own: Option<Arc<OwnIssuer>>,
     readiness: &Readiness,
 ) -> anyhow::Result<Metadata> {
     #[allow(clippy::disallowed_types)] // the composition root builds the real clock
@@ -199,7 +201,9 @@ pub(crate) async fn start(
     )?;
     let pod_identity = match (
         &args.associations[..],
-        args.pod_identity_issuer.as_deref().or(issuer),
+        args.pod_identity_issuer
+            .as_deref()
+            .or(own.as_ref().map(|own| own.url())),
     ) {
         ([], _) => None,
         (_, None) => bail!("--association needs --pod-identity-issuer"),
@@ -214,7 +218,7 @@ pub(crate) async fn start(
             Some(Arc::new(PodIdentity::new(
                 url,
                 vec![args.pod_identity_audience.clone()],
-                jwks.as_deref(),
+                container::Keys::of(url, own.clone(), jwks.as_deref())?,
                 associations.to_vec(),
                 account_id,
                 imds.clone(),

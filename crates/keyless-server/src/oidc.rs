@@ -91,7 +91,7 @@ fn modified(file: &Path) -> Option<SystemTime> {
 
 impl OwnIssuer {
     pub(crate) fn open(data_dir: &Path, url: &str, now: i64) -> anyhow::Result<Self> {
-        keyless_oidc::check_provider_url(url).with_context(|| format!("--issuer `{url}`"))?;
+        keyless_oidc::check_own_issuer_url(url).with_context(|| format!("--issuer `{url}`"))?;
         let url = url.trim_end_matches('/');
         let mut keys = load_keys(data_dir, now)?;
         let file = data_dir.join(KEYS_FILE);
@@ -111,6 +111,23 @@ impl OwnIssuer {
     /// The issuer URL (`iss`).
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Whether `url` names this issuer (as IAM names providers: without scheme and trailing
+    /// slash), whose tokens are then checked with the keys in memory, never fetched.
+    pub(crate) fn is(&self, url: &str) -> bool {
+        provider_key(url) == self.key
+    }
+
+    /// Verifies one of this issuer's tokens with the keys in memory (re-read after a
+    /// rotation).
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+        expect: &Expectations<'_>,
+        now: i64,
+    ) -> Result<keyless_oidc::VerifiedToken, OidcError> {
+        verify(token, &self.current().key_set, expect, now)
     }
 
     fn current(&self) -> Arc<Loaded> {
@@ -185,7 +202,7 @@ impl Verifier {
         let issuer = provider.url.as_str();
         let expect = Expectations::new(issuer, &provider.client_ids);
         if provider.key == self.own.key {
-            return verify(token, &self.own.current().key_set, &expect, now);
+            return self.own.verify(token, &expect, now);
         }
         if let Some(keys) = self.files.get(&provider.key) {
             return verify(token, keys, &expect, now);

@@ -106,7 +106,8 @@ fn parse_std_duration(s: &str) -> Result<Duration, String> {
 /// The options of `keyless serve`.
 #[derive(Debug, Args)]
 pub struct ServeOptions {
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on (port 0 picks a free port). A node's address serves clients
+    /// elsewhere; a wildcard address (0.0.0.0, [::]) needs --issuer.
     #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
 
@@ -142,8 +143,12 @@ pub struct ServeOptions {
 
     /// The URL of this server's OIDC issuer, which serves
     /// `<URL>/.well-known/openid-configuration` and signs `keyless token`'s tokens. Defaults to
-    /// this server's own address; it is registered as an OIDC provider (audience
-    /// sts.amazonaws.com) at start.
+    /// this server's own address (required with a wildcard --listen). It is registered as
+    /// this server's one OIDC provider (audience sts.amazonaws.com) at start; a changed URL
+    /// moves that provider. Keyless checks its own tokens (STS, container credentials) with the
+    /// keys in memory, never over the network, so http:// to a node address works; relying
+    /// parties elsewhere should see it over https (--tls-cert, or https://NAME behind a TLS
+    /// proxy).
     #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
 
@@ -284,7 +289,8 @@ pub struct ImdsOptions {
     pub associations: Vec<((String, String), String)>,
 
     /// The issuer of the service-account tokens `/v1/credentials` accepts (the cluster's
-    /// `--service-account-issuer`); its keys are fetched from its discovery document.
+    /// `--service-account-issuer`); its keys are fetched from its discovery document. In
+    /// `keyless serve`, the default is the server's own issuer, whose keys are in memory.
     #[arg(long, value_name = "URL", requires = "associations")]
     pub pod_identity_issuer: Option<String>,
 
