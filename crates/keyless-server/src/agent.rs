@@ -70,12 +70,28 @@ impl Agent {
     /// Reads the agent's credentials, starts the pod source and prepares the metadata service
     /// on `listeners`.
     pub async fn open(args: AgentOptions, listeners: AgentListeners) -> anyhow::Result<Self> {
-        if !args.sts_insecure_http && !is_loopback_url(&args.sts_endpoint) {
+        let https = args
+            .sts_endpoint
+            .parse::<hyper::Uri>()
+            .is_ok_and(|uri| uri.scheme_str() == Some("https"));
+        if !https && !args.sts_insecure_http && !is_loopback_url(&args.sts_endpoint) {
             bail!(
-                "--sts-endpoint `{}` is plain HTTP off this host: STS answers carry every pod's credentials in the clear; run the agent where the server is, or pass --sts-insecure-http on a trusted network (TLS to STS is not supported yet)",
+                "--sts-endpoint `{}` is plain HTTP off this host: STS answers carry every pod's credentials in the clear; give the server's https:// URL (with --sts-ca-bundle for a private CA), or pass --sts-insecure-http on a trusted network",
                 args.sts_endpoint
             );
         }
+        let tls = match &args.sts_ca_bundle {
+            Some(path) if https => {
+                let pem = std::fs::read(path).with_context(|| {
+                    format!("--sts-ca-bundle: cannot read `{}`", path.display())
+                })?;
+                Some(keyless_imds::StsTls::bundle(
+                    &pem,
+                    &path.display().to_string(),
+                )?)
+            }
+            _ => None,
+        };
         let (access_key_id, secret, token) =
             agent_credentials(args.credentials_file.as_deref(), &args.profile)?;
         let local = listeners.imds.local_addr()?;
@@ -85,7 +101,7 @@ impl Agent {
             &args.account_id,
             StsClientConfig {
                 endpoint: args.sts_endpoint.trim_end_matches('/').to_owned(),
-                tls: None,
+                tls,
                 region: args.region.clone(),
                 access_key_id: access_key_id.clone(),
                 secret_access_key: secret,

@@ -159,9 +159,11 @@ pub struct ServeOptions {
     pub session_key_file: Option<PathBuf>,
 
     /// Also serve the EC2 instance metadata service on this address (see `keyless agent`), so
-    /// that one machine needs no second process. Its AssumeRole calls are signed by the IAM
-    /// user `keyless-imds`, created with a key in the data folder (`imds-credentials`) on first
-    /// use: roles given to pods must trust `arn:aws:iam::ACCOUNT:user/keyless-imds`.
+    /// that one machine needs no second process. Its AssumeRole calls go to this server's own
+    /// socket (over TLS with --tls-cert, trusting exactly the certificate served) and are
+    /// signed by the IAM user `keyless-imds`, created with a key in the data folder
+    /// (`imds-credentials`) on first use: roles given to pods must trust
+    /// `arn:aws:iam::ACCOUNT:user/keyless-imds`.
     #[arg(long, value_name = "ADDR")]
     pub imds_listen: Option<std::net::SocketAddr>,
 
@@ -189,11 +191,19 @@ pub struct AgentOptions {
     #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
 
-    /// Keyless's STS endpoint (the `keyless serve` address), http://. Its answers carry every
-    /// pod's credentials, so an endpoint that is not on loopback needs --sts-insecure-http
-    /// (TLS to STS is not supported yet).
+    /// Keyless's STS endpoint (the `keyless serve` address): https://, its certificate
+    /// checked against the platform's authorities (or --sts-ca-bundle) and the URL's host name.
+    /// Its answers carry every pod's credentials, so a plain http:// endpoint that is not on
+    /// loopback needs --sts-insecure-http.
     #[arg(long, value_name = "URL")]
     pub sts_endpoint: String,
+
+    /// The certificate authorities (PEM) trusted for an https:// --sts-endpoint, instead of
+    /// the platform's: for a server whose certificate a private CA issued. Read at start; the
+    /// server may rotate its certificate (new connections meet the new one) as long as this
+    /// CA issues it.
+    #[arg(long, env = "AWS_CA_BUNDLE", value_name = "FILE")]
+    pub sts_ca_bundle: Option<PathBuf>,
 
     /// Accept a plain-HTTP STS endpoint that is not on loopback, where the network between
     /// the node and the server is trusted.

@@ -150,19 +150,23 @@ impl Server {
         let readiness = Readiness::default();
         let imds = match listeners.imds {
             Some(imds_listener) => {
-                anyhow::ensure!(
-                    tls.is_none(),
-                    "--imds-listen needs the S3 endpoint on plain HTTP for now (the metadata service calls STS on it)"
-                );
                 let (id, secret) = imds_key(&iam, &data_dir, now)?;
                 let imds_local = imds_listener.local_addr()?;
+                // The metadata service calls STS on this server's own socket; over TLS it
+                // trusts exactly the certificate the server serves (the socket's address is no
+                // name the certificate need carry).
                 let sts_host = match local.ip() {
                     ip if ip.is_unspecified() => format!("127.0.0.1:{}", local.port()),
                     _ => local.to_string(),
                 };
                 let sts = keyless_imds::StsClientConfig {
-                    endpoint: format!("http://{sts_host}"),
-                    tls: None,
+                    endpoint: format!("{scheme}://{sts_host}"),
+                    tls: tls.as_ref().map(|tls| {
+                        keyless_imds::StsTls::custom(
+                            tls.own_client(),
+                            "this server's own certificate",
+                        )
+                    }),
                     region: args.region.clone(),
                     access_key_id: id,
                     secret_access_key: secret,
@@ -254,7 +258,7 @@ impl Server {
             service,
             query,
             issuer,
-            tls,
+            tls: tls.map(|tls| tls.acceptor),
             readiness,
             limits: args.server.limits(),
             banner,
