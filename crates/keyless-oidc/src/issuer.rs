@@ -13,7 +13,7 @@ use crate::OidcError;
 use crate::jwks::KeySet;
 use crate::jwt;
 use crate::keys::IssuerKeys;
-use crate::url::{jwks_url, provider_url};
+use crate::url::{check_own_issuer_url, jwks_url};
 
 /// The shortest token lifetime, in seconds (`kubectl create token` refuses under 10 minutes).
 pub const MIN_TOKEN_SECONDS: i64 = 600;
@@ -58,11 +58,13 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    /// An issuer at `url`, which IAM must accept as a provider
-    /// ([`keyless_types::ProviderUrl`]).
+    /// An issuer at `url`, checked by [`check_own_issuer_url`]: a provider URL, where `http://`
+    /// may name any host (Keyless checks its own tokens with these keys, never over HTTP).
+    ///
+    /// [`check_own_issuer_url`]: crate::check_own_issuer_url
     pub fn new(url: impl Into<String>, keys: IssuerKeys) -> Result<Issuer, OidcError> {
         let url = url.into();
-        provider_url(&url)?;
+        check_own_issuer_url(&url)?;
         Ok(Issuer { url, keys })
     }
 
@@ -379,11 +381,19 @@ mod tests {
                 "id_token_signing_alg_values_supported": ["ES256"],
             })
         );
+        // A node address without TLS is Keyless's own business (issue 13); a URL IAM could
+        // never hold is not.
         let keys = IssuerKeys::new(SigningKey::generate_es256().unwrap(), 0);
-        assert!(matches!(
-            Issuer::new("http://keyless.example", keys),
-            Err(OidcError::ProviderUrl { .. })
-        ));
+        assert!(Issuer::new("http://10.0.0.5:9000", keys.clone()).is_ok());
+        for bad in ["ftp://keyless.example", "http://keyless.example/?a=b"] {
+            assert!(
+                matches!(
+                    Issuer::new(bad, keys.clone()),
+                    Err(OidcError::ProviderUrl { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

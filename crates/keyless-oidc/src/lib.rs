@@ -36,5 +36,8 @@ pub use jwks::{KeySet, MAX_JWKS_BYTES, MAX_JWKS_KEYS};
 pub use jwt::{Alg, MAX_TOKEN_BYTES};
 pub use keys::{IssuerKeys, SigningKey};
 pub use remote::{JWKS_TTL_SECONDS, JwksCache, MAX_STALE_SECONDS, MIN_REFRESH_SECONDS};
-pub use url::{DISCOVERY_PATH, JWKS_PATH, discovery_url, jwks_url};
+pub use url::{
+    DISCOVERY_PATH, JWKS_PATH, check_own_issuer_url, discovery_url, is_plain_http_off_loopback,
+    jwks_url,
+};
 pub use verify::{DEFAULT_LEEWAY_SECONDS, Expectations, VerifiedToken, unverified_issuer, verify};

@@ -24,6 +24,42 @@ pub(crate) fn provider_url(url: &str) -> Result<ProviderUrl, OidcError> {
     })
 }
 
+/// Checks the URL of Keyless's own issuer: a provider URL ([`ProviderUrl`]), except that
+/// `http://` is accepted on any host. Keyless verifies its own tokens with the keys it holds and
+/// never fetches them, so a node address without TLS works for Keyless itself; relying parties
+/// elsewhere fetch the documents in the clear, which [`is_plain_http_off_loopback`] tells the
+/// caller to warn about. Providers others run keep IAM's rule.
+pub fn check_own_issuer_url(url: &str) -> Result<(), OidcError> {
+    match split_scheme(url) {
+        // The same rules as an https URL with the same authority and path.
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => {
+            provider_url(&format!("https://{rest}")).map_err(|e| match e {
+                OidcError::ProviderUrl { reason, .. } => OidcError::ProviderUrl {
+                    url: url.to_owned(),
+                    reason,
+                },
+                other => other,
+            })?;
+        }
+        _ => {
+            provider_url(url)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `url` is `http://` to a host other than this machine's loopback: documents anyone
+/// else fetches from it travel in the clear.
+pub fn is_plain_http_off_loopback(url: &str) -> bool {
+    match split_scheme(url) {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            !host_of(authority).is_some_and(is_loopback_host)
+        }
+        _ => false,
+    }
+}
+
 /// The discovery document URL of an issuer (its trailing slash removed first, per OpenID
 /// Connect Discovery §4).
 pub fn discovery_url(issuer: &str) -> String {
@@ -67,6 +103,41 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_own_issuer_may_be_plain_http_anywhere() {
+        for url in [
+            "http://10.0.0.5:9000",
+            "http://keyless.example:9000/issuer",
+            "http://[2001:db8::5]:9000",
+            "https://keyless.example.com",
+            "http://127.0.0.1:9000",
+        ] {
+            assert_eq!(check_own_issuer_url(url), Ok(()), "{url}");
+        }
+        for url in [
+            "http://10.0.0.5:9000/?a=b",
+            "http://user@10.0.0.5",
+            "http://10.0.0.5:99999",
+            "http://",
+            "ftp://10.0.0.5",
+        ] {
+            match check_own_issuer_url(url) {
+                Err(OidcError::ProviderUrl { url: u, .. }) => assert_eq!(u, url),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert!(is_plain_http_off_loopback("http://10.0.0.5:9000"));
+        assert!(is_plain_http_off_loopback("http://keyless.example/x"));
+        assert!(!is_plain_http_off_loopback("http://127.0.0.1:9000"));
+        assert!(!is_plain_http_off_loopback("http://localhost:9000/x"));
+        assert!(!is_plain_http_off_loopback("http://[::1]:9000"));
+        assert!(!is_plain_http_off_loopback("https://10.0.0.5:9000"));
+    }
+
+    #[test]
+    fn provider_url_keys() {
         assert_eq!(
             provider_url("HTTPS://Issuer.example/x").unwrap().key(),
             "issuer.example/x"

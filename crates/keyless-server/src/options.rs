@@ -134,7 +134,8 @@ fn parse_std_duration(s: &str) -> Result<Duration, String> {
 /// The options of `keyless serve`.
 #[derive(Debug, Args)]
 pub struct ServeOptions {
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on (port 0 picks a free port). A node's address serves clients
+    /// elsewhere; a wildcard address (0.0.0.0, [::]) needs --issuer.
     #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
 
@@ -170,8 +171,12 @@ pub struct ServeOptions {
 
     /// The URL of this server's OIDC issuer, which serves
     /// `<URL>/.well-known/openid-configuration` and signs `keyless token`'s tokens. Defaults to
-    /// this server's own address; it is registered as an OIDC provider (audience
-    /// sts.amazonaws.com) at start.
+    /// this server's own address (required with a wildcard --listen). It is registered as
+    /// this server's one OIDC provider (audience sts.amazonaws.com) at start; a changed URL
+    /// moves that provider. Keyless checks its own tokens (STS, container credentials) with the
+    /// keys in memory, never over the network, so http:// to a node address works; relying
+    /// parties elsewhere should see it over https (--tls-cert, or https://NAME behind a TLS
+    /// proxy).
     #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
 
@@ -182,9 +187,11 @@ pub struct ServeOptions {
     pub session_key_file: Option<PathBuf>,
 
     /// Also serve the EC2 instance metadata service on this address (see `keyless agent`), so
-    /// that one machine needs no second process. Its AssumeRole calls are signed by the IAM
-    /// user `keyless-imds`, created with a key in the data folder (`imds-credentials`) on first
-    /// use: roles given to pods must trust `arn:aws:iam::ACCOUNT:user/keyless-imds`.
+    /// that one machine needs no second process. Its AssumeRole calls go to this server's own
+    /// socket (over TLS with --tls-cert, trusting exactly the certificate served) and are
+    /// signed by the IAM user `keyless-imds`, created with a key in the data folder
+    /// (`imds-credentials`) on first use: roles given to pods must trust
+    /// `arn:aws:iam::ACCOUNT:user/keyless-imds`.
     #[arg(long, value_name = "ADDR")]
     pub imds_listen: Option<std::net::SocketAddr>,
 
@@ -212,11 +219,19 @@ pub struct AgentOptions {
     #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
 
-    /// Keyless's STS endpoint (the `keyless serve` address), http://. Its answers carry every
-    /// pod's credentials, so an endpoint that is not on loopback needs --sts-insecure-http
-    /// (TLS to STS is not supported yet).
+    /// Keyless's STS endpoint (the `keyless serve` address): https://, its certificate
+    /// checked against the platform's authorities (or --sts-ca-bundle) and the URL's host name.
+    /// Its answers carry every pod's credentials, so a plain http:// endpoint that is not on
+    /// loopback needs --sts-insecure-http.
     #[arg(long, value_name = "URL")]
     pub sts_endpoint: String,
+
+    /// The certificate authorities (PEM) trusted for an https:// --sts-endpoint, instead of
+    /// the platform's: for a server whose certificate a private CA issued. Read at start; the
+    /// server may rotate its certificate (new connections meet the new one) as long as this
+    /// CA issues it.
+    #[arg(long, env = "AWS_CA_BUNDLE", value_name = "FILE")]
+    pub sts_ca_bundle: Option<PathBuf>,
 
     /// Accept a plain-HTTP STS endpoint that is not on loopback, where the network between
     /// the node and the server is trusted.
@@ -312,7 +327,8 @@ pub struct ImdsOptions {
     pub associations: Vec<((String, String), String)>,
 
     /// The issuer of the service-account tokens `/v1/credentials` accepts (the cluster's
-    /// `--service-account-issuer`); its keys are fetched from its discovery document.
+    /// `--service-account-issuer`); its keys are fetched from its discovery document. In
+    /// `keyless serve`, the default is the server's own issuer, whose keys are in memory.
     #[arg(long, value_name = "URL", requires = "associations")]
     pub pod_identity_issuer: Option<String>,
 
