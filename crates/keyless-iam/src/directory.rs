@@ -154,7 +154,7 @@ impl Directory {
             directory.roles.insert(role.name.to_lowercase(), identity);
         }
         for (key, provider) in &state.oidc_providers {
-            let Ok(url) = ProviderUrl::parse(&provider.url) else {
+            let Ok(url) = ProviderUrl::read(&provider.url) else {
                 tracing::warn!(url = %provider.url, "an OIDC provider's URL no longer parses; its tokens are refused");
                 continue;
             };

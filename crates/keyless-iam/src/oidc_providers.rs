@@ -43,7 +43,7 @@ impl OidcProvider {
     /// trailing `/`, the host in lower case. A URL stored by an older version that no longer
     /// parses is its own key.
     pub fn key(&self) -> String {
-        ProviderUrl::parse(&self.url).map_or_else(|_| self.url.clone(), |u| u.key().to_owned())
+        ProviderUrl::read(&self.url).map_or_else(|_| self.url.clone(), |u| u.key().to_owned())
     }
 
     /// `arn:aws:iam::ACCOUNT:oidc-provider/KEY`.

@@ -89,14 +89,14 @@ fn modified(file: &Path) -> Option<SystemTime> {
     std::fs::metadata(file).and_then(|m| m.modified()).ok()
 }
 
-/// The key IAM files this server's own provider under: the URL without its scheme, the host in
-/// lower case, as [`keyless_types::ProviderUrl::key`]. The own issuer may be plain `http://` on
-/// any host, which a provider URL may not be, so it is read as its https twin.
+/// The key IAM files this server's own provider under, as [`keyless_types::ProviderUrl::key`]
+/// (the own issuer may be plain `http://` on any host, which [`keyless_types::ProviderUrl::read`]
+/// allows).
 pub(crate) fn own_provider_key(url: &str) -> String {
-    let rest = keyless_types::net::split_scheme(url).map_or(url, |(_, rest)| rest);
-    keyless_types::ProviderUrl::parse(&format!("https://{rest}"))
-        .map(|p| p.key().to_owned())
-        .unwrap_or_else(|_| rest.trim_end_matches('/').to_owned())
+    keyless_types::ProviderUrl::read(url).map_or_else(
+        |_| url.trim_end_matches('/').to_owned(),
+        |p| p.key().to_owned(),
+    )
 }
 
 impl OwnIssuer {

@@ -97,7 +97,7 @@ impl Sts {
             )
         })?;
         let snapshot = self.store.snapshot();
-        let provider = ProviderUrl::parse(&issuer)
+        let provider = ProviderUrl::read(&issuer)
             .ok()
             .and_then(|url| snapshot.directory.oidc_provider(&url))
             .ok_or_else(|| {

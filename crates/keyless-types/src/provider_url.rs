@@ -67,8 +67,20 @@ pub struct ProviderUrl {
 }
 
 impl ProviderUrl {
-    /// Checks `url` and works out its key.
+    /// Checks `url` by IAM's rules and works out its key: what a new provider must be.
     pub fn parse(url: &str) -> Result<Self, ProviderUrlError> {
+        Self::parse_with(url, false)
+    }
+
+    /// Reads a URL already accepted: a stored provider's, or the `iss` of a token looked up
+    /// among them. The rules of [`ProviderUrl::parse`], except that `http://` may name any host:
+    /// Keyless's own issuer may be plain http on a node's address (its keys are never fetched),
+    /// and is filed and found by the same key as any provider.
+    pub fn read(url: &str) -> Result<Self, ProviderUrlError> {
+        Self::parse_with(url, true)
+    }
+
+    fn parse_with(url: &str, http_on_any_host: bool) -> Result<Self, ProviderUrlError> {
         use ProviderUrlError as E;
         if url.chars().count() > MAX_PROVIDER_URL_LEN {
             return Err(E::TooLong);
@@ -94,7 +106,7 @@ impl ProviderUrl {
         let https = if scheme.eq_ignore_ascii_case("https") {
             true
         } else if scheme.eq_ignore_ascii_case("http") {
-            if !is_loopback_host(host) {
+            if !http_on_any_host && !is_loopback_host(host) {
                 return Err(E::NotLoopback);
             }
             false
@@ -125,7 +137,8 @@ impl ProviderUrl {
         &self.key
     }
 
-    /// Whether the scheme is `https` (else it is `http`, to a loopback host).
+    /// Whether the scheme is `https` (else it is `http`: to a loopback host, unless read with
+    /// [`ProviderUrl::read`]).
     pub fn is_https(&self) -> bool {
         self.https
     }
@@ -156,6 +169,21 @@ mod tests {
 
     fn key(url: &str) -> String {
         ProviderUrl::parse(url).unwrap().key().to_owned()
+    }
+
+    #[test]
+    fn read_accepts_http_on_any_host_with_the_same_key() {
+        let own = ProviderUrl::read("http://10.203.2.2:9000/").unwrap();
+        assert_eq!(own.key(), "10.203.2.2:9000");
+        assert!(!own.is_https());
+        assert_eq!(
+            ProviderUrl::parse("http://10.203.2.2:9000"),
+            Err(ProviderUrlError::NotLoopback)
+        );
+        assert_eq!(
+            ProviderUrl::read("http://10.0.0.5/?a"),
+            Err(ProviderUrlError::Query)
+        );
     }
 
     #[test]

@@ -105,7 +105,7 @@ async fn create(args: &CreateServiceAccountArgs) -> anyhow::Result<String> {
         .collect();
     let provider_arn = match (&args.issuer, providers.as_slice()) {
         (Some(url), _) => {
-            let key = keyless_types::ProviderUrl::parse(url)
+            let key = keyless_types::ProviderUrl::read(url)
                 .with_context(|| format!("--issuer `{url}`"))?
                 .key()
                 .to_owned();

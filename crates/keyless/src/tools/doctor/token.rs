@@ -183,7 +183,7 @@ pub(crate) fn trust_check(t: &Trust<'_>) -> Check {
     let Some(iss) = t.claims.iss.as_deref() else {
         return Check::new(STEP, Status::Skip, "not checked: the token has no `iss`");
     };
-    let provider = match keyless_types::ProviderUrl::parse(iss) {
+    let provider = match keyless_types::ProviderUrl::read(iss) {
         Ok(provider) => provider,
         Err(e) => {
             return Check::new(
