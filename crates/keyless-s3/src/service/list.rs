@@ -9,9 +9,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::KeylessS3;
 use super::bucket::timestamp;
-use super::{KeylessS3, store_error};
 use crate::store::{ListPage, ListQuery, ObjectStore};
+use crate::wire::store_error;
 
 /// What `encoding-type=url` leaves as is: unreserved characters and `/`. A space becomes `%20`
 /// and `+` becomes `%2B`, so that clients decoding with form rules get the key back.
