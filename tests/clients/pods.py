@@ -11,6 +11,7 @@ and can answer each pod for its own role. Real clients run unmodified inside the
     a = net.pod("a")                         # netns, veth on the bridge, 10.203.X.2/24
     a.run(["curl", "-s", "http://169.254.169.254/latest/meta-data/"])
     a.delete(); net.pod("a2", ip=a.ip)       # an IP is reusable once its pod is gone
+    alone = net.isolated("alone")            # netns with lo alone: no packet leaves it
     net.close()                              # pods, links, rules, bridge: all gone
 
 Wiring (all of it needed, none of it more):
@@ -155,16 +156,24 @@ def _free_subnet() -> ipaddress.IPv4Network:
 
 
 class Pod:
-    """One pod: a network namespace with eth0 on the bridge at `ip`, default route via it."""
+    """One pod: a network namespace with eth0 on the bridge at `ip`, default route via it; with
+    no `ip`, a namespace with its loopback alone (no route anywhere)."""
 
-    def __init__(self, network: Network, name: str, ip: ipaddress.IPv4Address):
-        self.network, self.name, self.ip = network, name, str(ip)
+    def __init__(self, network: Network, name: str, ip: ipaddress.IPv4Address | None):
+        self.network, self.name, self.ip = network, name, str(ip) if ip else None
         self.netns = f"kl{network.tag}-{name}"
-        self.veth = f"kv{network.tag}.{ip.packed[3]}"
+        self.veth = f"kv{network.tag}.{ip.packed[3]}" if ip else None
         self.home = os.path.join(network.workdir, name)
         self._procs: list[subprocess.Popen] = []
         os.makedirs(self.home, exist_ok=True)
         sh("ip", "netns", "add", self.netns)
+        if ip is None:
+            try:
+                sh("ip", "-n", self.netns, "link", "set", "lo", "up")
+            except BaseException:
+                self.delete()
+                raise
+            return
         try:
             sh("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
             sh("ip", "link", "set", self.veth, "master", network.bridge, "up")
@@ -214,7 +223,8 @@ class Pod:
             proc.kill()
             proc.wait()
         _delete_netns(self.netns)
-        sh("ip", "link", "del", self.veth, check=False)
+        if self.veth:
+            sh("ip", "link", "del", self.veth, check=False)
         self.network.pods.pop(self.name, None)
 
 
@@ -254,12 +264,21 @@ class Network:
         name = name or f"pod{len(self.pods) + 1}"
         if name in self.pods:
             raise ValueError(f"pod {name!r} exists")
-        taken = {self.gateway, *(p.ip for p in self.pods.values())}
+        taken = {self.gateway, *(p.ip for p in self.pods.values() if p.ip)}
         if ip is None:
             ip = next(str(h) for h in self.subnet.hosts() if str(h) not in taken)
         elif ip in taken or ipaddress.ip_address(ip) not in self.subnet:
             raise ValueError(f"{ip} is taken or not in {self.subnet}")
         pod = Pod(self, name, ipaddress.ip_address(ip))
+        self.pods[name] = pod
+        return pod
+
+    def isolated(self, name: str) -> Pod:
+        """A namespace with its loopback alone: what runs there reaches only itself, and can
+        send no packet off this machine (a DNS lookup fails at once)."""
+        if name in self.pods:
+            raise ValueError(f"pod {name!r} exists")
+        pod = Pod(self, name, None)
         self.pods[name] = pod
         return pod
 

@@ -173,7 +173,7 @@ class KeylessServer:
                 stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                 env=dict(os.environ, RUST_LOG="info,keyless_imds=debug"))
         try:
-            match = wait_for_line(self.out, r"keyless: S3 endpoint (http://127\.0\.0\.1:(\d+))\n",
+            match = wait_for_line(self.out, r"keyless: S3 endpoint (https?://127\.0\.0\.1:(\d+))\n",
                                   self.proc, "keyless serve")
         except AssertionError as e:
             self.stop()
@@ -247,14 +247,14 @@ class PodsFile:
 class Agent:
     """`keyless agent` on 127.0.0.1:0, with the agent user's credentials file."""
 
-    def __init__(self, keyless_bin, workdir, sts_endpoint, pods_file, extra=()):
+    def __init__(self, keyless_bin, workdir, sts_endpoint, pods_file, extra=(), env=None):
         os.makedirs(workdir, exist_ok=True)
         creds = os.path.join(workdir, "agent-credentials")
         with open(os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(f"[default]\naws_access_key_id = {AGENT_KEY_ID}\n"
                     f"aws_secret_access_key = {AGENT_SECRET}\n")
         self.out, self.log = os.path.join(workdir, "agent.out"), os.path.join(workdir, "agent.log")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **(env or {})}
         env["RUST_LOG"] = "info,keyless_imds=debug"
         self.argv = [keyless_bin, "agent", "--listen", "127.0.0.1:0", "--pods-file", pods_file,
                      "--sts-endpoint", sts_endpoint, "--credentials-file", creds, *extra]

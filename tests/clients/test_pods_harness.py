@@ -65,6 +65,25 @@ def test_pods_without_a_route_get_no_answer(pod_net):
     assert proc.returncode != 0
 
 
+def test_an_isolated_namespace_reaches_only_itself(pod_net):
+    alone = pod_net.isolated("alone")
+    assert alone.ip is None
+    assert alone.run(["ip", "route"]).stdout.strip() == ""
+    # No route: refused at once by the kernel, no packet sent.
+    probe = ("import errno, socket\n"
+             "try:\n"
+             f"    socket.create_connection(('{pod_net.gateway}', 80), timeout=5)\n"
+             "except OSError as e:\n"
+             "    print(errno.errorcode.get(e.errno))\n")
+    proc = alone.run(["python3", "-c", probe])
+    assert proc.stdout.strip() == "ENETUNREACH", (proc.stdout, proc.stderr)
+    assert alone.run(["python3", "-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()"]).returncode == 0
+    other = pod_net.pod()  # addresses are still handed out as before
+    assert other.ip == str(next(pod_net.subnet.hosts()) + 1)
+    alone.delete()
+    assert f"kl{pod_net.tag}-alone" not in pod_net.leftovers()
+
+
 def test_close_leaves_nothing_behind():
     reason = unavailable()
     if reason:

@@ -539,3 +539,35 @@ def test_rclone_env_auth_with_web_identity(server, gitlab, tmp_path):
     assert listed.stdout.split() == ["up.txt"], listed.stderr
     denied = subprocess.run(["rclone", "lsf", ":s3:other", *remote], capture_output=True, text=True, env=env)
     assert denied.returncode != 0
+
+
+def test_jwks_file_of_a_provider_with_an_upper_case_scheme_is_used(keyless_bin, tmp_path):
+    """Regression: IAM filed `HTTPS://Issuer.example/ci` under one key and the binary its
+    `jwks_file` under another (the scheme was stripped only in lower case), so the file was
+    never used and STS tried, and failed, to fetch keys from the unreachable issuer. Scheme and
+    host are case-insensitive (the provider's ARN names the host in lower case); `iss` is the
+    URL exactly as declared."""
+    url = "HTTPS://Issuer.example/ci"
+    key = "issuer.example/ci"
+    signer = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signer.public_key()))
+    jwk.update(kid="file1", use="sig")
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "issuer-jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    (conf / "keyless.toml").write_text(
+        f'[[oidc_providers]]\nurl = "{url}"\njwks_file = "issuer-jwks.json"\n\n[[buckets]]\nname = "ci-artifacts"\n')
+    server = Server(keyless_bin, tmp_path / "data", ["--config", str(conf / "keyless.toml")])
+    try:
+        listed = json.loads(server.aws("iam", "list-open-id-connect-providers").stdout)
+        assert f"arn:aws:iam::{ACCOUNT}:oidc-provider/{key}" in [p["Arn"] for p in listed["OpenIDConnectProviderList"]]
+        role = make_role(server, "ci-upper", trust(f"arn:aws:iam::{ACCOUNT}:oidc-provider/{key}", key,
+                                                   "system:serviceaccount:ci:runner"), "ci-artifacts")
+        now = int(time.time())
+        token = jwt.encode({"iss": url, "sub": "system:serviceaccount:ci:runner", "aud": "sts.amazonaws.com",
+                            "iat": now, "exp": now + 600}, signer, algorithm="RS256", headers={"kid": "file1"})
+        creds = sts_unsigned(server).assume_role_with_web_identity(
+            RoleArn=role, RoleSessionName="upper", WebIdentityToken=token)["Credentials"]
+        s3_with(server, creds).put_object(Bucket="ci-artifacts", Key="upper", Body=b"ok")
+    finally:
+        server.stop()

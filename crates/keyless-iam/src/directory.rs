@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use keyless_policy::{Policy, Principal};
-use keyless_types::Secret;
+use keyless_types::{ProviderUrl, Secret};
 
 use crate::IamError;
-use crate::oidc_providers::provider_key;
 use crate::roles::check_trust_policy;
 use crate::specs::{PolicySpec, UserSpec, apply_specs};
 use crate::state::{IamState, UserPolicy};
@@ -72,11 +71,9 @@ pub struct RoleIdentity {
 pub struct ProviderIdentity {
     /// `arn:aws:iam::ACCOUNT:oidc-provider/KEY`: the `Federated` principal trust policies name.
     pub arn: String,
-    /// The issuer URL as created, scheme included.
-    pub url: String,
-    /// The URL without scheme and trailing `/`: the prefix of its condition keys
-    /// (`KEY:sub`, `KEY:aud`).
-    pub key: String,
+    /// The issuer URL as created (the `iss` its tokens carry); its [`ProviderUrl::key`] is
+    /// the prefix of its condition keys (`KEY:sub`, `KEY:aud`).
+    pub url: ProviderUrl,
     /// The audiences its tokens may name.
     pub client_ids: Vec<String>,
 }
@@ -126,13 +123,12 @@ impl Directory {
         self.role_arns.get(arn)
     }
 
-    /// The provider of the issuer `issuer_url` (a token's `iss`): the one whose URL is the same
-    /// but for a trailing `/`, with the same scheme.
-    pub fn oidc_provider(&self, issuer_url: &str) -> Option<&Arc<ProviderIdentity>> {
-        let scheme = |url: &str| url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    /// The provider of the issuer `issuer` (a token's `iss`): the one with the same key (the
+    /// same URL but for a trailing `/` and the case of scheme and host), and the same scheme.
+    pub fn oidc_provider(&self, issuer: &ProviderUrl) -> Option<&Arc<ProviderIdentity>> {
         self.providers
-            .get(provider_key(issuer_url))
-            .filter(|p| scheme(&p.url).is_some() && scheme(&p.url) == scheme(issuer_url))
+            .get(issuer.key())
+            .filter(|p| p.url.is_https() == issuer.is_https())
     }
 
     /// Compiles the state of account `account_id`: every active key to its user's identity,
@@ -158,10 +154,13 @@ impl Directory {
             directory.roles.insert(role.name.to_lowercase(), identity);
         }
         for (key, provider) in &state.oidc_providers {
+            let Ok(url) = ProviderUrl::parse(&provider.url) else {
+                tracing::warn!(url = %provider.url, "an OIDC provider's URL no longer parses; its tokens are refused");
+                continue;
+            };
             let identity = ProviderIdentity {
                 arn: provider.arn(account_id),
-                url: provider.url.clone(),
-                key: key.clone(),
+                url,
                 client_ids: provider.client_ids.clone(),
             };
             directory.providers.insert(key.clone(), Arc::new(identity));

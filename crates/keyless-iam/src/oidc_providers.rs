@@ -6,8 +6,7 @@
 //! <https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateOpenIDConnectProvider.html>
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_providers_create_oidc.html>
 
-use std::net::IpAddr;
-
+use keyless_types::{ProviderUrl, ProviderUrlError};
 use serde::{Deserialize, Serialize};
 
 use crate::IamError;
@@ -40,9 +39,11 @@ pub struct OidcProvider {
 }
 
 impl OidcProvider {
-    /// The URL without its scheme and trailing `/`.
-    pub fn key(&self) -> &str {
-        provider_key(&self.url)
+    /// The key it is filed under ([`ProviderUrl::key`]): the URL without its scheme and
+    /// trailing `/`, the host in lower case. A URL stored by an older version that no longer
+    /// parses is its own key.
+    pub fn key(&self) -> String {
+        ProviderUrl::parse(&self.url).map_or_else(|_| self.url.clone(), |u| u.key().to_owned())
     }
 
     /// `arn:aws:iam::ACCOUNT:oidc-provider/KEY`.
@@ -64,88 +65,26 @@ pub struct NewOidcProvider {
     pub tags: Vec<(String, String)>,
 }
 
-/// A provider's key: its URL without the scheme and trailing `/` (`https://a.example/x/` is
-/// `a.example/x`). Tokens name their issuer by URL (`iss`); this finds its provider.
-pub fn provider_key(url: &str) -> &str {
-    let rest = match url.find("://") {
-        Some(i) => &url[i + 3..],
-        None => url,
-    };
-    rest.trim_end_matches('/')
-}
-
-/// `http` or `https`, lowercased, when the URL has one of them.
-fn scheme(url: &str) -> Option<String> {
-    let (scheme, _) = url.split_once("://")?;
-    Some(scheme.to_ascii_lowercase())
-}
-
-fn invalid_url() -> IamError {
-    IamError::InvalidInput("Invalid Open ID Connect Provider URL.".into())
-}
-
-/// Checks a provider URL and returns its key: `https://` and a host, with a path if any, and
-/// no user, query or fragment, at most 255 characters. `http://` is accepted for a loopback
-/// host alone (`127.0.0.0/8`, `::1`, `localhost`), where an issuer on the same machine needs
-/// no TLS; IAM itself takes no port either, Keyless does, for such issuers.
-pub fn check_provider_url(url: &str) -> Result<&str, IamError> {
-    if url.chars().count() > 255 {
-        return Err(IamError::Validation(format!(
+/// Checks a provider URL by IAM's rules ([`ProviderUrl`]: `https://` and a host, with a path
+/// if any, no user, query or fragment, at most 255 characters; `http://` for a loopback host
+/// alone), failing with IAM's error code and text.
+pub fn parse_provider_url(url: &str) -> Result<ProviderUrl, IamError> {
+    use ProviderUrlError as E;
+    ProviderUrl::parse(url).map_err(|e| match e {
+        E::TooLong => IamError::Validation(format!(
             "1 validation error detected: Value '{url}' at 'url' failed to satisfy constraint: Member must have length less than or equal to 255"
-        )));
-    }
-    let Some(scheme) = scheme(url) else {
-        return Err(IamError::Validation(
-            "Invalid Open ID Connect Provider URL".into(),
-        ));
-    };
-    let key = provider_key(url);
-    let authority = key.split('/').next().unwrap_or_default();
-    let bad_char = |c: char| c.is_control() || c.is_whitespace() || "?#@\\".contains(c);
-    if key.contains(bad_char) || authority.is_empty() {
-        return Err(invalid_url());
-    }
-    let host = match authority.strip_prefix('[') {
-        Some(bracketed) => {
-            let (host, port) = bracketed.split_once(']').ok_or_else(invalid_url)?;
-            check_port(port.strip_prefix(':'), port.is_empty())?;
-            host.parse::<IpAddr>().map_err(|_| invalid_url())?;
-            host
-        }
-        None => {
-            let (host, port) = match authority.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            };
-            check_port(port, true)?;
-            host
-        }
-    };
-    if host.is_empty() {
-        return Err(invalid_url());
-    }
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    match scheme.as_str() {
-        "https" => Ok(key),
-        "http" if loopback => Ok(key),
-        _ => Err(IamError::InvalidInput(
-            "Invalid Open ID Connect Provider URL. The URL must begin with https://.".into(),
         )),
-    }
-}
-
-/// A port, when present, is 1 to 65535; `bare` says whether nothing may follow the host.
-fn check_port(port: Option<&str>, bare: bool) -> Result<(), IamError> {
-    match port {
-        None if bare => Ok(()),
-        Some(p)
-            if p.parse::<u16>().is_ok_and(|n| n > 0) && p.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            Ok(())
-        }
-        _ => Err(invalid_url()),
-    }
+        E::NoScheme => IamError::Validation("Invalid Open ID Connect Provider URL".into()),
+        E::Scheme | E::NotLoopback => IamError::InvalidInput(
+            "Invalid Open ID Connect Provider URL. The URL must begin with https://.".into(),
+        ),
+        E::Whitespace
+        | E::Query
+        | E::Fragment
+        | E::UserInfo
+        | E::Character(_)
+        | E::Host => IamError::InvalidInput("Invalid Open ID Connect Provider URL.".into()),
+    })
 }
 
 fn check_client_id(id: &str) -> Result<(), IamError> {
@@ -229,13 +168,14 @@ impl IamState {
             .ok_or_else(|| not_found(arn))
     }
 
-    /// Creates a provider; one URL (without regard to a trailing `/`) names one provider.
+    /// Creates a provider; one URL (without regard to a trailing `/`, nor to the case of its
+    /// scheme and host) names one provider.
     pub fn create_oidc_provider(
         &mut self,
         new: NewOidcProvider,
         now: i64,
     ) -> Result<&OidcProvider, IamError> {
-        let key = check_provider_url(&new.url)?.to_owned();
+        let key = parse_provider_url(&new.url)?.key().to_owned();
         let client_ids = check_client_ids(&new.client_ids)?;
         check_thumbprints(&new.thumbprints)?;
         check_tags(&new.tags)?;
@@ -346,6 +286,10 @@ mod tests {
         s.create_oidc_provider(new, 5)
     }
 
+    fn check_provider_url(url: &str) -> Result<String, IamError> {
+        parse_provider_url(url).map(|u| u.key().to_owned())
+    }
+
     #[test]
     fn urls_follow_iams_rules_with_loopback_http() {
         assert_eq!(
@@ -355,6 +299,10 @@ mod tests {
         assert_eq!(
             check_provider_url("https://a.example/").unwrap(),
             "a.example"
+        );
+        assert_eq!(
+            check_provider_url("HTTPS://Issuer.example/X").unwrap(),
+            "issuer.example/X"
         );
         for ok in [
             "http://127.0.0.1:9000",
@@ -404,6 +352,18 @@ mod tests {
         );
         let dup = create(&mut s, &format!("{EKS}/"), &[]).unwrap_err();
         assert_eq!(dup.code(), "EntityAlreadyExists");
+        let shouting = "HTTPS://OIDC.EKS.us-east-1.amazonaws.com/id/ABC";
+        assert_eq!(
+            create(&mut s, shouting, &[]).unwrap_err().code(),
+            "EntityAlreadyExists",
+            "scheme and host are case-insensitive"
+        );
+        create(
+            &mut s,
+            "https://oidc.eks.us-east-1.amazonaws.com/id/abc",
+            &[],
+        )
+        .expect("the path is case-sensitive");
         assert_eq!(
             dup.to_string(),
             format!("Provider with url {EKS}/ already exists.")
@@ -419,6 +379,25 @@ mod tests {
         assert_eq!(
             s.delete_oidc_provider(ACCOUNT, &arn).unwrap_err().code(),
             "NoSuchEntity"
+        );
+    }
+
+    /// A state stored before `ProviderUrl` filed `HTTPS://Issuer.example/x` under
+    /// `Issuer.example/x`; loaded, it is found by the ARN it is now given.
+    #[test]
+    fn providers_stored_under_an_older_key_are_found_by_their_arn() {
+        let old = r#"{"users":{},"policies":{},"oidc_providers":{"Issuer.example/x":
+            {"url":"HTTPS://Issuer.example/x","client_ids":["sts.amazonaws.com"],"created":1}}}"#;
+        let s: IamState = serde_json::from_str(old).unwrap();
+        let provider = s.oidc_providers.values().next().unwrap();
+        let arn = provider.arn(ACCOUNT);
+        assert_eq!(
+            arn,
+            "arn:aws:iam::111122223333:oidc-provider/issuer.example/x"
+        );
+        assert_eq!(
+            s.oidc_provider(ACCOUNT, &arn).unwrap().url,
+            "HTTPS://Issuer.example/x"
         );
     }
 

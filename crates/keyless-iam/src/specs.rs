@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use keyless_types::Secret;
 
 use crate::oidc_providers::{
-    NewOidcProvider, check_client_ids, check_provider_url, check_thumbprints,
+    NewOidcProvider, check_client_ids, check_thumbprints, parse_provider_url,
 };
 use crate::roles::{NewRole, check_description, check_max_session_duration, check_trust_policy};
 use crate::state::{IamState, check_document};
@@ -291,8 +291,9 @@ fn apply_providers(
     let mut keys = HashSet::new();
     for (i, p) in providers.iter().enumerate() {
         let at_provider = format!("oidc_providers[{i}]");
-        let key = check_provider_url(&p.url)
+        let url = parse_provider_url(&p.url)
             .map_err(|e| IamError::InvalidInput(format!("{at_provider}.url: `{}`: {e}", p.url)))?;
+        let key = url.key();
         if !keys.insert(key.to_owned()) {
             return Err(IamError::InvalidInput(format!(
                 "{at_provider}.url: `{}` is declared twice",
@@ -450,24 +451,35 @@ mod tests {
             dir.role_by_arn("arn:aws:iam::111122223333:role/registry")
                 .is_none()
         );
+        let issuer = |url: &str| keyless_types::ProviderUrl::parse(url).unwrap();
         let p = dir
-            .oidc_provider("https://oidc.example.com/gitlab")
+            .oidc_provider(&issuer("https://oidc.example.com/gitlab"))
             .unwrap();
-        assert_eq!(p.key, "oidc.example.com/gitlab");
+        assert_eq!(p.url.key(), "oidc.example.com/gitlab");
         assert_eq!(
             p.arn,
             "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/gitlab"
         );
         assert_eq!(p.client_ids, ["sts.amazonaws.com"]);
         assert!(
-            dir.oidc_provider("https://oidc.example.com/gitlab/")
+            dir.oidc_provider(&issuer("https://oidc.example.com/gitlab/"))
                 .is_some()
         );
         assert!(
-            dir.oidc_provider("http://oidc.example.com/gitlab")
+            dir.oidc_provider(&issuer("HTTPS://OIDC.example.com/gitlab"))
+                .is_some()
+        );
+        // `http://` names no provider of an `https://` URL: it is not even a provider URL
+        // off loopback (see the API test for loopback).
+        assert!(keyless_types::ProviderUrl::parse("http://oidc.example.com/gitlab").is_err());
+        assert!(
+            dir.oidc_provider(&issuer("https://oidc.example.com/GitLab"))
                 .is_none()
         );
-        assert!(dir.oidc_provider("https://oidc.example.com").is_none());
+        assert!(
+            dir.oidc_provider(&issuer("https://oidc.example.com"))
+                .is_none()
+        );
 
         // A restart puts back what the file declares; what it does not mention stays.
         let id = role.role_id.clone();

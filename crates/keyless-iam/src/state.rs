@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use keyless_policy::{Policy, PolicyKind};
 use keyless_types::Secret;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::oidc_providers::OidcProvider;
 use crate::roles::Role;
@@ -35,10 +35,19 @@ pub struct IamState {
     /// Roles by lowercase name.
     #[serde(default)]
     pub roles: BTreeMap<String, Role>,
-    /// OpenID Connect providers by key: the URL without its scheme and trailing `/`
-    /// (`oidc.eks.us-east-1.amazonaws.com/id/ABC`).
-    #[serde(default)]
+    /// OpenID Connect providers by key ([`OidcProvider::key`]): the URL without its scheme
+    /// and trailing `/`, the host in lower case (`oidc.eks.us-east-1.amazonaws.com/id/ABC`).
+    #[serde(default, deserialize_with = "providers_by_key")]
     pub oidc_providers: BTreeMap<String, OidcProvider>,
+}
+
+/// The stored providers, filed again under their keys: before `ProviderUrl`, a key kept the
+/// host's case (`Issuer.example/x`), and a provider filed so would not be found by its ARN.
+fn providers_by_key<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, OidcProvider>, D::Error> {
+    let stored = BTreeMap::<String, OidcProvider>::deserialize(d)?;
+    Ok(stored.into_values().map(|p| (p.key(), p)).collect())
 }
 
 /// An IAM user.

@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
+use keyless_types::SecretFileError;
 use redb::{ReadableDatabase as _, TableDefinition};
 
 use crate::state::IamState;
@@ -88,18 +89,12 @@ impl EmbeddedIam {
             .mode(0o600)
             .open(file)
             .map_err(|e| storage(format!("cannot open `{}`: {e}", file.display())))?;
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(file)
-            .map_err(|e| storage(format!("cannot open `{}`: {e}", file.display())))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(storage(format!(
-                "`{}` is readable by other users (mode {:o}) and holds secret keys; run `chmod 600` on it",
-                file.display(),
-                mode & 0o777
-            )));
-        }
+        crate::check_secret_file(file).map_err(|e| match e {
+            SecretFileError::Unreadable { source, .. } => {
+                storage(format!("cannot open `{}`: {source}", file.display()))
+            }
+            open => storage(open),
+        })?;
         let db = redb::Database::create(file)
             .map_err(|e| storage(format!("cannot open `{}`: {e}", file.display())))?;
         let (stored_account, state) = {

@@ -148,7 +148,7 @@ fn architecture() -> &'static str {
 /// An instance id for `seed` (a pod's UID): `i-` and 17 hex digits, the same every time.
 pub(crate) fn instance_id(seed: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, seed.as_bytes());
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = keyless_types::hex::encode(digest.as_ref());
     format!("i-{}", &hex[..17])
 }
 

@@ -48,5 +48,5 @@ pub use source::{
     MAX_PODS_FILE_BYTES, PodList, load_file, namespace_from_object, parse_pod_list,
     pod_from_object, watch_file,
 };
-pub use sts_client::{DEFAULT_STS_TIMEOUT, StsAssumer, StsClientConfig};
+pub use sts_client::{DEFAULT_STS_TIMEOUT, StsAssumer, StsClientConfig, StsTls};
 pub use tokens::{MAX_TOKEN_TTL, MIN_TOKEN_TTL, TokenBinding, TokenKey};

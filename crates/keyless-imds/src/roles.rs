@@ -368,10 +368,7 @@ pub fn default_session_name(namespace: &str, pod: &str) -> String {
         return full;
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, full.as_bytes());
-    let hash: String = digest.as_ref()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = keyless_types::hex::encode(&digest.as_ref()[..4]);
     format!("{}-{hash}", &full[..55])
 }
 

@@ -2,10 +2,13 @@
 //! SigV4 by the agent's own credentials, and reading STS's XML answer or error.
 //!
 //! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>,
-//! <https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html>
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html>,
+//! <https://docs.aws.amazon.com/sdkref/latest/guide/feature-gen-config.html> (`AWS_CA_BUNDLE`)
 //!
-//! Plain `http://` endpoints only (Keyless's own STS beside the agent, or a local proxy); one
-//! connection per call, since each role is assumed about once an hour per pod.
+//! `https://` endpoints are checked with rustls ([`StsTls`]: the platform's authorities, or a
+//! CA bundle, and the endpoint's host name); plain `http://` is for Keyless's own STS beside
+//! the agent. One connection per call, since each role is assumed about once an hour per pod:
+//! a certificate the server rotated is met on the next call.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +19,15 @@ use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
 use http::{Request, Uri};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::rt::TokioIo;
-use keyless_sigv4::{Signer, sign, uri_encode};
+use keyless_sigv4::{Signer, sign};
+use keyless_types::encoding::uri_encode;
 use keyless_types::{Clock, Secret};
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::credentials::{AssumeRequest, Credentials, RoleAssumer};
 use crate::{AssumeError, ImdsError};
@@ -29,11 +38,96 @@ pub const DEFAULT_STS_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
+/// How the certificate of an `https://` STS endpoint is checked: by whom it must be issued (the
+/// host name it must carry is the endpoint's).
+#[derive(Clone)]
+pub struct StsTls {
+    connector: TlsConnector,
+    /// What is trusted, for messages.
+    trusted: String,
+}
+
+impl std::fmt::Debug for StsTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StsTls")
+            .field("trusted", &self.trusted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StsTls {
+    /// The platform's certificate authorities, as `rustls-native-certs` finds them (which
+    /// honours `SSL_CERT_FILE` and `SSL_CERT_DIR`).
+    pub fn platform() -> StsTls {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::warn!(error = %error, "imds: cannot load some of the platform's certificate authorities");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(
+            added,
+            ignored,
+            "imds: the platform's certificate authorities"
+        );
+        StsTls::with_roots(roots, "the platform's certificate authorities".to_owned())
+    }
+
+    /// Only the certificate authorities of the PEM bundle `pem`, read from `path` (named in
+    /// messages): what the AWS SDKs do with `AWS_CA_BUNDLE`.
+    pub fn bundle(pem: &[u8], path: &str) -> Result<StsTls, ImdsError> {
+        let refuse = |reason: String| ImdsError::Config(format!("ca bundle `{path}`: {reason}"));
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| refuse(format!("bad PEM: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| refuse(format!("bad certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(refuse("no `CERTIFICATE` in the PEM".to_owned()));
+        }
+        Ok(StsTls::with_roots(
+            roots,
+            format!("the certificate authorities of `{path}`"),
+        ))
+    }
+
+    /// A client configuration of the caller's, `trusted` saying what it trusts (Keyless's
+    /// embedded metadata service trusts its own server's certificate). Sessions are not
+    /// resumed: a resumed session shows no certificate, and each call (about one per pod an
+    /// hour) is to check the one the server has now.
+    pub fn custom(mut config: rustls::ClientConfig, trusted: &str) -> StsTls {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.resumption = rustls::client::Resumption::disabled();
+        StsTls {
+            connector: TlsConnector::from(Arc::new(config)),
+            trusted: trusted.to_owned(),
+        }
+    }
+
+    fn with_roots(roots: RootCertStore, trusted: String) -> StsTls {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"))
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut tls = StsTls::custom(config, "");
+        tls.trusted = trusted;
+        tls
+    }
+}
+
 /// Where STS is and who the agent is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StsClientConfig {
-    /// The STS endpoint, `http://host[:port][/path]`.
+    /// The STS endpoint, `https://host[:port][/path]`, or `http://` (for an STS on the same
+    /// host: the caller decides where plain HTTP may go).
     pub endpoint: String,
+    /// How an `https://` endpoint's certificate is checked; `None` is
+    /// [`StsTls::platform`].
+    pub tls: Option<StsTls>,
     /// The region of the signature's scope, such as `us-east-1`.
     pub region: String,
     /// The agent's access key id.
@@ -49,6 +143,8 @@ pub struct StsClientConfig {
 /// Assumes roles by calling STS.
 pub struct StsAssumer {
     config: StsClientConfig,
+    /// The TLS client and the name the certificate must carry, for an `https://` endpoint.
+    tls: Option<(StsTls, ServerName<'static>)>,
     authority: String,
     host: String,
     port: u16,
@@ -65,16 +161,18 @@ impl std::fmt::Debug for StsAssumer {
 }
 
 impl StsAssumer {
-    /// A client of the STS at `config.endpoint`; fails when the endpoint is not a plain
-    /// `http://` URL or a setting is empty.
+    /// A client of the STS at `config.endpoint`; fails when the endpoint is not an `https://`
+    /// or `http://` URL or a setting is empty.
     pub fn new(config: StsClientConfig, clock: Arc<dyn Clock>) -> Result<Self, ImdsError> {
         let bad = |reason: &str| {
             ImdsError::Config(format!("sts endpoint `{}`: {reason}", config.endpoint))
         };
         let uri: Uri = config.endpoint.parse().map_err(|_| bad("not a URL"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(bad("only http:// endpoints are supported"));
-        }
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad("only https:// and http:// endpoints are supported")),
+        };
         let authority = uri.authority().ok_or_else(|| bad("no host"))?;
         if authority.as_str().contains('@') || uri.query().is_some() {
             return Err(bad("user info and query strings are not allowed"));
@@ -84,14 +182,25 @@ impl StsAssumer {
                 "sts client: region and access key id are required".into(),
             ));
         }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let tls = match https {
+            true => {
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|_| bad("the host is not a valid TLS server name"))?;
+                let tls = config.tls.clone().unwrap_or_else(StsTls::platform);
+                Some((tls, name))
+            }
+            false => None,
+        };
         Ok(Self {
             authority: authority.as_str().to_owned(),
-            host: authority
-                .host()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port: authority.port_u16().unwrap_or(80),
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            host,
+            tls,
             path: match uri.path() {
                 "" => "/".to_owned(),
                 path => path.to_owned(),
@@ -132,7 +241,37 @@ impl StsAssumer {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| unavailable("cannot connect to", &e))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        match &self.tls {
+            None => self.exchange(tcp, request).await,
+            Some((tls, name)) => {
+                let stream = tls
+                    .connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| {
+                        AssumeError::Unavailable(format!(
+                            "tls handshake with `{}` failed: {e} (trusted: {})",
+                            self.config.endpoint, tls.trusted
+                        ))
+                    })?;
+                self.exchange(stream, request).await
+            }
+        }
+    }
+
+    /// Sends the request on `stream` and reads the answer.
+    async fn exchange<S>(
+        &self,
+        stream: S,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(u16, Vec<u8>), AssumeError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+            AssumeError::Unavailable(format!("{what} `{}`: {e}", self.config.endpoint))
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| unavailable("http error with", &e))?;
         // Drives the connection; aborted when this call ends or is dropped (timed out).

@@ -1,5 +1,6 @@
-//! Tests of the STS client against a small HTTP server on 127.0.0.1 that checks the signature
-//! with `keyless_sigv4::verify` and answers canned XML.
+//! Tests of the STS client against a small HTTP (or HTTPS, with the certificates of
+//! `testdata/`) server on 127.0.0.1 that checks the signature with `keyless_sigv4::verify` and
+//! answers canned XML.
 
 use std::convert::Infallible;
 use std::sync::Mutex;
@@ -11,6 +12,12 @@ use keyless_types::FixedClock;
 use tokio::net::TcpListener;
 
 use super::*;
+
+const CA: &[u8] = include_bytes!("../testdata/ca.pem");
+const SERVER_CERT: &[u8] = include_bytes!("../testdata/server.pem");
+const SERVER_KEY: &[u8] = include_bytes!("../testdata/server.pk8.pem");
+const OTHER_CERT: &[u8] = include_bytes!("../testdata/other.pem");
+const OTHER_KEY: &[u8] = include_bytes!("../testdata/other.pk8.pem");
 
 /// 2026-11-26T01:00:00Z.
 const NOW: u64 = 1_795_654_800;
@@ -48,12 +55,79 @@ struct Seen {
 
 /// Serves `(status, body)` to every request on 127.0.0.1; returns its URL and what it saw.
 async fn serve(status: u16, body: String) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    serve_on(status, body, Vec::new()).await
+}
+
+/// A TLS acceptor with the certificate `cert` and key `key` (PEM).
+fn acceptor(cert: &[u8], key: &[u8]) -> tokio_rustls::TlsAcceptor {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// One TLS acceptor (one server configuration, whose session cache resumes sessions) that
+/// presents the nth certificate at its nth full handshake: a certificate rotated in place.
+fn rotating_acceptor(pairs: &[(&[u8], &[u8])]) -> tokio_rustls::TlsAcceptor {
+    #[derive(Debug)]
+    struct Rotating(
+        Vec<Arc<rustls::sign::CertifiedKey>>,
+        std::sync::atomic::AtomicUsize,
+    );
+    impl rustls::server::ResolvesServerCert for Rotating {
+        fn resolve(
+            &self,
+            _: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            let n = self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.get(n.min(self.0.len() - 1)).cloned()
+        }
+    }
+    let keys = pairs
+        .iter()
+        .map(|(cert, key)| {
+            let certs = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key).unwrap();
+            let signing = rustls::crypto::ring::sign::any_supported_type(&key).unwrap();
+            Arc::new(rustls::sign::CertifiedKey::new(certs, signing))
+        })
+        .collect();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Rotating(keys, Default::default())));
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// As [`serve`], over HTTPS when `tls` holds acceptors: the nth connection is accepted with
+/// the nth (the last one for the connections after): a certificate rotated between calls.
+async fn serve_on(
+    status: u16,
+    body: String,
+    tls: Vec<tokio_rustls::TlsAcceptor>,
+) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/sts", listener.local_addr().unwrap());
+    let scheme = if tls.is_empty() { "http" } else { "https" };
+    let url = format!("{scheme}://{}/sts", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     tokio::spawn(async move {
+        let mut accepted = 0;
         while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = tls.get(accepted.min(tls.len().saturating_sub(1))).cloned();
+            accepted += 1;
             let (log, body) = (log.clone(), body.clone());
             let service = service_fn(move |req: http::Request<Incoming>| {
                 let (log, body) = (log.clone(), body.clone());
@@ -78,19 +152,39 @@ async fn serve(status: u16, body: String) -> (String, Arc<Mutex<Vec<Seen>>>) {
                     Ok::<_, Infallible>(response)
                 }
             });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service),
-            );
+            match acceptor {
+                None => {
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service),
+                    );
+                }
+                Some(tls) => {
+                    tokio::spawn(async move {
+                        // A client that refuses the certificate ends the handshake here.
+                        let Ok(stream) = tls.accept(stream).await else {
+                            return;
+                        };
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }
         }
     });
     (url, seen)
 }
 
 fn assumer(endpoint: &str, timeout: Duration) -> StsAssumer {
+    assumer_with(endpoint, timeout, None)
+}
+
+fn assumer_with(endpoint: &str, timeout: Duration, tls: Option<StsTls>) -> StsAssumer {
     StsAssumer::new(
         StsClientConfig {
             endpoint: endpoint.into(),
+            tls,
             region: "us-east-1".into(),
             access_key_id: "AKIDAGENT".into(),
             secret_access_key: Secret::new(SECRET),
@@ -156,7 +250,7 @@ async fn assumes_a_role_with_a_signed_request() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let digest = ring::digest::digest(&ring::digest::SHA256, seen.body.as_bytes());
-    let payload_hash: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let payload_hash = keyless_types::hex::encode(digest.as_ref());
     let signed = keyless_sigv4::Request {
         method: "POST",
         path: &seen.path,
@@ -240,10 +334,11 @@ async fn an_unreachable_or_silent_sts_is_unavailable() {
 }
 
 #[test]
-fn endpoints_must_be_plain_http() {
+fn endpoints_must_be_https_or_http() {
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::at_unix(NOW));
     let config = |endpoint: &str| StsClientConfig {
         endpoint: endpoint.into(),
+        tls: None,
         region: "us-east-1".into(),
         access_key_id: "AKID".into(),
         secret_access_key: Secret::new("s"),
@@ -251,7 +346,8 @@ fn endpoints_must_be_plain_http() {
         timeout: DEFAULT_STS_TIMEOUT,
     };
     for bad in [
-        "https://sts.amazonaws.com/",
+        "ftp://sts.example/",
+        "HTTPS//sts.example",
         "sts.local",
         "http://u:p@h/",
         "http://h/?a=b",
@@ -268,6 +364,12 @@ fn endpoints_must_be_plain_http() {
         ("::1", 8080, "/")
     );
     assert!(!format!("{ok:?}").contains("\"s\""));
+    let https = StsAssumer::new(config("https://sts.example/sts"), clock.clone()).unwrap();
+    assert_eq!(
+        (https.host.as_str(), https.port, https.path.as_str()),
+        ("sts.example", 443, "/sts")
+    );
+    assert!(https.tls.is_some() && ok.tls.is_none());
     let no_region = StsClientConfig {
         region: String::new(),
         ..config("http://h")
@@ -278,4 +380,97 @@ fn endpoints_must_be_plain_http() {
 #[test]
 fn signing_time() {
     assert_eq!(amz_date(NOW as i64), "20261126T010000Z");
+}
+
+#[tokio::test]
+async fn https_with_a_ca_bundle_checks_the_servers_name() {
+    let bundle = || Some(StsTls::bundle(CA, "ca.pem").unwrap());
+    let (url, seen) = serve_on(200, OK.into(), vec![acceptor(SERVER_CERT, SERVER_KEY)]).await;
+    // By IP address and by name: the certificate carries both.
+    for url in [url.clone(), url.replace("127.0.0.1", "localhost")] {
+        let creds = assumer_with(&url, DEFAULT_STS_TIMEOUT, bundle())
+            .assume(&request(None))
+            .await
+            .unwrap();
+        assert_eq!(creds.access_key_id, "ASIAIOSFODNN7EXAMPLE");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    // The request went over TLS signed as over HTTP: the host is the endpoint's.
+    let host = seen.lock().unwrap()[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| v.clone());
+    assert_eq!(
+        host.as_deref(),
+        url.strip_prefix("https://")
+            .and_then(|u| u.strip_suffix("/sts"))
+    );
+
+    // The platform's authorities do not know the test CA.
+    let error = assumer_with(&url, DEFAULT_STS_TIMEOUT, Some(StsTls::platform()))
+        .assume(&request(None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, AssumeError::Unavailable(m) if m.contains("tls handshake") && m.contains("platform")),
+        "{error}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_is_refused() {
+    let (url, seen) = serve_on(200, OK.into(), vec![acceptor(OTHER_CERT, OTHER_KEY)]).await;
+    let error = assumer_with(
+        &url,
+        DEFAULT_STS_TIMEOUT,
+        Some(StsTls::bundle(CA, "ca.pem").unwrap()),
+    )
+    .assume(&request(None))
+    .await
+    .unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("not valid for name") && message.contains("127.0.0.1"),
+        "{message}"
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing is sent to a server refused"
+    );
+}
+
+#[tokio::test]
+async fn each_call_checks_the_certificate_the_server_has_now() {
+    // The second connection meets a certificate for another name: a resumed session would
+    // show none and pass.
+    let (url, seen) = serve_on(
+        200,
+        OK.into(),
+        vec![rotating_acceptor(&[
+            (SERVER_CERT, SERVER_KEY),
+            (OTHER_CERT, OTHER_KEY),
+        ])],
+    )
+    .await;
+    let client = assumer_with(
+        &url,
+        DEFAULT_STS_TIMEOUT,
+        Some(StsTls::bundle(CA, "ca.pem").unwrap()),
+    );
+    client.assume(&request(None)).await.unwrap();
+    let error = client.assume(&request(None)).await.unwrap_err();
+    assert!(error.to_string().contains("not valid for name"), "{error}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn ca_bundles_must_hold_certificates() {
+    assert!(StsTls::bundle(CA, "ca.pem").is_ok());
+    for bad in [&b"nothing"[..], SERVER_KEY, b""] {
+        let error = StsTls::bundle(bad, "x.pem").unwrap_err();
+        assert!(error.to_string().contains("`x.pem`"), "{error}");
+    }
 }

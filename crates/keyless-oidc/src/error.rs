@@ -131,8 +131,8 @@ pub enum OidcError {
     ProviderUrl {
         /// The URL, as given.
         url: String,
-        /// What is wrong with it.
-        reason: &'static str,
+        /// What is wrong with it (part of the message, so not also a `source`).
+        reason: keyless_types::ProviderUrlError,
     },
     /// A signing key could not be loaded or used.
     #[error("invalid signing key: {reason}")]
@@ -261,7 +261,7 @@ mod tests {
             },
             OidcError::ProviderUrl {
                 url: "ftp://a".into(),
-                reason: "https is required",
+                reason: keyless_types::ProviderUrlError::Scheme,
             },
             OidcError::SigningKey { reason: "x".into() },
             OidcError::KeyRing { reason: "x".into() },

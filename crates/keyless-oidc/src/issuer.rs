@@ -13,7 +13,7 @@ use crate::OidcError;
 use crate::jwks::KeySet;
 use crate::jwt;
 use crate::keys::IssuerKeys;
-use crate::url::{check_provider_url, jwks_url};
+use crate::url::{check_own_issuer_url, jwks_url};
 
 /// The shortest token lifetime, in seconds (`kubectl create token` refuses under 10 minutes).
 pub const MIN_TOKEN_SECONDS: i64 = 600;
@@ -58,10 +58,13 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    /// An issuer at `url`, checked by [`check_provider_url`] (IAM must accept it as a provider).
+    /// An issuer at `url`, checked by [`check_own_issuer_url`]: a provider URL, where `http://`
+    /// may name any host (Keyless checks its own tokens with these keys, never over HTTP).
+    ///
+    /// [`check_own_issuer_url`]: crate::check_own_issuer_url
     pub fn new(url: impl Into<String>, keys: IssuerKeys) -> Result<Issuer, OidcError> {
         let url = url.into();
-        check_provider_url(&url)?;
+        check_own_issuer_url(&url)?;
         Ok(Issuer { url, keys })
     }
 
@@ -226,7 +229,7 @@ fn jti() -> Result<String, OidcError> {
         })?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = keyless_types::hex::encode(&b);
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],
@@ -378,11 +381,19 @@ mod tests {
                 "id_token_signing_alg_values_supported": ["ES256"],
             })
         );
+        // A node address without TLS is Keyless's own business (issue 13); a URL IAM could
+        // never hold is not.
         let keys = IssuerKeys::new(SigningKey::generate_es256().unwrap(), 0);
-        assert!(matches!(
-            Issuer::new("http://keyless.example", keys),
-            Err(OidcError::ProviderUrl { .. })
-        ));
+        assert!(Issuer::new("http://10.0.0.5:9000", keys.clone()).is_ok());
+        for bad in ["ftp://keyless.example", "http://keyless.example/?a=b"] {
+            assert!(
+                matches!(
+                    Issuer::new(bad, keys.clone()),
+                    Err(OidcError::ProviderUrl { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //!
 //! The library reads no clock: every check takes `now`, in unix seconds. Verifying a token:
 //!
-//! 1. [`unverified_issuer`] reads `iss`, to find the IAM provider ([`provider_key`]) — not
-//!    trusted yet;
+//! 1. [`unverified_issuer`] reads `iss`, to find the IAM provider
+//!    ([`keyless_types::ProviderUrl::key`]) — not trusted yet;
 //! 2. [`JwksCache::keys_for`] gives that issuer's keys (or [`Issuer::key_set`] for Keyless's
 //!    own);
 //! 3. [`verify`] checks signature and claims; on [`OidcError::UnknownKey`], call
@@ -37,7 +37,7 @@ pub use jwt::{Alg, MAX_TOKEN_BYTES};
 pub use keys::{IssuerKeys, SigningKey};
 pub use remote::{JWKS_TTL_SECONDS, JwksCache, MAX_STALE_SECONDS, MIN_REFRESH_SECONDS};
 pub use url::{
-    DISCOVERY_PATH, JWKS_PATH, MAX_PROVIDER_URL_LEN, check_provider_url, discovery_url, jwks_url,
-    provider_key,
+    DISCOVERY_PATH, JWKS_PATH, check_own_issuer_url, discovery_url, is_plain_http_off_loopback,
+    jwks_url,
 };
 pub use verify::{DEFAULT_LEEWAY_SECONDS, Expectations, VerifiedToken, unverified_issuer, verify};

@@ -9,43 +9,9 @@ use std::borrow::Cow;
 
 use crate::actions::AuthType;
 
-/// A query string component decoded the way s3s decodes it (form encoding: `%XX` escapes, `+`
-/// for space, a `%` without two hex digits kept as is, invalid UTF-8 replaced), borrowed when
-/// there is nothing to decode. A session token is hundreds of bytes, decoded on every request.
-pub(crate) fn decode_component(s: &str) -> Cow<'_, str> {
-    if !s.contains(['%', '+']) {
-        return Cow::Borrowed(s);
-    }
-    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
-    let mut out = Vec::with_capacity(s.len());
-    let mut rest = s.as_bytes();
-    // Plain runs are copied whole; only escapes and `+` are looked at byte by byte.
-    while let Some(at) = rest.iter().position(|&b| b == b'%' || b == b'+') {
-        out.extend_from_slice(&rest[..at]);
-        rest = &rest[at..];
-        let step = match (rest[0], hex(rest.get(1)), hex(rest.get(2))) {
-            (b'+', _, _) => {
-                out.push(b' ');
-                1
-            }
-            (_, Some(high), Some(low)) => {
-                // Two hex digits make one byte.
-                out.push((high * 16 + low) as u8);
-                3
-            }
-            _ => {
-                out.push(b'%');
-                1
-            }
-        };
-        rest = &rest[step..];
-    }
-    out.extend_from_slice(rest);
-    Cow::Owned(
-        String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    )
-}
+/// A query string component decoded the way s3s decodes it (form encoding), borrowed when
+/// there is nothing to decode: a session token is hundreds of bytes, decoded on every request.
+pub(crate) use keyless_types::encoding::form_decode as decode_component;
 
 /// The first value of the query parameter `name`, decoded as s3s decodes it.
 pub(crate) fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {

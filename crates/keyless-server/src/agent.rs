@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use crate::container::{self, PodIdentity};
 use crate::lifecycle::{Readiness, Shutdown, shutdown_channel};
 use crate::listener::{self, Limits};
+use crate::oidc::OwnIssuer;
 use crate::options::{AgentOptions, ImdsOptions};
 
 /// How often the pods file is looked at for changes.
@@ -69,12 +70,28 @@ impl Agent {
     /// Reads the agent's credentials, starts the pod source and prepares the metadata service
     /// on `listeners`.
     pub async fn open(args: AgentOptions, listeners: AgentListeners) -> anyhow::Result<Self> {
-        if !args.sts_insecure_http && !is_loopback_url(&args.sts_endpoint) {
+        let https = args
+            .sts_endpoint
+            .parse::<hyper::Uri>()
+            .is_ok_and(|uri| uri.scheme_str() == Some("https"));
+        if !https && !args.sts_insecure_http && !is_loopback_url(&args.sts_endpoint) {
             bail!(
-                "--sts-endpoint `{}` is plain HTTP off this host: STS answers carry every pod's credentials in the clear; run the agent where the server is, or pass --sts-insecure-http on a trusted network (TLS to STS is not supported yet)",
+                "--sts-endpoint `{}` is plain HTTP off this host: STS answers carry every pod's credentials in the clear; give the server's https:// URL (with --sts-ca-bundle for a private CA), or pass --sts-insecure-http on a trusted network",
                 args.sts_endpoint
             );
         }
+        let tls = match &args.sts_ca_bundle {
+            Some(path) if https => {
+                let pem = std::fs::read(path).with_context(|| {
+                    format!("--sts-ca-bundle: cannot read `{}`", path.display())
+                })?;
+                Some(keyless_imds::StsTls::bundle(
+                    &pem,
+                    &path.display().to_string(),
+                )?)
+            }
+            _ => None,
+        };
         let (access_key_id, secret, token) =
             agent_credentials(args.credentials_file.as_deref(), &args.profile)?;
         let local = listeners.imds.local_addr()?;
@@ -84,6 +101,7 @@ impl Agent {
             &args.account_id,
             StsClientConfig {
                 endpoint: args.sts_endpoint.trim_end_matches('/').to_owned(),
+                tls,
                 region: args.region.clone(),
                 access_key_id: access_key_id.clone(),
                 secret_access_key: secret,
@@ -162,14 +180,15 @@ pub(crate) struct Metadata {
 }
 
 /// Starts the metadata service: the pod source, the background refresh and, with
-/// `--iptables`, the DNAT rule to `local`. The caller serves it with [`serve`]. `issuer` is
-/// the default issuer of container credentials' tokens (`keyless serve`'s own).
+/// `--iptables`, the DNAT rule to `local`. The caller serves it with [`serve`]. `own` is
+/// `keyless serve`'s own issuer: the default issuer of container credentials' tokens, whose
+/// keys are taken from memory.
 pub(crate) async fn start(
     args: &ImdsOptions,
     account_id: &str,
     sts: StsClientConfig,
     local: SocketAddr,
-    issuer: Option<&str>,
+    own: Option<Arc<OwnIssuer>>,
     readiness: &Readiness,
 ) -> anyhow::Result<Metadata> {
     #[allow(clippy::disallowed_types)] // the composition root builds the real clock
@@ -198,7 +217,9 @@ pub(crate) async fn start(
     )?;
     let pod_identity = match (
         &args.associations[..],
-        args.pod_identity_issuer.as_deref().or(issuer),
+        args.pod_identity_issuer
+            .as_deref()
+            .or(own.as_ref().map(|own| own.url())),
     ) {
         ([], _) => None,
         (_, None) => bail!("--association needs --pod-identity-issuer"),
@@ -213,7 +234,7 @@ pub(crate) async fn start(
             Some(Arc::new(PodIdentity::new(
                 url,
                 vec![args.pod_identity_audience.clone()],
-                jwks.as_deref(),
+                container::Keys::of(url, own.clone(), jwks.as_deref())?,
                 associations.to_vec(),
                 account_id,
                 imds.clone(),
@@ -324,17 +345,10 @@ pub(crate) async fn serve(
 
 /// Whether `url` is `http://` to a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
 fn is_loopback_url(url: &str) -> bool {
-    let Ok(uri) = url.parse::<hyper::Uri>() else {
-        return false;
-    };
-    match uri
-        .host()
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-    {
-        Some("localhost") => true,
-        Some(host) => host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
+    url.parse::<hyper::Uri>()
+        .ok()
+        .and_then(|uri| uri.host().map(keyless_types::net::is_loopback_host))
+        .unwrap_or(false)
 }
 
 /// The agent's key pair: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, else
@@ -470,6 +484,9 @@ mod tests {
             "http://localhost:9000/",
             "http://[::1]:9000",
             "http://127.3.4.5",
+            // Regression: `localhost` was matched in lower case only, where the issuer and IAM
+            // take it in any case.
+            "http://LOCALHOST:9000",
         ] {
             assert!(is_loopback_url(url), "{url}");
         }

@@ -289,7 +289,7 @@ impl Config {
 
 impl Loaded {
     /// The JSON Web Key Sets of the providers that name a `jwks_file`, read and parsed, by
-    /// provider key (the URL without scheme and trailing `/`).
+    /// provider key ([`keyless_types::ProviderUrl::key`], as IAM files the provider).
     pub(crate) fn jwks_files(&self) -> anyhow::Result<HashMap<String, keyless_oidc::KeySet>> {
         let mut sets = HashMap::new();
         for (at, url, path) in &self.jwks_paths {
@@ -297,7 +297,9 @@ impl Loaded {
                 .with_context(|| format!("{at}: cannot read `{}`", path.display()))?;
             let keys = keyless_oidc::KeySet::from_jwks_json(&text)
                 .with_context(|| format!("{at}: `{}`", path.display()))?;
-            sets.insert(keyless_oidc::provider_key(url), keys);
+            let url = keyless_types::ProviderUrl::parse(url)
+                .with_context(|| format!("{at}: the provider's url `{url}`"))?;
+            sets.insert(url.key().to_owned(), keys);
         }
         Ok(sets)
     }
@@ -330,23 +332,8 @@ fn valid_bucket_name(name: &str) -> bool {
 
 /// Reads a secret from a file that only its owner may read.
 fn read_secret(path: &Path, at: &str) -> anyhow::Result<Secret> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path)
-        .with_context(|| {
-            format!(
-                "{at}.secret_access_key_file: cannot read `{}`",
-                path.display()
-            )
-        })?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "{at}.secret_access_key_file: `{}` is readable by other users (mode {:o}); run `chmod 600` on it",
-            path.display(),
-            mode & 0o777
-        );
-    }
-    let text = std::fs::read_to_string(path)?;
+    let at = || format!("{at}.secret_access_key_file");
+    let text = String::from_utf8(crate::private::read(path).with_context(at)?)
+        .with_context(|| format!("{}: `{}` is not UTF-8", at(), path.display()))?;
     Ok(Secret::new(text.trim()))
 }

@@ -1,9 +1,10 @@
 //! The container credentials endpoint, as EKS Pod Identity's agent serves it: `GET
 //! /v1/credentials` with the pod's service-account token in `Authorization`. The SDKs call it
 //! when `AWS_CONTAINER_CREDENTIALS_FULL_URI` and `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` are
-//! set. The token is verified against the cluster's issuer; its namespace and service account
-//! name a role through the associations given to the agent; the credentials come from the
-//! metadata service's cache, assumed with the agent's identity like a pod's.
+//! set. The token is verified against the cluster's issuer (`keyless serve`'s own issuer
+//! against the keys in memory, never fetched over the network); its namespace and service
+//! account name a role through the associations given to the agent; the credentials come from
+//! the metadata service's cache, assumed with the agent's identity like a pod's.
 //!
 //! <https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html>
 //! <https://docs.aws.amazon.com/sdkref/latest/guide/feature-container-credentials.html>
@@ -21,6 +22,8 @@ use keyless_oidc::{Expectations, JwksCache, KeySet, OidcError, VerifiedToken, ve
 use keyless_types::Clock;
 use keyless_types::time::iso8601;
 
+use crate::oidc::OwnIssuer;
+
 /// The path the SDKs call.
 pub(crate) const PATH: &str = "/v1/credentials";
 
@@ -37,7 +40,9 @@ pub(crate) struct PodIdentity {
 }
 
 /// Where the issuer's keys come from.
-enum Keys {
+pub(crate) enum Keys {
+    /// `keyless serve`'s own issuer: its keys in memory, whatever its URL says.
+    Own(Arc<OwnIssuer>),
     /// A JWKS file given by the operator, for issuers the agent cannot reach.
     Fixed(KeySet),
     /// The issuer's discovery document and JWKS, cached and refetched on an unknown `kid`.
@@ -61,13 +66,35 @@ pub(crate) fn parse_association(text: &str) -> Result<((String, String), String)
     ))
 }
 
+impl Keys {
+    /// The keys of `issuer`: those of `own` when `issuer` is that server's own issuer, else
+    /// those of `jwks` (JSON text), else the issuer's own documents.
+    pub(crate) fn of(
+        issuer: &str,
+        own: Option<Arc<OwnIssuer>>,
+        jwks: Option<&[u8]>,
+    ) -> anyhow::Result<Keys> {
+        Ok(match (own.filter(|own| own.is(issuer)), jwks) {
+            (Some(own), jwks) => {
+                if jwks.is_some() {
+                    tracing::warn!(%issuer, "--pod-identity-jwks-file is ignored: the issuer is this server's own, whose keys are in memory");
+                }
+                Keys::Own(own)
+            }
+            (None, Some(text)) => {
+                Keys::Fixed(KeySet::from_jwks_json(text).context("the JWKS file")?)
+            }
+            (None, None) => Keys::Remote(JwksCache::new(Arc::new(keyless_oidc::HttpFetch::new()?))),
+        })
+    }
+}
+
 impl PodIdentity {
-    /// Verifies tokens of `issuer` for `audiences`, with keys from `jwks` (JSON text) or from
-    /// the issuer itself.
+    /// Verifies tokens of `issuer` for `audiences` with `keys`.
     pub(crate) fn new(
         issuer: &str,
         audiences: Vec<String>,
-        jwks: Option<&[u8]>,
+        keys: Keys,
         associations: Vec<((String, String), String)>,
         account_id: &str,
         imds: Imds,
@@ -76,10 +103,6 @@ impl PodIdentity {
         if associations.is_empty() {
             bail!("the container credentials endpoint needs at least one --association");
         }
-        let keys = match jwks {
-            Some(text) => Keys::Fixed(KeySet::from_jwks_json(text).context("the JWKS file")?),
-            None => Keys::Remote(JwksCache::new(Arc::new(keyless_oidc::HttpFetch::new()?))),
-        };
         Ok(Self {
             issuer: issuer.trim_end_matches('/').to_owned(),
             audiences,
@@ -188,6 +211,7 @@ impl PodIdentity {
         let now = self.clock.unix_seconds();
         let expect = Expectations::new(&self.issuer, &self.audiences);
         match &self.keys {
+            Keys::Own(own) => own.verify(token, &expect, now),
             Keys::Fixed(keys) => verify(token, keys, &expect, now),
             Keys::Remote(cache) => {
                 let keys = cache.keys_for(&self.issuer, now).await?;

@@ -28,7 +28,10 @@ pub mod serve;
 mod tls;
 
 pub use agent::{Agent, AgentListeners};
-pub use lifecycle::{Readiness, Shutdown, ShutdownTrigger, on_signals, shutdown_channel};
+pub use lifecycle::{
+    Readiness, Shutdown, ShutdownTrigger, on_signals, open_file_limit, raise_open_file_limit,
+    shutdown_channel,
+};
 pub use listener::Limits;
 pub use options::{AgentOptions, ImdsOptions, ServeOptions, ServerOptions};
 pub use request_log::RequestLogLevel;

@@ -75,6 +75,45 @@ pub fn on_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Raises the soft limit on open files to the hard limit, as Go's runtime does at start: the
+/// soft limit (often 1,024) is a leftover of `select(2)`, and a server with thousands of
+/// connections needs more. Returns the soft limit in force afterwards (`None`: unlimited).
+pub fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    match (limit.current, limit.maximum) {
+        (Some(soft), Some(hard)) if soft < hard => {
+            let raised = Rlimit {
+                current: Some(hard),
+                maximum: Some(hard),
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => {
+                    tracing::debug!(from = soft, to = hard, "raised the open-file limit");
+                    Some(hard)
+                }
+                Err(e) => {
+                    tracing::debug!(soft, hard, error = %e, "cannot raise the open-file limit");
+                    Some(soft)
+                }
+            }
+        }
+        (soft, hard) => {
+            tracing::debug!(
+                ?soft,
+                ?hard,
+                "the open-file limit is already at its hard limit"
+            );
+            soft
+        }
+    }
+}
+
+/// The soft limit on open files now (`None`: unlimited).
+pub fn open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
 /// What a process still waits for before it should get traffic, each with a one-line reason;
 /// ready when nothing is pending. Cheap to clone; clones share the one state.
 #[derive(Debug, Clone, Default)]

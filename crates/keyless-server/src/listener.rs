@@ -354,14 +354,18 @@ impl Drop for InFlight {
     }
 }
 
-/// Accept errors, told apart and logged at most once a second with a count.
+/// Accept errors, told apart and logged at most once a second with a count: the failures and
+/// the recoveries both, since a process at its file limit may fail and recover many times a
+/// second as connections close one by one.
 #[derive(Debug, Default)]
 struct AcceptErrors {
     /// The pause before the next accept, after an error a pause can cure.
     backoff: Option<Duration>,
-    /// Errors not logged yet, and when one was last logged.
+    /// Errors not logged yet, and when a line was last logged.
     unlogged: u64,
     last_logged: Option<tokio::time::Instant>,
+    /// Lines logged so far.
+    lines: u64,
 }
 
 impl AcceptErrors {
@@ -378,11 +382,7 @@ impl AcceptErrors {
             None
         };
         self.unlogged += 1;
-        let now = tokio::time::Instant::now();
-        if self
-            .last_logged
-            .is_none_or(|at| now.duration_since(at) >= ERROR_LOG_EVERY)
-        {
+        if self.may_log() {
             tracing::warn!(
                 listener,
                 error = %e,
@@ -391,13 +391,14 @@ impl AcceptErrors {
                 "accept failed; connections wait in the backlog"
             );
             self.unlogged = 0;
-            self.last_logged = Some(now);
         }
         pause
     }
 
+    /// Records a successful accept. The errors since the last line are told with the next
+    /// line when a line was logged within the second.
     fn succeeded(&mut self, listener: &'static str) {
-        if self.backoff.take().is_some() && self.unlogged > 0 {
+        if self.backoff.take().is_some() && self.unlogged > 0 && self.may_log() {
             tracing::warn!(
                 listener,
                 errors = self.unlogged,
@@ -405,6 +406,20 @@ impl AcceptErrors {
             );
             self.unlogged = 0;
         }
+    }
+
+    /// Whether a line may be logged now (then it counts as logged).
+    fn may_log(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|at| now.duration_since(at) < ERROR_LOG_EVERY)
+        {
+            return false;
+        }
+        self.last_logged = Some(now);
+        self.lines += 1;
+        true
     }
 }
 
@@ -438,6 +453,22 @@ mod tests {
         assert_eq!(errors.unlogged, 0);
         errors.succeeded("s3");
         assert_eq!(errors.backoff, None);
+    }
+
+    /// A process at its file limit whose connections close one at a time fails and recovers
+    /// over and over: one line a second at the most, whatever the rate.
+    #[tokio::test(start_paused = true)]
+    async fn failing_and_recovering_in_turn_is_logged_once_a_second() {
+        let mut errors = AcceptErrors::default();
+        let emfile = std::io::Error::from_raw_os_error(24);
+        for _ in 0..1000 {
+            errors.failed("s3", &emfile);
+            errors.succeeded("s3");
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        // Ten seconds: one line a second, the errors between counted in the next.
+        assert!(errors.lines <= 11, "{} lines", errors.lines);
+        assert!(errors.unlogged < 100);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use keyless_iam::ProviderIdentity;
 use keyless_oidc::{
     Expectations, Issuer, IssuerKeys, JwksCache, KeySet, OidcError, ServiceAccountClaims,
-    SigningKey, provider_key, verify,
+    SigningKey, verify,
 };
 use keyless_sts::{StsError, TokenVerifier, WebToken, session_tags};
 
@@ -89,9 +89,20 @@ fn modified(file: &Path) -> Option<SystemTime> {
     std::fs::metadata(file).and_then(|m| m.modified()).ok()
 }
 
+/// The key IAM files this server's own provider under: the URL without its scheme, the host in
+/// lower case, as [`keyless_types::ProviderUrl::key`]. The own issuer may be plain `http://` on
+/// any host, which a provider URL may not be, so it is read as its https twin.
+pub(crate) fn own_provider_key(url: &str) -> String {
+    let rest = keyless_types::net::split_scheme(url).map_or(url, |(_, rest)| rest);
+    keyless_types::ProviderUrl::parse(&format!("https://{rest}"))
+        .map(|p| p.key().to_owned())
+        .unwrap_or_else(|_| rest.trim_end_matches('/').to_owned())
+}
+
 impl OwnIssuer {
     pub(crate) fn open(data_dir: &Path, url: &str, now: i64) -> anyhow::Result<Self> {
-        keyless_oidc::check_provider_url(url).with_context(|| format!("--issuer `{url}`"))?;
+        keyless_oidc::check_own_issuer_url(url).with_context(|| format!("--issuer `{url}`"))?;
+        let key = own_provider_key(url);
         let url = url.trim_end_matches('/');
         let mut keys = load_keys(data_dir, now)?;
         let file = data_dir.join(KEYS_FILE);
@@ -102,7 +113,7 @@ impl OwnIssuer {
             .context("cannot record the issuer's URL")?;
         Ok(Self {
             url: url.to_owned(),
-            key: provider_key(url),
+            key,
             loaded: RwLock::new(Arc::new(Loaded::new(url, keys, modified(&file))?)),
             file,
         })
@@ -111,6 +122,23 @@ impl OwnIssuer {
     /// The issuer URL (`iss`).
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Whether `url` names this issuer (as IAM names providers: without scheme and trailing
+    /// slash), whose tokens are then checked with the keys in memory, never fetched.
+    pub(crate) fn is(&self, url: &str) -> bool {
+        own_provider_key(url) == self.key
+    }
+
+    /// Verifies one of this issuer's tokens with the keys in memory (re-read after a
+    /// rotation).
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+        expect: &Expectations<'_>,
+        now: i64,
+    ) -> Result<keyless_oidc::VerifiedToken, OidcError> {
+        verify(token, &self.current().key_set, expect, now)
     }
 
     fn current(&self) -> Arc<Loaded> {
@@ -184,10 +212,10 @@ impl Verifier {
     ) -> Result<keyless_oidc::VerifiedToken, OidcError> {
         let issuer = provider.url.as_str();
         let expect = Expectations::new(issuer, &provider.client_ids);
-        if provider.key == self.own.key {
-            return verify(token, &self.own.current().key_set, &expect, now);
+        if provider.url.key() == self.own.key {
+            return self.own.verify(token, &expect, now);
         }
-        if let Some(keys) = self.files.get(&provider.key) {
+        if let Some(keys) = self.files.get(provider.url.key()) {
             return verify(token, keys, &expect, now);
         }
         let keys = self.remote.keys_for(issuer, now).await?;

@@ -38,12 +38,16 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
 
     /// Connections served at once on each listener; more wait in the listen backlog until one
-    /// closes. Keep it under the open-file limit (`ulimit -n`).
-    #[arg(long, default_value_t = 4096, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_connections: u32,
+    /// closes. Defaults to (open-file limit - 64) / 4, from 16 to 4096, so that the files
+    /// requests open still find descriptors; `serve` and `agent` raise the open-file limit to
+    /// its hard limit at start. Past the open-file limit, accepting pauses and retries.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
 
-    /// How long a connection may be idle (no request in flight, nothing sent) before it is
-    /// closed; also how long a client has to send a request's headers.
+    /// How long a connection may be idle (no request in flight, nothing sent or received)
+    /// before it is closed. A client also has this long, 30 s at the most (10 s on the
+    /// metadata listener), to send a request's headers; between two requests on an HTTP/1.1
+    /// connection that shorter time is the idle limit.
     #[arg(long, default_value = "60s", value_parser = parse_std_duration, value_name = "DURATION")]
     pub idle_timeout: Duration,
 
@@ -54,11 +58,28 @@ pub struct ServerOptions {
     pub request_log: RequestLogLevel,
 }
 
+/// Descriptors left, by the default connection limit, to everything but connections: the
+/// stores, the log, the runtime.
+const RESERVED_FILES: u64 = 64;
+
+/// The default `--max-connections` under an open-file limit of `open_files` (`None`:
+/// unlimited): a quarter of what is not reserved, so that two listeners at their limit still
+/// leave half the descriptors to the files their requests open.
+pub fn default_max_connections(open_files: Option<u64>) -> usize {
+    const MIN: u64 = 16;
+    const MAX: u64 = 4096;
+    let derived = open_files.map_or(MAX, |n| n.saturating_sub(RESERVED_FILES) / 4);
+    usize::try_from(derived.clamp(MIN, MAX)).unwrap_or(4096)
+}
+
 impl ServerOptions {
     /// The limits of each listener.
     pub fn limits(&self) -> Limits {
         Limits {
-            max_connections: self.max_connections as usize,
+            max_connections: self.max_connections.map_or_else(
+                || default_max_connections(crate::lifecycle::open_file_limit()),
+                |n| n as usize,
+            ),
             idle_timeout: self.idle_timeout,
             shutdown_grace: self.shutdown_grace,
         }
@@ -113,7 +134,8 @@ fn parse_std_duration(s: &str) -> Result<Duration, String> {
 /// The options of `keyless serve`.
 #[derive(Debug, Args)]
 pub struct ServeOptions {
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on (port 0 picks a free port). A node's address serves clients
+    /// elsewhere; a wildcard address (0.0.0.0, [::]) needs --issuer.
     #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
 
@@ -149,8 +171,12 @@ pub struct ServeOptions {
 
     /// The URL of this server's OIDC issuer, which serves
     /// `<URL>/.well-known/openid-configuration` and signs `keyless token`'s tokens. Defaults to
-    /// this server's own address; it is registered as an OIDC provider (audience
-    /// sts.amazonaws.com) at start.
+    /// this server's own address (required with a wildcard --listen). It is registered as
+    /// this server's one OIDC provider (audience sts.amazonaws.com) at start; a changed URL
+    /// moves that provider. Keyless checks its own tokens (STS, container credentials) with the
+    /// keys in memory, never over the network, so http:// to a node address works; relying
+    /// parties elsewhere should see it over https (--tls-cert, or https://NAME behind a TLS
+    /// proxy).
     #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
 
@@ -161,9 +187,11 @@ pub struct ServeOptions {
     pub session_key_file: Option<PathBuf>,
 
     /// Also serve the EC2 instance metadata service on this address (see `keyless agent`), so
-    /// that one machine needs no second process. Its AssumeRole calls are signed by the IAM
-    /// user `keyless-imds`, created with a key in the data folder (`imds-credentials`) on first
-    /// use: roles given to pods must trust `arn:aws:iam::ACCOUNT:user/keyless-imds`.
+    /// that one machine needs no second process. Its AssumeRole calls go to this server's own
+    /// socket (over TLS with --tls-cert, trusting exactly the certificate served) and are
+    /// signed by the IAM user `keyless-imds`, created with a key in the data folder
+    /// (`imds-credentials`) on first use: roles given to pods must trust
+    /// `arn:aws:iam::ACCOUNT:user/keyless-imds`.
     #[arg(long, value_name = "ADDR")]
     pub imds_listen: Option<std::net::SocketAddr>,
 
@@ -191,11 +219,19 @@ pub struct AgentOptions {
     #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
 
-    /// Keyless's STS endpoint (the `keyless serve` address), http://. Its answers carry every
-    /// pod's credentials, so an endpoint that is not on loopback needs --sts-insecure-http
-    /// (TLS to STS is not supported yet).
+    /// Keyless's STS endpoint (the `keyless serve` address): https://, its certificate
+    /// checked against the platform's authorities (or --sts-ca-bundle) and the URL's host name.
+    /// Its answers carry every pod's credentials, so a plain http:// endpoint that is not on
+    /// loopback needs --sts-insecure-http.
     #[arg(long, value_name = "URL")]
     pub sts_endpoint: String,
+
+    /// The certificate authorities (PEM) trusted for an https:// --sts-endpoint, instead of
+    /// the platform's: for a server whose certificate a private CA issued. Read at start; the
+    /// server may rotate its certificate (new connections meet the new one) as long as this
+    /// CA issues it.
+    #[arg(long, env = "AWS_CA_BUNDLE", value_name = "FILE")]
+    pub sts_ca_bundle: Option<PathBuf>,
 
     /// Accept a plain-HTTP STS endpoint that is not on loopback, where the network between
     /// the node and the server is trusted.
@@ -291,7 +327,8 @@ pub struct ImdsOptions {
     pub associations: Vec<((String, String), String)>,
 
     /// The issuer of the service-account tokens `/v1/credentials` accepts (the cluster's
-    /// `--service-account-issuer`); its keys are fetched from its discovery document.
+    /// `--service-account-issuer`); its keys are fetched from its discovery document. In
+    /// `keyless serve`, the default is the server's own issuer, whose keys are in memory.
     #[arg(long, value_name = "URL", requires = "associations")]
     pub pod_identity_issuer: Option<String>,
 
@@ -356,5 +393,16 @@ mod tests {
         assert_eq!(options.server.admin_listen, Listen::Off);
         assert_eq!(options.server.shutdown_grace, Duration::from_secs(25));
         assert!(parse::<ServeOptions>(&["--max-connections", "0"]).is_err());
+        let options: ServeOptions = parse(&["--max-connections", "7"]).unwrap();
+        assert_eq!(options.server.limits().max_connections, 7);
+    }
+
+    #[test]
+    fn the_default_connection_limit_follows_the_open_file_limit() {
+        assert_eq!(default_max_connections(Some(1_048_576)), 4096);
+        assert_eq!(default_max_connections(None), 4096);
+        assert_eq!(default_max_connections(Some(1024)), 240);
+        assert_eq!(default_max_connections(Some(256)), 48);
+        assert_eq!(default_max_connections(Some(64)), 16);
     }
 }

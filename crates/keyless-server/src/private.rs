@@ -2,24 +2,14 @@
 //! readable by their owner alone, replaced atomically, and refused when others can read them.
 
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 /// The contents of a secret file, refused when group or others may read it.
 pub(crate) fn read(file: &Path) -> anyhow::Result<Vec<u8>> {
-    let mode = std::fs::metadata(file)
-        .with_context(|| format!("cannot read `{}`", file.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "`{}` is readable by other users (mode {:o}); run `chmod 600` on it",
-            file.display(),
-            mode & 0o777
-        );
-    }
+    keyless_iam::check_secret_file(file)?;
     std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))
 }
 

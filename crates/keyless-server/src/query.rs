@@ -378,7 +378,7 @@ impl QueryApi {
         now: i64,
     ) -> Result<(), QueryError> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let body_hash = hex(&Sha256::digest(body));
+        let body_hash = keyless_types::hex::encode(&Sha256::digest(body));
         if let Some(claimed) = header("x-amz-content-sha256")
             && claimed != body_hash
         {
@@ -415,14 +415,6 @@ fn query_names_action(query: Option<&str>) -> bool {
         .unwrap_or_default()
         .split('&')
         .any(|pair| pair.split('=').next() == Some("Action"))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

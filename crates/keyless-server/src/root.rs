@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use keyless_iam::{RootKey, ids};
 use keyless_types::Secret;
+use keyless_types::shared_credentials::{SharedFile, profile_keys};
 
 const CREDENTIALS_FILE: &str = "root-credentials";
 
@@ -89,25 +90,12 @@ pub fn shared_credentials(whose: &str, access_key_id: &str, secret: &Secret) -> 
 pub fn read_shared_credentials(file: &Path, profile: &str) -> anyhow::Result<(String, Secret)> {
     let text = String::from_utf8(crate::private::read(file)?)
         .with_context(|| format!("`{}` is not UTF-8", file.display()))?;
-    let mut section = None;
-    let mut values = std::collections::HashMap::new();
-    for line in text.lines().map(str::trim) {
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = Some(name.trim().to_owned());
-        } else if let Some((k, v)) = line.split_once('=')
-            && section.as_deref() == Some(profile)
-            && !line.starts_with(['#', ';'])
-        {
-            values.insert(k.trim().to_owned(), v.trim().to_owned());
-        }
-    }
-    let mut value = |name: &str| {
-        values
-            .remove(name)
-            .with_context(|| format!("`{}` has no `{name}` in `[{profile}]`", file.display()))
-    };
+    let keys = profile_keys(&text, profile, SharedFile::Credentials);
+    let missing = |name: &str| format!("`{}` has no `{name}` in `[{profile}]`", file.display());
     Ok((
-        value("aws_access_key_id")?,
-        Secret::new(value("aws_secret_access_key")?),
+        keys.access_key_id
+            .with_context(|| missing("aws_access_key_id"))?,
+        keys.secret_access_key
+            .with_context(|| missing("aws_secret_access_key"))?,
     ))
 }

@@ -5,6 +5,7 @@
 //! [`Server::open`] opens everything (storage, IAM, keys) on listeners the caller bound;
 //! [`Server::run`] serves until the shutdown is asked for, then drains.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,11 +69,23 @@ impl Listeners {
     }
 }
 
+/// The listen backlog asked for, where connections past `--max-connections` wait. The kernel
+/// caps it at `net.core.somaxconn` (4096 since Linux 5.4); the standard library's 128 would
+/// overflow on a burst, and a client whose handshake overflows it waits for SYN retries.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds `addr`, naming the flag it came from when it cannot.
 pub(crate) async fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on `{addr}` ({flag})"))
+    let listen = || {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().with_context(|| format!("cannot listen on `{addr}` ({flag})"))
 }
 
 /// An opened server, ready to run.
@@ -136,30 +149,40 @@ impl Server {
         };
         let local = listeners.s3.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let issuer_url = match &args.issuer {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None if local.ip().is_unspecified() => {
-                format!("{scheme}://127.0.0.1:{}", local.port())
-            }
-            None => format!("{scheme}://{local}"),
-        };
+        let issuer_url = issuer_url(args.issuer.as_deref(), scheme, local)?;
+        if keyless_oidc::is_plain_http_off_loopback(&issuer_url) {
+            tracing::warn!(issuer = %issuer_url, "the OIDC issuer is plain HTTP off this host: Keyless checks its own tokens with the keys in memory, but relying parties elsewhere (AWS, other clusters) should fetch its documents over https: give --tls-cert and --tls-key, or --issuer https://... when a TLS proxy is in front");
+        }
+        let previous_issuer = std::fs::read_to_string(data_dir.join(crate::oidc::ISSUER_FILE)).ok();
         let issuer = Arc::new(crate::oidc::OwnIssuer::open(&data_dir, &issuer_url, now)?);
-        register_issuer(&iam, issuer.url(), now)?;
+        register_issuer(
+            &iam,
+            &data_dir,
+            &args.account_id,
+            issuer.url(),
+            previous_issuer.as_deref(),
+            now,
+        )?;
         let readiness = Readiness::default();
         let imds = match listeners.imds {
             Some(imds_listener) => {
-                anyhow::ensure!(
-                    tls.is_none(),
-                    "--imds-listen needs the S3 endpoint on plain HTTP for now (the metadata service calls STS on it)"
-                );
                 let (id, secret) = imds_key(&iam, &data_dir, now)?;
                 let imds_local = imds_listener.local_addr()?;
+                // The metadata service calls STS on this server's own socket; over TLS it
+                // trusts exactly the certificate the server serves (the socket's address is no
+                // name the certificate need carry).
                 let sts_host = match local.ip() {
                     ip if ip.is_unspecified() => format!("127.0.0.1:{}", local.port()),
                     _ => local.to_string(),
                 };
                 let sts = keyless_imds::StsClientConfig {
-                    endpoint: format!("http://{sts_host}"),
+                    endpoint: format!("{scheme}://{sts_host}"),
+                    tls: tls.as_ref().map(|tls| {
+                        keyless_imds::StsTls::custom(
+                            tls.own_client(),
+                            "this server's own certificate",
+                        )
+                    }),
                     region: args.region.clone(),
                     access_key_id: id,
                     secret_access_key: secret,
@@ -171,7 +194,7 @@ impl Server {
                     &args.account_id,
                     sts,
                     imds_local,
-                    Some(&issuer_url),
+                    Some(Arc::clone(&issuer)),
                     &readiness,
                 )
                 .await?;
@@ -255,7 +278,7 @@ impl Server {
             service,
             query,
             issuer,
-            tls,
+            tls: tls.map(|tls| tls.acceptor),
             readiness,
             limits: args.server.limits(),
             request_log: args.server.request_log,
@@ -445,23 +468,138 @@ fn session_key(data_dir: &Path, file: Option<&Path>) -> anyhow::Result<SessionKe
     SessionKey::from_master(&master).with_context(|| format!("`{}`", path.display()))
 }
 
-/// Registers this server's issuer as an OIDC provider (audience `sts.amazonaws.com`) unless
-/// it already is, so that roles can trust its tokens as they would an EKS cluster's.
-fn register_issuer(iam: &EmbeddedIam, url: &str, now: i64) -> anyhow::Result<()> {
-    let key = keyless_oidc::provider_key(url);
-    if iam.snapshot().state.oidc_providers.contains_key(&key) {
-        return Ok(());
+/// The URL of this server's issuer: `--issuer`, else the address the S3 port listens on. A
+/// wildcard address (`0.0.0.0`, `::`) names no host relying parties could reach, and this
+/// server cannot tell which of its addresses they use: it asks for `--issuer` rather than
+/// guess (the loopback address it once named is reachable from this host alone).
+fn issuer_url(issuer: Option<&str>, scheme: &str, local: SocketAddr) -> anyhow::Result<String> {
+    match issuer {
+        Some(url) => Ok(url.trim_end_matches('/').to_owned()),
+        None if local.ip().is_unspecified() => anyhow::bail!(
+            "--listen `{local}` is every address of this host, and the OIDC issuer needs the one URL relying parties and pods reach: give it with --issuer ({scheme}://NODE-ADDRESS:{port}, or https://NAME when a TLS proxy is in front)",
+            port = local.port()
+        ),
+        None => Ok(format!("{scheme}://{local}")),
     }
-    iam.update(&mut |state| {
-        let new = keyless_iam::oidc_providers::NewOidcProvider {
-            url: url.to_owned(),
-            client_ids: vec!["sts.amazonaws.com".to_owned()],
-            ..Default::default()
-        };
-        state.create_oidc_provider(new, now).map(drop)
-    })
-    .with_context(|| format!("cannot register the OIDC issuer `{url}`"))?;
-    tracing::info!(%url, "registered this server's OIDC issuer as an OIDC provider");
+}
+
+/// The data folder's record of which OIDC provider is this server's own issuer (its key, the
+/// URL without the scheme), so that a changed `--issuer` moves that provider.
+const OWN_PROVIDER_FILE: &str = "oidc-provider";
+
+/// What [`register_own_provider`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Registered {
+    /// The provider was there, with this URL.
+    Unchanged,
+    /// The provider was there under this key with another scheme; its URL is updated.
+    Updated,
+    /// A new provider.
+    Created,
+    /// The provider of the issuer's previous URL (given) now has the new one.
+    Moved(String),
+}
+
+/// Makes `url` this server's own OIDC provider in `state`: the provider of that key if there
+/// is one; else the recorded own provider (key `recorded`), moved to the new URL with its
+/// audiences, thumbprints, tags and creation date; else a new one with the audience
+/// `sts.amazonaws.com`. The own issuer is not a provider others run: `http://` on any host is
+/// allowed for it (its keys are in memory, never fetched), so it is entered without IAM's URL
+/// check.
+fn register_own_provider(
+    state: &mut keyless_iam::IamState,
+    recorded: Option<&str>,
+    url: &str,
+    now: i64,
+) -> Registered {
+    let key = crate::oidc::own_provider_key(url);
+    if let Some(existing) = state.oidc_providers.get_mut(&key) {
+        if existing.url == url {
+            return Registered::Unchanged;
+        }
+        existing.url = url.to_owned();
+        return Registered::Updated;
+    }
+    let moved = recorded
+        .filter(|old| *old != key)
+        .and_then(|old| state.oidc_providers.remove(old));
+    match moved {
+        Some(old) => {
+            let from = old.url.clone();
+            let provider = keyless_iam::oidc_providers::OidcProvider {
+                url: url.to_owned(),
+                ..old
+            };
+            state.oidc_providers.insert(key, provider);
+            Registered::Moved(from)
+        }
+        None => {
+            let provider = keyless_iam::oidc_providers::OidcProvider {
+                url: url.to_owned(),
+                client_ids: vec!["sts.amazonaws.com".to_owned()],
+                thumbprints: Vec::new(),
+                created: now,
+                tags: Vec::new(),
+            };
+            state.oidc_providers.insert(key, provider);
+            Registered::Created
+        }
+    }
+}
+
+/// Registers this server's issuer as its one OIDC provider, so that roles can trust its tokens
+/// as they would an EKS cluster's; a changed URL moves the provider recorded in the data
+/// folder (or, in a data folder from before that record, the provider of `previous_url`, the
+/// issuer of the last start) instead of adding another.
+fn register_issuer(
+    iam: &EmbeddedIam,
+    data_dir: &Path,
+    account_id: &str,
+    url: &str,
+    previous_url: Option<&str>,
+    now: i64,
+) -> anyhow::Result<()> {
+    let record = data_dir.join(OWN_PROVIDER_FILE);
+    let recorded = match std::fs::read_to_string(&record) {
+        Ok(text) => Some(text.trim().to_owned()).filter(|k| !k.is_empty()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", record.display())),
+    }
+    .or_else(|| previous_url.map(|u| crate::oidc::own_provider_key(u.trim())));
+    let key = crate::oidc::own_provider_key(url);
+    let mut outcome = Registered::Unchanged;
+    let unchanged = (iam.snapshot().state.oidc_providers.get(&key)).is_some_and(|p| p.url == url);
+    if !unchanged {
+        iam.update(&mut |state| {
+            outcome = register_own_provider(state, recorded.as_deref(), url, now);
+            Ok(())
+        })
+        .with_context(|| format!("cannot register the OIDC issuer `{url}`"))?;
+    }
+    if recorded.as_deref() != Some(key.as_str()) {
+        std::fs::write(&record, format!("{key}\n"))
+            .with_context(|| format!("cannot write `{}`", record.display()))?;
+    }
+    let arn = |key: &str| format!("arn:aws:iam::{account_id}:oidc-provider/{key}");
+    match outcome {
+        Registered::Unchanged => {}
+        Registered::Updated => {
+            tracing::info!(%url, "updated the URL of this server's OIDC provider");
+        }
+        Registered::Created => {
+            tracing::info!(%url, "registered this server's OIDC issuer as an OIDC provider");
+        }
+        Registered::Moved(from) => {
+            let old = crate::oidc::own_provider_key(&from);
+            tracing::warn!(
+                %from,
+                to = %url,
+                old_arn = %arn(&old),
+                new_arn = %arn(&key),
+                "the OIDC issuer's URL changed: this server's OIDC provider moved to the new URL; trust policies naming the old provider (its ARN, or condition keys `{old}:sub`, `{old}:aud`) must name the new one (`{key}:sub`, `{key}:aud`)"
+            );
+        }
+    }
     Ok(())
 }
 
@@ -576,4 +714,111 @@ fn oidc_document<B>(
 fn is_form_post<B>(req: &hyper::Request<B>) -> bool {
     req.method() == hyper::Method::POST
         && crate::query::content_type_is(req.headers(), "multipart/form-data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issuer_is_the_listen_address_or_asked_for() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            issuer_url(None, "http", at("10.0.0.5:9000")).unwrap(),
+            "http://10.0.0.5:9000"
+        );
+        assert_eq!(
+            issuer_url(None, "https", at("[2001:db8::5]:9000")).unwrap(),
+            "https://[2001:db8::5]:9000"
+        );
+        assert_eq!(
+            issuer_url(
+                Some("https://keyless.example.com/"),
+                "http",
+                at("0.0.0.0:9000")
+            )
+            .unwrap(),
+            "https://keyless.example.com"
+        );
+        for wildcard in ["0.0.0.0:9000", "[::]:9000"] {
+            let error = issuer_url(None, "http", at(wildcard))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("--issuer") && error.contains(":9000"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_own_provider_is_registered_once_and_moved_with_its_url() {
+        let mut state = keyless_iam::IamState::default();
+        let first = "http://127.0.0.1:9000";
+        assert_eq!(
+            register_own_provider(&mut state, None, first, 5),
+            Registered::Created
+        );
+        assert_eq!(
+            register_own_provider(&mut state, Some("127.0.0.1:9000"), first, 6),
+            Registered::Unchanged
+        );
+        state
+            .oidc_providers
+            .get_mut("127.0.0.1:9000")
+            .unwrap()
+            .client_ids
+            .push("pods.eks.amazonaws.com".into());
+
+        // A changed URL moves the recorded provider, audiences and creation date kept.
+        let second = "https://keyless.example.com";
+        assert_eq!(
+            register_own_provider(&mut state, Some("127.0.0.1:9000"), second, 7),
+            Registered::Moved(first.to_owned())
+        );
+        assert_eq!(state.oidc_providers.len(), 1);
+        let moved = &state.oidc_providers["keyless.example.com"];
+        assert_eq!(moved.url, second);
+        assert_eq!(moved.created, 5);
+        assert_eq!(
+            moved.client_ids,
+            ["sts.amazonaws.com", "pods.eks.amazonaws.com"]
+        );
+
+        // The same host with another scheme is the same provider; http on a node address is
+        // allowed for the own issuer.
+        assert_eq!(
+            register_own_provider(
+                &mut state,
+                Some("keyless.example.com"),
+                "http://keyless.example.com",
+                8
+            ),
+            Registered::Updated
+        );
+        assert_eq!(
+            register_own_provider(
+                &mut state,
+                Some("keyless.example.com"),
+                "http://10.0.0.5:9000",
+                9
+            ),
+            Registered::Moved("http://keyless.example.com".to_owned())
+        );
+        assert_eq!(
+            state.oidc_providers.keys().collect::<Vec<_>>(),
+            ["10.0.0.5:9000"]
+        );
+
+        // A recorded provider that is gone (an operator deleted it) is not brought back: a new
+        // one is made, and other providers are left alone.
+        state.oidc_providers.clear();
+        register_own_provider(&mut state, None, "https://other.example", 10);
+        assert_eq!(
+            register_own_provider(&mut state, Some("10.0.0.5:9000"), first, 11),
+            Registered::Created
+        );
+        assert_eq!(state.oidc_providers.len(), 2);
+        assert_eq!(state.oidc_providers["127.0.0.1:9000"].created, 11);
+    }
 }

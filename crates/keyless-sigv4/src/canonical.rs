@@ -3,45 +3,7 @@
 //!
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html#create-canonical-request>
 
-use std::fmt::Write as _;
-
-/// Percent-encodes everything but the unreserved characters of RFC 3986 (`A-Z a-z 0-9 - . _ ~`),
-/// and `/` too unless `keep_slash`.
-pub fn uri_encode(text: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~')
-            || (keep_slash && b == b'/')
-        {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-/// Decodes `%XX` escapes (invalid ones are kept as they are).
-pub(crate) fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+use keyless_types::encoding::{percent_decode, uri_encode};
 
 /// The canonical URI. Services other than S3 normalize the path (`.`/`..` segments, empty
 /// segments) and encode the already-encoded path once more; S3 encodes the decoded path once.
@@ -141,13 +103,6 @@ pub fn canonical_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn encoding() {
-        assert_eq!(uri_encode("a b+c/ü~", true), "a%20b%2Bc/%C3%BC~");
-        assert_eq!(uri_encode("a/b", false), "a%2Fb");
-        assert_eq!(percent_decode("a%20b%2Fc%zz%"), "a b/c%zz%");
-    }
 
     #[test]
     fn uris() {

@@ -13,7 +13,7 @@ mod canonical;
 mod sign;
 mod verify;
 
-pub use canonical::{canonical_request, uri_encode};
+pub use canonical::canonical_request;
 pub use sign::{Signer, sign};
 pub use verify::{
     Authorization, Credential, Request, SigV4Error, Verified, signature, signing_key,

@@ -6,8 +6,10 @@
 
 use sha2::{Digest as _, Sha256};
 
+use keyless_types::hex;
+
 use crate::canonical::canonical_request;
-use crate::verify::{hex, signature, signing_key, string_to_sign};
+use crate::verify::{signature, signing_key, string_to_sign};
 
 /// Who signs, where and when.
 #[derive(Clone, Copy)]
@@ -60,7 +62,7 @@ pub fn sign(
     let mut signed: Vec<String> = all.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
     signed.sort();
     signed.dedup();
-    let payload_hash = hex(&Sha256::digest(body));
+    let payload_hash = hex::encode(&Sha256::digest(body));
     let canonical = canonical_request(
         method,
         raw_path,
@@ -126,7 +128,7 @@ mod tests {
         assert!(authorization.contains(
             "Credential=AKIDEXAMPLE/20261126/us-east-1/sts/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature="
         ));
-        let payload_hash = hex(&Sha256::digest(body));
+        let payload_hash = hex::encode(&Sha256::digest(body));
         let request = Request {
             method: "POST",
             path: "/",

@@ -4,6 +4,8 @@
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html>
 
 use hmac::{Hmac, Mac};
+use keyless_types::constant_time_eq;
+use keyless_types::hex;
 use sha2::{Digest, Sha256};
 
 use crate::canonical::canonical_request;
@@ -168,7 +170,7 @@ pub struct Verified {
 pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
     format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()))
+        hex::encode(&Sha256::digest(canonical_request.as_bytes()))
     )
 }
 
@@ -183,7 +185,7 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 
 /// The hex signature of `string_to_sign` with `key`.
 pub fn signature(key: &[u8; 32], string_to_sign: &str) -> String {
-    hex(&hmac(key, string_to_sign.as_bytes()))
+    hex::encode(&hmac(key, string_to_sign.as_bytes()))
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
@@ -192,20 +194,6 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
         .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     mac.update(data);
     mac.finalize().into_bytes().into()
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Checks `request`'s signature, made with `secret`, at time `now` (seconds since the epoch),
@@ -293,7 +281,7 @@ mod tests {
         let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
         let key = signing_key(secret, "20150830", "us-east-1", "iam");
         assert_eq!(
-            hex(&key),
+            hex::encode(&key),
             "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
         );
         let headers = [

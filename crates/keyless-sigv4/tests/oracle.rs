@@ -11,7 +11,9 @@ use aws_sigv4::http_request::{
     UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
-use keyless_sigv4::{Authorization, Request, SigV4Error, uri_encode, verify};
+use keyless_sigv4::{Authorization, Request, SigV4Error, verify};
+use keyless_types::encoding::uri_encode;
+use keyless_types::hex;
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -108,7 +110,7 @@ fn check(case: &Case, sent: &Sent, secret: &str, body: &[u8]) -> Result<(), SigV
             .unwrap()
             .1,
     )?;
-    let payload = hex(&Sha256::digest(body));
+    let payload = hex::encode(&Sha256::digest(body));
     let request = Request {
         method: case.method,
         path: &sent.path,
@@ -117,10 +119,6 @@ fn check(case: &Case, sent: &Sent, secret: &str, body: &[u8]) -> Result<(), SigV
         payload_hash: &payload,
     };
     verify(&request, &auth, secret, NOW as i64, 900).map(|_| ())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn text() -> impl Strategy<Value = String> {

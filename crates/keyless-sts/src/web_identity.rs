@@ -10,6 +10,7 @@
 use keyless_iam::ProviderIdentity;
 use keyless_iam::api::xml::Xml;
 use keyless_policy::{PolicySet, Principal, Request, Source, authorize};
+use keyless_types::ProviderUrl;
 
 use crate::service::{
     StsRequest, duration, missing, request_context, session_extras, session_name,
@@ -96,11 +97,14 @@ impl Sts {
             )
         })?;
         let snapshot = self.store.snapshot();
-        let provider = snapshot.directory.oidc_provider(&issuer).ok_or_else(|| {
-            StsError::InvalidIdentityToken(format!(
-                "No OpenIDConnect provider found in your account for {issuer}"
-            ))
-        })?;
+        let provider = ProviderUrl::parse(&issuer)
+            .ok()
+            .and_then(|url| snapshot.directory.oidc_provider(&url))
+            .ok_or_else(|| {
+                StsError::InvalidIdentityToken(format!(
+                    "No OpenIDConnect provider found in your account for {issuer}"
+                ))
+            })?;
         let web = self.verifier.verify(token, provider, req.now).await?;
         let role = snapshot
             .directory
@@ -116,14 +120,14 @@ impl Sts {
 
         let mut ctx = request_context(req);
         for (claim, values) in &web.claims {
-            let key = format!("{}:{claim}", provider.key);
+            let key = format!("{}:{claim}", provider.url.key());
             match values.as_slice() {
                 [one] => ctx.insert(key, one.clone()),
                 many => ctx.insert_multi(key, many.iter().cloned()),
             };
         }
         // `aud` is the audience that matched, as IAM sets it (the full list is `oaud`'s).
-        ctx.insert(format!("{}:aud", provider.key), web.audience.clone());
+        ctx.insert(format!("{}:aud", provider.url.key()), web.audience.clone());
         ctx.insert("aws:FederatedProvider", provider.arn.clone());
         ctx.insert("sts:RoleSessionName", session.clone());
         extras.insert_request_tags(&mut ctx);

@@ -1,18 +1,28 @@
-//! Keyless's shared vocabulary: ARNs, account ids, request ids and the clock that is injected into every
-//! library (libraries never read the system clock themselves).
+//! Keyless's shared vocabulary: ARNs, account ids, request ids, provider URLs, secrets, the clock that is
+//! injected into every library (libraries never read the system clock themselves), and the
+//! small encodings and rules more than one crate needs, each written once: hex,
+//! percent-encoding, loopback hosts, the shared credentials file and secret files' modes.
 #![warn(missing_docs, unreachable_pub)]
 
 mod arn;
 mod clock;
+pub mod encoding;
+pub mod hex;
+pub mod net;
+mod provider_url;
 mod request_id;
 mod request_log;
 mod secret;
+pub mod shared_credentials;
 pub mod time;
 
 pub use arn::{AccountId, Arn, ArnError};
 #[allow(clippy::disallowed_types)] // its home
 pub use clock::SystemClock;
 pub use clock::{Clock, FixedClock};
+pub use provider_url::{MAX_PROVIDER_URL_LEN, ProviderUrl, ProviderUrlError};
 pub use request_id::RequestId;
 pub use request_log::{RequestFields, RequestLog};
-pub use secret::Secret;
+pub use secret::{
+    SHARED_MODE_BITS, Secret, SecretFileError, check_secret_file_mode, constant_time_eq,
+};

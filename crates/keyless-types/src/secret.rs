@@ -1,8 +1,26 @@
-//! `Secret`: text that must never reach a log. `Debug` and `Display` redact it.
+//! `Secret`: text that must never reach a log (`Debug` and `Display` redact it) nor leak
+//! through the time a comparison takes; and the rule for files that hold secrets: readable by
+//! their owner alone (Garage's `secrets.rs`). The file system itself is read by the crates
+//! that open such files.
 
-/// A secret (a secret access key, a server key). Read it with [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
+use subtle::ConstantTimeEq as _;
+
+/// Whether `a` and `b` are equal, in a time that depends on their lengths alone, not on where
+/// they first differ (for signatures, keys and tokens a caller supplies).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// A secret (a secret access key, a server key). Read it with [`Secret::expose`]; two secrets
+/// are compared in constant time.
+#[derive(Clone, Eq)]
 pub struct Secret(String);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        constant_time_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
 
 impl Secret {
     /// Wraps a secret.
@@ -28,9 +46,72 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// The permission bits that let the file's group or others at it.
+pub const SHARED_MODE_BITS: u32 = 0o077;
+
+/// A file that holds a secret but that others may read, or that cannot be looked at.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    /// Its permissions could not be read.
+    #[error("cannot read `{file}`")]
+    Unreadable {
+        /// The file, as displayed.
+        file: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its group or others have permissions on it.
+    #[error("`{file}` is readable by other users (mode {mode:o}); run `chmod 600` on it")]
+    OpenToOthers {
+        /// The file, as displayed.
+        file: String,
+        /// Its permission bits (`0o644`).
+        mode: u32,
+    },
+}
+
+/// Checks the mode of `file` (`st_mode`, as `PermissionsExt::mode` gives it) before a secret
+/// is read from it: refused when the group or others have any permission.
+pub fn check_secret_file_mode(file: &str, mode: u32) -> Result<(), SecretFileError> {
+    if mode & SHARED_MODE_BITS == 0 {
+        return Ok(());
+    }
+    Err(SecretFileError::OpenToOthers {
+        file: file.to_owned(),
+        mode: mode & 0o777,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compared_in_constant_time_but_equal_as_text() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(b"", b""));
+        assert_eq!(Secret::new("s"), Secret::new("s"));
+        assert_ne!(Secret::new("s"), Secret::new("t"));
+    }
+
+    #[test]
+    fn secret_files_are_for_their_owner_alone() {
+        for ok in [0o100600, 0o400, 0o700, 0o600] {
+            assert!(check_secret_file_mode("f", ok).is_ok(), "{ok:o}");
+        }
+        for open in [0o100644, 0o640, 0o604, 0o610, 0o601, 0o777] {
+            assert!(check_secret_file_mode("f", open).is_err(), "{open:o}");
+        }
+        assert_eq!(
+            check_secret_file_mode("/d/key", 0o100644)
+                .unwrap_err()
+                .to_string(),
+            "`/d/key` is readable by other users (mode 644); run `chmod 600` on it"
+        );
+    }
 
     #[test]
     fn never_printed() {

@@ -80,14 +80,14 @@ pub(crate) enum Command {
     /// over a role. Example, in a pod with IRSA and a Keyless endpoint:
     ///
     ///   AWS_ENDPOINT_URL=http://keyless.keyless:9000 keyless whoami
-    Whoami(crate::whoami::WhoamiArgs),
+    Whoami(crate::tools::whoami::WhoamiArgs),
     /// Back up to and restore from a bucket: large files or stdin, multipart in parallel, resumable,
     /// checksummed end to end.
     #[command(subcommand)]
-    Backup(crate::backup::BackupCommand),
+    Backup(crate::tools::backup::BackupCommand),
     /// Check GitLab Helm chart values and storage secrets for IAM roles, or render a setup.
     #[command(subcommand)]
-    Gitlab(crate::gitlab_cmd::GitlabCommand),
+    Gitlab(crate::tools::gitlab::GitlabCommand),
     /// Walk the whole credential chain and say, step by step, what it found and what it means:
     /// key pairs that shadow a role, the web-identity token and the role's trust policy, the
     /// container endpoint, IMDS, what STS says, and (with --bucket) list, write, read and delete.
@@ -97,7 +97,7 @@ pub(crate) enum Command {
     /// Example, in a GitLab pod with IRSA and a Keyless endpoint:
     ///
     ///   AWS_ENDPOINT_URL=http://keyless.keyless:9000 keyless doctor --bucket gitlab-registry
-    Doctor(crate::doctor::DoctorArgs),
+    Doctor(crate::tools::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -145,8 +145,11 @@ pub(crate) enum IamCommand {
     /// OIDC provider, gets the policies given, and the ServiceAccount YAML with its
     /// `eks.amazonaws.com/role-arn` annotation is printed for `kubectl apply -f -`.
     ///
-    /// Credentials are read like awscli reads them (AWS_ACCESS_KEY_ID and
-    /// AWS_SECRET_ACCESS_KEY), else from the data folder's root credentials.
+    /// Credentials come from the AWS SDK's default chain, as for awscli (keys in the
+    /// environment, a profile, web identity, ...); its profile step also reads the data
+    /// folder's root-credentials after ~/.aws/credentials, so that on the server's host the
+    /// root user signs unless keys or --profile say otherwise. The endpoint may be https://
+    /// (a private CA with --ca-bundle).
     ///
     /// Example:
     ///
@@ -176,12 +179,18 @@ pub(crate) struct CreateServiceAccountArgs {
     /// The audience the tokens carry.
     #[arg(long, default_value = "sts.amazonaws.com")]
     pub(crate) audience: String,
-    /// The server's endpoint.
+    /// The server's endpoint (http:// or https://).
     #[arg(long, default_value = "http://127.0.0.1:9000", value_name = "URL")]
     pub(crate) endpoint_url: String,
-    /// The data folder whose root credentials sign, when no keys are in the environment.
+    /// The server's data folder, whose root-credentials file the profile step reads too.
     #[arg(long, default_value = "keyless-data", value_name = "DIR")]
     pub(crate) data_dir: PathBuf,
+    /// A profile of ~/.aws/config and ~/.aws/credentials [default: AWS_PROFILE, then `default`]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) profile: Option<String>,
+    /// Extra CA certificates (PEM) for an https endpoint with a private CA [default: AWS_CA_BUNDLE]
+    #[arg(long, value_name = "FILE", env = "AWS_CA_BUNDLE")]
+    pub(crate) ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

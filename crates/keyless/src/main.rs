@@ -1,16 +1,12 @@
 //! `keyless`: IAM roles for S3-compatible object storage, self-hosted, in one binary.
 
-mod backup;
 mod cli;
-mod client;
-mod doctor;
-mod gitlab_cmd;
-mod iam_cmd;
-mod policy_cmd;
-mod whoami;
+mod tools;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+
+use tools::{backup, doctor, gitlab, iam, policy, whoami};
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
@@ -36,15 +32,15 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Serve(options) => block_on(serve(options)),
         cli::Command::Agent(options) => block_on(agent(options)),
-        cli::Command::Policy(cmd) => policy_cmd::run(cmd),
+        cli::Command::Policy(cmd) => policy::run(cmd),
         cli::Command::Token(args) => token(&args),
         cli::Command::Iam(cli::IamCommand::CreateServiceAccount(args)) => {
-            iam_cmd::create_service_account(&args)
+            iam::create_service_account(&args)
         }
         cli::Command::Oidc(cli::OidcCommand::Rotate { data_dir }) => rotate(&data_dir),
         cli::Command::Whoami(args) => whoami::run(&args),
         cli::Command::Backup(cmd) => backup::run(cmd),
-        cli::Command::Gitlab(cmd) => gitlab_cmd::run(cmd),
+        cli::Command::Gitlab(cmd) => gitlab::run(cmd),
         cli::Command::Doctor(args) => doctor::run(&args),
     };
     match result {
@@ -70,6 +66,7 @@ fn block_on(
 
 /// `keyless serve`: opens the server, prints where it is, and serves until SIGTERM or SIGINT.
 async fn serve(options: keyless_server::ServeOptions) -> anyhow::Result<()> {
+    keyless_server::raise_open_file_limit();
     let (trigger, shutdown) = keyless_server::shutdown_channel();
     keyless_server::on_signals(trigger).context("cannot handle signals")?;
     let listeners = keyless_server::Listeners::bind(&options).await?;
@@ -80,6 +77,7 @@ async fn serve(options: keyless_server::ServeOptions) -> anyhow::Result<()> {
 
 /// `keyless agent`: the same life as `serve`.
 async fn agent(options: keyless_server::AgentOptions) -> anyhow::Result<()> {
+    keyless_server::raise_open_file_limit();
     let (trigger, shutdown) = keyless_server::shutdown_channel();
     keyless_server::on_signals(trigger).context("cannot handle signals")?;
     let listeners = keyless_server::AgentListeners::bind(&options).await?;

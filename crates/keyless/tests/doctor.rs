@@ -239,6 +239,101 @@ fn doctor_walks_the_chain_and_proves_the_bucket() {
     }
 }
 
+/// Regression: GetRole's answer streamed in one-byte chunks by a proxy, for a role whose
+/// description has letters of two bytes in UTF-8 (each split across chunks). The hand-written
+/// client read the raw response as a string and sliced chunks at byte counts: a split character
+/// made the read fail, or the slice panic. `create-service-account` goes through the proxy too.
+#[test]
+fn doctor_reads_a_role_whose_chunks_split_utf8_characters() {
+    let config = common::scratch("doctor-utf8.toml");
+    std::fs::write(&config, common::CONFIG).unwrap();
+    let server = common::start(&["--config".as_ref(), config.as_os_str()]);
+    let proxy = common::one_byte_chunks(&server.endpoint);
+    let yaml = common::keyless(&[
+        "iam".as_ref(),
+        "create-service-account".as_ref(),
+        "--namespace".as_ref(),
+        "gitlab".as_ref(),
+        "--name".as_ref(),
+        "registry".as_ref(),
+        "--attach-policy-arn".as_ref(),
+        "arn:aws:iam::000000000000:policy/registry-rw".as_ref(),
+        "--endpoint-url".as_ref(),
+        proxy.as_ref(),
+        "--data-dir".as_ref(),
+        server.dir.as_os_str(),
+    ]);
+    let role = "arn:aws:iam::000000000000:role/keyless-gitlab-registry";
+    assert!(
+        yaml.contains(&format!("eks.amazonaws.com/role-arn: \"{role}\"")),
+        "{yaml}"
+    );
+
+    // A description of Latin-1 letters, as IAM allows them.
+    let description = "Rôle du registre GitLab, für die Grüße";
+    let iam = aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::Config::builder()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .endpoint_url(&server.endpoint)
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                &server.key.0,
+                &server.key.1,
+                None,
+                None,
+                "keyless-test",
+            ))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build(),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        iam.update_role()
+            .role_name("keyless-gitlab-registry")
+            .description(description)
+            .send()
+            .await
+            .unwrap();
+        let got = iam
+            .get_role()
+            .role_name("keyless-gitlab-registry")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.role.unwrap().description(), Some(description));
+    });
+
+    let home: PathBuf = common::scratch("doctor-utf8-home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[operator]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            server.key.0, server.key.1
+        ),
+    )
+    .unwrap();
+    let token = common::scratch("doctor-utf8-token");
+    common::token(&server, "registry", &token);
+    let endpoint = OsStr::new(&server.endpoint);
+    let env: [(&str, &OsStr); 6] = [
+        ("AWS_ROLE_ARN", role.as_ref()),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token.as_os_str()),
+        ("AWS_ROLE_SESSION_NAME", "doctor".as_ref()),
+        ("AWS_ENDPOINT_URL_STS", endpoint),
+        ("AWS_ENDPOINT_URL_S3", endpoint),
+        ("AWS_ENDPOINT_URL_IAM", proxy.as_ref()),
+    ];
+    let (code, out) = doctor(&home, &env, &["--iam-profile", "operator"]);
+    assert!(line(&out, "trust policy").starts_with("ok"), "{out}");
+    assert_eq!(code, 0, "{out}");
+
+    let _ = std::fs::remove_dir_all(home);
+    for file in [config, token] {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
 #[test]
 fn doctor_help_explains_the_exit_codes() {
     let out = common::keyless(&["doctor".as_ref(), "--help".as_ref()]);

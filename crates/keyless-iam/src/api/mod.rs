@@ -31,11 +31,7 @@ impl Params {
 
     /// Decodes `application/x-www-form-urlencoded` text (a body or a query string).
     pub fn parse_form(text: &str) -> Self {
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
+        let decode = |s: &str| keyless_types::encoding::form_decode(s).into_owned();
         Self(
             text.split('&')
                 .filter(|p| !p.is_empty())

@@ -7,7 +7,7 @@
 use super::roles::{tags, write_tags};
 use super::xml::Xml;
 use super::{Cx, Outcome};
-use crate::oidc_providers::{NewOidcProvider, provider_key};
+use crate::oidc_providers::{NewOidcProvider, parse_provider_url};
 
 fn owned(items: Vec<&str>) -> Vec<String> {
     items.into_iter().map(str::to_owned).collect()
@@ -21,11 +21,7 @@ pub(super) fn create_open_id_connect_provider(cx: &Cx<'_>) -> Outcome {
         thumbprints: owned(p.list("ThumbprintList")),
         tags: tags(p)?,
     };
-    let arn = format!(
-        "arn:aws:iam::{}:oidc-provider/{}",
-        cx.account(),
-        provider_key(&new.url)
-    );
+    let arn = parse_provider_url(&new.url)?.arn(cx.account());
     cx.authorize("iam:CreateOpenIDConnectProvider", &arn)?;
     let mut created = None;
     cx.update(&mut |s| {
@@ -48,7 +44,7 @@ pub(super) fn get_open_id_connect_provider(cx: &Cx<'_>) -> Outcome {
     let provider = snapshot.state.oidc_provider(cx.account(), arn)?;
     let mut x = Xml::new();
     // IAM answers the URL without its scheme.
-    x.text("Url", provider.key());
+    x.text("Url", &provider.key());
     for (tag, items) in [
         ("ClientIDList", &provider.client_ids),
         ("ThumbprintList", &provider.thumbprints),

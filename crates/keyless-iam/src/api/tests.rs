@@ -695,13 +695,21 @@ fn oidc_providers_in_iam_xml() {
         &[on, ("ClientID", "sts.amazonaws.com")],
     );
     let snapshot = f.store.snapshot();
-    let provider = snapshot.directory.oidc_provider(url).unwrap();
+    let issuer = |url: &str| keyless_types::ProviderUrl::parse(url).unwrap();
+    let provider = snapshot.directory.oidc_provider(&issuer(url)).unwrap();
     assert_eq!(provider.client_ids, ["gitlab"]);
     assert!(
         snapshot
             .directory
-            .oidc_provider("http://127.0.0.1:9000/")
+            .oidc_provider(&issuer("http://127.0.0.1:9000/"))
             .is_some()
+    );
+    assert!(
+        snapshot
+            .directory
+            .oidc_provider(&issuer("https://127.0.0.1:9000"))
+            .is_none(),
+        "another scheme is another issuer"
     );
     f.ok("DeleteOpenIDConnectProvider", &[on]);
     f.fails(

@@ -198,12 +198,7 @@ pub(super) fn put_user_policy(cx: &Cx<'_>) -> Outcome {
 
 /// A policy document as IAM returns it: URL-encoded (RFC 3986); botocore decodes it.
 pub(super) fn encode_document(document: &str) -> String {
-    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(document, KEEP).to_string()
+    keyless_types::encoding::uri_encode(document, false)
 }
 
 pub(super) fn get_user_policy(cx: &Cx<'_>) -> Outcome {

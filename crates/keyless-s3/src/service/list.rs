@@ -5,7 +5,7 @@
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjects.html>
 
 use base64::Engine as _;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use keyless_types::encoding::uri_encode;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -13,15 +13,6 @@ use super::KeylessS3;
 use super::bucket::timestamp;
 use crate::store::{ListPage, ListQuery, ObjectStore};
 use crate::wire::store_error;
-
-/// What `encoding-type=url` leaves as is: unreserved characters and `/`. A space becomes `%20`
-/// and `+` becomes `%2B`, so that clients decoding with form rules get the key back.
-const KEEP: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
 
 /// The default and largest page.
 const MAX_KEYS: i32 = 1000;
@@ -43,7 +34,9 @@ impl Encoder {
 
     fn apply(&self, text: String) -> String {
         if self.0 {
-            utf8_percent_encode(&text, KEEP).to_string()
+            // Unreserved characters and `/` left as they are; a space becomes `%20` and `+`
+            // becomes `%2B`, so that clients decoding with form rules get the key back.
+            uri_encode(&text, true)
         } else {
             text
         }

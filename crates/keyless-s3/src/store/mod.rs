@@ -18,6 +18,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures_util::Stream;
+use keyless_types::hex;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
@@ -182,17 +183,15 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub(crate) fn multipart_etag(parts: &[PartInfo]) -> String {
     let mut md5 = Md5::new();
     for part in parts {
-        let mut raw = [0u8; 16];
-        for (i, byte) in raw.iter_mut().enumerate() {
-            *byte = part
-                .etag
-                .get(2 * i..2 * i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .unwrap_or(0);
-        }
+        let raw: [u8; 16] = part
+            .etag
+            .get(..32)
+            .and_then(hex::decode)
+            .and_then(|bytes| bytes.try_into().ok())
+            .unwrap_or_default();
         md5.update(raw);
     }
-    format!("{}-{}", hex(&md5.finalize()), parts.len())
+    format!("{}-{}", hex::encode(&md5.finalize()), parts.len())
 }
 
 /// Checks a completion's part list against the uploaded parts and returns them in order.
@@ -453,18 +452,7 @@ pub(crate) fn bytes_stream(
 pub(crate) fn random_id() -> Result<String, StoreError> {
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| StoreError::Io(io::Error::other(e.to_string())))?;
-    Ok(hex(&id))
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    Ok(hex::encode(&id))
 }
 
 /// Hashes and counts a body as it streams, and checks it against what the client declared.
@@ -507,7 +495,7 @@ impl BodyCheck {
         if options.content_md5.is_some_and(|m| m != digest) {
             return Err(StoreError::BadDigest);
         }
-        Ok((hex(&digest), self.len))
+        Ok((hex::encode(&digest), self.len))
     }
 }
 

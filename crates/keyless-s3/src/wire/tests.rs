@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use keyless_iam::session::{SessionClaims, SessionSubject, SessionTokens, TokenProblem};
 use keyless_iam::{EmbeddedIam, IamState, IamStore, Keyring, RootKey};
-use keyless_sigv4::{canonical_request, signature, signing_key, string_to_sign, uri_encode};
+use keyless_sigv4::{canonical_request, signature, signing_key, string_to_sign};
+use keyless_types::encoding::uri_encode;
 use keyless_types::{Clock, FixedClock, RequestId, Secret};
 use s3s::Body;
 use s3s::service::S3ServiceBuilder;

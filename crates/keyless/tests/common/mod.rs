@@ -209,3 +209,89 @@ pub const PODS: &str = r#"{"kind": "List", "items": [{"kind": "Pod",
                "annotations": {"iam.amazonaws.com/role": "gitlab-registry"}},
   "spec": {"serviceAccountName": "registry"},
   "status": {"podIP": "127.0.0.1", "phase": "Running"}}]}"#;
+
+/// A reverse proxy in front of `upstream` (`http://HOST:PORT`) that sends every response body
+/// back with `Transfer-Encoding: chunked` in chunks of one byte, as a streaming proxy may: each
+/// multi-byte UTF-8 character then straddles chunks. Its endpoint, `http://127.0.0.1:PORT`; it
+/// serves until the test process ends.
+pub fn one_byte_chunks(upstream: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let upstream = upstream.strip_prefix("http://").unwrap().to_owned();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut client = client;
+                // One request at a time on a kept-alive connection.
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let end = line == "\r\n";
+                        head.push_str(&line);
+                        if end {
+                            break;
+                        }
+                    }
+                    let length = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let mut server = std::net::TcpStream::connect(&upstream).unwrap();
+                    server.write_all(head.as_bytes()).unwrap();
+                    server.write_all(&body).unwrap();
+                    let mut response = BufReader::new(server);
+                    let mut status = String::new();
+                    response.read_line(&mut status).unwrap();
+                    let mut out = status.into_bytes();
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        response.read_line(&mut line).unwrap();
+                        if line == "\r\n" {
+                            break;
+                        }
+                        let name = line.split(':').next().unwrap().to_ascii_lowercase();
+                        assert_ne!(name, "transfer-encoding", "the upstream chunks already");
+                        if name == "content-length" {
+                            length = line.split(':').nth(1).unwrap().trim().parse().unwrap();
+                        } else {
+                            out.extend_from_slice(line.as_bytes());
+                        }
+                    }
+                    out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+                    let mut body = vec![0; length];
+                    response.read_exact(&mut body).unwrap();
+                    for byte in body {
+                        out.extend_from_slice(b"1\r\n");
+                        out.push(byte);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    out.extend_from_slice(b"0\r\n\r\n");
+                    if client.write_all(&out).is_err() {
+                        return;
+                    }
+                    if header(&head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    endpoint
+}
+
+/// The value of header `name` in a request or response head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}

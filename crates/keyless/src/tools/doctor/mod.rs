@@ -12,7 +12,7 @@ mod token;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::client::{self, Client, ClientArgs, env_nonempty};
+use crate::tools::client::{self, Client, ClientArgs, env_nonempty};
 use report::{Check, Report, Status};
 use sources::KeyPair;
 
@@ -66,7 +66,7 @@ async fn diagnose(args: &DoctorArgs) -> anyhow::Result<Report> {
     let mut explicit = None;
     if let Some(path) = &args.s3cmd_config {
         let shown = path.display().to_string();
-        explicit = crate::backup::s3cmd::apply(path, &mut client_args)?;
+        explicit = crate::tools::backup::s3cmd::apply(path, &mut client_args)?;
         if let Some(keys) = &explicit {
             pairs.push(KeyPair {
                 origin: format!("access_key and secret_key of the s3cmd config {shown}"),
@@ -145,7 +145,7 @@ async fn diagnose(args: &DoctorArgs) -> anyhow::Result<Report> {
                 check = check.detail(k, v.clone());
             }
             report.push(check);
-            match crate::whoami::identify(&client, client_args.profile.as_deref()).await {
+            match crate::tools::whoami::identify(&client, client_args.profile.as_deref()).await {
                 Ok(id) => {
                     report.push(
                         Check::new(
@@ -340,45 +340,47 @@ async fn trust_check(
     else {
         return cannot("IAM is AWS's own, which doctor does not call".to_owned());
     };
-    let (id, secret, session, who) = match (&args.iam_profile, chain) {
+    let (credentials, who) = match (&args.iam_profile, chain) {
         (Some(profile), _) => match sources::shared_file_keys(profile) {
-            Some((pair, secret)) => (pair.access_key_id, secret, None, pair.origin),
+            Some((pair, secret)) => (
+                aws_credential_types::Credentials::new(
+                    pair.access_key_id,
+                    secret,
+                    None,
+                    None,
+                    "IamProfile",
+                ),
+                pair.origin,
+            ),
             None => return cannot(format!("profile `{profile}` has no keys")),
         },
         (None, Some(c)) => (
-            c.access_key_id().to_owned(),
-            c.secret_access_key().to_owned(),
-            c.session_token().map(str::to_owned),
+            c.clone(),
             format!("the credentials found (key {})", c.access_key_id()),
         ),
         (None, None) => {
             return cannot("no credentials to read the role with (try --iam-profile)".to_owned());
         }
     };
-    let iam = match crate::iam_cmd::IamClient::new(&endpoint, id, secret, session) {
-        Ok(iam) => iam,
-        Err(e) => return cannot(format!("{e:#}")),
-    };
-    let name = role_name(role_arn).to_owned();
-    let got =
-        tokio::task::spawn_blocking(move || iam.call("GetRole", &[("RoleName", name.as_str())]))
-            .await;
-    let body = match got {
-        Ok(Ok(body)) => body,
-        Ok(Err(e)) => {
-            return cannot(format!("GetRole with {who} failed: {e:#}")).hint(format!(
+    let got = client
+        .iam(&endpoint, Some(credentials))
+        .get_role()
+        .role_name(role_name(role_arn))
+        .send()
+        .await;
+    let role = match got {
+        Ok(out) => out.role,
+        Err(e) => {
+            return cannot(format!("GetRole with {who} failed: {}", client::sdk_error(&e))).hint(format!(
                 "give doctor a profile allowed iam:GetRole with --iam-profile, or run `aws iam get-role --role-name {}`",
                 role_name(role_arn)
             ));
         }
-        Err(e) => return cannot(format!("GetRole: {e}")),
     };
-    let Some(encoded) = crate::iam_cmd::element(&body, "AssumeRolePolicyDocument") else {
+    let Some(encoded) = role.as_ref().and_then(|r| r.assume_role_policy_document()) else {
         return cannot("GetRole answered no AssumeRolePolicyDocument".to_owned());
     };
-    let document = percent_encoding::percent_decode_str(encoded)
-        .decode_utf8_lossy()
-        .into_owned();
+    let document = keyless_types::encoding::percent_decode(encoded).into_owned();
     token::trust_check(&token::Trust {
         role_arn,
         document: &document,

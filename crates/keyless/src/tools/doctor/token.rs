@@ -183,11 +183,21 @@ pub(crate) fn trust_check(t: &Trust<'_>) -> Check {
     let Some(iss) = t.claims.iss.as_deref() else {
         return Check::new(STEP, Status::Skip, "not checked: the token has no `iss`");
     };
-    let key = keyless_oidc::provider_key(iss);
+    let provider = match keyless_types::ProviderUrl::parse(iss) {
+        Ok(provider) => provider,
+        Err(e) => {
+            return Check::new(
+                STEP,
+                Status::Fail,
+                format!("the token's `iss` `{iss}` names no OIDC provider IAM could have: {e}"),
+            );
+        }
+    };
+    let key = provider.key();
     let account = keyless_types::Arn::parse(t.role_arn)
         .map(|a| a.account().to_owned())
         .unwrap_or_default();
-    let provider_arn = format!("arn:aws:iam::{account}:oidc-provider/{key}");
+    let provider_arn = provider.arn(&account);
     let principal = Principal::Federated(provider_arn.clone());
     let source = Source::new("trust policy", &policy);
     let set = PolicySet {
@@ -397,7 +407,7 @@ mod tests {
     }
 
     fn trust(sub: &str) -> String {
-        crate::iam_cmd::trust_policy(
+        crate::tools::iam::trust_policy(
             "arn:aws:iam::000000000000:oidc-provider/oidc.example.com/cluster",
             "oidc.example.com/cluster",
             "gitlab",

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::client::ExplicitKeys;
+use crate::tools::client::ExplicitKeys;
 
 /// The `[default]` section of an s3cmd configuration.
 #[derive(Debug, Default)]
@@ -95,7 +95,7 @@ impl Config {
 /// returns its keys, which win over every other credential source, as in s3cmd.
 pub(crate) fn apply(
     path: &std::path::Path,
-    args: &mut crate::client::ClientArgs,
+    args: &mut crate::tools::client::ClientArgs,
 ) -> anyhow::Result<Option<ExplicitKeys>> {
     use anyhow::Context as _;
     let shown = path.display().to_string();

@@ -7,60 +7,16 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use http_body_util::BodyExt as _;
+use keyless_types::shared_credentials::{SharedFile, profile_keys};
 
-use crate::client::env_nonempty;
+use crate::tools::client::env_nonempty;
 
 /// A key pair found somewhere, by where it is and its key id (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KeyPair {
     pub(crate) origin: String,
     pub(crate) access_key_id: String,
-}
-
-/// The keys of `profile` in an AWS shared credentials or config file:
-/// `(aws_access_key_id, aws_secret_access_key)`. In the config file a profile's section is
-/// `[profile NAME]` (`[default]` for the default one); in the credentials file, `[NAME]`.
-pub(crate) fn profile_keys(
-    text: &str,
-    profile: &str,
-    config_file: bool,
-) -> Option<(String, String)> {
-    let wanted = |section: &str| {
-        let section = section.trim();
-        if config_file {
-            section
-                .strip_prefix("profile ")
-                .map(str::trim)
-                .is_some_and(|name| name == profile)
-                || (profile == "default" && section == "default")
-        } else {
-            section == profile
-        }
-    };
-    let (mut inside, mut id, mut secret) = (false, None, None);
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            inside = wanted(section);
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let value = value.trim();
-        if !inside || value.is_empty() {
-            continue;
-        }
-        match key.trim().to_ascii_lowercase().as_str() {
-            "aws_access_key_id" => id = Some(value.to_owned()),
-            "aws_secret_access_key" => secret = Some(value.to_owned()),
-            _ => {}
-        }
-    }
-    id.zip(secret)
 }
 
 /// `~/` expanded with HOME.
@@ -74,18 +30,21 @@ pub(crate) fn expand_home(path: &str) -> std::path::PathBuf {
 /// The key pair the shared files give `profile`, if any: the credentials file first.
 pub(crate) fn shared_file_keys(profile: &str) -> Option<(KeyPair, String)> {
     let files = [
-        (crate::client::credentials_file_path(), false),
-        (crate::client::config_file_path(), true),
+        (
+            crate::tools::client::credentials_file_path(),
+            SharedFile::Credentials,
+        ),
+        (crate::tools::client::config_file_path(), SharedFile::Config),
     ];
-    files.into_iter().find_map(|(path, config)| {
+    files.into_iter().find_map(|(path, kind)| {
         let text = std::fs::read_to_string(expand_home(&path)).ok()?;
-        let (id, secret) = profile_keys(&text, profile, config)?;
+        let (id, secret) = profile_keys(&text, profile, kind).pair()?;
         Some((
             KeyPair {
                 origin: format!("profile `{profile}` of {path}"),
                 access_key_id: id,
             },
-            secret,
+            secret.expose().to_owned(),
         ))
     })
 }
@@ -99,6 +58,7 @@ pub(crate) struct Response {
 
 /// One plain-HTTP request with a deadline for all of it: IMDS and the container endpoint are
 /// link-local HTTP services, and an absent one must cost a second, not the SDK's retries.
+/// hyper reads the response (chunked or not); the body is kept to its first MiB.
 pub(crate) async fn http(
     method: &str,
     url: &str,
@@ -114,33 +74,49 @@ pub(crate) async fn http(
     } else {
         authority.to_owned()
     };
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, authority);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .with_context(|| format!("a request to `{url}` cannot be made"))?;
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(&address).await?;
-        let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\n");
-        for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
+        let stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .with_context(|| format!("cannot reach {address}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .with_context(|| format!("{address} did not answer HTTP"))?;
+        // The connection is driven beside the exchange; it ends when the exchange, which owns
+        // the sender, is done.
+        let response = async move {
+            let response = sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            let body = http_body_util::Limited::new(response.into_body(), 1 << 20)
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the body: {e}"))?
+                .to_bytes();
+            Ok::<_, anyhow::Error>(Response {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        };
+        match tokio::join!(response, connection) {
+            (Ok(response), _) => Ok(response),
+            (Err(_), Err(e)) => Err(anyhow::Error::new(e)),
+            (Err(e), Ok(())) => Err(e),
         }
-        request.push_str("content-length: 0\r\nconnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut bytes = Vec::new();
-        stream.take(1 << 20).read_to_end(&mut bytes).await?;
-        Ok::<_, std::io::Error>(bytes)
+        .with_context(|| format!("{address} did not answer HTTP"))
     };
-    let bytes = tokio::time::timeout(timeout, exchange)
+    tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {} ms", timeout.as_millis()))?
-        .with_context(|| format!("cannot reach {address}"))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("{address} did not answer HTTP"))?;
-    Ok(Response {
-        status,
-        body: crate::iam_cmd::dechunk(head, body),
-    })
 }
 
 /// What the instance metadata service said.
@@ -300,35 +276,6 @@ pub(crate) async fn probe_container() -> Option<Container> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn profile_keys_come_from_the_profiles_own_section() {
-        let credentials = "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = s1\n\
-                           [operator]\naws_access_key_id=AKIAOPERATOR\naws_secret_access_key=s2\n\
-                           [half]\naws_access_key_id = AKIAHALF\n";
-        assert_eq!(
-            profile_keys(credentials, "default", false),
-            Some(("AKIADEFAULT".to_owned(), "s1".to_owned()))
-        );
-        assert_eq!(
-            profile_keys(credentials, "operator", false).map(|k| k.0),
-            Some("AKIAOPERATOR".to_owned())
-        );
-        assert_eq!(profile_keys(credentials, "half", false), None);
-        assert_eq!(profile_keys(credentials, "nobody", false), None);
-
-        let config = "[profile ops]\nregion = us-east-1\naws_access_key_id = AKIAOPS\n\
-                      aws_secret_access_key = s3\n[ops]\naws_access_key_id = AKIANOT\n";
-        assert_eq!(
-            profile_keys(config, "ops", true).map(|k| k.0),
-            Some("AKIAOPS".to_owned())
-        );
-        let default = "[default]\naws_access_key_id = AKIAD\naws_secret_access_key = s\n";
-        assert!(profile_keys(default, "default", true).is_some());
-        let role_only =
-            "[default]\nrole_arn = arn:aws:iam::1:role/x\nweb_identity_token_file = /t\n";
-        assert_eq!(profile_keys(role_only, "default", true), None);
-    }
-
     #[tokio::test]
     async fn an_imds_endpoint_that_refuses_connections_is_unreachable_quickly() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -343,5 +290,36 @@ mod tests {
         .await
         .unwrap_err();
         assert!(format!("{err:#}").contains("cannot reach"), "{err:#}");
+    }
+
+    /// Regression: a chunked answer whose chunk boundary falls inside a character. The
+    /// hand-written reader decoded the raw response lossily, then sliced each chunk at its byte
+    /// count, and panicked.
+    #[tokio::test]
+    async fn a_chunk_boundary_inside_a_character_is_read_whole() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/role", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0];
+                stream.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            // "rôle": ô is C3 B4 in UTF-8, split between the two chunks.
+            stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                      2\r\nr\xc3\r\n3\r\n\xb4le\r\n0\r\n\r\n",
+                )
+                .await
+                .unwrap();
+        });
+        let got = http("GET", &url, &[], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!((got.status, got.body.as_str()), (200, "rôle"));
     }
 }

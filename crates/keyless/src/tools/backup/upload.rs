@@ -242,7 +242,7 @@ impl Upload {
                     .send()
                     .await
                 {
-                    tracing::warn!(error = %crate::client::sdk_error(&e), "could not abort it");
+                    tracing::warn!(error = %crate::tools::client::sdk_error(&e), "could not abort it");
                 }
                 continue;
             }
@@ -310,7 +310,7 @@ impl Upload {
             }
             Err(e) => {
                 tracing::info!(
-                    error = %crate::client::sdk_error(&e),
+                    error = %crate::tools::client::sdk_error(&e),
                     "cannot list unfinished uploads, so none is resumed"
                 );
                 Vec::new()
@@ -331,7 +331,7 @@ impl Upload {
                 .set_part_number_marker(marker.clone())
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", crate::client::sdk_error(&e)))?;
+                .map_err(|e| anyhow::anyhow!("{}", crate::tools::client::sdk_error(&e)))?;
             for part in out.parts() {
                 if let (Some(n), Some(size)) = (part.part_number(), part.size()) {
                     let size = u64::try_from(size).unwrap_or(0);

@@ -1,4 +1,4 @@
-//! The client side of the operator tools (`whoami`, `doctor`, `backup`): the AWS Rust SDK's
+//! The client side of the operator tools (`whoami`, `doctor`, `backup`, `iam`): the AWS Rust SDK's
 //! default credential chain and endpoint settings, so that a tool finds exactly the credentials
 //! an application in the same pod would find.
 //!
@@ -17,6 +17,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{self, ProvideCredentials, future};
+use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_smithy_http_client::tls;
 use clap::Args;
 
@@ -45,6 +46,12 @@ pub(crate) struct ClientArgs {
     /// Extra CA certificates (PEM) for an https endpoint with a private CA [default: AWS_CA_BUNDLE]
     #[arg(long, value_name = "FILE", env = "AWS_CA_BUNDLE")]
     pub(crate) ca_bundle: Option<PathBuf>,
+
+    /// One more AWS shared credentials file, read by the chain's profile step after
+    /// ~/.aws/credentials, so that its profiles win over those of the same name there (a
+    /// server's data folder's `root-credentials`). Not a flag: a tool sets it.
+    #[arg(skip)]
+    pub(crate) credentials_file: Option<PathBuf>,
 }
 
 /// Explicit credentials that win over the whole chain (an s3cmd.config with keys).
@@ -107,6 +114,16 @@ impl Client {
         if let Some(profile) = &args.profile {
             loader = loader.profile_name(profile);
         }
+        let profile_files = args.credentials_file.as_ref().map(|file| {
+            EnvConfigFiles::builder()
+                .include_default_config_file(true)
+                .include_default_credentials_file(true)
+                .with_file(EnvConfigFileKind::Credentials, file)
+                .build()
+        });
+        if let Some(files) = &profile_files {
+            loader = loader.profile_files(files.clone());
+        }
         // The region: the command line, AWS_REGION, the profile, then us-east-1 as s3cmd and
         // the registry default to. Not IMDS: off EC2 it costs a timeout, and a Keyless endpoint
         // does not care which region a request is signed for.
@@ -151,6 +168,9 @@ impl Client {
                             .configure(&provider_config);
                     if let Some(name) = &args.profile {
                         profile = profile.profile_name(name);
+                    }
+                    if let Some(files) = &profile_files {
+                        profile = profile.profile_files(files.clone());
                     }
                     let mut chain = CredentialsProviderChain::first_try(
                         "Environment",
@@ -209,6 +229,16 @@ impl Client {
     /// An STS client.
     pub(crate) fn sts(&self) -> aws_sdk_sts::Client {
         sts_client(&self.config, self.sts_endpoint.as_deref())
+    }
+
+    /// An IAM client of the endpoint `url`, signing with `credentials` instead of the chain's
+    /// when given.
+    pub(crate) fn iam(&self, url: &str, credentials: Option<Credentials>) -> aws_sdk_iam::Client {
+        let mut builder = aws_sdk_iam::config::Builder::from(&self.config).endpoint_url(url);
+        if let Some(credentials) = credentials {
+            builder = builder.credentials_provider(credentials);
+        }
+        aws_sdk_iam::Client::from_conf(builder.build())
     }
 
     /// The credentials the chain finds now, with the name of the step that found them.

@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+pub(crate) use keyless_types::hex::encode as hex;
 
-use crate::client::{Client, ClientArgs};
+use crate::tools::client::{Client, ClientArgs};
 
 /// `x-amz-meta-keyless-part-size`: the part size of a multipart upload, so that its ETag can be
 /// checked on download.
@@ -151,7 +152,7 @@ pub(crate) struct PruneArgs {
 }
 
 pub(crate) fn run(cmd: BackupCommand) -> anyhow::Result<ExitCode> {
-    let runtime = crate::client::runtime()?;
+    let runtime = crate::tools::client::runtime()?;
     runtime.block_on(async {
         match cmd {
             BackupCommand::Upload(args) => upload::run(args).await,
@@ -173,7 +174,7 @@ async fn s3_client(common: &CommonArgs) -> anyhow::Result<aws_sdk_s3::Client> {
     };
     let client = Client::load(&args, explicit).await?;
     if let Ok(creds) = client.credentials().await {
-        let source = crate::client::describe_source(&creds, args.profile.as_deref());
+        let source = crate::tools::client::describe_source(&creds, args.profile.as_deref());
         tracing::info!(
             source = %source,
             endpoint = client.s3_endpoint.as_deref().unwrap_or("AWS"),
@@ -262,7 +263,7 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
         _ => false,
     };
-    let error = anyhow::anyhow!("{what}: {}", crate::client::sdk_error(&e));
+    let error = anyhow::anyhow!("{what}: {}", crate::tools::client::sdk_error(&e));
     if transient {
         Failure::Transient(error)
     } else {
@@ -308,16 +309,6 @@ pub(crate) fn multipart_etag(part_md5s: &[[u8; 16]]) -> String {
 pub(crate) fn md5(data: &[u8]) -> [u8; 16] {
     use md5::{Digest as _, Md5};
     Md5::digest(data).into()
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// An ETag without its quotes.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::client::{self, Client, ClientArgs};
+use crate::tools::client::{self, Client, ClientArgs};
 
 /// Arguments of `keyless whoami`.
 #[derive(Debug, clap::Args)]
