@@ -27,9 +27,10 @@ use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::Admin;
 use crate::agent::Metadata;
 use crate::config::Config;
-use crate::lifecycle::{Readiness, Shutdown, shutdown_channel};
+use crate::lifecycle::{Readiness, Shutdown};
 use crate::listener::{self, Limits};
 use crate::options::ServeOptions;
 use crate::query::QueryApi;
@@ -312,17 +313,7 @@ impl Server {
             request_log: self_request_log,
             banner: _,
         } = self;
-        {
-            let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                shutdown.requested().await;
-                readiness.pending("shutdown", "shutting down");
-            });
-        }
-        // The admin listener answers (not ready) until the others have drained.
-        let (admin_done, admin_shutdown) = shutdown_channel();
-        let admin =
-            admin.map(|listener| tokio::spawn(serve_admin(listener, readiness, admin_shutdown)));
+        let admin = Admin::start(admin, readiness, &shutdown);
         let imds = imds.map(|(listener, metadata)| {
             tokio::spawn(crate::agent::serve(
                 listener,
@@ -389,10 +380,7 @@ impl Server {
         if let Some(imds) = imds {
             let _ = imds.await;
         }
-        admin_done.trigger();
-        if let Some(admin) = admin {
-            let _ = admin.await;
-        }
+        admin.stop().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -418,31 +406,6 @@ fn s3_http(idle_timeout: Duration) -> ConnBuilder<TokioExecutor> {
         .header_read_timeout(idle_timeout.min(HEADER_READ_TIMEOUT));
     http.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
     http
-}
-
-/// The admin listener's limits: a few probes at a time, answered at once.
-const ADMIN_LIMITS: Limits = Limits {
-    max_connections: 64,
-    idle_timeout: Duration::from_secs(10),
-    shutdown_grace: Duration::from_secs(1),
-};
-
-/// Serves `/healthz` and `/readyz` on `listener` until `shutdown`.
-pub(crate) async fn serve_admin(listener: TcpListener, readiness: Readiness, shutdown: Shutdown) {
-    let mut http = ConnBuilder::new(TokioExecutor::new());
-    http.http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(ADMIN_LIMITS.idle_timeout);
-    listener::serve(
-        "admin",
-        listener,
-        http,
-        None,
-        ADMIN_LIMITS,
-        shutdown,
-        move |_| crate::admin::service(readiness.clone()),
-    )
-    .await;
 }
 
 /// The session key: from `file`, or from the data folder's `session-key`, created on first
