@@ -332,6 +332,7 @@ impl Server {
                 let started = std::time::Instant::now();
                 let log = RequestLog::new("s3");
                 let method = req.method().clone();
+                let expects_continue = expects_continue(req.headers());
                 // One id per request, read back by S3, IAM and STS and by the request's log.
                 let request_id = keyless_iam::ids::request_id();
                 req.extensions_mut().insert(request_id.clone());
@@ -341,7 +342,7 @@ impl Server {
                 let (service, query, issuer) =
                     (service.clone(), query.clone(), Arc::clone(&issuer));
                 async move {
-                    let response = async {
+                    let mut response = async {
                         if let Some(document) = oidc_document(&issuer, &req) {
                             log.update(|f| f.api = "oidc");
                             return Ok(document);
@@ -362,7 +363,17 @@ impl Server {
                         service.serve(req).await
                     }
                     .await;
-                    if let Ok(response) = &response {
+                    if let Ok(response) = &mut response {
+                        if expects_continue && response.status().as_u16() >= 300 {
+                            // The body may or may not follow a refusal without 100 Continue:
+                            // the connection is closed, so that no client reads the next answer
+                            // on it as this one's (botocore keeps the refused status for the
+                            // connection's next response).
+                            response.headers_mut().insert(
+                                hyper::header::CONNECTION,
+                                hyper::header::HeaderValue::from_static("close"),
+                            );
+                        }
                         request_log::write(
                             request_log_level,
                             &log,
@@ -672,6 +683,14 @@ fn oidc_document<B>(
         hyper::header::HeaderValue::from_static("public, max-age=300"),
     );
     Some(response)
+}
+
+/// Whether the request asks for `100 Continue` before it sends its body.
+fn expects_continue(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(hyper::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
 }
 
 fn is_form_post<B>(req: &hyper::Request<B>) -> bool {
