@@ -319,3 +319,29 @@ def test_missing_keys_are_403_without_list_permission(server):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         auditor.head_object(Bucket="gitlab-backups", Key="missing")
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_a_refusal_without_100_continue_closes_the_connection(server):
+    """A PUT that asks for `100 Continue` and is refused before its body is read gets
+    `Connection: close`: whether the body follows is unknown, and botocore reads the connection's
+    next answer with the refused status (a denied upload made the next, allowed one fail)."""
+    import http.client
+    import urllib.parse
+    url = urllib.parse.urlparse(server.endpoint)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.putrequest("PUT", "/gitlab-backups/elsewhere")
+    conn.putheader("Content-Length", "1")
+    conn.putheader("Expect", "100-continue")
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 403
+    assert response.getheader("Connection", "").lower() == "close"
+    assert b"<Code>AccessDenied</Code>" in response.read()
+    # The server closed its side: nothing more comes on this connection.
+    assert conn.sock is None or conn.sock.recv(1) == b""
+    conn.close()
+    # And the flow that broke: a denied upload, then an allowed one, on one botocore client.
+    nobody = server.user("AKIANOBODY0000000001", "nobody-secret-nobody-secret-nobody-secr")
+    for i in range(20):
+        denied(nobody.put_object, Bucket="gitlab-backups", Key="elsewhere", Body=b"x")
+        nobody.put_object(Bucket="gitlab-backups", Key=f"drop/report-{i}", Body=b"x")

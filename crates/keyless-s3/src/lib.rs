@@ -1,12 +1,16 @@
 //! S3 for Keyless: every S3 operation mapped to the IAM action, resource and condition keys that
-//! authorize it; the storage seam and its backends; the S3 protocol service over a store; and
-//! what goes on the wire around s3s (request ids, AWS's error texts, presigned-URL checks).
+//! authorize it (`actions`); authentication and authorization of each request ([`auth`]); what
+//! the layers leave in a request's extensions ([`extensions`]); the storage seam and its
+//! backends ([`store`]); the S3 protocol service over a store ([`service`]); and what goes on the
+//! wire around s3s (request ids, AWS's error texts, presigned-URL checks: [`wire`]).
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod access;
-mod authz;
+mod actions;
+pub mod auth;
+pub mod extensions;
+mod params;
 pub mod service;
 pub mod store;
 pub mod wire;
 
-pub use authz::{ALL_OPS, AuthType, RequestFacts, S3Op, Scope, bucket_arn, object_arn};
+pub use actions::{ALL_OPS, AuthType, RequestFacts, S3Op, Scope, bucket_arn, object_arn};

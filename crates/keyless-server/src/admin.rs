@@ -13,7 +13,51 @@ use hyper::body::Incoming;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::lifecycle::Readiness;
+use std::time::Duration;
+
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::lifecycle::{Readiness, Shutdown, ShutdownTrigger, shutdown_channel};
+use crate::listener::{self, Limits};
+
+/// A server's admin listener while it runs. Once the shutdown is asked for, `/readyz` says so
+/// at once; the listener goes on answering until [`Admin::stop`], which the server calls when
+/// its other listeners have drained, so probes see the drain.
+pub(crate) struct Admin {
+    done: ShutdownTrigger,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Admin {
+    /// Serves `listener`, if any, with `readiness`, marked not ready once `shutdown` is asked.
+    pub(crate) fn start(
+        listener: Option<TcpListener>,
+        readiness: Readiness,
+        shutdown: &Shutdown,
+    ) -> Self {
+        {
+            let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                shutdown.requested().await;
+                readiness.pending("shutdown", "shutting down");
+            });
+        }
+        let (done, admin_shutdown) = shutdown_channel();
+        let task = listener.map(|l| tokio::spawn(serve_admin(l, readiness, admin_shutdown)));
+        Self { done, task }
+    }
+
+    /// Stops the listener and waits for it.
+    pub(crate) async fn stop(self) {
+        self.done.trigger();
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
+    }
+}
 
 /// Answers one request to the admin listener.
 pub(crate) fn handle(readiness: &Readiness, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -63,4 +107,29 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The admin listener's limits: a few probes at a time, answered at once.
+const ADMIN_LIMITS: Limits = Limits {
+    max_connections: 64,
+    idle_timeout: Duration::from_secs(10),
+    shutdown_grace: Duration::from_secs(1),
+};
+
+/// Serves `/healthz` and `/readyz` on `listener` until `shutdown`.
+async fn serve_admin(listener: TcpListener, readiness: Readiness, shutdown: Shutdown) {
+    let mut http = ConnBuilder::new(TokioExecutor::new());
+    http.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(ADMIN_LIMITS.idle_timeout);
+    listener::serve(
+        "admin",
+        listener,
+        http,
+        None,
+        ADMIN_LIMITS,
+        shutdown,
+        move |_| service(readiness.clone()),
+    )
+    .await;
 }

@@ -20,8 +20,9 @@ use keyless_imds::{
 use keyless_types::{AccountId, Clock, Secret};
 use tokio::net::TcpListener;
 
+use crate::admin::Admin;
 use crate::container::{self, PodIdentity};
-use crate::lifecycle::{Readiness, Shutdown, shutdown_channel};
+use crate::lifecycle::{Readiness, Shutdown};
 use crate::listener::{self, Limits};
 use crate::oidc::OwnIssuer;
 use crate::options::{AgentOptions, ImdsOptions};
@@ -147,26 +148,9 @@ impl Agent {
             limits,
             banner: _,
         } = self;
-        {
-            let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                shutdown.requested().await;
-                readiness.pending("shutdown", "shutting down");
-            });
-        }
-        let (admin_done, admin_shutdown) = shutdown_channel();
-        let admin = listeners.admin.map(|listener| {
-            tokio::spawn(crate::serve::serve_admin(
-                listener,
-                readiness,
-                admin_shutdown,
-            ))
-        });
+        let admin = Admin::start(listeners.admin, readiness, &shutdown);
         serve(listeners.imds, metadata, limits, shutdown).await;
-        admin_done.trigger();
-        if let Some(admin) = admin {
-            let _ = admin.await;
-        }
+        admin.stop().await;
         tracing::info!("stopped");
         Ok(())
     }

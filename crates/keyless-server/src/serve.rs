@@ -15,7 +15,8 @@ use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use keyless_iam::{EmbeddedIam, IamStore, Keyring, apply_specs};
 use keyless_policy::{Policy, PolicyKind};
-use keyless_s3::access::{Authorizer, ClientAddr, SecureTransport};
+use keyless_s3::auth::Authorizer;
+use keyless_s3::extensions::{ClientAddr, SecureTransport};
 use keyless_s3::service::KeylessS3;
 use keyless_s3::store::{DiskStore, ObjectStore as _, StoreError};
 use keyless_s3::wire::{S3Front, SharedHost};
@@ -26,9 +27,10 @@ use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::Admin;
 use crate::agent::Metadata;
 use crate::config::Config;
-use crate::lifecycle::{Readiness, Shutdown, shutdown_channel};
+use crate::lifecycle::{Readiness, Shutdown};
 use crate::listener::{self, Limits};
 use crate::options::ServeOptions;
 use crate::query::QueryApi;
@@ -311,17 +313,7 @@ impl Server {
             request_log: self_request_log,
             banner: _,
         } = self;
-        {
-            let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                shutdown.requested().await;
-                readiness.pending("shutdown", "shutting down");
-            });
-        }
-        // The admin listener answers (not ready) until the others have drained.
-        let (admin_done, admin_shutdown) = shutdown_channel();
-        let admin =
-            admin.map(|listener| tokio::spawn(serve_admin(listener, readiness, admin_shutdown)));
+        let admin = Admin::start(admin, readiness, &shutdown);
         let imds = imds.map(|(listener, metadata)| {
             tokio::spawn(crate::agent::serve(
                 listener,
@@ -340,6 +332,7 @@ impl Server {
                 let started = std::time::Instant::now();
                 let log = RequestLog::new("s3");
                 let method = req.method().clone();
+                let expects_continue = expects_continue(req.headers());
                 // One id per request, read back by S3, IAM and STS and by the request's log.
                 let request_id = keyless_iam::ids::request_id();
                 req.extensions_mut().insert(request_id.clone());
@@ -349,7 +342,7 @@ impl Server {
                 let (service, query, issuer) =
                     (service.clone(), query.clone(), Arc::clone(&issuer));
                 async move {
-                    let response = async {
+                    let mut response = async {
                         if let Some(document) = oidc_document(&issuer, &req) {
                             log.update(|f| f.api = "oidc");
                             return Ok(document);
@@ -370,7 +363,17 @@ impl Server {
                         service.serve(req).await
                     }
                     .await;
-                    if let Ok(response) = &response {
+                    if let Ok(response) = &mut response {
+                        if expects_continue && response.status().as_u16() >= 300 {
+                            // The body may or may not follow a refusal without 100 Continue:
+                            // the connection is closed, so that no client reads the next answer
+                            // on it as this one's (botocore keeps the refused status for the
+                            // connection's next response).
+                            response.headers_mut().insert(
+                                hyper::header::CONNECTION,
+                                hyper::header::HeaderValue::from_static("close"),
+                            );
+                        }
                         request_log::write(
                             request_log_level,
                             &log,
@@ -388,10 +391,7 @@ impl Server {
         if let Some(imds) = imds {
             let _ = imds.await;
         }
-        admin_done.trigger();
-        if let Some(admin) = admin {
-            let _ = admin.await;
-        }
+        admin.stop().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -417,31 +417,6 @@ fn s3_http(idle_timeout: Duration) -> ConnBuilder<TokioExecutor> {
         .header_read_timeout(idle_timeout.min(HEADER_READ_TIMEOUT));
     http.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
     http
-}
-
-/// The admin listener's limits: a few probes at a time, answered at once.
-const ADMIN_LIMITS: Limits = Limits {
-    max_connections: 64,
-    idle_timeout: Duration::from_secs(10),
-    shutdown_grace: Duration::from_secs(1),
-};
-
-/// Serves `/healthz` and `/readyz` on `listener` until `shutdown`.
-pub(crate) async fn serve_admin(listener: TcpListener, readiness: Readiness, shutdown: Shutdown) {
-    let mut http = ConnBuilder::new(TokioExecutor::new());
-    http.http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(ADMIN_LIMITS.idle_timeout);
-    listener::serve(
-        "admin",
-        listener,
-        http,
-        None,
-        ADMIN_LIMITS,
-        shutdown,
-        move |_| crate::admin::service(readiness.clone()),
-    )
-    .await;
 }
 
 /// The session key: from `file`, or from the data folder's `session-key`, created on first
@@ -708,6 +683,14 @@ fn oidc_document<B>(
         hyper::header::HeaderValue::from_static("public, max-age=300"),
     );
     Some(response)
+}
+
+/// Whether the request asks for `100 Continue` before it sends its body.
+fn expects_continue(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(hyper::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
 }
 
 fn is_form_post<B>(req: &hyper::Request<B>) -> bool {

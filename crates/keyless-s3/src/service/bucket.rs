@@ -9,8 +9,9 @@ use keyless_policy::{Policy, PolicyKind};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::{KeylessS3, store_error};
+use super::KeylessS3;
 use crate::store::ObjectStore;
+use crate::wire::store_error;
 
 /// Milliseconds since the epoch as an S3 timestamp.
 pub(super) fn timestamp(ms: i64) -> Timestamp {

@@ -9,9 +9,10 @@ use keyless_types::encoding::uri_encode;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::KeylessS3;
 use super::bucket::timestamp;
-use super::{KeylessS3, store_error};
 use crate::store::{ListPage, ListQuery, ObjectStore};
+use crate::wire::store_error;
 
 /// The default and largest page.
 const MAX_KEYS: i32 = 1000;

@@ -6,10 +6,11 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::KeylessS3;
 use super::bucket::timestamp;
 use super::object::{body_stream, content_md5, copy_source, metadata_in};
-use super::{KeylessS3, store_error};
 use crate::store::{ByteRange, ObjectStore, PutOptions, UploadRef};
+use crate::wire::store_error;
 
 /// Part numbers S3 accepts.
 const PART_NUMBERS: std::ops::RangeInclusive<i32> = 1..=10_000;

@@ -11,11 +11,12 @@ use futures_util::StreamExt as _;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::KeylessS3;
 use super::bucket::timestamp;
-use super::{KeylessS3, store_error};
-use crate::access::{DeniedKeys, MayList};
+use crate::extensions::{DeniedKeys, MayList};
 use crate::store::StoreError;
 use crate::store::{ByteRange, ByteStream, ObjectInfo, ObjectStore, PutOptions};
+use crate::wire::store_error;
 
 /// A missing key, as a caller who may not list the bucket must see it: `AccessDenied`.
 fn missing_key(e: StoreError, may_list: Option<MayList>) -> s3s::S3Error {
@@ -67,11 +68,6 @@ pub(super) fn content_md5(value: Option<&str>) -> S3Result<Option<[u8; 16]>> {
         })
         .transpose()
 }
-
-/// How long a request body may go without a byte before the request fails with
-/// `RequestTimeout` (S3 closes idle uploads too); without it a stalled client would hold its
-/// connection and temporary file forever.
-pub(super) const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A request body as the store reads it: chunks, with s3s's errors (bad chunk signatures,
 /// payload hash mismatches, broken connections) as IO errors, and a `TimedOut` error when no

@@ -12,7 +12,8 @@ use keyless_iam::api::xml::escape;
 use keyless_types::RequestId;
 use s3s::{S3Error, S3ErrorCode};
 
-use super::Kept;
+use super::kept::Kept;
+use crate::params::query_value;
 
 /// An element AWS adds to the body of an error of some code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,7 +351,7 @@ pub(crate) fn complete(body: &[u8], request: &Request<'_>) -> Option<String> {
                 }
             }
             Detail::UploadId => {
-                if let Some(id) = super::query_value(request.kept.uri.query(), "uploadId") {
+                if let Some(id) = query_value(request.kept.uri.query(), "uploadId") {
                     element("UploadId", &id);
                 }
             }

@@ -8,21 +8,21 @@
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html>
 
 pub mod errors;
+mod kept;
 pub mod presign;
 mod signing;
 mod store;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use http::HeaderValue;
 use keyless_types::{RequestId, RequestLog};
 use s3s::host::S3Host;
 use s3s::service::S3Service;
 use s3s::{Body, HttpError, HttpResponse, S3Error};
 
-use keyless_types::encoding::form_decode as decode_component;
+use kept::Kept;
 
 pub use errors::{aws_error, aws_message};
 pub use store::store_error;
@@ -49,32 +49,6 @@ impl S3Host for SharedHost {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
         self.0.parse_host_header(host)
     }
-}
-
-/// What is kept of a request before s3s takes it, for its error body.
-#[derive(Debug, Clone)]
-pub(crate) struct Kept {
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    pub(crate) headers: HeaderMap,
-}
-
-impl Kept {
-    pub(crate) fn of<B>(req: &http::Request<B>) -> Self {
-        Self {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            headers: req.headers().clone(),
-        }
-    }
-}
-
-/// The first value of the query parameter `name`, decoded as s3s decodes it.
-pub(crate) fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode_component(k) == name).then(|| decode_component(v))
-    })
 }
 
 /// The host id of a request (`x-amz-id-2`, `HostId`): its request id, base64, so that either

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use s3s::{S3Error, S3ErrorCode};
 
-use keyless_types::encoding::form_decode as decode_component;
+use crate::params::decode_component;
 
 /// The longest a presigned URL may be valid: a week, in seconds.
 pub const MAX_EXPIRES: u64 = 7 * 24 * 60 * 60;

@@ -9,7 +9,8 @@
 
 use keyless_sigv4::{Authorization, Credential, canonical_request, string_to_sign};
 
-use super::{Kept, query_value};
+use super::kept::Kept;
+use crate::params::query_value;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 

@@ -13,7 +13,7 @@ use s3s::Body;
 use s3s::service::S3ServiceBuilder;
 
 use super::*;
-use crate::access::Authorizer;
+use crate::auth::Authorizer;
 use crate::service::KeylessS3;
 use crate::store::{MemoryStore, ObjectStore as _};
 

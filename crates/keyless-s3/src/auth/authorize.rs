@@ -1,0 +1,322 @@
+//! What a caller may do: every S3 request is decided by the policy engine before it reaches
+//! storage, with the IAM action, resource and condition keys [`crate::actions`] gives its
+//! operation. The root user may do everything in the account, as on AWS; IAM users and
+//! sessions by their identity policies and the bucket's policy, by the evaluation logic;
+//! anonymous callers only what a bucket policy grants them. Listings, deletes of many keys and
+//! copies are decided in their own hooks, from the request as s3s parsed it.
+//!
+//! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html>
+
+use std::sync::Arc;
+
+use keyless_iam::Caller;
+use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize};
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::dto::{
+    CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectsInput, ListObjectsV2Input,
+    UploadPartCopyInput,
+};
+use s3s::path::S3Path;
+use s3s::{S3Request, S3Result, s3_error};
+
+use super::authenticate::Signed;
+use super::{Authorizer, access_denied};
+use crate::actions::{RequestFacts, S3Op, object_arn};
+use crate::extensions::{ClientAddr, DeniedKeys, MayList, SecureTransport};
+use crate::params::QueryAuth;
+use crate::store::{ObjectStore, StoreError};
+use crate::wire::store_error;
+
+/// S3's limit on the keys of one DeleteObjects request.
+const MAX_DELETE_KEYS: usize = 1000;
+
+impl<S: ObjectStore> Authorizer<S> {
+    /// Decides `action` on `resource` (in `bucket`, whose policy applies) for `caller`.
+    async fn decide(
+        &self,
+        caller: Option<&Caller>,
+        action: &str,
+        bucket: &str,
+        resource: &str,
+        facts: &RequestFacts<'_>,
+    ) -> S3Result<()> {
+        if caller.is_some_and(Caller::is_root) {
+            return Ok(());
+        }
+        let bucket_policy = if bucket.is_empty() {
+            None
+        } else {
+            match self.inner.store.bucket_policy(bucket).await {
+                Ok(text) => text,
+                // A caller who may not see the bucket does not learn that it is missing.
+                Err(StoreError::NoSuchBucket(_)) if caller.is_none() => {
+                    return Err(access_denied());
+                }
+                Err(StoreError::NoSuchBucket(_)) => None,
+                Err(e) => return Err(store_error(e)),
+            }
+        };
+        let bucket_policy = bucket_policy
+            .map(|text| self.compiled_policy(bucket, text))
+            .transpose()?;
+        let resource_policy = bucket_policy
+            .as_ref()
+            .map(|p| Source::new("bucket policy", p));
+        let account = self.inner.account_id.as_str();
+        let mut ctx = facts.context();
+        let verdict = match caller {
+            Some(caller) => caller.authorize(account, action, resource, &mut ctx, resource_policy),
+            None => {
+                let set = PolicySet {
+                    resource: resource_policy,
+                    resource_account: Some(account),
+                    ..Default::default()
+                };
+                let request = Request::new(action, resource, &ctx).by(&Principal::Anonymous);
+                let decision = authorize(&set, &request);
+                tracing::debug!(principal = "anonymous", action, resource, %decision, "authorization");
+                decision.verdict
+            }
+        };
+        if verdict.is_allowed() {
+            Ok(())
+        } else {
+            Err(access_denied())
+        }
+    }
+
+    /// The compiled form of a bucket's policy text, compiled once per text.
+    fn compiled_policy(&self, bucket: &str, text: String) -> S3Result<Arc<Policy>> {
+        let cached = self
+            .inner
+            .compiled
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((source, policy)) = cached.get(bucket)
+            && *source == text
+        {
+            return Ok(Arc::clone(policy));
+        }
+        drop(cached);
+        let policy = Arc::new(Policy::parse_as(&text, PolicyKind::Resource).map_err(|e| {
+            tracing::error!(bucket, error = %e, "stored bucket policy does not parse");
+            access_denied()
+        })?);
+        let mut cache = self
+            .inner
+            .compiled
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        cache.insert(bucket.to_owned(), (text, Arc::clone(&policy)));
+        Ok(policy)
+    }
+
+    /// What the listener and the clock say of a request (the caller's own keys are added
+    /// when it is decided).
+    fn facts(
+        &self,
+        caller: Option<&Caller>,
+        extensions: &http::Extensions,
+    ) -> RequestFacts<'static> {
+        RequestFacts {
+            source_ip: extensions.get::<ClientAddr>().map(|a| a.0.ip()),
+            secure_transport: extensions.get::<SecureTransport>().is_some_and(|t| t.0),
+            epoch_seconds: self.inner.clock.unix_seconds(),
+            principal_type: caller.is_none().then_some("Anonymous"),
+            ..Default::default()
+        }
+    }
+
+    /// A listing, decided with the `s3:prefix`, `s3:delimiter` and `s3:max-keys` the handler
+    /// will use.
+    async fn list<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        prefix: Option<&str>,
+        delimiter: Option<&str>,
+        max_keys: Option<i32>,
+    ) -> S3Result<()> {
+        let (headers, uri, extensions) = (&req.headers, &req.uri, &req.extensions);
+        let caller = Self::settled(extensions)?;
+        if caller.as_ref().is_some_and(Caller::is_root) {
+            return Ok(());
+        }
+        let (auth_type, version) = QueryAuth::read(uri.query()).signing(headers);
+        let mut facts = self.facts(caller.as_ref(), extensions);
+        facts.auth_type = auth_type;
+        facts.signature_version = version;
+        facts.prefix = Some(prefix.unwrap_or(""));
+        facts.delimiter = delimiter;
+        facts.max_keys = Some(i64::from(max_keys.unwrap_or(1000)));
+        let op = S3Op::ListObjectsV2;
+        self.decide(
+            caller.as_ref(),
+            op.action(),
+            bucket,
+            &op.resource(bucket, ""),
+            &facts,
+        )
+        .await
+    }
+
+    /// A copy also reads its source: `s3:GetObject` on it.
+    async fn copy_source(
+        &self,
+        source: &CopySource,
+        extensions: &http::Extensions,
+    ) -> S3Result<()> {
+        let caller = Self::settled(extensions)?;
+        let CopySource::Bucket { bucket, key, .. } = source else {
+            return Err(access_denied());
+        };
+        let facts = self.facts(caller.as_ref(), extensions);
+        self.decide(
+            caller.as_ref(),
+            S3Op::GetObject.action(),
+            bucket,
+            &object_arn(bucket, key),
+            &facts,
+        )
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: ObjectStore> S3Access for Authorizer<S> {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let Signed {
+            caller,
+            auth_type,
+            version,
+        } = self.authenticate(cx)?;
+        if caller.as_ref().is_some_and(Caller::is_root) {
+            return Ok(());
+        }
+        let Some(op) = S3Op::from_name(cx.s3_op().name()) else {
+            return Err(access_denied());
+        };
+        // These are decided in their own hooks below, from the request as s3s parsed it:
+        // deleting many keys key by key, listings with their `s3:prefix` and friends.
+        if matches!(
+            op,
+            S3Op::DeleteObjects | S3Op::ListObjects | S3Op::ListObjectsV2
+        ) {
+            return Ok(());
+        }
+        let (bucket, key) = match cx.s3_path() {
+            S3Path::Root => (String::new(), String::new()),
+            S3Path::Bucket { bucket } => (bucket.to_string(), String::new()),
+            S3Path::Object { bucket, key } => (bucket.to_string(), key.to_string()),
+        };
+        let content_sha256 = cx
+            .headers()
+            .get("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut facts = self.facts(caller.as_ref(), cx.extensions_mut());
+        facts.auth_type = auth_type;
+        facts.signature_version = version;
+        facts.content_sha256 = content_sha256.as_deref();
+        self.decide(
+            caller.as_ref(),
+            op.action(),
+            &bucket,
+            &op.resource(&bucket, &key),
+            &facts,
+        )
+        .await?;
+        if matches!(op, S3Op::GetObject | S3Op::HeadObject) {
+            // As on S3: a missing key is a 404 only to a caller who may list the bucket.
+            let list = S3Op::ListObjectsV2;
+            let may_list = self
+                .decide(
+                    caller.as_ref(),
+                    list.action(),
+                    &bucket,
+                    &list.resource(&bucket, ""),
+                    &facts,
+                )
+                .await
+                .is_ok();
+            cx.extensions_mut().insert(MayList(may_list));
+        }
+        Ok(())
+    }
+
+    async fn list_objects(&self, req: &mut S3Request<ListObjectsInput>) -> S3Result<()> {
+        let i = &req.input;
+        self.list(
+            req,
+            &i.bucket,
+            i.prefix.as_deref(),
+            i.delimiter.as_deref(),
+            i.max_keys,
+        )
+        .await
+    }
+
+    async fn list_objects_v2(&self, req: &mut S3Request<ListObjectsV2Input>) -> S3Result<()> {
+        let i = &req.input;
+        self.list(
+            req,
+            &i.bucket,
+            i.prefix.as_deref(),
+            i.delimiter.as_deref(),
+            i.max_keys,
+        )
+        .await
+    }
+
+    /// Each key is decided on its own; as S3 does, keys the caller may not delete are reported
+    /// as `AccessDenied` in the response's errors (see [`DeniedKeys`]) while the rest go.
+    async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
+        if req.input.delete.objects.len() > MAX_DELETE_KEYS {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema: at most 1000 keys may be deleted at once."
+            ));
+        }
+        let caller = Self::settled(&req.extensions)?;
+        if caller.is_none()
+            && matches!(
+                self.inner.store.bucket_policy(&req.input.bucket).await,
+                Err(StoreError::NoSuchBucket(_))
+            )
+        {
+            return Err(access_denied());
+        }
+        let facts = self.facts(caller.as_ref(), &req.extensions);
+        let mut allowed = Vec::new();
+        let mut denied = Vec::new();
+        for object in std::mem::take(&mut req.input.delete.objects) {
+            let resource = object_arn(&req.input.bucket, &object.key);
+            match self
+                .decide(
+                    caller.as_ref(),
+                    S3Op::DeleteObject.action(),
+                    &req.input.bucket,
+                    &resource,
+                    &facts,
+                )
+                .await
+            {
+                Ok(()) => allowed.push(object),
+                Err(_) => denied.push(object.key),
+            }
+        }
+        req.input.delete.objects = allowed;
+        req.extensions.insert(DeniedKeys(denied));
+        Ok(())
+    }
+
+    async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        self.copy_source(&req.input.copy_source, &req.extensions)
+            .await
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        self.copy_source(&req.input.copy_source, &req.extensions)
+            .await
+    }
+}
