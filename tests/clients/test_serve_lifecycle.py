@@ -35,7 +35,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from test_agent import Agent, KeylessServer, PodsFile, wait_for_line
+from test_agent import Agent, KeylessServer, PodsFile, StsProxy, wait_for_line
 
 STARTUP = 20  # seconds a server may take to print its banner
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -517,19 +517,8 @@ class HeldProxy:
         for a, b in ((client, upstream), (upstream, client)):
             threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    # Bytes are copied as test_agent's STS proxy copies them.
+    _pipe = staticmethod(StsProxy._pipe)
 
     def release(self):
         self.released.set()
