@@ -3,6 +3,12 @@
 //!
 //! Variants that reach IAM API clients carry IAM's own message text, which awscli prints.
 
+impl From<keyless_types::query::ValidationError> for IamError {
+    fn from(e: keyless_types::query::ValidationError) -> Self {
+        Self::Validation(e.0)
+    }
+}
+
 /// Why an IAM operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IamError {

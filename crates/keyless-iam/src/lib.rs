@@ -12,6 +12,7 @@ mod keyring;
 pub mod managed;
 pub mod oidc_providers;
 pub mod roles;
+pub mod rules;
 mod secret_file;
 pub mod session;
 pub mod simulate;

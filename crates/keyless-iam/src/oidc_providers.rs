@@ -7,11 +7,11 @@
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_providers_create_oidc.html>
 
 use keyless_types::{ProviderUrl, ProviderUrlError};
-use serde::{Deserialize, Serialize};
 
 use crate::IamError;
-use crate::roles::check_tags;
+use crate::rules::check_tags;
 use crate::state::IamState;
+pub use crate::state::OidcProvider;
 
 /// Client IDs one provider may list.
 pub const MAX_CLIENT_IDS: usize = 100;
@@ -19,38 +19,6 @@ pub const MAX_CLIENT_IDS: usize = 100;
 pub const MAX_THUMBPRINTS: usize = 5;
 /// Providers one account may have.
 pub const MAX_PROVIDERS: usize = 100;
-
-/// An OpenID Connect identity provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OidcProvider {
-    /// The issuer URL as created, scheme included (`https://host/path`).
-    pub url: String,
-    /// The audiences its tokens may name, in the order added.
-    pub client_ids: Vec<String>,
-    /// SHA-1 fingerprints (40 hex digits) of the issuer's certificates; IAM no longer needs
-    /// them, Keyless keeps them for what lists them.
-    #[serde(default)]
-    pub thumbprints: Vec<String>,
-    /// Seconds since the epoch.
-    pub created: i64,
-    /// `(key, value)` pairs, in the order given.
-    #[serde(default)]
-    pub tags: Vec<(String, String)>,
-}
-
-impl OidcProvider {
-    /// The key it is filed under ([`ProviderUrl::key`]): the URL without its scheme and
-    /// trailing `/`, the host in lower case. A URL stored by an older version that no longer
-    /// parses is its own key.
-    pub fn key(&self) -> String {
-        ProviderUrl::read(&self.url).map_or_else(|_| self.url.clone(), |u| u.key().to_owned())
-    }
-
-    /// `arn:aws:iam::ACCOUNT:oidc-provider/KEY`.
-    pub fn arn(&self, account_id: &str) -> String {
-        format!("arn:aws:iam::{account_id}:oidc-provider/{}", self.key())
-    }
-}
 
 /// What `CreateOpenIDConnectProvider` takes.
 #[derive(Debug, Clone, Default)]

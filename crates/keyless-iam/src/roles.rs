@@ -5,23 +5,23 @@
 //! <https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html>
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html>
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use keyless_policy::{Policy, PolicyError, PolicyKind};
-use serde::{Deserialize, Serialize};
+
 use serde_json::Value;
 
-use crate::state::{
-    IamState, UserPolicy, attach, check_document, check_name, check_path, detach, pattern_error,
+use crate::rules::{
+    attach, check_document, check_name, check_path, check_tags, detach, pattern_error,
 };
+pub use crate::state::Role;
+use crate::state::{IamState, UserPolicy};
 use crate::{IamError, managed};
 
 /// The longest session a role allows unless it says otherwise, in seconds.
 pub const DEFAULT_MAX_SESSION_DURATION: u32 = 3600;
 /// The longest `MaxSessionDuration` IAM accepts, in seconds (12 hours).
 pub const MAX_SESSION_DURATION: u32 = 43_200;
-/// Tags one role or provider may carry.
-pub const MAX_TAGS: usize = 50;
 
 /// Actions a trust policy may name (IAM refuses any other): the ways to assume a role and
 /// what may be passed along with them.
@@ -33,45 +33,6 @@ const TRUST_ACTIONS: &[&str] = &[
     "setsourceidentity",
     "setcontext",
 ];
-
-/// An IAM role.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Role {
-    /// The name as created.
-    pub name: String,
-    /// `/` or `/division/`.
-    pub path: String,
-    /// `AROA...`, unique: a role created again under the same name gets a new one.
-    pub id: String,
-    /// Seconds since the epoch.
-    pub created: i64,
-    /// The trust policy: who may assume the role, as given.
-    pub assume_role_policy: String,
-    /// Free text.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// The longest session, in seconds: 3600 to 43200.
-    pub max_session_duration: u32,
-    /// Inline policies: name to document.
-    #[serde(default)]
-    pub inline_policies: BTreeMap<String, String>,
-    /// ARNs of attached managed policies, in attachment order.
-    #[serde(default)]
-    pub attached: Vec<String>,
-    /// The ARN of the managed policy that bounds the role's permissions.
-    #[serde(default)]
-    pub permissions_boundary: Option<String>,
-    /// `(key, value)` pairs, in the order given.
-    #[serde(default)]
-    pub tags: Vec<(String, String)>,
-}
-
-impl Role {
-    /// `arn:aws:iam::ACCOUNT:role/PATH/NAME`.
-    pub fn arn(&self, account_id: &str) -> String {
-        format!("arn:aws:iam::{account_id}:role{}{}", self.path, self.name)
-    }
-}
 
 /// What `CreateRole` takes.
 #[derive(Debug, Clone, Default)]
@@ -180,41 +141,6 @@ pub fn check_description(description: &str) -> Result<(), IamError> {
         return Err(IamError::Validation(
             "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 1000".into(),
         ));
-    }
-    Ok(())
-}
-
-/// Checks tags as IAM does: at most [`MAX_TAGS`], keys of 1 to 128 and values of up to 256
-/// letters, digits, spaces and `_.:/=+-@`, keys unique without regard to case.
-pub fn check_tags(tags: &[(String, String)]) -> Result<(), IamError> {
-    if tags.len() > MAX_TAGS {
-        return Err(IamError::Validation(format!(
-            "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to {MAX_TAGS}"
-        )));
-    }
-    let allowed = |c: char| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c);
-    let mut keys = HashSet::new();
-    for (i, (key, value)) in tags.iter().enumerate() {
-        let n = i + 1;
-        for (field, text, max, pattern) in [
-            ("key", key, 128, r"[\p{L}\p{Z}\p{N}_.:/=+\-@]+"),
-            ("value", value, 256, r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"),
-        ] {
-            let param = format!("tags.{n}.member.{field}");
-            if !text.chars().all(allowed) || (field == "key" && text.is_empty()) {
-                return Err(pattern_error(&param, text, pattern));
-            }
-            if text.chars().count() > max {
-                return Err(IamError::Validation(format!(
-                    "1 validation error detected: Value '{text}' at '{param}' failed to satisfy constraint: Member must have length less than or equal to {max}"
-                )));
-            }
-        }
-        if !keys.insert(key.to_lowercase()) {
-            return Err(IamError::InvalidInput(
-                "Duplicate tag keys found. Please note that Tag keys are case insensitive.".into(),
-            ));
-        }
     }
     Ok(())
 }

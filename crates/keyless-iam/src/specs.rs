@@ -11,7 +11,8 @@ use crate::oidc_providers::{
     NewOidcProvider, check_client_ids, check_thumbprints, parse_provider_url,
 };
 use crate::roles::{NewRole, check_description, check_max_session_duration, check_trust_policy};
-use crate::state::{IamState, check_document};
+use crate::rules::check_document;
+use crate::state::IamState;
 use crate::{IamError, ids};
 
 /// A user to create from the configuration file.
@@ -69,7 +70,7 @@ pub struct PolicySpec {
 }
 
 fn valid_name(name: &str) -> bool {
-    crate::state::check_name("name", name, 64).is_ok()
+    crate::rules::check_name("name", name, 64).is_ok()
 }
 
 fn valid_access_key_id(id: &str) -> bool {
@@ -131,7 +132,7 @@ pub fn apply_specs(
             )));
         }
         let path = u.path.as_deref().unwrap_or("/");
-        if crate::state::check_path("path", path).is_err() {
+        if crate::rules::check_path("path", path).is_err() {
             return Err(IamError::InvalidInput(format!(
                 "{at_user}.path: `{path}` must begin and end with `/`"
             )));
@@ -228,7 +229,7 @@ fn apply_roles(
             )));
         }
         let path = r.path.as_deref().unwrap_or("/");
-        if crate::state::check_path("path", path).is_err() {
+        if crate::rules::check_path("path", path).is_err() {
             return Err(IamError::InvalidInput(format!(
                 "{at_role}.path: `{path}` must begin and end with `/`"
             )));

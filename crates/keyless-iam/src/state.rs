@@ -1,6 +1,7 @@
 //! IAM state: users with their access keys and policies, customer managed policies, roles and
-//! OpenID Connect providers (their operations live in `roles.rs` and `oidc_providers.rs`), with
-//! the operations that change it. Each operation checks its input the way IAM does and fails
+//! OpenID Connect providers, with the operations on users and managed policies (those on roles
+//! and providers live in `roles.rs` and `oidc_providers.rs`; the checks they share in
+//! `rules.rs`). Each operation checks its input the way IAM does and fails
 //! with IAM's error code and text. Plain data: no IO and no clock (the caller passes the time
 //! and fresh ids), so that every store (embedded now, PostgreSQL next) shares the rules.
 //!
@@ -9,18 +10,15 @@
 
 use std::collections::BTreeMap;
 
-use keyless_policy::{Policy, PolicyKind};
-use keyless_types::Secret;
+use keyless_policy::Policy;
+use keyless_types::{ProviderUrl, Secret};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::oidc_providers::OidcProvider;
-use crate::roles::Role;
+use crate::rules::{attach, check_document, check_name, check_path, detach};
 use crate::{IamError, managed};
 
 /// Access keys a user may hold at once.
 pub const MAX_ACCESS_KEYS: usize = 2;
-/// Managed policies attached to one user, or one role, at once.
-pub const MAX_ATTACHED_POLICIES: usize = 10;
 /// Versions a customer managed policy keeps.
 pub const MAX_POLICY_VERSIONS: usize = 5;
 
@@ -142,6 +140,77 @@ impl User {
     }
 }
 
+/// An IAM role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    /// The name as created.
+    pub name: String,
+    /// `/` or `/division/`.
+    pub path: String,
+    /// `AROA...`, unique: a role created again under the same name gets a new one.
+    pub id: String,
+    /// Seconds since the epoch.
+    pub created: i64,
+    /// The trust policy: who may assume the role, as given.
+    pub assume_role_policy: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The longest session, in seconds: 3600 to 43200.
+    pub max_session_duration: u32,
+    /// Inline policies: name to document.
+    #[serde(default)]
+    pub inline_policies: BTreeMap<String, String>,
+    /// ARNs of attached managed policies, in attachment order.
+    #[serde(default)]
+    pub attached: Vec<String>,
+    /// The ARN of the managed policy that bounds the role's permissions.
+    #[serde(default)]
+    pub permissions_boundary: Option<String>,
+    /// `(key, value)` pairs, in the order given.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+}
+
+impl Role {
+    /// `arn:aws:iam::ACCOUNT:role/PATH/NAME`.
+    pub fn arn(&self, account_id: &str) -> String {
+        format!("arn:aws:iam::{account_id}:role{}{}", self.path, self.name)
+    }
+}
+
+/// An OpenID Connect identity provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OidcProvider {
+    /// The issuer URL as created, scheme included (`https://host/path`).
+    pub url: String,
+    /// The audiences its tokens may name, in the order added.
+    pub client_ids: Vec<String>,
+    /// SHA-1 fingerprints (40 hex digits) of the issuer's certificates; IAM no longer needs
+    /// them, Keyless keeps them for what lists them.
+    #[serde(default)]
+    pub thumbprints: Vec<String>,
+    /// Seconds since the epoch.
+    pub created: i64,
+    /// `(key, value)` pairs, in the order given.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+}
+
+impl OidcProvider {
+    /// The key it is filed under ([`ProviderUrl::key`]): the URL without its scheme and
+    /// trailing `/`, the host in lower case. A URL stored by an older version that no longer
+    /// parses is its own key.
+    pub fn key(&self) -> String {
+        ProviderUrl::read(&self.url).map_or_else(|_| self.url.clone(), |u| u.key().to_owned())
+    }
+
+    /// `arn:aws:iam::ACCOUNT:oidc-provider/KEY`.
+    pub fn arn(&self, account_id: &str) -> String {
+        format!("arn:aws:iam::{account_id}:oidc-provider/{}", self.key())
+    }
+}
+
 mod secret_text {
     use keyless_types::Secret;
     use serde::{Deserialize as _, Deserializer, Serializer};
@@ -153,54 +222,6 @@ mod secret_text {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
         String::deserialize(d).map(Secret::new)
     }
-}
-
-/// IAM's `1 validation error detected` text for a parameter that fails its pattern.
-pub(crate) fn pattern_error(param: &str, value: &str, pattern: &str) -> IamError {
-    IamError::Validation(format!(
-        "1 validation error detected: Value '{value}' at '{param}' failed to satisfy constraint: Member must satisfy regular expression pattern: {pattern}"
-    ))
-}
-
-/// Checks a user, policy or inline policy name: `[\w+=,.@-]+`, 1 to `max` characters.
-pub fn check_name(param: &str, name: &str, max: usize) -> Result<(), IamError> {
-    let valid = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
-    if !valid || name.is_empty() {
-        return Err(pattern_error(param, name, r"[\w+=,.@-]+"));
-    }
-    if name.len() > max {
-        return Err(IamError::Validation(format!(
-            "1 validation error detected: Value '{name}' at '{param}' failed to satisfy constraint: Member must have length less than or equal to {max}"
-        )));
-    }
-    Ok(())
-}
-
-/// Checks a path: `/` or `/a/b/`, at most 512 characters of printable ASCII.
-pub fn check_path(param: &str, path: &str) -> Result<(), IamError> {
-    let valid = path.len() <= 512
-        && path.starts_with('/')
-        && path.ends_with('/')
-        && path.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    if valid {
-        Ok(())
-    } else {
-        Err(pattern_error(
-            param,
-            path,
-            r"(\u002F)|(\u002F[\u0021-\u007E]+\u002F)",
-        ))
-    }
-}
-
-/// Parses an identity policy document, as IAM checks one before storing it.
-pub fn check_document(document: &str) -> Result<Policy, IamError> {
-    Policy::parse_as(document, PolicyKind::Identity).map_err(|error| IamError::MalformedPolicy {
-        which: "PolicyDocument".into(),
-        error,
-    })
 }
 
 fn no_such_user(name: &str) -> IamError {
@@ -592,32 +613,6 @@ pub struct UserPolicy {
     pub kind: UserPolicyKind,
     /// The compiled document.
     pub policy: std::sync::Arc<Policy>,
-}
-
-/// Adds `arn` to a user's or role's attached policies, once, within `quota`.
-pub(crate) fn attach(attached: &mut Vec<String>, arn: &str, quota: &str) -> Result<(), IamError> {
-    if attached.iter().any(|a| a == arn) {
-        return Ok(());
-    }
-    if attached.len() >= MAX_ATTACHED_POLICIES {
-        return Err(IamError::LimitExceeded(format!(
-            "Cannot exceed quota for {quota}: {MAX_ATTACHED_POLICIES}"
-        )));
-    }
-    attached.push(arn.to_owned());
-    Ok(())
-}
-
-/// Removes `arn` from a user's or role's attached policies.
-pub(crate) fn detach(attached: &mut Vec<String>, arn: &str) -> Result<(), IamError> {
-    let before = attached.len();
-    attached.retain(|a| a != arn);
-    if attached.len() == before {
-        return Err(IamError::NoSuchEntity(format!(
-            "Policy {arn} was not found."
-        )));
-    }
-    Ok(())
 }
 
 fn no_such_user_policy(name: &str) -> IamError {

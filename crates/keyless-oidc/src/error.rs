@@ -104,6 +104,12 @@ pub enum OidcError {
         /// The `iss` claim of the token.
         issuer: String,
     },
+    /// No source of a [`crate::KeyChain`] serves the token's issuer.
+    #[error("no source of keys serves issuer `{issuer}`")]
+    NoKeySource {
+        /// The issuer.
+        issuer: String,
+    },
     /// A JWKS document was refused.
     #[error("invalid key set: {reason}")]
     Jwks {
@@ -189,7 +195,10 @@ impl OidcError {
             Self::NoProvider { issuer } | Self::IssuerMismatch { found: issuer, .. } => {
                 format!("No OpenIDConnect provider found in your account for {issuer}")
             }
-            Self::Jwks { .. } | Self::Discovery { .. } | Self::Fetch { .. } => NO_KEYS.to_owned(),
+            Self::Jwks { .. }
+            | Self::Discovery { .. }
+            | Self::Fetch { .. }
+            | Self::NoKeySource { .. } => NO_KEYS.to_owned(),
             _ => INVALID_TOKEN.to_owned(),
         }
     }
@@ -246,6 +255,9 @@ mod tests {
                 reason: "is missing",
             },
             OidcError::NoProvider {
+                issuer: "https://a".into(),
+            },
+            OidcError::NoKeySource {
                 issuer: "https://a".into(),
             },
             OidcError::Jwks {

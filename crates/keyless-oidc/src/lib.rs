@@ -8,12 +8,14 @@
 //!
 //! 1. [`unverified_issuer`] reads `iss`, to find the IAM provider
 //!    ([`keyless_types::ProviderUrl::key`]) — not trusted yet;
-//! 2. [`JwksCache::keys_for`] gives that issuer's keys (or [`Issuer::key_set`] for Keyless's
-//!    own);
-//! 3. [`verify`] checks signature and claims; on [`OidcError::UnknownKey`], call
-//!    [`JwksCache::refresh`] and verify once more.
+//! 2. [`KeyChain::verify`] asks its [`KeySource`]s in turn for that issuer's keys (Keyless's
+//!    own issuer's in memory, [`StaticKeys`] from JWKS files, [`JwksCache`] from the issuer's
+//!    discovery document); the first that serves the issuer decides, [`verify`] checks
+//!    signature and claims, and on [`OidcError::UnknownKey`] the keys are fetched again once.
+//!    Each step is recorded in [`Attempts`].
 #![warn(missing_docs, unreachable_pub)]
 
+mod chain;
 mod error;
 mod fetch;
 mod issuer;
@@ -29,6 +31,7 @@ mod hostile;
 #[cfg(test)]
 mod testkit;
 
+pub use chain::{Attempt, Attempts, Checked, KeyChain, KeySource, StaticKeys, Step};
 pub use error::OidcError;
 pub use fetch::{FETCH_TIMEOUT, Fetch, HttpFetch, MAX_FETCH_BYTES, MemoryFetch};
 pub use issuer::{Issuer, MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, Pod, ServiceAccountClaims};

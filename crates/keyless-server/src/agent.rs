@@ -22,9 +22,9 @@ use tokio::net::TcpListener;
 
 use crate::admin::Admin;
 use crate::container::{self, PodIdentity};
+use crate::issuer::OwnIssuer;
 use crate::lifecycle::{Readiness, Shutdown};
 use crate::listener::{self, Limits};
-use crate::oidc::OwnIssuer;
 use crate::options::{AgentOptions, ImdsOptions};
 
 /// How often the pods file is looked at for changes.
@@ -49,9 +49,9 @@ impl AgentListeners {
     /// Binds the addresses `options` names.
     pub async fn bind(options: &AgentOptions) -> anyhow::Result<Self> {
         Ok(Self {
-            imds: crate::serve::bind(options.listen, "--listen").await?,
+            imds: crate::listener::bind(options.listen, "--listen").await?,
             admin: match options.server.admin_listen.addr() {
-                Some(addr) => Some(crate::serve::bind(addr, "--admin-listen").await?),
+                Some(addr) => Some(crate::listener::bind(addr, "--admin-listen").await?),
                 None => None,
             },
         })
@@ -218,7 +218,7 @@ pub(crate) async fn start(
             Some(Arc::new(PodIdentity::new(
                 url,
                 vec![args.pod_identity_audience.clone()],
-                container::Keys::of(url, own.clone(), jwks.as_deref())?,
+                container::key_chain(url, own.clone(), jwks.as_deref())?,
                 associations.to_vec(),
                 account_id,
                 imds.clone(),

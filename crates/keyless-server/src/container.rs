@@ -18,11 +18,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use keyless_imds::{CredentialLookup, Imds, Pod, ROLE_ANNOTATION};
-use keyless_oidc::{Expectations, JwksCache, KeySet, OidcError, VerifiedToken, verify};
-use keyless_types::Clock;
+use keyless_oidc::{
+    Expectations, HttpFetch, JwksCache, KeyChain, KeySet, OidcError, StaticKeys, VerifiedToken,
+};
 use keyless_types::time::iso8601;
+use keyless_types::{Clock, ProviderUrl};
 
-use crate::oidc::OwnIssuer;
+use crate::issuer::OwnIssuer;
 
 /// The path the SDKs call.
 pub(crate) const PATH: &str = "/v1/credentials";
@@ -30,23 +32,15 @@ pub(crate) const PATH: &str = "/v1/credentials";
 /// Pods' service-account tokens, mapped to roles.
 pub(crate) struct PodIdentity {
     issuer: String,
+    /// `issuer`, as the key sources know it.
+    issuer_url: ProviderUrl,
     audiences: Vec<String>,
-    keys: Keys,
+    keys: KeyChain,
     /// `(namespace, service account)` → role name or ARN.
     associations: HashMap<(String, String), String>,
     account_id: String,
     imds: Imds,
     clock: Arc<dyn Clock>,
-}
-
-/// Where the issuer's keys come from.
-pub(crate) enum Keys {
-    /// `keyless serve`'s own issuer: its keys in memory, whatever its URL says.
-    Own(Arc<OwnIssuer>),
-    /// A JWKS file given by the operator, for issuers the agent cannot reach.
-    Fixed(KeySet),
-    /// The issuer's discovery document and JWKS, cached and refetched on an unknown `kid`.
-    Remote(JwksCache),
 }
 
 /// `NAMESPACE/SERVICE-ACCOUNT=ROLE`, as `--association` takes it.
@@ -66,27 +60,30 @@ pub(crate) fn parse_association(text: &str) -> Result<((String, String), String)
     ))
 }
 
-impl Keys {
-    /// The keys of `issuer`: those of `own` when `issuer` is that server's own issuer, else
-    /// those of `jwks` (JSON text), else the issuer's own documents.
-    pub(crate) fn of(
-        issuer: &str,
-        own: Option<Arc<OwnIssuer>>,
-        jwks: Option<&[u8]>,
-    ) -> anyhow::Result<Keys> {
-        Ok(match (own.filter(|own| own.is(issuer)), jwks) {
-            (Some(own), jwks) => {
-                if jwks.is_some() {
-                    tracing::warn!(%issuer, "--pod-identity-jwks-file is ignored: the issuer is this server's own, whose keys are in memory");
-                }
-                Keys::Own(own)
+/// The keys tokens of `issuer` are checked with: those of `own` when `issuer` is that
+/// server's own issuer (in memory, never fetched), else those of `jwks` (JSON text, never
+/// fetched), else the issuer's own documents.
+pub(crate) fn key_chain(
+    issuer: &str,
+    own: Option<Arc<OwnIssuer>>,
+    jwks: Option<&[u8]>,
+) -> anyhow::Result<KeyChain> {
+    let chain = KeyChain::new();
+    Ok(match (own.filter(|own| own.is(issuer)), jwks) {
+        (Some(own), jwks) => {
+            if jwks.is_some() {
+                tracing::warn!(%issuer, "--pod-identity-jwks-file is ignored: the issuer is this server's own, whose keys are in memory");
             }
-            (None, Some(text)) => {
-                Keys::Fixed(KeySet::from_jwks_json(text).context("the JWKS file")?)
-            }
-            (None, None) => Keys::Remote(JwksCache::new(Arc::new(keyless_oidc::HttpFetch::new()?))),
-        })
-    }
+            chain.with(own)
+        }
+        (None, Some(text)) => {
+            let keys = KeySet::from_jwks_json(text).context("the JWKS file")?;
+            let url = ProviderUrl::read(issuer)
+                .with_context(|| format!("--pod-identity-issuer `{issuer}`"))?;
+            chain.with(Arc::new(StaticKeys::new([(url.key().to_owned(), keys)])))
+        }
+        (None, None) => chain.with(Arc::new(JwksCache::new(Arc::new(HttpFetch::new()?)))),
+    })
 }
 
 impl PodIdentity {
@@ -94,7 +91,7 @@ impl PodIdentity {
     pub(crate) fn new(
         issuer: &str,
         audiences: Vec<String>,
-        keys: Keys,
+        keys: KeyChain,
         associations: Vec<((String, String), String)>,
         account_id: &str,
         imds: Imds,
@@ -103,8 +100,11 @@ impl PodIdentity {
         if associations.is_empty() {
             bail!("the container credentials endpoint needs at least one --association");
         }
+        let issuer_url = ProviderUrl::read(issuer)
+            .with_context(|| format!("--pod-identity-issuer `{issuer}`"))?;
         Ok(Self {
             issuer: issuer.trim_end_matches('/').to_owned(),
+            issuer_url,
             audiences,
             keys,
             associations: associations.into_iter().collect(),
@@ -210,21 +210,12 @@ impl PodIdentity {
     async fn verify(&self, token: &str) -> Result<VerifiedToken, OidcError> {
         let now = self.clock.unix_seconds();
         let expect = Expectations::new(&self.issuer, &self.audiences);
-        match &self.keys {
-            Keys::Own(own) => own.verify(token, &expect, now),
-            Keys::Fixed(keys) => verify(token, keys, &expect, now),
-            Keys::Remote(cache) => {
-                let keys = cache.keys_for(&self.issuer, now).await?;
-                match verify(token, &keys, &expect, now) {
-                    Err(OidcError::UnknownKey { .. }) => {
-                        // A rotated key: fetch again (rate limited) and retry once.
-                        let keys = cache.refresh(&self.issuer, now).await?;
-                        verify(token, &keys, &expect, now)
-                    }
-                    other => other,
-                }
-            }
-        }
+        let checked = self
+            .keys
+            .verify(token, &self.issuer_url, &expect, now)
+            .await;
+        tracing::debug!(attempts = %checked.attempts, "container credentials: token checked");
+        checked.result
     }
 
     /// The pod a bound token speaks for (its `kubernetes.io.pod` claim), carrying the

@@ -50,6 +50,25 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
+/// The listen backlog asked for, where connections past `--max-connections` wait. The kernel
+/// caps it at `net.core.somaxconn` (4096 since Linux 5.4); the standard library's 128 would
+/// overflow on a burst, and a client whose handshake overflows it waits for SYN retries.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr`, naming the flag it came from when it cannot.
+pub(crate) async fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    let listen = || {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    anyhow::Context::with_context(listen(), || format!("cannot listen on `{addr}` ({flag})"))
+}
+
 /// Serves `listener` until `shutdown`, each connection with the service `make_service` builds
 /// for its peer, over TLS when `tls` is given. Returns once every connection has finished or
 /// the grace period is over.

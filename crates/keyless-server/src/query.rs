@@ -15,10 +15,11 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response};
-use keyless_iam::api::{self, ApiRequest, Params, xml};
+use keyless_iam::api::{self, ApiRequest, IAM_NAMESPACE};
 use keyless_iam::{Caller, KeyProblem, Keyring, ids};
 use keyless_sigv4::{Authorization, SigV4Error};
 use keyless_sts::{STS_NAMESPACE, Sts, StsRequest, is_unsigned_action};
+use keyless_types::query::{self, Params};
 use keyless_types::{Clock, RequestId, RequestLog, Secret};
 use sha2::{Digest as _, Sha256};
 
@@ -167,7 +168,7 @@ impl QueryApi {
         let id = (req.extensions().get::<RequestId>().cloned()).unwrap_or_else(ids::request_id);
         let request_id = id.as_str();
         let namespace = match signed_service(&req) {
-            Some("iam") => xml::IAM_NAMESPACE,
+            Some("iam") => IAM_NAMESPACE,
             _ => STS_NAMESPACE,
         };
         let log = req.extensions().get::<RequestLog>().cloned();
@@ -181,7 +182,7 @@ impl QueryApi {
                 }
                 (
                     status,
-                    xml::error_response(namespace, code, &message, status < 500, request_id),
+                    query::error_response(namespace, code, &message, status < 500, request_id),
                 )
             }
         };
@@ -329,7 +330,7 @@ impl QueryApi {
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "iam request panicked");
             api::ApiError::Iam(keyless_iam::IamError::Storage("the request failed".into()))
-                .response(xml::IAM_NAMESPACE, request_id)
+                .response(IAM_NAMESPACE, request_id)
         })
     }
 

@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use keyless_iam::{EmbeddedIam, IamStore, Keyring, apply_specs};
+use keyless_oidc::{HttpFetch, JwksCache, KeyChain, KeySource, StaticKeys};
 use keyless_policy::{Policy, PolicyKind};
 use keyless_s3::auth::Authorizer;
 use keyless_s3::extensions::{ClientAddr, SecureTransport};
@@ -57,36 +58,17 @@ impl Listeners {
     /// Binds the addresses `options` names.
     pub async fn bind(options: &ServeOptions) -> anyhow::Result<Self> {
         Ok(Self {
-            s3: bind(options.listen, "--listen").await?,
+            s3: crate::listener::bind(options.listen, "--listen").await?,
             imds: match options.imds_listen {
-                Some(addr) => Some(bind(addr, "--imds-listen").await?),
+                Some(addr) => Some(crate::listener::bind(addr, "--imds-listen").await?),
                 None => None,
             },
             admin: match options.server.admin_listen.addr() {
-                Some(addr) => Some(bind(addr, "--admin-listen").await?),
+                Some(addr) => Some(crate::listener::bind(addr, "--admin-listen").await?),
                 None => None,
             },
         })
     }
-}
-
-/// The listen backlog asked for, where connections past `--max-connections` wait. The kernel
-/// caps it at `net.core.somaxconn` (4096 since Linux 5.4); the standard library's 128 would
-/// overflow on a burst, and a client whose handshake overflows it waits for SYN retries.
-const LISTEN_BACKLOG: u32 = 4096;
-
-/// Binds `addr`, naming the flag it came from when it cannot.
-pub(crate) async fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    let listen = || {
-        let socket = match addr {
-            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr)?;
-        socket.listen(LISTEN_BACKLOG)
-    };
-    listen().with_context(|| format!("cannot listen on `{addr}` ({flag})"))
 }
 
 /// An opened server, ready to run.
@@ -96,7 +78,7 @@ pub struct Server {
     imds: Option<(TcpListener, Metadata)>,
     service: S3Front,
     query: QueryApi,
-    issuer: Arc<crate::oidc::OwnIssuer>,
+    issuer: Arc<crate::issuer::OwnIssuer>,
     tls: Option<TlsAcceptor>,
     readiness: Readiness,
     limits: Limits,
@@ -154,8 +136,9 @@ impl Server {
         if keyless_oidc::is_plain_http_off_loopback(&issuer_url) {
             tracing::warn!(issuer = %issuer_url, "the OIDC issuer is plain HTTP off this host: Keyless checks its own tokens with the keys in memory, but relying parties elsewhere (AWS, other clusters) should fetch its documents over https: give --tls-cert and --tls-key, or --issuer https://... when a TLS proxy is in front");
         }
-        let previous_issuer = std::fs::read_to_string(data_dir.join(crate::oidc::ISSUER_FILE)).ok();
-        let issuer = Arc::new(crate::oidc::OwnIssuer::open(&data_dir, &issuer_url, now)?);
+        let previous_issuer =
+            std::fs::read_to_string(data_dir.join(crate::issuer::ISSUER_FILE)).ok();
+        let issuer = Arc::new(crate::issuer::OwnIssuer::open(&data_dir, &issuer_url, now)?);
         register_issuer(
             &iam,
             &data_dir,
@@ -207,11 +190,12 @@ impl Server {
         let session_key = Arc::new(session_key(&data_dir, args.session_key_file.as_deref())?);
         let root_id = root.access_key_id.clone();
         let keys = Keyring::new(root, Arc::clone(&iam)).with_sessions(session_key.clone());
-        let verifier = crate::oidc::Verifier::new(
-            Arc::clone(&issuer),
-            loaded.jwks_files()?,
-            keyless_oidc::JwksCache::new(Arc::new(keyless_oidc::HttpFetch::new()?)),
-        );
+        // Web identity tokens: the own issuer's keys in memory, then the administrator's JWKS
+        // files, then the issuers' discovery documents.
+        let verifier = KeyChain::new()
+            .with(Arc::clone(&issuer) as Arc<dyn KeySource>)
+            .with(Arc::new(StaticKeys::new(loaded.jwks_files()?)))
+            .with(Arc::new(JwksCache::new(Arc::new(HttpFetch::new()?))));
         let sts = Sts::new(iam, session_key, Arc::new(verifier));
         let store = Arc::new(
             DiskStore::open(data_dir.join("objects"), Arc::clone(&clock)).with_context(|| {
@@ -486,7 +470,7 @@ fn register_own_provider(
     url: &str,
     now: i64,
 ) -> Registered {
-    let key = crate::oidc::own_provider_key(url);
+    let key = crate::issuer::own_provider_key(url);
     if let Some(existing) = state.oidc_providers.get_mut(&key) {
         if existing.url == url {
             return Registered::Unchanged;
@@ -539,8 +523,8 @@ fn register_issuer(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", record.display())),
     }
-    .or_else(|| previous_url.map(|u| crate::oidc::own_provider_key(u.trim())));
-    let key = crate::oidc::own_provider_key(url);
+    .or_else(|| previous_url.map(|u| crate::issuer::own_provider_key(u.trim())));
+    let key = crate::issuer::own_provider_key(url);
     let mut outcome = Registered::Unchanged;
     let unchanged = (iam.snapshot().state.oidc_providers.get(&key)).is_some_and(|p| p.url == url);
     if !unchanged {
@@ -564,7 +548,7 @@ fn register_issuer(
             tracing::info!(%url, "registered this server's OIDC issuer as an OIDC provider");
         }
         Registered::Moved(from) => {
-            let old = crate::oidc::own_provider_key(&from);
+            let old = crate::issuer::own_provider_key(&from);
             tracing::warn!(
                 %from,
                 to = %url,
@@ -663,7 +647,7 @@ fn sigv2_bucket_path<B>(req: &mut hyper::Request<B>) {
 
 /// The issuer's discovery or JWKS document, for an unsigned GET of its path.
 fn oidc_document<B>(
-    issuer: &crate::oidc::OwnIssuer,
+    issuer: &crate::issuer::OwnIssuer,
     req: &hyper::Request<B>,
 ) -> Option<hyper::Response<s3s::Body>> {
     if req.method() != hyper::Method::GET

@@ -5,15 +5,15 @@
 //! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>
 //! <https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html>
 
-use keyless_iam::api::xml::Xml;
 use keyless_iam::session::{SessionClaims, SessionSubject};
 use keyless_iam::{Caller, RoleIdentity, SessionKind};
 use keyless_policy::Source;
+use keyless_types::xml::Xml;
 
-use crate::service::{
-    MAX_CHAINED_DURATION, MIN_DURATION, SessionExtras, StsRequest, credentials, duration, missing,
-    request_context, session_extras, session_name,
+use crate::params::{
+    MAX_CHAINED_DURATION, MIN_DURATION, SessionExtras, duration, session_extras, session_name,
 };
+use crate::service::{StsRequest, credentials, request_context};
 use crate::{Sts, StsError};
 
 /// The longest session of an IAM user (36 hours).
@@ -91,7 +91,7 @@ impl Sts {
     ) -> Result<String, StsError> {
         let params = req.params;
         let account = self.account_id();
-        let role_arn = params.get("RoleArn").ok_or_else(|| missing("roleArn"))?;
+        let role_arn = params.required("RoleArn")?;
         let session = session_name(params)?;
         if caller.is_root() {
             return Err(StsError::AccessDenied(

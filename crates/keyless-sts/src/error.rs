@@ -82,3 +82,26 @@ impl From<keyless_iam::IamError> for StsError {
         }
     }
 }
+
+impl From<keyless_types::query::ValidationError> for StsError {
+    fn from(e: keyless_types::query::ValidationError) -> Self {
+        Self::Validation(e.0)
+    }
+}
+
+/// A refused web identity token, in STS's words: an expired one answers
+/// `ExpiredTokenException`, keys that could not be had `IDPCommunicationError`, anything else
+/// `InvalidIdentityToken`.
+impl From<&keyless_oidc::OidcError> for StsError {
+    fn from(e: &keyless_oidc::OidcError) -> Self {
+        use keyless_oidc::OidcError as E;
+        let message = e.aws_message();
+        match e {
+            E::Expired { .. } => Self::ExpiredToken(message),
+            E::Fetch { .. } | E::Discovery { .. } | E::Jwks { .. } | E::NoKeySource { .. } => {
+                Self::IdpCommunication(message)
+            }
+            _ => Self::InvalidIdentityToken(message),
+        }
+    }
+}

@@ -6,8 +6,10 @@
 
 mod assume_role;
 mod error;
+mod params;
 mod seal;
 mod service;
+mod verify;
 mod web_identity;
 
 pub use error::StsError;
@@ -15,4 +17,4 @@ pub use seal::{MAX_TOKEN_LEN, SessionKey};
 pub use service::{
     STS_NAMESPACE, Sts, StsRequest, StsResponse, error_response, is_unsigned_action,
 };
-pub use web_identity::{TokenVerifier, WebToken, session_tags};
+pub use verify::{TokenVerifier, WebToken, session_tags};

@@ -7,68 +7,16 @@
 //! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html>
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#condition-keys-wif>
 
-use keyless_iam::ProviderIdentity;
-use keyless_iam::api::xml::Xml;
 use keyless_policy::{PolicySet, Principal, Request, Source, authorize};
 use keyless_types::ProviderUrl;
+use keyless_types::xml::Xml;
 
-use crate::service::{
-    StsRequest, duration, missing, request_context, session_extras, session_name,
-};
+use crate::params::{duration, session_extras, session_name};
+use crate::service::{StsRequest, request_context};
 use crate::{Sts, StsError};
 
 /// The longest web identity token accepted, in characters (AWS's limit).
 pub(crate) const MAX_WEB_IDENTITY_TOKEN: usize = 20_000;
-
-/// The claim that carries session tags in a web identity token.
-const TAGS_CLAIM: &str = "https://aws.amazon.com/tags";
-
-/// What a verified web identity token says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WebToken {
-    /// `sub`.
-    pub subject: String,
-    /// The audience that matched one of the provider's client ids.
-    pub audience: String,
-    /// Every claim with a string value or a list of strings, by claim name (`sub`, `aud`,
-    /// `amr`, `kubernetes.io/...` flattened are not included), for the trust policy's keys.
-    pub claims: Vec<(String, Vec<String>)>,
-    /// Session tags from the `https://aws.amazon.com/tags` claim's `principal_tags`.
-    pub session_tags: Vec<(String, String)>,
-}
-
-/// Checks web identity tokens for a provider: signature against the issuer's keys, issuer,
-/// audience, expiry. Implemented over `keyless-oidc` by the server, and by doubles in tests.
-pub trait TokenVerifier: Send + Sync + 'static {
-    /// Verifies `token` as issued by `provider`, at `now`.
-    fn verify<'a>(
-        &'a self,
-        token: &'a str,
-        provider: &'a ProviderIdentity,
-        now: i64,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<WebToken, StsError>> + Send + 'a>>;
-}
-
-/// Session tags from the token's tag claim: `{"principal_tags": {"k": ["v"]}}`.
-pub fn session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
-    let Some(tags) = claims
-        .get(TAGS_CLAIM)
-        .and_then(|t| t.get("principal_tags"))
-        .and_then(|t| t.as_object())
-    else {
-        return Vec::new();
-    };
-    tags.iter()
-        .filter_map(|(key, value)| {
-            let value = match value {
-                serde_json::Value::Array(values) => values.first()?.as_str()?,
-                serde_json::Value::String(s) => s,
-                _ => return None,
-            };
-            Some((key.clone(), value.to_owned()))
-        })
-        .collect()
-}
 
 impl Sts {
     pub(crate) async fn assume_role_with_web_identity(
@@ -77,11 +25,10 @@ impl Sts {
     ) -> Result<String, StsError> {
         const ACTION: &str = "AssumeRoleWithWebIdentity";
         let params = req.params;
-        let role_arn = params.get("RoleArn").ok_or_else(|| missing("roleArn"))?;
+        let role_arn = params.required("RoleArn")?;
         let session = session_name(params)?;
         let token = params
-            .get("WebIdentityToken")
-            .ok_or_else(|| missing("webIdentityToken"))?
+            .required("WebIdentityToken")?
             // `--web-identity-token file://token` sends the file as is, with the newline that
             // `kubectl create token > token` (or `keyless token > token`) leaves at its end.
             .trim_ascii();

@@ -1,7 +1,7 @@
 //! Keyless's shared vocabulary: ARNs, account ids, request ids, provider URLs, secrets, the clock that is
 //! injected into every library (libraries never read the system clock themselves), and the
 //! small encodings and rules more than one crate needs, each written once: hex,
-//! percent-encoding, loopback hosts, the shared credentials file and secret files' modes.
+//! percent-encoding, XML and the query protocol of IAM and STS, loopback hosts, the shared credentials file and secret files' modes.
 #![warn(missing_docs, unreachable_pub)]
 
 mod arn;
@@ -10,11 +10,13 @@ pub mod encoding;
 pub mod hex;
 pub mod net;
 mod provider_url;
+pub mod query;
 mod request_id;
 mod request_log;
 mod secret;
 pub mod shared_credentials;
 pub mod time;
+pub mod xml;
 
 pub use arn::{AccountId, Arn, ArnError};
 #[allow(clippy::disallowed_types)] // its home

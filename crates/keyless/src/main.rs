@@ -109,7 +109,7 @@ fn token(args: &cli::TokenArgs) -> anyhow::Result<std::process::ExitCode> {
             .zip(args.pod_uid.clone())
             .map(|(name, uid)| keyless_oidc::Pod { name, uid }),
     };
-    let token = keyless_server::oidc::mint(&args.data_dir, &claims, now())?;
+    let token = keyless_server::issuer::mint(&args.data_dir, &claims, now())?;
     println!("{token}");
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -122,7 +122,7 @@ pub(crate) fn now() -> i64 {
 }
 
 fn rotate(data_dir: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
-    let kid = keyless_server::oidc::rotate(data_dir, now())?;
+    let kid = keyless_server::issuer::rotate(data_dir, now())?;
     eprintln!(
         "keyless: the OIDC issuer now signs with key {kid}; the old key stays published for 48 hours"
     );

@@ -3,7 +3,9 @@
 //!
 //! <https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html>
 
-use super::{ApiResponse, xml};
+use keyless_types::query::{self, ValidationError};
+
+use super::ApiResponse;
 use crate::IamError;
 
 /// Why an IAM API request failed.
@@ -19,6 +21,12 @@ pub enum ApiError {
     /// No such action.
     #[error("Could not find operation {0} for version 2010-05-08")]
     InvalidAction(String),
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        Self::Iam(e.into())
+    }
 }
 
 impl ApiError {
@@ -66,7 +74,7 @@ impl ApiError {
         let (code, status, sender) = self.wire();
         ApiResponse {
             status,
-            body: xml::error_response(namespace, code, &self.message(), sender, request_id),
+            body: query::error_response(namespace, code, &self.message(), sender, request_id),
         }
     }
 }

@@ -11,177 +11,17 @@ mod oidc_providers;
 mod policies;
 mod roles;
 mod users;
-pub mod xml;
 
 pub use error::ApiError;
 
 use std::net::IpAddr;
 
+use keyless_types::query::{self, Params};
+
 use crate::{Caller, IamError, IamStore};
 
-/// A request's parameters, decoded, in the order received.
-#[derive(Debug, Clone, Default)]
-pub struct Params(Vec<(String, String)>);
-
-impl Params {
-    /// Wraps decoded name and value pairs.
-    pub fn new(pairs: Vec<(String, String)>) -> Self {
-        Self(pairs)
-    }
-
-    /// Decodes `application/x-www-form-urlencoded` text (a body or a query string).
-    pub fn parse_form(text: &str) -> Self {
-        let decode = |s: &str| keyless_types::encoding::form_decode(s).into_owned();
-        Self(
-            text.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|pair| {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    (decode(k), decode(v))
-                })
-                .collect(),
-        )
-    }
-
-    /// Adds the pairs of `other` after these.
-    pub fn extend(&mut self, other: Self) {
-        self.0.extend(other.0);
-    }
-
-    /// The first value of `name`.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether `name` or any of its members (`name.member.1`, `name.Key`) was given.
-    pub fn mentions(&self, name: &str) -> bool {
-        self.0.iter().any(|(k, _)| {
-            k.strip_prefix(name)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-        })
-    }
-
-    /// The value of a required parameter.
-    pub fn required(&self, name: &str) -> Result<&str, IamError> {
-        self.get(name).ok_or_else(|| {
-            IamError::Validation(format!(
-                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-                camel(name)
-            ))
-        })
-    }
-
-    /// The members of list `name` (`name.member.1`, `name.member.2`, ...), in index order.
-    pub fn list(&self, name: &str) -> Vec<&str> {
-        let prefix = format!("{name}.member.");
-        let mut items: Vec<(u32, &str)> = self
-            .0
-            .iter()
-            .filter_map(|(k, v)| {
-                let n = k.strip_prefix(&prefix)?.parse().ok()?;
-                Some((n, v.as_str()))
-            })
-            .collect();
-        items.sort_by_key(|(n, _)| *n);
-        items.into_iter().map(|(_, v)| v).collect()
-    }
-
-    /// The structures of list `name`: for each index, its fields (`name.member.N.Field`).
-    pub fn structs(&self, name: &str) -> Vec<Params> {
-        let prefix = format!("{name}.member.");
-        let mut items: std::collections::BTreeMap<u32, Vec<(String, String)>> = Default::default();
-        for (k, v) in &self.0 {
-            let Some(rest) = k.strip_prefix(&prefix) else {
-                continue;
-            };
-            let Some((n, field)) = rest.split_once('.') else {
-                continue;
-            };
-            if let Ok(n) = n.parse() {
-                items
-                    .entry(n)
-                    .or_default()
-                    .push((field.to_owned(), v.clone()));
-            }
-        }
-        items.into_values().map(Params).collect()
-    }
-
-    /// A boolean parameter, `false` when absent.
-    pub fn flag(&self, name: &str) -> Result<bool, IamError> {
-        match self.get(name) {
-            None => Ok(false),
-            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
-            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-            Some(v) => Err(IamError::Validation(format!(
-                "1 validation error detected: Value '{v}' at '{}' failed to satisfy constraint: Member must be a boolean",
-                camel(name)
-            ))),
-        }
-    }
-
-    /// `MaxItems` (1 to 1000, 100 when absent) and `Marker`.
-    pub fn page(&self) -> Result<Page<'_>, IamError> {
-        let max_items = match self.get("MaxItems") {
-            None => 100,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| {
-                    IamError::Validation(format!(
-                        "1 validation error detected: Value '{v}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 1000"
-                    ))
-                })?,
-        };
-        Ok(Page {
-            marker: self.get("Marker"),
-            max_items,
-        })
-    }
-}
-
-/// `UserName` as IAM's validation messages name it: `userName`.
-fn camel(name: &str) -> String {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .map(|c| c.to_ascii_lowercase().to_string() + chars.as_str())
-        .unwrap_or_default()
-}
-
-/// Where a listing starts and how long it may be.
-#[derive(Debug, Clone, Copy)]
-pub struct Page<'a> {
-    /// The key of the first item to return, from the previous page's `Marker`.
-    pub marker: Option<&'a str>,
-    /// How many items at most.
-    pub max_items: usize,
-}
-
-impl Page<'_> {
-    /// The page of `items`, in the order of `key`, and the marker of the next page, if any.
-    pub fn take<T>(
-        &self,
-        mut items: Vec<T>,
-        key: impl Fn(&T) -> String,
-    ) -> (Vec<T>, Option<String>) {
-        items.sort_by_cached_key(&key);
-        let mut rest: Vec<T> = match self.marker {
-            Some(marker) => items
-                .into_iter()
-                .skip_while(|i| key(i).as_str() < marker)
-                .collect(),
-            None => items,
-        };
-        let next = rest.get(self.max_items).map(&key);
-        rest.truncate(self.max_items);
-        (rest, next)
-    }
-}
+/// IAM's XML namespace.
+pub const IAM_NAMESPACE: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 
 /// What the server knows of a request besides its parameters.
 #[derive(Debug, Clone)]
@@ -215,14 +55,9 @@ pub fn handle(store: &dyn IamStore, req: &ApiRequest<'_>, request_id: &str) -> A
     match dispatch(&cx) {
         Ok(result) => ApiResponse {
             status: 200,
-            body: xml::response(
-                xml::IAM_NAMESPACE,
-                req.action,
-                result.as_deref(),
-                request_id,
-            ),
+            body: query::response(IAM_NAMESPACE, req.action, result.as_deref(), request_id),
         },
-        Err(e) => e.response(xml::IAM_NAMESPACE, request_id),
+        Err(e) => e.response(IAM_NAMESPACE, request_id),
     }
 }
 

@@ -5,9 +5,9 @@
 //! and the pages of the other actions below.
 
 use super::roles::{tags, write_tags};
-use super::xml::Xml;
 use super::{Cx, Outcome};
 use crate::oidc_providers::{NewOidcProvider, parse_provider_url};
+use keyless_types::xml::Xml;
 
 fn owned(items: Vec<&str>) -> Vec<String> {
     items.into_iter().map(str::to_owned).collect()

@@ -7,14 +7,15 @@
 use md5::{Digest as _, Md5};
 
 use super::users::{encode_document, truncation};
-use super::xml::Xml;
 use super::{ApiError, Cx, Outcome, Params};
+use crate::rules::check_path;
 use crate::simulate::{
     ContextEntry, EvaluationResult, PermissionsBoundaryDecisionDetail, SimulateCustomPolicyInput,
     SimulatePolicyOutput, Simulation, StatementRef,
 };
-use crate::state::{ManagedPolicy, check_path};
+use crate::state::ManagedPolicy;
 use crate::{IamError, IamState, ids, managed};
+use keyless_types::xml::Xml;
 
 /// When the AWS managed policies Keyless carries were published, for their dates.
 const AWS_MANAGED_DATE: i64 = 1_423_248_058; // 2015-02-06T18:40:58Z

@@ -5,11 +5,11 @@
 //! <https://docs.aws.amazon.com/IAM/latest/APIReference/API_Role.html>.
 
 use super::users::{attached_policies, encode_document, truncation};
-use super::xml::Xml;
 use super::{Cx, Outcome, Params};
 use crate::roles::{NewRole, Role};
-use crate::state::check_path;
+use crate::rules::check_path;
 use crate::{IamError, ids};
+use keyless_types::xml::Xml;
 
 /// How much of a role a response shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

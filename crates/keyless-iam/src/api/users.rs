@@ -3,10 +3,10 @@
 //! <https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateUser.html> and the pages of
 //! the other actions below.
 
-use super::xml::Xml;
 use super::{ApiError, Cx, Outcome};
 use crate::state::{AccessKey, User};
 use crate::{Caller, IamError, IamState, ids, managed};
+use keyless_types::xml::Xml;
 
 /// Parameters Keyless does not store yet: refused, rather than silently dropped.
 fn refuse_unsupported(cx: &Cx<'_>, names: &[&str]) -> Result<(), ApiError> {

@@ -8,8 +8,8 @@
 
 use std::fmt::Write as _;
 
-use keyless_iam::api::xml::escape;
 use keyless_types::RequestId;
+use keyless_types::xml::escape;
 use s3s::{S3Error, S3ErrorCode};
 
 use super::kept::Kept;

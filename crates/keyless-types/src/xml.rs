@@ -1,15 +1,10 @@
-//! The query protocol's XML: responses as `<ActionResponse><ActionResult>...` with a request
-//! id, and errors as `<ErrorResponse>`, in the namespace of the service (IAM now, STS next).
-//!
-//! <https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html>
+//! XML as AWS's services write it: element text escaped the way their own serializers do, and
+//! a small builder for result documents (`<User><UserName>bob</UserName>...`).
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use keyless_types::time::iso8601;
-
-/// IAM's XML namespace.
-pub const IAM_NAMESPACE: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
+use crate::time::iso8601;
 
 /// Escapes text for an element's content (quotes need no escape there).
 pub fn escape(text: &str) -> Cow<'_, str> {
@@ -96,44 +91,12 @@ impl Xml {
     }
 }
 
-/// A whole success response: `result` is the content of `<ActionResult>`, or `None` for
-/// actions that return nothing.
-pub fn response(namespace: &str, action: &str, result: Option<&str>, request_id: &str) -> String {
-    let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{namespace}\">"
-    );
-    if let Some(result) = result {
-        let _ = write!(out, "<{action}Result>{result}</{action}Result>");
-    }
-    let _ = writeln!(
-        out,
-        "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
-    );
-    out
-}
-
-/// A whole error response. `sender` says whether the client (`Sender`) or the service
-/// (`Receiver`) is at fault.
-pub fn error_response(
-    namespace: &str,
-    code: &str,
-    message: &str,
-    sender: bool,
-    request_id: &str,
-) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse xmlns=\"{namespace}\"><Error><Type>{}</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>\n",
-        if sender { "Sender" } else { "Receiver" },
-        escape(message)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn writes_results_members_and_errors() {
+    fn writes_escaped_elements_dates_and_members() {
         let mut x = Xml::new();
         x.open("User")
             .text("UserName", "a<b&c")
@@ -142,10 +105,11 @@ mod tests {
             .members("Names", ["x", "y"], |x, n| {
                 x.text("Name", n);
             });
-        let body = response(IAM_NAMESPACE, "GetUser", Some(&x.finish()), "rid");
-        assert!(body.contains("<GetUserResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><GetUserResult><User><UserName>a&lt;b&amp;c</UserName><CreateDate>1970-01-01T00:00:00Z</CreateDate></User><Names><member><Name>x</Name></member><member><Name>y</Name></member></Names></GetUserResult>"), "{body}");
-        assert!(response(IAM_NAMESPACE, "DeleteUser", None, "rid").contains("<DeleteUserResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><ResponseMetadata><RequestId>rid</RequestId>"));
-        let err = error_response(IAM_NAMESPACE, "NoSuchEntity", "no <user>", true, "rid");
-        assert!(err.contains("<Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>no &lt;user&gt;</Message></Error><RequestId>rid</RequestId>"), "{err}");
+        assert_eq!(
+            x.finish(),
+            "<User><UserName>a&lt;b&amp;c</UserName><CreateDate>1970-01-01T00:00:00Z</CreateDate></User><Names><member><Name>x</Name></member><member><Name>y</Name></member></Names>"
+        );
+        assert_eq!(escape("plain"), Cow::Borrowed("plain"));
+        assert_eq!(escape("a\rb\u{1}"), "a&#13;b\u{fffd}");
     }
 }

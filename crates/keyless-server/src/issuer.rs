@@ -1,21 +1,17 @@
-//! The server's OIDC side: its own issuer (signing keys in the data folder, the discovery and
-//! JWKS documents served on the S3 port, tokens minted by `keyless token`), and the verifier
-//! STS checks web identity tokens with: the own issuer's keys in memory, a JWKS file the
-//! administrator gave for a cluster whose issuer is not reachable, or keys fetched from the
-//! issuer's discovery document and cached.
+//! The server's own OIDC issuer: its signing keys in the data folder (re-read after `keyless
+//! oidc rotate`), the discovery and JWKS documents served on the S3 port, the tokens `keyless
+//! token` mints, and the first [`KeySource`] of every chain that checks tokens, so that tokens
+//! of this issuer are checked with the keys in memory and never fetched.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use anyhow::{Context as _, bail};
-use keyless_iam::ProviderIdentity;
 use keyless_oidc::{
-    Expectations, Issuer, IssuerKeys, JwksCache, KeySet, OidcError, ServiceAccountClaims,
-    SigningKey, verify,
+    Issuer, IssuerKeys, KeySet, KeySource, OidcError, ServiceAccountClaims, SigningKey,
 };
-use keyless_sts::{StsError, TokenVerifier, WebToken, session_tags};
+use keyless_types::ProviderUrl;
 
 /// The issuer's key ring in the data folder (mode 0600).
 pub(crate) const KEYS_FILE: &str = "oidc-keys.json";
@@ -58,7 +54,7 @@ pub fn rotate(data_dir: &Path, now: i64) -> anyhow::Result<String> {
 struct Loaded {
     modified: Option<SystemTime>,
     issuer: Issuer,
-    key_set: KeySet,
+    key_set: Arc<KeySet>,
     jwks: String,
     discovery: String,
 }
@@ -68,7 +64,7 @@ impl Loaded {
         let issuer = Issuer::new(url, keys)?;
         Ok(Self {
             modified,
-            key_set: issuer.key_set(),
+            key_set: Arc::new(issuer.key_set()),
             jwks: issuer.jwks_json(),
             discovery: issuer.discovery_json(),
             issuer,
@@ -130,17 +126,6 @@ impl OwnIssuer {
         own_provider_key(url) == self.key
     }
 
-    /// Verifies one of this issuer's tokens with the keys in memory (re-read after a
-    /// rotation).
-    pub(crate) fn verify(
-        &self,
-        token: &str,
-        expect: &Expectations<'_>,
-        now: i64,
-    ) -> Result<keyless_oidc::VerifiedToken, OidcError> {
-        verify(token, &self.current().key_set, expect, now)
-    }
-
     fn current(&self) -> Arc<Loaded> {
         let loaded = Arc::clone(&self.loaded.read().unwrap_or_else(|e| e.into_inner()));
         let now_modified = modified(&self.file);
@@ -187,86 +172,20 @@ impl OwnIssuer {
     }
 }
 
-/// Checks web identity tokens for STS.
-pub(crate) struct Verifier {
-    own: Arc<OwnIssuer>,
-    /// JWKS files given by the administrator, by provider key.
-    files: HashMap<String, KeySet>,
-    remote: JwksCache,
-}
-
-impl Verifier {
-    pub(crate) fn new(
-        own: Arc<OwnIssuer>,
-        files: HashMap<String, KeySet>,
-        remote: JwksCache,
-    ) -> Self {
-        Self { own, files, remote }
+/// The own issuer's keys, first in every chain that checks tokens: never fetched, whatever the
+/// issuer URL says.
+#[async_trait::async_trait]
+impl KeySource for OwnIssuer {
+    fn name(&self) -> &'static str {
+        "own issuer"
     }
 
-    async fn check(
+    async fn keys(
         &self,
-        token: &str,
-        provider: &ProviderIdentity,
-        now: i64,
-    ) -> Result<keyless_oidc::VerifiedToken, OidcError> {
-        let issuer = provider.url.as_str();
-        let expect = Expectations::new(issuer, &provider.client_ids);
-        if provider.url.key() == self.own.key {
-            return self.own.verify(token, &expect, now);
-        }
-        if let Some(keys) = self.files.get(provider.url.key()) {
-            return verify(token, keys, &expect, now);
-        }
-        let keys = self.remote.keys_for(issuer, now).await?;
-        match verify(token, &keys, &expect, now) {
-            Err(OidcError::UnknownKey { .. }) => {
-                // A rotated key: fetch the issuer's keys again (rate limited) and retry once.
-                let keys = self.remote.refresh(issuer, now).await?;
-                verify(token, &keys, &expect, now)
-            }
-            other => other,
-        }
-    }
-}
-
-fn sts_error(e: &OidcError) -> StsError {
-    let message = e.aws_message();
-    match e {
-        OidcError::Expired { .. } => StsError::ExpiredToken(message),
-        OidcError::Fetch { .. } | OidcError::Discovery { .. } | OidcError::Jwks { .. } => {
-            StsError::IdpCommunication(message)
-        }
-        _ => StsError::InvalidIdentityToken(message),
-    }
-}
-
-impl TokenVerifier for Verifier {
-    fn verify<'a>(
-        &'a self,
-        token: &'a str,
-        provider: &'a ProviderIdentity,
-        now: i64,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<WebToken, StsError>> + Send + 'a>> {
-        Box::pin(async move {
-            let verified = self.check(token, provider, now).await.map_err(|e| {
-                tracing::info!(provider = %provider.arn, error = %e, "web identity token refused");
-                sts_error(&e)
-            })?;
-            let mut claims: Vec<(String, Vec<String>)> = Vec::new();
-            for (name, value) in verified.string_claims() {
-                match claims.iter_mut().find(|(n, _)| n == name) {
-                    Some((_, values)) => values.push(value.to_owned()),
-                    None => claims.push((name.to_owned(), vec![value.to_owned()])),
-                }
-            }
-            Ok(WebToken {
-                session_tags: session_tags(&verified.claims),
-                subject: verified.subject,
-                audience: verified.audience,
-                claims,
-            })
-        })
+        issuer: &ProviderUrl,
+        _now: i64,
+    ) -> Option<Result<Arc<KeySet>, OidcError>> {
+        (issuer.key() == self.key).then(|| Ok(Arc::clone(&self.current().key_set)))
     }
 }
 

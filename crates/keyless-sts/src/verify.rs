@@ -1,0 +1,108 @@
+//! Web identity tokens as STS sees them: the [`TokenVerifier`] seam STS checks them through
+//! (a [`KeyChain`] of the server's key sources in production, doubles in tests), and what a
+//! verified token says ([`WebToken`]): its subject, audience, the claims the trust policy's
+//! condition keys read, and its session tags.
+//!
+//! <https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html#id_session-tags_adding-assume-role-idp>
+
+use std::pin::Pin;
+
+use keyless_iam::ProviderIdentity;
+use keyless_oidc::{Expectations, KeyChain, VerifiedToken};
+
+use crate::StsError;
+
+/// The claim that carries session tags in a web identity token.
+const TAGS_CLAIM: &str = "https://aws.amazon.com/tags";
+
+/// What a verified web identity token says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebToken {
+    /// `sub`.
+    pub subject: String,
+    /// The audience that matched one of the provider's client ids.
+    pub audience: String,
+    /// Every claim with a string value or a list of strings, by claim name (`sub`, `aud`,
+    /// `amr`, `kubernetes.io/...` flattened are not included), for the trust policy's keys.
+    pub claims: Vec<(String, Vec<String>)>,
+    /// Session tags from the `https://aws.amazon.com/tags` claim's `principal_tags`.
+    pub session_tags: Vec<(String, String)>,
+}
+
+/// Checks web identity tokens for a provider: signature against the issuer's keys, issuer,
+/// audience, expiry. Implemented by [`KeyChain`], and by doubles in tests.
+pub trait TokenVerifier: Send + Sync + 'static {
+    /// Verifies `token` as issued by `provider`, at `now`.
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        provider: &'a ProviderIdentity,
+        now: i64,
+    ) -> Pin<Box<dyn Future<Output = Result<WebToken, StsError>> + Send + 'a>>;
+}
+
+/// Session tags from the token's tag claim: `{"principal_tags": {"k": ["v"]}}`.
+pub fn session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    let Some(tags) = claims
+        .get(TAGS_CLAIM)
+        .and_then(|t| t.get("principal_tags"))
+        .and_then(|t| t.as_object())
+    else {
+        return Vec::new();
+    };
+    tags.iter()
+        .filter_map(|(key, value)| {
+            let value = match value {
+                serde_json::Value::Array(values) => values.first()?.as_str()?,
+                serde_json::Value::String(s) => s,
+                _ => return None,
+            };
+            Some((key.clone(), value.to_owned()))
+        })
+        .collect()
+}
+
+impl WebToken {
+    /// What `verified` says, for STS.
+    pub fn of(verified: VerifiedToken) -> Self {
+        let mut claims: Vec<(String, Vec<String>)> = Vec::new();
+        for (name, value) in verified.string_claims() {
+            match claims.iter_mut().find(|(n, _)| n == name) {
+                Some((_, values)) => values.push(value.to_owned()),
+                None => claims.push((name.to_owned(), vec![value.to_owned()])),
+            }
+        }
+        WebToken {
+            session_tags: session_tags(&verified.claims),
+            subject: verified.subject,
+            audience: verified.audience,
+            claims,
+        }
+    }
+}
+
+/// The provider's issuer and client ids checked against the chain's key sources; each
+/// source's attempt is in the log line of a refusal.
+impl TokenVerifier for KeyChain {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        provider: &'a ProviderIdentity,
+        now: i64,
+    ) -> Pin<Box<dyn Future<Output = Result<WebToken, StsError>> + Send + 'a>> {
+        Box::pin(async move {
+            let expect = Expectations::new(provider.url.as_str(), &provider.client_ids);
+            let checked = KeyChain::verify(self, token, &provider.url, &expect, now).await;
+            match checked.result {
+                Ok(verified) => {
+                    tracing::debug!(provider = %provider.arn, attempts = %checked.attempts, "web identity token verified");
+                    Ok(WebToken::of(verified))
+                }
+                Err(e) => {
+                    tracing::info!(provider = %provider.arn, error = %e, attempts = %checked.attempts, "web identity token refused");
+                    Err(StsError::from(&e))
+                }
+            }
+        })
+    }
+}
