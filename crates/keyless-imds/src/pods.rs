@@ -95,7 +95,7 @@ struct Inner {
     /// Bumped on every change, so that [`PodIndex::wait_for`] wakes up.
     generation: watch::Sender<u64>,
     /// Whether the pod source has delivered a full, current listing (readiness).
-    synced: std::sync::atomic::AtomicBool,
+    synced: watch::Sender<bool>,
 }
 
 /// The pods of this node by address and UID, and the namespaces. Cheap to clone: clones share
@@ -131,7 +131,7 @@ impl PodIndex {
                 state: RwLock::default(),
                 events,
                 generation,
-                synced: std::sync::atomic::AtomicBool::new(false),
+                synced: watch::channel(false).0,
             }),
         }
     }
@@ -163,14 +163,21 @@ impl PodIndex {
     /// Records whether the pod source has delivered a full, current listing: what the agent's
     /// `/readyz` waits for. A source that loses its pods (a pods file gone) clears it.
     pub fn set_synced(&self, synced: bool) {
-        self.inner
-            .synced
-            .store(synced, std::sync::atomic::Ordering::Relaxed);
+        self.inner.synced.send_if_modified(|s| {
+            let changed = *s != synced;
+            *s = synced;
+            changed
+        });
     }
 
     /// Whether the pod source has delivered a full, current listing.
     pub fn is_synced(&self) -> bool {
-        self.inner.synced.load(std::sync::atomic::Ordering::Relaxed)
+        *self.inner.synced.borrow()
+    }
+
+    /// [`PodIndex::is_synced`] as it changes, for readiness.
+    pub fn watch_synced(&self) -> watch::Receiver<bool> {
+        self.inner.synced.subscribe()
     }
 
     /// Replaces everything with `pods` and `namespaces` (a full resync). Pods that left are

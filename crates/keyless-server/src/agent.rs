@@ -230,12 +230,14 @@ pub(crate) async fn start(
         readiness.pending("pods", "the pod source has not synced yet");
         let (readiness, index) = (readiness.clone(), index.clone());
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(100));
+            let mut synced = index.watch_synced();
             loop {
-                every.tick().await;
-                match index.is_synced() {
+                match *synced.borrow_and_update() {
                     true => readiness.done("pods"),
                     false => readiness.pending("pods", "the pod source has not synced"),
+                }
+                if synced.changed().await.is_err() {
+                    break;
                 }
             }
         });

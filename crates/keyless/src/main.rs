@@ -1,11 +1,13 @@
 //! `keyless`: IAM roles for S3-compatible object storage, self-hosted, in one binary.
 
 mod cli;
+mod output;
 mod tools;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 
+use output::outln;
 use tools::{backup, doctor, gitlab, iam, policy, whoami};
 
 fn main() -> std::process::ExitCode {
@@ -45,6 +47,7 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if output::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("keyless: error: {e:#}");
             std::process::ExitCode::from(2)
@@ -110,7 +113,7 @@ fn token(args: &cli::TokenArgs) -> anyhow::Result<std::process::ExitCode> {
             .map(|(name, uid)| keyless_oidc::Pod { name, uid }),
     };
     let token = keyless_server::issuer::mint(&args.data_dir, &claims, now())?;
-    println!("{token}");
+    outln!("{token}")?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -288,3 +288,17 @@ fn check_names_the_place_of_each_mistake() {
     assert!(stdout(&o).contains("Statement[0]: missing `Principal` or `NotPrincipal`"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_instead_of_a_panic() {
+    // `keyless policy managed | head -0`: the reader is gone before the first line is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_keyless"))
+        .args(["policy", "managed"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
+    assert_eq!(stderr(&o), "");
+}

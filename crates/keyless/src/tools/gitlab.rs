@@ -8,6 +8,8 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use keyless_gitlab::{RenderMode, RenderOptions, SecretFile};
 
+use crate::output::{out, outln};
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum GitlabCommand {
     /// Say how each GitLab component will reach S3, and what keeps it from its IAM role
@@ -118,9 +120,9 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let report = keyless_gitlab::check(&values, &secrets)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{report}");
+        out!("{report}")?;
     }
     Ok(ExitCode::from(report.exit_code()))
 }
@@ -137,6 +139,6 @@ fn render(args: RenderArgs) -> anyhow::Result<ExitCode> {
         service_account: args.service_account,
         endpoint: args.endpoint,
     };
-    print!("{}", keyless_gitlab::render(&options)?);
+    out!("{}", keyless_gitlab::render(&options)?)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 
 use crate::cli::CreateServiceAccountArgs;
+use crate::output::outln;
 use crate::tools::client::{self, Client, ClientArgs};
 
 /// The file of a server's data folder that holds the root user's key pair.
@@ -49,10 +50,11 @@ pub(crate) fn create_service_account(args: &CreateServiceAccountArgs) -> anyhow:
         "keyless: created role {role_arn} for service account {}/{}",
         args.namespace, args.name
     );
-    println!(
+    outln!(
         "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {}\n  namespace: {}\n  annotations:\n    eks.amazonaws.com/role-arn: \"{role_arn}\"",
-        args.name, args.namespace
-    );
+        args.name,
+        args.namespace
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

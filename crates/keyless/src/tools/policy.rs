@@ -12,6 +12,7 @@ use keyless_iam::simulate::{
 use keyless_policy::{Effect, Policy, PolicyKind};
 
 use crate::cli::{CheckArgs, Kind, Output, PolicyCommand, SimulateArgs};
+use crate::output::{out, outln};
 
 pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -74,8 +75,8 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         Output::Text
     });
     match format {
-        Output::Json => println!("{}", awscli_json(&result)?),
-        Output::Text => print!("{}", explain(&result)),
+        Output::Json => outln!("{}", awscli_json(&result)?)?,
+        Output::Text => out!("{}", explain(&result))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -240,14 +241,14 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read `{}`", file.display()))?;
         match Policy::parse_as(&text, kind) {
-            Ok(policy) => println!(
+            Ok(policy) => outln!(
                 "{}: ok, {} statement(s)",
                 file.display(),
                 policy.statements().len()
-            ),
+            )?,
             Err(e) => {
                 failed += 1;
-                println!("{}: {e}", file.display());
+                outln!("{}: {e}", file.display())?;
             }
         }
     }
@@ -261,7 +262,7 @@ fn show_managed(name: Option<&str>) -> anyhow::Result<ExitCode> {
     match name {
         None => {
             for p in managed::all() {
-                println!("{:<24} {:<48} {}", p.name, p.arn, p.description);
+                outln!("{:<24} {:<48} {}", p.name, p.arn, p.description)?;
             }
         }
         Some(name) => {
@@ -271,7 +272,7 @@ fn show_managed(name: Option<&str>) -> anyhow::Result<ExitCode> {
                 .ok_or_else(|| {
                     anyhow!("unknown managed policy `{name}`; `keyless policy managed` lists them")
                 })?;
-            println!("{}", p.document);
+            outln!("{}", p.document)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::output::{out, outln};
 use crate::tools::client::{self, Client, ClientArgs};
 
 /// Arguments of `keyless whoami`.
@@ -38,9 +39,9 @@ pub(crate) fn run(args: &WhoamiArgs) -> anyhow::Result<ExitCode> {
         identify(&client, args.client.profile.as_deref()).await
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&identity)?);
+        outln!("{}", serde_json::to_string_pretty(&identity)?)?;
     } else {
-        print!("{}", human(&identity));
+        out!("{}", human(&identity))?;
     }
     Ok(ExitCode::SUCCESS)
 }

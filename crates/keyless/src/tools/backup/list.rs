@@ -3,6 +3,7 @@
 
 use super::progress::human_bytes;
 use super::{ListArgs, PruneArgs, S3Url, bare_etag, classify, with_retries};
+use crate::output::outln;
 
 /// An object under the prefix.
 #[derive(Debug, serde::Serialize)]
@@ -22,15 +23,15 @@ pub(super) async fn list(args: ListArgs) -> anyhow::Result<()> {
     let s3 = super::s3_client(&args.common).await?;
     for backup in backups(&s3, &url).await? {
         if args.json {
-            println!("{}", serde_json::to_string(&backup)?);
+            outln!("{}", serde_json::to_string(&backup)?)?;
         } else {
-            println!(
+            outln!(
                 "{}  {:>10}  s3://{}/{}",
                 backup.last_modified.replace('T', " ").trim_end_matches('Z'),
                 human_bytes(backup.size),
                 url.bucket,
                 backup.key
-            );
+            )?;
         }
     }
     Ok(())
@@ -46,7 +47,7 @@ pub(super) async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     for backup in &doomed {
         let target = format!("s3://{}/{}", url.bucket, backup.key);
         if args.dry_run {
-            println!("would delete {target}");
+            outln!("would delete {target}")?;
             continue;
         }
         with_retries(|| async {
@@ -58,7 +59,7 @@ pub(super) async fn prune(args: PruneArgs) -> anyhow::Result<()> {
                 .map_err(|e| classify(e, &format!("deleting {target}")))
         })
         .await?;
-        println!("deleted {target}");
+        outln!("deleted {target}")?;
     }
     eprintln!(
         "{} {} of {} backups under {url}; kept the newest {}",

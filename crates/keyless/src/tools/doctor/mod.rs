@@ -12,6 +12,7 @@ mod token;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::output::{out, outln};
 use crate::tools::client::{self, Client, ClientArgs, env_nonempty};
 use report::{Check, Report, Status};
 use sources::KeyPair;
@@ -52,9 +53,9 @@ pub(crate) struct DoctorArgs {
 pub(crate) fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let report = client::runtime()?.block_on(diagnose(args))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.json())?);
+        outln!("{}", serde_json::to_string_pretty(&report.json())?)?;
     } else {
-        print!("{}", report.human());
+        out!("{}", report.human())?;
     }
     Ok(ExitCode::from(report.verdict().exit_code()))
 }
