@@ -1,5 +1,5 @@
 //! S3 for Keyless: every S3 operation mapped to the IAM action, resource and condition keys that
-//! authorize it (`actions`); authentication and authorization of each request ([`auth`]); what
+//! authorize it (`actions`); conditional requests ([`conditions`]); authentication and authorization of each request ([`auth`]); what
 //! the layers leave in a request's extensions ([`extensions`]); the storage seam and its
 //! backends ([`store`]); the S3 protocol service over a store ([`service`]); and what goes on the
 //! wire around s3s (request ids, AWS's error texts, presigned-URL checks: [`wire`]).
@@ -7,6 +7,7 @@
 
 mod actions;
 pub mod auth;
+pub mod conditions;
 pub mod extensions;
 mod params;
 pub mod service;

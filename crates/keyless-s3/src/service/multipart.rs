@@ -239,9 +239,11 @@ impl<S: ObjectStore> KeylessS3<S> {
             };
             parts.push((part_number(number)?, etag.into_value()));
         }
+        let condition =
+            super::object::write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let info = self
             .store
-            .complete_upload(upload, parts)
+            .complete_upload(upload, parts, condition)
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {

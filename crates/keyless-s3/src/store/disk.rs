@@ -14,20 +14,29 @@ use std::sync::{Arc, RwLock, RwLockWriteGuard, Weak};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use keyless_types::Clock;
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{
+    Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
+    TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::{
-    BodyCheck, BucketInfo, ByteRange, ByteStream, ListPage, ListQuery, ObjectInfo, ObjectStore,
-    PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, bytes_stream, completed_parts,
-    multipart_etag, paginate, random_id,
+    BodyCheck, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS, CompletedUpload,
+    ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions, StoreError, UploadInfo,
+    UploadRef, WriteCondition, bytes_stream, completed_parts, multipart_etag, paginate, random_id,
 };
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const INLINE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("inline");
+/// Completed multipart uploads by id ([`CompletedUpload`]), for a repeated completion.
+const COMPLETED: TableDefinition<&str, &[u8]> = TableDefinition::new("completed");
+
+/// Completed uploads remembered before the old ones are swept (at open, and on a completion
+/// when there are more).
+const COMPLETED_SWEEP_AT: u64 = 10_000;
 
 /// Chunk size for reading objects back.
 const READ_CHUNK: usize = 256 * 1024;
@@ -146,6 +155,10 @@ impl DiskStore {
         txn.open_table(OBJECTS).map_err(db_err)?;
         txn.open_table(UPLOADS).map_err(db_err)?;
         txn.open_table(INLINE).map_err(db_err)?;
+        sweep_completed(
+            &mut txn.open_table(COMPLETED).map_err(db_err)?,
+            clock.unix_millis(),
+        )?;
         txn.commit().map_err(db_err)?;
         let mut policies = HashMap::new();
         {
@@ -334,7 +347,8 @@ impl DiskStore {
         bucket: &str,
         record: ObjectRecord,
         data: Option<Vec<u8>>,
-        upload: Option<String>,
+        completion: Option<Completion>,
+        condition: Option<WriteCondition>,
     ) -> Result<ObjectInfo, StoreError> {
         let info = record.info.clone();
         let new_blob = record.blob_file();
@@ -343,7 +357,8 @@ impl DiskStore {
             bucket: bucket.to_owned(),
             record,
             data,
-            upload,
+            completion,
+            condition,
             reply,
         };
         let stopped = || StoreError::Database("the committer has stopped".into());
@@ -416,6 +431,20 @@ impl DiskStore {
         .await
     }
 
+    /// The completed upload `id`, if it is remembered.
+    async fn completed(&self, id: &str) -> Result<Option<CompletedUpload>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(COMPLETED).map_err(db_err)?;
+            match table.get(id.as_str()).map_err(db_err)? {
+                Some(v) => decode(v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     async fn record(&self, bucket: &str, key: &str) -> Result<ObjectRecord, StoreError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.blocking(move |inner| {
@@ -426,12 +455,20 @@ impl DiskStore {
     }
 }
 
+/// The multipart upload a commit finishes.
+struct Completion {
+    upload_id: String,
+    /// The parts listed, as the completion's record keeps them.
+    parts: Vec<(u32, String)>,
+}
+
 /// An object commit waiting for the committer.
 struct Job {
     bucket: String,
     record: ObjectRecord,
     data: Option<Vec<u8>>,
-    upload: Option<String>,
+    completion: Option<Completion>,
+    condition: Option<WriteCondition>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<String>, StoreError>>,
 }
 
@@ -501,17 +538,40 @@ fn apply_job(
     {
         return Ok(Err(StoreError::NoSuchBucket(bucket.to_owned())));
     }
+    let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+    if let Some(condition) = &job.condition {
+        let current = match objects.get((bucket, key)).map_err(db_err)? {
+            Some(v) => Some(decode::<ObjectRecord>(v.value())?.info),
+            None => None,
+        };
+        if let Err(e) = condition.check(bucket, key, current.as_ref()) {
+            return Ok(Err(e));
+        }
+    }
     let mut stale = Vec::new();
-    if let Some(id) = &job.upload {
+    if let Some(completion) = &job.completion {
+        let id = completion.upload_id.as_str();
         let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
         let finished = match read_upload(&uploads, bucket, key, id) {
             Ok(finished) => finished,
             Err(e) => return Ok(Err(e)),
         };
-        uploads.remove(id.as_str()).map_err(db_err)?;
+        uploads.remove(id).map_err(db_err)?;
         stale.extend(finished.blobs());
+        let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
+        let done = CompletedUpload {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            parts: completion.parts.clone(),
+            info: job.record.info.clone(),
+        };
+        completed
+            .insert(id, encode(&done)?.as_slice())
+            .map_err(db_err)?;
+        if completed.len().map_err(db_err)? > COMPLETED_SWEEP_AT {
+            sweep_completed(&mut completed, job.record.info.last_modified_ms)?;
+        }
     }
-    let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
     let encoded = encode(&job.record)?;
     if let Some(old) = objects
         .insert((bucket, key), encoded.as_slice())
@@ -531,6 +591,19 @@ fn apply_job(
         }
     }
     Ok(Ok(stale))
+}
+
+/// Forgets completed uploads older than [`COMPLETED_UPLOAD_MEMORY_MS`] at `now_ms`.
+fn sweep_completed(
+    table: &mut redb::Table<'_, &str, &[u8]>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let cutoff = now_ms.saturating_sub(COMPLETED_UPLOAD_MEMORY_MS);
+    table
+        .retain(|_, v| {
+            decode::<CompletedUpload>(v).is_ok_and(|done| done.info.last_modified_ms > cutoff)
+        })
+        .map_err(db_err)
 }
 
 /// An object's record, or why there is none.
@@ -675,6 +748,16 @@ impl ObjectStore for DiskStore {
         mut options: PutOptions,
     ) -> Result<ObjectInfo, StoreError> {
         self.head_bucket(bucket).await?;
+        if let Some(condition) = &options.condition {
+            // Refused before the body is read when it already fails; checked again when the
+            // object commits, where it decides.
+            let current = match self.record(bucket, key).await {
+                Ok(record) => Some(record.info),
+                Err(StoreError::NoSuchKey { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            condition.check(bucket, key, current.as_ref())?;
+        }
         let mut head = Vec::new();
         let small = loop {
             match body.next().await {
@@ -709,7 +792,9 @@ impl ObjectStore for DiskStore {
             blob,
             inline: inline.is_some(),
         };
-        self.commit_object(bucket, record, inline, None).await
+        let condition = options.condition.take();
+        self.commit_object(bucket, record, inline, None, condition)
+            .await
     }
 
     async fn get_object(
@@ -1020,8 +1105,17 @@ impl ObjectStore for DiskStore {
         &self,
         upload: UploadRef<'_>,
         parts: Vec<(u32, String)>,
+        condition: Option<WriteCondition>,
     ) -> Result<ObjectInfo, StoreError> {
-        let record = self.upload_record(upload).await?;
+        let record = match self.upload_record(upload).await {
+            Err(StoreError::NoSuchUpload(id)) => {
+                return match self.completed(&id).await? {
+                    Some(done) if done.repeats(upload, &parts) => Ok(done.info),
+                    _ => Err(StoreError::NoSuchUpload(id)),
+                };
+            }
+            other => other?,
+        };
         let uploaded: BTreeMap<u32, PartInfo> = record
             .parts
             .iter()
@@ -1055,13 +1149,15 @@ impl ObjectStore for DiskStore {
             blob,
             inline: false,
         };
-        self.commit_object(
-            upload.bucket,
-            object,
-            None,
-            Some(upload.upload_id.to_owned()),
-        )
-        .await
+        let completion = Completion {
+            upload_id: upload.upload_id.to_owned(),
+            parts: chosen
+                .iter()
+                .map(|p| (p.part_number, p.etag.clone()))
+                .collect(),
+        };
+        self.commit_object(upload.bucket, object, None, Some(completion), condition)
+            .await
     }
 
     async fn abort_upload(&self, upload: UploadRef<'_>) -> Result<(), StoreError> {

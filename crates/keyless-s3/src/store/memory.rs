@@ -9,9 +9,9 @@ use futures_util::StreamExt as _;
 use keyless_types::Clock;
 
 use super::{
-    BodyCheck, BucketInfo, ByteRange, ByteStream, ListPage, ListQuery, ObjectInfo, ObjectStore,
-    PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, bytes_stream, completed_parts,
-    multipart_etag, paginate, random_id,
+    BodyCheck, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS, CompletedUpload,
+    ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions, StoreError, UploadInfo,
+    UploadRef, WriteCondition, bytes_stream, completed_parts, multipart_etag, paginate, random_id,
 };
 
 /// Reads a whole body, checking it against the options.
@@ -36,6 +36,8 @@ struct Bucket {
     policy: Option<String>,
     objects: BTreeMap<String, (ObjectInfo, Bytes)>,
     uploads: BTreeMap<String, Upload>,
+    /// Completed uploads by id, for a repeated completion.
+    completed: BTreeMap<String, CompletedUpload>,
 }
 
 struct Upload {
@@ -163,6 +165,9 @@ impl ObjectStore for MemoryStore {
             metadata: options.metadata,
         };
         self.with_bucket(bucket, |b| {
+            if let Some(condition) = &options.condition {
+                condition.check(bucket, key, b.objects.get(key).map(|(info, _)| info))?;
+            }
             b.objects.insert(key.to_owned(), (info.clone(), data));
             Ok(info)
         })
@@ -304,14 +309,22 @@ impl ObjectStore for MemoryStore {
         &self,
         upload: UploadRef<'_>,
         parts: Vec<(u32, String)>,
+        condition: Option<WriteCondition>,
     ) -> Result<ObjectInfo, StoreError> {
         let now = self.now_ms();
         self.with_bucket(upload.bucket, |b| {
-            let up = b
+            b.completed
+                .retain(|_, done| done.info.last_modified_ms > now - COMPLETED_UPLOAD_MEMORY_MS);
+            let Some(up) = b
                 .uploads
                 .get(upload.upload_id)
                 .filter(|u| u.info.key == upload.key)
-                .ok_or_else(|| StoreError::NoSuchUpload(upload.upload_id.to_owned()))?;
+            else {
+                return match b.completed.get(upload.upload_id) {
+                    Some(done) if done.repeats(upload, &parts) => Ok(done.info.clone()),
+                    _ => Err(StoreError::NoSuchUpload(upload.upload_id.to_owned())),
+                };
+            };
             let uploaded: BTreeMap<u32, PartInfo> =
                 up.parts.iter().map(|(n, (p, _))| (*n, p.clone())).collect();
             let chosen = completed_parts(&uploaded, &parts)?;
@@ -327,9 +340,28 @@ impl ObjectStore for MemoryStore {
                 content_type: up.options.content_type.clone(),
                 metadata: up.options.metadata.clone(),
             };
+            if let Some(condition) = &condition {
+                condition.check(
+                    upload.bucket,
+                    upload.key,
+                    b.objects.get(upload.key).map(|(info, _)| info),
+                )?;
+            }
             b.uploads.remove(upload.upload_id);
             b.objects
                 .insert(upload.key.to_owned(), (info.clone(), Bytes::from(data)));
+            b.completed.insert(
+                upload.upload_id.to_owned(),
+                CompletedUpload {
+                    bucket: upload.bucket.to_owned(),
+                    key: upload.key.to_owned(),
+                    parts: chosen
+                        .iter()
+                        .map(|p| (p.part_number, p.etag.clone()))
+                        .collect(),
+                    info: info.clone(),
+                },
+            );
             Ok(info)
         })
     }

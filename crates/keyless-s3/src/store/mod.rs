@@ -59,6 +59,10 @@ pub enum StoreError {
         /// Received length.
         got: u64,
     },
+    /// A conditional write's condition does not hold (`If-None-Match: *` on an existing key,
+    /// `If-Match` with another ETag); nothing was written.
+    #[error("the write's precondition does not hold")]
+    PreconditionFailed,
     /// The range lies outside the object.
     #[error("the range is not satisfiable for an object of {size} bytes")]
     InvalidRange {
@@ -150,6 +154,72 @@ pub struct PutOptions {
     pub content_length: Option<u64>,
     /// A further check of the data.
     pub verifier: Option<Verifier>,
+    /// What the key must hold for the write to happen, checked when it commits.
+    pub condition: Option<WriteCondition>,
+}
+
+/// The condition of a conditional write (PUT or CompleteMultipartUpload), checked in the
+/// transaction that commits the object: of concurrent writers, exactly one can find the key
+/// absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// `If-None-Match: *`: the key must not exist.
+    Absent,
+    /// `If-Match: *`: the key must exist.
+    Exists,
+    /// `If-Match: ETAG`: the key must hold an object with this ETag (without quotes).
+    ETag(String),
+}
+
+impl WriteCondition {
+    /// Whether the write may replace `current`, the key's object now (`None` when absent).
+    /// An `If-Match` on an absent key answers `NoSuchKey`, as S3 does.
+    pub fn check(
+        &self,
+        bucket: &str,
+        key: &str,
+        current: Option<&ObjectInfo>,
+    ) -> Result<(), StoreError> {
+        match (self, current) {
+            (Self::Absent, None) | (Self::Exists, Some(_)) => Ok(()),
+            (Self::ETag(etag), Some(object)) if *etag == object.etag => Ok(()),
+            (Self::Exists | Self::ETag(_), None) => Err(StoreError::NoSuchKey {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            }),
+            _ => Err(StoreError::PreconditionFailed),
+        }
+    }
+}
+
+/// How long a completed multipart upload is remembered, so that a CompleteMultipartUpload
+/// retried with the same parts (an SDK whose response was lost retries) answers the same
+/// success instead of `NoSuchUpload`, in milliseconds.
+pub const COMPLETED_UPLOAD_MEMORY_MS: i64 = 24 * 3600 * 1000;
+
+/// A completed multipart upload, remembered for [`COMPLETED_UPLOAD_MEMORY_MS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CompletedUpload {
+    pub(crate) bucket: String,
+    pub(crate) key: String,
+    /// The parts the completion listed (numbers and ETags without quotes).
+    pub(crate) parts: Vec<(u32, String)>,
+    /// The object it made.
+    pub(crate) info: ObjectInfo,
+}
+
+impl CompletedUpload {
+    /// Whether a completion of `upload` with `parts` repeats this one.
+    pub(crate) fn repeats(&self, upload: UploadRef<'_>, parts: &[(u32, String)]) -> bool {
+        self.bucket == upload.bucket
+            && self.key == upload.key
+            && self.parts.len() == parts.len()
+            && self
+                .parts
+                .iter()
+                .zip(parts)
+                .all(|((n, e), (m, f))| n == m && e == f.trim_matches('"'))
+    }
 }
 
 /// An in-progress multipart upload.
@@ -369,11 +439,14 @@ pub trait ObjectStore: Send + Sync + 'static {
         bucket: &str,
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<UploadInfo>, StoreError>> + Send;
-    /// Assembles the listed parts (number and ETag, ascending) into the object.
+    /// Assembles the listed parts (number and ETag, ascending) into the object, if
+    /// `condition` holds when it commits. A completion repeated with the same parts after it
+    /// succeeded answers the same object again (for [`COMPLETED_UPLOAD_MEMORY_MS`]).
     fn complete_upload(
         &self,
         upload: UploadRef<'_>,
         parts: Vec<(u32, String)>,
+        condition: Option<WriteCondition>,
     ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
     /// Discards an upload and its parts.
     fn abort_upload(

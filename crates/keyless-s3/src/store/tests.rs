@@ -109,6 +109,7 @@ async fn objects(store: impl ObjectStore) {
         content_md5: Some(Md5::digest(b"hello world").into()),
         content_length: Some(11),
         verifier: None,
+        condition: None,
     };
     let info = store
         .put_object("b", "dir/hello.txt", body(&[b"hello ", b"world"]), options)
@@ -460,24 +461,24 @@ async fn multipart(store: impl ObjectStore) {
     };
     assert!(matches!(
         store
-            .complete_upload(upload, with(&[(1, &p1.etag), (2, "0000")]))
+            .complete_upload(upload, with(&[(1, &p1.etag), (2, "0000")]), None)
             .await,
         Err(StoreError::InvalidPart(2))
     ));
     assert!(matches!(
         store
-            .complete_upload(upload, with(&[(2, &p2.etag), (1, &p1.etag)]))
+            .complete_upload(upload, with(&[(2, &p2.etag), (1, &p1.etag)]), None)
             .await,
         Err(StoreError::InvalidPartOrder)
     ));
     assert!(matches!(
         store
-            .complete_upload(upload, with(&[(2, &p2.etag), (3, "x")]))
+            .complete_upload(upload, with(&[(2, &p2.etag), (3, "x")]), None)
             .await,
         Err(StoreError::InvalidPart(3))
     ));
     assert!(matches!(
-        store.complete_upload(upload, Vec::new()).await,
+        store.complete_upload(upload, Vec::new(), None).await,
         Err(StoreError::InvalidPart(0))
     ));
     let wrong_key = UploadRef {
@@ -491,7 +492,7 @@ async fn multipart(store: impl ObjectStore) {
 
     let quoted = format!("\"{}\"", p1.etag);
     let info = store
-        .complete_upload(upload, with(&[(1, &quoted), (2, &p2.etag)]))
+        .complete_upload(upload, with(&[(1, &quoted), (2, &p2.etag)]), None)
         .await
         .unwrap();
     assert!(info.etag.ends_with("-2"), "{}", info.etag);
@@ -530,7 +531,7 @@ async fn multipart_small_parts_and_abort(store: impl ObjectStore) {
         .unwrap();
     assert!(matches!(
         store
-            .complete_upload(upload, vec![(1, a.etag.clone()), (2, b.etag.clone())])
+            .complete_upload(upload, vec![(1, a.etag.clone()), (2, b.etag.clone())], None)
             .await,
         Err(StoreError::EntityTooSmall { part: 1, size: 5 })
     ));
@@ -549,7 +550,7 @@ async fn multipart_small_parts_and_abort(store: impl ObjectStore) {
         .await
         .unwrap();
     store
-        .complete_upload(single, vec![(1, only.etag)])
+        .complete_upload(single, vec![(1, only.etag)], None)
         .await
         .unwrap();
     assert_eq!(get(&store, "b", "single").await.unwrap(), b"tiny");
@@ -603,7 +604,187 @@ async fn deleting_a_bucket_discards_its_uploads(store: impl ObjectStore) {
     store.create_bucket("b").await.unwrap();
     assert!(store.list_uploads("b", "").await.unwrap().is_empty());
     assert!(matches!(
-        store.complete_upload(upload, vec![(1, part.etag)]).await,
+        store
+            .complete_upload(upload, vec![(1, part.etag)], None)
+            .await,
+        Err(StoreError::NoSuchUpload(_))
+    ));
+}
+
+fn conditional(condition: WriteCondition) -> PutOptions {
+    PutOptions {
+        condition: Some(condition),
+        ..Default::default()
+    }
+}
+
+async fn conditional_writes(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    let large = vec![7u8; 200 * 1024];
+    for data in [&b"first"[..], &large[..]] {
+        let key = format!("k{}", data.len());
+        let first = store
+            .put_object(
+                "b",
+                &key,
+                body(&[data]),
+                conditional(WriteCondition::Absent),
+            )
+            .await
+            .unwrap();
+        // If-None-Match: * on an existing key writes nothing.
+        assert!(matches!(
+            store
+                .put_object(
+                    "b",
+                    &key,
+                    body(&[b"second"]),
+                    conditional(WriteCondition::Absent)
+                )
+                .await,
+            Err(StoreError::PreconditionFailed)
+        ));
+        assert_eq!(get(&store, "b", &key).await.unwrap(), data);
+        // If-Match with another ETag writes nothing; with the current one it replaces.
+        assert!(matches!(
+            store
+                .put_object(
+                    "b",
+                    &key,
+                    body(&[b"second"]),
+                    conditional(WriteCondition::ETag("0".repeat(32)))
+                )
+                .await,
+            Err(StoreError::PreconditionFailed)
+        ));
+        assert_eq!(get(&store, "b", &key).await.unwrap(), data);
+        let second = store
+            .put_object(
+                "b",
+                &key,
+                body(&[b"second"]),
+                conditional(WriteCondition::ETag(first.etag.clone())),
+            )
+            .await
+            .unwrap();
+        assert_eq!(get(&store, "b", &key).await.unwrap(), b"second");
+        store
+            .put_object(
+                "b",
+                &key,
+                body(&[data]),
+                conditional(WriteCondition::Exists),
+            )
+            .await
+            .unwrap();
+        assert_ne!(second.etag, first.etag);
+    }
+    // If-Match on an absent key: NoSuchKey, as S3 answers.
+    for condition in [WriteCondition::Exists, WriteCondition::ETag("0".repeat(32))] {
+        assert!(matches!(
+            store
+                .put_object("b", "absent", body(&[b"x"]), conditional(condition))
+                .await,
+            Err(StoreError::NoSuchKey { .. })
+        ));
+    }
+    assert!(get(&store, "b", "absent").await.is_none());
+}
+
+/// Many writers of `If-None-Match: *` to one key at once: exactly one wins, and the key holds
+/// its data.
+async fn racing_conditional_writers(store: impl ObjectStore) {
+    let store = Arc::new(store);
+    store.create_bucket("b").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..48u32 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let data = if i % 2 == 0 {
+                vec![i as u8; 16]
+            } else {
+                vec![i as u8; 100 * 1024]
+            };
+            let result = store
+                .put_object(
+                    "b",
+                    "once",
+                    body(&[&data]),
+                    conditional(WriteCondition::Absent),
+                )
+                .await;
+            (data, result)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (data, Ok(_)) => winners.push(data),
+            (_, Err(StoreError::PreconditionFailed)) => {}
+            (_, Err(e)) => panic!("{e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one conditional writer wins");
+    assert_eq!(get(store.as_ref(), "b", "once").await.unwrap(), winners[0]);
+}
+
+async fn completions_conditional_and_repeated(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    put(&store, "b", "taken", b"old").await;
+    let up = store
+        .create_upload("b", "taken", PutOptions::default())
+        .await
+        .unwrap();
+    let id = up.upload_id.clone();
+    let upload = UploadRef {
+        bucket: "b",
+        key: "taken",
+        upload_id: &id,
+    };
+    let big = vec![3u8; MIN_PART_SIZE as usize];
+    let p1 = store
+        .upload_part(upload, 1, body(&[&big]), PutOptions::default())
+        .await
+        .unwrap();
+    let p2 = store
+        .upload_part(upload, 2, body(&[b"end"]), PutOptions::default())
+        .await
+        .unwrap();
+    let parts = vec![(1, p1.etag.clone()), (2, format!("\"{}\"", p2.etag))];
+    // If-None-Match: * on a taken key: refused, and the upload is still there to complete.
+    assert!(matches!(
+        store
+            .complete_upload(upload, parts.clone(), Some(WriteCondition::Absent))
+            .await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    assert_eq!(store.list_parts(upload).await.unwrap().len(), 2);
+    assert_eq!(get(&store, "b", "taken").await.unwrap(), b"old");
+    let old = store.head_object("b", "taken").await.unwrap();
+    let done = store
+        .complete_upload(upload, parts.clone(), Some(WriteCondition::ETag(old.etag)))
+        .await
+        .unwrap();
+    assert!(done.etag.ends_with("-2"), "{}", done.etag);
+    // Retried after it succeeded (the response was lost): the same answer.
+    let again = store
+        .complete_upload(upload, parts.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(again, done);
+    // But not with other parts, nor for another key.
+    assert!(matches!(
+        store
+            .complete_upload(upload, vec![(1, p1.etag.clone())], None)
+            .await,
+        Err(StoreError::NoSuchUpload(_))
+    ));
+    let elsewhere = UploadRef {
+        key: "other",
+        ..upload
+    };
+    assert!(matches!(
+        store.complete_upload(elsewhere, parts, None).await,
         Err(StoreError::NoSuchUpload(_))
     ));
 }
@@ -657,6 +838,21 @@ macro_rules! conformance {
             async fn deleting_a_bucket_discards_its_uploads() {
                 let dir = tempfile::tempdir().unwrap();
                 super::deleting_a_bucket_discards_its_uploads(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn conditional_writes() {
+                let dir = tempfile::tempdir().unwrap();
+                super::conditional_writes(($make)(dir.path())).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn racing_conditional_writers() {
+                let dir = tempfile::tempdir().unwrap();
+                super::racing_conditional_writers(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn completions_conditional_and_repeated() {
+                let dir = tempfile::tempdir().unwrap();
+                super::completions_conditional_and_repeated(($make)(dir.path())).await
             }
             #[tokio::test]
             async fn policies() {
@@ -773,7 +969,7 @@ async fn disk_multipart_leaves_no_part_blobs_and_keeps_live_uploads_across_reope
             .await
             .unwrap();
         store
-            .complete_upload(upload, vec![(1, part.etag)])
+            .complete_upload(upload, vec![(1, part.etag)], None)
             .await
             .unwrap();
         let aborted = store
@@ -816,7 +1012,7 @@ async fn disk_multipart_leaves_no_part_blobs_and_keeps_live_uploads_across_reope
     };
     let parts = store.list_parts(upload).await.unwrap();
     store
-        .complete_upload(upload, vec![(1, parts[0].etag.clone())])
+        .complete_upload(upload, vec![(1, parts[0].etag.clone())], None)
         .await
         .unwrap();
     assert_eq!(get(&store, "b", "live").await.unwrap(), b"kept");

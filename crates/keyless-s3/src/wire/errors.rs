@@ -168,6 +168,12 @@ fn known(code: &str) -> Option<Known> {
             true,
             &[],
         ),
+        "NotModified" => ("Not Modified", false, &[]),
+        "PreconditionFailed" => (
+            "At least one of the pre-conditions you specified did not hold",
+            false,
+            &[],
+        ),
         "RequestTimeout" => (
             "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
             false,

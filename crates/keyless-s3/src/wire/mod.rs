@@ -118,7 +118,12 @@ impl S3Front {
                 id: &id,
                 host_id: &host_id,
             };
-            if let Some(completed) = errors::complete(&body, &request) {
+            if response.status() == http::StatusCode::NOT_MODIFIED {
+                // A 304 has no body (RFC 9110 §15.4.5); its ETag and Last-Modified say why.
+                *response.body_mut() = Body::empty();
+                response.headers_mut().remove(http::header::CONTENT_LENGTH);
+                response.headers_mut().remove(http::header::CONTENT_TYPE);
+            } else if let Some(completed) = errors::complete(&body, &request) {
                 *response.body_mut() = Body::from(completed);
                 response.headers_mut().remove(http::header::CONTENT_LENGTH);
             }

@@ -28,6 +28,7 @@ pub fn store_error(e: StoreError) -> S3Error {
         StoreError::BadDigest => aws_error(S3ErrorCode::BadDigest),
         StoreError::IncompleteBody { .. } => aws_error(S3ErrorCode::IncompleteBody),
         StoreError::InvalidRange { .. } => aws_error(S3ErrorCode::InvalidRange),
+        StoreError::PreconditionFailed => aws_error(S3ErrorCode::PreconditionFailed),
         StoreError::NoSuchUpload(_) => aws_error(S3ErrorCode::NoSuchUpload),
         StoreError::InvalidPart(_) => aws_error(S3ErrorCode::InvalidPart),
         StoreError::InvalidPartOrder => aws_error(S3ErrorCode::InvalidPartOrder),
