@@ -171,6 +171,19 @@ def test_copy_checks_the_source_conditions_and_its_own_write_condition(s3):
     assert status(e) == 412
 
 
+def test_upload_part_copy_checks_the_source_conditions(s3):
+    etag = put(s3, "src", b"s" * 1024)
+    upload = s3.create_multipart_upload(Bucket="bkt", Key="dst")["UploadId"]
+    copy = dict(Bucket="bkt", Key="dst", UploadId=upload, PartNumber=1, CopySource={"Bucket": "bkt", "Key": "src"})
+    for condition in ({"CopySourceIfMatch": '"0123456789abcdef0123456789abcdef"'}, {"CopySourceIfNoneMatch": etag}):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.upload_part_copy(**copy, **condition)
+        assert (status(e), error_code(e)) == (412, "PreconditionFailed"), condition
+    assert s3.list_parts(Bucket="bkt", Key="dst", UploadId=upload).get("Parts", []) == []
+    s3.upload_part_copy(**copy, CopySourceIfMatch=etag)
+    assert len(s3.list_parts(Bucket="bkt", Key="dst", UploadId=upload)["Parts"]) == 1
+
+
 def multipart(s3, key):
     upload = s3.create_multipart_upload(Bucket="bkt", Key=key)["UploadId"]
     etags = [

@@ -9,6 +9,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::KeylessS3;
 use super::bucket::timestamp;
 use super::object::{body_stream, content_md5, copy_source, metadata_in};
+use crate::conditions::{Conditions, seconds};
 use crate::store::{ByteRange, ObjectStore, PutOptions, UploadRef};
 use crate::wire::store_error;
 
@@ -108,11 +109,20 @@ impl<S: ObjectStore> KeylessS3<S> {
         let input = req.input;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         let range = copy_range(input.copy_source_range.as_deref())?;
-        let (_, stream) = self
+        let (source, stream) = self
             .store
             .get_object(src_bucket, src_key, range)
             .await
             .map_err(store_error)?;
+        let conditions = Conditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref().map(seconds),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref().map(seconds),
+        };
+        conditions
+            .check_copy_source(&source)
+            .map_err(|why| super::object::unmet(why, &source))?;
         let upload = UploadRef {
             bucket: &input.bucket,
             key: &input.key,
