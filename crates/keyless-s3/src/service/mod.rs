@@ -6,6 +6,7 @@
 mod bucket;
 mod checksum;
 mod dispatch;
+mod encryption;
 mod list;
 mod multipart;
 mod object;

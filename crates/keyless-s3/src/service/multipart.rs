@@ -8,6 +8,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
 use super::bucket::timestamp;
+use super::encryption::{Carries, refuse_unimplemented};
 use super::object::{body_stream, content_md5, copy_source, metadata_in};
 use crate::store::{ByteRange, ObjectStore, PutOptions, UploadRef};
 use crate::wire::store_error;
@@ -51,10 +52,11 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        refuse_unimplemented(&req.headers, Carries::Method)?;
         let input = req.input;
         let options = PutOptions {
             content_type: input.content_type,
-            metadata: metadata_in(input.metadata),
+            metadata: metadata_in(input.metadata)?,
             ..Default::default()
         };
         let upload = self
@@ -74,6 +76,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
+        refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let input = req.input;
         let upload = UploadRef {
             bucket: &input.bucket,
@@ -105,6 +108,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let input = req.input;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         let range = copy_range(input.copy_source_range.as_deref())?;
