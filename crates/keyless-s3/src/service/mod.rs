@@ -3,6 +3,7 @@
 //! service and its settings; `dispatch.rs` routes each operation of s3s's [`s3s::S3`] trait to
 //! its handler.
 
+mod acl;
 mod bucket;
 mod checksum;
 mod dispatch;
@@ -10,6 +11,7 @@ mod encryption;
 mod list;
 mod multipart;
 mod object;
+mod probes;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,6 +7,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
+use super::acl::{AclOf, refuse_acl_headers};
 use super::bucket::timestamp;
 use super::encryption::{Carries, refuse_unimplemented};
 use super::object::{body_stream, content_md5, copy_source, metadata_in};
@@ -52,6 +53,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;
         refuse_unimplemented(&req.headers, Carries::Method)?;
         let input = req.input;
         let options = PutOptions {

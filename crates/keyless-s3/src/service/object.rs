@@ -12,6 +12,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
+use super::acl::{AclOf, refuse_acl_headers};
 use super::bucket::timestamp;
 use super::encryption::{Carries, refuse_unimplemented};
 use crate::extensions::{DeniedKeys, MayList};
@@ -122,6 +123,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
+        refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;
         refuse_unimplemented(&req.headers, Carries::Method)?;
         let input = req.input;
         let options = PutOptions {
@@ -263,6 +265,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
+        refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;
         refuse_unimplemented(&req.headers, Carries::Method)?;
         let input = req.input;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
