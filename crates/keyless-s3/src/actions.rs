@@ -25,9 +25,23 @@ pub enum S3Op {
     DeleteBucketPolicy,
     DeleteObject,
     DeleteObjects,
+    GetBucketAcl,
+    GetBucketCors,
+    GetBucketEncryption,
+    GetBucketLifecycleConfiguration,
     GetBucketLocation,
+    GetBucketLogging,
+    GetBucketNotificationConfiguration,
+    GetBucketOwnershipControls,
     GetBucketPolicy,
+    GetBucketReplication,
+    GetBucketTagging,
+    GetBucketVersioning,
+    GetBucketWebsite,
     GetObject,
+    GetObjectAcl,
+    GetObjectLockConfiguration,
+    GetPublicAccessBlock,
     HeadBucket,
     HeadObject,
     ListBuckets,
@@ -35,8 +49,10 @@ pub enum S3Op {
     ListObjects,
     ListObjectsV2,
     ListParts,
+    PutBucketAcl,
     PutBucketPolicy,
     PutObject,
+    PutObjectAcl,
     UploadPart,
     UploadPartCopy,
 }
@@ -53,7 +69,7 @@ pub enum Scope {
 }
 
 /// Every operation, for tables and tests.
-pub const ALL_OPS: [S3Op; 23] = [
+pub const ALL_OPS: [S3Op; 39] = [
     S3Op::AbortMultipartUpload,
     S3Op::CompleteMultipartUpload,
     S3Op::CopyObject,
@@ -63,9 +79,23 @@ pub const ALL_OPS: [S3Op; 23] = [
     S3Op::DeleteBucketPolicy,
     S3Op::DeleteObject,
     S3Op::DeleteObjects,
+    S3Op::GetBucketAcl,
+    S3Op::GetBucketCors,
+    S3Op::GetBucketEncryption,
+    S3Op::GetBucketLifecycleConfiguration,
     S3Op::GetBucketLocation,
+    S3Op::GetBucketLogging,
+    S3Op::GetBucketNotificationConfiguration,
+    S3Op::GetBucketOwnershipControls,
     S3Op::GetBucketPolicy,
+    S3Op::GetBucketReplication,
+    S3Op::GetBucketTagging,
+    S3Op::GetBucketVersioning,
+    S3Op::GetBucketWebsite,
     S3Op::GetObject,
+    S3Op::GetObjectAcl,
+    S3Op::GetObjectLockConfiguration,
+    S3Op::GetPublicAccessBlock,
     S3Op::HeadBucket,
     S3Op::HeadObject,
     S3Op::ListBuckets,
@@ -73,8 +103,10 @@ pub const ALL_OPS: [S3Op; 23] = [
     S3Op::ListObjects,
     S3Op::ListObjectsV2,
     S3Op::ListParts,
+    S3Op::PutBucketAcl,
     S3Op::PutBucketPolicy,
     S3Op::PutObject,
+    S3Op::PutObjectAcl,
     S3Op::UploadPart,
     S3Op::UploadPartCopy,
 ];
@@ -92,9 +124,23 @@ impl S3Op {
             Self::DeleteBucketPolicy => "DeleteBucketPolicy",
             Self::DeleteObject => "DeleteObject",
             Self::DeleteObjects => "DeleteObjects",
+            Self::GetBucketAcl => "GetBucketAcl",
+            Self::GetBucketCors => "GetBucketCors",
+            Self::GetBucketEncryption => "GetBucketEncryption",
+            Self::GetBucketLifecycleConfiguration => "GetBucketLifecycleConfiguration",
             Self::GetBucketLocation => "GetBucketLocation",
+            Self::GetBucketLogging => "GetBucketLogging",
+            Self::GetBucketNotificationConfiguration => "GetBucketNotificationConfiguration",
+            Self::GetBucketOwnershipControls => "GetBucketOwnershipControls",
             Self::GetBucketPolicy => "GetBucketPolicy",
+            Self::GetBucketReplication => "GetBucketReplication",
+            Self::GetBucketTagging => "GetBucketTagging",
+            Self::GetBucketVersioning => "GetBucketVersioning",
+            Self::GetBucketWebsite => "GetBucketWebsite",
             Self::GetObject => "GetObject",
+            Self::GetObjectAcl => "GetObjectAcl",
+            Self::GetObjectLockConfiguration => "GetObjectLockConfiguration",
+            Self::GetPublicAccessBlock => "GetPublicAccessBlock",
             Self::HeadBucket => "HeadBucket",
             Self::HeadObject => "HeadObject",
             Self::ListBuckets => "ListBuckets",
@@ -102,8 +148,10 @@ impl S3Op {
             Self::ListObjects => "ListObjects",
             Self::ListObjectsV2 => "ListObjectsV2",
             Self::ListParts => "ListParts",
+            Self::PutBucketAcl => "PutBucketAcl",
             Self::PutBucketPolicy => "PutBucketPolicy",
             Self::PutObject => "PutObject",
+            Self::PutObjectAcl => "PutObjectAcl",
             Self::UploadPart => "UploadPart",
             Self::UploadPartCopy => "UploadPartCopy",
         }
@@ -136,6 +184,22 @@ impl S3Op {
             Self::ListMultipartUploads => "s3:ListBucketMultipartUploads",
             Self::ListParts => "s3:ListMultipartUploadParts",
             Self::PutBucketPolicy => "s3:PutBucketPolicy",
+            Self::GetBucketAcl => "s3:GetBucketAcl",
+            Self::GetBucketCors => "s3:GetBucketCORS",
+            Self::GetBucketEncryption => "s3:GetEncryptionConfiguration",
+            Self::GetBucketLifecycleConfiguration => "s3:GetLifecycleConfiguration",
+            Self::GetBucketLogging => "s3:GetBucketLogging",
+            Self::GetBucketNotificationConfiguration => "s3:GetBucketNotification",
+            Self::GetBucketOwnershipControls => "s3:GetBucketOwnershipControls",
+            Self::GetBucketReplication => "s3:GetReplicationConfiguration",
+            Self::GetBucketTagging => "s3:GetBucketTagging",
+            Self::GetBucketVersioning => "s3:GetBucketVersioning",
+            Self::GetBucketWebsite => "s3:GetBucketWebsite",
+            Self::GetObjectAcl => "s3:GetObjectAcl",
+            Self::GetObjectLockConfiguration => "s3:GetBucketObjectLockConfiguration",
+            Self::GetPublicAccessBlock => "s3:GetBucketPublicAccessBlock",
+            Self::PutBucketAcl => "s3:PutBucketAcl",
+            Self::PutObjectAcl => "s3:PutObjectAcl",
         }
     }
 
@@ -152,6 +216,20 @@ impl S3Op {
             | Self::ListMultipartUploads
             | Self::ListObjects
             | Self::ListObjectsV2
+            | Self::GetBucketAcl
+            | Self::GetBucketCors
+            | Self::GetBucketEncryption
+            | Self::GetBucketLifecycleConfiguration
+            | Self::GetBucketLogging
+            | Self::GetBucketNotificationConfiguration
+            | Self::GetBucketOwnershipControls
+            | Self::GetBucketReplication
+            | Self::GetBucketTagging
+            | Self::GetBucketVersioning
+            | Self::GetBucketWebsite
+            | Self::GetObjectLockConfiguration
+            | Self::GetPublicAccessBlock
+            | Self::PutBucketAcl
             | Self::PutBucketPolicy => Scope::Bucket,
             Self::AbortMultipartUpload
             | Self::CompleteMultipartUpload
@@ -164,6 +242,8 @@ impl S3Op {
             | Self::ListParts
             | Self::PutObject
             | Self::UploadPart
+            | Self::GetObjectAcl
+            | Self::PutObjectAcl
             | Self::UploadPartCopy => Scope::Object,
         }
     }
@@ -310,7 +390,7 @@ mod tests {
             assert_eq!(S3Op::from_name(op.name()), Some(op));
             assert!(op.action().starts_with("s3:"));
         }
-        assert_eq!(S3Op::from_name("PutBucketAcl"), None);
+        assert_eq!(S3Op::from_name("PutBucketCors"), None);
     }
 
     /// The permissions the S3 User Guide lists for each operation.
@@ -363,6 +443,54 @@ mod tests {
                 "s3:DeleteBucketPolicy",
                 "arn:aws:s3:::b",
             ),
+            ("GetBucketAcl", "s3:GetBucketAcl", "arn:aws:s3:::b"),
+            ("GetBucketCors", "s3:GetBucketCORS", "arn:aws:s3:::b"),
+            (
+                "GetBucketEncryption",
+                "s3:GetEncryptionConfiguration",
+                "arn:aws:s3:::b",
+            ),
+            (
+                "GetBucketLifecycleConfiguration",
+                "s3:GetLifecycleConfiguration",
+                "arn:aws:s3:::b",
+            ),
+            ("GetBucketLogging", "s3:GetBucketLogging", "arn:aws:s3:::b"),
+            (
+                "GetBucketNotificationConfiguration",
+                "s3:GetBucketNotification",
+                "arn:aws:s3:::b",
+            ),
+            (
+                "GetBucketOwnershipControls",
+                "s3:GetBucketOwnershipControls",
+                "arn:aws:s3:::b",
+            ),
+            (
+                "GetBucketReplication",
+                "s3:GetReplicationConfiguration",
+                "arn:aws:s3:::b",
+            ),
+            ("GetBucketTagging", "s3:GetBucketTagging", "arn:aws:s3:::b"),
+            (
+                "GetBucketVersioning",
+                "s3:GetBucketVersioning",
+                "arn:aws:s3:::b",
+            ),
+            ("GetBucketWebsite", "s3:GetBucketWebsite", "arn:aws:s3:::b"),
+            ("GetObjectAcl", "s3:GetObjectAcl", "arn:aws:s3:::b/k"),
+            (
+                "GetObjectLockConfiguration",
+                "s3:GetBucketObjectLockConfiguration",
+                "arn:aws:s3:::b",
+            ),
+            (
+                "GetPublicAccessBlock",
+                "s3:GetBucketPublicAccessBlock",
+                "arn:aws:s3:::b",
+            ),
+            ("PutBucketAcl", "s3:PutBucketAcl", "arn:aws:s3:::b"),
+            ("PutObjectAcl", "s3:PutObjectAcl", "arn:aws:s3:::b/k"),
             ("ListBuckets", "s3:ListAllMyBuckets", "*"),
         ];
         assert_eq!(table.len(), ALL_OPS.len());

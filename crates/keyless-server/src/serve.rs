@@ -100,12 +100,24 @@ impl Server {
             }
             None => Config::default().load(Path::new("."))?,
         };
-        std::fs::create_dir_all(&args.data_dir).with_context(|| {
-            format!(
-                "cannot create the data folder `{}`",
-                args.data_dir.display()
-            )
-        })?;
+        // The data folder holds every object and the IAM state: its owner's alone, created so
+        // and tightened if an older version left it open.
+        {
+            use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&args.data_dir)
+                .and_then(|()| {
+                    std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700))
+                })
+                .with_context(|| {
+                    format!(
+                        "cannot create the data folder `{}`",
+                        args.data_dir.display()
+                    )
+                })?;
+        }
         let data_dir = args.data_dir.canonicalize()?;
         let (root, credentials_file) = crate::root::root_key(&data_dir)?;
         #[allow(clippy::disallowed_types)] // the composition root builds the real clock

@@ -10,6 +10,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
+use super::acl::{AclOf, refuse_acl_headers};
 use crate::store::ObjectStore;
 use crate::wire::store_error;
 
@@ -23,6 +24,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
+        refuse_acl_headers(&req.headers, AclOf::Bucket, &self.owner_id)?;
         let bucket = req.input.bucket;
         self.store
             .create_bucket(&bucket)

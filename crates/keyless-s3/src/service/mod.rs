@@ -3,12 +3,15 @@
 //! service and its settings; `dispatch.rs` routes each operation of s3s's [`s3s::S3`] trait to
 //! its handler.
 
+mod acl;
 mod bucket;
 mod checksum;
 mod dispatch;
+mod encryption;
 mod list;
 mod multipart;
 mod object;
+mod probes;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,7 +7,9 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
+use super::acl::{AclOf, refuse_acl_headers};
 use super::bucket::timestamp;
+use super::encryption::{Carries, refuse_unimplemented};
 use super::object::{body_stream, content_md5, copy_source, metadata_in};
 use crate::conditions::{Conditions, seconds};
 use crate::store::{ByteRange, ObjectStore, PutOptions, UploadRef};
@@ -52,10 +54,12 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;
+        refuse_unimplemented(&req.headers, Carries::Method)?;
         let input = req.input;
         let options = PutOptions {
             content_type: input.content_type,
-            metadata: metadata_in(input.metadata),
+            metadata: metadata_in(input.metadata)?,
             ..Default::default()
         };
         let upload = self
@@ -75,6 +79,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
+        refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let input = req.input;
         let upload = UploadRef {
             bucket: &input.bucket,
@@ -106,6 +111,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let input = req.input;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         let range = copy_range(input.copy_source_range.as_deref())?;

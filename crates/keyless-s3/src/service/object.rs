@@ -12,7 +12,9 @@ use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
+use super::acl::{AclOf, refuse_acl_headers};
 use super::bucket::timestamp;
+use super::encryption::{Carries, refuse_unimplemented};
 use crate::conditions::{Conditions, Unmet, seconds};
 use crate::extensions::{DeniedKeys, MayList};
 use crate::store::StoreError;
@@ -79,12 +81,26 @@ pub(super) fn write_condition(
         .map_err(|_| aws_error(S3ErrorCode::NotImplemented))
 }
 
-pub(super) fn metadata_in(metadata: Option<Metadata>) -> BTreeMap<String, String> {
-    metadata
+/// S3's limit on user metadata: the bytes of every `x-amz-meta-*` name (without the prefix)
+/// and value, summed, as the S3 User Guide counts them
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html>).
+pub(super) const MAX_METADATA_BYTES: usize = 2 * 1024;
+
+/// The user metadata of a request, lowercased; `MetadataTooLarge` over S3's 2 KB.
+pub(super) fn metadata_in(metadata: Option<Metadata>) -> S3Result<BTreeMap<String, String>> {
+    let metadata: BTreeMap<String, String> = metadata
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect()
+        .collect();
+    let size: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_METADATA_BYTES {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size."
+        ));
+    }
+    Ok(metadata)
 }
 
 fn metadata_out(info: &ObjectInfo) -> Option<Metadata> {
@@ -143,11 +159,13 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
+        refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;
+        refuse_unimplemented(&req.headers, Carries::Method)?;
         let input = req.input;
         let options = PutOptions {
             condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,
             content_type: input.content_type,
-            metadata: metadata_in(input.metadata),
+            metadata: metadata_in(input.metadata)?,
             content_md5: content_md5(input.content_md5.as_deref())?,
             content_length: None,
             verifier: super::checksum::verifier(&req.headers, req.trailing_headers)?,
@@ -172,6 +190,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
+        refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let may_list = req.extensions.get::<MayList>().copied();
         let input = req.input;
         let range = byte_range(input.range);
@@ -214,6 +233,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
+        refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let may_list = req.extensions.get::<MayList>().copied();
         let input = req.input;
         let info = self
@@ -300,6 +320,8 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
+        refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;
+        refuse_unimplemented(&req.headers, Carries::Method)?;
         // CopyObject's conditional write on the destination: s3s 0.14 does not parse these
         // two headers for copies, so they are read here rather than ignored.
         let header = |name: http::HeaderName| {
@@ -344,7 +366,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         let options = if replace {
             PutOptions {
                 content_type: input.content_type,
-                metadata: metadata_in(input.metadata),
+                metadata: metadata_in(input.metadata)?,
                 condition,
                 ..Default::default()
             }
@@ -375,6 +397,27 @@ impl<S: ObjectStore> KeylessS3<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_over_2_kb_is_too_large() {
+        let meta = |pairs: &[(&str, usize)]| -> Option<Metadata> {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, n)| ((*k).to_owned(), "v".repeat(*n)))
+                    .collect(),
+            )
+        };
+        // Names count without `x-amz-meta-`, values in bytes: 2048 in all passes.
+        assert!(metadata_in(meta(&[("ab", 1000), ("cd", 1044)])).is_ok());
+        let e = metadata_in(meta(&[("ab", 1000), ("cd", 1045)])).unwrap_err();
+        assert_eq!(e.code().as_str(), "MetadataTooLarge");
+        assert_eq!(
+            metadata_in(meta(&[("Mixed-Case", 1)])).unwrap()["mixed-case"],
+            "v"
+        );
+        assert!(metadata_in(None).unwrap().is_empty());
+    }
 
     #[tokio::test]
     async fn a_stalled_body_times_out_after_what_arrived() {

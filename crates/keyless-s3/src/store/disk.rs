@@ -5,9 +5,15 @@
 //! leaves the key absent or whole: never partial. Blob names are random, so no key (however it
 //! is spelled: `../`, `//`, unicode) ever becomes a path. Blobs that a crash left unreferenced
 //! are removed when the store opens.
+//!
+//! The store is readable by its owner alone, as `iam.redb` is: folders 0700, blobs, parts and
+//! `meta.redb` 0600, each created so before a byte is written; a store left open by an older
+//! version is tightened when it opens (its folders, whose 0700 keeps the files in them from
+//! any other account, and `meta.redb`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::SeekFrom;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockWriteGuard, Weak};
 
@@ -143,13 +149,16 @@ impl DiskStore {
     /// Opens (creating if needed) a store in `root`: `meta.redb`, `blobs/` and `tmp/`.
     pub fn open(root: impl Into<PathBuf>, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let root = root.into();
-        std::fs::create_dir_all(root.join("blobs"))?;
+        private_dir(&root)?;
+        private_dir(&root.join("blobs"))?;
+        let meta = root.join("meta.redb");
+        private_file(&meta)?;
         // Opening the database locks it: a second server on the same folder stops here, before
         // it could touch the first one's files.
-        let db = Database::create(root.join("meta.redb")).map_err(db_err)?;
+        let db = Database::create(&meta).map_err(db_err)?;
         // Temporary files of writes that never finished.
         let _ = std::fs::remove_dir_all(root.join("tmp"));
-        std::fs::create_dir_all(root.join("tmp"))?;
+        private_dir(&root.join("tmp"))?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(BUCKETS).map_err(db_err)?;
         txn.open_table(OBJECTS).map_err(db_err)?;
@@ -211,7 +220,9 @@ impl DiskStore {
             live.extend(decode::<UploadRecord>(value.value())?.blobs());
         }
         for dir in std::fs::read_dir(self.inner.root.join("blobs"))? {
-            for blob in std::fs::read_dir(dir?.path())? {
+            let dir = dir?.path();
+            private_dir(&dir)?;
+            for blob in std::fs::read_dir(&dir)? {
                 let blob = blob?;
                 if !live.contains(&*blob.file_name().to_string_lossy()) {
                     std::fs::remove_file(blob.path())?;
@@ -251,7 +262,12 @@ impl DiskStore {
         let blob = random_id()?;
         let tmp = self.inner.root.join("tmp").join(&blob);
         let written = async {
-            let mut file = tokio::fs::File::create_new(&tmp).await?;
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(PRIVATE_FILE)
+                .open(&tmp)
+                .await?;
             let mut check = BodyCheck::new(options);
             // Request bodies arrive in chunks of a few KiB, and each write of a tokio file is a
             // hand-off to a blocking thread: gathered into 1 MiB writes, a GiB costs a thousand
@@ -292,7 +308,11 @@ impl DiskStore {
         let dir = path.parent().map(Path::to_owned).unwrap_or_default();
         let placed = async {
             if !tokio::fs::try_exists(&dir).await? {
-                tokio::fs::create_dir_all(&dir).await?;
+                tokio::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(PRIVATE_DIR)
+                    .create(&dir)
+                    .await?;
                 // The new folder's own entry must be durable too.
                 fsync_dir(&self.inner.root.join("blobs")).await?;
             }
@@ -318,7 +338,11 @@ impl DiskStore {
         }
         let target = tmp.clone();
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-            let mut out = std::fs::File::create_new(&target)?;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(PRIVATE_FILE)
+                .open(&target)?;
             let mut size = 0;
             for mut source in sources {
                 size += std::io::copy(&mut source, &mut out)?;
@@ -633,6 +657,34 @@ fn bucket_record(txn: &redb::ReadTransaction, bucket: &str) -> Result<BucketReco
         .map_err(db_err)?
         .ok_or_else(|| StoreError::NoSuchBucket(bucket.to_owned()))?;
     decode(value.value())
+}
+
+/// The mode of the store's folders: its owner's alone.
+const PRIVATE_DIR: u32 = 0o700;
+
+/// The mode of the store's files.
+const PRIVATE_FILE: u32 = 0o600;
+
+/// Creates `dir` (and its parents) 0700, or tightens it to 0700 if it exists.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR))
+}
+
+/// Creates `file` empty and 0600 if absent, or tightens it to 0600.
+fn private_file(file: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(PRIVATE_FILE)
+        .open(file)?;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(PRIVATE_FILE))
 }
 
 async fn fsync_dir(dir: &Path) -> Result<(), StoreError> {

@@ -1158,3 +1158,70 @@ async fn concurrent_puts_are_grouped_and_each_answered() {
         Err(StoreError::NoSuchBucket(_))
     ));
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every folder under `dir` (itself included) and every file, with its mode.
+fn modes_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    let mut out = vec![(dir.to_owned(), mode(dir))];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(modes_under(&path));
+        } else {
+            out.push((path.clone(), mode(&path)));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn disk_files_are_readable_by_their_owner_alone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("objects");
+    {
+        let store = DiskStore::open(&root, clock()).unwrap();
+        store.create_bucket("b").await.unwrap();
+        put(&store, "b", "k", &big(b'1')).await;
+        let up = store
+            .create_upload("b", "mp", PutOptions::default())
+            .await
+            .unwrap();
+        let upload = UploadRef {
+            bucket: "b",
+            key: "mp",
+            upload_id: &up.upload_id,
+        };
+        store
+            .upload_part(upload, 1, body(&[&big(b'p')]), PutOptions::default())
+            .await
+            .unwrap();
+    }
+    let found = modes_under(&root);
+    // Two blobs (the object, the part), their folders, meta.redb.
+    assert!(
+        found.iter().filter(|(p, _)| p.is_file()).count() >= 3,
+        "{found:?}"
+    );
+    for (path, m) in &found {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*m, want, "{}", path.display());
+    }
+    // A store an older version left open is tightened when it opens.
+    for (path, _) in &found {
+        let open = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(open)).unwrap();
+    }
+    let store = DiskStore::open(&root, clock()).unwrap();
+    assert_eq!(get(&store, "b", "k").await.unwrap(), big(b'1'));
+    for (path, m) in modes_under(&root) {
+        if path.is_dir() {
+            assert_eq!(m, 0o700, "{}", path.display());
+        }
+    }
+    assert_eq!(mode(&root.join("meta.redb")), 0o600);
+}

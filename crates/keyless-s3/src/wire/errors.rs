@@ -54,6 +54,7 @@ struct Known {
 fn known(code: &str) -> Option<Known> {
     use Detail::*;
     let (message, keeps_given, details): (&'static str, bool, &'static [Detail]) = match code {
+        "AccessControlListNotSupported" => ("The bucket does not allow ACLs", false, &[]),
         "AccessDenied" => ("Access Denied", true, &[]),
         "AuthorizationQueryParametersError" => (
             "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.",
@@ -144,6 +145,11 @@ fn known(code: &str) -> Option<Known> {
             &[],
         ),
         "MaxMessageLengthExceeded" => ("Your request was too big.", false, &[]),
+        "MetadataTooLarge" => (
+            "Your metadata headers exceed the maximum allowed metadata size.",
+            false,
+            &[],
+        ),
         "MethodNotAllowed" => (
             "The specified method is not allowed against this resource.",
             false,
@@ -157,11 +163,32 @@ fn known(code: &str) -> Option<Known> {
         "MissingRequestBodyError" => ("Request Body is empty", false, &[]),
         "NoSuchBucket" => ("The specified bucket does not exist", false, &[BucketName]),
         "NoSuchBucketPolicy" => ("The bucket policy does not exist", false, &[BucketName]),
+        "NoSuchCORSConfiguration" => (
+            "The CORS configuration does not exist",
+            false,
+            &[BucketName],
+        ),
         "NoSuchKey" => ("The specified key does not exist.", false, &[Key, Resource]),
+        "NoSuchLifecycleConfiguration" => (
+            "The lifecycle configuration does not exist",
+            false,
+            &[BucketName],
+        ),
+        "NoSuchPublicAccessBlockConfiguration" => (
+            "The public access block configuration was not found",
+            false,
+            &[BucketName],
+        ),
+        "NoSuchTagSet" => ("The TagSet does not exist", false, &[BucketName]),
         "NoSuchUpload" => (
             "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
             false,
             &[UploadId],
+        ),
+        "NoSuchWebsiteConfiguration" => (
+            "The specified bucket does not have a website configuration",
+            false,
+            &[BucketName],
         ),
         "NotImplemented" => (
             "A header you provided implies functionality that is not implemented",
@@ -174,6 +201,16 @@ fn known(code: &str) -> Option<Known> {
             false,
             &[],
         ),
+        "ObjectLockConfigurationNotFoundError" => (
+            "Object Lock configuration does not exist for this bucket",
+            false,
+            &[BucketName],
+        ),
+        "ReplicationConfigurationNotFoundError" => (
+            "The replication configuration was not found",
+            false,
+            &[BucketName],
+        ),
         "RequestTimeout" => (
             "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
             false,
@@ -183,6 +220,11 @@ fn known(code: &str) -> Option<Known> {
             "The difference between the request time and the current time is too large.",
             false,
             &[],
+        ),
+        "ServerSideEncryptionConfigurationNotFoundError" => (
+            "The server side encryption configuration was not found",
+            false,
+            &[BucketName],
         ),
         "SignatureDoesNotMatch" => (
             "The request signature we calculated does not match the signature you provided. Check your key and signing method.",

@@ -1,5 +1,6 @@
 //! S3 on the wire: what Keyless adds around s3s for every S3 request. Presigned URLs are
-//! checked before s3s sees them ([`presign`]); every response leaves with the request's id
+//! checked before s3s sees them ([`presign`]), and so are the lengths of the bodies it reads
+//! whole ([`body`]); every response leaves with the request's id
 //! (`x-amz-request-id`, and `x-amz-id-2` for the host id), and every error body with AWS's
 //! message for its code and the elements AWS adds ([`errors`]); storage errors become S3's
 //! here too ([`store_error`]).
@@ -7,6 +8,7 @@
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/RESTCommonResponseHeaders.html>
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html>
 
+mod body;
 pub mod errors;
 mod kept;
 pub mod presign;
@@ -79,10 +81,12 @@ impl S3Front {
         let kept = Kept::of(&req);
         let id = request_id(req.extensions());
         let log = req.extensions().get::<RequestLog>().cloned();
-        let response = match presign::check(req.uri().query()) {
-            Ok(()) => self.service.call(req.map(Into::into)).await?,
-            Err(refused) => serialize(refused),
-        };
+        let has_key = self.resource(&kept).1.is_some();
+        let response =
+            match presign::check(req.uri().query()).and_then(|()| body::check(&kept, has_key)) {
+                Ok(()) => self.service.call(req.map(Into::into)).await?,
+                Err(refused) => serialize(refused),
+            };
         Ok(self.complete(response, &kept, id, log.as_ref()))
     }
 

@@ -1,0 +1,178 @@
+//! The bucket configurations Keyless does not offer, answered as S3 answers them for a bucket
+//! that never had one, so that tools which probe them (Terraform, rclone, s3cmd, backup tools)
+//! go on instead of stopping at a 501: the "not configured" errors (each AWS's code and text in
+//! `wire/errors.rs`), and for versioning, ownership, logging and notifications the answer of
+//! a new bucket.
+//!
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html>
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketVersioning.html>
+//! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketOwnershipControls.html>
+
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+
+use super::KeylessS3;
+use crate::store::ObjectStore;
+use crate::wire::{aws_error, store_error};
+
+/// A bucket without the configuration: S3's error of that code, with S3's status (404 for
+/// all of them; s3s has no status for `NoSuchPublicAccessBlockConfiguration` and 400 for
+/// `ServerSideEncryptionConfigurationNotFoundError`, which S3 answers with 404).
+fn not_configured(code: &'static str) -> S3Error {
+    let mut e = aws_error(
+        S3ErrorCode::from_bytes(code.as_bytes()).unwrap_or(S3ErrorCode::Custom(code.into())),
+    );
+    e.set_status_code(http::StatusCode::NOT_FOUND);
+    e
+}
+
+impl<S: ObjectStore> KeylessS3<S> {
+    /// The bucket must exist: `NoSuchBucket` otherwise.
+    async fn existing(&self, bucket: &str) -> S3Result<()> {
+        self.store
+            .head_bucket(bucket)
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    pub(super) async fn get_bucket_encryption_(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Err(not_configured(
+            "ServerSideEncryptionConfigurationNotFoundError",
+        ))
+    }
+
+    pub(super) async fn get_object_lock_configuration_(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Err(not_configured("ObjectLockConfigurationNotFoundError"))
+    }
+
+    pub(super) async fn get_bucket_replication_(
+        &self,
+        req: S3Request<GetBucketReplicationInput>,
+    ) -> S3Result<S3Response<GetBucketReplicationOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Err(not_configured("ReplicationConfigurationNotFoundError"))
+    }
+
+    pub(super) async fn get_bucket_website_(
+        &self,
+        req: S3Request<GetBucketWebsiteInput>,
+    ) -> S3Result<S3Response<GetBucketWebsiteOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Err(not_configured("NoSuchWebsiteConfiguration"))
+    }
+
+    pub(super) async fn get_bucket_cors_(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Err(not_configured("NoSuchCORSConfiguration"))
+    }
+
+    pub(super) async fn get_bucket_lifecycle_configuration_(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Err(not_configured("NoSuchLifecycleConfiguration"))
+    }
+
+    pub(super) async fn get_bucket_tagging_(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Err(not_configured("NoSuchTagSet"))
+    }
+
+    pub(super) async fn get_public_access_block_(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<GetPublicAccessBlockOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Err(not_configured("NoSuchPublicAccessBlockConfiguration"))
+    }
+
+    /// Never enabled: no `Status` at all.
+    pub(super) async fn get_bucket_versioning_(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
+    }
+
+    /// Every bucket's objects belong to the bucket's owner, ACLs disabled.
+    pub(super) async fn get_bucket_ownership_controls_(
+        &self,
+        req: S3Request<GetBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<GetBucketOwnershipControlsOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketOwnershipControlsOutput {
+            ownership_controls: Some(OwnershipControls {
+                rules: vec![OwnershipControlsRule {
+                    object_ownership: ObjectOwnership::from_static(
+                        ObjectOwnership::BUCKET_OWNER_ENFORCED,
+                    ),
+                }],
+            }),
+        }))
+    }
+
+    /// An empty `BucketLoggingStatus`: logging off.
+    pub(super) async fn get_bucket_logging_(
+        &self,
+        req: S3Request<GetBucketLoggingInput>,
+    ) -> S3Result<S3Response<GetBucketLoggingOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLoggingOutput::default()))
+    }
+
+    /// An empty `NotificationConfiguration`: no notifications.
+    pub(super) async fn get_bucket_notification_configuration_(
+        &self,
+        req: S3Request<GetBucketNotificationConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketNotificationConfigurationOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Ok(S3Response::new(
+            GetBucketNotificationConfigurationOutput::default(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_configured_is_404_with_awss_text() {
+        for code in [
+            "ServerSideEncryptionConfigurationNotFoundError",
+            "ObjectLockConfigurationNotFoundError",
+            "ReplicationConfigurationNotFoundError",
+            "NoSuchWebsiteConfiguration",
+            "NoSuchCORSConfiguration",
+            "NoSuchLifecycleConfiguration",
+            "NoSuchTagSet",
+            "NoSuchPublicAccessBlockConfiguration",
+        ] {
+            let e = not_configured(code);
+            assert_eq!(e.code().as_str(), code);
+            assert_eq!(e.status_code(), Some(http::StatusCode::NOT_FOUND), "{code}");
+            assert!(
+                e.message()
+                    .is_some_and(|m| Some(m) == crate::wire::aws_message(code)),
+                "{code}"
+            );
+        }
+    }
+}
