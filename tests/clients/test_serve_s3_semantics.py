@@ -332,8 +332,6 @@ def test_acls_are_the_owners_full_control(server):
 # --- bucket configurations Keyless does not offer --------------------------------------------
 
 NOT_CONFIGURED = [
-    ("get_bucket_encryption", "ServerSideEncryptionConfigurationNotFoundError",
-     "The server side encryption configuration was not found", "s3:GetEncryptionConfiguration"),
     ("get_object_lock_configuration", "ObjectLockConfigurationNotFoundError",
      "Object Lock configuration does not exist for this bucket", "s3:GetBucketObjectLockConfiguration"),
     ("get_bucket_replication", "ReplicationConfigurationNotFoundError",
@@ -349,6 +347,8 @@ NOT_CONFIGURED = [
 ]
 
 ANSWERED = [
+    # Every bucket has SSE-S3, as on S3 since 2023 (test_serve_s3_encryption.py).
+    ("get_bucket_encryption", "s3:GetEncryptionConfiguration"),
     ("get_bucket_versioning", "s3:GetBucketVersioning"),
     ("get_bucket_ownership_controls", "s3:GetBucketOwnershipControls"),
     ("get_bucket_logging", "s3:GetBucketLogging"),
@@ -380,7 +380,6 @@ def test_probes_are_answered_as_for_a_bucket_without_the_feature(server):
     assert not any(k.endswith("Configurations") for k in notifications), notifications
 
     for command, operation, message in [
-        ("get-bucket-encryption", "GetBucketEncryption", "The server side encryption configuration was not found"),
         ("get-object-lock-configuration", "GetObjectLockConfiguration",
          "Object Lock configuration does not exist for this bucket"),
         ("get-bucket-tagging", "GetBucketTagging", "The TagSet does not exist"),

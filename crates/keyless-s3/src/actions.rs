@@ -28,6 +28,8 @@ pub enum S3Op {
     GetBucketAcl,
     GetBucketCors,
     GetBucketEncryption,
+    PutBucketEncryption,
+    DeleteBucketEncryption,
     GetBucketLifecycleConfiguration,
     GetBucketLocation,
     GetBucketLogging,
@@ -69,7 +71,7 @@ pub enum Scope {
 }
 
 /// Every operation, for tables and tests.
-pub const ALL_OPS: [S3Op; 39] = [
+pub const ALL_OPS: [S3Op; 41] = [
     S3Op::AbortMultipartUpload,
     S3Op::CompleteMultipartUpload,
     S3Op::CopyObject,
@@ -82,6 +84,8 @@ pub const ALL_OPS: [S3Op; 39] = [
     S3Op::GetBucketAcl,
     S3Op::GetBucketCors,
     S3Op::GetBucketEncryption,
+    S3Op::PutBucketEncryption,
+    S3Op::DeleteBucketEncryption,
     S3Op::GetBucketLifecycleConfiguration,
     S3Op::GetBucketLocation,
     S3Op::GetBucketLogging,
@@ -127,6 +131,8 @@ impl S3Op {
             Self::GetBucketAcl => "GetBucketAcl",
             Self::GetBucketCors => "GetBucketCors",
             Self::GetBucketEncryption => "GetBucketEncryption",
+            Self::PutBucketEncryption => "PutBucketEncryption",
+            Self::DeleteBucketEncryption => "DeleteBucketEncryption",
             Self::GetBucketLifecycleConfiguration => "GetBucketLifecycleConfiguration",
             Self::GetBucketLocation => "GetBucketLocation",
             Self::GetBucketLogging => "GetBucketLogging",
@@ -187,6 +193,10 @@ impl S3Op {
             Self::GetBucketAcl => "s3:GetBucketAcl",
             Self::GetBucketCors => "s3:GetBucketCORS",
             Self::GetBucketEncryption => "s3:GetEncryptionConfiguration",
+            // Both change the configuration: S3 has no separate delete permission for it.
+            Self::PutBucketEncryption | Self::DeleteBucketEncryption => {
+                "s3:PutEncryptionConfiguration"
+            }
             Self::GetBucketLifecycleConfiguration => "s3:GetLifecycleConfiguration",
             Self::GetBucketLogging => "s3:GetBucketLogging",
             Self::GetBucketNotificationConfiguration => "s3:GetBucketNotification",
@@ -219,6 +229,8 @@ impl S3Op {
             | Self::GetBucketAcl
             | Self::GetBucketCors
             | Self::GetBucketEncryption
+            | Self::PutBucketEncryption
+            | Self::DeleteBucketEncryption
             | Self::GetBucketLifecycleConfiguration
             | Self::GetBucketLogging
             | Self::GetBucketNotificationConfiguration
@@ -325,6 +337,9 @@ pub struct RequestFacts<'a> {
     pub auth_type: Option<AuthType>,
     /// `s3:x-amz-content-sha256`, as the client sent it.
     pub content_sha256: Option<&'a str>,
+    /// `s3:x-amz-server-side-encryption`: the encryption the request asks for, as sent (what
+    /// the classic "deny unencrypted uploads" bucket policy tests).
+    pub server_side_encryption: Option<&'a str>,
     /// `s3:prefix`, `s3:delimiter` and `s3:max-keys` for listings.
     pub prefix: Option<&'a str>,
     /// See `prefix`.
@@ -372,6 +387,10 @@ impl RequestFacts<'_> {
         put(
             "s3:x-amz-content-sha256",
             self.content_sha256.map(Cow::Borrowed),
+        );
+        put(
+            "s3:x-amz-server-side-encryption",
+            self.server_side_encryption.map(Cow::Borrowed),
         );
         put("s3:prefix", self.prefix.map(Cow::Borrowed));
         put("s3:delimiter", self.delimiter.map(Cow::Borrowed));
@@ -445,6 +464,16 @@ mod tests {
             ),
             ("GetBucketAcl", "s3:GetBucketAcl", "arn:aws:s3:::b"),
             ("GetBucketCors", "s3:GetBucketCORS", "arn:aws:s3:::b"),
+            (
+                "PutBucketEncryption",
+                "s3:PutEncryptionConfiguration",
+                "arn:aws:s3:::b",
+            ),
+            (
+                "DeleteBucketEncryption",
+                "s3:PutEncryptionConfiguration",
+                "arn:aws:s3:::b",
+            ),
             (
                 "GetBucketEncryption",
                 "s3:GetEncryptionConfiguration",

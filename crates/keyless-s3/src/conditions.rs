@@ -133,6 +133,7 @@ mod tests {
             last_modified_ms: MODIFIED * 1000 + 500,
             content_type: None,
             metadata: Default::default(),
+            sealed: false,
         }
     }
 

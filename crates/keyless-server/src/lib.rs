@@ -16,6 +16,7 @@ mod admin;
 pub mod agent;
 mod config;
 mod container;
+pub mod encryption;
 pub mod issuer;
 mod lifecycle;
 mod listener;

@@ -186,6 +186,14 @@ pub struct ServeOptions {
     #[arg(long, value_name = "FILE")]
     pub session_key_file: Option<PathBuf>,
 
+    /// The master keys that wrap each object's data key (encryption at rest, SSE-S3; JSON,
+    /// mode 0600). Every object is sealed with AES-256-GCM under a data key of its own.
+    /// Defaults to `encryption-keys.json` in the data folder, created on first start; `keyless
+    /// encryption rotate` adds a new key, and the next start re-wraps the data keys with it.
+    /// Keep a copy apart from the data: without it, the objects cannot be read.
+    #[arg(long, value_name = "FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+
     /// Also serve the EC2 instance metadata service on this address (see `keyless agent`), so
     /// that one machine needs no second process. Its AssumeRole calls go to this server's own
     /// socket (over TLS with --tls-cert, trusting exactly the certificate served) and are

@@ -56,6 +56,9 @@ pub(crate) enum Command {
     /// Manage the server's OIDC issuer keys.
     #[command(subcommand)]
     Oidc(OidcCommand),
+    /// Manage the master keys of encryption at rest.
+    #[command(subcommand)]
+    Encryption(EncryptionCommand),
     /// Run the node agent: the EC2 instance metadata service for the pods of this node, as
     /// kube2iam and kiam do.
     ///
@@ -125,6 +128,22 @@ pub(crate) struct TokenArgs {
     /// The data folder of the server whose issuer signs.
     #[arg(long, default_value = "keyless-data", value_name = "DIR")]
     pub(crate) data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EncryptionCommand {
+    /// Add a new master key for encryption at rest. The old keys stay in the file, so that the
+    /// data keys they wrapped still open; the next `keyless serve` re-wraps every data key with
+    /// the new one (a few bytes per object; the data is not re-encrypted). Run it while the
+    /// server is stopped, or restart it after.
+    Rotate {
+        /// The data folder of the server.
+        #[arg(long, default_value = "keyless-data", value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The key file, if `keyless serve` is given `--encryption-key-file`.
+        #[arg(long, value_name = "FILE")]
+        encryption_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

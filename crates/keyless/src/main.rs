@@ -40,6 +40,19 @@ fn main() -> std::process::ExitCode {
             iam::create_service_account(&args)
         }
         cli::Command::Oidc(cli::OidcCommand::Rotate { data_dir }) => rotate(&data_dir),
+        cli::Command::Encryption(cli::EncryptionCommand::Rotate {
+            data_dir,
+            encryption_key_file,
+        }) => {
+            keyless_server::encryption::rotate(&data_dir, encryption_key_file.as_deref()).map(
+                |id| {
+                    eprintln!(
+                        "keyless: new objects are sealed under master key {id}; restart keyless serve to re-wrap the data keys of the others"
+                    );
+                    std::process::ExitCode::SUCCESS
+                },
+            )
+        }
         cli::Command::Whoami(args) => whoami::run(&args),
         cli::Command::Backup(cmd) => backup::run(cmd),
         cli::Command::Gitlab(cmd) => gitlab::run(cmd),

@@ -214,10 +214,16 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
             .get("x-amz-content-sha256")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let server_side_encryption = cx
+            .headers()
+            .get("x-amz-server-side-encryption")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut facts = self.facts(caller.as_ref(), cx.extensions_mut());
         facts.auth_type = auth_type;
         facts.signature_version = version;
         facts.content_sha256 = content_sha256.as_deref();
+        facts.server_side_encryption = server_side_encryption.as_deref();
         self.decide(
             caller.as_ref(),
             op.action(),

@@ -68,6 +68,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
+            server_side_encryption: super::object::sse(self.store.seals_at_rest()),
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload.upload_id),
@@ -102,6 +103,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(UploadPartOutput {
+            server_side_encryption: super::object::sse(self.store.seals_at_rest()),
             e_tag: Some(ETag::Strong(part.etag)),
             ..Default::default()
         }))
@@ -145,6 +147,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(UploadPartCopyOutput {
+            server_side_encryption: super::object::sse(self.store.seals_at_rest()),
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(ETag::Strong(part.etag)),
                 last_modified: Some(timestamp(part.last_modified_ms)),
@@ -263,6 +266,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
+            server_side_encryption: super::object::sse(info.sealed),
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(ETag::Strong(info.etag)),

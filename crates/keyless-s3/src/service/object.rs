@@ -42,6 +42,11 @@ pub(super) fn copy_source(source: &CopySource) -> S3Result<(&str, &str)> {
     }
 }
 
+/// `x-amz-server-side-encryption: AES256` for an object encrypted at rest.
+pub(super) fn sse(sealed: bool) -> Option<ServerSideEncryption> {
+    sealed.then(|| ServerSideEncryption::from_static(ServerSideEncryption::AES256))
+}
+
 fn etag(info: &ObjectInfo) -> ETag {
     ETag::Strong(info.etag.clone())
 }
@@ -181,6 +186,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(PutObjectOutput {
+            server_side_encryption: sse(info.sealed),
             e_tag: Some(etag(&info)),
             ..Default::default()
         }))
@@ -217,6 +223,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             None => (info.size, None),
         };
         Ok(S3Response::new(GetObjectOutput {
+            server_side_encryption: sse(info.sealed),
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(i64::try_from(content_length).unwrap_or(i64::MAX)),
             content_range,
@@ -251,6 +258,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .check_read(&info)
             .map_err(|why| unmet(why, &info))?;
         Ok(S3Response::new(HeadObjectOutput {
+            server_side_encryption: sse(info.sealed),
             content_length: Some(i64::try_from(info.size).unwrap_or(i64::MAX)),
             accept_ranges: Some("bytes".to_owned()),
             content_type: info.content_type.clone(),
@@ -384,6 +392,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(CopyObjectOutput {
+            server_side_encryption: sse(info.sealed),
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&info)),
                 last_modified: Some(timestamp(info.last_modified_ms)),

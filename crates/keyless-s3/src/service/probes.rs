@@ -9,7 +9,7 @@
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketOwnershipControls.html>
 
 use s3s::dto::*;
-use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
 use crate::store::ObjectStore;
@@ -41,9 +41,81 @@ impl<S: ObjectStore> KeylessS3<S> {
         req: S3Request<GetBucketEncryptionInput>,
     ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
         self.existing(&req.input.bucket).await?;
-        Err(not_configured(
-            "ServerSideEncryptionConfigurationNotFoundError",
-        ))
+        if !self.store.seals_at_rest() {
+            return Err(not_configured(
+                "ServerSideEncryptionConfigurationNotFoundError",
+            ));
+        }
+        // As S3 answers since 2023 for every bucket: SSE-S3 is the default, and the only kind
+        // Keyless keeps.
+        let rule = ServerSideEncryptionRule {
+            apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+                kms_master_key_id: None,
+                sse_algorithm: ServerSideEncryption::from_static(ServerSideEncryption::AES256),
+            }),
+            bucket_key_enabled: Some(false),
+        };
+        Ok(S3Response::new(GetBucketEncryptionOutput {
+            server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
+                rules: vec![rule],
+            }),
+        }))
+    }
+
+    /// PutBucketEncryption: SSE-S3 is every object's encryption already, so a configuration
+    /// that asks for it is accepted as is; one that asks for KMS is refused, never ignored.
+    pub(super) async fn put_bucket_encryption_(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        self.existing(&req.input.bucket).await?;
+        let rules = &req.input.server_side_encryption_configuration.rules;
+        if rules.is_empty() {
+            return Err(aws_error(S3ErrorCode::MalformedXML));
+        }
+        for rule in rules {
+            let default = rule.apply_server_side_encryption_by_default.as_ref();
+            let algorithm = default.map(|d| d.sse_algorithm.as_str());
+            match algorithm {
+                Some(ServerSideEncryption::AES256)
+                    if default.is_some_and(|d| d.kms_master_key_id.is_none()) => {}
+                Some(ServerSideEncryption::AES256) => {
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "a KMS key id is only allowed with aws:kms"
+                    ));
+                }
+                Some(ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE) => {
+                    return Err(s3_error!(
+                        NotImplemented,
+                        "Keyless does not implement server-side encryption with KMS keys: its objects are encrypted with SSE-S3 (AES256)"
+                    ));
+                }
+                _ => {
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "The encryption method specified is not supported"
+                    ));
+                }
+            }
+        }
+        if !self.store.seals_at_rest() {
+            return Err(s3_error!(
+                NotImplemented,
+                "this store keeps objects in plaintext: encryption at rest is off"
+            ));
+        }
+        Ok(S3Response::new(PutBucketEncryptionOutput::default()))
+    }
+
+    /// DeleteBucketEncryption: the bucket goes back to the default, SSE-S3, which it already
+    /// has.
+    pub(super) async fn delete_bucket_encryption_(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
     }
 
     pub(super) async fn get_object_lock_configuration_(

@@ -27,6 +27,7 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
+use super::seal::{DataKey, MasterKeys, Piece, SEGMENT, SealedPart, TAG, WrappedKey, pieces};
 use super::{
     BodyCheck, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS, CompletedUpload,
     ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions, StoreError, UploadInfo,
@@ -61,6 +62,10 @@ struct ObjectRecord {
     info: ObjectInfo,
     /// The blob file holding the data; empty when the data is inline.
     blob: String,
+    /// How the stored bytes are sealed (encryption at rest), part by part; empty for bytes
+    /// written before encryption at rest, which are kept as they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sealed: Vec<SealedPart>,
     /// Whether the data is in the `inline` table (small objects: one commit makes them
     /// durable, no file needed). Kept apart so that listings never read data.
     #[serde(default)]
@@ -84,6 +89,9 @@ struct UploadRecord {
     content_type: Option<String>,
     metadata: BTreeMap<String, String>,
     parts: BTreeMap<u32, (PartInfo, String)>,
+    /// The sealed parts' data keys, wrapped.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    part_keys: BTreeMap<u32, WrappedKey>,
 }
 
 impl UploadRecord {
@@ -119,6 +127,9 @@ struct Inner {
     policies: RwLock<HashMap<String, Option<String>>>,
     /// Where object commits go to be grouped (see [`committer`]).
     committer: std::sync::mpsc::Sender<Job>,
+    /// The master keys that wrap each object's data key; `None` stores plaintext (tests and
+    /// benchmarks compare with it).
+    keys: Option<Arc<MasterKeys>>,
 }
 
 impl Inner {
@@ -146,9 +157,28 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 impl DiskStore {
-    /// Opens (creating if needed) a store in `root`: `meta.redb`, `blobs/` and `tmp/`.
+    /// Opens (creating if needed) a store in `root` that keeps objects in plaintext.
     pub fn open(root: impl Into<PathBuf>, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        let root = root.into();
+        Self::open_with(root.into(), clock, None)
+    }
+
+    /// Opens (creating if needed) a store in `root` that seals every new object under a data key
+    /// of its own, wrapped by `keys` (encryption at rest, SSE-S3). Data keys wrapped by an older
+    /// master key are re-wrapped by the active one here, once.
+    pub fn open_sealed(
+        root: impl Into<PathBuf>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<MasterKeys>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(root.into(), clock, Some(keys))
+    }
+
+    /// Opens (creating if needed) a store in `root`: `meta.redb`, `blobs/` and `tmp/`.
+    fn open_with(
+        root: PathBuf,
+        clock: Arc<dyn Clock>,
+        keys: Option<Arc<MasterKeys>>,
+    ) -> Result<Self, StoreError> {
         private_dir(&root)?;
         private_dir(&root.join("blobs"))?;
         let meta = root.join("meta.redb");
@@ -191,14 +221,111 @@ impl DiskStore {
                 clock,
                 policies: RwLock::new(policies),
                 committer: committer_tx,
+                keys,
             }),
         };
+        store.rewrap_keys()?;
         let weak = Arc::downgrade(&store.inner);
         std::thread::Builder::new()
             .name("keyless-committer".into())
             .spawn(move || committer(weak, jobs))?;
         store.remove_orphans()?;
         Ok(store)
+    }
+
+    /// Re-wraps, in one transaction, every data key an older master key wraps (after a
+    /// rotation): a few bytes per object, the data untouched.
+    fn rewrap_keys(&self) -> Result<(), StoreError> {
+        let Some(keys) = &self.inner.keys else {
+            return Ok(());
+        };
+        let rewrap = |key: &mut WrappedKey| -> Result<bool, StoreError> {
+            match keys.rewrap(key).map_err(seal_err)? {
+                Some(new) => {
+                    *key = new;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        };
+        let txn = self.inner.db.begin_write().map_err(db_err)?;
+        let mut count = 0usize;
+        {
+            let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+            let mut changed = Vec::new();
+            for entry in objects.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                let mut record: ObjectRecord = decode(v.value())?;
+                let mut any = false;
+                for part in &mut record.sealed {
+                    if let Some(key) = &mut part.key {
+                        any |= rewrap(key)?;
+                    }
+                }
+                if any {
+                    let (bucket, key) = k.value();
+                    changed.push(((bucket.to_owned(), key.to_owned()), encode(&record)?));
+                }
+            }
+            count += changed.len();
+            for ((bucket, key), value) in changed {
+                objects
+                    .insert((bucket.as_str(), key.as_str()), value.as_slice())
+                    .map_err(db_err)?;
+            }
+            let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+            let mut changed = Vec::new();
+            for entry in uploads.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                let mut record: UploadRecord = decode(v.value())?;
+                let mut any = false;
+                for key in record.part_keys.values_mut() {
+                    any |= rewrap(key)?;
+                }
+                if any {
+                    changed.push((k.value().to_owned(), encode(&record)?));
+                }
+            }
+            count += changed.len();
+            for (id, value) in changed {
+                uploads
+                    .insert(id.as_str(), value.as_slice())
+                    .map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        if count > 0 {
+            tracing::info!(
+                records = count,
+                master_key = keys.active(),
+                "re-wrapped data keys under the active master key"
+            );
+        }
+        Ok(())
+    }
+
+    /// A new data key, when objects are sealed.
+    fn new_data_key(&self) -> Result<Option<(DataKey, WrappedKey)>, StoreError> {
+        self.inner
+            .keys
+            .as_ref()
+            .map(|keys| keys.new_data_key().map_err(seal_err))
+            .transpose()
+    }
+
+    /// The data keys of `parts` (`None` for plaintext parts).
+    fn data_keys(&self, parts: &[SealedPart]) -> Result<Vec<Option<DataKey>>, StoreError> {
+        parts
+            .iter()
+            .map(|part| match (&part.key, &self.inner.keys) {
+                (None, _) => Ok(None),
+                (Some(wrapped), Some(keys)) => keys.unwrap(wrapped).map(Some).map_err(seal_err),
+                (Some(wrapped), None) => Err(StoreError::Sealed(format!(
+                    "the object is sealed under master key `{}`, and this store has no master keys",
+                    wrapped.master
+                ))),
+            })
+            .collect()
     }
 
     /// Removes blobs that no key refers to (left by a crash between rename and commit).
@@ -258,7 +385,8 @@ impl DiskStore {
         &self,
         mut body: ByteStream,
         options: &mut PutOptions,
-    ) -> Result<(String, String, u64), StoreError> {
+    ) -> Result<(String, String, u64, Option<WrappedKey>), StoreError> {
+        let sealing = self.new_data_key()?;
         let blob = random_id()?;
         let tmp = self.inner.root.join("tmp").join(&blob);
         let written = async {
@@ -273,18 +401,25 @@ impl DiskStore {
             // hand-off to a blocking thread: gathered into 1 MiB writes, a GiB costs a thousand
             // hand-offs instead of tens of thousands.
             let mut pending = bytes::BytesMut::new();
+            let mut sealer = sealing.as_ref().map(|(key, _)| Sealer::new(key));
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(StoreError::Body)?;
                 check.update(&chunk);
-                if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
+                if let Some(sealer) = &mut sealer {
+                    sealer.push(&chunk, &mut pending);
+                } else if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
                     file.write_all(&chunk).await?;
                     continue;
+                } else {
+                    pending.extend_from_slice(&chunk);
                 }
-                pending.extend_from_slice(&chunk);
                 if pending.len() >= WRITE_CHUNK {
                     file.write_all(&pending).await?;
                     pending.clear();
                 }
+            }
+            if let Some(sealer) = sealer {
+                sealer.finish(&mut pending);
             }
             file.write_all(&pending).await?;
             file.sync_all().await?;
@@ -299,7 +434,7 @@ impl DiskStore {
             }
         };
         self.place_blob(&blob, &tmp).await?;
-        Ok((blob, etag, size))
+        Ok((blob, etag, size, sealing.map(|(_, wrapped)| wrapped)))
     }
 
     /// Moves a written and fsynced temporary file to its blob name, durably.
@@ -687,6 +822,94 @@ fn private_file(file: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(file, std::fs::Permissions::from_mode(PRIVATE_FILE))
 }
 
+fn seal_err(e: super::seal::SealError) -> StoreError {
+    StoreError::Sealed(e.to_string())
+}
+
+/// Seals a body as it streams: plaintext gathered into segments, each sealed and appended to
+/// the bytes to write.
+struct Sealer<'a> {
+    key: &'a DataKey,
+    index: u64,
+    segment: Vec<u8>,
+}
+
+impl<'a> Sealer<'a> {
+    fn new(key: &'a DataKey) -> Self {
+        Self {
+            key,
+            index: 0,
+            segment: Vec::with_capacity(SEGMENT + TAG),
+        }
+    }
+
+    fn push(&mut self, mut plain: &[u8], out: &mut bytes::BytesMut) {
+        while !plain.is_empty() {
+            let take = (SEGMENT - self.segment.len()).min(plain.len());
+            self.segment.extend_from_slice(&plain[..take]);
+            plain = &plain[take..];
+            if self.segment.len() == SEGMENT {
+                self.seal_segment(out);
+            }
+        }
+    }
+
+    fn seal_segment(&mut self, out: &mut bytes::BytesMut) {
+        self.key.seal(self.index, &mut self.segment);
+        out.extend_from_slice(&self.segment);
+        self.segment.clear();
+        self.index += 1;
+    }
+
+    fn finish(mut self, out: &mut bytes::BytesMut) {
+        if !self.segment.is_empty() {
+            self.seal_segment(out);
+        }
+    }
+}
+
+/// Pieces read per hand-off to a blocking thread: 16 segments, about 1 MiB.
+const PIECES_PER_READ: usize = 16;
+
+/// The plaintext of `plan`'s pieces of `file`, opened with `keys` (by part), read and opened
+/// on blocking threads a batch at a time.
+fn sealed_stream(file: std::fs::File, keys: Vec<Option<DataKey>>, plan: Vec<Piece>) -> ByteStream {
+    let shared = Arc::new((file, keys));
+    let batches: Vec<Vec<Piece>> = plan
+        .chunks(PIECES_PER_READ)
+        .map(<[Piece]>::to_vec)
+        .collect();
+    Box::pin(futures_util::stream::iter(batches).then(move |batch| {
+        let shared = Arc::clone(&shared);
+        async move {
+            tokio::task::spawn_blocking(move || open_pieces(&shared.0, &shared.1, &batch))
+                .await
+                .map_err(std::io::Error::other)?
+        }
+    }))
+}
+
+fn open_pieces(
+    file: &std::fs::File,
+    keys: &[Option<DataKey>],
+    batch: &[Piece],
+) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt as _;
+    let mut out = bytes::BytesMut::new();
+    let mut buf = Vec::new();
+    for piece in batch {
+        let (at, len) = piece.stored;
+        buf.resize(usize::try_from(len).map_err(std::io::Error::other)?, 0);
+        file.read_exact_at(&mut buf, at)?;
+        if let Some(Some(key)) = keys.get(piece.part) {
+            key.open(piece.segment, &mut buf)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        }
+        out.extend_from_slice(&buf[piece.keep.0..piece.keep.1]);
+    }
+    Ok(out.freeze())
+}
+
 async fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
@@ -696,6 +919,10 @@ async fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 impl ObjectStore for DiskStore {
+    fn seals_at_rest(&self) -> bool {
+        self.inner.keys.is_some()
+    }
+
     async fn create_bucket(&self, bucket: &str) -> Result<BucketInfo, StoreError> {
         let info = BucketInfo {
             name: bucket.to_owned(),
@@ -820,18 +1047,32 @@ impl ObjectStore for DiskStore {
                 break false;
             }
         };
-        let (blob, inline, etag, size) = if small {
+        let (blob, inline, etag, size, data_key) = if small {
             let mut check = BodyCheck::new(&mut options);
             check.update(&head);
             let (etag, size) = check.finish(&options)?;
-            (String::new(), Some(head), etag, size)
+            match self.new_data_key()? {
+                Some((key, wrapped)) => {
+                    let sealed = key.seal_all(&head);
+                    (String::new(), Some(sealed), etag, size, Some(wrapped))
+                }
+                None => (String::new(), Some(head), etag, size, None),
+            }
         } else {
             // Larger: to a blob file, the part already read first.
             let rest: ByteStream =
                 Box::pin(futures_util::stream::iter([Ok(Bytes::from(head))]).chain(body));
-            let (blob, etag, size) = self.write_blob(rest, &mut options).await?;
-            (blob, None, etag, size)
+            let (blob, etag, size, data_key) = self.write_blob(rest, &mut options).await?;
+            (blob, None, etag, size, data_key)
         };
+        let sealed = data_key
+            .map(|wrapped| {
+                vec![SealedPart {
+                    size,
+                    key: Some(wrapped),
+                }]
+            })
+            .unwrap_or_default();
         let record = ObjectRecord {
             info: ObjectInfo {
                 key: key.to_owned(),
@@ -840,8 +1081,10 @@ impl ObjectStore for DiskStore {
                 last_modified_ms: self.now_ms(),
                 content_type: options.content_type,
                 metadata: options.metadata,
+                sealed: !sealed.is_empty(),
             },
             blob,
+            sealed,
             inline: inline.is_some(),
         };
         let condition = options.condition.take();
@@ -860,7 +1103,33 @@ impl ObjectStore for DiskStore {
         for _ in 0..3 {
             let (record, data) = self.record_and_data(bucket, key).await?;
             if let Some(data) = data {
+                let data = match &record.sealed[..] {
+                    [] => data,
+                    [part] => match self.data_keys(std::slice::from_ref(part))?.pop().flatten() {
+                        Some(key) => key.open_all(&data).map_err(seal_err)?,
+                        None => data,
+                    },
+                    _ => {
+                        return Err(StoreError::Sealed(
+                            "inline data has more than one part".into(),
+                        ));
+                    }
+                };
                 return Ok((record.info, bytes_stream(Bytes::from(data), range)?));
+            }
+            if !record.sealed.is_empty() {
+                let file = match std::fs::File::open(self.blob_path(&record.blob)) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let (offset, len) = match range {
+                    Some(r) => r.resolve(record.info.size)?,
+                    None => (0, record.info.size),
+                };
+                let keys = self.data_keys(&record.sealed)?;
+                let plan = pieces(&record.sealed, offset, len);
+                return Ok((record.info, sealed_stream(file, keys, plan)));
             }
             let mut file = match tokio::fs::File::open(self.blob_path(&record.blob)).await {
                 Ok(file) => file,
@@ -1042,6 +1311,7 @@ impl ObjectStore for DiskStore {
             content_type: options.content_type,
             metadata: options.metadata,
             parts: BTreeMap::new(),
+            part_keys: BTreeMap::new(),
         };
         self.blocking(move |inner| {
             let txn = inner.db.begin_write().map_err(db_err)?;
@@ -1075,7 +1345,7 @@ impl ObjectStore for DiskStore {
         mut options: PutOptions,
     ) -> Result<PartInfo, StoreError> {
         self.upload_record(upload).await?;
-        let (blob, etag, size) = self.write_blob(body, &mut options).await?;
+        let (blob, etag, size, part_key) = self.write_blob(body, &mut options).await?;
         let part = PartInfo {
             part_number,
             etag,
@@ -1098,6 +1368,10 @@ impl ObjectStore for DiskStore {
                         .parts
                         .insert(part_number, entry)
                         .map(|(_, blob)| blob);
+                    match part_key {
+                        Some(wrapped) => record.part_keys.insert(part_number, wrapped),
+                        None => record.part_keys.remove(&part_number),
+                    };
                     let encoded = encode(&record)?;
                     uploads
                         .insert(id.as_str(), encoded.as_slice())
@@ -1188,7 +1462,30 @@ impl ObjectStore for DiskStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        let (blob, size) = self.concat_blob(files).await?;
+        let (blob, stored) = self.concat_blob(files).await?;
+        let sealed: Vec<SealedPart> = if record.part_keys.is_empty() {
+            Vec::new()
+        } else {
+            chosen
+                .iter()
+                .map(|p| SealedPart {
+                    size: p.size,
+                    key: record.part_keys.get(&p.part_number).cloned(),
+                })
+                .collect()
+        };
+        // The object's size is its plaintext's; sealed parts take a tag per segment more.
+        let size: u64 = chosen.iter().map(|p| p.size).sum();
+        let expected: u64 = match sealed.is_empty() {
+            true => size,
+            false => sealed.iter().map(SealedPart::stored_len).sum(),
+        };
+        if stored != expected {
+            self.remove_blobs([blob]).await;
+            return Err(StoreError::Sealed(format!(
+                "the parts hold {stored} bytes where {expected} were recorded"
+            )));
+        }
         let object = ObjectRecord {
             info: ObjectInfo {
                 key: upload.key.to_owned(),
@@ -1197,8 +1494,10 @@ impl ObjectStore for DiskStore {
                 last_modified_ms: self.now_ms(),
                 content_type: record.content_type,
                 metadata: record.metadata,
+                sealed: !sealed.is_empty(),
             },
             blob,
+            sealed,
             inline: false,
         };
         let completion = Completion {

@@ -163,6 +163,7 @@ impl ObjectStore for MemoryStore {
             last_modified_ms: self.now_ms(),
             content_type: options.content_type,
             metadata: options.metadata,
+            sealed: false,
         };
         self.with_bucket(bucket, |b| {
             if let Some(condition) = &options.condition {
@@ -339,6 +340,7 @@ impl ObjectStore for MemoryStore {
                 last_modified_ms: now,
                 content_type: up.options.content_type.clone(),
                 metadata: up.options.metadata.clone(),
+                sealed: false,
             };
             if let Some(condition) = &condition {
                 condition.check(

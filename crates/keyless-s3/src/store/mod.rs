@@ -7,6 +7,7 @@
 
 mod disk;
 mod memory;
+pub mod seal;
 
 pub use disk::DiskStore;
 pub use memory::MemoryStore;
@@ -92,6 +93,10 @@ pub enum StoreError {
     /// Disk IO failed.
     #[error("storage IO failed: {0}")]
     Io(#[from] io::Error),
+    /// Sealed data or a data key could not be opened (altered on disk, or a master key
+    /// missing); a fault of the server, never of the client.
+    #[error("encryption at rest: {0}")]
+    Sealed(String),
     /// The metadata database failed.
     #[error("metadata database failed: {0}")]
     Database(String),
@@ -121,6 +126,10 @@ pub struct ObjectInfo {
     pub content_type: Option<String>,
     /// User metadata (`x-amz-meta-*`), names lowercased.
     pub metadata: BTreeMap<String, String>,
+    /// Whether its bytes are encrypted at rest (SSE-S3, `x-amz-server-side-encryption:
+    /// AES256`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 /// An extra check of a body as it streams, such as a client's `x-amz-checksum-*`. The store
@@ -354,6 +363,11 @@ pub struct ListPage {
 
 /// Storage of buckets, objects and bucket policies.
 pub trait ObjectStore: Send + Sync + 'static {
+    /// Whether new objects are encrypted at rest (SSE-S3).
+    fn seals_at_rest(&self) -> bool {
+        false
+    }
+
     /// Creates a bucket.
     fn create_bucket(
         &self,

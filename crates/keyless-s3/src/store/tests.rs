@@ -1225,3 +1225,183 @@ async fn disk_files_are_readable_by_their_owner_alone() {
     }
     assert_eq!(mode(&root.join("meta.redb")), 0o600);
 }
+
+conformance!(disk_sealed, |dir: &std::path::Path| DiskStore::open_sealed(
+    dir,
+    clock(),
+    Arc::new(seal::MasterKeys::generate().unwrap())
+)
+.unwrap());
+
+/// Every byte of every file under `dir`, concatenated.
+fn all_bytes_under(dir: &std::path::Path) -> Vec<u8> {
+    files_under(dir)
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap())
+        .collect()
+}
+
+/// An object body that is easy to find: a marker repeated.
+fn marked(n: usize) -> Vec<u8> {
+    b"PLAINTEXT-MARKER-".repeat(n)
+}
+
+async fn sealed_multipart(store: &DiskStore, key: &str) -> Vec<u8> {
+    let up = store
+        .create_upload("b", key, PutOptions::default())
+        .await
+        .unwrap();
+    let upload = UploadRef {
+        bucket: "b",
+        key,
+        upload_id: &up.upload_id,
+    };
+    let first = marked(MIN_PART_SIZE as usize / 17 + 1);
+    let second = marked(3000);
+    let p1 = store
+        .upload_part(upload, 1, body(&[&first]), PutOptions::default())
+        .await
+        .unwrap();
+    let p2 = store
+        .upload_part(upload, 2, body(&[&second]), PutOptions::default())
+        .await
+        .unwrap();
+    store
+        .complete_upload(upload, vec![(1, p1.etag), (2, p2.etag)], None)
+        .await
+        .unwrap();
+    [first, second].concat()
+}
+
+#[tokio::test]
+async fn sealed_objects_are_not_plaintext_on_disk_and_ranges_open_across_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(seal::MasterKeys::generate().unwrap());
+    let store = DiskStore::open_sealed(dir.path(), clock(), keys).unwrap();
+    store.create_bucket("b").await.unwrap();
+    let small = marked(10);
+    let large = marked(20_000);
+    let info = put(&store, "b", "small", &small).await;
+    // The ETag is the plaintext's MD5, as S3 gives for SSE-S3 objects.
+    assert_eq!(info.etag, keyless_types::hex::encode(&Md5::digest(&small)));
+    put(&store, "b", "large", &large).await;
+    let whole = sealed_multipart(&store, "parts").await;
+    let on_disk = all_bytes_under(dir.path());
+    assert!(
+        !on_disk
+            .windows(b"PLAINTEXT-MARKER-".len())
+            .any(|w| w == b"PLAINTEXT-MARKER-"),
+        "plaintext found in the data folder"
+    );
+    assert_eq!(get(&store, "b", "small").await.unwrap(), small);
+    assert_eq!(get(&store, "b", "large").await.unwrap(), large);
+    assert_eq!(get(&store, "b", "parts").await.unwrap(), whole);
+    // Ranges: inside a segment, across segments, across the parts' boundary, the last byte.
+    let boundary = (MIN_PART_SIZE as usize / 17 + 1) * 17;
+    for (first, last) in [
+        (3u64, 9u64),
+        (65_530, 65_560),
+        (boundary as u64 - 7, boundary as u64 + 40_000),
+        (whole.len() as u64 - 1, whole.len() as u64 - 1),
+    ] {
+        let (_, stream) = store
+            .get_object(
+                "b",
+                "parts",
+                Some(ByteRange::From {
+                    first,
+                    last: Some(last),
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            read(stream).await,
+            &whole[first as usize..=last as usize],
+            "{first}-{last}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_master_key_rewraps_data_keys_and_altered_bytes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = seal::MasterKeys::generate().unwrap();
+    let large = marked(20_000);
+    let whole = {
+        let store =
+            DiskStore::open_sealed(dir.path(), clock(), Arc::new(keys_clone(&keys))).unwrap();
+        store.create_bucket("b").await.unwrap();
+        put(&store, "b", "small", b"tiny").await;
+        put(&store, "b", "large", &large).await;
+        sealed_multipart(&store, "parts").await
+    };
+    let blobs_before = all_bytes_under(&dir.path().join("blobs"));
+    keys.rotate().unwrap();
+    {
+        // Opening with the new active key re-wraps every data key...
+        DiskStore::open_sealed(dir.path(), clock(), Arc::new(keys_clone(&keys))).unwrap();
+    }
+    // ...without touching the data,
+    assert_eq!(all_bytes_under(&dir.path().join("blobs")), blobs_before);
+    // so that the new key alone now opens everything.
+    let only_new = seal::MasterKeys::from_json(
+        format!(
+            r#"{{"active":"{a}","keys":{{"{a}":"{k}"}}}}"#,
+            a = keys.active(),
+            k = active_hex(&keys)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let store = DiskStore::open_sealed(dir.path(), clock(), Arc::new(only_new)).unwrap();
+    assert_eq!(get(&store, "b", "small").await.unwrap(), b"tiny");
+    assert_eq!(get(&store, "b", "large").await.unwrap(), large);
+    assert_eq!(get(&store, "b", "parts").await.unwrap(), whole);
+    // A flipped byte in a blob fails the read instead of serving altered data.
+    let blob = files_under(&dir.path().join("blobs"))
+        .into_iter()
+        .find(|f| std::fs::metadata(f).unwrap().len() > 200_000)
+        .unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let mut failed = false;
+    for key in ["large", "parts"] {
+        let (_, mut stream) = store.get_object("b", key, None).await.unwrap();
+        while let Some(chunk) = stream.next().await {
+            if chunk.is_err() {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(failed, "an altered blob was served");
+}
+
+#[tokio::test]
+async fn plaintext_objects_stay_readable_once_the_store_seals() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = marked(20_000);
+    {
+        let store = DiskStore::open(dir.path(), clock()).unwrap();
+        store.create_bucket("b").await.unwrap();
+        put(&store, "b", "small", b"old").await;
+        put(&store, "b", "large", &large).await;
+    }
+    let keys = Arc::new(seal::MasterKeys::generate().unwrap());
+    let store = DiskStore::open_sealed(dir.path(), clock(), keys).unwrap();
+    assert_eq!(get(&store, "b", "small").await.unwrap(), b"old");
+    assert_eq!(get(&store, "b", "large").await.unwrap(), large);
+    put(&store, "b", "new", b"sealed now").await;
+    assert_eq!(get(&store, "b", "new").await.unwrap(), b"sealed now");
+}
+
+fn keys_clone(keys: &seal::MasterKeys) -> seal::MasterKeys {
+    seal::MasterKeys::from_json(keys.to_json().expose().as_bytes()).unwrap()
+}
+
+fn active_hex(keys: &seal::MasterKeys) -> String {
+    let file: serde_json::Value = serde_json::from_str(keys.to_json().expose()).unwrap();
+    file["keys"][keys.active()].as_str().unwrap().to_owned()
+}

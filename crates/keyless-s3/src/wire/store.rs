@@ -12,7 +12,7 @@ use crate::store::StoreError;
 pub fn store_error(e: StoreError) -> S3Error {
     if !matches!(
         e,
-        StoreError::Io(_) | StoreError::Database(_) | StoreError::Body(_)
+        StoreError::Io(_) | StoreError::Database(_) | StoreError::Body(_) | StoreError::Sealed(_)
     ) {
         tracing::debug!(error = %e, "the store refused the request");
     }
@@ -47,6 +47,10 @@ pub fn store_error(e: StoreError) -> S3Error {
         }
         StoreError::Io(e) => {
             tracing::error!(error = %e, "storage IO failed");
+            aws_error(S3ErrorCode::InternalError)
+        }
+        StoreError::Sealed(e) => {
+            tracing::error!(error = %e, "sealed object data could not be opened");
             aws_error(S3ErrorCode::InternalError)
         }
         StoreError::Database(e) => {
