@@ -31,6 +31,8 @@ pub enum S3Op {
     PutBucketEncryption,
     DeleteBucketEncryption,
     GetBucketLifecycleConfiguration,
+    PutBucketLifecycleConfiguration,
+    DeleteBucketLifecycle,
     GetBucketLocation,
     GetBucketLogging,
     GetBucketNotificationConfiguration,
@@ -71,7 +73,7 @@ pub enum Scope {
 }
 
 /// Every operation, for tables and tests.
-pub const ALL_OPS: [S3Op; 41] = [
+pub const ALL_OPS: [S3Op; 43] = [
     S3Op::AbortMultipartUpload,
     S3Op::CompleteMultipartUpload,
     S3Op::CopyObject,
@@ -87,6 +89,8 @@ pub const ALL_OPS: [S3Op; 41] = [
     S3Op::PutBucketEncryption,
     S3Op::DeleteBucketEncryption,
     S3Op::GetBucketLifecycleConfiguration,
+    S3Op::PutBucketLifecycleConfiguration,
+    S3Op::DeleteBucketLifecycle,
     S3Op::GetBucketLocation,
     S3Op::GetBucketLogging,
     S3Op::GetBucketNotificationConfiguration,
@@ -134,6 +138,8 @@ impl S3Op {
             Self::PutBucketEncryption => "PutBucketEncryption",
             Self::DeleteBucketEncryption => "DeleteBucketEncryption",
             Self::GetBucketLifecycleConfiguration => "GetBucketLifecycleConfiguration",
+            Self::PutBucketLifecycleConfiguration => "PutBucketLifecycleConfiguration",
+            Self::DeleteBucketLifecycle => "DeleteBucketLifecycle",
             Self::GetBucketLocation => "GetBucketLocation",
             Self::GetBucketLogging => "GetBucketLogging",
             Self::GetBucketNotificationConfiguration => "GetBucketNotificationConfiguration",
@@ -198,6 +204,10 @@ impl S3Op {
                 "s3:PutEncryptionConfiguration"
             }
             Self::GetBucketLifecycleConfiguration => "s3:GetLifecycleConfiguration",
+            // S3 has no separate permission to delete it.
+            Self::PutBucketLifecycleConfiguration | Self::DeleteBucketLifecycle => {
+                "s3:PutLifecycleConfiguration"
+            }
             Self::GetBucketLogging => "s3:GetBucketLogging",
             Self::GetBucketNotificationConfiguration => "s3:GetBucketNotification",
             Self::GetBucketOwnershipControls => "s3:GetBucketOwnershipControls",
@@ -232,6 +242,8 @@ impl S3Op {
             | Self::PutBucketEncryption
             | Self::DeleteBucketEncryption
             | Self::GetBucketLifecycleConfiguration
+            | Self::PutBucketLifecycleConfiguration
+            | Self::DeleteBucketLifecycle
             | Self::GetBucketLogging
             | Self::GetBucketNotificationConfiguration
             | Self::GetBucketOwnershipControls
@@ -477,6 +489,16 @@ mod tests {
             (
                 "GetBucketEncryption",
                 "s3:GetEncryptionConfiguration",
+                "arn:aws:s3:::b",
+            ),
+            (
+                "PutBucketLifecycleConfiguration",
+                "s3:PutLifecycleConfiguration",
+                "arn:aws:s3:::b",
+            ),
+            (
+                "DeleteBucketLifecycle",
+                "s3:PutLifecycleConfiguration",
                 "arn:aws:s3:::b",
             ),
             (

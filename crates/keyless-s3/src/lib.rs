@@ -9,6 +9,7 @@ mod actions;
 pub mod auth;
 pub mod conditions;
 pub mod extensions;
+pub mod lifecycle;
 mod params;
 pub mod service;
 pub mod store;

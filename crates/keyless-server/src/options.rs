@@ -115,9 +115,10 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
         .map_err(|_| format!("`{s}` is neither an address such as 127.0.0.1:9090 nor `off`"))
 }
 
-/// `25`, `25s`, `500ms`, `2m`: a whole number of seconds, milliseconds or minutes.
+/// `25`, `25s`, `500ms`, `2m`, `1h`: a whole number of seconds, milliseconds, minutes or
+/// hours.
 fn parse_std_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration such as 25s, 500ms or 2m");
+    let bad = || format!("`{s}` is not a duration such as 25s, 500ms, 2m or 1h");
     let (number, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => s.split_at(i),
         None => (s, "s"),
@@ -127,8 +128,18 @@ fn parse_std_duration(s: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(bad()),
     }
+}
+
+/// A period of a background task: a duration of at least a second.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_std_duration(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("`{s}` is too short: at least 1s"));
+    }
+    Ok(d)
 }
 
 /// The options of `keyless serve`.
@@ -193,6 +204,11 @@ pub struct ServeOptions {
     /// Keep a copy apart from the data: without it, the objects cannot be read.
     #[arg(long, value_name = "FILE")]
     pub encryption_key_file: Option<PathBuf>,
+
+    /// How often the buckets' lifecycle rules are applied (expired objects deleted, incomplete
+    /// multipart uploads aborted). Each pass looks at 100,000 objects and uploads at most.
+    #[arg(long, default_value = "1h", value_parser = parse_interval, value_name = "DURATION")]
+    pub lifecycle_interval: Duration,
 
     /// Also serve the EC2 instance metadata service on this address (see `keyless agent`), so
     /// that one machine needs no second process. Its AssumeRole calls go to this server's own
@@ -388,7 +404,10 @@ mod tests {
         assert_eq!(parse_std_duration("25"), Ok(Duration::from_secs(25)));
         assert_eq!(parse_std_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_std_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_std_duration("2h").is_err());
+        assert_eq!(parse_std_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_std_duration("2d").is_err());
+        assert!(parse_interval("500ms").is_err());
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
         assert!(parse_std_duration("").is_err());
         assert_eq!(parse_listen("OFF"), Ok(Listen::Off));
         assert!(parse_listen("localhost").is_err());

@@ -84,6 +84,42 @@ pub struct Server {
     limits: Limits,
     request_log: RequestLogLevel,
     banner: String,
+    lifecycle: Lifecycle,
+}
+
+/// The periodic pass of the buckets' lifecycle rules.
+struct Lifecycle {
+    store: Arc<DiskStore>,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+}
+
+/// Objects and uploads one lifecycle pass looks at, at most.
+const LIFECYCLE_BUDGET: usize = 100_000;
+
+impl Lifecycle {
+    async fn run(self, shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                () = shutdown.requested() => return,
+                () = tokio::time::sleep(self.interval) => {}
+            }
+            let now = self.clock.unix_millis();
+            match keyless_s3::lifecycle::sweep(self.store.as_ref(), now, LIFECYCLE_BUDGET).await {
+                Ok(swept) if swept.expired + swept.aborted > 0 || swept.stopped_at_budget => {
+                    tracing::info!(
+                        expired = swept.expired,
+                        aborted = swept.aborted,
+                        examined = swept.examined,
+                        stopped_at_budget = swept.stopped_at_budget,
+                        "lifecycle pass"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "lifecycle pass failed"),
+            }
+        }
+    }
 }
 
 impl Server {
@@ -225,6 +261,11 @@ impl Server {
             &args.account_id,
         ));
         let query = QueryApi::new(keys.clone(), Arc::clone(&clock), sts);
+        let lifecycle = Lifecycle {
+            store: Arc::clone(&store),
+            clock: Arc::clone(&clock),
+            interval: args.lifecycle_interval,
+        };
         let authorizer = Authorizer::new(store, keys, clock);
         builder.set_auth(authorizer.clone());
         builder.set_access(authorizer);
@@ -282,6 +323,7 @@ impl Server {
             limits: args.server.limits(),
             request_log: args.server.request_log,
             banner,
+            lifecycle,
         })
     }
 
@@ -310,7 +352,9 @@ impl Server {
             limits,
             request_log: self_request_log,
             banner: _,
+            lifecycle,
         } = self;
+        tokio::spawn(lifecycle.run(shutdown.clone()));
         let admin = Admin::start(admin, readiness, &shutdown);
         let imds = imds.map(|(listener, metadata)| {
             tokio::spawn(crate::agent::serve(

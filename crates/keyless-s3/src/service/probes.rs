@@ -12,6 +12,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
+use crate::lifecycle::Lifecycle;
 use crate::store::ObjectStore;
 use crate::wire::{aws_error, store_error};
 
@@ -154,8 +155,55 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<GetBucketLifecycleConfigurationInput>,
     ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
-        self.existing(&req.input.bucket).await?;
-        Err(not_configured("NoSuchLifecycleConfiguration"))
+        let lifecycle = self
+            .store
+            .bucket_lifecycle(&req.input.bucket)
+            .await
+            .map_err(store_error)?;
+        let Some(lifecycle) = lifecycle.and_then(|t| serde_json::from_str::<Lifecycle>(&t).ok())
+        else {
+            return Err(not_configured("NoSuchLifecycleConfiguration"));
+        };
+        Ok(S3Response::new(GetBucketLifecycleConfigurationOutput {
+            rules: Some(lifecycle.to_s3()),
+            transition_default_minimum_object_size: None,
+        }))
+    }
+
+    pub(super) async fn put_bucket_lifecycle_configuration_(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        let input = req.input;
+        self.existing(&input.bucket).await?;
+        let Some(config) = input.lifecycle_configuration else {
+            return Err(aws_error(S3ErrorCode::MalformedXML));
+        };
+        let lifecycle = Lifecycle::from_s3(&config).map_err(|r| {
+            let code = S3ErrorCode::from_bytes(r.code.as_bytes())
+                .unwrap_or(S3ErrorCode::Custom(r.code.into()));
+            S3Error::with_message(code, r.message)
+        })?;
+        let text = serde_json::to_string(&lifecycle)
+            .map_err(|e| s3_error!(InternalError, "cannot encode the configuration: {e}"))?;
+        self.store
+            .set_bucket_lifecycle(&input.bucket, Some(text))
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(
+            PutBucketLifecycleConfigurationOutput::default(),
+        ))
+    }
+
+    pub(super) async fn delete_bucket_lifecycle_(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.store
+            .set_bucket_lifecycle(&req.input.bucket, None)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(DeleteBucketLifecycleOutput::default()))
     }
 
     pub(super) async fn get_bucket_tagging_(

@@ -55,6 +55,9 @@ const WRITE_CHUNK: usize = 1024 * 1024;
 struct BucketRecord {
     info: BucketInfo,
     policy: Option<String>,
+    /// The lifecycle configuration's JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lifecycle: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -939,6 +942,7 @@ impl ObjectStore for DiskStore {
                 let record = encode(&BucketRecord {
                     info: info.clone(),
                     policy: None,
+                    lifecycle: None,
                 })?;
                 table
                     .insert(info.name.as_str(), record.as_slice())
@@ -1278,6 +1282,43 @@ impl ObjectStore for DiskStore {
             txn.commit().map_err(db_err)?;
             policies.insert(bucket, policy);
             Ok(())
+        })
+        .await
+    }
+
+    async fn set_bucket_lifecycle(
+        &self,
+        bucket: &str,
+        lifecycle: Option<String>,
+    ) -> Result<(), StoreError> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_write().map_err(db_err)?;
+            {
+                let mut table = txn.open_table(BUCKETS).map_err(db_err)?;
+                let mut record: BucketRecord = {
+                    let value = table
+                        .get(bucket.as_str())
+                        .map_err(db_err)?
+                        .ok_or_else(|| StoreError::NoSuchBucket(bucket.clone()))?;
+                    decode(value.value())?
+                };
+                record.lifecycle = lifecycle;
+                let encoded = encode(&record)?;
+                table
+                    .insert(bucket.as_str(), encoded.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn bucket_lifecycle(&self, bucket: &str) -> Result<Option<String>, StoreError> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            Ok(bucket_record(&txn, &bucket)?.lifecycle)
         })
         .await
     }

@@ -34,6 +34,7 @@ async fn read_body(
 struct Bucket {
     info: Option<BucketInfo>,
     policy: Option<String>,
+    lifecycle: Option<String>,
     objects: BTreeMap<String, (ObjectInfo, Bytes)>,
     uploads: BTreeMap<String, Upload>,
     /// Completed uploads by id, for a repeated completion.
@@ -236,6 +237,21 @@ impl ObjectStore for MemoryStore {
 
     async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, StoreError> {
         self.with_bucket(bucket, |b| Ok(b.policy.clone()))
+    }
+
+    async fn set_bucket_lifecycle(
+        &self,
+        bucket: &str,
+        lifecycle: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.with_bucket(bucket, |b| {
+            b.lifecycle = lifecycle;
+            Ok(())
+        })
+    }
+
+    async fn bucket_lifecycle(&self, bucket: &str) -> Result<Option<String>, StoreError> {
+        self.with_bucket(bucket, |b| Ok(b.lifecycle.clone()))
     }
 
     async fn create_upload(

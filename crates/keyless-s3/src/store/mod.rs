@@ -426,6 +426,18 @@ pub trait ObjectStore: Send + Sync + 'static {
         &self,
         bucket: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Sets (`Some`) or removes (`None`) the bucket's lifecycle configuration (the JSON of
+    /// [`crate::lifecycle::Lifecycle`]).
+    fn set_bucket_lifecycle(
+        &self,
+        bucket: &str,
+        lifecycle: Option<String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The bucket's lifecycle configuration, if any.
+    fn bucket_lifecycle(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Starts a multipart upload of `key`; the options apply to the final object.
     fn create_upload(

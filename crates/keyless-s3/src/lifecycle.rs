@@ -1,0 +1,632 @@
+//! Bucket lifecycle: S3's rules (expiration after days or at a date, the abort of incomplete
+//! multipart uploads, filtered by prefix and object size), as PutBucketLifecycleConfiguration
+//! takes them and checks them, and the sweep that applies them: a pass over the buckets that
+//! have rules, bounded in work, that the server runs periodically. The configuration lives in
+//! the bucket's record, so it survives restarts; a pass picks up where the rules say, not where
+//! the last pass stopped.
+//!
+//! What needs versioning or other storage classes (noncurrent versions, delete markers,
+//! transitions) and tag filters are refused with `NotImplemented`, never ignored.
+//!
+//! <https://docs.aws.amazon.com/AmazonS3/latest/userguide/intro-lifecycle-rules.html>
+//! <https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-expire-general-considerations.html>
+//!
+//! No clock here: every check takes `now_ms`.
+
+use s3s::dto::{
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
+    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, Timestamp, TimestampFormat,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{ListQuery, ObjectStore, StoreError, UploadRef};
+
+/// Rules one configuration may hold (S3's limit).
+pub const MAX_RULES: usize = 1000;
+const DAY_MS: i64 = 86_400_000;
+
+/// Why a configuration was refused: S3's code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// `MalformedXML`, `InvalidArgument` or `NotImplemented`.
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn refused(code: &'static str, message: impl Into<String>) -> Refused {
+    Refused {
+        code,
+        message: message.into(),
+    }
+}
+
+/// When the objects a rule selects expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expiry {
+    /// This many days after creation, at the following midnight UTC (S3 rounds up).
+    Days(u32),
+    /// At this midnight UTC, milliseconds since the epoch.
+    Date(i64),
+}
+
+/// One rule, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// `ID`.
+    pub id: String,
+    /// `Status` is `Enabled`.
+    pub enabled: bool,
+    /// Only keys that start with this.
+    pub prefix: String,
+    /// Only objects larger than this many bytes.
+    pub size_greater_than: Option<u64>,
+    /// Only objects smaller than this many bytes.
+    pub size_less_than: Option<u64>,
+    /// When its objects expire.
+    pub expiry: Option<Expiry>,
+    /// Incomplete multipart uploads are aborted this many days after they started.
+    pub abort_incomplete_after_days: Option<u32>,
+}
+
+/// A bucket's lifecycle configuration, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    /// The rules, in the order given.
+    pub rules: Vec<Rule>,
+}
+
+fn midnight_after(ms: i64) -> i64 {
+    (ms.div_euclid(DAY_MS) + 1) * DAY_MS
+}
+
+fn epoch_ms(date: &Timestamp) -> Option<i64> {
+    let mut text = Vec::new();
+    date.format(TimestampFormat::EpochSeconds, &mut text).ok()?;
+    let text = String::from_utf8(text).ok()?;
+    let seconds: f64 = text.parse().ok()?;
+    Some((seconds * 1000.0) as i64)
+}
+
+fn timestamp(ms: i64) -> Timestamp {
+    let time =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    Timestamp::from(time)
+}
+
+impl Rule {
+    fn selects(&self, key: &str, size: u64) -> bool {
+        self.enabled
+            && key.starts_with(&self.prefix)
+            && self.size_greater_than.is_none_or(|min| size > min)
+            && self.size_less_than.is_none_or(|max| size < max)
+    }
+
+    /// Whether an object created at `created_ms` has expired at `now_ms`.
+    pub fn expires(&self, key: &str, size: u64, created_ms: i64, now_ms: i64) -> bool {
+        if !self.selects(key, size) {
+            return false;
+        }
+        match self.expiry {
+            None => false,
+            Some(Expiry::Days(days)) => {
+                now_ms >= midnight_after(created_ms + i64::from(days - 1) * DAY_MS)
+            }
+            Some(Expiry::Date(at)) => now_ms >= at,
+        }
+    }
+
+    /// Whether an upload of `key` started at `initiated_ms` is to be aborted at `now_ms`.
+    pub fn aborts(&self, key: &str, initiated_ms: i64, now_ms: i64) -> bool {
+        self.enabled
+            && key.starts_with(&self.prefix)
+            && self.abort_incomplete_after_days.is_some_and(|days| {
+                now_ms >= midnight_after(initiated_ms + i64::from(days.max(1) - 1) * DAY_MS)
+            })
+    }
+}
+
+fn positive_days(days: i32, what: &str) -> Result<u32, Refused> {
+    u32::try_from(days).ok().filter(|d| *d > 0).ok_or_else(|| {
+        refused(
+            "InvalidArgument",
+            format!("'{what}' for Expiration action must be a positive integer"),
+        )
+    })
+}
+
+fn size(value: Option<i64>) -> Result<Option<u64>, Refused> {
+    value
+        .map(|v| {
+            u64::try_from(v).map_err(|_| {
+                refused(
+                    "InvalidArgument",
+                    "Object size filters must be non-negative",
+                )
+            })
+        })
+        .transpose()
+}
+
+impl Lifecycle {
+    /// Checks a configuration as PutBucketLifecycleConfiguration does.
+    pub fn from_s3(config: &BucketLifecycleConfiguration) -> Result<Self, Refused> {
+        if config.rules.is_empty() {
+            return Err(refused(
+                "MalformedXML",
+                "The XML you provided was not well-formed or did not validate against our published schema",
+            ));
+        }
+        if config.rules.len() > MAX_RULES {
+            return Err(refused(
+                "InvalidRequest",
+                format!("The number of lifecycle rules must not exceed {MAX_RULES}"),
+            ));
+        }
+        let mut rules = Vec::with_capacity(config.rules.len());
+        for (i, rule) in config.rules.iter().enumerate() {
+            rules.push(Self::rule(rule, i)?);
+        }
+        let mut ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(refused(
+                "InvalidArgument",
+                "Rule ID must be unique. Found same ID for more than one rule",
+            ));
+        }
+        Ok(Self { rules })
+    }
+
+    fn rule(rule: &LifecycleRule, index: usize) -> Result<Rule, Refused> {
+        let not_implemented = |what: &str| {
+            refused(
+                "NotImplemented",
+                format!("Keyless does not implement {what} in lifecycle rules"),
+            )
+        };
+        if rule.noncurrent_version_expiration.is_some()
+            || rule.noncurrent_version_transitions.is_some()
+        {
+            return Err(not_implemented(
+                "noncurrent versions (buckets are not versioned)",
+            ));
+        }
+        if rule.transitions.is_some() {
+            return Err(not_implemented("transitions (there is one storage class)"));
+        }
+        let id = rule
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("rule-{}", index + 1));
+        if id.len() > 255 {
+            return Err(refused(
+                "InvalidArgument",
+                "ID length should not exceed allowed limit of 255",
+            ));
+        }
+        let enabled = match rule.status.as_str() {
+            ExpirationStatus::ENABLED => true,
+            ExpirationStatus::DISABLED => false,
+            _ => {
+                return Err(refused(
+                    "MalformedXML",
+                    "Status must be Enabled or Disabled",
+                ));
+            }
+        };
+        let (mut prefix, mut greater, mut less) = (rule.prefix.clone(), None, None);
+        if let Some(filter) = &rule.filter {
+            let LifecycleRuleFilter {
+                and,
+                object_size_greater_than,
+                object_size_less_than,
+                prefix: filter_prefix,
+                tag,
+            } = filter;
+            if tag.is_some()
+                || and
+                    .as_ref()
+                    .is_some_and(|a| a.tags.as_ref().is_some_and(|t| !t.is_empty()))
+            {
+                return Err(not_implemented("tag filters (objects carry no tags yet)"));
+            }
+            if prefix.is_some() && (filter_prefix.is_some() || and.is_some()) {
+                return Err(refused(
+                    "MalformedXML",
+                    "a rule has a Prefix both in and outside its Filter",
+                ));
+            }
+            if let Some(and) = and {
+                prefix = and.prefix.clone().or(prefix);
+                greater = and.object_size_greater_than;
+                less = and.object_size_less_than;
+            } else {
+                prefix = filter_prefix.clone().or(prefix);
+                greater = *object_size_greater_than;
+                less = *object_size_less_than;
+            }
+        }
+        let expiry = match &rule.expiration {
+            None => None,
+            Some(LifecycleExpiration {
+                expired_object_delete_marker: Some(_),
+                ..
+            }) => {
+                return Err(not_implemented(
+                    "delete markers (buckets are not versioned)",
+                ));
+            }
+            Some(LifecycleExpiration {
+                days: Some(_),
+                date: Some(_),
+                ..
+            }) => {
+                return Err(refused(
+                    "MalformedXML",
+                    "an Expiration has both Days and Date",
+                ));
+            }
+            Some(LifecycleExpiration {
+                days: Some(days), ..
+            }) => Some(Expiry::Days(positive_days(*days, "Days")?)),
+            Some(LifecycleExpiration {
+                date: Some(date), ..
+            }) => {
+                let ms = epoch_ms(date).unwrap_or(1);
+                if ms.rem_euclid(DAY_MS) != 0 {
+                    return Err(refused("InvalidArgument", "'Date' must be at midnight GMT"));
+                }
+                Some(Expiry::Date(ms))
+            }
+            Some(_) => return Err(refused("MalformedXML", "an Expiration needs Days or Date")),
+        };
+        let abort = match &rule.abort_incomplete_multipart_upload {
+            None => None,
+            Some(AbortIncompleteMultipartUpload {
+                days_after_initiation: Some(days),
+            }) => Some(u32::try_from(*days).ok().filter(|d| *d > 0).ok_or_else(|| {
+                refused(
+                    "InvalidArgument",
+                    "'DaysAfterInitiation' for AbortIncompleteMultipartUpload action must be a positive integer",
+                )
+            })?),
+            Some(_) => return Err(refused("MalformedXML", "AbortIncompleteMultipartUpload needs DaysAfterInitiation")),
+        };
+        if expiry.is_none() && abort.is_none() {
+            return Err(refused(
+                "InvalidRequest",
+                "At least one action needs to be specified in a rule",
+            ));
+        }
+        Ok(Rule {
+            id,
+            enabled,
+            prefix: prefix.unwrap_or_default(),
+            size_greater_than: size(greater)?,
+            size_less_than: size(less)?,
+            expiry,
+            abort_incomplete_after_days: abort,
+        })
+    }
+
+    /// The configuration as GetBucketLifecycleConfiguration answers it.
+    pub fn to_s3(&self) -> Vec<LifecycleRule> {
+        self.rules
+            .iter()
+            .map(|rule| LifecycleRule {
+                id: Some(rule.id.clone()),
+                status: ExpirationStatus::from_static(if rule.enabled {
+                    ExpirationStatus::ENABLED
+                } else {
+                    ExpirationStatus::DISABLED
+                }),
+                filter: Some(
+                    if rule.size_greater_than.is_some() || rule.size_less_than.is_some() {
+                        LifecycleRuleFilter {
+                            and: Some(s3s::dto::LifecycleRuleAndOperator {
+                                prefix: Some(rule.prefix.clone()),
+                                object_size_greater_than: rule.size_greater_than.map(|v| v as i64),
+                                object_size_less_than: rule.size_less_than.map(|v| v as i64),
+                                tags: None,
+                            }),
+                            ..Default::default()
+                        }
+                    } else {
+                        LifecycleRuleFilter {
+                            prefix: Some(rule.prefix.clone()),
+                            ..Default::default()
+                        }
+                    },
+                ),
+                expiration: rule.expiry.map(|e| match e {
+                    Expiry::Days(days) => LifecycleExpiration {
+                        days: Some(days as i32),
+                        ..Default::default()
+                    },
+                    Expiry::Date(ms) => LifecycleExpiration {
+                        date: Some(timestamp(ms)),
+                        ..Default::default()
+                    },
+                }),
+                abort_incomplete_multipart_upload: rule.abort_incomplete_after_days.map(|d| {
+                    AbortIncompleteMultipartUpload {
+                        days_after_initiation: Some(d as i32),
+                    }
+                }),
+                noncurrent_version_expiration: None,
+                noncurrent_version_transitions: None,
+                prefix: None,
+                transitions: None,
+            })
+            .collect()
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Objects deleted because they expired.
+    pub expired: usize,
+    /// Incomplete uploads aborted.
+    pub aborted: usize,
+    /// Objects and uploads looked at.
+    pub examined: usize,
+    /// Whether the pass stopped at its budget, with more to look at.
+    pub stopped_at_budget: bool,
+}
+
+/// One pass of every bucket's rules at `now_ms`, looking at `budget` objects and uploads at
+/// most (the next pass looks again from the start).
+pub async fn sweep<S: ObjectStore>(
+    store: &S,
+    now_ms: i64,
+    budget: usize,
+) -> Result<Swept, StoreError> {
+    let mut swept = Swept::default();
+    for bucket in store.list_buckets().await? {
+        let Some(text) = store.bucket_lifecycle(&bucket.name).await? else {
+            continue;
+        };
+        let Ok(lifecycle) = serde_json::from_str::<Lifecycle>(&text) else {
+            tracing::warn!(bucket = %bucket.name, "unreadable lifecycle configuration; skipped");
+            continue;
+        };
+        if lifecycle
+            .rules
+            .iter()
+            .any(|r| r.abort_incomplete_after_days.is_some())
+        {
+            for upload in store.list_uploads(&bucket.name, "").await? {
+                if swept.examined >= budget {
+                    swept.stopped_at_budget = true;
+                    return Ok(swept);
+                }
+                swept.examined += 1;
+                if lifecycle
+                    .rules
+                    .iter()
+                    .any(|r| r.aborts(&upload.key, upload.initiated_ms, now_ms))
+                {
+                    let target = UploadRef {
+                        bucket: &bucket.name,
+                        key: &upload.key,
+                        upload_id: &upload.upload_id,
+                    };
+                    match store.abort_upload(target).await {
+                        Ok(()) => swept.aborted += 1,
+                        Err(StoreError::NoSuchUpload(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        if !lifecycle.rules.iter().any(|r| r.expiry.is_some()) {
+            continue;
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .list_objects(
+                    &bucket.name,
+                    ListQuery {
+                        after: after.as_deref(),
+                        max_keys: 1000,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            for object in &page.objects {
+                if swept.examined >= budget {
+                    swept.stopped_at_budget = true;
+                    return Ok(swept);
+                }
+                swept.examined += 1;
+                if lifecycle
+                    .rules
+                    .iter()
+                    .any(|r| r.expires(&object.key, object.size, object.last_modified_ms, now_ms))
+                {
+                    store.delete_object(&bucket.name, &object.key).await?;
+                    swept.expired += 1;
+                }
+            }
+            match (page.truncated, page.next_after) {
+                (true, Some(next)) => after = Some(next),
+                _ => break,
+            }
+        }
+    }
+    Ok(swept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_800_000_000_000; // 2027-01-15T08:00:00Z
+
+    fn rule(expiry: Option<Expiry>, abort: Option<u32>) -> Rule {
+        Rule {
+            id: "r".into(),
+            enabled: true,
+            prefix: "logs/".into(),
+            size_greater_than: None,
+            size_less_than: Some(1000),
+            expiry,
+            abort_incomplete_after_days: abort,
+        }
+    }
+
+    #[test]
+    fn days_count_to_the_following_midnight_utc() {
+        let r = rule(Some(Expiry::Days(1)), None);
+        let midnight = midnight_after(T0);
+        assert!(!r.expires("logs/a", 10, T0, midnight - 1));
+        assert!(r.expires("logs/a", 10, T0, midnight));
+        // Outside the filter: never.
+        assert!(!r.expires("other/a", 10, T0, midnight + 10 * DAY_MS));
+        assert!(!r.expires("logs/a", 5000, T0, midnight + 10 * DAY_MS));
+        let r = rule(Some(Expiry::Days(3)), None);
+        assert!(!r.expires("logs/a", 10, T0, midnight + 2 * DAY_MS - 1));
+        assert!(r.expires("logs/a", 10, T0, midnight + 2 * DAY_MS));
+        let disabled = Rule {
+            enabled: false,
+            ..r
+        };
+        assert!(!disabled.expires("logs/a", 10, T0, T0 + 100 * DAY_MS));
+    }
+
+    #[test]
+    fn uploads_abort_after_their_days() {
+        let r = rule(None, Some(2));
+        let midnight = midnight_after(T0);
+        assert!(!r.aborts("logs/x", T0, midnight + DAY_MS - 1));
+        assert!(r.aborts("logs/x", T0, midnight + DAY_MS));
+        assert!(!r.aborts("else/x", T0, midnight + 9 * DAY_MS));
+    }
+
+    fn config(rules: Vec<LifecycleRule>) -> BucketLifecycleConfiguration {
+        BucketLifecycleConfiguration { rules }
+    }
+
+    fn s3_rule(expiration: Option<LifecycleExpiration>) -> LifecycleRule {
+        LifecycleRule {
+            id: Some("r1".into()),
+            status: ExpirationStatus::from_static(ExpirationStatus::ENABLED),
+            filter: Some(LifecycleRuleFilter {
+                prefix: Some("tmp/".into()),
+                ..Default::default()
+            }),
+            expiration,
+            abort_incomplete_multipart_upload: None,
+            noncurrent_version_expiration: None,
+            noncurrent_version_transitions: None,
+            prefix: None,
+            transitions: None,
+        }
+    }
+
+    #[test]
+    fn configurations_are_checked_as_s3_checks_them() {
+        let days = |d| {
+            Some(LifecycleExpiration {
+                days: Some(d),
+                ..Default::default()
+            })
+        };
+        let ok = Lifecycle::from_s3(&config(vec![s3_rule(days(7))])).unwrap();
+        assert_eq!(ok.rules[0].prefix, "tmp/");
+        assert_eq!(ok.rules[0].expiry, Some(Expiry::Days(7)));
+        // It reads back as it was given.
+        let back = Lifecycle::from_s3(&config(ok.to_s3())).unwrap();
+        assert_eq!(back, ok);
+        for (bad, code) in [
+            (config(vec![]), "MalformedXML"),
+            (config(vec![s3_rule(days(0))]), "InvalidArgument"),
+            (config(vec![s3_rule(None)]), "InvalidRequest"),
+            (
+                config(vec![s3_rule(days(1)), s3_rule(days(2))]),
+                "InvalidArgument",
+            ),
+            (
+                config(vec![LifecycleRule {
+                    noncurrent_version_expiration: Some(Default::default()),
+                    ..s3_rule(days(1))
+                }]),
+                "NotImplemented",
+            ),
+            (
+                config(vec![s3_rule(Some(LifecycleExpiration {
+                    expired_object_delete_marker: Some(true),
+                    ..Default::default()
+                }))]),
+                "NotImplemented",
+            ),
+        ] {
+            assert_eq!(Lifecycle::from_s3(&bad).unwrap_err().code, code, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_deletes_what_expired_aborts_old_uploads_and_keeps_to_its_budget() {
+        use crate::store::{MemoryStore, PutOptions};
+        let clock = std::sync::Arc::new(keyless_types::FixedClock::at_unix((T0 / 1000) as u64));
+        let store = MemoryStore::new(clock);
+        store.create_bucket("b").await.unwrap();
+        store.create_bucket("untouched").await.unwrap();
+        for key in ["logs/1", "logs/2", "keep/1"] {
+            for bucket in ["b", "untouched"] {
+                let body: crate::store::ByteStream = Box::pin(futures_util::stream::iter([Ok(
+                    bytes::Bytes::from_static(b"x"),
+                )]));
+                store
+                    .put_object(bucket, key, body, PutOptions::default())
+                    .await
+                    .unwrap();
+            }
+        }
+        store
+            .create_upload("b", "logs/big", PutOptions::default())
+            .await
+            .unwrap();
+        let lifecycle = Lifecycle {
+            rules: vec![rule(Some(Expiry::Days(1)), Some(1))],
+        };
+        store
+            .set_bucket_lifecycle("b", Some(serde_json::to_string(&lifecycle).unwrap()))
+            .await
+            .unwrap();
+        // Not yet.
+        let early = sweep(&store, T0 + 1000, 100).await.unwrap();
+        assert_eq!((early.expired, early.aborted), (0, 0));
+        // A budget of 2: stopped, with work left.
+        let later = midnight_after(T0) + 1;
+        let bounded = sweep(&store, later, 2).await.unwrap();
+        assert!(
+            bounded.stopped_at_budget && bounded.examined == 2,
+            "{bounded:?}"
+        );
+        let swept = sweep(&store, later, 100).await.unwrap();
+        assert!(!swept.stopped_at_budget);
+        let listed = |bucket: &'static str| {
+            let store = &store;
+            async move {
+                let page = store
+                    .list_objects(
+                        bucket,
+                        ListQuery {
+                            max_keys: 100,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                page.objects.into_iter().map(|o| o.key).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(listed("b").await, ["keep/1"]);
+        assert_eq!(listed("untouched").await.len(), 3);
+        assert!(store.list_uploads("b", "").await.unwrap().is_empty());
+    }
+}
