@@ -49,6 +49,10 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(20));
     for (name, store) in [("plaintext", &plain), ("sealed", &sealed)] {
         runtime.block_on(store.create_bucket("b")).expect("bucket");
+        // What the GETs read, whether or not the PUTs run (`-- get`).
+        runtime
+            .block_on(store.put_object("b", "k", body(&data), PutOptions::default()))
+            .expect("put");
         group.bench_function(format!("put/{name}"), |b| {
             b.iter(|| {
                 runtime

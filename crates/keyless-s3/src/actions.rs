@@ -27,6 +27,8 @@ pub enum S3Op {
     DeleteObjects,
     GetBucketAcl,
     GetBucketCors,
+    PutBucketCors,
+    DeleteBucketCors,
     GetBucketEncryption,
     PutBucketEncryption,
     DeleteBucketEncryption,
@@ -73,7 +75,7 @@ pub enum Scope {
 }
 
 /// Every operation, for tables and tests.
-pub const ALL_OPS: [S3Op; 43] = [
+pub const ALL_OPS: [S3Op; 45] = [
     S3Op::AbortMultipartUpload,
     S3Op::CompleteMultipartUpload,
     S3Op::CopyObject,
@@ -85,6 +87,8 @@ pub const ALL_OPS: [S3Op; 43] = [
     S3Op::DeleteObjects,
     S3Op::GetBucketAcl,
     S3Op::GetBucketCors,
+    S3Op::PutBucketCors,
+    S3Op::DeleteBucketCors,
     S3Op::GetBucketEncryption,
     S3Op::PutBucketEncryption,
     S3Op::DeleteBucketEncryption,
@@ -134,6 +138,8 @@ impl S3Op {
             Self::DeleteObjects => "DeleteObjects",
             Self::GetBucketAcl => "GetBucketAcl",
             Self::GetBucketCors => "GetBucketCors",
+            Self::PutBucketCors => "PutBucketCors",
+            Self::DeleteBucketCors => "DeleteBucketCors",
             Self::GetBucketEncryption => "GetBucketEncryption",
             Self::PutBucketEncryption => "PutBucketEncryption",
             Self::DeleteBucketEncryption => "DeleteBucketEncryption",
@@ -198,6 +204,8 @@ impl S3Op {
             Self::PutBucketPolicy => "s3:PutBucketPolicy",
             Self::GetBucketAcl => "s3:GetBucketAcl",
             Self::GetBucketCors => "s3:GetBucketCORS",
+            // S3 has no separate permission to delete it.
+            Self::PutBucketCors | Self::DeleteBucketCors => "s3:PutBucketCORS",
             Self::GetBucketEncryption => "s3:GetEncryptionConfiguration",
             // Both change the configuration: S3 has no separate delete permission for it.
             Self::PutBucketEncryption | Self::DeleteBucketEncryption => {
@@ -238,6 +246,8 @@ impl S3Op {
             | Self::ListObjectsV2
             | Self::GetBucketAcl
             | Self::GetBucketCors
+            | Self::PutBucketCors
+            | Self::DeleteBucketCors
             | Self::GetBucketEncryption
             | Self::PutBucketEncryption
             | Self::DeleteBucketEncryption
@@ -421,7 +431,7 @@ mod tests {
             assert_eq!(S3Op::from_name(op.name()), Some(op));
             assert!(op.action().starts_with("s3:"));
         }
-        assert_eq!(S3Op::from_name("PutBucketCors"), None);
+        assert_eq!(S3Op::from_name("PutBucketWebsite"), None);
     }
 
     /// The permissions the S3 User Guide lists for each operation.
@@ -476,6 +486,8 @@ mod tests {
             ),
             ("GetBucketAcl", "s3:GetBucketAcl", "arn:aws:s3:::b"),
             ("GetBucketCors", "s3:GetBucketCORS", "arn:aws:s3:::b"),
+            ("PutBucketCors", "s3:PutBucketCORS", "arn:aws:s3:::b"),
+            ("DeleteBucketCors", "s3:PutBucketCORS", "arn:aws:s3:::b"),
             (
                 "PutBucketEncryption",
                 "s3:PutEncryptionConfiguration",

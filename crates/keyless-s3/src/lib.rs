@@ -8,6 +8,7 @@
 mod actions;
 pub mod auth;
 pub mod conditions;
+pub mod cors;
 pub mod extensions;
 pub mod lifecycle;
 mod params;

@@ -19,7 +19,7 @@ use s3s::dto::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::store::{ListQuery, ObjectStore, StoreError, UploadRef};
+use crate::store::{BucketConfig, ListQuery, ObjectStore, StoreError, UploadRef};
 
 /// Rules one configuration may hold (S3's limit).
 pub const MAX_RULES: usize = 1000;
@@ -385,7 +385,10 @@ pub async fn sweep<S: ObjectStore>(
 ) -> Result<Swept, StoreError> {
     let mut swept = Swept::default();
     for bucket in store.list_buckets().await? {
-        let Some(text) = store.bucket_lifecycle(&bucket.name).await? else {
+        let Some(text) = store
+            .bucket_config(&bucket.name, BucketConfig::Lifecycle)
+            .await?
+        else {
             continue;
         };
         let Ok(lifecycle) = serde_json::from_str::<Lifecycle>(&text) else {
@@ -594,7 +597,11 @@ mod tests {
             rules: vec![rule(Some(Expiry::Days(1)), Some(1))],
         };
         store
-            .set_bucket_lifecycle("b", Some(serde_json::to_string(&lifecycle).unwrap()))
+            .set_bucket_config(
+                "b",
+                BucketConfig::Lifecycle,
+                Some(serde_json::to_string(&lifecycle).unwrap()),
+            )
             .await
             .unwrap();
         // Not yet.

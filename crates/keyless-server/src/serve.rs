@@ -20,7 +20,7 @@ use keyless_s3::auth::Authorizer;
 use keyless_s3::extensions::{ClientAddr, SecureTransport};
 use keyless_s3::service::KeylessS3;
 use keyless_s3::store::{DiskStore, ObjectStore as _, StoreError};
-use keyless_s3::wire::{S3Front, SharedHost};
+use keyless_s3::wire::{S3Front, SharedHost, StoreCors};
 use keyless_sts::{SessionKey, Sts};
 use keyless_types::{Clock, RequestLog, Secret};
 use s3s::host::MultiDomain;
@@ -261,6 +261,7 @@ impl Server {
             &args.account_id,
         ));
         let query = QueryApi::new(keys.clone(), Arc::clone(&clock), sts);
+        let cors = Arc::new(StoreCors(Arc::clone(&store)));
         let lifecycle = Lifecycle {
             store: Arc::clone(&store),
             clock: Arc::clone(&clock),
@@ -282,7 +283,7 @@ impl Server {
             host = Some(shared);
         }
         // Request ids, AWS's error texts and the presigned-URL checks around s3s.
-        let service = S3Front::new(builder.build(), host);
+        let service = S3Front::new(builder.build(), host).with_cors(cors);
         let endpoint = format!("{scheme}://{local}");
         let mut banner = format!(
             "keyless: S3 endpoint {endpoint}\nkeyless: IAM and STS on the same endpoint; OIDC issuer {}\n",

@@ -12,8 +12,9 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
+use crate::cors::Cors;
 use crate::lifecycle::Lifecycle;
-use crate::store::ObjectStore;
+use crate::store::{BucketConfig, ObjectStore};
 use crate::wire::{aws_error, store_error};
 
 /// A bucket without the configuration: S3's error of that code, with S3's status (404 for
@@ -147,8 +148,48 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<GetBucketCorsInput>,
     ) -> S3Result<S3Response<GetBucketCorsOutput>> {
-        self.existing(&req.input.bucket).await?;
-        Err(not_configured("NoSuchCORSConfiguration"))
+        let cors = self
+            .store
+            .bucket_config(&req.input.bucket, BucketConfig::Cors)
+            .await
+            .map_err(store_error)?;
+        let Some(cors) = cors.and_then(|t| serde_json::from_str::<Cors>(&t).ok()) else {
+            return Err(not_configured("NoSuchCORSConfiguration"));
+        };
+        Ok(S3Response::new(GetBucketCorsOutput {
+            cors_rules: Some(cors.to_s3()),
+        }))
+    }
+
+    pub(super) async fn put_bucket_cors_(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        let input = req.input;
+        self.existing(&input.bucket).await?;
+        let cors = Cors::from_s3(&input.cors_configuration).map_err(|r| {
+            let code = S3ErrorCode::from_bytes(r.code.as_bytes())
+                .unwrap_or(S3ErrorCode::Custom(r.code.into()));
+            S3Error::with_message(code, r.message)
+        })?;
+        let text = serde_json::to_string(&cors)
+            .map_err(|e| s3_error!(InternalError, "cannot encode the configuration: {e}"))?;
+        self.store
+            .set_bucket_config(&input.bucket, BucketConfig::Cors, Some(text))
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(PutBucketCorsOutput::default()))
+    }
+
+    pub(super) async fn delete_bucket_cors_(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.store
+            .set_bucket_config(&req.input.bucket, BucketConfig::Cors, None)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(DeleteBucketCorsOutput::default()))
     }
 
     pub(super) async fn get_bucket_lifecycle_configuration_(
@@ -157,7 +198,7 @@ impl<S: ObjectStore> KeylessS3<S> {
     ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
         let lifecycle = self
             .store
-            .bucket_lifecycle(&req.input.bucket)
+            .bucket_config(&req.input.bucket, BucketConfig::Lifecycle)
             .await
             .map_err(store_error)?;
         let Some(lifecycle) = lifecycle.and_then(|t| serde_json::from_str::<Lifecycle>(&t).ok())
@@ -187,7 +228,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         let text = serde_json::to_string(&lifecycle)
             .map_err(|e| s3_error!(InternalError, "cannot encode the configuration: {e}"))?;
         self.store
-            .set_bucket_lifecycle(&input.bucket, Some(text))
+            .set_bucket_config(&input.bucket, BucketConfig::Lifecycle, Some(text))
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(
@@ -200,7 +241,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         req: S3Request<DeleteBucketLifecycleInput>,
     ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
         self.store
-            .set_bucket_lifecycle(&req.input.bucket, None)
+            .set_bucket_config(&req.input.bucket, BucketConfig::Lifecycle, None)
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(DeleteBucketLifecycleOutput::default()))

@@ -29,9 +29,10 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::seal::{DataKey, MasterKeys, Piece, SEGMENT, SealedPart, TAG, WrappedKey, pieces};
 use super::{
-    BodyCheck, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS, CompletedUpload,
-    ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions, StoreError, UploadInfo,
-    UploadRef, WriteCondition, bytes_stream, completed_parts, multipart_etag, paginate, random_id,
+    BodyCheck, BucketConfig, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS,
+    CompletedUpload, ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions,
+    StoreError, UploadInfo, UploadRef, WriteCondition, bytes_stream, completed_parts,
+    multipart_etag, paginate, random_id,
 };
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -55,9 +56,9 @@ const WRITE_CHUNK: usize = 1024 * 1024;
 struct BucketRecord {
     info: BucketInfo,
     policy: Option<String>,
-    /// The lifecycle configuration's JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    lifecycle: Option<String>,
+    /// Its other configurations' JSON, by [`BucketConfig::as_str`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    configs: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -898,19 +899,32 @@ fn open_pieces(
     batch: &[Piece],
 ) -> std::io::Result<Bytes> {
     use std::os::unix::fs::FileExt as _;
-    let mut out = bytes::BytesMut::new();
-    let mut buf = Vec::new();
+    let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        return Ok(Bytes::new());
+    };
+    // The batch's pieces lie back to back: one read for all, each segment opened in place,
+    // and the plaintext moved down over the tags, so the bytes are copied once.
+    let start = first.stored.0;
+    let len = last.stored.0 + last.stored.1 - start;
+    let mut buf = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
+    file.read_exact_at(&mut buf, start)?;
+    let mut out = 0usize;
     for piece in batch {
-        let (at, len) = piece.stored;
-        buf.resize(usize::try_from(len).map_err(std::io::Error::other)?, 0);
-        file.read_exact_at(&mut buf, at)?;
-        if let Some(Some(key)) = keys.get(piece.part) {
-            key.open(piece.segment, &mut buf)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        }
-        out.extend_from_slice(&buf[piece.keep.0..piece.keep.1]);
+        let at = usize::try_from(piece.stored.0 - start).map_err(std::io::Error::other)?;
+        let stored = usize::try_from(piece.stored.1).map_err(std::io::Error::other)?;
+        let plain = match keys.get(piece.part) {
+            Some(Some(key)) => key
+                .open_slice(piece.segment, &mut buf[at..at + stored])
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+            _ => stored,
+        };
+        let (from, to) = piece.keep;
+        debug_assert!(to <= plain);
+        buf.copy_within(at + from..at + to, out);
+        out += to - from;
     }
-    Ok(out.freeze())
+    buf.truncate(out);
+    Ok(Bytes::from(buf))
 }
 
 async fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -942,7 +956,7 @@ impl ObjectStore for DiskStore {
                 let record = encode(&BucketRecord {
                     info: info.clone(),
                     policy: None,
-                    lifecycle: None,
+                    configs: BTreeMap::new(),
                 })?;
                 table
                     .insert(info.name.as_str(), record.as_slice())
@@ -1286,10 +1300,11 @@ impl ObjectStore for DiskStore {
         .await
     }
 
-    async fn set_bucket_lifecycle(
+    async fn set_bucket_config(
         &self,
         bucket: &str,
-        lifecycle: Option<String>,
+        kind: BucketConfig,
+        config: Option<String>,
     ) -> Result<(), StoreError> {
         let bucket = bucket.to_owned();
         self.blocking(move |inner| {
@@ -1303,7 +1318,10 @@ impl ObjectStore for DiskStore {
                         .ok_or_else(|| StoreError::NoSuchBucket(bucket.clone()))?;
                     decode(value.value())?
                 };
-                record.lifecycle = lifecycle;
+                match config {
+                    Some(text) => record.configs.insert(kind.as_str().to_owned(), text),
+                    None => record.configs.remove(kind.as_str()),
+                };
                 let encoded = encode(&record)?;
                 table
                     .insert(bucket.as_str(), encoded.as_slice())
@@ -1314,11 +1332,15 @@ impl ObjectStore for DiskStore {
         .await
     }
 
-    async fn bucket_lifecycle(&self, bucket: &str) -> Result<Option<String>, StoreError> {
+    async fn bucket_config(
+        &self,
+        bucket: &str,
+        kind: BucketConfig,
+    ) -> Result<Option<String>, StoreError> {
         let bucket = bucket.to_owned();
         self.blocking(move |inner| {
             let txn = inner.db.begin_read().map_err(db_err)?;
-            Ok(bucket_record(&txn, &bucket)?.lifecycle)
+            Ok(bucket_record(&txn, &bucket)?.configs.remove(kind.as_str()))
         })
         .await
     }

@@ -9,9 +9,10 @@ use futures_util::StreamExt as _;
 use keyless_types::Clock;
 
 use super::{
-    BodyCheck, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS, CompletedUpload,
-    ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions, StoreError, UploadInfo,
-    UploadRef, WriteCondition, bytes_stream, completed_parts, multipart_etag, paginate, random_id,
+    BodyCheck, BucketConfig, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS,
+    CompletedUpload, ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions,
+    StoreError, UploadInfo, UploadRef, WriteCondition, bytes_stream, completed_parts,
+    multipart_etag, paginate, random_id,
 };
 
 /// Reads a whole body, checking it against the options.
@@ -34,7 +35,7 @@ async fn read_body(
 struct Bucket {
     info: Option<BucketInfo>,
     policy: Option<String>,
-    lifecycle: Option<String>,
+    configs: BTreeMap<&'static str, String>,
     objects: BTreeMap<String, (ObjectInfo, Bytes)>,
     uploads: BTreeMap<String, Upload>,
     /// Completed uploads by id, for a repeated completion.
@@ -239,19 +240,27 @@ impl ObjectStore for MemoryStore {
         self.with_bucket(bucket, |b| Ok(b.policy.clone()))
     }
 
-    async fn set_bucket_lifecycle(
+    async fn set_bucket_config(
         &self,
         bucket: &str,
-        lifecycle: Option<String>,
+        kind: BucketConfig,
+        config: Option<String>,
     ) -> Result<(), StoreError> {
         self.with_bucket(bucket, |b| {
-            b.lifecycle = lifecycle;
+            match config {
+                Some(text) => b.configs.insert(kind.as_str(), text),
+                None => b.configs.remove(kind.as_str()),
+            };
             Ok(())
         })
     }
 
-    async fn bucket_lifecycle(&self, bucket: &str) -> Result<Option<String>, StoreError> {
-        self.with_bucket(bucket, |b| Ok(b.lifecycle.clone()))
+    async fn bucket_config(
+        &self,
+        bucket: &str,
+        kind: BucketConfig,
+    ) -> Result<Option<String>, StoreError> {
+        self.with_bucket(bucket, |b| Ok(b.configs.get(kind.as_str()).cloned()))
     }
 
     async fn create_upload(

@@ -426,17 +426,18 @@ pub trait ObjectStore: Send + Sync + 'static {
         &self,
         bucket: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-    /// Sets (`Some`) or removes (`None`) the bucket's lifecycle configuration (the JSON of
-    /// [`crate::lifecycle::Lifecycle`]).
-    fn set_bucket_lifecycle(
+    /// Sets (`Some`) or removes (`None`) one of the bucket's configurations (its JSON).
+    fn set_bucket_config(
         &self,
         bucket: &str,
-        lifecycle: Option<String>,
+        kind: BucketConfig,
+        config: Option<String>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The bucket's lifecycle configuration, if any.
-    fn bucket_lifecycle(
+    /// One of the bucket's configurations, if set.
+    fn bucket_config(
         &self,
         bucket: &str,
+        kind: BucketConfig,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Starts a multipart upload of `key`; the options apply to the final object.
@@ -479,6 +480,25 @@ pub trait ObjectStore: Send + Sync + 'static {
         &self,
         upload: UploadRef<'_>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A configuration a bucket keeps besides its policy, as JSON in its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketConfig {
+    /// [`crate::lifecycle::Lifecycle`].
+    Lifecycle,
+    /// [`crate::cors::Cors`].
+    Cors,
+}
+
+impl BucketConfig {
+    /// Its name in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lifecycle => "lifecycle",
+            Self::Cors => "cors",
+        }
+    }
 }
 
 /// Names a multipart upload: its bucket, key and id must all agree.

@@ -100,6 +100,15 @@ impl DataKey {
         Ok(())
     }
 
+    /// Opens the `index`-th sealed segment in place in a slice; returns its plaintext length
+    /// (the plaintext is at the start of the slice).
+    pub fn open_slice(&self, index: u64, sealed: &mut [u8]) -> Result<usize, SealError> {
+        self.0
+            .open_in_place(segment_nonce(index), Aad::empty(), sealed)
+            .map(|plain| plain.len())
+            .map_err(|_| SealError::Tampered)
+    }
+
     /// Seals a whole small body, segment by segment.
     pub fn seal_all(&self, plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(sealed_len(plain.len() as u64) as usize);

@@ -55,6 +55,8 @@ fn known(code: &str) -> Option<Known> {
     use Detail::*;
     let (message, keeps_given, details): (&'static str, bool, &'static [Detail]) = match code {
         "AccessControlListNotSupported" => ("The bucket does not allow ACLs", false, &[]),
+        // A preflight S3 cannot allow; the message says why (wire/cors.rs).
+        "AccessForbidden" => ("CORSResponse: This CORS request is not allowed.", true, &[]),
         "AccessDenied" => ("Access Denied", true, &[]),
         "AuthorizationQueryParametersError" => (
             "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.",

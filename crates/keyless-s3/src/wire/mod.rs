@@ -9,6 +9,7 @@
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html>
 
 mod body;
+mod cors;
 pub mod errors;
 mod kept;
 pub mod presign;
@@ -26,6 +27,7 @@ use s3s::{Body, HttpError, HttpResponse, S3Error};
 
 use kept::Kept;
 
+pub use cors::{CorsSource, StoreCors};
 pub use errors::{aws_error, aws_message};
 pub use store::store_error;
 
@@ -64,12 +66,24 @@ pub fn host_id(id: &RequestId) -> String {
 pub struct S3Front {
     service: S3Service,
     host: Option<SharedHost>,
+    cors: Option<Arc<dyn CorsSource>>,
 }
 
 impl S3Front {
     /// `service` (built with `host` as its virtual-host parser, if any) behind the front.
     pub fn new(service: S3Service, host: Option<SharedHost>) -> Self {
-        Self { service, host }
+        Self {
+            service,
+            host,
+            cors: None,
+        }
+    }
+
+    /// Answers preflights and adds CORS headers from the buckets' rules in `source`.
+    #[must_use]
+    pub fn with_cors(mut self, source: Arc<dyn CorsSource>) -> Self {
+        self.cors = Some(source);
+        self
     }
 
     /// Serves one S3 request: its id is the [`RequestId`] in its extensions (made where the
@@ -81,12 +95,31 @@ impl S3Front {
         let kept = Kept::of(&req);
         let id = request_id(req.extensions());
         let log = req.extensions().get::<RequestLog>().cloned();
-        let has_key = self.resource(&kept).1.is_some();
-        let response =
+        let (bucket, key) = self.resource(&kept);
+        let has_key = key.is_some();
+        if let Some(source) = &self.cors
+            && kept.method == http::Method::OPTIONS
+        {
+            if let Some(log) = &log {
+                log.update(|f| f.operation = Some("PreflightRequest".into()));
+            }
+            let response = cors::preflight(source.as_ref(), bucket.as_deref(), &kept.headers)
+                .await
+                .unwrap_or_else(serialize);
+            return Ok(self.complete(response, &kept, id, log.as_ref()));
+        }
+        let mut response =
             match presign::check(req.uri().query()).and_then(|()| body::check(&kept, has_key)) {
                 Ok(()) => self.service.call(req.map(Into::into)).await?,
                 Err(refused) => serialize(refused),
             };
+        if let (Some(source), Some(origin), Some(bucket)) =
+            (&self.cors, cors::origin(&kept.headers), bucket.as_deref())
+            && let Some(rules) = source.cors(bucket).await
+            && let Some(allowed) = rules.actual(&origin, kept.method.as_str())
+        {
+            cors::add_headers(response.headers_mut(), &allowed);
+        }
         Ok(self.complete(response, &kept, id, log.as_ref()))
     }
 
