@@ -42,6 +42,11 @@ pub enum S3Op {
     GetBucketPolicy,
     GetBucketReplication,
     GetBucketTagging,
+    PutBucketTagging,
+    DeleteBucketTagging,
+    PutObjectTagging,
+    GetObjectTagging,
+    DeleteObjectTagging,
     GetBucketVersioning,
     GetBucketWebsite,
     GetObject,
@@ -75,7 +80,7 @@ pub enum Scope {
 }
 
 /// Every operation, for tables and tests.
-pub const ALL_OPS: [S3Op; 45] = [
+pub const ALL_OPS: [S3Op; 50] = [
     S3Op::AbortMultipartUpload,
     S3Op::CompleteMultipartUpload,
     S3Op::CopyObject,
@@ -102,6 +107,11 @@ pub const ALL_OPS: [S3Op; 45] = [
     S3Op::GetBucketPolicy,
     S3Op::GetBucketReplication,
     S3Op::GetBucketTagging,
+    S3Op::PutBucketTagging,
+    S3Op::DeleteBucketTagging,
+    S3Op::PutObjectTagging,
+    S3Op::GetObjectTagging,
+    S3Op::DeleteObjectTagging,
     S3Op::GetBucketVersioning,
     S3Op::GetBucketWebsite,
     S3Op::GetObject,
@@ -153,6 +163,11 @@ impl S3Op {
             Self::GetBucketPolicy => "GetBucketPolicy",
             Self::GetBucketReplication => "GetBucketReplication",
             Self::GetBucketTagging => "GetBucketTagging",
+            Self::PutBucketTagging => "PutBucketTagging",
+            Self::DeleteBucketTagging => "DeleteBucketTagging",
+            Self::PutObjectTagging => "PutObjectTagging",
+            Self::GetObjectTagging => "GetObjectTagging",
+            Self::DeleteObjectTagging => "DeleteObjectTagging",
             Self::GetBucketVersioning => "GetBucketVersioning",
             Self::GetBucketWebsite => "GetBucketWebsite",
             Self::GetObject => "GetObject",
@@ -221,6 +236,11 @@ impl S3Op {
             Self::GetBucketOwnershipControls => "s3:GetBucketOwnershipControls",
             Self::GetBucketReplication => "s3:GetReplicationConfiguration",
             Self::GetBucketTagging => "s3:GetBucketTagging",
+            // S3 has no separate permission to delete them.
+            Self::PutBucketTagging | Self::DeleteBucketTagging => "s3:PutBucketTagging",
+            Self::PutObjectTagging => "s3:PutObjectTagging",
+            Self::GetObjectTagging => "s3:GetObjectTagging",
+            Self::DeleteObjectTagging => "s3:DeleteObjectTagging",
             Self::GetBucketVersioning => "s3:GetBucketVersioning",
             Self::GetBucketWebsite => "s3:GetBucketWebsite",
             Self::GetObjectAcl => "s3:GetObjectAcl",
@@ -259,6 +279,8 @@ impl S3Op {
             | Self::GetBucketOwnershipControls
             | Self::GetBucketReplication
             | Self::GetBucketTagging
+            | Self::PutBucketTagging
+            | Self::DeleteBucketTagging
             | Self::GetBucketVersioning
             | Self::GetBucketWebsite
             | Self::GetObjectLockConfiguration
@@ -278,6 +300,9 @@ impl S3Op {
             | Self::UploadPart
             | Self::GetObjectAcl
             | Self::PutObjectAcl
+            | Self::PutObjectTagging
+            | Self::GetObjectTagging
+            | Self::DeleteObjectTagging
             | Self::UploadPartCopy => Scope::Object,
         }
     }
@@ -362,6 +387,9 @@ pub struct RequestFacts<'a> {
     /// `s3:x-amz-server-side-encryption`: the encryption the request asks for, as sent (what
     /// the classic "deny unencrypted uploads" bucket policy tests).
     pub server_side_encryption: Option<&'a str>,
+    /// The tags the request sets (`x-amz-tagging`, PutObjectTagging's body):
+    /// `s3:RequestObjectTag/<key>` and `s3:RequestObjectTagKeys`.
+    pub request_tags: &'a [(String, String)],
     /// `s3:prefix`, `s3:delimiter` and `s3:max-keys` for listings.
     pub prefix: Option<&'a str>,
     /// See `prefix`.
@@ -417,6 +445,15 @@ impl RequestFacts<'_> {
         put("s3:prefix", self.prefix.map(Cow::Borrowed));
         put("s3:delimiter", self.delimiter.map(Cow::Borrowed));
         put("s3:max-keys", self.max_keys.map(|n| n.to_string().into()));
+        for (key, value) in self.request_tags {
+            ctx.insert(format!("s3:RequestObjectTag/{key}"), value.clone());
+        }
+        if !self.request_tags.is_empty() {
+            ctx.insert_multi(
+                "s3:RequestObjectTagKeys",
+                self.request_tags.iter().map(|(k, _)| k.clone()),
+            );
+        }
         ctx
     }
 }
@@ -535,6 +572,27 @@ mod tests {
                 "arn:aws:s3:::b",
             ),
             ("GetBucketTagging", "s3:GetBucketTagging", "arn:aws:s3:::b"),
+            ("PutBucketTagging", "s3:PutBucketTagging", "arn:aws:s3:::b"),
+            (
+                "DeleteBucketTagging",
+                "s3:PutBucketTagging",
+                "arn:aws:s3:::b",
+            ),
+            (
+                "PutObjectTagging",
+                "s3:PutObjectTagging",
+                "arn:aws:s3:::b/k",
+            ),
+            (
+                "GetObjectTagging",
+                "s3:GetObjectTagging",
+                "arn:aws:s3:::b/k",
+            ),
+            (
+                "DeleteObjectTagging",
+                "s3:DeleteObjectTagging",
+                "arn:aws:s3:::b/k",
+            ),
             (
                 "GetBucketVersioning",
                 "s3:GetBucketVersioning",

@@ -134,6 +134,7 @@ mod tests {
             content_type: None,
             metadata: Default::default(),
             sealed: false,
+            tags: Vec::new(),
         }
     }
 

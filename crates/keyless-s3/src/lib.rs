@@ -14,6 +14,7 @@ pub mod lifecycle;
 mod params;
 pub mod service;
 pub mod store;
+mod tags;
 pub mod wire;
 
 pub use actions::{ALL_OPS, AuthType, RequestFacts, S3Op, Scope, bucket_arn, object_arn};

@@ -14,7 +14,7 @@ use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, 
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{
     CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectsInput, ListObjectsV2Input,
-    UploadPartCopyInput,
+    PutObjectTaggingInput, UploadPartCopyInput,
 };
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
@@ -200,7 +200,7 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         // deleting many keys key by key, listings with their `s3:prefix` and friends.
         if matches!(
             op,
-            S3Op::DeleteObjects | S3Op::ListObjects | S3Op::ListObjectsV2
+            S3Op::DeleteObjects | S3Op::ListObjects | S3Op::ListObjectsV2 | S3Op::PutObjectTagging
         ) {
             return Ok(());
         }
@@ -219,7 +219,15 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
             .get("x-amz-server-side-encryption")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        // Malformed tags are refused by the operation itself, with S3's text.
+        let request_tags = crate::tags::header_tags(
+            cx.headers()
+                .get("x-amz-tagging")
+                .and_then(|v| v.to_str().ok()),
+        )
+        .unwrap_or_default();
         let mut facts = self.facts(caller.as_ref(), cx.extensions_mut());
+        facts.request_tags = &request_tags;
         facts.auth_type = auth_type;
         facts.signature_version = version;
         facts.content_sha256 = content_sha256.as_deref();
@@ -314,6 +322,22 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         req.input.delete.objects = allowed;
         req.extensions.insert(DeniedKeys(denied));
         Ok(())
+    }
+
+    /// PutObjectTagging is decided with the tags of its body (`s3:RequestObjectTag/<key>`).
+    async fn put_object_tagging(&self, req: &mut S3Request<PutObjectTaggingInput>) -> S3Result<()> {
+        let caller = Self::settled(&req.extensions)?;
+        let tags = crate::tags::body_tags(&req.input.tagging.tag_set).unwrap_or_default();
+        let mut facts = self.facts(caller.as_ref(), &req.extensions);
+        facts.request_tags = &tags;
+        self.decide(
+            caller.as_ref(),
+            S3Op::PutObjectTagging.action(),
+            &req.input.bucket,
+            &object_arn(&req.input.bucket, &req.input.key),
+            &facts,
+        )
+        .await
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {

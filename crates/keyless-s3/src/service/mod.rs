@@ -12,6 +12,7 @@ mod list;
 mod multipart;
 mod object;
 mod probes;
+mod tagging;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -60,6 +60,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         let options = PutOptions {
             content_type: input.content_type,
             metadata: metadata_in(input.metadata)?,
+            tags: crate::tags::header_tags(input.tagging.as_deref())?,
             ..Default::default()
         };
         let upload = self

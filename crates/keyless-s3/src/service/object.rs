@@ -169,6 +169,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         let input = req.input;
         let options = PutOptions {
             condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,
+            tags: crate::tags::header_tags(input.tagging.as_deref())?,
             content_type: input.content_type,
             metadata: metadata_in(input.metadata)?,
             content_md5: content_md5(input.content_md5.as_deref())?,
@@ -223,6 +224,8 @@ impl<S: ObjectStore> KeylessS3<S> {
             None => (info.size, None),
         };
         Ok(S3Response::new(GetObjectOutput {
+            tag_count: (!info.tags.is_empty())
+                .then(|| i32::try_from(info.tags.len()).unwrap_or(i32::MAX)),
             server_side_encryption: sse(info.sealed),
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(i64::try_from(content_length).unwrap_or(i64::MAX)),
@@ -361,6 +364,14 @@ impl<S: ObjectStore> KeylessS3<S> {
         conditions
             .check_copy_source(&source)
             .map_err(|why| unmet(why, &source))?;
+        // x-amz-tagging-directive: COPY (the default) keeps the source's tags.
+        let tags = match input.tagging_directive.as_ref().map(|d| d.as_str()) {
+            Some(TaggingDirective::REPLACE) => crate::tags::header_tags(input.tagging.as_deref())?,
+            None | Some(TaggingDirective::COPY) => source.tags.clone(),
+            Some(_) => {
+                return Err(s3_error!(InvalidArgument, "Unknown tagging directive."));
+            }
+        };
         let replace = input
             .metadata_directive
             .as_ref()
@@ -376,6 +387,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 content_type: input.content_type,
                 metadata: metadata_in(input.metadata)?,
                 condition,
+                tags,
                 ..Default::default()
             }
         } else {
@@ -383,6 +395,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 content_type: source.content_type.clone(),
                 metadata: source.metadata.clone(),
                 condition,
+                tags,
                 ..Default::default()
             }
         };

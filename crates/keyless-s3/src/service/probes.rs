@@ -20,7 +20,7 @@ use crate::wire::{aws_error, store_error};
 /// A bucket without the configuration: S3's error of that code, with S3's status (404 for
 /// all of them; s3s has no status for `NoSuchPublicAccessBlockConfiguration` and 400 for
 /// `ServerSideEncryptionConfigurationNotFoundError`, which S3 answers with 404).
-fn not_configured(code: &'static str) -> S3Error {
+pub(super) fn not_configured(code: &'static str) -> S3Error {
     let mut e = aws_error(
         S3ErrorCode::from_bytes(code.as_bytes()).unwrap_or(S3ErrorCode::Custom(code.into())),
     );
@@ -245,14 +245,6 @@ impl<S: ObjectStore> KeylessS3<S> {
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(DeleteBucketLifecycleOutput::default()))
-    }
-
-    pub(super) async fn get_bucket_tagging_(
-        &self,
-        req: S3Request<GetBucketTaggingInput>,
-    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
-        self.existing(&req.input.bucket).await?;
-        Err(not_configured("NoSuchTagSet"))
     }
 
     pub(super) async fn get_public_access_block_(

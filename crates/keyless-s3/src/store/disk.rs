@@ -92,6 +92,9 @@ struct UploadRecord {
     info: UploadInfo,
     content_type: Option<String>,
     metadata: BTreeMap<String, String>,
+    /// The completed object's tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<(String, String)>,
     parts: BTreeMap<u32, (PartInfo, String)>,
     /// The sealed parts' data keys, wrapped.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -1100,6 +1103,7 @@ impl ObjectStore for DiskStore {
                 content_type: options.content_type,
                 metadata: options.metadata,
                 sealed: !sealed.is_empty(),
+                tags: options.tags,
             },
             blob,
             sealed,
@@ -1168,6 +1172,40 @@ impl ObjectStore for DiskStore {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
         })
+    }
+
+    async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: Vec<(String, String)>,
+    ) -> Result<(), StoreError> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_write().map_err(db_err)?;
+            {
+                let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+                let found: Option<ObjectRecord> = objects
+                    .get((bucket.as_str(), key.as_str()))
+                    .map_err(db_err)?
+                    .map(|v| decode(v.value()))
+                    .transpose()?;
+                let Some(mut record) = found else {
+                    let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                    return Err(match buckets.get(bucket.as_str()).map_err(db_err)? {
+                        Some(_) => StoreError::NoSuchKey { bucket, key },
+                        None => StoreError::NoSuchBucket(bucket),
+                    });
+                };
+                record.info.tags = tags;
+                let encoded = encode(&record)?;
+                objects
+                    .insert((bucket.as_str(), key.as_str()), encoded.as_slice())
+                    .map_err(db_err)?;
+            }
+            txn.commit().map_err(db_err)
+        })
+        .await
     }
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo, StoreError> {
@@ -1373,6 +1411,7 @@ impl ObjectStore for DiskStore {
             },
             content_type: options.content_type,
             metadata: options.metadata,
+            tags: options.tags,
             parts: BTreeMap::new(),
             part_keys: BTreeMap::new(),
         };
@@ -1558,6 +1597,7 @@ impl ObjectStore for DiskStore {
                 content_type: record.content_type,
                 metadata: record.metadata,
                 sealed: !sealed.is_empty(),
+                tags: record.tags,
             },
             blob,
             sealed,

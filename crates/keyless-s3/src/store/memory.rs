@@ -166,6 +166,7 @@ impl ObjectStore for MemoryStore {
             content_type: options.content_type,
             metadata: options.metadata,
             sealed: false,
+            tags: options.tags,
         };
         self.with_bucket(bucket, |b| {
             if let Some(condition) = &options.condition {
@@ -193,6 +194,24 @@ impl ObjectStore for MemoryStore {
         })?;
         let stream = bytes_stream(data, range)?;
         Ok((info, stream))
+    }
+
+    async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: Vec<(String, String)>,
+    ) -> Result<(), StoreError> {
+        self.with_bucket(bucket, |b| match b.objects.get_mut(key) {
+            Some((info, _)) => {
+                info.tags = tags;
+                Ok(())
+            }
+            None => Err(StoreError::NoSuchKey {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            }),
+        })
     }
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo, StoreError> {
@@ -366,6 +385,7 @@ impl ObjectStore for MemoryStore {
                 content_type: up.options.content_type.clone(),
                 metadata: up.options.metadata.clone(),
                 sealed: false,
+                tags: up.options.tags.clone(),
             };
             if let Some(condition) = &condition {
                 condition.check(

@@ -130,6 +130,9 @@ pub struct ObjectInfo {
     /// AES256`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sealed: bool,
+    /// Its tags (`x-amz-tagging`, PutObjectTagging), in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 /// An extra check of a body as it streams, such as a client's `x-amz-checksum-*`. The store
@@ -157,6 +160,8 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// User metadata.
     pub metadata: BTreeMap<String, String>,
+    /// Tags, checked by the caller.
+    pub tags: Vec<(String, String)>,
     /// `Content-MD5`, which the data must match.
     pub content_md5: Option<[u8; 16]>,
     /// `Content-Length` (decoded length for chunked uploads), which the data must match.
@@ -403,6 +408,13 @@ pub trait ObjectStore: Send + Sync + 'static {
         bucket: &str,
         key: &str,
     ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
+    /// Replaces an object's tags (its data, ETag and time stay).
+    fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: Vec<(String, String)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Deletes an object; deleting an absent key succeeds.
     fn delete_object(
         &self,
@@ -489,6 +501,8 @@ pub enum BucketConfig {
     Lifecycle,
     /// [`crate::cors::Cors`].
     Cors,
+    /// The bucket's tags, as `[key, value]` pairs.
+    Tagging,
 }
 
 impl BucketConfig {
@@ -497,6 +511,7 @@ impl BucketConfig {
         match self {
             Self::Lifecycle => "lifecycle",
             Self::Cors => "cors",
+            Self::Tagging => "tagging",
         }
     }
 }

@@ -110,6 +110,7 @@ async fn objects(store: impl ObjectStore) {
         content_length: Some(11),
         verifier: None,
         condition: None,
+        tags: vec![("kind".to_owned(), "greeting".to_owned())],
     };
     let info = store
         .put_object("b", "dir/hello.txt", body(&[b"hello ", b"world"]), options)

@@ -123,6 +123,12 @@ fn known(code: &str) -> Option<Known> {
             &[],
         ),
         "InvalidRange" => ("The requested range is not satisfiable", false, &[]),
+        // S3 says which limit the tags broke (tags.rs).
+        "InvalidTag" => (
+            "The tag provided was not a valid tag. This error can occur if the tag did not pass input validation.",
+            true,
+            &[],
+        ),
         "InvalidRequest" => ("Invalid Request", true, &[]),
         "InvalidToken" => (
             "The provided token is malformed or otherwise invalid.",
@@ -192,6 +198,7 @@ fn known(code: &str) -> Option<Known> {
             false,
             &[BucketName],
         ),
+        "NoSuchVersion" => ("The specified version does not exist.", false, &[Key]),
         "NotImplemented" => (
             "A header you provided implies functionality that is not implemented",
             true,

@@ -1,0 +1,105 @@
+"""Object and bucket tags as S3 has them, driven with boto3 and awscli: `x-amz-tagging` on PUT,
+multipart and copies (COPY and REPLACE directives), Put/Get/DeleteObjectTagging and
+Put/Get/DeleteBucketTagging with S3's limits, the tag count on GET, and tags in decisions: the
+S3 User Guide's policies on `s3:RequestObjectTag/<key>` and `s3:RequestObjectTagKeys` for an
+IAM user, as written.
+"""
+import json
+
+import botocore
+import pytest
+
+from test_serve_s3 import Server, error_code, server  # noqa: F401
+
+
+def tags_of(s3, key):
+    return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket="bkt", Key=key)["TagSet"]}
+
+
+@pytest.fixture
+def s3(server):
+    client = server.client()
+    client.create_bucket(Bucket="bkt")
+    return client
+
+
+def test_object_tags_on_put_copy_multipart_and_their_own_calls(s3, server):
+    s3.put_object(Bucket="bkt", Key="k", Body=b"x", Tagging="project=gitlab&tier=backup%20daily")
+    assert tags_of(s3, "k") == {"project": "gitlab", "tier": "backup daily"}
+    assert s3.get_object(Bucket="bkt", Key="k")["TagCount"] == 2
+    s3.put_object_tagging(Bucket="bkt", Key="k", Tagging={"TagSet": [{"Key": "project", "Value": "registry"}]})
+    assert tags_of(s3, "k") == {"project": "registry"}
+    # A copy keeps the source's tags unless told to replace them.
+    s3.copy_object(Bucket="bkt", Key="copy", CopySource={"Bucket": "bkt", "Key": "k"})
+    assert tags_of(s3, "copy") == {"project": "registry"}
+    s3.copy_object(Bucket="bkt", Key="replaced", CopySource={"Bucket": "bkt", "Key": "k"},
+                   TaggingDirective="REPLACE", Tagging="kind=copy")
+    assert tags_of(s3, "replaced") == {"kind": "copy"}
+    upload = s3.create_multipart_upload(Bucket="bkt", Key="mp", Tagging="kind=multipart")["UploadId"]
+    etag = s3.upload_part(Bucket="bkt", Key="mp", UploadId=upload, PartNumber=1, Body=b"part")["ETag"]
+    s3.complete_multipart_upload(Bucket="bkt", Key="mp", UploadId=upload,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert tags_of(s3, "mp") == {"kind": "multipart"}
+    s3.delete_object_tagging(Bucket="bkt", Key="k")
+    assert tags_of(s3, "k") == {}
+    assert "TagCount" not in s3.get_object(Bucket="bkt", Key="k")
+    # awscli reads and writes them too.
+    server.aws("s3api", "put-object-tagging", "--bucket", "bkt", "--key", "k",
+               "--tagging", json.dumps({"TagSet": [{"Key": "by", "Value": "awscli"}]}))
+    shown = json.loads(server.aws("s3api", "get-object-tagging", "--bucket", "bkt", "--key", "k").stdout)
+    assert shown["TagSet"] == [{"Key": "by", "Value": "awscli"}]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_object_tagging(Bucket="bkt", Key="absent")
+    assert error_code(e) == "NoSuchKey"
+
+
+def test_tag_limits_are_s3s(s3):
+    s3.put_object(Bucket="bkt", Key="k", Body=b"x")
+    eleven = [{"Key": f"k{i}", "Value": "v"} for i in range(11)]
+    for tag_set in (eleven, [{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}],
+                    [{"Key": "k" * 129, "Value": "v"}], [{"Key": "k", "Value": "v" * 257}]):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.put_object_tagging(Bucket="bkt", Key="k", Tagging={"TagSet": tag_set})
+        assert error_code(e) == "InvalidTag", tag_set
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.put_object(Bucket="bkt", Key="k2", Body=b"x", Tagging="&".join(f"k{i}=v" for i in range(11)))
+    assert error_code(e) == "InvalidTag"
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3.head_object(Bucket="bkt", Key="k2")
+
+
+def test_bucket_tags(s3):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_bucket_tagging(Bucket="bkt")
+    assert error_code(e) == "NoSuchTagSet"
+    s3.put_bucket_tagging(Bucket="bkt", Tagging={"TagSet": [{"Key": "cost-center", "Value": "gitlab"}]})
+    assert s3.get_bucket_tagging(Bucket="bkt")["TagSet"] == [{"Key": "cost-center", "Value": "gitlab"}]
+    s3.delete_bucket_tagging(Bucket="bkt")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_bucket_tagging(Bucket="bkt")
+    assert error_code(e) == "NoSuchTagSet"
+
+
+def test_request_tags_decide_as_the_s3_user_guide_writes(s3, server):
+    # "Example 2.1: Restrict uploads to objects with a specific tag", and "Example 2.3: Restrict
+    # the tag keys" (ForAllValues on s3:RequestObjectTagKeys), for PutObject and PutObjectTagging.
+    server.aws("iam", "create-user", "--user-name", "tagger")
+    key = json.loads(server.aws("iam", "create-access-key", "--user-name", "tagger").stdout)["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:PutObjectTagging"], "Resource": "arn:aws:s3:::bkt/*",
+         "Condition": {"StringEquals": {"s3:RequestObjectTag/project": "gitlab"},
+                       "ForAllValues:StringLike": {"s3:RequestObjectTagKeys": ["project", "tier"]}}},
+    ]}
+    server.aws("iam", "put-user-policy", "--user-name", "tagger", "--policy-name", "tags",
+               "--policy-document", json.dumps(policy))
+    user = server.user(key["AccessKeyId"], key["SecretAccessKey"])
+    user.put_object(Bucket="bkt", Key="ok", Body=b"x", Tagging="project=gitlab&tier=a")
+    for tagging in ("project=other", "", "project=gitlab&owner=me"):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            user.put_object(Bucket="bkt", Key="denied", Body=b"x", Tagging=tagging)
+        assert error_code(e) == "AccessDenied", tagging
+    user.put_object_tagging(Bucket="bkt", Key="ok", Tagging={"TagSet": [{"Key": "project", "Value": "gitlab"}]})
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        user.put_object_tagging(Bucket="bkt", Key="ok", Tagging={"TagSet": [{"Key": "project", "Value": "x"}]})
+    assert error_code(e) == "AccessDenied"
+    assert tags_of(s3, "ok") == {"project": "gitlab"}
