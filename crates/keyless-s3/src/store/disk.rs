@@ -792,6 +792,28 @@ fn read_record(
     })
 }
 
+/// Changes a bucket's record in one transaction.
+fn update_bucket(
+    db: &Database,
+    bucket: &str,
+    change: impl FnOnce(&mut BucketRecord),
+) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(db_err)?;
+    {
+        let mut table = txn.open_table(BUCKETS).map_err(db_err)?;
+        let found: Option<BucketRecord> = table
+            .get(bucket)
+            .map_err(db_err)?
+            .map(|v| decode(v.value()))
+            .transpose()?;
+        let mut record = found.ok_or_else(|| StoreError::NoSuchBucket(bucket.to_owned()))?;
+        change(&mut record);
+        let encoded = encode(&record)?;
+        table.insert(bucket, encoded.as_slice()).map_err(db_err)?;
+    }
+    txn.commit().map_err(db_err)
+}
+
 fn bucket_record(txn: &redb::ReadTransaction, bucket: &str) -> Result<BucketRecord, StoreError> {
     let table = txn.open_table(BUCKETS).map_err(db_err)?;
     let value = table
@@ -1315,23 +1337,7 @@ impl ObjectStore for DiskStore {
         let bucket = bucket.to_owned();
         self.blocking(move |inner| {
             let mut policies = inner.policies_mut();
-            let txn = inner.db.begin_write().map_err(db_err)?;
-            {
-                let mut table = txn.open_table(BUCKETS).map_err(db_err)?;
-                let mut record: BucketRecord = {
-                    let value = table
-                        .get(bucket.as_str())
-                        .map_err(db_err)?
-                        .ok_or_else(|| StoreError::NoSuchBucket(bucket.clone()))?;
-                    decode(value.value())?
-                };
-                record.policy.clone_from(&policy);
-                let encoded = encode(&record)?;
-                table
-                    .insert(bucket.as_str(), encoded.as_slice())
-                    .map_err(db_err)?;
-            }
-            txn.commit().map_err(db_err)?;
+            update_bucket(&inner.db, &bucket, |record| record.policy.clone_from(&policy))?;
             policies.insert(bucket, policy);
             Ok(())
         })
@@ -1346,26 +1352,12 @@ impl ObjectStore for DiskStore {
     ) -> Result<(), StoreError> {
         let bucket = bucket.to_owned();
         self.blocking(move |inner| {
-            let txn = inner.db.begin_write().map_err(db_err)?;
-            {
-                let mut table = txn.open_table(BUCKETS).map_err(db_err)?;
-                let mut record: BucketRecord = {
-                    let value = table
-                        .get(bucket.as_str())
-                        .map_err(db_err)?
-                        .ok_or_else(|| StoreError::NoSuchBucket(bucket.clone()))?;
-                    decode(value.value())?
-                };
+            update_bucket(&inner.db, &bucket, |record| {
                 match config {
                     Some(text) => record.configs.insert(kind.as_str().to_owned(), text),
                     None => record.configs.remove(kind.as_str()),
                 };
-                let encoded = encode(&record)?;
-                table
-                    .insert(bucket.as_str(), encoded.as_slice())
-                    .map_err(db_err)?;
-            }
-            txn.commit().map_err(db_err)
+            })
         })
         .await
     }
