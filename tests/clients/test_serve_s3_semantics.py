@@ -429,3 +429,21 @@ def test_probes_are_decided_by_their_iam_actions(server):
     assert printed_error(denied) == (
         "An error occurred (AccessDenied) when calling the PutBucketAcl operation: Access Denied"
     )
+
+
+def test_a_body_over_5_gib_is_refused_before_it_is_read(server):
+    """PutObject and UploadPart take 5 GiB at most; a larger Content-Length is refused with
+    EntityTooLarge at once, not after the client has sent gigabytes."""
+    s3 = server.client(signature_version="s3v4")
+    s3.create_bucket(Bucket="bkt")
+    upload = s3.create_multipart_upload(Bucket="bkt", Key="big")["UploadId"]
+    for method, params in (("put_object", {"Bucket": "bkt", "Key": "big"}),
+                           ("upload_part", {"Bucket": "bkt", "Key": "big", "UploadId": upload, "PartNumber": 1})):
+        url = urllib.parse.urlsplit(s3.generate_presigned_url(method, Params=params))
+        with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+            sock.sendall((f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                          f"Content-Length: {6 * 1024 ** 3}\r\n\r\n").encode())
+            answer = sock.recv(65536).decode(errors="replace")
+        assert answer.startswith("HTTP/1.1 400"), answer
+        assert "<Code>EntityTooLarge</Code>" in answer, answer
+        assert "Your proposed upload exceeds the maximum allowed size" in answer

@@ -83,6 +83,7 @@ impl<S: ObjectStore> KeylessS3<S> {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let input = req.input;
+        super::object::refuse_too_large(input.content_length)?;
         let upload = UploadRef {
             bucket: &input.bucket,
             key: &input.key,

@@ -42,6 +42,17 @@ pub(super) fn copy_source(source: &CopySource) -> S3Result<(&str, &str)> {
     }
 }
 
+/// S3's largest single PUT and largest part: 5 GiB.
+pub(super) const MAX_PUT_BYTES: i64 = 5 * 1024 * 1024 * 1024;
+
+/// `EntityTooLarge` for a body over [`MAX_PUT_BYTES`], before a byte of it is read.
+pub(super) fn refuse_too_large(content_length: Option<i64>) -> S3Result<()> {
+    match content_length {
+        Some(n) if n > MAX_PUT_BYTES => Err(aws_error(S3ErrorCode::EntityTooLarge)),
+        _ => Ok(()),
+    }
+}
+
 /// `x-amz-server-side-encryption: AES256` for an object encrypted at rest.
 pub(super) fn sse(sealed: bool) -> Option<ServerSideEncryption> {
     sealed.then(|| ServerSideEncryption::from_static(ServerSideEncryption::AES256))
@@ -167,6 +178,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;
         refuse_unimplemented(&req.headers, Carries::Method)?;
         let input = req.input;
+        refuse_too_large(input.content_length)?;
         let options = PutOptions {
             condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,
             tags: crate::tags::header_tags(input.tagging.as_deref())?,
