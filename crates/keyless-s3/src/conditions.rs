@@ -133,6 +133,8 @@ mod tests {
             last_modified_ms: MODIFIED * 1000 + 500,
             content_type: None,
             metadata: Default::default(),
+            headers: Default::default(),
+            parts: Vec::new(),
         }
     }
 

@@ -8,6 +8,7 @@ mod bucket;
 mod checksum;
 mod dispatch;
 mod encryption;
+mod headers;
 mod list;
 mod multipart;
 mod object;

@@ -60,6 +60,14 @@ impl<S: ObjectStore> KeylessS3<S> {
         let options = PutOptions {
             content_type: input.content_type,
             metadata: metadata_in(input.metadata)?,
+            headers: super::headers::HeadersIn {
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                content_language: input.content_language,
+                expires: input.expires,
+            }
+            .stored(),
             ..Default::default()
         };
         let upload = self

@@ -15,6 +15,7 @@ use super::KeylessS3;
 use super::acl::{AclOf, refuse_acl_headers};
 use super::bucket::timestamp;
 use super::encryption::{Carries, refuse_unimplemented};
+use super::headers::{HeadersIn, Overrides};
 use crate::conditions::{Conditions, Unmet, seconds};
 use crate::extensions::{DeniedKeys, MayList};
 use crate::store::StoreError;
@@ -166,6 +167,14 @@ impl<S: ObjectStore> KeylessS3<S> {
             condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,
             content_type: input.content_type,
             metadata: metadata_in(input.metadata)?,
+            headers: HeadersIn {
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                content_language: input.content_language,
+                expires: input.expires,
+            }
+            .stored(),
             content_md5: content_md5(input.content_md5.as_deref())?,
             content_length: None,
             verifier: super::checksum::verifier(&req.headers, req.trailing_headers)?,
@@ -193,6 +202,15 @@ impl<S: ObjectStore> KeylessS3<S> {
         refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let may_list = req.extensions.get::<MayList>().copied();
         let input = req.input;
+        let overrides = Overrides {
+            cache_control: input.response_cache_control,
+            content_disposition: input.response_content_disposition,
+            content_encoding: input.response_content_encoding,
+            content_language: input.response_content_language,
+            content_type: input.response_content_type,
+            expires: input.response_expires,
+        };
+        overrides.check(req.credentials.is_none())?;
         let range = byte_range(input.range);
         let (info, stream) = self
             .store
@@ -216,12 +234,18 @@ impl<S: ObjectStore> KeylessS3<S> {
             }
             None => (info.size, None),
         };
+        let headers = overrides.apply(info.content_type.as_deref(), &info.headers);
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(i64::try_from(content_length).unwrap_or(i64::MAX)),
             content_range,
             accept_ranges: Some("bytes".to_owned()),
-            content_type: info.content_type.clone(),
+            content_type: headers.content_type,
+            cache_control: headers.cache_control,
+            content_disposition: headers.content_disposition,
+            content_encoding: headers.content_encoding,
+            content_language: headers.content_language,
+            expires: headers.expires,
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(info.last_modified_ms)),
             metadata: metadata_out(&info),
@@ -236,6 +260,15 @@ impl<S: ObjectStore> KeylessS3<S> {
         refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let may_list = req.extensions.get::<MayList>().copied();
         let input = req.input;
+        let overrides = Overrides {
+            cache_control: input.response_cache_control,
+            content_disposition: input.response_content_disposition,
+            content_encoding: input.response_content_encoding,
+            content_language: input.response_content_language,
+            content_type: input.response_content_type,
+            expires: input.response_expires,
+        };
+        overrides.check(req.credentials.is_none())?;
         let info = self
             .store
             .head_object(&input.bucket, &input.key)
@@ -250,10 +283,16 @@ impl<S: ObjectStore> KeylessS3<S> {
         conditions
             .check_read(&info)
             .map_err(|why| unmet(why, &info))?;
+        let headers = overrides.apply(info.content_type.as_deref(), &info.headers);
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(i64::try_from(info.size).unwrap_or(i64::MAX)),
             accept_ranges: Some("bytes".to_owned()),
-            content_type: info.content_type.clone(),
+            content_type: headers.content_type,
+            cache_control: headers.cache_control,
+            content_disposition: headers.content_disposition,
+            content_encoding: headers.content_encoding,
+            content_language: headers.content_language,
+            expires: headers.expires,
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(info.last_modified_ms)),
             metadata: metadata_out(&info),
@@ -367,6 +406,14 @@ impl<S: ObjectStore> KeylessS3<S> {
             PutOptions {
                 content_type: input.content_type,
                 metadata: metadata_in(input.metadata)?,
+                headers: HeadersIn {
+                    cache_control: input.cache_control,
+                    content_disposition: input.content_disposition,
+                    content_encoding: input.content_encoding,
+                    content_language: input.content_language,
+                    expires: input.expires,
+                }
+                .stored(),
                 condition,
                 ..Default::default()
             }
@@ -374,6 +421,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             PutOptions {
                 content_type: source.content_type.clone(),
                 metadata: source.metadata.clone(),
+                headers: source.headers.clone(),
                 condition,
                 ..Default::default()
             }

@@ -29,8 +29,9 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::{
     BodyCheck, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS, CompletedUpload,
-    ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions, StoreError, UploadInfo,
-    UploadRef, WriteCondition, bytes_stream, completed_parts, multipart_etag, paginate, random_id,
+    ContentHeaders, ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions, StoreError,
+    UploadInfo, UploadRef, WriteCondition, bytes_stream, completed_parts, multipart_etag,
+    object_parts, paginate, random_id,
 };
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -83,6 +84,8 @@ struct UploadRecord {
     info: UploadInfo,
     content_type: Option<String>,
     metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    headers: ContentHeaders,
     parts: BTreeMap<u32, (PartInfo, String)>,
 }
 
@@ -840,6 +843,8 @@ impl ObjectStore for DiskStore {
                 last_modified_ms: self.now_ms(),
                 content_type: options.content_type,
                 metadata: options.metadata,
+                headers: options.headers,
+                parts: Vec::new(),
             },
             blob,
             inline: inline.is_some(),
@@ -1041,6 +1046,7 @@ impl ObjectStore for DiskStore {
             },
             content_type: options.content_type,
             metadata: options.metadata,
+            headers: options.headers,
             parts: BTreeMap::new(),
         };
         self.blocking(move |inner| {
@@ -1197,6 +1203,8 @@ impl ObjectStore for DiskStore {
                 last_modified_ms: self.now_ms(),
                 content_type: record.content_type,
                 metadata: record.metadata,
+                headers: record.headers,
+                parts: object_parts(&chosen),
             },
             blob,
             inline: false,

@@ -11,7 +11,8 @@ use keyless_types::Clock;
 use super::{
     BodyCheck, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS, CompletedUpload,
     ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions, StoreError, UploadInfo,
-    UploadRef, WriteCondition, bytes_stream, completed_parts, multipart_etag, paginate, random_id,
+    UploadRef, WriteCondition, bytes_stream, completed_parts, multipart_etag, object_parts,
+    paginate, random_id,
 };
 
 /// Reads a whole body, checking it against the options.
@@ -163,6 +164,8 @@ impl ObjectStore for MemoryStore {
             last_modified_ms: self.now_ms(),
             content_type: options.content_type,
             metadata: options.metadata,
+            headers: options.headers,
+            parts: Vec::new(),
         };
         self.with_bucket(bucket, |b| {
             if let Some(condition) = &options.condition {
@@ -339,6 +342,8 @@ impl ObjectStore for MemoryStore {
                 last_modified_ms: now,
                 content_type: up.options.content_type.clone(),
                 metadata: up.options.metadata.clone(),
+                headers: up.options.headers.clone(),
+                parts: object_parts(&chosen),
             };
             if let Some(condition) = &condition {
                 condition.check(
