@@ -205,6 +205,13 @@ impl<S: ObjectStore> S3 for KeylessS3<S> {
         self.get_bucket_encryption_(req).await
     }
 
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        self.get_object_attributes_(req).await
+    }
+
     async fn get_object_lock_configuration(
         &self,
         req: S3Request<GetObjectLockConfigurationInput>,

@@ -12,6 +12,7 @@ mod headers;
 mod list;
 mod multipart;
 mod object;
+mod parts;
 mod probes;
 
 use std::sync::Arc;

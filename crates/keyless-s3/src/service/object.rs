@@ -16,6 +16,7 @@ use super::acl::{AclOf, refuse_acl_headers};
 use super::bucket::timestamp;
 use super::encryption::{Carries, refuse_unimplemented};
 use super::headers::{HeadersIn, Overrides};
+use super::parts::{part_of, refuse_range_with_part, refuse_version};
 use crate::conditions::{Conditions, Unmet, seconds};
 use crate::extensions::{DeniedKeys, MayList};
 use crate::store::StoreError;
@@ -23,7 +24,7 @@ use crate::store::{ByteRange, ByteStream, ObjectInfo, ObjectStore, PutOptions, W
 use crate::wire::{aws_error, store_error};
 
 /// A missing key, as a caller who may not list the bucket must see it: `AccessDenied`.
-fn missing_key(e: StoreError, may_list: Option<MayList>) -> s3s::S3Error {
+pub(super) fn missing_key(e: StoreError, may_list: Option<MayList>) -> s3s::S3Error {
     match (e, may_list) {
         (StoreError::NoSuchKey { .. }, Some(MayList(false))) => {
             s3_error!(AccessDenied, "Access Denied")
@@ -211,12 +212,25 @@ impl<S: ObjectStore> KeylessS3<S> {
             expires: input.response_expires,
         };
         overrides.check(req.credentials.is_none())?;
-        let range = byte_range(input.range);
-        let (info, stream) = self
-            .store
-            .get_object(&input.bucket, &input.key, range)
-            .await
-            .map_err(|e| missing_key(e, may_list))?;
+        refuse_version(input.version_id.as_deref())?;
+        let part = refuse_range_with_part(input.range.is_some(), input.part_number)?;
+        let (info, stream, range, parts_count) = match part {
+            Some(number) => {
+                let (info, stream, part) = self
+                    .read_part(&input.bucket, &input.key, number, may_list)
+                    .await?;
+                (info, stream, part.range, part.parts_count)
+            }
+            None => {
+                let range = byte_range(input.range);
+                let (info, stream) = self
+                    .store
+                    .get_object(&input.bucket, &input.key, range)
+                    .await
+                    .map_err(|e| missing_key(e, may_list))?;
+                (info, stream, range, None)
+            }
+        };
         let conditions = Conditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
@@ -239,6 +253,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(i64::try_from(content_length).unwrap_or(i64::MAX)),
             content_range,
+            parts_count,
             accept_ranges: Some("bytes".to_owned()),
             content_type: headers.content_type,
             cache_control: headers.cache_control,
@@ -269,6 +284,8 @@ impl<S: ObjectStore> KeylessS3<S> {
             expires: input.response_expires,
         };
         overrides.check(req.credentials.is_none())?;
+        refuse_version(input.version_id.as_deref())?;
+        let part = refuse_range_with_part(input.range.is_some(), input.part_number)?;
         let info = self
             .store
             .head_object(&input.bucket, &input.key)
@@ -284,8 +301,26 @@ impl<S: ObjectStore> KeylessS3<S> {
             .check_read(&info)
             .map_err(|why| unmet(why, &info))?;
         let headers = overrides.apply(info.content_type.as_deref(), &info.headers);
+        // With `partNumber`: the part's length and range, and 206 as for a GET.
+        let (content_length, content_range, parts_count) = match part {
+            Some(number) => {
+                let part = part_of(&info, number)?;
+                match part.range.map(|r| r.resolve(info.size)) {
+                    Some(Ok((offset, len))) => (
+                        len,
+                        Some(format!("bytes {offset}-{}/{}", offset + len - 1, info.size)),
+                        part.parts_count,
+                    ),
+                    _ => (0, None, part.parts_count),
+                }
+            }
+            None => (info.size, None, None),
+        };
+        // 206 when there is a Content-Range: set by the front (`wire`), as s3s answers 200.
         Ok(S3Response::new(HeadObjectOutput {
-            content_length: Some(i64::try_from(info.size).unwrap_or(i64::MAX)),
+            content_length: Some(i64::try_from(content_length).unwrap_or(i64::MAX)),
+            content_range,
+            parts_count,
             accept_ranges: Some("bytes".to_owned()),
             content_type: headers.content_type,
             cache_control: headers.cache_control,

@@ -120,6 +120,7 @@ fn known(code: &str) -> Option<Known> {
             true,
             &[],
         ),
+        "InvalidPartNumber" => ("The requested partnumber is not satisfiable", false, &[]),
         "InvalidRange" => ("The requested range is not satisfiable", false, &[]),
         "InvalidRequest" => ("Invalid Request", true, &[]),
         "InvalidToken" => (
@@ -180,6 +181,7 @@ fn known(code: &str) -> Option<Known> {
             &[BucketName],
         ),
         "NoSuchTagSet" => ("The TagSet does not exist", false, &[BucketName]),
+        "NoSuchVersion" => ("The specified version does not exist.", false, &[Key]),
         "NoSuchUpload" => (
             "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
             false,
