@@ -234,3 +234,49 @@ def test_awscli_get_object_attributes(server, s3, multipart):
     got = json.loads(server.aws("s3api", "get-object-attributes", "--bucket", "bkt", "--key", "mp",
                                 "--object-attributes", "ETag", "ObjectSize", "ObjectParts").stdout)
     assert got["ObjectSize"] == 10 * MIB + 4 and got["ObjectParts"]["TotalPartsCount"] == 3
+
+
+def test_list_objects_v2_fetch_owner_max_keys_0_and_an_empty_delimiter(s3):
+    for key in ("a/1", "a/2", "b"):
+        s3.put_object(Bucket="bkt", Key=key, Body=b"x")
+    owner = s3.list_buckets()["Owner"]
+    listed = s3.list_objects_v2(Bucket="bkt", FetchOwner=True)["Contents"]
+    assert [o["Owner"] for o in listed] == [owner] * 3 and owner["ID"]
+    assert all("Owner" not in o for o in s3.list_objects_v2(Bucket="bkt")["Contents"])
+    # ListObjects (v1) names the owner unasked.
+    assert s3.list_objects(Bucket="bkt")["Contents"][0]["Owner"] == owner
+    empty = s3.list_objects_v2(Bucket="bkt", MaxKeys=0)
+    assert empty["IsTruncated"] is False and empty["KeyCount"] == 0
+    assert "Contents" not in empty and "NextContinuationToken" not in empty
+    flat = s3.list_objects_v2(Bucket="bkt", Delimiter="")
+    assert [o["Key"] for o in flat["Contents"]] == ["a/1", "a/2", "b"] and "CommonPrefixes" not in flat
+    assert "Delimiter" not in flat
+
+
+def test_list_buckets_pages_by_max_buckets_and_filters_by_prefix(s3):
+    for name in ("logs-a", "logs-b", "logs-c", "other"):
+        s3.create_bucket(Bucket=name)
+    first = s3.list_buckets(MaxBuckets=2)
+    assert [b["Name"] for b in first["Buckets"]] == ["bkt", "logs-a"]
+    token = first["ContinuationToken"]
+    second = s3.list_buckets(MaxBuckets=2, ContinuationToken=token)
+    assert [b["Name"] for b in second["Buckets"]] == ["logs-b", "logs-c"]
+    third = s3.list_buckets(MaxBuckets=2, ContinuationToken=second["ContinuationToken"])
+    assert [b["Name"] for b in third["Buckets"]] == ["other"] and "ContinuationToken" not in third
+    by_prefix = s3.list_buckets(Prefix="logs-")
+    assert [b["Name"] for b in by_prefix["Buckets"]] == ["logs-a", "logs-b", "logs-c"]
+    assert by_prefix["Prefix"] == "logs-"
+    assert s3.list_buckets(BucketRegion="eu-west-1")["Buckets"] == []
+    assert len(s3.list_buckets(BucketRegion="us-east-1")["Buckets"]) == 5
+    # Without max-buckets every bucket comes in one page.
+    assert len(s3.list_buckets()["Buckets"]) == 5 and "ContinuationToken" not in s3.list_buckets()
+
+
+def test_awscli_pages_list_buckets(server, s3):
+    for name in ("cli-1", "cli-2", "cli-3"):
+        s3.create_bucket(Bucket=name)
+    # awscli follows the continuation tokens itself: every bucket, one page at a time.
+    got = json.loads(server.aws("s3api", "list-buckets", "--page-size", "1").stdout)
+    assert [b["Name"] for b in got["Buckets"]] == ["bkt", "cli-1", "cli-2", "cli-3"]
+    by_prefix = json.loads(server.aws("s3api", "list-buckets", "--prefix", "cli-", "--page-size", "2").stdout)
+    assert [b["Name"] for b in by_prefix["Buckets"]] == ["cli-1", "cli-2", "cli-3"]

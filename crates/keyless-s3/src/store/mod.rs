@@ -548,6 +548,10 @@ where
     I: IntoIterator<Item = ObjectInfo>,
 {
     let mut page = ListPage::default();
+    if query.max_keys == 0 {
+        // S3 answers `max-keys=0` with an empty page that is not truncated.
+        return page;
+    }
     let mut last: Option<String> = None;
     for info in objects {
         let Some(rest) = info.key.strip_prefix(query.prefix) else {

@@ -370,6 +370,11 @@ async fn listing(store: impl ObjectStore) {
     );
     assert!(!all.truncated);
 
+    // max-keys=0: an empty page, not truncated (S3 answers so); an empty delimiter is none.
+    let none = list("", Some("/"), None, 0).await;
+    assert_eq!(none, ListPage::default());
+    assert_eq!(keys(&list("", Some(""), None, 1000).await), keys(&all));
+
     let rolled = list("", Some("/"), None, 1000).await;
     assert_eq!(keys(&rolled), ["c", "e"]);
     assert_eq!(rolled.common_prefixes, ["a/", "b/", "d/"]);
