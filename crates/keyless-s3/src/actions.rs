@@ -51,6 +51,7 @@ pub enum S3Op {
     GetBucketWebsite,
     GetObject,
     GetObjectAcl,
+    GetObjectAttributes,
     GetObjectLockConfiguration,
     GetPublicAccessBlock,
     HeadBucket,
@@ -80,7 +81,7 @@ pub enum Scope {
 }
 
 /// Every operation, for tables and tests.
-pub const ALL_OPS: [S3Op; 50] = [
+pub const ALL_OPS: [S3Op; 51] = [
     S3Op::AbortMultipartUpload,
     S3Op::CompleteMultipartUpload,
     S3Op::CopyObject,
@@ -116,6 +117,7 @@ pub const ALL_OPS: [S3Op; 50] = [
     S3Op::GetBucketWebsite,
     S3Op::GetObject,
     S3Op::GetObjectAcl,
+    S3Op::GetObjectAttributes,
     S3Op::GetObjectLockConfiguration,
     S3Op::GetPublicAccessBlock,
     S3Op::HeadBucket,
@@ -172,6 +174,7 @@ impl S3Op {
             Self::GetBucketWebsite => "GetBucketWebsite",
             Self::GetObject => "GetObject",
             Self::GetObjectAcl => "GetObjectAcl",
+            Self::GetObjectAttributes => "GetObjectAttributes",
             Self::GetObjectLockConfiguration => "GetObjectLockConfiguration",
             Self::GetPublicAccessBlock => "GetPublicAccessBlock",
             Self::HeadBucket => "HeadBucket",
@@ -244,10 +247,21 @@ impl S3Op {
             Self::GetBucketVersioning => "s3:GetBucketVersioning",
             Self::GetBucketWebsite => "s3:GetBucketWebsite",
             Self::GetObjectAcl => "s3:GetObjectAcl",
+            Self::GetObjectAttributes => "s3:GetObjectAttributes",
             Self::GetObjectLockConfiguration => "s3:GetBucketObjectLockConfiguration",
             Self::GetPublicAccessBlock => "s3:GetBucketPublicAccessBlock",
             Self::PutBucketAcl => "s3:PutBucketAcl",
             Self::PutObjectAcl => "s3:PutObjectAcl",
+        }
+    }
+
+    /// The IAM action when the request names a version (`versionId`): AWS's `*Version*`
+    /// action where the operation has one, otherwise [`S3Op::action`].
+    /// <https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html>
+    pub fn action_for(self, version_id: Option<&str>) -> &'static str {
+        match (self, version_id) {
+            (Self::GetObjectAttributes, Some(_)) => "s3:GetObjectVersionAttributes",
+            (op, _) => op.action(),
         }
     }
 
@@ -299,6 +313,7 @@ impl S3Op {
             | Self::PutObject
             | Self::UploadPart
             | Self::GetObjectAcl
+            | Self::GetObjectAttributes
             | Self::PutObjectAcl
             | Self::PutObjectTagging
             | Self::GetObjectTagging
@@ -601,6 +616,11 @@ mod tests {
             ("GetBucketWebsite", "s3:GetBucketWebsite", "arn:aws:s3:::b"),
             ("GetObjectAcl", "s3:GetObjectAcl", "arn:aws:s3:::b/k"),
             (
+                "GetObjectAttributes",
+                "s3:GetObjectAttributes",
+                "arn:aws:s3:::b/k",
+            ),
+            (
                 "GetObjectLockConfiguration",
                 "s3:GetBucketObjectLockConfiguration",
                 "arn:aws:s3:::b",
@@ -623,6 +643,14 @@ mod tests {
         assert!(S3Op::CopyObject.reads_copy_source());
         assert!(S3Op::UploadPartCopy.reads_copy_source());
         assert!(!S3Op::PutObject.reads_copy_source());
+    }
+
+    #[test]
+    fn a_named_version_needs_the_version_action() {
+        let op = S3Op::GetObjectAttributes;
+        assert_eq!(op.action_for(None), "s3:GetObjectAttributes");
+        assert_eq!(op.action_for(Some("null")), "s3:GetObjectVersionAttributes");
+        assert_eq!(S3Op::GetObject.action_for(Some("v")), "s3:GetObject");
     }
 
     #[test]

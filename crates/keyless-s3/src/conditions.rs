@@ -135,6 +135,8 @@ mod tests {
             metadata: Default::default(),
             sealed: false,
             tags: Vec::new(),
+            headers: Default::default(),
+            parts: Vec::new(),
         }
     }
 

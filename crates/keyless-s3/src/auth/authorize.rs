@@ -232,15 +232,19 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         facts.signature_version = version;
         facts.content_sha256 = content_sha256.as_deref();
         facts.server_side_encryption = server_side_encryption.as_deref();
+        let version_id = crate::params::query_value(cx.uri().query(), "versionId");
         self.decide(
             caller.as_ref(),
-            op.action(),
+            op.action_for(version_id.as_deref()),
             &bucket,
             &op.resource(&bucket, &key),
             &facts,
         )
         .await?;
-        if matches!(op, S3Op::GetObject | S3Op::HeadObject) {
+        if matches!(
+            op,
+            S3Op::GetObject | S3Op::HeadObject | S3Op::GetObjectAttributes
+        ) {
             // As on S3: a missing key is a 404 only to a caller who may list the bucket.
             let list = S3Op::ListObjectsV2;
             let may_list = self

@@ -101,7 +101,8 @@ fn refuse_policy(policy: Option<&AccessControlPolicy>, owner_id: &str) -> S3Resu
 }
 
 impl<S: ObjectStore> KeylessS3<S> {
-    fn owner(&self) -> Owner {
+    /// The owner of every bucket and object: the account.
+    pub(super) fn owner(&self) -> Owner {
         Owner {
             id: Some(self.owner_id.clone()),
             display_name: Some("keyless".to_owned()),

@@ -14,6 +14,9 @@ use super::acl::{AclOf, refuse_acl_headers};
 use crate::store::ObjectStore;
 use crate::wire::store_error;
 
+/// The largest page of ListBuckets.
+const MAX_BUCKETS: i32 = 10_000;
+
 /// Milliseconds since the epoch as an S3 timestamp.
 pub(super) fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
@@ -62,9 +65,47 @@ impl<S: ObjectStore> KeylessS3<S> {
 
     pub(super) async fn list_buckets_(
         &self,
-        _req: S3Request<ListBucketsInput>,
+        req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let buckets = self.store.list_buckets().await.map_err(store_error)?;
+        let input = req.input;
+        let max = match input.max_buckets {
+            None => None,
+            Some(n) if (1..=MAX_BUCKETS).contains(&n) => usize::try_from(n).ok(),
+            Some(_) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Argument max-buckets must be an integer between 1 and 10000"
+                ));
+            }
+        };
+        let after = input
+            .continuation_token
+            .as_deref()
+            .map(super::list::after_token)
+            .transpose()?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        // Every bucket is in the one region; another region has none.
+        let elsewhere = input
+            .bucket_region
+            .as_deref()
+            .is_some_and(|r| r != self.region);
+        let mut buckets: Vec<_> = self
+            .store
+            .list_buckets()
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .filter(|b| !elsewhere && b.name.starts_with(&prefix))
+            .filter(|b| after.as_deref().is_none_or(|a| b.name.as_str() > a))
+            .collect();
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        let next = match max {
+            Some(max) if buckets.len() > max => {
+                buckets.truncate(max);
+                buckets.last().map(|b| super::list::token_for(&b.name))
+            }
+            _ => None,
+        };
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(
                 buckets
@@ -76,11 +117,9 @@ impl<S: ObjectStore> KeylessS3<S> {
                     })
                     .collect(),
             ),
-            owner: Some(Owner {
-                id: Some(self.owner_id.clone()),
-                display_name: Some("keyless".to_owned()),
-            }),
-            ..Default::default()
+            owner: Some(self.owner()),
+            continuation_token: next,
+            prefix: input.prefix,
         }))
     }
 

@@ -282,6 +282,13 @@ impl<S: ObjectStore> S3 for KeylessS3<S> {
         self.delete_bucket_tagging_(req).await
     }
 
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        self.get_object_attributes_(req).await
+    }
+
     async fn get_object_lock_configuration(
         &self,
         req: S3Request<GetObjectLockConfigurationInput>,

@@ -51,10 +51,16 @@ fn max_keys(requested: Option<i32>) -> S3Result<usize> {
     }
 }
 
-fn contents(page: &ListPage, enc: &Encoder) -> Vec<Object> {
+/// An empty `delimiter=` is no delimiter, as on S3.
+fn delimiter(d: Option<String>) -> Option<String> {
+    d.filter(|d| !d.is_empty())
+}
+
+fn contents(page: &ListPage, enc: &Encoder, owner: Option<&Owner>) -> Vec<Object> {
     page.objects
         .iter()
         .map(|o| Object {
+            owner: owner.cloned(),
             key: Some(enc.apply(o.key.clone())),
             size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
             e_tag: Some(ETag::Strong(o.etag.clone())),
@@ -77,11 +83,11 @@ fn prefixes(page: &ListPage, enc: &Encoder) -> Vec<CommonPrefix> {
 }
 
 /// Continuation tokens are opaque to clients: the key to resume after, base64url-encoded.
-fn token_for(after: &str) -> String {
+pub(super) fn token_for(after: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after)
 }
 
-fn after_token(token: &str) -> S3Result<String> {
+pub(super) fn after_token(token: &str) -> S3Result<String> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .ok()
@@ -99,8 +105,11 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        let input = req.input;
+        let mut input = req.input;
+        input.delimiter = delimiter(input.delimiter);
         let enc = Encoder::new(input.encoding_type.as_ref())?;
+        // `fetch-owner=true`: each object's owner, the account that owns every object here.
+        let owner = input.fetch_owner.unwrap_or(false).then(|| self.owner());
         let after = match (&input.continuation_token, &input.start_after) {
             (Some(token), _) => Some(after_token(token)?),
             (None, Some(start)) => Some(start.clone()),
@@ -132,7 +141,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             is_truncated: Some(page.truncated),
             continuation_token: input.continuation_token,
             next_continuation_token: page.next_after.as_deref().map(token_for),
-            contents: Some(contents(&page, &enc)),
+            contents: Some(contents(&page, &enc, owner.as_ref())),
             common_prefixes: Some(prefixes(&page, &enc)),
             encoding_type: input.encoding_type,
             ..Default::default()
@@ -143,7 +152,8 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
-        let input = req.input;
+        let mut input = req.input;
+        input.delimiter = delimiter(input.delimiter);
         let enc = Encoder::new(input.encoding_type.as_ref())?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = max_keys(input.max_keys)?;
@@ -168,7 +178,8 @@ impl<S: ObjectStore> KeylessS3<S> {
             max_keys: Some(i32::try_from(max).unwrap_or(MAX_KEYS)),
             is_truncated: Some(page.truncated),
             next_marker: page.next_after.clone().map(|m| enc.apply(m)),
-            contents: Some(contents(&page, &enc)),
+            // ListObjects (v1) always names the owner.
+            contents: Some(contents(&page, &enc, Some(&self.owner()))),
             common_prefixes: Some(prefixes(&page, &enc)),
             encoding_type: input.encoding_type,
             ..Default::default()

@@ -8,9 +8,11 @@ mod bucket;
 mod checksum;
 mod dispatch;
 mod encryption;
+mod headers;
 mod list;
 mod multipart;
 mod object;
+mod parts;
 mod probes;
 mod tagging;
 

@@ -11,23 +11,10 @@ use super::acl::{AclOf, refuse_acl_headers};
 use super::bucket::timestamp;
 use super::encryption::{Carries, refuse_unimplemented};
 use super::object::{body_stream, content_md5, copy_source, metadata_in};
+use super::parts::part_number;
 use crate::conditions::{Conditions, seconds};
 use crate::store::{ByteRange, ObjectStore, PutOptions, UploadRef};
 use crate::wire::store_error;
-
-/// Part numbers S3 accepts.
-const PART_NUMBERS: std::ops::RangeInclusive<i32> = 1..=10_000;
-
-fn part_number(n: i32) -> S3Result<u32> {
-    if PART_NUMBERS.contains(&n) {
-        Ok(n.unsigned_abs())
-    } else {
-        Err(s3_error!(
-            InvalidArgument,
-            "Part number must be an integer between 1 and 10000, inclusive"
-        ))
-    }
-}
 
 /// `bytes=first-last` of `x-amz-copy-source-range`.
 fn copy_range(range: Option<&str>) -> S3Result<Option<ByteRange>> {
@@ -61,6 +48,14 @@ impl<S: ObjectStore> KeylessS3<S> {
             content_type: input.content_type,
             metadata: metadata_in(input.metadata)?,
             tags: crate::tags::header_tags(input.tagging.as_deref())?,
+            headers: super::headers::HeadersIn {
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                content_language: input.content_language,
+                expires: input.expires,
+            }
+            .stored(),
             ..Default::default()
         };
         let upload = self

@@ -15,6 +15,8 @@ use super::KeylessS3;
 use super::acl::{AclOf, refuse_acl_headers};
 use super::bucket::timestamp;
 use super::encryption::{Carries, refuse_unimplemented};
+use super::headers::{HeadersIn, Overrides};
+use super::parts::{part_of, refuse_range_with_part, refuse_version};
 use crate::conditions::{Conditions, Unmet, seconds};
 use crate::extensions::{DeniedKeys, MayList};
 use crate::store::StoreError;
@@ -22,7 +24,7 @@ use crate::store::{ByteRange, ByteStream, ObjectInfo, ObjectStore, PutOptions, W
 use crate::wire::{aws_error, store_error};
 
 /// A missing key, as a caller who may not list the bucket must see it: `AccessDenied`.
-fn missing_key(e: StoreError, may_list: Option<MayList>) -> s3s::S3Error {
+pub(super) fn missing_key(e: StoreError, may_list: Option<MayList>) -> s3s::S3Error {
     match (e, may_list) {
         (StoreError::NoSuchKey { .. }, Some(MayList(false))) => {
             s3_error!(AccessDenied, "Access Denied")
@@ -184,6 +186,14 @@ impl<S: ObjectStore> KeylessS3<S> {
             tags: crate::tags::header_tags(input.tagging.as_deref())?,
             content_type: input.content_type,
             metadata: metadata_in(input.metadata)?,
+            headers: HeadersIn {
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                content_language: input.content_language,
+                expires: input.expires,
+            }
+            .stored(),
             content_md5: content_md5(input.content_md5.as_deref())?,
             content_length: None,
             verifier: super::checksum::verifier(&req.headers, req.trailing_headers)?,
@@ -212,12 +222,34 @@ impl<S: ObjectStore> KeylessS3<S> {
         refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let may_list = req.extensions.get::<MayList>().copied();
         let input = req.input;
-        let range = byte_range(input.range);
-        let (info, stream) = self
-            .store
-            .get_object(&input.bucket, &input.key, range)
-            .await
-            .map_err(|e| missing_key(e, may_list))?;
+        let overrides = Overrides {
+            cache_control: input.response_cache_control,
+            content_disposition: input.response_content_disposition,
+            content_encoding: input.response_content_encoding,
+            content_language: input.response_content_language,
+            content_type: input.response_content_type,
+            expires: input.response_expires,
+        };
+        overrides.check(req.credentials.is_none())?;
+        refuse_version(input.version_id.as_deref())?;
+        let part = refuse_range_with_part(input.range.is_some(), input.part_number)?;
+        let (info, stream, range, parts_count) = match part {
+            Some(number) => {
+                let (info, stream, part) = self
+                    .read_part(&input.bucket, &input.key, number, may_list)
+                    .await?;
+                (info, stream, part.range, part.parts_count)
+            }
+            None => {
+                let range = byte_range(input.range);
+                let (info, stream) = self
+                    .store
+                    .get_object(&input.bucket, &input.key, range)
+                    .await
+                    .map_err(|e| missing_key(e, may_list))?;
+                (info, stream, range, None)
+            }
+        };
         let conditions = Conditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
@@ -235,6 +267,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             }
             None => (info.size, None),
         };
+        let headers = overrides.apply(info.content_type.as_deref(), &info.headers);
         Ok(S3Response::new(GetObjectOutput {
             tag_count: (!info.tags.is_empty())
                 .then(|| i32::try_from(info.tags.len()).unwrap_or(i32::MAX)),
@@ -242,8 +275,14 @@ impl<S: ObjectStore> KeylessS3<S> {
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(i64::try_from(content_length).unwrap_or(i64::MAX)),
             content_range,
+            parts_count,
             accept_ranges: Some("bytes".to_owned()),
-            content_type: info.content_type.clone(),
+            content_type: headers.content_type,
+            cache_control: headers.cache_control,
+            content_disposition: headers.content_disposition,
+            content_encoding: headers.content_encoding,
+            content_language: headers.content_language,
+            expires: headers.expires,
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(info.last_modified_ms)),
             metadata: metadata_out(&info),
@@ -258,6 +297,17 @@ impl<S: ObjectStore> KeylessS3<S> {
         refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let may_list = req.extensions.get::<MayList>().copied();
         let input = req.input;
+        let overrides = Overrides {
+            cache_control: input.response_cache_control,
+            content_disposition: input.response_content_disposition,
+            content_encoding: input.response_content_encoding,
+            content_language: input.response_content_language,
+            content_type: input.response_content_type,
+            expires: input.response_expires,
+        };
+        overrides.check(req.credentials.is_none())?;
+        refuse_version(input.version_id.as_deref())?;
+        let part = refuse_range_with_part(input.range.is_some(), input.part_number)?;
         let info = self
             .store
             .head_object(&input.bucket, &input.key)
@@ -272,11 +322,35 @@ impl<S: ObjectStore> KeylessS3<S> {
         conditions
             .check_read(&info)
             .map_err(|why| unmet(why, &info))?;
+        let headers = overrides.apply(info.content_type.as_deref(), &info.headers);
+        // With `partNumber`: the part's length and range, and 206 as for a GET.
+        let (content_length, content_range, parts_count) = match part {
+            Some(number) => {
+                let part = part_of(&info, number)?;
+                match part.range.map(|r| r.resolve(info.size)) {
+                    Some(Ok((offset, len))) => (
+                        len,
+                        Some(format!("bytes {offset}-{}/{}", offset + len - 1, info.size)),
+                        part.parts_count,
+                    ),
+                    _ => (0, None, part.parts_count),
+                }
+            }
+            None => (info.size, None, None),
+        };
+        // 206 when there is a Content-Range: set by the front (`wire`), as s3s answers 200.
         Ok(S3Response::new(HeadObjectOutput {
             server_side_encryption: sse(info.sealed),
-            content_length: Some(i64::try_from(info.size).unwrap_or(i64::MAX)),
+            content_length: Some(i64::try_from(content_length).unwrap_or(i64::MAX)),
+            content_range,
+            parts_count,
             accept_ranges: Some("bytes".to_owned()),
-            content_type: info.content_type.clone(),
+            content_type: headers.content_type,
+            cache_control: headers.cache_control,
+            content_disposition: headers.content_disposition,
+            content_encoding: headers.content_encoding,
+            content_language: headers.content_language,
+            expires: headers.expires,
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(info.last_modified_ms)),
             metadata: metadata_out(&info),
@@ -398,6 +472,14 @@ impl<S: ObjectStore> KeylessS3<S> {
             PutOptions {
                 content_type: input.content_type,
                 metadata: metadata_in(input.metadata)?,
+                headers: HeadersIn {
+                    cache_control: input.cache_control,
+                    content_disposition: input.content_disposition,
+                    content_encoding: input.content_encoding,
+                    content_language: input.content_language,
+                    expires: input.expires,
+                }
+                .stored(),
                 condition,
                 tags,
                 ..Default::default()
@@ -406,6 +488,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             PutOptions {
                 content_type: source.content_type.clone(),
                 metadata: source.metadata.clone(),
+                headers: source.headers.clone(),
                 condition,
                 tags,
                 ..Default::default()

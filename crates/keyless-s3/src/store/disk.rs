@@ -30,9 +30,9 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use super::seal::{DataKey, MasterKeys, Piece, SEGMENT, SealedPart, TAG, WrappedKey, pieces};
 use super::{
     BodyCheck, BucketConfig, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS,
-    CompletedUpload, ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions,
-    StoreError, UploadInfo, UploadRef, WriteCondition, bytes_stream, completed_parts,
-    multipart_etag, paginate, random_id,
+    CompletedUpload, ContentHeaders, ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo,
+    PutOptions, StoreError, UploadInfo, UploadRef, WriteCondition, bytes_stream, completed_parts,
+    multipart_etag, object_parts, paginate, random_id,
 };
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -95,6 +95,8 @@ struct UploadRecord {
     /// The completed object's tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tags: Vec<(String, String)>,
+    #[serde(default)]
+    headers: ContentHeaders,
     parts: BTreeMap<u32, (PartInfo, String)>,
     /// The sealed parts' data keys, wrapped.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -1126,6 +1128,8 @@ impl ObjectStore for DiskStore {
                 metadata: options.metadata,
                 sealed: !sealed.is_empty(),
                 tags: options.tags,
+                headers: options.headers,
+                parts: Vec::new(),
             },
             blob,
             sealed,
@@ -1337,7 +1341,9 @@ impl ObjectStore for DiskStore {
         let bucket = bucket.to_owned();
         self.blocking(move |inner| {
             let mut policies = inner.policies_mut();
-            update_bucket(&inner.db, &bucket, |record| record.policy.clone_from(&policy))?;
+            update_bucket(&inner.db, &bucket, |record| {
+                record.policy.clone_from(&policy)
+            })?;
             policies.insert(bucket, policy);
             Ok(())
         })
@@ -1404,6 +1410,7 @@ impl ObjectStore for DiskStore {
             content_type: options.content_type,
             metadata: options.metadata,
             tags: options.tags,
+            headers: options.headers,
             parts: BTreeMap::new(),
             part_keys: BTreeMap::new(),
         };
@@ -1590,6 +1597,8 @@ impl ObjectStore for DiskStore {
                 metadata: record.metadata,
                 sealed: !sealed.is_empty(),
                 tags: record.tags,
+                headers: record.headers,
+                parts: object_parts(&chosen),
             },
             blob,
             sealed,

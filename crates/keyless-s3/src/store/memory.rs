@@ -12,7 +12,7 @@ use super::{
     BodyCheck, BucketConfig, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS,
     CompletedUpload, ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions,
     StoreError, UploadInfo, UploadRef, WriteCondition, bytes_stream, completed_parts,
-    multipart_etag, paginate, random_id,
+    multipart_etag, object_parts, paginate, random_id,
 };
 
 /// Reads a whole body, checking it against the options.
@@ -167,6 +167,8 @@ impl ObjectStore for MemoryStore {
             metadata: options.metadata,
             sealed: false,
             tags: options.tags,
+            headers: options.headers,
+            parts: Vec::new(),
         };
         self.with_bucket(bucket, |b| {
             if let Some(condition) = &options.condition {
@@ -386,6 +388,8 @@ impl ObjectStore for MemoryStore {
                 metadata: up.options.metadata.clone(),
                 sealed: false,
                 tags: up.options.tags.clone(),
+                headers: up.options.headers.clone(),
+                parts: object_parts(&chosen),
             };
             if let Some(condition) = &condition {
                 condition.check(

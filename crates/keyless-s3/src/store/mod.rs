@@ -133,6 +133,80 @@ pub struct ObjectInfo {
     /// Its tags (`x-amz-tagging`, PutObjectTagging), in the order given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// `Cache-Control`, `Content-Disposition` and the other headers stored as given.
+    #[serde(default, skip_serializing_if = "ContentHeaders::is_empty")]
+    pub headers: ContentHeaders,
+    /// The parts of an object completed from a multipart upload, in order; empty for an object
+    /// stored whole (and for multipart objects written before parts were recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<ObjectPart>,
+}
+
+/// The headers S3 stores with an object as the PUT (or CreateMultipartUpload, or a copy with
+/// `REPLACE`) gave them, and returns on GET and HEAD.
+/// <https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html#API_PutObject_RequestSyntax>
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentHeaders {
+    /// `Cache-Control`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// `Content-Disposition`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    /// `Content-Encoding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// `Content-Language`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    /// `Expires`, an HTTP date as S3 writes it (`Wed, 21 Oct 2015 07:28:00 GMT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+impl ContentHeaders {
+    /// Whether none is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One part of a multipart object, as GET with `partNumber` and GetObjectAttributes need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectPart {
+    /// The part number it was uploaded with.
+    pub number: u32,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl ObjectInfo {
+    /// The `(offset, length)` of part `number` and the part count, or `None` when the object
+    /// has no such part. An object stored whole is one part.
+    pub fn part_range(&self, number: u32) -> Option<((u64, u64), usize)> {
+        if self.parts.is_empty() {
+            return (number == 1).then_some(((0, self.size), 1));
+        }
+        let mut offset = 0;
+        for part in &self.parts {
+            if part.number == number {
+                return Some(((offset, part.size), self.parts.len()));
+            }
+            offset += part.size;
+        }
+        None
+    }
+}
+
+/// The parts of a completed upload as the object records them.
+pub(crate) fn object_parts(parts: &[PartInfo]) -> Vec<ObjectPart> {
+    parts
+        .iter()
+        .map(|p| ObjectPart {
+            number: p.part_number,
+            size: p.size,
+        })
+        .collect()
 }
 
 /// An extra check of a body as it streams, such as a client's `x-amz-checksum-*`. The store
@@ -162,6 +236,8 @@ pub struct PutOptions {
     pub metadata: BTreeMap<String, String>,
     /// Tags, checked by the caller.
     pub tags: Vec<(String, String)>,
+    /// `Cache-Control`, `Expires` and the other stored headers.
+    pub headers: ContentHeaders,
     /// `Content-MD5`, which the data must match.
     pub content_md5: Option<[u8; 16]>,
     /// `Content-Length` (decoded length for chunked uploads), which the data must match.
@@ -533,6 +609,10 @@ where
     I: IntoIterator<Item = ObjectInfo>,
 {
     let mut page = ListPage::default();
+    if query.max_keys == 0 {
+        // S3 answers `max-keys=0` with an empty page that is not truncated.
+        return page;
+    }
     let mut last: Option<String> = None;
     for info in objects {
         let Some(rest) = info.key.strip_prefix(query.prefix) else {

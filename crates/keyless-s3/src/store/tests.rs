@@ -101,12 +101,24 @@ async fn buckets(store: impl ObjectStore) {
     ));
 }
 
+/// The stored headers the conformance tests write and read back.
+fn stored_headers() -> ContentHeaders {
+    ContentHeaders {
+        cache_control: Some("max-age=3600".into()),
+        content_disposition: Some("attachment; filename=\"hello.txt\"".into()),
+        content_encoding: Some("gzip".into()),
+        content_language: Some("de-CH".into()),
+        expires: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()),
+    }
+}
+
 async fn objects(store: impl ObjectStore) {
     store.create_bucket("b").await.unwrap();
     let options = PutOptions {
         content_type: Some("text/plain".into()),
         metadata: [("owner".to_owned(), "gitlab".to_owned())].into(),
         content_md5: Some(Md5::digest(b"hello world").into()),
+        headers: stored_headers(),
         content_length: Some(11),
         verifier: None,
         condition: None,
@@ -122,6 +134,10 @@ async fn objects(store: impl ObjectStore) {
     assert_eq!(head, info);
     assert_eq!(head.content_type.as_deref(), Some("text/plain"));
     assert_eq!(head.metadata["owner"], "gitlab");
+    assert_eq!(head.headers, stored_headers());
+    assert!(head.parts.is_empty());
+    assert_eq!(head.part_range(1), Some(((0, 11), 1)));
+    assert_eq!(head.part_range(2), None);
     assert_eq!(
         get(&store, "b", "dir/hello.txt").await.unwrap(),
         b"hello world"
@@ -355,6 +371,11 @@ async fn listing(store: impl ObjectStore) {
     );
     assert!(!all.truncated);
 
+    // max-keys=0: an empty page, not truncated (S3 answers so); an empty delimiter is none.
+    let none = list("", Some("/"), None, 0).await;
+    assert_eq!(none, ListPage::default());
+    assert_eq!(keys(&list("", Some(""), None, 1000).await), keys(&all));
+
     let rolled = list("", Some("/"), None, 1000).await;
     assert_eq!(keys(&rolled), ["c", "e"]);
     assert_eq!(rolled.common_prefixes, ["a/", "b/", "d/"]);
@@ -411,6 +432,7 @@ async fn multipart(store: impl ObjectStore) {
     let options = PutOptions {
         content_type: Some("application/x-tar".into()),
         metadata: [("kind".to_owned(), "backup".to_owned())].into(),
+        headers: stored_headers(),
         ..Default::default()
     };
     let up = store
@@ -504,6 +526,20 @@ async fn multipart(store: impl ObjectStore) {
     let head = store.head_object("b", "backup.tar").await.unwrap();
     assert_eq!(head.content_type.as_deref(), Some("application/x-tar"));
     assert_eq!(head.metadata["kind"], "backup");
+    assert_eq!(head.headers, stored_headers());
+    assert_eq!(
+        head.parts,
+        [
+            ObjectPart {
+                number: 1,
+                size: MIN_PART_SIZE
+            },
+            ObjectPart { number: 2, size: 3 }
+        ]
+    );
+    assert_eq!(head.part_range(1), Some(((0, MIN_PART_SIZE), 2)));
+    assert_eq!(head.part_range(2), Some(((MIN_PART_SIZE, 3), 2)));
+    assert_eq!(head.part_range(3), None);
     assert!(matches!(
         store.list_parts(upload).await,
         Err(StoreError::NoSuchUpload(_))
@@ -867,6 +903,18 @@ macro_rules! conformance {
 conformance!(memory, |_| MemoryStore::new(clock()));
 conformance!(disk, |dir: &std::path::Path| DiskStore::open(dir, clock())
     .unwrap());
+
+#[test]
+fn object_records_of_older_versions_still_read() {
+    // An `ObjectInfo` as versions before stored headers and parts wrote it.
+    let old =
+        r#"{"key":"k","size":3,"etag":"e","last_modified_ms":1,"content_type":null,"metadata":{}}"#;
+    let info: ObjectInfo = serde_json::from_str(old).unwrap();
+    assert!(info.headers.is_empty());
+    assert!(info.parts.is_empty());
+    // Empty headers and parts are not written at all.
+    assert_eq!(serde_json::to_string(&info).unwrap(), old);
+}
 
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

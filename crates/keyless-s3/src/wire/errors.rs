@@ -122,6 +122,7 @@ fn known(code: &str) -> Option<Known> {
             true,
             &[],
         ),
+        "InvalidPartNumber" => ("The requested partnumber is not satisfiable", false, &[]),
         "InvalidRange" => ("The requested range is not satisfiable", false, &[]),
         // S3 says which limit the tags broke (tags.rs).
         "InvalidTag" => (
@@ -188,6 +189,7 @@ fn known(code: &str) -> Option<Known> {
             &[BucketName],
         ),
         "NoSuchTagSet" => ("The TagSet does not exist", false, &[BucketName]),
+        "NoSuchVersion" => ("The specified version does not exist.", false, &[Key]),
         "NoSuchUpload" => (
             "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
             false,
@@ -198,7 +200,6 @@ fn known(code: &str) -> Option<Known> {
             false,
             &[BucketName],
         ),
-        "NoSuchVersion" => ("The specified version does not exist.", false, &[Key]),
         "NotImplemented" => (
             "A header you provided implies functionality that is not implemented",
             true,
