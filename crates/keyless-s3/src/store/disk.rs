@@ -245,7 +245,10 @@ impl DiskStore {
     /// Re-wraps, in one transaction, every data key an older master key wraps (after a
     /// rotation): a few bytes per object, the data untouched.
     fn rewrap_keys(&self) -> Result<(), StoreError> {
-        let Some(keys) = &self.inner.keys else {
+        // Only after a rotation: otherwise every data key is the active key's (or one of a key
+        // this server does not have, which re-wrapping could not help), and the start need not
+        // read every record.
+        let Some(keys) = self.inner.keys.as_ref().filter(|k| k.has_older()) else {
             return Ok(());
         };
         let rewrap = |key: &mut WrappedKey| -> Result<bool, StoreError> {

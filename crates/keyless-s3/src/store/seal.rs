@@ -239,6 +239,12 @@ impl MasterKeys {
         &self.active
     }
 
+    /// Whether keys other than the active one are kept (after a rotation), whose data keys
+    /// are to be re-wrapped.
+    pub fn has_older(&self) -> bool {
+        self.keys.len() > 1
+    }
+
     /// A fresh data key, and its wrapping by the active master key.
     pub fn new_data_key(&self) -> Result<(DataKey, WrappedKey), SealError> {
         let bytes: [u8; KEY_LEN] = random()?;
