@@ -1,6 +1,7 @@
 //! `keyless backup` against `keyless serve`, as GitLab's backup job would run it: a role through
 //! web identity (IRSA) and no keys anywhere. A 1 GiB upload is killed halfway and resumed, the
-//! download is compared byte for byte, and an object corrupted on the server's disk is refused.
+//! download is compared byte for byte, and an object corrupted on the way or on the server's
+//! disk is refused.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -265,8 +266,28 @@ async fn a_gigabyte_through_web_identity_survives_a_kill_and_checks_out() {
     std::fs::remove_file(&restored).unwrap();
     std::fs::remove_file(&file).unwrap();
 
-    // Corrupt one byte of the object on the server's disk: the download fails loudly and leaves
-    // no file that looks complete.
+    // One byte flipped on the way (a proxy that corrupts every answer 1 MiB in): the tool's
+    // own checksum catches what no TLS-less hop would.
+    let proxy = corrupting_proxy(setup.server.endpoint.trim_start_matches("http://")).await;
+    let out = setup
+        .command(&[
+            "backup".as_ref(),
+            "download".as_ref(),
+            url.as_ref(),
+            restored.as_os_str(),
+        ])
+        .env("AWS_ENDPOINT_URL_S3", &proxy)
+        .output()
+        .unwrap();
+    let log = stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("does not match its checksum"), "{log}");
+    assert!(!restored.exists());
+    assert!(!setup.scratch.join("restored.tar.keyless-partial").exists());
+
+    // One byte flipped in the object's sealed blob on the server's disk: the server refuses to
+    // hand out what it cannot authenticate, and the download fails loudly, leaving no file
+    // that looks complete.
     corrupt_largest_file(&setup.server.dir);
     let out = setup.run(&[
         "backup".as_ref(),
@@ -276,9 +297,51 @@ async fn a_gigabyte_through_web_identity_survives_a_kill_and_checks_out() {
     ]);
     let log = stderr(&out);
     assert!(!out.status.success(), "{log}");
-    assert!(log.contains("does not match its checksum"), "{log}");
+    // The flipped byte opens a 16 MiB range (the blob's middle): the server answers 500
+    // before any byte of it is sent.
+    assert!(log.contains("InternalError"), "{log}");
     assert!(!restored.exists());
     assert!(!setup.scratch.join("restored.tar.keyless-partial").exists());
+}
+
+/// A TCP proxy to `upstream` that flips one byte of what the server sends, 1 MiB into each
+/// connection (inside the body of the first answer on it: every answer here is larger).
+async fn corrupting_proxy(upstream: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const AT: usize = 1 << 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let upstream = upstream.to_owned();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let requests = tokio::io::copy(&mut client_read, &mut server_write);
+                let answers = async {
+                    let mut buf = vec![0u8; 64 << 10];
+                    let mut seen = 0usize;
+                    loop {
+                        let n = server_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok::<_, std::io::Error>(());
+                        }
+                        if (seen..seen + n).contains(&AT) {
+                            buf[AT - seen] ^= 0x01;
+                        }
+                        seen += n;
+                        client_write.write_all(&buf[..n]).await?;
+                    }
+                };
+                let _ = tokio::join!(requests, answers);
+            });
+        }
+    });
+    format!("http://{address}")
 }
 
 /// Flips a byte in the middle of the largest file under `dir` (the object's blob).

@@ -1407,7 +1407,7 @@ async fn a_rotated_master_key_rewraps_data_keys_and_altered_bytes_are_refused() 
     assert_eq!(get(&store, "b", "small").await.unwrap(), b"tiny");
     assert_eq!(get(&store, "b", "large").await.unwrap(), large);
     assert_eq!(get(&store, "b", "parts").await.unwrap(), whole);
-    // A flipped byte in a blob fails the read instead of serving altered data.
+    // A flipped byte in a blob's first segment fails the read before any byte is served.
     let blob = files_under(&dir.path().join("blobs"))
         .into_iter()
         .find(|f| std::fs::metadata(f).unwrap().len() > 200_000)
@@ -1415,17 +1415,59 @@ async fn a_rotated_master_key_rewraps_data_keys_and_altered_bytes_are_refused() 
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&blob, bytes).unwrap();
-    let mut failed = false;
+    let mut refused = 0;
     for key in ["large", "parts"] {
-        let (_, mut stream) = store.get_object("b", key, None).await.unwrap();
-        while let Some(chunk) = stream.next().await {
-            if chunk.is_err() {
-                failed = true;
-                break;
+        match store.get_object("b", key, None).await {
+            Err(StoreError::Sealed(e)) => {
+                assert!(e.contains(&format!("s3://b/{key}")), "{e}");
+                refused += 1;
             }
+            Err(e) => panic!("{e}"),
+            Ok(_) => {}
         }
     }
-    assert!(failed, "an altered blob was served");
+    assert_eq!(refused, 1, "an altered blob was served");
+}
+
+#[tokio::test]
+async fn an_altered_segment_past_the_first_mebibyte_ends_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = seal::MasterKeys::generate().unwrap();
+    let store = DiskStore::open_sealed(dir.path(), clock(), Arc::new(keys)).unwrap();
+    store.create_bucket("b").await.unwrap();
+    let data = marked(200_000); // 3.4 MB
+    put(&store, "b", "k", &data).await;
+    let blob = files_under(&dir.path().join("blobs")).pop().unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[2 << 20] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+
+    // The answer starts (the first MiB is sound), then ends with an error, never with the
+    // altered segment.
+    let (_, mut stream) = store.get_object("b", "k", None).await.unwrap();
+    let mut served = Vec::new();
+    let error = loop {
+        match stream.next().await {
+            Some(Ok(chunk)) => served.extend_from_slice(&chunk),
+            Some(Err(e)) => break e,
+            None => panic!("an altered blob was served whole"),
+        }
+    };
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+    assert!(
+        served.len() >= 1 << 20 && served.len() < 2 << 20,
+        "{}",
+        served.len()
+    );
+    assert_eq!(served, data[..served.len()]);
+    // A range that starts past the damage is unaffected.
+    let tail = ByteRange::From {
+        first: 3 << 20,
+        last: None,
+    };
+    let (_, stream) = store.get_object("b", "k", Some(tail)).await.unwrap();
+    let tail_bytes = read(stream).await;
+    assert_eq!(tail_bytes, data[3 << 20..]);
 }
 
 #[tokio::test]

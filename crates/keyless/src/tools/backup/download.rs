@@ -292,11 +292,12 @@ impl Fetch {
                 let mut body = self.get(start, end, &what).await?.body;
                 let mut hasher = Md5::new();
                 let mut offset = start;
-                while let Some(chunk) = body
-                    .try_next()
-                    .await
-                    .map_err(|e| Failure::Transient(anyhow::anyhow!("{what}: {e}")))?
-                {
+                while let Some(chunk) = body.try_next().await.map_err(|e| {
+                    Failure::Transient(anyhow::anyhow!(
+                        "{what}: the body broke off after {} bytes ({e})",
+                        offset - start
+                    ))
+                })? {
                     hasher.update(&chunk);
                     file.write_all_at(&chunk, offset).map_err(|e| {
                         Failure::Fatal(anyhow::anyhow!("writing the download: {e}"))
@@ -333,7 +334,9 @@ impl Fetch {
                 .body
                 .collect()
                 .await
-                .map_err(|e| Failure::Transient(anyhow::anyhow!("{what}: {e}")))?
+                .map_err(|e| {
+                    Failure::Transient(anyhow::anyhow!("{what}: the body broke off ({e})"))
+                })?
                 .into_bytes();
             if data.len() as u64 != end - start {
                 return Err(Failure::Transient(anyhow::anyhow!(
