@@ -187,6 +187,15 @@ class KeylessServer:
     def logs(self) -> str:
         return f"--- keyless serve log (tail) ---\n{read_log(self.log)}"
 
+    def data_contains(self, needle: bytes) -> bool:
+        """Whether any file in the data folder holds `needle` (sealed objects do not)."""
+        for root, _, files in os.walk(self.data_dir):
+            for name in files:
+                with open(os.path.join(root, name), "rb") as f:
+                    if needle in f.read():
+                        return True
+        return False
+
     def root_s3(self):
         keys = dict(line.split(" = ", 1) for line in
                     open(os.path.join(self.data_dir, "root-credentials")).read().splitlines()
@@ -563,8 +572,12 @@ def test_s3cmd_each_pod_gets_its_own_role(gitlab):
         cfg = s3cmd_config(pod, node.endpoint)
         src = write(pod, "1700000000_2026_01_01_17.0.0_gitlab_backup.tar", os.urandom(300_000))
         s3cmd = ["s3cmd", "-c", cfg]
-        put = pod.run([*s3cmd, "put", src, f"s3://{pod.bucket}/backups/"], timeout=CLIENT_TIMEOUT)
+        # As GitLab's backup docs suggest: `--server-side-encryption` (AES256) on the upload.
+        put = pod.run([*s3cmd, "put", "--server-side-encryption", src, f"s3://{pod.bucket}/backups/"],
+                      timeout=CLIENT_TIMEOUT)
         assert put.returncode == 0, node.explain(put)
+        head = node.server.root_s3().head_object(Bucket=pod.bucket, Key=f"backups/{os.path.basename(src)}")
+        assert head["ServerSideEncryption"] == "AES256", head
         ls = pod.run([*s3cmd, "ls", f"s3://{pod.bucket}/backups/"], timeout=CLIENT_TIMEOUT)
         assert ls.returncode == 0 and os.path.basename(src) in ls.stdout, node.explain(ls)
         back = os.path.join(pod.home, "restored.tar")
@@ -695,6 +708,9 @@ storage:
     regionendpoint: http://{endpoint}
     v4auth: true
     secure: false
+    # GitLab documents `encrypt: true` for the registry's bucket: every PUT carries
+    # x-amz-server-side-encryption: AES256.
+    encrypt: true
   delete:
     enabled: true
   maintenance:
@@ -803,8 +819,12 @@ def test_docker_registry_pushes_and_pulls_with_its_pod_role(gitlab):
         hexd = d.split(":", 1)[1]
         assert f"docker/registry/v2/blobs/sha256/{hexd[:2]}/{hexd}/data" in keys, sorted(keys)
     layer_key = f"docker/registry/v2/blobs/sha256/{out['layer'][7:9]}/{out['layer'][7:]}/data"
-    layer = s3.get_object(Bucket="registry", Key=layer_key)["Body"].read()
+    got = s3.get_object(Bucket="registry", Key=layer_key)
+    layer = got["Body"].read()
     assert "sha256:" + hashlib.sha256(layer).hexdigest() == out["layer"]
+    assert got["ServerSideEncryption"] == "AES256", got["ResponseMetadata"]["HTTPHeaders"]
+    # Sealed on disk: the layer's bytes are nowhere in the data folder.
+    assert not node.server.data_contains(layer[:64]), "the layer is stored in plaintext"
     assert any(k.startswith("docker/registry/v2/repositories/gitlab-org/gitlab/_manifests/tags/v1/")
                for k in (o["Key"] for o in s3.list_objects_v2(
                    Bucket="registry", Prefix="docker/registry/v2/repositories/")["Contents"]))

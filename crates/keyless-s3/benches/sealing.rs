@@ -63,7 +63,8 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("get/{name}"), |b| {
             b.iter(|| {
                 runtime.block_on(async {
-                    let (_, mut stream) = store.get_object("b", "k", None).await.expect("get");
+                    let (_, mut stream) =
+                        store.get_object("b", "k", None, None).await.expect("get");
                     let mut n = 0;
                     while let Some(chunk) = stream.next().await {
                         n += chunk.expect("chunk").len();

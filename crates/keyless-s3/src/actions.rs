@@ -48,6 +48,8 @@ pub enum S3Op {
     GetObjectTagging,
     DeleteObjectTagging,
     GetBucketVersioning,
+    PutBucketVersioning,
+    ListObjectVersions,
     GetBucketWebsite,
     GetObject,
     GetObjectAcl,
@@ -81,7 +83,7 @@ pub enum Scope {
 }
 
 /// Every operation, for tables and tests.
-pub const ALL_OPS: [S3Op; 51] = [
+pub const ALL_OPS: [S3Op; 53] = [
     S3Op::AbortMultipartUpload,
     S3Op::CompleteMultipartUpload,
     S3Op::CopyObject,
@@ -114,6 +116,8 @@ pub const ALL_OPS: [S3Op; 51] = [
     S3Op::GetObjectTagging,
     S3Op::DeleteObjectTagging,
     S3Op::GetBucketVersioning,
+    S3Op::PutBucketVersioning,
+    S3Op::ListObjectVersions,
     S3Op::GetBucketWebsite,
     S3Op::GetObject,
     S3Op::GetObjectAcl,
@@ -171,6 +175,8 @@ impl S3Op {
             Self::GetObjectTagging => "GetObjectTagging",
             Self::DeleteObjectTagging => "DeleteObjectTagging",
             Self::GetBucketVersioning => "GetBucketVersioning",
+            Self::PutBucketVersioning => "PutBucketVersioning",
+            Self::ListObjectVersions => "ListObjectVersions",
             Self::GetBucketWebsite => "GetBucketWebsite",
             Self::GetObject => "GetObject",
             Self::GetObjectAcl => "GetObjectAcl",
@@ -245,6 +251,8 @@ impl S3Op {
             Self::GetObjectTagging => "s3:GetObjectTagging",
             Self::DeleteObjectTagging => "s3:DeleteObjectTagging",
             Self::GetBucketVersioning => "s3:GetBucketVersioning",
+            Self::PutBucketVersioning => "s3:PutBucketVersioning",
+            Self::ListObjectVersions => "s3:ListBucketVersions",
             Self::GetBucketWebsite => "s3:GetBucketWebsite",
             Self::GetObjectAcl => "s3:GetObjectAcl",
             Self::GetObjectAttributes => "s3:GetObjectAttributes",
@@ -261,6 +269,12 @@ impl S3Op {
     pub fn action_for(self, version_id: Option<&str>) -> &'static str {
         match (self, version_id) {
             (Self::GetObjectAttributes, Some(_)) => "s3:GetObjectVersionAttributes",
+            (Self::GetObject | Self::HeadObject, Some(_)) => "s3:GetObjectVersion",
+            (Self::DeleteObject | Self::DeleteObjects, Some(_)) => "s3:DeleteObjectVersion",
+            (Self::GetObjectTagging, Some(_)) => "s3:GetObjectVersionTagging",
+            (Self::PutObjectTagging, Some(_)) => "s3:PutObjectVersionTagging",
+            (Self::DeleteObjectTagging, Some(_)) => "s3:DeleteObjectVersionTagging",
+            (Self::GetObjectAcl, Some(_)) => "s3:GetObjectVersionAcl",
             (op, _) => op.action(),
         }
     }
@@ -296,6 +310,8 @@ impl S3Op {
             | Self::PutBucketTagging
             | Self::DeleteBucketTagging
             | Self::GetBucketVersioning
+            | Self::PutBucketVersioning
+            | Self::ListObjectVersions
             | Self::GetBucketWebsite
             | Self::GetObjectLockConfiguration
             | Self::GetPublicAccessBlock
@@ -405,6 +421,8 @@ pub struct RequestFacts<'a> {
     /// The tags the request sets (`x-amz-tagging`, PutObjectTagging's body):
     /// `s3:RequestObjectTag/<key>` and `s3:RequestObjectTagKeys`.
     pub request_tags: &'a [(String, String)],
+    /// `s3:versionid`: the version the request names (`versionId`).
+    pub version_id: Option<&'a str>,
     /// `s3:prefix`, `s3:delimiter` and `s3:max-keys` for listings.
     pub prefix: Option<&'a str>,
     /// See `prefix`.
@@ -449,6 +467,7 @@ impl RequestFacts<'_> {
             self.signature_version.map(Cow::Borrowed),
         );
         put("s3:authType", self.auth_type.map(|a| a.as_str().into()));
+        put("s3:versionid", self.version_id.map(Cow::Borrowed));
         put(
             "s3:x-amz-content-sha256",
             self.content_sha256.map(Cow::Borrowed),
@@ -633,6 +652,16 @@ mod tests {
             ("PutBucketAcl", "s3:PutBucketAcl", "arn:aws:s3:::b"),
             ("PutObjectAcl", "s3:PutObjectAcl", "arn:aws:s3:::b/k"),
             ("ListBuckets", "s3:ListAllMyBuckets", "*"),
+            (
+                "PutBucketVersioning",
+                "s3:PutBucketVersioning",
+                "arn:aws:s3:::b",
+            ),
+            (
+                "ListObjectVersions",
+                "s3:ListBucketVersions",
+                "arn:aws:s3:::b",
+            ),
         ];
         assert_eq!(table.len(), ALL_OPS.len());
         for (name, action, resource) in table {
@@ -650,7 +679,20 @@ mod tests {
         let op = S3Op::GetObjectAttributes;
         assert_eq!(op.action_for(None), "s3:GetObjectAttributes");
         assert_eq!(op.action_for(Some("null")), "s3:GetObjectVersionAttributes");
-        assert_eq!(S3Op::GetObject.action_for(Some("v")), "s3:GetObject");
+        assert_eq!(S3Op::GetObject.action_for(None), "s3:GetObject");
+        for (op, action) in [
+            (S3Op::GetObject, "s3:GetObjectVersion"),
+            (S3Op::HeadObject, "s3:GetObjectVersion"),
+            (S3Op::DeleteObject, "s3:DeleteObjectVersion"),
+            (S3Op::DeleteObjects, "s3:DeleteObjectVersion"),
+            (S3Op::GetObjectTagging, "s3:GetObjectVersionTagging"),
+            (S3Op::PutObjectTagging, "s3:PutObjectVersionTagging"),
+            (S3Op::DeleteObjectTagging, "s3:DeleteObjectVersionTagging"),
+            (S3Op::GetObjectAcl, "s3:GetObjectVersionAcl"),
+        ] {
+            assert_eq!(op.action_for(Some("null")), action, "{op:?}");
+        }
+        assert_eq!(S3Op::PutObject.action_for(Some("v")), "s3:PutObject");
     }
 
     #[test]

@@ -137,6 +137,7 @@ mod tests {
             tags: Vec::new(),
             headers: Default::default(),
             parts: Vec::new(),
+            version_id: None,
         }
     }
 

@@ -1,12 +1,17 @@
-//! Bucket lifecycle: S3's rules (expiration after days or at a date, the abort of incomplete
-//! multipart uploads, filtered by prefix and object size), as PutBucketLifecycleConfiguration
+//! Bucket lifecycle: S3's rules (expiration after days or at a date, the expiration of
+//! noncurrent versions and of delete markers left alone, the abort of incomplete multipart
+//! uploads, filtered by prefix and object size), as PutBucketLifecycleConfiguration
 //! takes them and checks them, and the sweep that applies them: a pass over the buckets that
 //! have rules, bounded in work, that the server runs periodically. The configuration lives in
 //! the bucket's record, so it survives restarts; a pass picks up where the rules say, not where
 //! the last pass stopped.
 //!
-//! What needs versioning or other storage classes (noncurrent versions, delete markers,
-//! transitions) and tag filters are refused with `NotImplemented`, never ignored.
+//! In a bucket with versioning, an expired current version gets a delete marker (the versions
+//! stay); `NoncurrentVersionExpiration` deletes versions for good, counting days from when a
+//! newer version replaced them and keeping `NewerNoncurrentVersions`; and
+//! `ExpiredObjectDeleteMarker` removes a delete marker that no version is left under. What
+//! needs other storage classes (transitions) and tag filters are refused with
+//! `NotImplemented`, never ignored.
 //!
 //! <https://docs.aws.amazon.com/AmazonS3/latest/userguide/intro-lifecycle-rules.html>
 //! <https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-expire-general-considerations.html>
@@ -15,11 +20,14 @@
 
 use s3s::dto::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
-    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, Timestamp, TimestampFormat,
+    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
+    Timestamp, TimestampFormat,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::store::{BucketConfig, ListQuery, ObjectStore, StoreError, UploadRef};
+use crate::store::{
+    BucketConfig, ListQuery, ObjectStore, StoreError, UploadRef, VersionEntry, VersionQuery,
+};
 
 /// Rules one configuration may hold (S3's limit).
 pub const MAX_RULES: usize = 1000;
@@ -67,6 +75,15 @@ pub struct Rule {
     pub expiry: Option<Expiry>,
     /// Incomplete multipart uploads are aborted this many days after they started.
     pub abort_incomplete_after_days: Option<u32>,
+    /// Noncurrent versions are deleted this many days after they became noncurrent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noncurrent_days: Option<u32>,
+    /// ... except this many of the newest noncurrent versions of each key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newer_noncurrent_versions: Option<u32>,
+    /// A delete marker with no version left under it is removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired_object_delete_marker: bool,
 }
 
 /// A bucket's lifecycle configuration, checked.
@@ -114,6 +131,31 @@ impl Rule {
             }
             Some(Expiry::Date(at)) => now_ms >= at,
         }
+    }
+
+    /// Whether a noncurrent version, the `newer`-th newest of its key's noncurrent versions
+    /// (0: the newest), noncurrent since `since_ms`, has expired at `now_ms`.
+    pub fn expires_noncurrent(
+        &self,
+        key: &str,
+        size: u64,
+        newer: usize,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> bool {
+        let kept = self
+            .newer_noncurrent_versions
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        self.selects(key, size)
+            && newer >= kept
+            && self.noncurrent_days.is_some_and(|days| {
+                now_ms >= midnight_after(since_ms + i64::from(days.max(1) - 1) * DAY_MS)
+            })
+    }
+
+    /// Whether a delete marker of `key` with no version under it is to be removed.
+    pub fn removes_lone_marker(&self, key: &str) -> bool {
+        self.enabled && self.expired_object_delete_marker && key.starts_with(&self.prefix)
     }
 
     /// Whether an upload of `key` started at `initiated_ms` is to be aborted at `now_ms`.
@@ -185,14 +227,7 @@ impl Lifecycle {
                 format!("Keyless does not implement {what} in lifecycle rules"),
             )
         };
-        if rule.noncurrent_version_expiration.is_some()
-            || rule.noncurrent_version_transitions.is_some()
-        {
-            return Err(not_implemented(
-                "noncurrent versions (buckets are not versioned)",
-            ));
-        }
-        if rule.transitions.is_some() {
+        if rule.noncurrent_version_transitions.is_some() || rule.transitions.is_some() {
             return Err(not_implemented("transitions (there is one storage class)"));
         }
         let id = rule
@@ -247,15 +282,22 @@ impl Lifecycle {
                 less = *object_size_less_than;
             }
         }
+        let mut lone_markers = false;
         let expiry = match &rule.expiration {
             None => None,
             Some(LifecycleExpiration {
-                expired_object_delete_marker: Some(_),
-                ..
+                expired_object_delete_marker: Some(remove),
+                days,
+                date,
             }) => {
-                return Err(not_implemented(
-                    "delete markers (buckets are not versioned)",
-                ));
+                if days.is_some() || date.is_some() {
+                    return Err(refused(
+                        "InvalidArgument",
+                        "ExpiredObjectDeleteMarker cannot be specified with Days or Date in a Lifecycle Expiration Policy",
+                    ));
+                }
+                lone_markers = *remove;
+                None
             }
             Some(LifecycleExpiration {
                 days: Some(_),
@@ -293,7 +335,42 @@ impl Lifecycle {
             })?),
             Some(_) => return Err(refused("MalformedXML", "AbortIncompleteMultipartUpload needs DaysAfterInitiation")),
         };
-        if expiry.is_none() && abort.is_none() {
+        let (noncurrent_days, newer_noncurrent_versions) = match &rule.noncurrent_version_expiration
+        {
+            None => (None, None),
+            Some(NoncurrentVersionExpiration {
+                noncurrent_days: Some(days),
+                newer_noncurrent_versions,
+            }) => {
+                let days = u32::try_from(*days).ok().filter(|d| *d > 0).ok_or_else(|| {
+                        refused(
+                            "InvalidArgument",
+                            "'NoncurrentDays' for NoncurrentVersionExpiration action must be a positive integer",
+                        )
+                    })?;
+                let newer = newer_noncurrent_versions
+                    .map(|n| {
+                        u32::try_from(n)
+                            .ok()
+                            .filter(|n| (1..=100).contains(n))
+                            .ok_or_else(|| {
+                                refused(
+                                    "InvalidArgument",
+                                    "'NewerNoncurrentVersions' must be between 1 and 100",
+                                )
+                            })
+                    })
+                    .transpose()?;
+                (Some(days), newer)
+            }
+            Some(_) => {
+                return Err(refused(
+                    "MalformedXML",
+                    "NoncurrentVersionExpiration needs NoncurrentDays",
+                ));
+            }
+        };
+        if expiry.is_none() && abort.is_none() && noncurrent_days.is_none() && !lone_markers {
             return Err(refused(
                 "InvalidRequest",
                 "At least one action needs to be specified in a rule",
@@ -307,6 +384,9 @@ impl Lifecycle {
             size_less_than: size(less)?,
             expiry,
             abort_incomplete_after_days: abort,
+            noncurrent_days,
+            newer_noncurrent_versions,
+            expired_object_delete_marker: lone_markers,
         })
     }
 
@@ -339,22 +419,32 @@ impl Lifecycle {
                         }
                     },
                 ),
-                expiration: rule.expiry.map(|e| match e {
-                    Expiry::Days(days) => LifecycleExpiration {
+                expiration: match (rule.expiry, rule.expired_object_delete_marker) {
+                    (Some(Expiry::Days(days)), _) => Some(LifecycleExpiration {
                         days: Some(days as i32),
                         ..Default::default()
-                    },
-                    Expiry::Date(ms) => LifecycleExpiration {
+                    }),
+                    (Some(Expiry::Date(ms)), _) => Some(LifecycleExpiration {
                         date: Some(timestamp(ms)),
                         ..Default::default()
-                    },
-                }),
+                    }),
+                    (None, true) => Some(LifecycleExpiration {
+                        expired_object_delete_marker: Some(true),
+                        ..Default::default()
+                    }),
+                    (None, false) => None,
+                },
                 abort_incomplete_multipart_upload: rule.abort_incomplete_after_days.map(|d| {
                     AbortIncompleteMultipartUpload {
                         days_after_initiation: Some(d as i32),
                     }
                 }),
-                noncurrent_version_expiration: None,
+                noncurrent_version_expiration: rule.noncurrent_days.map(|days| {
+                    NoncurrentVersionExpiration {
+                        noncurrent_days: Some(days as i32),
+                        newer_noncurrent_versions: rule.newer_noncurrent_versions.map(|n| n as i32),
+                    }
+                }),
                 noncurrent_version_transitions: None,
                 prefix: None,
                 transitions: None,
@@ -366,8 +456,10 @@ impl Lifecycle {
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Swept {
-    /// Objects deleted because they expired.
+    /// Objects deleted because they expired (a delete marker put on top, with versioning).
     pub expired: usize,
+    /// Noncurrent versions and lone delete markers deleted for good.
+    pub versions_removed: usize,
     /// Incomplete uploads aborted.
     pub aborted: usize,
     /// Objects and uploads looked at.
@@ -424,6 +516,16 @@ pub async fn sweep<S: ObjectStore>(
                 }
             }
         }
+        let versioned = store.versioning(&bucket.name).await?.keeps_versions();
+        if versioned
+            && lifecycle
+                .rules
+                .iter()
+                .any(|r| r.noncurrent_days.is_some() || r.expired_object_delete_marker)
+            && !sweep_versions(store, &bucket.name, &lifecycle, now_ms, budget, &mut swept).await?
+        {
+            return Ok(swept);
+        }
         if !lifecycle.rules.iter().any(|r| r.expiry.is_some()) {
             continue;
         }
@@ -450,7 +552,7 @@ pub async fn sweep<S: ObjectStore>(
                     .iter()
                     .any(|r| r.expires(&object.key, object.size, object.last_modified_ms, now_ms))
                 {
-                    store.delete_object(&bucket.name, &object.key).await?;
+                    store.delete_object(&bucket.name, &object.key, None).await?;
                     swept.expired += 1;
                 }
             }
@@ -461,6 +563,102 @@ pub async fn sweep<S: ObjectStore>(
         }
     }
     Ok(swept)
+}
+
+/// The versions pass over one bucket: noncurrent versions and lone delete markers, key by key
+/// (a key's versions are gathered whole before any is deleted, so that the listing's markers
+/// stay valid). Returns whether it finished within the budget.
+async fn sweep_versions<S: ObjectStore>(
+    store: &S,
+    bucket: &str,
+    lifecycle: &Lifecycle,
+    now_ms: i64,
+    budget: usize,
+    swept: &mut Swept,
+) -> Result<bool, StoreError> {
+    let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+    let mut group: Vec<VersionEntry> = Vec::new();
+    loop {
+        let page = store
+            .list_versions(
+                bucket,
+                VersionQuery {
+                    key_marker: key_marker.as_deref(),
+                    version_id_marker: version_marker.as_deref(),
+                    max_keys: 1000,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        for entry in page.versions {
+            if swept.examined >= budget {
+                swept.stopped_at_budget = true;
+                return Ok(false);
+            }
+            swept.examined += 1;
+            if group.last().is_some_and(|e| e.info.key != entry.info.key) {
+                expire_versions(
+                    store,
+                    bucket,
+                    lifecycle,
+                    now_ms,
+                    &std::mem::take(&mut group),
+                    swept,
+                )
+                .await?;
+            }
+            group.push(entry);
+        }
+        match (page.truncated, page.next_key_marker) {
+            (true, Some(next)) => {
+                key_marker = Some(next);
+                version_marker = page.next_version_id_marker;
+            }
+            _ => break,
+        }
+    }
+    expire_versions(store, bucket, lifecycle, now_ms, &group, swept).await?;
+    Ok(true)
+}
+
+/// Applies the rules to one key's versions, newest first.
+async fn expire_versions<S: ObjectStore>(
+    store: &S,
+    bucket: &str,
+    lifecycle: &Lifecycle,
+    now_ms: i64,
+    versions: &[VersionEntry],
+    swept: &mut Swept,
+) -> Result<(), StoreError> {
+    let Some(latest) = versions.first() else {
+        return Ok(());
+    };
+    let key = latest.info.key.as_str();
+    let id = |e: &VersionEntry| e.info.version_id.clone().unwrap_or_else(|| "null".into());
+    if versions.len() == 1
+        && latest.delete_marker
+        && lifecycle.rules.iter().any(|r| r.removes_lone_marker(key))
+    {
+        store.delete_object(bucket, key, Some(&id(latest))).await?;
+        swept.versions_removed += 1;
+        return Ok(());
+    }
+    for (newer, pair) in versions.windows(2).enumerate() {
+        let (successor, version) = (&pair[0], &pair[1]);
+        if lifecycle.rules.iter().any(|r| {
+            r.expires_noncurrent(
+                key,
+                version.info.size,
+                newer,
+                successor.info.last_modified_ms,
+                now_ms,
+            )
+        }) {
+            store.delete_object(bucket, key, Some(&id(version))).await?;
+            swept.versions_removed += 1;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -478,6 +676,9 @@ mod tests {
             size_less_than: Some(1000),
             expiry,
             abort_incomplete_after_days: abort,
+            noncurrent_days: None,
+            newer_noncurrent_versions: None,
+            expired_object_delete_marker: false,
         }
     }
 
@@ -557,13 +758,21 @@ mod tests {
                     noncurrent_version_expiration: Some(Default::default()),
                     ..s3_rule(days(1))
                 }]),
-                "NotImplemented",
+                "MalformedXML",
             ),
             (
                 config(vec![s3_rule(Some(LifecycleExpiration {
                     expired_object_delete_marker: Some(true),
+                    days: Some(3),
                     ..Default::default()
                 }))]),
+                "InvalidArgument",
+            ),
+            (
+                config(vec![LifecycleRule {
+                    noncurrent_version_transitions: Some(Default::default()),
+                    ..s3_rule(days(1))
+                }]),
                 "NotImplemented",
             ),
         ] {
@@ -635,5 +844,88 @@ mod tests {
         assert_eq!(listed("b").await, ["keep/1"]);
         assert_eq!(listed("untouched").await.len(), 3);
         assert!(store.list_uploads("b", "").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_expires_noncurrent_versions_and_lone_delete_markers() {
+        use crate::store::{MemoryStore, PutOptions, Versioning};
+        let clock = std::sync::Arc::new(keyless_types::FixedClock::at_unix((T0 / 1000) as u64));
+        let store = MemoryStore::new(clock);
+        store.create_bucket("b").await.unwrap();
+        store
+            .set_versioning("b", Versioning::Enabled)
+            .await
+            .unwrap();
+        for key in ["logs/k", "logs/k", "logs/k", "gone/k"] {
+            let body: crate::store::ByteStream = Box::pin(futures_util::stream::iter([Ok(
+                bytes::Bytes::from_static(b"x"),
+            )]));
+            store
+                .put_object("b", key, body, PutOptions::default())
+                .await
+                .unwrap();
+        }
+        store.delete_object("b", "gone/k", None).await.unwrap();
+        let noncurrent = |prefix: &str, keep: Option<u32>, markers: bool| Rule {
+            id: prefix.into(),
+            prefix: prefix.into(),
+            size_less_than: None,
+            noncurrent_days: Some(1),
+            newer_noncurrent_versions: keep,
+            expired_object_delete_marker: markers,
+            ..rule(None, None)
+        };
+        let lifecycle = Lifecycle {
+            rules: vec![
+                noncurrent("logs/", Some(1), false),
+                noncurrent("gone/", None, true),
+            ],
+        };
+        let back = Lifecycle::from_s3(&config(lifecycle.to_s3())).unwrap();
+        assert_eq!(back, lifecycle);
+        store
+            .set_bucket_config(
+                "b",
+                BucketConfig::Lifecycle,
+                Some(serde_json::to_string(&lifecycle).unwrap()),
+            )
+            .await
+            .unwrap();
+        let count = |prefix: &'static str| {
+            let store = &store;
+            async move {
+                store
+                    .list_versions(
+                        "b",
+                        VersionQuery {
+                            prefix,
+                            max_keys: 100,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap()
+                    .versions
+                    .len()
+            }
+        };
+        // Not a day noncurrent yet: nothing goes.
+        assert_eq!(
+            sweep(&store, T0 + 1000, 100)
+                .await
+                .unwrap()
+                .versions_removed,
+            0
+        );
+        let later = midnight_after(T0) + 1;
+        let swept = sweep(&store, later, 100).await.unwrap();
+        // logs/k keeps its current and newest noncurrent version; gone/k loses its version.
+        assert_eq!(swept.versions_removed, 2, "{swept:?}");
+        assert_eq!(count("logs/").await, 2);
+        assert_eq!(count("gone/").await, 1);
+        // The marker is alone now: the next pass removes it.
+        let swept = sweep(&store, later, 100).await.unwrap();
+        assert_eq!(swept.versions_removed, 1, "{swept:?}");
+        assert_eq!(count("gone/").await, 0);
     }
 }

@@ -106,9 +106,13 @@ impl Lifecycle {
             }
             let now = self.clock.unix_millis();
             match keyless_s3::lifecycle::sweep(self.store.as_ref(), now, LIFECYCLE_BUDGET).await {
-                Ok(swept) if swept.expired + swept.aborted > 0 || swept.stopped_at_budget => {
+                Ok(swept)
+                    if swept.expired + swept.aborted + swept.versions_removed > 0
+                        || swept.stopped_at_budget =>
+                {
                     tracing::info!(
                         expired = swept.expired,
+                        versions_removed = swept.versions_removed,
                         aborted = swept.aborted,
                         examined = swept.examined,
                         stopped_at_budget = swept.stopped_at_budget,

@@ -381,3 +381,126 @@ async fn conditional_reads_and_writes() {
         b"0123456789"
     );
 }
+
+#[tokio::test]
+async fn versioned_buckets() {
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    use aws_sdk_s3::types::{
+        BucketVersioningStatus, Delete, ObjectIdentifier, VersioningConfiguration,
+    };
+    let server = common::start(&[]);
+    let s3 = client(&server.endpoint, &server.key.0, &server.key.1);
+    s3.create_bucket().bucket("ver").send().await.unwrap();
+    s3.put_bucket_versioning()
+        .bucket("ver")
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = s3
+        .get_bucket_versioning()
+        .bucket("ver")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), Some(&BucketVersioningStatus::Enabled));
+    let mut ids = Vec::new();
+    for body in [&b"first"[..], b"second"] {
+        let put = s3
+            .put_object()
+            .bucket("ver")
+            .key("k")
+            .body(ByteStream::from(body.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        ids.push(put.version_id().unwrap().to_owned());
+    }
+    let old = s3
+        .get_object()
+        .bucket("ver")
+        .key("k")
+        .version_id(&ids[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.version_id(), Some(ids[0].as_str()));
+    assert_eq!(
+        old.body.collect().await.unwrap().into_bytes(),
+        &b"first"[..]
+    );
+
+    let deleted = s3
+        .delete_object()
+        .bucket("ver")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.delete_marker(), Some(true));
+    let err = s3
+        .get_object()
+        .bucket("ver")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("NoSuchKey"), "{err:?}");
+
+    let listed = s3
+        .list_object_versions()
+        .bucket("ver")
+        .send()
+        .await
+        .unwrap();
+    let versions: Vec<_> = listed
+        .versions()
+        .iter()
+        .map(|v| (v.version_id().unwrap(), v.is_latest().unwrap()))
+        .collect();
+    assert_eq!(
+        versions,
+        [(ids[1].as_str(), false), (ids[0].as_str(), false)]
+    );
+    let markers = listed.delete_markers();
+    assert_eq!(markers.len(), 1);
+    assert_eq!(markers[0].is_latest(), Some(true));
+
+    // Every version and the marker, in one DeleteObjects: the bucket can then go.
+    let mut objects: Vec<ObjectIdentifier> = ids
+        .iter()
+        .map(|id| {
+            ObjectIdentifier::builder()
+                .key("k")
+                .version_id(id)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    objects.push(
+        ObjectIdentifier::builder()
+            .key("k")
+            .version_id(markers[0].version_id().unwrap())
+            .build()
+            .unwrap(),
+    );
+    let out = s3
+        .delete_objects()
+        .bucket("ver")
+        .delete(
+            Delete::builder()
+                .set_objects(Some(objects))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.deleted().len(), 3);
+    assert!(out.errors().is_empty());
+    s3.delete_bucket().bucket("ver").send().await.unwrap();
+}

@@ -160,20 +160,26 @@ impl<S: ObjectStore> Authorizer<S> {
         .await
     }
 
-    /// A copy also reads its source: `s3:GetObject` on it.
+    /// A copy also reads its source: `s3:GetObject` on it (`s3:GetObjectVersion` when the
+    /// source names a version).
     async fn copy_source(
         &self,
         source: &CopySource,
         extensions: &http::Extensions,
     ) -> S3Result<()> {
         let caller = Self::settled(extensions)?;
-        let CopySource::Bucket { bucket, key, .. } = source else {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        else {
             return Err(access_denied());
         };
         let facts = self.facts(caller.as_ref(), extensions);
         self.decide(
             caller.as_ref(),
-            S3Op::GetObject.action(),
+            S3Op::GetObject.action_for(version_id.as_deref()),
             bucket,
             &object_arn(bucket, key),
             &facts,
@@ -233,6 +239,7 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         facts.content_sha256 = content_sha256.as_deref();
         facts.server_side_encryption = server_side_encryption.as_deref();
         let version_id = crate::params::query_value(cx.uri().query(), "versionId");
+        facts.version_id = version_id.as_deref();
         self.decide(
             caller.as_ref(),
             op.action_for(version_id.as_deref()),
@@ -312,7 +319,7 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
             match self
                 .decide(
                     caller.as_ref(),
-                    S3Op::DeleteObject.action(),
+                    S3Op::DeleteObject.action_for(object.version_id.as_deref()),
                     &req.input.bucket,
                     &resource,
                     &facts,
@@ -336,7 +343,7 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         facts.request_tags = &tags;
         self.decide(
             caller.as_ref(),
-            S3Op::PutObjectTagging.action(),
+            S3Op::PutObjectTagging.action_for(req.input.version_id.as_deref()),
             &req.input.bucket,
             &object_arn(&req.input.bucket, &req.input.key),
             &facts,

@@ -142,7 +142,11 @@ impl<S: ObjectStore> KeylessS3<S> {
         req: S3Request<GetObjectAclInput>,
     ) -> S3Result<S3Response<GetObjectAclOutput>> {
         self.store
-            .head_object(&req.input.bucket, &req.input.key)
+            .head_object(
+                &req.input.bucket,
+                &req.input.key,
+                req.input.version_id.as_deref(),
+            )
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(GetObjectAclOutput {
@@ -170,7 +174,11 @@ impl<S: ObjectStore> KeylessS3<S> {
         req: S3Request<PutObjectAclInput>,
     ) -> S3Result<S3Response<PutObjectAclOutput>> {
         self.store
-            .head_object(&req.input.bucket, &req.input.key)
+            .head_object(
+                &req.input.bucket,
+                &req.input.key,
+                req.input.version_id.as_deref(),
+            )
             .await
             .map_err(store_error)?;
         refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;

@@ -17,10 +17,10 @@ use crate::wire::store_error;
 /// The default and largest page.
 const MAX_KEYS: i32 = 1000;
 
-struct Encoder(bool);
+pub(super) struct Encoder(bool);
 
 impl Encoder {
-    fn new(encoding: Option<&EncodingType>) -> S3Result<Self> {
+    pub(super) fn new(encoding: Option<&EncodingType>) -> S3Result<Self> {
         match encoding {
             None => Ok(Self(false)),
             Some(e) if e.as_str() == EncodingType::URL => Ok(Self(true)),
@@ -32,7 +32,7 @@ impl Encoder {
         }
     }
 
-    fn apply(&self, text: String) -> String {
+    pub(super) fn apply(&self, text: String) -> String {
         if self.0 {
             // Unreserved characters and `/` left as they are; a space becomes `%20` and `+`
             // becomes `%2B`, so that clients decoding with form rules get the key back.
@@ -43,7 +43,7 @@ impl Encoder {
     }
 }
 
-fn max_keys(requested: Option<i32>) -> S3Result<usize> {
+pub(super) fn max_keys(requested: Option<i32>) -> S3Result<usize> {
     match requested {
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys cannot be negative")),
         Some(n) => Ok(usize::try_from(n.min(MAX_KEYS)).unwrap_or(0)),
@@ -52,7 +52,7 @@ fn max_keys(requested: Option<i32>) -> S3Result<usize> {
 }
 
 /// An empty `delimiter=` is no delimiter, as on S3.
-fn delimiter(d: Option<String>) -> Option<String> {
+pub(super) fn delimiter(d: Option<String>) -> Option<String> {
     d.filter(|d| !d.is_empty())
 }
 

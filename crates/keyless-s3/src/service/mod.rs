@@ -15,6 +15,7 @@ mod object;
 mod parts;
 mod probes;
 mod tagging;
+mod versioning;
 
 use std::sync::Arc;
 use std::time::Duration;

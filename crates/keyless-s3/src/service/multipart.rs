@@ -112,11 +112,11 @@ impl<S: ObjectStore> KeylessS3<S> {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let input = req.input;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let range = copy_range(input.copy_source_range.as_deref())?;
         let (source, stream) = self
             .store
-            .get_object(src_bucket, src_key, range)
+            .get_object(src_bucket, src_key, src_version, range)
             .await
             .map_err(store_error)?;
         let conditions = Conditions {
@@ -264,6 +264,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .map_err(store_error)?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             server_side_encryption: super::object::sse(info.sealed),
+            version_id: info.version_id.clone(),
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(ETag::Strong(info.etag)),

@@ -16,7 +16,7 @@ use super::acl::{AclOf, refuse_acl_headers};
 use super::bucket::timestamp;
 use super::encryption::{Carries, refuse_unimplemented};
 use super::headers::{HeadersIn, Overrides};
-use super::parts::{part_of, refuse_range_with_part, refuse_version};
+use super::parts::{part_of, refuse_range_with_part};
 use crate::conditions::{Conditions, Unmet, seconds};
 use crate::extensions::{DeniedKeys, MayList};
 use crate::store::StoreError;
@@ -26,17 +26,27 @@ use crate::wire::{aws_error, store_error};
 /// A missing key, as a caller who may not list the bucket must see it: `AccessDenied`.
 pub(super) fn missing_key(e: StoreError, may_list: Option<MayList>) -> s3s::S3Error {
     match (e, may_list) {
-        (StoreError::NoSuchKey { .. }, Some(MayList(false))) => {
+        (
+            StoreError::NoSuchKey { .. }
+            | StoreError::DeleteMarker {
+                requested: false, ..
+            },
+            Some(MayList(false)),
+        ) => {
             s3_error!(AccessDenied, "Access Denied")
         }
         (e, _) => store_error(e),
     }
 }
 
-/// The bucket and key of `x-amz-copy-source`.
-pub(super) fn copy_source(source: &CopySource) -> S3Result<(&str, &str)> {
+/// The bucket, key and version (if named) of `x-amz-copy-source`.
+pub(super) fn copy_source(source: &CopySource) -> S3Result<(&str, &str, Option<&str>)> {
     match source {
-        CopySource::Bucket { bucket, key, .. } => Ok((bucket, key)),
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => Ok((bucket, key, version_id.as_deref())),
         _ => Err(s3_error!(
             NotImplemented,
             "Only bucket copy sources are supported."
@@ -211,6 +221,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         Ok(S3Response::new(PutObjectOutput {
             server_side_encryption: sse(info.sealed),
             e_tag: Some(etag(&info)),
+            version_id: info.version_id,
             ..Default::default()
         }))
     }
@@ -231,12 +242,12 @@ impl<S: ObjectStore> KeylessS3<S> {
             expires: input.response_expires,
         };
         overrides.check(req.credentials.is_none())?;
-        refuse_version(input.version_id.as_deref())?;
+        let version = input.version_id.as_deref();
         let part = refuse_range_with_part(input.range.is_some(), input.part_number)?;
         let (info, stream, range, parts_count) = match part {
             Some(number) => {
                 let (info, stream, part) = self
-                    .read_part(&input.bucket, &input.key, number, may_list)
+                    .read_part(&input.bucket, &input.key, version, number, may_list)
                     .await?;
                 (info, stream, part.range, part.parts_count)
             }
@@ -244,7 +255,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 let range = byte_range(input.range);
                 let (info, stream) = self
                     .store
-                    .get_object(&input.bucket, &input.key, range)
+                    .get_object(&input.bucket, &input.key, version, range)
                     .await
                     .map_err(|e| missing_key(e, may_list))?;
                 (info, stream, range, None)
@@ -286,6 +297,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(info.last_modified_ms)),
             metadata: metadata_out(&info),
+            version_id: info.version_id.clone(),
             ..Default::default()
         }))
     }
@@ -306,11 +318,10 @@ impl<S: ObjectStore> KeylessS3<S> {
             expires: input.response_expires,
         };
         overrides.check(req.credentials.is_none())?;
-        refuse_version(input.version_id.as_deref())?;
         let part = refuse_range_with_part(input.range.is_some(), input.part_number)?;
         let info = self
             .store
-            .head_object(&input.bucket, &input.key)
+            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
             .await
             .map_err(|e| missing_key(e, may_list))?;
         let conditions = Conditions {
@@ -354,6 +365,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(info.last_modified_ms)),
             metadata: metadata_out(&info),
+            version_id: info.version_id.clone(),
             ..Default::default()
         }))
     }
@@ -362,11 +374,17 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        self.store
-            .delete_object(&req.input.bucket, &req.input.key)
+        let input = req.input;
+        let deleted = self
+            .store
+            .delete_object(&input.bucket, &input.key, input.version_id.as_deref())
             .await
             .map_err(store_error)?;
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: deleted.delete_marker.then_some(true),
+            version_id: deleted.version_id,
+            ..Default::default()
+        }))
     }
 
     pub(super) async fn delete_objects_(
@@ -389,11 +407,24 @@ impl<S: ObjectStore> KeylessS3<S> {
             }));
         }
         for object in input.delete.objects {
-            match self.store.delete_object(&input.bucket, &object.key).await {
-                Ok(()) if quiet => {}
-                Ok(()) => deleted.push(DeletedObject {
+            let named = object.version_id.as_deref();
+            match self
+                .store
+                .delete_object(&input.bucket, &object.key, named)
+                .await
+            {
+                Ok(_) if quiet => {}
+                // As S3 reports it: a marker made has its id in DeleteMarkerVersionId; a
+                // version deleted keeps the VersionId asked for.
+                Ok(done) => deleted.push(DeletedObject {
                     key: Some(object.key),
-                    ..Default::default()
+                    delete_marker: done.delete_marker.then_some(true),
+                    delete_marker_version_id: match named {
+                        None if done.delete_marker => done.version_id.clone(),
+                        Some(v) if done.delete_marker => Some(v.to_owned()),
+                        _ => None,
+                    },
+                    version_id: object.version_id,
                 }),
                 Err(e) => {
                     let e = store_error(e);
@@ -401,7 +432,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                         code: Some(e.code().as_str().to_owned()),
                         key: Some(object.key),
                         message: e.message().map(str::to_owned),
-                        version_id: None,
+                        version_id: object.version_id,
                     });
                 }
             }
@@ -434,11 +465,11 @@ impl<S: ObjectStore> KeylessS3<S> {
         let if_none_match = header(http::header::IF_NONE_MATCH)?;
         let condition = write_condition(if_match.as_ref(), if_none_match.as_ref())?;
         let input = req.input;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
 
         let (source, stream) = self
             .store
-            .get_object(src_bucket, src_key, None)
+            .get_object(src_bucket, src_key, src_version, None)
             .await
             .map_err(store_error)?;
         let conditions = Conditions {
@@ -462,7 +493,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        if !replace && src_bucket == input.bucket && src_key == input.key {
+        if !replace && src_bucket == input.bucket && src_key == input.key && src_version.is_none() {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
@@ -501,6 +532,8 @@ impl<S: ObjectStore> KeylessS3<S> {
             .map_err(store_error)?;
         Ok(S3Response::new(CopyObjectOutput {
             server_side_encryption: sse(info.sealed),
+            copy_source_version_id: source.version_id.clone(),
+            version_id: info.version_id.clone(),
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&info)),
                 last_modified: Some(timestamp(info.last_modified_ms)),

@@ -68,15 +68,6 @@ pub(super) fn refuse_range_with_part(range: bool, part: Option<i32>) -> S3Result
     }
 }
 
-/// A versionId names a version; versioning is not kept, so only `null` (the object itself)
-/// exists, and any other answers as a missing version does on S3.
-pub(super) fn refuse_version(version_id: Option<&str>) -> S3Result<()> {
-    match version_id {
-        Some(v) if v != "null" => Err(aws_error(S3ErrorCode::NoSuchVersion)),
-        _ => Ok(()),
-    }
-}
-
 impl<S: ObjectStore> KeylessS3<S> {
     /// Reads part `number` of an object: its record, then the part's range of the same
     /// object (read again when an overwrite came between the two).
@@ -84,19 +75,20 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
         number: u32,
         may_list: Option<MayList>,
     ) -> S3Result<(ObjectInfo, ByteStream, PartRead)> {
         for _ in 0..3 {
             let info = self
                 .store
-                .head_object(bucket, key)
+                .head_object(bucket, key, version)
                 .await
                 .map_err(|e| super::object::missing_key(e, may_list))?;
             let part = part_of(&info, number)?;
             let (read, stream) = self
                 .store
-                .get_object(bucket, key, part.range)
+                .get_object(bucket, key, version, part.range)
                 .await
                 .map_err(|e| super::object::missing_key(e, may_list))?;
             if read.etag == info.etag {
@@ -117,10 +109,9 @@ impl<S: ObjectStore> KeylessS3<S> {
         refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let may_list = req.extensions.get::<MayList>().copied();
         let input = req.input;
-        refuse_version(input.version_id.as_deref())?;
         let info = self
             .store
-            .head_object(&input.bucket, &input.key)
+            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
             .await
             .map_err(|e| super::object::missing_key(e, may_list))?;
         // SDKs send one `x-amz-object-attributes` header of comma-separated names.
@@ -167,7 +158,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 .then(|| StorageClass::from_static(StorageClass::STANDARD)),
             object_parts: parts,
             last_modified: Some(timestamp(info.last_modified_ms)),
-            version_id: input.version_id,
+            version_id: info.version_id.clone(),
             ..Default::default()
         }))
     }
@@ -197,6 +188,7 @@ mod tests {
                     size: *size,
                 })
                 .collect(),
+            version_id: None,
         }
     }
 
@@ -228,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn part_numbers_ranges_and_versions_are_checked() {
+    fn part_numbers_and_ranges_are_checked() {
         assert_eq!(refuse_range_with_part(false, Some(3)).unwrap(), Some(3));
         assert_eq!(refuse_range_with_part(true, None).unwrap(), None);
         let e = refuse_range_with_part(true, Some(1)).unwrap_err();
@@ -236,9 +228,5 @@ mod tests {
         let e = refuse_range_with_part(false, Some(0)).unwrap_err();
         assert_eq!(e.code().as_str(), "InvalidArgument");
         assert!(refuse_range_with_part(false, Some(10_001)).is_err());
-        assert!(refuse_version(None).is_ok());
-        assert!(refuse_version(Some("null")).is_ok());
-        let e = refuse_version(Some("3HL4kqtJlcpXroDTDmjVBH40Nrjfkd")).unwrap_err();
-        assert_eq!(e.code().as_str(), "NoSuchVersion");
     }
 }

@@ -255,15 +255,6 @@ impl<S: ObjectStore> KeylessS3<S> {
         Err(not_configured("NoSuchPublicAccessBlockConfiguration"))
     }
 
-    /// Never enabled: no `Status` at all.
-    pub(super) async fn get_bucket_versioning_(
-        &self,
-        req: S3Request<GetBucketVersioningInput>,
-    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
-        self.existing(&req.input.bucket).await?;
-        Ok(S3Response::new(GetBucketVersioningOutput::default()))
-    }
-
     /// Every bucket's objects belong to the bucket's owner, ACLs disabled.
     pub(super) async fn get_bucket_ownership_controls_(
         &self,

@@ -23,31 +23,22 @@ fn tag_set(tags: &[(String, String)]) -> TagSet {
         .collect()
 }
 
-/// Versioning is not there yet: a `versionId` other than `null` names nothing.
-fn no_versions(version: Option<&str>) -> S3Result<()> {
-    match version {
-        None | Some("null") => Ok(()),
-        Some(_) => Err(s3_error!(
-            NoSuchVersion,
-            "The specified version does not exist."
-        )),
-    }
-}
-
 impl<S: ObjectStore> KeylessS3<S> {
     pub(super) async fn put_object_tagging_(
         &self,
         req: S3Request<PutObjectTaggingInput>,
     ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
         let input = req.input;
-        no_versions(input.version_id.as_deref())?;
         let tags = body_tags(&input.tagging.tag_set)?;
         check_tags(&tags, MAX_OBJECT_TAGS)?;
+        let version = input.version_id.as_deref();
         self.store
-            .set_object_tags(&input.bucket, &input.key, tags)
+            .set_object_tags(&input.bucket, &input.key, version, tags)
             .await
             .map_err(store_error)?;
-        Ok(S3Response::new(PutObjectTaggingOutput::default()))
+        Ok(S3Response::new(PutObjectTaggingOutput {
+            version_id: input.version_id,
+        }))
     }
 
     pub(super) async fn get_object_tagging_(
@@ -55,15 +46,14 @@ impl<S: ObjectStore> KeylessS3<S> {
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         let input = req.input;
-        no_versions(input.version_id.as_deref())?;
         let info = self
             .store
-            .head_object(&input.bucket, &input.key)
+            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(GetObjectTaggingOutput {
             tag_set: tag_set(&info.tags),
-            version_id: None,
+            version_id: info.version_id,
         }))
     }
 
@@ -72,12 +62,14 @@ impl<S: ObjectStore> KeylessS3<S> {
         req: S3Request<DeleteObjectTaggingInput>,
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         let input = req.input;
-        no_versions(input.version_id.as_deref())?;
+        let version = input.version_id.as_deref();
         self.store
-            .set_object_tags(&input.bucket, &input.key, Vec::new())
+            .set_object_tags(&input.bucket, &input.key, version, Vec::new())
             .await
             .map_err(store_error)?;
-        Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
+        Ok(S3Response::new(DeleteObjectTaggingOutput {
+            version_id: input.version_id,
+        }))
     }
 
     pub(super) async fn put_bucket_tagging_(

@@ -27,12 +27,17 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
+mod versioned;
+
+use versioned::{Tables, VERSION_DATA, VERSIONS, order};
+
 use super::seal::{DataKey, MasterKeys, Piece, SEGMENT, SealedPart, TAG, WrappedKey, pieces};
 use super::{
     BodyCheck, BucketConfig, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS,
-    CompletedUpload, ContentHeaders, ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo,
-    PutOptions, StoreError, UploadInfo, UploadRef, WriteCondition, bytes_stream, completed_parts,
-    multipart_etag, object_parts, paginate, random_id,
+    CompletedUpload, ContentHeaders, Deleted, ListPage, ListQuery, ObjectInfo, ObjectStore,
+    PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, VersionEntry, VersionPage,
+    VersionQuery, Versioning, WriteCondition, bytes_stream, check_version_id, completed_parts,
+    multipart_etag, new_version_id, object_parts, paginate, paginate_versions, random_id,
 };
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -59,6 +64,8 @@ struct BucketRecord {
     /// Its other configurations' JSON, by [`BucketConfig::as_str`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     configs: BTreeMap<String, String>,
+    #[serde(default)]
+    versioning: Versioning,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,9 +78,23 @@ struct ObjectRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sealed: Vec<SealedPart>,
     /// Whether the data is in the `inline` table (small objects: one commit makes them
-    /// durable, no file needed). Kept apart so that listings never read data.
+    /// durable, no file needed), or in `version_data` when `versioned`. Kept apart so that
+    /// listings never read data.
     #[serde(default)]
     inline: bool,
+    /// Its write sequence number, in a bucket with versioning (0: written before it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    seq: u64,
+    /// Whether it is a version in `versions` (its bucket has versioning).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    versioned: bool,
+    /// Whether it is a delete marker (in `versions` only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    delete_marker: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ObjectRecord {
@@ -203,6 +224,9 @@ impl DiskStore {
         txn.open_table(OBJECTS).map_err(db_err)?;
         txn.open_table(UPLOADS).map_err(db_err)?;
         txn.open_table(INLINE).map_err(db_err)?;
+        txn.open_table(VERSIONS).map_err(db_err)?;
+        txn.open_table(VERSION_DATA).map_err(db_err)?;
+        txn.open_table(versioned::META).map_err(db_err)?;
         sweep_completed(
             &mut txn.open_table(COMPLETED).map_err(db_err)?,
             clock.unix_millis(),
@@ -285,6 +309,28 @@ impl DiskStore {
                     .insert((bucket.as_str(), key.as_str()), value.as_slice())
                     .map_err(db_err)?;
             }
+            let mut versions = txn.open_table(VERSIONS).map_err(db_err)?;
+            let mut changed = Vec::new();
+            for entry in versions.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                let mut record: ObjectRecord = decode(v.value())?;
+                let mut any = false;
+                for part in &mut record.sealed {
+                    if let Some(key) = &mut part.key {
+                        any |= rewrap(key)?;
+                    }
+                }
+                if any {
+                    let (bucket, key, at) = k.value();
+                    changed.push(((bucket.to_owned(), key.to_owned(), at), encode(&record)?));
+                }
+            }
+            count += changed.len();
+            for ((bucket, key, at), value) in changed {
+                versions
+                    .insert((bucket.as_str(), key.as_str(), at), value.as_slice())
+                    .map_err(db_err)?;
+            }
             let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
             let mut changed = Vec::new();
             for entry in uploads.iter().map_err(db_err)? {
@@ -346,6 +392,15 @@ impl DiskStore {
         let table = txn.open_table(OBJECTS).map_err(db_err)?;
         let mut live = HashSet::new();
         for entry in table.iter().map_err(db_err)? {
+            let (_, value) = entry.map_err(db_err)?;
+            live.insert(decode::<ObjectRecord>(value.value())?.blob);
+        }
+        for entry in txn
+            .open_table(VERSIONS)
+            .map_err(db_err)?
+            .iter()
+            .map_err(db_err)?
+        {
             let (_, value) = entry.map_err(db_err)?;
             live.insert(decode::<ObjectRecord>(value.value())?.blob);
         }
@@ -521,7 +576,6 @@ impl DiskStore {
         completion: Option<Completion>,
         condition: Option<WriteCondition>,
     ) -> Result<ObjectInfo, StoreError> {
-        let info = record.info.clone();
         let new_blob = record.blob_file();
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -538,7 +592,7 @@ impl DiskStore {
             Err(_) => Err(stopped()),
         };
         match committed {
-            Ok(stale) => {
+            Ok((stale, info)) => {
                 self.remove_blobs(stale).await;
                 Ok(info)
             }
@@ -575,29 +629,38 @@ impl DiskStore {
         .await
     }
 
-    /// An object's record, with its data when it is inline, read in one transaction so that
-    /// the two always belong together.
+    /// A version's record (the latest, or `version`), with its data when it is inline and
+    /// `with_data`, read in one transaction so that the two always belong together.
     async fn record_and_data(
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
+        with_data: bool,
     ) -> Result<(ObjectRecord, Option<Vec<u8>>), StoreError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let version = version.map(str::to_owned);
         self.blocking(move |inner| {
             let txn = inner.db.begin_read().map_err(db_err)?;
-            let record = read_record(&txn, &bucket, &key)?;
-            if !record.inline {
+            let record = read_version(&txn, &bucket, &key, version.as_deref())?;
+            if !record.inline || !with_data {
                 return Ok((record, None));
             }
-            let table = txn.open_table(INLINE).map_err(db_err)?;
-            let data = table
-                .get((bucket.as_str(), key.as_str()))
-                .map_err(db_err)?
-                .map(|v| v.value().to_vec())
-                .ok_or_else(|| {
-                    StoreError::Database(format!("the inline data of `{key}` is missing"))
-                })?;
-            Ok((record, Some(data)))
+            let missing = || StoreError::Database(format!("the inline data of `{key}` is missing"));
+            let data = if record.versioned {
+                txn.open_table(VERSION_DATA)
+                    .map_err(db_err)?
+                    .get((bucket.as_str(), key.as_str(), order(record.seq)))
+                    .map_err(db_err)?
+                    .map(|v| v.value().to_vec())
+            } else {
+                txn.open_table(INLINE)
+                    .map_err(db_err)?
+                    .get((bucket.as_str(), key.as_str()))
+                    .map_err(db_err)?
+                    .map(|v| v.value().to_vec())
+            };
+            Ok((record, Some(data.ok_or_else(missing)?)))
         })
         .await
     }
@@ -640,8 +703,11 @@ struct Job {
     data: Option<Vec<u8>>,
     completion: Option<Completion>,
     condition: Option<WriteCondition>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<String>, StoreError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Committed, StoreError>>,
 }
+
+/// What a commit did: the blobs it replaced (to remove), and the object as committed.
+type Committed = (Vec<String>, ObjectInfo);
 
 /// The most commits applied in one transaction.
 const MAX_BATCH: usize = 256;
@@ -684,7 +750,7 @@ fn committer(inner: Weak<Inner>, jobs: std::sync::mpsc::Receiver<Job>) {
 fn commit_batch(
     db: &Database,
     batch: &[Job],
-) -> Result<Vec<Result<Vec<String>, StoreError>>, StoreError> {
+) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
     let txn = db.begin_write().map_err(db_err)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
@@ -698,17 +764,17 @@ fn commit_batch(
 fn apply_job(
     txn: &redb::WriteTransaction,
     job: &Job,
-) -> Result<Result<Vec<String>, StoreError>, StoreError> {
+) -> Result<Result<Committed, StoreError>, StoreError> {
     let (bucket, key) = (job.bucket.as_str(), job.record.info.key.as_str());
-    if txn
+    let state = match txn
         .open_table(BUCKETS)
         .map_err(db_err)?
         .get(bucket)
         .map_err(db_err)?
-        .is_none()
     {
-        return Ok(Err(StoreError::NoSuchBucket(bucket.to_owned())));
-    }
+        Some(v) => decode::<BucketRecord>(v.value())?.versioning,
+        None => return Ok(Err(StoreError::NoSuchBucket(bucket.to_owned()))),
+    };
     let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
     if let Some(condition) = &job.condition {
         let current = match objects.get((bucket, key)).map_err(db_err)? {
@@ -743,6 +809,31 @@ fn apply_job(
             sweep_completed(&mut completed, job.record.info.last_modified_ms)?;
         }
     }
+    if state.keeps_versions() {
+        drop(objects);
+        let mut record = job.record.clone();
+        record.seq = versioned::next_seq(txn)?;
+        record.info.version_id = match state {
+            Versioning::Enabled => Some(new_version_id(record.seq)?),
+            _ => None,
+        };
+        let info = record.info.clone();
+        if let Some(completion) = &job.completion {
+            // The remembered completion answers with the version it made.
+            let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
+            let done = CompletedUpload {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                parts: completion.parts.clone(),
+                info: info.clone(),
+            };
+            completed
+                .insert(completion.upload_id.as_str(), encode(&done)?.as_slice())
+                .map_err(db_err)?;
+        }
+        stale.extend(Tables::open(txn)?.add(bucket, record, job.data.as_deref())?);
+        return Ok(Ok((stale, info)));
+    }
     let encoded = encode(&job.record)?;
     if let Some(old) = objects
         .insert((bucket, key), encoded.as_slice())
@@ -761,7 +852,7 @@ fn apply_job(
             inline.remove((bucket, key)).map_err(db_err)?;
         }
     }
-    Ok(Ok(stale))
+    Ok(Ok((stale, job.record.info.clone())))
 }
 
 /// Forgets completed uploads older than [`COMPLETED_UPLOAD_MEMORY_MS`] at `now_ms`.
@@ -797,6 +888,55 @@ fn read_record(
     })
 }
 
+/// The record of a key's latest version (`None`) or of the version named, or why there is none:
+/// a delete marker answers as S3 answers it.
+fn read_version(
+    txn: &redb::ReadTransaction,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<ObjectRecord, StoreError> {
+    let Some(version) = version else {
+        return match read_record(txn, bucket, key) {
+            Err(StoreError::NoSuchKey { bucket, key }) => {
+                let versions = txn.open_table(VERSIONS).map_err(db_err)?;
+                match versioned::latest(&versions, &bucket, &key)? {
+                    Some(marker) if marker.delete_marker => Err(StoreError::DeleteMarker {
+                        version_id: marker.info.version_id,
+                        requested: false,
+                    }),
+                    _ => Err(StoreError::NoSuchKey { bucket, key }),
+                }
+            }
+            other => other,
+        };
+    };
+    let id = check_version_id(version)?;
+    let found = if bucket_record(txn, bucket)?.versioning.keeps_versions() {
+        versioned::find(&txn.open_table(VERSIONS).map_err(db_err)?, bucket, key, id)?
+    } else if id.is_none() {
+        match read_record(txn, bucket, key) {
+            Ok(record) => Some(record),
+            Err(StoreError::NoSuchKey { .. }) => None,
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
+    match found {
+        Some(marker) if marker.delete_marker => Err(StoreError::DeleteMarker {
+            version_id: marker.info.version_id,
+            requested: true,
+        }),
+        Some(record) => Ok(record),
+        None => Err(StoreError::NoSuchVersion {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: version.to_owned(),
+        }),
+    }
+}
+
 /// Changes a bucket's record in one transaction.
 fn update_bucket(
     db: &Database,
@@ -817,6 +957,19 @@ fn update_bucket(
         table.insert(bucket, encoded.as_slice()).map_err(db_err)?;
     }
     txn.commit().map_err(db_err)
+}
+
+/// A bucket's record, read in a write transaction.
+fn bucket_write_record(
+    txn: &redb::WriteTransaction,
+    bucket: &str,
+) -> Result<BucketRecord, StoreError> {
+    let table = txn.open_table(BUCKETS).map_err(db_err)?;
+    let value = table
+        .get(bucket)
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::NoSuchBucket(bucket.to_owned()))?;
+    decode(value.value())
 }
 
 fn bucket_record(txn: &redb::ReadTransaction, bucket: &str) -> Result<BucketRecord, StoreError> {
@@ -940,8 +1093,10 @@ async fn sealed_stream(
         None => Bytes::new(),
     };
     let mut sent = first.len() as u64;
+    // Two batches in flight: one opens while the one before it is sent, or on the other core.
     let rest = futures_util::stream::iter(batches)
-        .then(open)
+        .map(open)
+        .buffered(2)
         .inspect(move |r| match r {
             Ok(bytes) => sent += bytes.len() as u64,
             Err(e) => tracing::error!(
@@ -1020,6 +1175,7 @@ impl ObjectStore for DiskStore {
                     info: info.clone(),
                     policy: None,
                     configs: BTreeMap::new(),
+                    versioning: Versioning::Unversioned,
                 })?;
                 table
                     .insert(info.name.as_str(), record.as_slice())
@@ -1042,6 +1198,16 @@ impl ObjectStore for DiskStore {
                 {
                     let objects = txn.open_table(OBJECTS).map_err(db_err)?;
                     let mut first = objects.range((bucket.as_str(), "")..).map_err(db_err)?;
+                    if let Some(entry) = first.next() {
+                        let (k, _) = entry.map_err(db_err)?;
+                        if k.value().0 == bucket {
+                            return Err(StoreError::BucketNotEmpty(bucket));
+                        }
+                    }
+                    drop(first);
+                    // Noncurrent versions and delete markers count too, as in S3.
+                    let versions = txn.open_table(VERSIONS).map_err(db_err)?;
+                    let mut first = versions.range((bucket.as_str(), "", 0)..).map_err(db_err)?;
                     if let Some(entry) = first.next() {
                         let (k, _) = entry.map_err(db_err)?;
                         if k.value().0 == bucket {
@@ -1166,10 +1332,14 @@ impl ObjectStore for DiskStore {
                 tags: options.tags,
                 headers: options.headers,
                 parts: Vec::new(),
+                version_id: None,
             },
             blob,
             sealed,
             inline: inline.is_some(),
+            seq: 0,
+            versioned: false,
+            delete_marker: false,
         };
         let condition = options.condition.take();
         self.commit_object(bucket, record, inline, None, condition)
@@ -1180,12 +1350,13 @@ impl ObjectStore for DiskStore {
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
         range: Option<ByteRange>,
     ) -> Result<(ObjectInfo, ByteStream), StoreError> {
         // An overwrite may remove the blob between reading the record and opening the file:
         // read the record again then.
         for _ in 0..3 {
-            let (record, data) = self.record_and_data(bucket, key).await?;
+            let (record, data) = self.record_and_data(bucket, key, version, true).await?;
             if let Some(data) = data {
                 let data = match &record.sealed[..] {
                     [] => data,
@@ -1244,72 +1415,276 @@ impl ObjectStore for DiskStore {
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
         tags: Vec<(String, String)>,
     ) -> Result<(), StoreError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let version = version.map(str::to_owned);
         self.blocking(move |inner| {
             let txn = inner.db.begin_write().map_err(db_err)?;
             {
-                let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
-                let found: Option<ObjectRecord> = objects
-                    .get((bucket.as_str(), key.as_str()))
-                    .map_err(db_err)?
-                    .map(|v| decode(v.value()))
-                    .transpose()?;
-                let Some(mut record) = found else {
-                    let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-                    return Err(match buckets.get(bucket.as_str()).map_err(db_err)? {
-                        Some(_) => StoreError::NoSuchKey { bucket, key },
-                        None => StoreError::NoSuchBucket(bucket),
-                    });
+                let state = bucket_write_record(&txn, &bucket)?.versioning;
+                let mut tables = Tables::open(&txn)?;
+                let found: Option<ObjectRecord> = match (&version, state.keeps_versions()) {
+                    (Some(v), true) => {
+                        versioned::find(&tables.versions, &bucket, &key, check_version_id(v)?)?
+                    }
+                    (Some(v), false) if check_version_id(v)?.is_some() => None,
+                    _ => tables
+                        .objects
+                        .get((bucket.as_str(), key.as_str()))
+                        .map_err(db_err)?
+                        .map(|v| decode(v.value()))
+                        .transpose()?,
+                };
+                let mut record = match found {
+                    Some(record) if record.delete_marker => {
+                        return Err(StoreError::DeleteMarker {
+                            version_id: record.info.version_id,
+                            requested: true,
+                        });
+                    }
+                    Some(record) => record,
+                    None => {
+                        return Err(match version {
+                            Some(version_id) => StoreError::NoSuchVersion {
+                                bucket,
+                                key,
+                                version_id,
+                            },
+                            None => StoreError::NoSuchKey { bucket, key },
+                        });
+                    }
                 };
                 record.info.tags = tags;
-                let encoded = encode(&record)?;
-                objects
-                    .insert((bucket.as_str(), key.as_str()), encoded.as_slice())
-                    .map_err(db_err)?;
+                if record.versioned {
+                    tables.update(&bucket, &record)?;
+                } else {
+                    let encoded = encode(&record)?;
+                    tables
+                        .objects
+                        .insert((bucket.as_str(), key.as_str()), encoded.as_slice())
+                        .map_err(db_err)?;
+                }
             }
             txn.commit().map_err(db_err)
         })
         .await
     }
 
-    async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo, StoreError> {
-        self.record(bucket, key).await.map(|r| r.info)
+    async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<ObjectInfo, StoreError> {
+        let (record, _) = self.record_and_data(bucket, key, version, false).await?;
+        Ok(record.info)
     }
 
-    async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Deleted, StoreError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        let removed = self
+        let version = version.map(str::to_owned);
+        let now_ms = self.now_ms();
+        let (deleted, stale) = self
             .blocking(move |inner| {
                 let txn = inner.db.begin_write().map_err(db_err)?;
-                let old = {
-                    if txn
-                        .open_table(BUCKETS)
-                        .map_err(db_err)?
-                        .get(bucket.as_str())
-                        .map_err(db_err)?
-                        .is_none()
-                    {
-                        return Err(StoreError::NoSuchBucket(bucket));
+                let state = bucket_write_record(&txn, &bucket)?.versioning;
+                let named = version.as_deref().map(check_version_id).transpose()?;
+                let mut stale = Vec::new();
+                let deleted = match (state.keeps_versions(), named) {
+                    // No versioning: the object goes (`versionId=null` names it too).
+                    (false, None | Some(None)) => {
+                        let old = txn
+                            .open_table(OBJECTS)
+                            .map_err(db_err)?
+                            .remove((bucket.as_str(), key.as_str()))
+                            .map_err(db_err)?
+                            .map(|v| decode::<ObjectRecord>(v.value()))
+                            .transpose()?;
+                        txn.open_table(INLINE)
+                            .map_err(db_err)?
+                            .remove((bucket.as_str(), key.as_str()))
+                            .map_err(db_err)?;
+                        stale.extend(old.and_then(|old| old.blob_file()));
+                        Deleted::default()
                     }
-                    let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
-                    let old = objects
-                        .remove((bucket.as_str(), key.as_str()))
-                        .map_err(db_err)?;
-                    txn.open_table(INLINE)
-                        .map_err(db_err)?
-                        .remove((bucket.as_str(), key.as_str()))
-                        .map_err(db_err)?;
-                    old.map(|v| decode::<ObjectRecord>(v.value())).transpose()?
+                    (false, Some(Some(id))) => Deleted {
+                        version_id: Some(id.to_owned()),
+                        delete_marker: false,
+                    },
+                    // A delete marker on top.
+                    (true, None) => {
+                        let seq = versioned::next_seq(&txn)?;
+                        let marker = versioned::delete_marker(&key, seq, state, now_ms)?;
+                        let version_id = marker.info.version_id.clone();
+                        stale.extend(Tables::open(&txn)?.add(&bucket, marker, None)?);
+                        Deleted {
+                            version_id,
+                            delete_marker: true,
+                        }
+                    }
+                    // That version, for good.
+                    (true, Some(id)) => {
+                        let mut tables = Tables::open(&txn)?;
+                        match versioned::find(&tables.versions, &bucket, &key, id)? {
+                            Some(record) => {
+                                stale.extend(tables.remove(&bucket, &record)?);
+                                Deleted {
+                                    version_id: record.info.version_id,
+                                    delete_marker: record.delete_marker,
+                                }
+                            }
+                            None => Deleted {
+                                version_id: id.map(str::to_owned),
+                                delete_marker: false,
+                            },
+                        }
+                    }
                 };
                 txn.commit().map_err(db_err)?;
-                Ok(old)
+                Ok((deleted, stale))
             })
             .await?;
-        self.remove_blobs(removed.and_then(|old| old.blob_file()))
-            .await;
-        Ok(())
+        self.remove_blobs(stale).await;
+        Ok(deleted)
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        query: VersionQuery<'_>,
+    ) -> Result<VersionPage, StoreError> {
+        let bucket = bucket.to_owned();
+        let prefix = query.prefix.to_owned();
+        let delimiter = query.delimiter.map(str::to_owned);
+        let key_marker = query.key_marker.map(str::to_owned);
+        let version_marker = query.version_id_marker.map(str::to_owned);
+        let max_keys = query.max_keys;
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            let state = bucket_record(&txn, &bucket)?.versioning;
+            let start = key_marker
+                .as_deref()
+                .map_or(prefix.as_str(), |m| m.max(prefix.as_str()))
+                .to_owned();
+            let query = VersionQuery {
+                prefix: &prefix,
+                delimiter: delimiter.as_deref(),
+                key_marker: key_marker.as_deref(),
+                version_id_marker: version_marker.as_deref(),
+                max_keys,
+            };
+            let mut failure = None;
+            let page = if state.keeps_versions() {
+                let table = txn.open_table(VERSIONS).map_err(db_err)?;
+                let mut range = table
+                    .range((bucket.as_str(), start.as_str(), 0)..)
+                    .map_err(db_err)?;
+                let mut previous: Option<String> = None;
+                let entries = std::iter::from_fn(|| {
+                    let (k, v) = match range.next()? {
+                        Ok(entry) => entry,
+                        Err(e) => {
+                            failure = Some(db_err(e));
+                            return None;
+                        }
+                    };
+                    let (b, key, _) = k.value();
+                    if b != bucket || !key.starts_with(prefix.as_str()) {
+                        return None;
+                    }
+                    match decode::<ObjectRecord>(v.value()) {
+                        Ok(record) => {
+                            let is_latest = previous.as_deref() != Some(key);
+                            previous = Some(key.to_owned());
+                            Some(VersionEntry {
+                                info: record.info,
+                                delete_marker: record.delete_marker,
+                                is_latest,
+                            })
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            None
+                        }
+                    }
+                });
+                paginate_versions(entries, query)
+            } else {
+                let table = txn.open_table(OBJECTS).map_err(db_err)?;
+                let mut range = table
+                    .range((bucket.as_str(), start.as_str())..)
+                    .map_err(db_err)?;
+                let entries = std::iter::from_fn(|| {
+                    let (k, v) = match range.next()? {
+                        Ok(entry) => entry,
+                        Err(e) => {
+                            failure = Some(db_err(e));
+                            return None;
+                        }
+                    };
+                    let (b, key) = k.value();
+                    if b != bucket || !key.starts_with(prefix.as_str()) {
+                        return None;
+                    }
+                    match decode::<ObjectRecord>(v.value()) {
+                        Ok(record) => Some(VersionEntry {
+                            info: record.info,
+                            delete_marker: false,
+                            is_latest: true,
+                        }),
+                        Err(e) => {
+                            failure = Some(e);
+                            None
+                        }
+                    }
+                });
+                paginate_versions(entries, query)
+            };
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(page),
+            }
+        })
+        .await
+    }
+
+    async fn versioning(&self, bucket: &str) -> Result<Versioning, StoreError> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            Ok(bucket_record(&txn, &bucket)?.versioning)
+        })
+        .await
+    }
+
+    async fn set_versioning(&self, bucket: &str, state: Versioning) -> Result<(), StoreError> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_write().map_err(db_err)?;
+            let mut record = bucket_write_record(&txn, &bucket)?;
+            if state == Versioning::Unversioned || record.versioning == state {
+                return Ok(());
+            }
+            if record.versioning == Versioning::Unversioned {
+                let count = versioned::migrate(&txn, &bucket)?;
+                tracing::info!(bucket = %bucket, objects = count, "versioning turned on");
+            }
+            record.versioning = state;
+            let encoded = encode(&record)?;
+            txn.open_table(BUCKETS)
+                .map_err(db_err)?
+                .insert(bucket.as_str(), encoded.as_slice())
+                .map_err(db_err)?;
+            txn.commit().map_err(db_err)
+        })
+        .await
     }
 
     async fn list_objects(
@@ -1639,10 +2014,14 @@ impl ObjectStore for DiskStore {
                 tags: record.tags,
                 headers: record.headers,
                 parts: object_parts(&chosen),
+                version_id: None,
             },
             blob,
             sealed,
             inline: false,
+            seq: 0,
+            versioned: false,
+            delete_marker: false,
         };
         let completion = Completion {
             upload_id: upload.upload_id.to_owned(),

@@ -10,9 +10,10 @@ use keyless_types::Clock;
 
 use super::{
     BodyCheck, BucketConfig, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS,
-    CompletedUpload, ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions,
-    StoreError, UploadInfo, UploadRef, WriteCondition, bytes_stream, completed_parts,
-    multipart_etag, object_parts, paginate, random_id,
+    CompletedUpload, Deleted, ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions,
+    StoreError, UploadInfo, UploadRef, VersionEntry, VersionPage, VersionQuery, Versioning,
+    WriteCondition, bytes_stream, check_version_id, completed_parts, multipart_etag,
+    new_version_id, object_parts, paginate, paginate_versions, random_id,
 };
 
 /// Reads a whole body, checking it against the options.
@@ -36,10 +37,131 @@ struct Bucket {
     info: Option<BucketInfo>,
     policy: Option<String>,
     configs: BTreeMap<&'static str, String>,
+    /// Each key's latest version when it is an object.
     objects: BTreeMap<String, (ObjectInfo, Bytes)>,
     uploads: BTreeMap<String, Upload>,
     /// Completed uploads by id, for a repeated completion.
     completed: BTreeMap<String, CompletedUpload>,
+    versioning: Versioning,
+    /// With versioning: every version of each key, newest first.
+    versions: BTreeMap<String, Vec<Version>>,
+    /// The last write sequence number given to a version.
+    seq: u64,
+}
+
+#[derive(Clone)]
+struct Version {
+    info: ObjectInfo,
+    data: Bytes,
+    delete_marker: bool,
+}
+
+impl Bucket {
+    /// Makes `info` the key's newest object, as the bucket's versioning state has it.
+    fn commit(&mut self, mut info: ObjectInfo, data: Bytes) -> Result<ObjectInfo, StoreError> {
+        if self.versioning.keeps_versions() {
+            self.add_version(&mut info, data.clone(), false)?;
+        }
+        self.objects.insert(info.key.clone(), (info.clone(), data));
+        Ok(info)
+    }
+
+    /// Numbers a new version (an id when enabled, the null version when suspended, which
+    /// replaces the earlier null version) and puts it on top of its key's versions.
+    fn add_version(
+        &mut self,
+        info: &mut ObjectInfo,
+        data: Bytes,
+        delete_marker: bool,
+    ) -> Result<(), StoreError> {
+        self.seq += 1;
+        info.version_id = match self.versioning {
+            Versioning::Enabled => Some(new_version_id(self.seq)?),
+            _ => None,
+        };
+        let versions = self.versions.entry(info.key.clone()).or_default();
+        if info.version_id.is_none() {
+            versions.retain(|v| v.info.version_id.is_some());
+        }
+        versions.insert(
+            0,
+            Version {
+                info: info.clone(),
+                data,
+                delete_marker,
+            },
+        );
+        Ok(())
+    }
+
+    /// Makes `objects` hold the key's newest version if it is an object.
+    fn sync_latest(&mut self, key: &str) {
+        match self.versions.get(key).and_then(|v| v.first()) {
+            Some(v) if !v.delete_marker => {
+                self.objects
+                    .insert(key.to_owned(), (v.info.clone(), v.data.clone()));
+            }
+            Some(_) => {
+                self.objects.remove(key);
+            }
+            None => {
+                self.versions.remove(key);
+                self.objects.remove(key);
+            }
+        }
+    }
+
+    /// The version a request names (latest when `None`), as S3 answers for it.
+    fn version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<(ObjectInfo, Bytes), StoreError> {
+        let Some(version) = version else {
+            return match self.objects.get(key) {
+                Some(found) => Ok(found.clone()),
+                None => match self.versions.get(key).and_then(|v| v.first()) {
+                    Some(marker) => Err(StoreError::DeleteMarker {
+                        version_id: marker.info.version_id.clone(),
+                        requested: false,
+                    }),
+                    None => Err(StoreError::NoSuchKey {
+                        bucket: bucket.to_owned(),
+                        key: key.to_owned(),
+                    }),
+                },
+            };
+        };
+        let id = check_version_id(version)?;
+        let found = if self.versioning.keeps_versions() {
+            self.versions
+                .get(key)
+                .and_then(|all| all.iter().find(|v| v.info.version_id.as_deref() == id))
+                .cloned()
+        } else {
+            id.is_none()
+                .then(|| self.objects.get(key))
+                .flatten()
+                .map(|(info, data)| Version {
+                    info: info.clone(),
+                    data: data.clone(),
+                    delete_marker: false,
+                })
+        };
+        match found {
+            Some(v) if v.delete_marker => Err(StoreError::DeleteMarker {
+                version_id: v.info.version_id,
+                requested: true,
+            }),
+            Some(v) => Ok((v.info, v.data)),
+            None => Err(StoreError::NoSuchVersion {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                version_id: version.to_owned(),
+            }),
+        }
+    }
 }
 
 struct Upload {
@@ -125,7 +247,9 @@ impl ObjectStore for MemoryStore {
         let mut buckets = self.lock();
         match buckets.get(bucket) {
             None => Err(StoreError::NoSuchBucket(bucket.to_owned())),
-            Some(b) if !b.objects.is_empty() => Err(StoreError::BucketNotEmpty(bucket.to_owned())),
+            Some(b) if !b.objects.is_empty() || !b.versions.is_empty() => {
+                Err(StoreError::BucketNotEmpty(bucket.to_owned()))
+            }
             Some(_) => {
                 buckets.remove(bucket);
                 Ok(())
@@ -169,13 +293,13 @@ impl ObjectStore for MemoryStore {
             tags: options.tags,
             headers: options.headers,
             parts: Vec::new(),
+            version_id: None,
         };
         self.with_bucket(bucket, |b| {
             if let Some(condition) = &options.condition {
                 condition.check(bucket, key, b.objects.get(key).map(|(info, _)| info))?;
             }
-            b.objects.insert(key.to_owned(), (info.clone(), data));
-            Ok(info)
+            b.commit(info, data)
         })
     }
 
@@ -183,17 +307,10 @@ impl ObjectStore for MemoryStore {
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
         range: Option<ByteRange>,
     ) -> Result<(ObjectInfo, ByteStream), StoreError> {
-        let (info, data) = self.with_bucket(bucket, |b| {
-            b.objects
-                .get(key)
-                .cloned()
-                .ok_or_else(|| StoreError::NoSuchKey {
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
-                })
-        })?;
+        let (info, data) = self.with_bucket(bucket, |b| b.version(bucket, key, version))?;
         let stream = bytes_stream(data, range)?;
         Ok((info, stream))
     }
@@ -202,29 +319,157 @@ impl ObjectStore for MemoryStore {
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
         tags: Vec<(String, String)>,
     ) -> Result<(), StoreError> {
-        self.with_bucket(bucket, |b| match b.objects.get_mut(key) {
-            Some((info, _)) => {
-                info.tags = tags;
-                Ok(())
+        self.with_bucket(bucket, |b| {
+            let (info, _) = b.version(bucket, key, version)?;
+            if let Some(all) = b.versions.get_mut(key) {
+                for v in all
+                    .iter_mut()
+                    .filter(|v| v.info.version_id == info.version_id)
+                {
+                    v.info.tags.clone_from(&tags);
+                }
             }
-            None => Err(StoreError::NoSuchKey {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-            }),
+            if let Some((latest, _)) = b.objects.get_mut(key)
+                && latest.version_id == info.version_id
+            {
+                latest.tags = tags;
+            }
+            Ok(())
         })
     }
 
-    async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo, StoreError> {
-        self.get_object(bucket, key, None)
-            .await
+    async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<ObjectInfo, StoreError> {
+        self.with_bucket(bucket, |b| b.version(bucket, key, version))
             .map(|(info, _)| info)
     }
 
-    async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Deleted, StoreError> {
+        let now = self.now_ms();
         self.with_bucket(bucket, |b| {
-            b.objects.remove(key);
+            let named = version.map(check_version_id).transpose()?;
+            match (b.versioning.keeps_versions(), named) {
+                (false, None | Some(None)) => {
+                    b.objects.remove(key);
+                    Ok(Deleted::default())
+                }
+                (false, Some(Some(id))) => Ok(Deleted {
+                    version_id: Some(id.to_owned()),
+                    delete_marker: false,
+                }),
+                (true, None) => {
+                    let mut marker = ObjectInfo {
+                        key: key.to_owned(),
+                        size: 0,
+                        etag: String::new(),
+                        last_modified_ms: now,
+                        content_type: None,
+                        metadata: BTreeMap::new(),
+                        sealed: false,
+                        tags: Vec::new(),
+                        headers: Default::default(),
+                        parts: Vec::new(),
+                        version_id: None,
+                    };
+                    b.add_version(&mut marker, Bytes::new(), true)?;
+                    b.sync_latest(key);
+                    Ok(Deleted {
+                        version_id: marker.version_id,
+                        delete_marker: true,
+                    })
+                }
+                (true, Some(id)) => {
+                    let mut deleted = Deleted {
+                        version_id: id.map(str::to_owned),
+                        delete_marker: false,
+                    };
+                    if let Some(all) = b.versions.get_mut(key) {
+                        if let Some(at) =
+                            all.iter().position(|v| v.info.version_id.as_deref() == id)
+                        {
+                            deleted.delete_marker = all.remove(at).delete_marker;
+                        }
+                        b.sync_latest(key);
+                    }
+                    Ok(deleted)
+                }
+            }
+        })
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        query: VersionQuery<'_>,
+    ) -> Result<VersionPage, StoreError> {
+        self.with_bucket(bucket, |b| {
+            let start = query
+                .key_marker
+                .map_or(query.prefix, |m| m.max(query.prefix));
+            let bounds = (std::ops::Bound::Included(start), std::ops::Bound::Unbounded);
+            let page = if b.versioning.keeps_versions() {
+                let entries = b
+                    .versions
+                    .range::<str, _>(bounds)
+                    .take_while(|(k, _)| k.starts_with(query.prefix))
+                    .flat_map(|(_, all)| {
+                        all.iter().enumerate().map(|(i, v)| VersionEntry {
+                            info: v.info.clone(),
+                            delete_marker: v.delete_marker,
+                            is_latest: i == 0,
+                        })
+                    });
+                paginate_versions(entries, query)
+            } else {
+                let entries = b
+                    .objects
+                    .range::<str, _>(bounds)
+                    .take_while(|(k, _)| k.starts_with(query.prefix))
+                    .map(|(_, (info, _))| VersionEntry {
+                        info: info.clone(),
+                        delete_marker: false,
+                        is_latest: true,
+                    });
+                paginate_versions(entries, query)
+            };
+            Ok(page)
+        })
+    }
+
+    async fn versioning(&self, bucket: &str) -> Result<Versioning, StoreError> {
+        self.with_bucket(bucket, |b| Ok(b.versioning))
+    }
+
+    async fn set_versioning(&self, bucket: &str, state: Versioning) -> Result<(), StoreError> {
+        self.with_bucket(bucket, |b| {
+            if state == Versioning::Unversioned {
+                return Ok(());
+            }
+            if b.versioning == Versioning::Unversioned {
+                for (key, (info, data)) in &b.objects {
+                    b.versions.insert(
+                        key.clone(),
+                        vec![Version {
+                            info: info.clone(),
+                            data: data.clone(),
+                            delete_marker: false,
+                        }],
+                    );
+                }
+            }
+            b.versioning = state;
             Ok(())
         })
     }
@@ -390,6 +635,7 @@ impl ObjectStore for MemoryStore {
                 tags: up.options.tags.clone(),
                 headers: up.options.headers.clone(),
                 parts: object_parts(&chosen),
+                version_id: None,
             };
             if let Some(condition) = &condition {
                 condition.check(
@@ -399,8 +645,7 @@ impl ObjectStore for MemoryStore {
                 )?;
             }
             b.uploads.remove(upload.upload_id);
-            b.objects
-                .insert(upload.key.to_owned(), (info.clone(), Bytes::from(data)));
+            let info = b.commit(info, Bytes::from(data))?;
             b.completed.insert(
                 upload.upload_id.to_owned(),
                 CompletedUpload {

@@ -8,9 +8,12 @@
 mod disk;
 mod memory;
 pub mod seal;
+mod versions;
 
 pub use disk::DiskStore;
 pub use memory::MemoryStore;
+pub use versions::{Deleted, VersionEntry, VersionPage, VersionQuery, Versioning};
+pub(crate) use versions::{check_version_id, new_version_id, paginate_versions, version_seq};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -69,6 +72,28 @@ pub enum StoreError {
     InvalidRange {
         /// The object's size.
         size: u64,
+    },
+    /// The version does not exist (or is not of this key).
+    #[error("version `{version_id}` of `{key}` does not exist in bucket `{bucket}`")]
+    NoSuchVersion {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The version asked for.
+        version_id: String,
+    },
+    /// A version id that no version can have (neither `null` nor one Keyless made).
+    #[error("`{0}` is not a version id")]
+    InvalidVersionId(String),
+    /// The key's latest version (`requested: false`) or the version asked for is a delete
+    /// marker.
+    #[error("the version is a delete marker")]
+    DeleteMarker {
+        /// The marker's version id (`None`: the null version).
+        version_id: Option<String>,
+        /// Whether the request named the version (S3 answers 405 then, else 404).
+        requested: bool,
     },
     /// The multipart upload does not exist (or was completed or aborted).
     #[error("upload `{0}` does not exist")]
@@ -140,6 +165,10 @@ pub struct ObjectInfo {
     /// stored whole (and for multipart objects written before parts were recorded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<ObjectPart>,
+    /// Its version id in a bucket with versioning; `None` for the null version (every object
+    /// of a bucket that never had versioning, and those written while it was suspended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 /// The headers S3 stores with an object as the PUT (or CreateMultipartUpload, or a copy with
@@ -471,38 +500,62 @@ pub trait ObjectStore: Send + Sync + 'static {
         body: ByteStream,
         options: PutOptions,
     ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
-    /// An object's metadata and data (or a range of it).
+    /// An object's metadata and data (or a range of it): the latest version, or `version`.
     fn get_object(
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
         range: Option<ByteRange>,
     ) -> impl Future<Output = Result<(ObjectInfo, ByteStream), StoreError>> + Send;
-    /// An object's metadata.
+    /// An object's metadata: the latest version, or `version`.
     fn head_object(
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
     ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
-    /// Replaces an object's tags (its data, ETag and time stay).
+    /// Replaces the tags of an object's latest version, or of `version` (its data, ETag and
+    /// time stay).
     fn set_object_tags(
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
         tags: Vec<(String, String)>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Deletes an object; deleting an absent key succeeds.
+    /// Deletes an object as S3 does: without `version`, the object (no versioning), or a new
+    /// delete marker on top of its versions (versioning enabled or suspended); with it, that
+    /// version for good. Deleting an absent key or version succeeds.
     fn delete_object(
         &self,
         bucket: &str,
         key: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<Deleted, StoreError>> + Send;
     /// One page of the bucket's keys.
     fn list_objects(
         &self,
         bucket: &str,
         query: ListQuery<'_>,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
+    /// One page of the bucket's versions and delete markers: by key, newest first.
+    fn list_versions(
+        &self,
+        bucket: &str,
+        query: VersionQuery<'_>,
+    ) -> impl Future<Output = Result<VersionPage, StoreError>> + Send;
+    /// The bucket's versioning state.
+    fn versioning(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<Versioning, StoreError>> + Send;
+    /// Enables or suspends versioning. A bucket never goes back to unversioned.
+    fn set_versioning(
+        &self,
+        bucket: &str,
+        state: Versioning,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Sets (`Some`) or removes (`None`) the bucket's policy document.
     fn set_bucket_policy(
         &self,

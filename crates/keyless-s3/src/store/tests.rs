@@ -33,7 +33,7 @@ async fn read(stream: ByteStream) -> Vec<u8> {
 }
 
 async fn get(store: &impl ObjectStore, bucket: &str, key: &str) -> Option<Vec<u8>> {
-    match store.get_object(bucket, key, None).await {
+    match store.get_object(bucket, key, None, None).await {
         Ok((_, s)) => Some(read(s).await),
         Err(StoreError::NoSuchKey { .. }) => None,
         Err(e) => panic!("{e}"),
@@ -75,7 +75,7 @@ async fn buckets(store: impl ObjectStore) {
         store.delete_bucket("b").await,
         Err(StoreError::BucketNotEmpty(_))
     ));
-    store.delete_object("b", "k").await.unwrap();
+    store.delete_object("b", "k", None).await.unwrap();
     store.delete_bucket("b").await.unwrap();
     assert!(matches!(
         store.head_bucket("b").await,
@@ -92,7 +92,7 @@ async fn buckets(store: impl ObjectStore) {
         Err(StoreError::NoSuchBucket(_))
     ));
     assert!(matches!(
-        store.delete_object("nope", "k").await,
+        store.delete_object("nope", "k", None).await,
         Err(StoreError::NoSuchBucket(_))
     ));
     assert!(matches!(
@@ -130,7 +130,7 @@ async fn objects(store: impl ObjectStore) {
         .unwrap();
     assert_eq!(info.etag, "5eb63bbbe01eeed093cb22bb8f5acdc3");
     assert_eq!(info.size, 11);
-    let head = store.head_object("b", "dir/hello.txt").await.unwrap();
+    let head = store.head_object("b", "dir/hello.txt", None).await.unwrap();
     assert_eq!(head, info);
     assert_eq!(head.content_type.as_deref(), Some("text/plain"));
     assert_eq!(head.metadata["owner"], "gitlab");
@@ -148,11 +148,14 @@ async fn objects(store: impl ObjectStore) {
     assert_eq!(get(&store, "b", "dir/hello.txt").await.unwrap(), b"bye");
 
     // Deleting an absent key succeeds.
-    store.delete_object("b", "never").await.unwrap();
-    store.delete_object("b", "dir/hello.txt").await.unwrap();
+    store.delete_object("b", "never", None).await.unwrap();
+    store
+        .delete_object("b", "dir/hello.txt", None)
+        .await
+        .unwrap();
     assert_eq!(get(&store, "b", "dir/hello.txt").await, None);
     assert!(matches!(
-        store.head_object("b", "dir/hello.txt").await,
+        store.head_object("b", "dir/hello.txt", None).await,
         Err(StoreError::NoSuchKey { .. })
     ));
 
@@ -280,7 +283,7 @@ async fn ranges(store: impl ObjectStore) {
     put(&store, "b", "k", b"0123456789").await;
     let store = &store;
     let read_range = |r| async move {
-        let (_, s) = store.get_object("b", "k", Some(r)).await?;
+        let (_, s) = store.get_object("b", "k", None, Some(r)).await?;
         Ok::<_, StoreError>(read(s).await)
     };
     assert_eq!(
@@ -523,7 +526,7 @@ async fn multipart(store: impl ObjectStore) {
     let data = get(&store, "b", "backup.tar").await.unwrap();
     assert_eq!(&data[..big.len()], &big[..]);
     assert_eq!(&data[big.len()..], b"end");
-    let head = store.head_object("b", "backup.tar").await.unwrap();
+    let head = store.head_object("b", "backup.tar", None).await.unwrap();
     assert_eq!(head.content_type.as_deref(), Some("application/x-tar"));
     assert_eq!(head.metadata["kind"], "backup");
     assert_eq!(head.headers, stored_headers());
@@ -797,7 +800,7 @@ async fn completions_conditional_and_repeated(store: impl ObjectStore) {
     ));
     assert_eq!(store.list_parts(upload).await.unwrap().len(), 2);
     assert_eq!(get(&store, "b", "taken").await.unwrap(), b"old");
-    let old = store.head_object("b", "taken").await.unwrap();
+    let old = store.head_object("b", "taken", None).await.unwrap();
     let done = store
         .complete_upload(upload, parts.clone(), Some(WriteCondition::ETag(old.etag)))
         .await
@@ -824,6 +827,316 @@ async fn completions_conditional_and_repeated(store: impl ObjectStore) {
         store.complete_upload(elsewhere, parts, None).await,
         Err(StoreError::NoSuchUpload(_))
     ));
+}
+
+async fn versions(store: &impl ObjectStore, bucket: &str) -> Vec<(String, String, bool, bool)> {
+    let page = store
+        .list_versions(
+            bucket,
+            VersionQuery {
+                max_keys: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    page.versions
+        .into_iter()
+        .map(|e| {
+            (
+                e.info.key,
+                e.info.version_id.unwrap_or_else(|| "null".into()),
+                e.delete_marker,
+                e.is_latest,
+            )
+        })
+        .collect()
+}
+
+async fn get_version(store: &impl ObjectStore, key: &str, version: &str) -> Vec<u8> {
+    let (_, stream) = store
+        .get_object("b", key, Some(version), None)
+        .await
+        .unwrap();
+    read(stream).await
+}
+
+async fn versioning_keeps_every_version(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    assert_eq!(
+        store.versioning("b").await.unwrap(),
+        Versioning::Unversioned
+    );
+    // Written before versioning: the null version, and no version id.
+    let first = put(&store, "b", "k", b"zero").await;
+    assert_eq!(first.version_id, None);
+    let big = vec![7u8; 100_000]; // a blob, not inline
+    put(&store, "b", "big", &big).await;
+    store
+        .set_versioning("b", Versioning::Enabled)
+        .await
+        .unwrap();
+    assert_eq!(store.versioning("b").await.unwrap(), Versioning::Enabled);
+    let one = put(&store, "b", "k", b"one").await;
+    let two = put(&store, "b", "k", b"two").await;
+    let (v1, v2) = (one.version_id.unwrap(), two.version_id.unwrap());
+    assert_ne!(v1, v2);
+    assert_eq!(get(&store, "b", "k").await.unwrap(), b"two");
+    assert_eq!(get_version(&store, "k", &v1).await, b"one");
+    assert_eq!(get_version(&store, "k", "null").await, b"zero");
+    let head = store.head_object("b", "k", Some(&v1)).await.unwrap();
+    assert_eq!(head.version_id.as_deref(), Some(v1.as_str()));
+    assert_eq!(
+        versions(&store, "b").await,
+        [
+            ("big".into(), "null".into(), false, true),
+            ("k".into(), v2.clone(), false, true),
+            ("k".into(), v1.clone(), false, false),
+            ("k".into(), "null".into(), false, false),
+        ]
+    );
+
+    // A delete without a version: a delete marker on top, the versions stay.
+    let deleted = store.delete_object("b", "k", None).await.unwrap();
+    assert!(deleted.delete_marker);
+    let marker = deleted.version_id.unwrap();
+    assert!(matches!(
+        store.get_object("b", "k", None, None).await,
+        Err(StoreError::DeleteMarker { requested: false, version_id: Some(ref id) }) if *id == marker
+    ));
+    assert!(matches!(
+        store.head_object("b", "k", Some(&marker)).await,
+        Err(StoreError::DeleteMarker {
+            requested: true,
+            ..
+        })
+    ));
+    let listed = store
+        .list_objects(
+            "b",
+            ListQuery {
+                max_keys: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        listed
+            .objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect::<Vec<_>>(),
+        ["big"]
+    );
+    assert_eq!(get_version(&store, "k", &v2).await, b"two");
+    let all = versions(&store, "b").await;
+    assert_eq!(all[1], ("k".into(), marker.clone(), true, true));
+    assert_eq!(all.len(), 5);
+
+    // Deleting the marker brings the newest version back; deleting that, the one before.
+    let undone = store.delete_object("b", "k", Some(&marker)).await.unwrap();
+    assert_eq!(
+        undone,
+        Deleted {
+            version_id: Some(marker),
+            delete_marker: true
+        }
+    );
+    assert_eq!(get(&store, "b", "k").await.unwrap(), b"two");
+    store.delete_object("b", "k", Some(&v2)).await.unwrap();
+    assert_eq!(get(&store, "b", "k").await.unwrap(), b"one");
+    assert!(matches!(
+        store.get_object("b", "k", Some(&v2), None).await,
+        Err(StoreError::NoSuchVersion { .. })
+    ));
+    // A version that never was, and what cannot be a version id.
+    let never = new_version_id(1 << 40).unwrap();
+    assert!(matches!(
+        store.head_object("b", "k", Some(&never)).await,
+        Err(StoreError::NoSuchVersion { .. })
+    ));
+    assert!(matches!(
+        store.head_object("b", "k", Some("not a version")).await,
+        Err(StoreError::InvalidVersionId(_))
+    ));
+    assert_eq!(
+        store.delete_object("b", "k", Some(&never)).await.unwrap(),
+        Deleted {
+            version_id: Some(never),
+            delete_marker: false
+        }
+    );
+
+    // Tags belong to one version.
+    let tags = vec![("t".to_owned(), "1".to_owned())];
+    store
+        .set_object_tags("b", "k", Some("null"), tags.clone())
+        .await
+        .unwrap();
+    let null = store.head_object("b", "k", Some("null")).await.unwrap();
+    assert_eq!(null.tags, tags);
+    assert!(
+        store
+            .head_object("b", "k", None)
+            .await
+            .unwrap()
+            .tags
+            .is_empty()
+    );
+
+    // The bucket is not empty while any version is left.
+    for (key, version, _, _) in versions(&store, "b").await {
+        assert!(matches!(
+            store.delete_bucket("b").await,
+            Err(StoreError::BucketNotEmpty(_))
+        ));
+        store
+            .delete_object("b", &key, Some(&version))
+            .await
+            .unwrap();
+    }
+    assert!(versions(&store, "b").await.is_empty());
+    store.delete_bucket("b").await.unwrap();
+}
+
+async fn suspended_versioning_replaces_the_null_version(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    store
+        .set_versioning("b", Versioning::Enabled)
+        .await
+        .unwrap();
+    let kept = put(&store, "b", "k", b"kept").await.version_id.unwrap();
+    store
+        .set_versioning("b", Versioning::Suspended)
+        .await
+        .unwrap();
+    // A bucket never goes back to unversioned.
+    store
+        .set_versioning("b", Versioning::Unversioned)
+        .await
+        .unwrap();
+    assert_eq!(store.versioning("b").await.unwrap(), Versioning::Suspended);
+    assert_eq!(put(&store, "b", "k", b"first null").await.version_id, None);
+    assert_eq!(put(&store, "b", "k", b"second null").await.version_id, None);
+    assert_eq!(
+        versions(&store, "b").await,
+        [
+            ("k".into(), "null".into(), false, true),
+            ("k".into(), kept.clone(), false, false),
+        ]
+    );
+    assert_eq!(get_version(&store, "k", "null").await, b"second null");
+    // A delete makes a null delete marker, which replaces the null version.
+    let deleted = store.delete_object("b", "k", None).await.unwrap();
+    assert_eq!(
+        deleted,
+        Deleted {
+            version_id: None,
+            delete_marker: true
+        }
+    );
+    assert_eq!(
+        versions(&store, "b").await,
+        [
+            ("k".into(), "null".into(), true, true),
+            ("k".into(), kept.clone(), false, false),
+        ]
+    );
+    // Multipart completions are versions too, and a repeated completion names the same one.
+    store
+        .set_versioning("b", Versioning::Enabled)
+        .await
+        .unwrap();
+    let up = store
+        .create_upload("b", "k", PutOptions::default())
+        .await
+        .unwrap();
+    let upload = UploadRef {
+        bucket: "b",
+        key: "k",
+        upload_id: &up.upload_id,
+    };
+    let part = store
+        .upload_part(upload, 1, body(&[b"parts"]), PutOptions::default())
+        .await
+        .unwrap();
+    let done = store
+        .complete_upload(upload, vec![(1, part.etag.clone())], None)
+        .await
+        .unwrap();
+    assert!(done.version_id.is_some());
+    let again = store
+        .complete_upload(upload, vec![(1, part.etag)], None)
+        .await
+        .unwrap();
+    assert_eq!(again, done);
+    assert_eq!(get(&store, "b", "k").await.unwrap(), b"parts");
+    assert_eq!(versions(&store, "b").await.len(), 3);
+}
+
+async fn version_listings_page_and_roll_up(store: impl ObjectStore) {
+    store.create_bucket("b").await.unwrap();
+    store
+        .set_versioning("b", Versioning::Enabled)
+        .await
+        .unwrap();
+    for key in ["a", "a", "a", "d/1", "d/2", "e"] {
+        put(&store, "b", key, key.as_bytes()).await;
+    }
+    store.delete_object("b", "e", None).await.unwrap();
+    let mut seen = Vec::new();
+    let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+    loop {
+        let page = store
+            .list_versions(
+                "b",
+                VersionQuery {
+                    key_marker: key_marker.as_deref(),
+                    version_id_marker: version_marker.as_deref(),
+                    max_keys: 2,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        seen.extend(
+            page.versions
+                .iter()
+                .map(|e| (e.info.key.clone(), e.is_latest)),
+        );
+        if !page.truncated {
+            break;
+        }
+        key_marker = page.next_key_marker;
+        version_marker = page.next_version_id_marker;
+    }
+    let expected: Vec<(String, bool)> = [
+        ("a", true),
+        ("a", false),
+        ("a", false),
+        ("d/1", true),
+        ("d/2", true),
+        ("e", true),
+        ("e", false),
+    ]
+    .iter()
+    .map(|(k, l)| ((*k).to_owned(), *l))
+    .collect();
+    assert_eq!(seen, expected);
+    let rolled = store
+        .list_versions(
+            "b",
+            VersionQuery {
+                delimiter: Some("/"),
+                max_keys: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rolled.common_prefixes, ["d/"]);
+    assert_eq!(rolled.versions.len(), 5);
 }
 
 macro_rules! conformance {
@@ -896,6 +1209,21 @@ macro_rules! conformance {
                 let dir = tempfile::tempdir().unwrap();
                 super::policies(($make)(dir.path())).await
             }
+            #[tokio::test]
+            async fn versioning_keeps_every_version() {
+                let dir = tempfile::tempdir().unwrap();
+                super::versioning_keeps_every_version(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn suspended_versioning_replaces_the_null_version() {
+                let dir = tempfile::tempdir().unwrap();
+                super::suspended_versioning_replaces_the_null_version(($make)(dir.path())).await
+            }
+            #[tokio::test]
+            async fn version_listings_page_and_roll_up() {
+                let dir = tempfile::tempdir().unwrap();
+                super::version_listings_page_and_roll_up(($make)(dir.path())).await
+            }
         }
     };
 }
@@ -939,7 +1267,7 @@ async fn disk_keeps_data_across_reopen_and_leaves_no_garbage() {
         put(&store, "b", "k", &big(b'1')).await;
         put(&store, "b", "k", &big(b'2')).await;
         put(&store, "b", "gone", &big(b'x')).await;
-        store.delete_object("b", "gone").await.unwrap();
+        store.delete_object("b", "gone", None).await.unwrap();
         let _ = store
             .put_object(
                 "b",
@@ -1109,6 +1437,7 @@ async fn small_objects_live_in_their_record_and_large_ones_in_blobs() {
         .get_object(
             "b",
             "k",
+            None,
             Some(ByteRange::From {
                 first: 6,
                 last: None,
@@ -1117,7 +1446,7 @@ async fn small_objects_live_in_their_record_and_large_ones_in_blobs() {
         .await
         .unwrap();
     assert_eq!(read(part).await, b"again");
-    store.delete_object("b", "k").await.unwrap();
+    store.delete_object("b", "k", None).await.unwrap();
     assert_eq!(get(&store, "b", "k").await, None);
     // A large body that fails its digest after the inline limit stores nothing.
     let bad = PutOptions {
@@ -1139,7 +1468,7 @@ async fn reads_survive_a_concurrent_overwrite() {
     store.create_bucket("b").await.unwrap();
     let big = vec![7u8; 3 * 1024 * 1024];
     put(&store, "b", "k", &big).await;
-    let (_, stream) = store.get_object("b", "k", None).await.unwrap();
+    let (_, stream) = store.get_object("b", "k", None, None).await.unwrap();
     put(&store, "b", "k", b"small").await;
     // The reader keeps the version it opened, whole.
     assert_eq!(read(stream).await, big);
@@ -1199,7 +1528,7 @@ async fn concurrent_puts_are_grouped_and_each_answered() {
     let large = page.objects.iter().filter(|o| o.size > 64 * 1024).count();
     assert_eq!(files_under(&dir.path().join("blobs")).len(), large);
     // A commit to a bucket that is gone fails alone.
-    store.delete_object("b", "shared").await.unwrap();
+    store.delete_object("b", "shared", None).await.unwrap();
     assert!(matches!(
         store
             .put_object("gone", "k", body(&[b"x"]), PutOptions::default())
@@ -1357,6 +1686,7 @@ async fn sealed_objects_are_not_plaintext_on_disk_and_ranges_open_across_parts()
             .get_object(
                 "b",
                 "parts",
+                None,
                 Some(ByteRange::From {
                     first,
                     last: Some(last),
@@ -1417,7 +1747,7 @@ async fn a_rotated_master_key_rewraps_data_keys_and_altered_bytes_are_refused() 
     std::fs::write(&blob, bytes).unwrap();
     let mut refused = 0;
     for key in ["large", "parts"] {
-        match store.get_object("b", key, None).await {
+        match store.get_object("b", key, None, None).await {
             Err(StoreError::Sealed(e)) => {
                 assert!(e.contains(&format!("s3://b/{key}")), "{e}");
                 refused += 1;
@@ -1444,7 +1774,7 @@ async fn an_altered_segment_past_the_first_mebibyte_ends_the_body() {
 
     // The answer starts (the first MiB is sound), then ends with an error, never with the
     // altered segment.
-    let (_, mut stream) = store.get_object("b", "k", None).await.unwrap();
+    let (_, mut stream) = store.get_object("b", "k", None, None).await.unwrap();
     let mut served = Vec::new();
     let error = loop {
         match stream.next().await {
@@ -1465,7 +1795,7 @@ async fn an_altered_segment_past_the_first_mebibyte_ends_the_body() {
         first: 3 << 20,
         last: None,
     };
-    let (_, stream) = store.get_object("b", "k", Some(tail)).await.unwrap();
+    let (_, stream) = store.get_object("b", "k", None, Some(tail)).await.unwrap();
     let tail_bytes = read(stream).await;
     assert_eq!(tail_bytes, data[3 << 20..]);
 }
@@ -1495,4 +1825,42 @@ fn keys_clone(keys: &seal::MasterKeys) -> seal::MasterKeys {
 fn active_hex(keys: &seal::MasterKeys) -> String {
     let file: serde_json::Value = serde_json::from_str(keys.to_json().expose()).unwrap();
     file["keys"][keys.active()].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn versions_and_their_blobs_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = vec![1u8; 200_000];
+    let new = vec![2u8; 200_000];
+    let (v_old, v_small) = {
+        let store = DiskStore::open(dir.path(), clock()).unwrap();
+        store.create_bucket("b").await.unwrap();
+        store
+            .set_versioning("b", Versioning::Enabled)
+            .await
+            .unwrap();
+        let v_old = put(&store, "b", "big", &old).await.version_id.unwrap();
+        put(&store, "b", "big", &new).await;
+        let v_small = put(&store, "b", "small", b"inline")
+            .await
+            .version_id
+            .unwrap();
+        put(&store, "b", "small", b"newer").await;
+        store.delete_object("b", "small", None).await.unwrap();
+        (v_old, v_small)
+    };
+    // Opening removes orphan blobs: a noncurrent version's blob is not one.
+    let store = DiskStore::open(dir.path(), clock()).unwrap();
+    assert_eq!(get_version(&store, "big", &v_old).await, old);
+    assert_eq!(get(&store, "b", "big").await.unwrap(), new);
+    assert_eq!(get_version(&store, "small", &v_small).await, b"inline");
+    assert!(matches!(
+        store.head_object("b", "small", None).await,
+        Err(StoreError::DeleteMarker { .. })
+    ));
+    assert_eq!(versions(&store, "b").await.len(), 5);
+    // Deleting a version for good removes its blob.
+    let blobs = files_under(&dir.path().join("blobs")).len();
+    store.delete_object("b", "big", Some(&v_old)).await.unwrap();
+    assert_eq!(files_under(&dir.path().join("blobs")).len(), blobs - 1);
 }

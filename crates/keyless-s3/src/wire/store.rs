@@ -29,6 +29,32 @@ pub fn store_error(e: StoreError) -> S3Error {
         StoreError::IncompleteBody { .. } => aws_error(S3ErrorCode::IncompleteBody),
         StoreError::InvalidRange { .. } => aws_error(S3ErrorCode::InvalidRange),
         StoreError::PreconditionFailed => aws_error(S3ErrorCode::PreconditionFailed),
+        StoreError::NoSuchVersion { .. } => aws_error(S3ErrorCode::NoSuchVersion),
+        StoreError::InvalidVersionId(_) => {
+            s3_error!(InvalidArgument, "Invalid version id specified")
+        }
+        // S3 answers a delete marker with its headers: 404 for the latest version, 405 when
+        // the request named it.
+        StoreError::DeleteMarker {
+            version_id,
+            requested,
+        } => {
+            let mut err = match requested {
+                true => aws_error(S3ErrorCode::MethodNotAllowed),
+                false => aws_error(S3ErrorCode::NoSuchKey),
+            };
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                "x-amz-delete-marker",
+                http::HeaderValue::from_static("true"),
+            );
+            let id = version_id.as_deref().unwrap_or("null");
+            if let Ok(value) = http::HeaderValue::from_str(id) {
+                headers.insert("x-amz-version-id", value);
+            }
+            err.set_headers(headers);
+            err
+        }
         StoreError::NoSuchUpload(_) => aws_error(S3ErrorCode::NoSuchUpload),
         StoreError::InvalidPart(_) => aws_error(S3ErrorCode::InvalidPart),
         StoreError::InvalidPartOrder => aws_error(S3ErrorCode::InvalidPartOrder),
