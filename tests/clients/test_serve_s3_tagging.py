@@ -103,3 +103,45 @@ def test_request_tags_decide_as_the_s3_user_guide_writes(s3, server):
         user.put_object_tagging(Bucket="bkt", Key="ok", Tagging={"TagSet": [{"Key": "project", "Value": "x"}]})
     assert error_code(e) == "AccessDenied"
     assert tags_of(s3, "ok") == {"project": "gitlab"}
+
+
+def test_existing_object_tags_decide_as_the_s3_user_guide_writes(s3, server):
+    # "Example 1.1: Grant permission to read only objects that have a specific tag" (an IAM
+    # user's policy), and the same condition in a bucket policy that denies reading what is
+    # tagged confidential.
+    s3.put_object(Bucket="bkt", Key="public.txt", Body=b"p", Tagging="environment=production")
+    s3.put_object(Bucket="bkt", Key="staging.txt", Body=b"s", Tagging="environment=staging")
+    s3.put_object(Bucket="bkt", Key="untagged.txt", Body=b"u")
+    server.aws("iam", "create-user", "--user-name", "prod-reader")
+    key = json.loads(server.aws("iam", "create-access-key", "--user-name", "prod-reader").stdout)["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectTagging"], "Resource": "arn:aws:s3:::bkt/*",
+         "Condition": {"StringEquals": {"s3:ExistingObjectTag/environment": "production"}}},
+    ]}
+    server.aws("iam", "put-user-policy", "--user-name", "prod-reader", "--policy-name", "prod",
+               "--policy-document", json.dumps(policy))
+    user = server.user(key["AccessKeyId"], key["SecretAccessKey"])
+    assert user.get_object(Bucket="bkt", Key="public.txt")["Body"].read() == b"p"
+    assert tags_of(user, "public.txt") == {"environment": "production"}
+    for key_name in ("staging.txt", "untagged.txt"):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            user.get_object(Bucket="bkt", Key=key_name)
+        assert error_code(e) == "AccessDenied", key_name
+    # Retagged, the same object follows its new tags at once.
+    s3.put_object_tagging(Bucket="bkt", Key="staging.txt",
+                          Tagging={"TagSet": [{"Key": "environment", "Value": "production"}]})
+    assert user.get_object(Bucket="bkt", Key="staging.txt")["Body"].read() == b"s"
+    # A bucket policy's Deny on the tag binds even the root account's users with full access.
+    server.aws("iam", "create-user", "--user-name", "admin")
+    admin_key = json.loads(server.aws("iam", "create-access-key", "--user-name", "admin").stdout)["AccessKey"]
+    server.aws("iam", "attach-user-policy", "--user-name", "admin",
+               "--policy-arn", "arn:aws:iam::aws:policy/AmazonS3FullAccess")
+    admin = server.user(admin_key["AccessKeyId"], admin_key["SecretAccessKey"])
+    s3.put_object(Bucket="bkt", Key="secret.txt", Body=b"x", Tagging="classification=confidential")
+    s3.put_bucket_policy(Bucket="bkt", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bkt/*",
+         "Condition": {"StringEquals": {"s3:ExistingObjectTag/classification": "confidential"}}}]}))
+    assert admin.get_object(Bucket="bkt", Key="untagged.txt")["Body"].read() == b"u"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        admin.get_object(Bucket="bkt", Key="secret.txt")
+    assert error_code(e) == "AccessDenied"

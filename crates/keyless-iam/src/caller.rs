@@ -193,6 +193,34 @@ impl Caller {
         }
     }
 
+    /// Whether any of this caller's policies (identity, boundary, session) tests a condition
+    /// key starting with `prefix`.
+    pub fn policies_mention(&self, prefix: &str) -> bool {
+        let any = |policies: &[UserPolicy]| {
+            policies
+                .iter()
+                .any(|p| p.policy.mentions_key_prefix(prefix))
+        };
+        match self {
+            Self::Root => false,
+            Self::User(user) => any(&user.policies),
+            Self::Session(s) => {
+                s.session_policies.as_deref().is_some_and(any)
+                    || match &s.kind {
+                        SessionKind::Role(role) => {
+                            any(&role.policies)
+                                || role
+                                    .boundary
+                                    .as_ref()
+                                    .is_some_and(|b| any(std::slice::from_ref(b)))
+                        }
+                        SessionKind::User(user) => any(&user.policies),
+                        SessionKind::Root => false,
+                    }
+            }
+        }
+    }
+
     /// Decides `action` on `resource` for this caller, with `resource_policy` (a bucket
     /// policy, a role's trust policy) owned by `account_id`. `ctx` must already hold the
     /// request's keys; the caller's own are added here. The decision is logged at debug level,

@@ -204,6 +204,19 @@ impl Policy {
     pub fn statements(&self) -> &[Statement] {
         &self.statements
     }
+
+    /// Whether any condition tests a key that starts with `prefix` (case-insensitively, as
+    /// condition keys compare): lets a caller fetch what only some policies ask about, such
+    /// as an object's tags for `s3:ExistingObjectTag/`, only when one does.
+    pub fn mentions_key_prefix(&self, prefix: &str) -> bool {
+        self.statements.iter().any(|s| {
+            s.conditions.iter().any(|c| {
+                c.key
+                    .get(..prefix.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+            })
+        })
+    }
 }
 
 impl Statement {
@@ -653,6 +666,23 @@ mod tests {
         Policy::parse_as(text, PolicyKind::Identity)
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn condition_keys_are_found_by_prefix_in_any_case() {
+        let p = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"s3:GetObject","Resource":"*"},
+            {"Effect":"Deny","Action":"s3:GetObject","Resource":"*",
+             "Condition":{"StringEquals":{"S3:existingObjectTag/env":"prod"}}}]}"#,
+        )
+        .unwrap();
+        assert!(p.mentions_key_prefix("s3:ExistingObjectTag/"));
+        assert!(!p.mentions_key_prefix("s3:RequestObjectTag/"));
+        let plain =
+            Policy::parse(r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}"#)
+                .unwrap();
+        assert!(!plain.mentions_key_prefix("s3:"));
     }
 
     #[test]

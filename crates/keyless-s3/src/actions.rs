@@ -338,6 +338,23 @@ impl S3Op {
         }
     }
 
+    /// Whether AWS evaluates `s3:ExistingObjectTag/<key>` (the object's own tags) for the
+    /// operation.
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html>
+    pub fn sees_existing_tags(self) -> bool {
+        matches!(
+            self,
+            Self::GetObject
+                | Self::HeadObject
+                | Self::GetObjectAcl
+                | Self::PutObjectAcl
+                | Self::GetObjectAttributes
+                | Self::GetObjectTagging
+                | Self::PutObjectTagging
+                | Self::DeleteObjectTagging
+        )
+    }
+
     /// Whether the operation also reads a source object (`x-amz-copy-source`), which needs
     /// `s3:GetObject` on that object too.
     pub fn reads_copy_source(self) -> bool {
@@ -421,6 +438,9 @@ pub struct RequestFacts<'a> {
     /// The tags the request sets (`x-amz-tagging`, PutObjectTagging's body):
     /// `s3:RequestObjectTag/<key>` and `s3:RequestObjectTagKeys`.
     pub request_tags: &'a [(String, String)],
+    /// The tags of the object the request acts on, when a policy asks about them:
+    /// `s3:ExistingObjectTag/<key>`.
+    pub existing_tags: &'a [(String, String)],
     /// `s3:versionid`: the version the request names (`versionId`).
     pub version_id: Option<&'a str>,
     /// `s3:prefix`, `s3:delimiter` and `s3:max-keys` for listings.
@@ -487,6 +507,9 @@ impl RequestFacts<'_> {
                 "s3:RequestObjectTagKeys",
                 self.request_tags.iter().map(|(k, _)| k.clone()),
             );
+        }
+        for (key, value) in self.existing_tags {
+            ctx.insert(format!("s3:ExistingObjectTag/{key}"), value.clone());
         }
         ctx
     }

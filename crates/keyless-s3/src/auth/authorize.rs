@@ -85,6 +85,32 @@ impl<S: ObjectStore> Authorizer<S> {
         }
     }
 
+    /// The object's tags for `s3:ExistingObjectTag/<key>`, read only when the bucket's policy or
+    /// one of the caller's tests such a key (most never do, and then nothing is read). An
+    /// object that is not there has none; the operation answers for it.
+    async fn existing_tags(
+        &self,
+        caller: Option<&Caller>,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> S3Result<Vec<(String, String)>> {
+        const PREFIX: &str = "s3:ExistingObjectTag/";
+        let by_bucket = match self.inner.store.bucket_policy(bucket).await {
+            Ok(Some(text)) => self
+                .compiled_policy(bucket, text)?
+                .mentions_key_prefix(PREFIX),
+            Ok(None) | Err(_) => false,
+        };
+        if !by_bucket && !caller.is_some_and(|c| c.policies_mention(PREFIX)) {
+            return Ok(Vec::new());
+        }
+        match self.inner.store.head_object(bucket, key, version).await {
+            Ok(info) => Ok(info.tags),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
     /// The compiled form of a bucket's policy text, compiled once per text.
     fn compiled_policy(&self, bucket: &str, text: String) -> S3Result<Arc<Policy>> {
         let cached = self
@@ -240,6 +266,14 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         facts.server_side_encryption = server_side_encryption.as_deref();
         let version_id = crate::params::query_value(cx.uri().query(), "versionId");
         facts.version_id = version_id.as_deref();
+        let existing_tags = match op.sees_existing_tags() {
+            true => {
+                self.existing_tags(caller.as_ref(), &bucket, &key, version_id.as_deref())
+                    .await?
+            }
+            false => Vec::new(),
+        };
+        facts.existing_tags = &existing_tags;
         self.decide(
             caller.as_ref(),
             op.action_for(version_id.as_deref()),
@@ -339,8 +373,17 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
     async fn put_object_tagging(&self, req: &mut S3Request<PutObjectTaggingInput>) -> S3Result<()> {
         let caller = Self::settled(&req.extensions)?;
         let tags = crate::tags::body_tags(&req.input.tagging.tag_set).unwrap_or_default();
+        let existing = self
+            .existing_tags(
+                caller.as_ref(),
+                &req.input.bucket,
+                &req.input.key,
+                req.input.version_id.as_deref(),
+            )
+            .await?;
         let mut facts = self.facts(caller.as_ref(), &req.extensions);
         facts.request_tags = &tags;
+        facts.existing_tags = &existing;
         self.decide(
             caller.as_ref(),
             S3Op::PutObjectTagging.action_for(req.input.version_id.as_deref()),
