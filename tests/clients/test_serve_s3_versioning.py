@@ -96,10 +96,18 @@ def test_suspended_versioning_and_what_is_refused(s3):
     s3.put_bucket_versioning(Bucket="bkt", VersioningConfiguration={"Status": "Suspended"})
     assert s3.get_bucket_versioning(Bucket="bkt")["Status"] == "Suspended"
     s3.put_object(Bucket="bkt", Key="k", Body=b"null 1")
-    s3.put_object(Bucket="bkt", Key="k", Body=b"null 2")
+    # The null version of a bucket with versioning answers `null` as its id.
+    assert s3.put_object(Bucket="bkt", Key="k", Body=b"null 2")["VersionId"] == "null"
     versions, _ = versions_of(s3)
     assert versions == [("k", "null", True), ("k", kept, False)]
-    assert s3.get_object(Bucket="bkt", Key="k", VersionId="null")["Body"].read() == b"null 2"
+    got = s3.get_object(Bucket="bkt", Key="k", VersionId="null")
+    assert got["Body"].read() == b"null 2" and got["VersionId"] == "null"
+    deleted = s3.delete_object(Bucket="bkt", Key="k")
+    assert deleted["DeleteMarker"] is True and deleted["VersionId"] == "null"
+    # A copy may not name a delete marker as its source.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.copy_object(Bucket="bkt", Key="c", CopySource={"Bucket": "bkt", "Key": "k", "VersionId": "null"})
+    assert error_code(e) == "InvalidRequest"
     # MFA Delete needs an MFA device: refused, not ignored; a status is required.
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.put_bucket_versioning(Bucket="bkt", VersioningConfiguration={"Status": "Enabled", "MFADelete": "Enabled"})

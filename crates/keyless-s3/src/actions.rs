@@ -275,6 +275,7 @@ impl S3Op {
             (Self::PutObjectTagging, Some(_)) => "s3:PutObjectVersionTagging",
             (Self::DeleteObjectTagging, Some(_)) => "s3:DeleteObjectVersionTagging",
             (Self::GetObjectAcl, Some(_)) => "s3:GetObjectVersionAcl",
+            (Self::PutObjectAcl, Some(_)) => "s3:PutObjectVersionAcl",
             (op, _) => op.action(),
         }
     }
@@ -712,6 +713,7 @@ mod tests {
             (S3Op::PutObjectTagging, "s3:PutObjectVersionTagging"),
             (S3Op::DeleteObjectTagging, "s3:DeleteObjectVersionTagging"),
             (S3Op::GetObjectAcl, "s3:GetObjectVersionAcl"),
+            (S3Op::PutObjectAcl, "s3:PutObjectVersionAcl"),
         ] {
             assert_eq!(op.action_for(Some("null")), action, "{op:?}");
         }

@@ -138,6 +138,7 @@ mod tests {
             headers: Default::default(),
             parts: Vec::new(),
             version_id: None,
+            versioned: false,
         }
     }
 

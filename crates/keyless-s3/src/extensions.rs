@@ -17,7 +17,7 @@ pub struct SecureTransport(pub bool);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MayList(pub bool);
 
-/// Keys of a DeleteObjects request that the caller may not delete, set aside by the authorizer
-/// for the handler to report.
+/// Keys (and the versions named) of a DeleteObjects request that the caller may not delete,
+/// set aside by the authorizer for the handler to report.
 #[derive(Debug, Clone, Default)]
-pub struct DeniedKeys(pub Vec<String>);
+pub struct DeniedKeys(pub Vec<(String, Option<String>)>);

@@ -135,10 +135,12 @@ impl Rule {
 
     /// Whether a noncurrent version, the `newer`-th newest of its key's noncurrent versions
     /// (0: the newest), noncurrent since `since_ms`, has expired at `now_ms`.
+    /// Size filters do not apply to delete markers.
     pub fn expires_noncurrent(
         &self,
         key: &str,
         size: u64,
+        delete_marker: bool,
         newer: usize,
         since_ms: i64,
         now_ms: i64,
@@ -146,7 +148,11 @@ impl Rule {
         let kept = self
             .newer_noncurrent_versions
             .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        self.selects(key, size)
+        let selected = match delete_marker {
+            true => self.enabled && key.starts_with(&self.prefix),
+            false => self.selects(key, size),
+        };
+        selected
             && newer >= kept
             && self.noncurrent_days.is_some_and(|days| {
                 now_ms >= midnight_after(since_ms + i64::from(days.max(1) - 1) * DAY_MS)
@@ -468,12 +474,34 @@ pub struct Swept {
     pub stopped_at_budget: bool,
 }
 
-/// One pass of every bucket's rules at `now_ms`, looking at `budget` objects and uploads at
-/// most (the next pass looks again from the start).
+/// Where the last pass stopped at its budget, bucket by bucket, so that the next one goes on
+/// from there: a bucket larger than one pass's budget is still covered, a pass at a time. Kept
+/// by whoever runs the passes (a fresh one starts from the beginning).
+#[derive(Debug, Clone, Default)]
+pub struct Cursor {
+    /// Where the versions pass goes on.
+    versions: std::collections::HashMap<String, Resume>,
+    /// The last key the current-objects pass looked at.
+    objects: std::collections::HashMap<String, String>,
+}
+
+/// Where a versions pass goes on: after the last version it kept, with what it knew of the
+/// key there (the entry before, and how many noncurrent versions of its key came by).
+#[derive(Debug, Clone)]
+struct Resume {
+    key_marker: String,
+    version_marker: Option<String>,
+    previous: Option<VersionEntry>,
+    noncurrent: usize,
+}
+
+/// One pass of every bucket's rules at `now_ms`, looking at `budget` objects, versions and
+/// uploads at most; a pass stopped at its budget leaves `cursor` where the next one goes on.
 pub async fn sweep<S: ObjectStore>(
     store: &S,
     now_ms: i64,
     budget: usize,
+    cursor: &mut Cursor,
 ) -> Result<Swept, StoreError> {
     let mut swept = Swept::default();
     for bucket in store.list_buckets().await? {
@@ -522,14 +550,23 @@ pub async fn sweep<S: ObjectStore>(
                 .rules
                 .iter()
                 .any(|r| r.noncurrent_days.is_some() || r.expired_object_delete_marker)
-            && !sweep_versions(store, &bucket.name, &lifecycle, now_ms, budget, &mut swept).await?
+            && !sweep_versions(
+                store,
+                &bucket.name,
+                &lifecycle,
+                now_ms,
+                budget,
+                &mut swept,
+                cursor,
+            )
+            .await?
         {
             return Ok(swept);
         }
         if !lifecycle.rules.iter().any(|r| r.expiry.is_some()) {
             continue;
         }
-        let mut after: Option<String> = None;
+        let mut after: Option<String> = cursor.objects.remove(&bucket.name);
         loop {
             let page = store
                 .list_objects(
@@ -544,6 +581,9 @@ pub async fn sweep<S: ObjectStore>(
             for object in &page.objects {
                 if swept.examined >= budget {
                     swept.stopped_at_budget = true;
+                    if let Some(last) = after {
+                        cursor.objects.insert(bucket.name.clone(), last);
+                    }
                     return Ok(swept);
                 }
                 swept.examined += 1;
@@ -555,19 +595,21 @@ pub async fn sweep<S: ObjectStore>(
                     store.delete_object(&bucket.name, &object.key, None).await?;
                     swept.expired += 1;
                 }
+                after = Some(object.key.clone());
             }
-            match (page.truncated, page.next_after) {
-                (true, Some(next)) => after = Some(next),
-                _ => break,
+            if !page.truncated {
+                break;
             }
         }
     }
     Ok(swept)
 }
 
-/// The versions pass over one bucket: noncurrent versions and lone delete markers, key by key
-/// (a key's versions are gathered whole before any is deleted, so that the listing's markers
-/// stay valid). Returns whether it finished within the budget.
+/// The versions pass over one bucket: noncurrent versions and lone delete markers, as the
+/// listing streams by (newest first, so each version's successor is the entry before it),
+/// from where the last pass stopped. A version to delete that is the last of its page is
+/// deleted only once the next page is listed, so the listing's marker stays valid. Returns
+/// whether it reached the bucket's end within the budget.
 async fn sweep_versions<S: ObjectStore>(
     store: &S,
     bucket: &str,
@@ -575,9 +617,23 @@ async fn sweep_versions<S: ObjectStore>(
     now_ms: i64,
     budget: usize,
     swept: &mut Swept,
+    cursor: &mut Cursor,
 ) -> Result<bool, StoreError> {
-    let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
-    let mut group: Vec<VersionEntry> = Vec::new();
+    let id = |e: &VersionEntry| e.info.version_id.clone().unwrap_or_else(|| "null".into());
+    // The entry before (the next one's successor, or its key's lone delete marker so far), and
+    // how many noncurrent versions of its key came by.
+    let (mut key_marker, mut version_marker, mut previous, mut noncurrent) =
+        match cursor.versions.remove(bucket) {
+            Some(r) => (
+                Some(r.key_marker),
+                r.version_marker,
+                r.previous,
+                r.noncurrent,
+            ),
+            None => (None, None, None, 0),
+        };
+    let mut deferred: Option<(String, String)> = None;
+    let mut last_kept: Option<(String, Option<String>)> = None;
     loop {
         let page = store
             .list_versions(
@@ -590,24 +646,83 @@ async fn sweep_versions<S: ObjectStore>(
                 },
             )
             .await?;
-        for entry in page.versions {
+        if let Some((key, version)) = deferred.take() {
+            store.delete_object(bucket, &key, Some(&version)).await?;
+            swept.versions_removed += 1;
+        }
+        let count = page.versions.len();
+        for (i, entry) in page.versions.into_iter().enumerate() {
+            let new_key = previous
+                .as_ref()
+                .is_none_or(|p| p.info.key != entry.info.key);
+            if new_key {
+                // The key before this one was a delete marker alone.
+                if let Some(p) = previous
+                    .take()
+                    .filter(|p| p.delete_marker && p.is_latest && noncurrent == 0)
+                    && lifecycle
+                        .rules
+                        .iter()
+                        .any(|r| r.removes_lone_marker(&p.info.key))
+                {
+                    store
+                        .delete_object(bucket, &p.info.key, Some(&id(&p)))
+                        .await?;
+                    swept.versions_removed += 1;
+                }
+                noncurrent = 0;
+            }
             if swept.examined >= budget {
                 swept.stopped_at_budget = true;
+                if let Some((key, version)) = deferred.take() {
+                    store.delete_object(bucket, &key, Some(&version)).await?;
+                    swept.versions_removed += 1;
+                }
+                if let Some((key_marker, version_marker)) = last_kept {
+                    cursor.versions.insert(
+                        bucket.to_owned(),
+                        Resume {
+                            key_marker,
+                            version_marker,
+                            previous,
+                            noncurrent,
+                        },
+                    );
+                }
                 return Ok(false);
             }
             swept.examined += 1;
-            if group.last().is_some_and(|e| e.info.key != entry.info.key) {
-                expire_versions(
-                    store,
-                    bucket,
-                    lifecycle,
-                    now_ms,
-                    &std::mem::take(&mut group),
-                    swept,
-                )
-                .await?;
+            let expired = !new_key
+                && previous.as_ref().is_some_and(|successor| {
+                    lifecycle.rules.iter().any(|r| {
+                        r.expires_noncurrent(
+                            &entry.info.key,
+                            entry.info.size,
+                            entry.delete_marker,
+                            noncurrent,
+                            successor.info.last_modified_ms,
+                            now_ms,
+                        )
+                    })
+                });
+            if !new_key {
+                noncurrent += 1;
             }
-            group.push(entry);
+            if expired {
+                if i + 1 == count && page.truncated {
+                    deferred = Some((entry.info.key.clone(), id(&entry)));
+                } else {
+                    store
+                        .delete_object(bucket, &entry.info.key, Some(&id(&entry)))
+                        .await?;
+                    swept.versions_removed += 1;
+                }
+            } else {
+                last_kept = Some((entry.info.key.clone(), Some(id(&entry))));
+            }
+            // The successor of the next version: S3 counts a version's noncurrent days from
+            // when the one after it was written, whether or not that one is still there.
+            previous = Some(entry);
         }
         match (page.truncated, page.next_key_marker) {
             (true, Some(next)) => {
@@ -617,48 +732,22 @@ async fn sweep_versions<S: ObjectStore>(
             _ => break,
         }
     }
-    expire_versions(store, bucket, lifecycle, now_ms, &group, swept).await?;
-    Ok(true)
-}
-
-/// Applies the rules to one key's versions, newest first.
-async fn expire_versions<S: ObjectStore>(
-    store: &S,
-    bucket: &str,
-    lifecycle: &Lifecycle,
-    now_ms: i64,
-    versions: &[VersionEntry],
-    swept: &mut Swept,
-) -> Result<(), StoreError> {
-    let Some(latest) = versions.first() else {
-        return Ok(());
-    };
-    let key = latest.info.key.as_str();
-    let id = |e: &VersionEntry| e.info.version_id.clone().unwrap_or_else(|| "null".into());
-    if versions.len() == 1
-        && latest.delete_marker
-        && lifecycle.rules.iter().any(|r| r.removes_lone_marker(key))
-    {
-        store.delete_object(bucket, key, Some(&id(latest))).await?;
+    if let Some((key, version)) = deferred.take() {
+        store.delete_object(bucket, &key, Some(&version)).await?;
         swept.versions_removed += 1;
-        return Ok(());
     }
-    for (newer, pair) in versions.windows(2).enumerate() {
-        let (successor, version) = (&pair[0], &pair[1]);
-        if lifecycle.rules.iter().any(|r| {
-            r.expires_noncurrent(
-                key,
-                version.info.size,
-                newer,
-                successor.info.last_modified_ms,
-                now_ms,
-            )
-        }) {
-            store.delete_object(bucket, key, Some(&id(version))).await?;
-            swept.versions_removed += 1;
-        }
+    if let Some(p) = previous.filter(|p| p.delete_marker && p.is_latest && noncurrent == 0)
+        && lifecycle
+            .rules
+            .iter()
+            .any(|r| r.removes_lone_marker(&p.info.key))
+    {
+        store
+            .delete_object(bucket, &p.info.key, Some(&id(&p)))
+            .await?;
+        swept.versions_removed += 1;
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -814,16 +903,22 @@ mod tests {
             .await
             .unwrap();
         // Not yet.
-        let early = sweep(&store, T0 + 1000, 100).await.unwrap();
+        let early = sweep(&store, T0 + 1000, 100, &mut Cursor::default())
+            .await
+            .unwrap();
         assert_eq!((early.expired, early.aborted), (0, 0));
         // A budget of 2: stopped, with work left.
         let later = midnight_after(T0) + 1;
-        let bounded = sweep(&store, later, 2).await.unwrap();
+        let bounded = sweep(&store, later, 2, &mut Cursor::default())
+            .await
+            .unwrap();
         assert!(
             bounded.stopped_at_budget && bounded.examined == 2,
             "{bounded:?}"
         );
-        let swept = sweep(&store, later, 100).await.unwrap();
+        let swept = sweep(&store, later, 100, &mut Cursor::default())
+            .await
+            .unwrap();
         assert!(!swept.stopped_at_budget);
         let listed = |bucket: &'static str| {
             let store = &store;
@@ -911,21 +1006,92 @@ mod tests {
         };
         // Not a day noncurrent yet: nothing goes.
         assert_eq!(
-            sweep(&store, T0 + 1000, 100)
+            sweep(&store, T0 + 1000, 100, &mut Cursor::default())
                 .await
                 .unwrap()
                 .versions_removed,
             0
         );
         let later = midnight_after(T0) + 1;
-        let swept = sweep(&store, later, 100).await.unwrap();
+        let swept = sweep(&store, later, 100, &mut Cursor::default())
+            .await
+            .unwrap();
         // logs/k keeps its current and newest noncurrent version; gone/k loses its version.
         assert_eq!(swept.versions_removed, 2, "{swept:?}");
         assert_eq!(count("logs/").await, 2);
         assert_eq!(count("gone/").await, 1);
         // The marker is alone now: the next pass removes it.
-        let swept = sweep(&store, later, 100).await.unwrap();
+        let swept = sweep(&store, later, 100, &mut Cursor::default())
+            .await
+            .unwrap();
         assert_eq!(swept.versions_removed, 1, "{swept:?}");
         assert_eq!(count("gone/").await, 0);
+    }
+
+    #[tokio::test]
+    async fn passes_over_budget_go_on_where_the_last_one_stopped() {
+        use crate::store::{MemoryStore, PutOptions, Versioning};
+        let clock = std::sync::Arc::new(keyless_types::FixedClock::at_unix((T0 / 1000) as u64));
+        let store = MemoryStore::new(clock);
+        store.create_bucket("b").await.unwrap();
+        store
+            .set_versioning("b", Versioning::Enabled)
+            .await
+            .unwrap();
+        // One hot key with 30 versions, and 10 keys after it with 3 each.
+        let mut keys = vec!["logs/hot".to_owned(); 30];
+        for i in 0..10 {
+            keys.extend(std::iter::repeat_n(format!("logs/k{i}"), 3));
+        }
+        for key in &keys {
+            let body: crate::store::ByteStream = Box::pin(futures_util::stream::iter([Ok(
+                bytes::Bytes::from_static(b"x"),
+            )]));
+            store
+                .put_object("b", key, body, PutOptions::default())
+                .await
+                .unwrap();
+        }
+        let lifecycle = Lifecycle {
+            rules: vec![Rule {
+                size_less_than: None,
+                noncurrent_days: Some(1),
+                newer_noncurrent_versions: Some(1),
+                ..rule(None, None)
+            }],
+        };
+        store
+            .set_bucket_config(
+                "b",
+                BucketConfig::Lifecycle,
+                Some(serde_json::to_string(&lifecycle).unwrap()),
+            )
+            .await
+            .unwrap();
+        let later = midnight_after(T0) + 1;
+        let mut cursor = Cursor::default();
+        let mut passes = 0;
+        loop {
+            passes += 1;
+            let swept = sweep(&store, later, 8, &mut cursor).await.unwrap();
+            if !swept.stopped_at_budget {
+                break;
+            }
+            assert!(passes < 20, "no progress");
+        }
+        assert!(passes > 3, "{passes}");
+        // Every key keeps its current and newest noncurrent version.
+        let left = store
+            .list_versions(
+                "b",
+                VersionQuery {
+                    max_keys: 1000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .versions;
+        assert_eq!(left.len(), 22, "{left:?}");
     }
 }

@@ -94,18 +94,27 @@ struct Lifecycle {
     interval: Duration,
 }
 
-/// Objects and uploads one lifecycle pass looks at, at most.
+/// Objects, versions and uploads one lifecycle pass looks at, at most; the next pass goes on
+/// where it stopped.
 const LIFECYCLE_BUDGET: usize = 100_000;
 
 impl Lifecycle {
     async fn run(self, shutdown: Shutdown) {
+        let mut cursor = keyless_s3::lifecycle::Cursor::default();
         loop {
             tokio::select! {
                 () = shutdown.requested() => return,
                 () = tokio::time::sleep(self.interval) => {}
             }
             let now = self.clock.unix_millis();
-            match keyless_s3::lifecycle::sweep(self.store.as_ref(), now, LIFECYCLE_BUDGET).await {
+            match keyless_s3::lifecycle::sweep(
+                self.store.as_ref(),
+                now,
+                LIFECYCLE_BUDGET,
+                &mut cursor,
+            )
+            .await
+            {
                 Ok(swept)
                     if swept.expired + swept.aborted + swept.versions_removed > 0
                         || swept.stopped_at_budget =>

@@ -13,8 +13,8 @@ use keyless_iam::Caller;
 use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{
-    CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectsInput, ListObjectsV2Input,
-    PutObjectTaggingInput, UploadPartCopyInput,
+    CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectVersionsInput, ListObjectsInput,
+    ListObjectsV2Input, PutObjectTaggingInput, UploadPartCopyInput,
 };
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
@@ -157,6 +157,7 @@ impl<S: ObjectStore> Authorizer<S> {
     /// will use.
     async fn list<T>(
         &self,
+        op: S3Op,
         req: &S3Request<T>,
         bucket: &str,
         prefix: Option<&str>,
@@ -175,7 +176,6 @@ impl<S: ObjectStore> Authorizer<S> {
         facts.prefix = Some(prefix.unwrap_or(""));
         facts.delimiter = delimiter;
         facts.max_keys = Some(i64::from(max_keys.unwrap_or(1000)));
-        let op = S3Op::ListObjectsV2;
         self.decide(
             caller.as_ref(),
             op.action(),
@@ -232,7 +232,11 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         // deleting many keys key by key, listings with their `s3:prefix` and friends.
         if matches!(
             op,
-            S3Op::DeleteObjects | S3Op::ListObjects | S3Op::ListObjectsV2 | S3Op::PutObjectTagging
+            S3Op::DeleteObjects
+                | S3Op::ListObjects
+                | S3Op::ListObjectsV2
+                | S3Op::ListObjectVersions
+                | S3Op::PutObjectTagging
         ) {
             return Ok(());
         }
@@ -306,6 +310,7 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
     async fn list_objects(&self, req: &mut S3Request<ListObjectsInput>) -> S3Result<()> {
         let i = &req.input;
         self.list(
+            S3Op::ListObjects,
             req,
             &i.bucket,
             i.prefix.as_deref(),
@@ -318,6 +323,23 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
     async fn list_objects_v2(&self, req: &mut S3Request<ListObjectsV2Input>) -> S3Result<()> {
         let i = &req.input;
         self.list(
+            S3Op::ListObjectsV2,
+            req,
+            &i.bucket,
+            i.prefix.as_deref(),
+            i.delimiter.as_deref(),
+            i.max_keys,
+        )
+        .await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: &mut S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<()> {
+        let i = &req.input;
+        self.list(
+            S3Op::ListObjectVersions,
             req,
             &i.bucket,
             i.prefix.as_deref(),
@@ -345,10 +367,11 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         {
             return Err(access_denied());
         }
-        let facts = self.facts(caller.as_ref(), &req.extensions);
         let mut allowed = Vec::new();
         let mut denied = Vec::new();
         for object in std::mem::take(&mut req.input.delete.objects) {
+            let mut facts = self.facts(caller.as_ref(), &req.extensions);
+            facts.version_id = object.version_id.as_deref();
             let resource = object_arn(&req.input.bucket, &object.key);
             match self
                 .decide(
@@ -361,7 +384,7 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
                 .await
             {
                 Ok(()) => allowed.push(object),
-                Err(_) => denied.push(object.key),
+                Err(_) => denied.push((object.key, object.version_id)),
             }
         }
         req.input.delete.objects = allowed;
@@ -384,6 +407,7 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         let mut facts = self.facts(caller.as_ref(), &req.extensions);
         facts.request_tags = &tags;
         facts.existing_tags = &existing;
+        facts.version_id = req.input.version_id.as_deref();
         self.decide(
             caller.as_ref(),
             S3Op::PutObjectTagging.action_for(req.input.version_id.as_deref()),

@@ -118,7 +118,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .store
             .get_object(src_bucket, src_key, src_version, range)
             .await
-            .map_err(store_error)?;
+            .map_err(super::object::copy_source_error)?;
         let conditions = Conditions {
             if_match: input.copy_source_if_match.as_ref(),
             if_none_match: input.copy_source_if_none_match.as_ref(),
@@ -264,7 +264,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .map_err(store_error)?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             server_side_encryption: super::object::sse(info.sealed),
-            version_id: info.version_id.clone(),
+            version_id: info.version_header(),
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(ETag::Strong(info.etag)),

@@ -39,6 +39,21 @@ pub(super) fn missing_key(e: StoreError, may_list: Option<MayList>) -> s3s::S3Er
     }
 }
 
+/// A copy source that cannot be read, as S3 answers it: a delete marker named by its version
+/// is `InvalidRequest`; a key whose latest version is a delete marker is `NoSuchKey`.
+pub(super) fn copy_source_error(e: StoreError) -> s3s::S3Error {
+    match e {
+        StoreError::DeleteMarker {
+            requested: true, ..
+        } => s3_error!(
+            InvalidRequest,
+            "The source of a copy request may not specifically refer to a delete marker by version id."
+        ),
+        StoreError::DeleteMarker { .. } => aws_error(S3ErrorCode::NoSuchKey),
+        e => store_error(e),
+    }
+}
+
 /// The bucket, key and version (if named) of `x-amz-copy-source`.
 pub(super) fn copy_source(source: &CopySource) -> S3Result<(&str, &str, Option<&str>)> {
     match source {
@@ -221,7 +236,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         Ok(S3Response::new(PutObjectOutput {
             server_side_encryption: sse(info.sealed),
             e_tag: Some(etag(&info)),
-            version_id: info.version_id,
+            version_id: info.version_header(),
             ..Default::default()
         }))
     }
@@ -297,7 +312,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(info.last_modified_ms)),
             metadata: metadata_out(&info),
-            version_id: info.version_id.clone(),
+            version_id: info.version_header(),
             ..Default::default()
         }))
     }
@@ -365,7 +380,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             e_tag: Some(etag(&info)),
             last_modified: Some(timestamp(info.last_modified_ms)),
             metadata: metadata_out(&info),
-            version_id: info.version_id.clone(),
+            version_id: info.version_header(),
             ..Default::default()
         }))
     }
@@ -380,9 +395,15 @@ impl<S: ObjectStore> KeylessS3<S> {
             .delete_object(&input.bucket, &input.key, input.version_id.as_deref())
             .await
             .map_err(store_error)?;
+        // A null delete marker (versioning suspended) and the null version answer `null`.
+        let version_id = match (deleted.version_id, deleted.delete_marker) {
+            (Some(id), _) => Some(id),
+            (None, true) => Some("null".to_owned()),
+            (None, false) => input.version_id,
+        };
         Ok(S3Response::new(DeleteObjectOutput {
             delete_marker: deleted.delete_marker.then_some(true),
-            version_id: deleted.version_id,
+            version_id,
             ..Default::default()
         }))
     }
@@ -399,11 +420,11 @@ impl<S: ObjectStore> KeylessS3<S> {
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         if let Some(DeniedKeys(keys)) = req.extensions.get::<DeniedKeys>() {
-            errors.extend(keys.iter().map(|key| Error {
+            errors.extend(keys.iter().map(|(key, version)| Error {
                 code: Some("AccessDenied".to_owned()),
                 key: Some(key.clone()),
                 message: Some("Access Denied".to_owned()),
-                version_id: None,
+                version_id: version.clone(),
             }));
         }
         for object in input.delete.objects {
@@ -420,7 +441,9 @@ impl<S: ObjectStore> KeylessS3<S> {
                     key: Some(object.key),
                     delete_marker: done.delete_marker.then_some(true),
                     delete_marker_version_id: match named {
-                        None if done.delete_marker => done.version_id.clone(),
+                        None if done.delete_marker => {
+                            Some(done.version_id.clone().unwrap_or_else(|| "null".into()))
+                        }
                         Some(v) if done.delete_marker => Some(v.to_owned()),
                         _ => None,
                     },
@@ -471,7 +494,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .store
             .get_object(src_bucket, src_key, src_version, None)
             .await
-            .map_err(store_error)?;
+            .map_err(copy_source_error)?;
         let conditions = Conditions {
             if_match: input.copy_source_if_match.as_ref(),
             if_none_match: input.copy_source_if_none_match.as_ref(),
@@ -532,8 +555,8 @@ impl<S: ObjectStore> KeylessS3<S> {
             .map_err(store_error)?;
         Ok(S3Response::new(CopyObjectOutput {
             server_side_encryption: sse(info.sealed),
-            copy_source_version_id: source.version_id.clone(),
-            version_id: info.version_id.clone(),
+            copy_source_version_id: source.version_header(),
+            version_id: info.version_header(),
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&info)),
                 last_modified: Some(timestamp(info.last_modified_ms)),

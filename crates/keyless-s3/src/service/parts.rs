@@ -158,7 +158,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 .then(|| StorageClass::from_static(StorageClass::STANDARD)),
             object_parts: parts,
             last_modified: Some(timestamp(info.last_modified_ms)),
-            version_id: info.version_id.clone(),
+            version_id: info.version_header(),
             ..Default::default()
         }))
     }
@@ -189,6 +189,7 @@ mod tests {
                 })
                 .collect(),
             version_id: None,
+            versioned: false,
         }
     }
 

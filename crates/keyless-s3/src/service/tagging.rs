@@ -53,7 +53,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .map_err(store_error)?;
         Ok(S3Response::new(GetObjectTaggingOutput {
             tag_set: tag_set(&info.tags),
-            version_id: info.version_id,
+            version_id: info.version_header(),
         }))
     }
 

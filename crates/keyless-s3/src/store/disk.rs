@@ -812,6 +812,7 @@ fn apply_job(
     if state.keeps_versions() {
         drop(objects);
         let mut record = job.record.clone();
+        record.info.versioned = true;
         record.seq = versioned::next_seq(txn)?;
         record.info.version_id = match state {
             Versioning::Enabled => Some(new_version_id(record.seq)?),
@@ -891,6 +892,18 @@ fn read_record(
 /// The record of a key's latest version (`None`) or of the version named, or why there is none:
 /// a delete marker answers as S3 answers it.
 fn read_version(
+    txn: &redb::ReadTransaction,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<ObjectRecord, StoreError> {
+    read_version_record(txn, bucket, key, version).map(|mut record| {
+        record.info.versioned = record.versioned;
+        record
+    })
+}
+
+fn read_version_record(
     txn: &redb::ReadTransaction,
     bucket: &str,
     key: &str,
@@ -1333,6 +1346,7 @@ impl ObjectStore for DiskStore {
                 headers: options.headers,
                 parts: Vec::new(),
                 version_id: None,
+                versioned: false,
             },
             blob,
             sealed,
@@ -1452,7 +1466,14 @@ impl ObjectStore for DiskStore {
                                 key,
                                 version_id,
                             },
-                            None => StoreError::NoSuchKey { bucket, key },
+                            // As a GET answers it: a delete marker on top.
+                            None => match versioned::latest(&tables.versions, &bucket, &key)? {
+                                Some(marker) if marker.delete_marker => StoreError::DeleteMarker {
+                                    version_id: marker.info.version_id,
+                                    requested: false,
+                                },
+                                _ => StoreError::NoSuchKey { bucket, key },
+                            },
                         });
                     }
                 };
@@ -2015,6 +2036,7 @@ impl ObjectStore for DiskStore {
                 headers: record.headers,
                 parts: object_parts(&chosen),
                 version_id: None,
+                versioned: false,
             },
             blob,
             sealed,

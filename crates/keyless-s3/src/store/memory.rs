@@ -75,6 +75,7 @@ impl Bucket {
         delete_marker: bool,
     ) -> Result<(), StoreError> {
         self.seq += 1;
+        info.versioned = true;
         info.version_id = match self.versioning {
             Versioning::Enabled => Some(new_version_id(self.seq)?),
             _ => None,
@@ -294,6 +295,7 @@ impl ObjectStore for MemoryStore {
             headers: options.headers,
             parts: Vec::new(),
             version_id: None,
+            versioned: false,
         };
         self.with_bucket(bucket, |b| {
             if let Some(condition) = &options.condition {
@@ -382,6 +384,7 @@ impl ObjectStore for MemoryStore {
                         headers: Default::default(),
                         parts: Vec::new(),
                         version_id: None,
+                        versioned: false,
                     };
                     b.add_version(&mut marker, Bytes::new(), true)?;
                     b.sync_latest(key);
@@ -458,7 +461,8 @@ impl ObjectStore for MemoryStore {
                 return Ok(());
             }
             if b.versioning == Versioning::Unversioned {
-                for (key, (info, data)) in &b.objects {
+                for (key, (info, data)) in &mut b.objects {
+                    info.versioned = true;
                     b.versions.insert(
                         key.clone(),
                         vec![Version {
@@ -636,6 +640,7 @@ impl ObjectStore for MemoryStore {
                 headers: up.options.headers.clone(),
                 parts: object_parts(&chosen),
                 version_id: None,
+                versioned: false,
             };
             if let Some(condition) = &condition {
                 condition.check(

@@ -169,6 +169,10 @@ pub struct ObjectInfo {
     /// of a bucket that never had versioning, and those written while it was suspended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+    /// Whether it is a version in a bucket with versioning (where the null version answers
+    /// `x-amz-version-id: null`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub versioned: bool,
 }
 
 /// The headers S3 stores with an object as the PUT (or CreateMultipartUpload, or a copy with
@@ -210,6 +214,14 @@ pub struct ObjectPart {
 }
 
 impl ObjectInfo {
+    /// The version id as S3 answers it: the id, `null` for the null version of a bucket with
+    /// versioning, nothing without versioning.
+    pub fn version_header(&self) -> Option<String> {
+        self.version_id
+            .clone()
+            .or_else(|| self.versioned.then(|| "null".to_owned()))
+    }
+
     /// The `(offset, length)` of part `number` and the part count, or `None` when the object
     /// has no such part. An object stored whole is one part.
     pub fn part_range(&self, number: u32) -> Option<((u64, u64), usize)> {

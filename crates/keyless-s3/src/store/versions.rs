@@ -200,6 +200,7 @@ mod tests {
                 headers: Default::default(),
                 parts: Vec::new(),
                 version_id: id.map(str::to_owned),
+                versioned: false,
             },
             delete_marker: false,
             is_latest,

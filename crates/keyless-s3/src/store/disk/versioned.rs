@@ -124,6 +124,7 @@ impl<'txn> Tables<'txn> {
             stale.extend(self.remove(bucket, &null)?);
         }
         record.versioned = true;
+        record.info.versioned = true;
         let encoded = encode(&record)?;
         let at = (bucket, key.as_str(), order(record.seq));
         self.versions
@@ -213,6 +214,7 @@ pub(super) fn delete_marker(
             headers: Default::default(),
             parts: Vec::new(),
             version_id,
+            versioned: true,
         },
         blob: String::new(),
         sealed: Vec::new(),
@@ -247,6 +249,7 @@ pub(super) fn migrate(txn: &WriteTransaction, bucket: &str) -> Result<usize, Sto
         };
         record.info.version_id = None;
         record.versioned = true;
+        record.info.versioned = true;
         let encoded = encode(&record)?;
         let at = (bucket, key.as_str(), order(record.seq));
         tables
