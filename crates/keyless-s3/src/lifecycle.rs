@@ -756,6 +756,17 @@ mod tests {
 
     const T0: i64 = 1_800_000_000_000; // 2027-01-15T08:00:00Z
 
+    /// Stores one byte under `key`.
+    async fn put_x(store: &impl ObjectStore, bucket: &str, key: &str) {
+        let body: crate::store::ByteStream = Box::pin(futures_util::stream::iter([Ok(
+            bytes::Bytes::from_static(b"x"),
+        )]));
+        store
+            .put_object(bucket, key, body, crate::store::PutOptions::default())
+            .await
+            .unwrap();
+    }
+
     fn rule(expiry: Option<Expiry>, abort: Option<u32>) -> Rule {
         Rule {
             id: "r".into(),
@@ -878,13 +889,7 @@ mod tests {
         store.create_bucket("untouched").await.unwrap();
         for key in ["logs/1", "logs/2", "keep/1"] {
             for bucket in ["b", "untouched"] {
-                let body: crate::store::ByteStream = Box::pin(futures_util::stream::iter([Ok(
-                    bytes::Bytes::from_static(b"x"),
-                )]));
-                store
-                    .put_object(bucket, key, body, PutOptions::default())
-                    .await
-                    .unwrap();
+                put_x(&store, bucket, key).await;
             }
         }
         store
@@ -943,7 +948,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sweep_expires_noncurrent_versions_and_lone_delete_markers() {
-        use crate::store::{MemoryStore, PutOptions, Versioning};
+        use crate::store::{MemoryStore, Versioning};
         let clock = std::sync::Arc::new(keyless_types::FixedClock::at_unix((T0 / 1000) as u64));
         let store = MemoryStore::new(clock);
         store.create_bucket("b").await.unwrap();
@@ -952,13 +957,7 @@ mod tests {
             .await
             .unwrap();
         for key in ["logs/k", "logs/k", "logs/k", "gone/k"] {
-            let body: crate::store::ByteStream = Box::pin(futures_util::stream::iter([Ok(
-                bytes::Bytes::from_static(b"x"),
-            )]));
-            store
-                .put_object("b", key, body, PutOptions::default())
-                .await
-                .unwrap();
+            put_x(&store, "b", key).await;
         }
         store.delete_object("b", "gone/k", None).await.unwrap();
         let noncurrent = |prefix: &str, keep: Option<u32>, markers: bool| Rule {
@@ -1030,7 +1029,7 @@ mod tests {
 
     #[tokio::test]
     async fn passes_over_budget_go_on_where_the_last_one_stopped() {
-        use crate::store::{MemoryStore, PutOptions, Versioning};
+        use crate::store::{MemoryStore, Versioning};
         let clock = std::sync::Arc::new(keyless_types::FixedClock::at_unix((T0 / 1000) as u64));
         let store = MemoryStore::new(clock);
         store.create_bucket("b").await.unwrap();
@@ -1044,13 +1043,7 @@ mod tests {
             keys.extend(std::iter::repeat_n(format!("logs/k{i}"), 3));
         }
         for key in &keys {
-            let body: crate::store::ByteStream = Box::pin(futures_util::stream::iter([Ok(
-                bytes::Bytes::from_static(b"x"),
-            )]));
-            store
-                .put_object("b", key, body, PutOptions::default())
-                .await
-                .unwrap();
+            put_x(&store, "b", key).await;
         }
         let lifecycle = Lifecycle {
             rules: vec![Rule {

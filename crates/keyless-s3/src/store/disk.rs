@@ -284,6 +284,16 @@ impl DiskStore {
                 None => Ok(false),
             }
         };
+        // Each part's data key, re-wrapped; whether any changed.
+        let rewrap_record = |record: &mut ObjectRecord| -> Result<bool, StoreError> {
+            let mut any = false;
+            for part in &mut record.sealed {
+                if let Some(key) = &mut part.key {
+                    any |= rewrap(key)?;
+                }
+            }
+            Ok(any)
+        };
         let txn = self.inner.db.begin_write().map_err(db_err)?;
         let mut count = 0usize;
         {
@@ -292,13 +302,7 @@ impl DiskStore {
             for entry in objects.iter().map_err(db_err)? {
                 let (k, v) = entry.map_err(db_err)?;
                 let mut record: ObjectRecord = decode(v.value())?;
-                let mut any = false;
-                for part in &mut record.sealed {
-                    if let Some(key) = &mut part.key {
-                        any |= rewrap(key)?;
-                    }
-                }
-                if any {
+                if rewrap_record(&mut record)? {
                     let (bucket, key) = k.value();
                     changed.push(((bucket.to_owned(), key.to_owned()), encode(&record)?));
                 }
@@ -314,13 +318,7 @@ impl DiskStore {
             for entry in versions.iter().map_err(db_err)? {
                 let (k, v) = entry.map_err(db_err)?;
                 let mut record: ObjectRecord = decode(v.value())?;
-                let mut any = false;
-                for part in &mut record.sealed {
-                    if let Some(key) = &mut part.key {
-                        any |= rewrap(key)?;
-                    }
-                }
-                if any {
+                if rewrap_record(&mut record)? {
                     let (bucket, key, at) = k.value();
                     changed.push(((bucket.to_owned(), key.to_owned(), at), encode(&record)?));
                 }

@@ -372,20 +372,7 @@ impl ObjectStore for MemoryStore {
                     delete_marker: false,
                 }),
                 (true, None) => {
-                    let mut marker = ObjectInfo {
-                        key: key.to_owned(),
-                        size: 0,
-                        etag: String::new(),
-                        last_modified_ms: now,
-                        content_type: None,
-                        metadata: BTreeMap::new(),
-                        sealed: false,
-                        tags: Vec::new(),
-                        headers: Default::default(),
-                        parts: Vec::new(),
-                        version_id: None,
-                        versioned: false,
-                    };
+                    let mut marker = ObjectInfo::delete_marker(key, None, now);
                     b.add_version(&mut marker, Bytes::new(), true)?;
                     b.sync_latest(key);
                     Ok(Deleted {

@@ -214,6 +214,24 @@ pub struct ObjectPart {
 }
 
 impl ObjectInfo {
+    /// A delete marker of `key` made at `now_ms`: no data, no ETag.
+    pub(crate) fn delete_marker(key: &str, version_id: Option<String>, now_ms: i64) -> Self {
+        Self {
+            key: key.to_owned(),
+            size: 0,
+            etag: String::new(),
+            last_modified_ms: now_ms,
+            content_type: None,
+            metadata: BTreeMap::new(),
+            sealed: false,
+            tags: Vec::new(),
+            headers: ContentHeaders::default(),
+            parts: Vec::new(),
+            version_id,
+            versioned: true,
+        }
+    }
+
     /// The version id as S3 answers it: the id, `null` for the null version of a bucket with
     /// versioning, nothing without versioning.
     pub fn version_header(&self) -> Option<String> {

@@ -202,20 +202,7 @@ pub(super) fn delete_marker(
         _ => None,
     };
     Ok(ObjectRecord {
-        info: ObjectInfo {
-            key: key.to_owned(),
-            size: 0,
-            etag: String::new(),
-            last_modified_ms: now_ms,
-            content_type: None,
-            metadata: Default::default(),
-            sealed: false,
-            tags: Vec::new(),
-            headers: Default::default(),
-            parts: Vec::new(),
-            version_id,
-            versioned: true,
-        },
+        info: ObjectInfo::delete_marker(key, version_id, now_ms),
         blob: String::new(),
         sealed: Vec::new(),
         inline: false,
