@@ -67,7 +67,9 @@ def test_configurations_are_kept_checked_and_removed(server):
     )
 
 
-def test_the_periodic_pass_expires_objects_and_aborts_uploads(keyless_bin, tmp_path):
+def faketime_server(keyless_bin, tmp_path):
+    """`keyless serve` with a lifecycle pass every second, under libfaketime: the file it
+    returns holds the clock's offset (`+3d`)."""
     library = faketime_library()
     if library is None:
         pytest.skip("libfaketime is not installed (apt-get install faketime; scripts/test does)")
@@ -75,7 +77,11 @@ def test_the_periodic_pass_expires_objects_and_aborts_uploads(keyless_bin, tmp_p
     offset.write_text("+0\n")
     env = dict(os.environ, LD_PRELOAD=library, FAKETIME_TIMESTAMP_FILE=str(offset),
                FAKETIME_CACHE_DURATION="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
-    server = Server(keyless_bin, tmp_path / "data", extra=["--lifecycle-interval", "1s"], env=env)
+    return Server(keyless_bin, tmp_path / "data", extra=["--lifecycle-interval", "1s"], env=env), offset
+
+
+def test_the_periodic_pass_expires_objects_and_aborts_uploads(keyless_bin, tmp_path):
+    server, offset = faketime_server(keyless_bin, tmp_path)
     try:
         s3 = server.client()
         s3.create_bucket(Bucket="bkt")
@@ -113,14 +119,7 @@ VERSION_RULES = [
 
 
 def test_the_periodic_pass_expires_noncurrent_versions_and_lone_markers(keyless_bin, tmp_path):
-    library = faketime_library()
-    if library is None:
-        pytest.skip("libfaketime is not installed (apt-get install faketime; scripts/test does)")
-    offset = tmp_path / "faketime"
-    offset.write_text("+0\n")
-    env = dict(os.environ, LD_PRELOAD=library, FAKETIME_TIMESTAMP_FILE=str(offset),
-               FAKETIME_CACHE_DURATION="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
-    server = Server(keyless_bin, tmp_path / "data", extra=["--lifecycle-interval", "1s"], env=env)
+    server, offset = faketime_server(keyless_bin, tmp_path)
     try:
         s3 = server.client()
         s3.create_bucket(Bucket="bkt")
