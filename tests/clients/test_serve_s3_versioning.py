@@ -66,6 +66,14 @@ def test_versions_markers_and_restores_with_boto3(s3):
     assert copied["CopySourceVersionId"] == v1 and copied["VersionId"] not in (v1, v2)
     assert s3.get_object(Bucket="bkt", Key="k")["Body"].read() == b"one"
 
+    # Tagging answers the version it tagged, the latest one when none is named.
+    latest = s3.head_object(Bucket="bkt", Key="k")["VersionId"]
+    tagged = s3.put_object_tagging(Bucket="bkt", Key="k", Tagging={"TagSet": [{"Key": "a", "Value": "1"}]})
+    assert tagged["VersionId"] == latest
+    tagged = s3.put_object_tagging(Bucket="bkt", Key="k", VersionId=v2, Tagging={"TagSet": []})
+    assert tagged["VersionId"] == v2
+    assert s3.get_object_tagging(Bucket="bkt", Key="k")["TagSet"] == [{"Key": "a", "Value": "1"}]
+
     # Unknown and malformed version ids answer as S3 does.
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.get_object(Bucket="bkt", Key="k", VersionId=v2[:16] + "0" * 16)

@@ -32,12 +32,13 @@ impl<S: ObjectStore> KeylessS3<S> {
         let tags = body_tags(&input.tagging.tag_set)?;
         check_tags(&tags, MAX_OBJECT_TAGS)?;
         let version = input.version_id.as_deref();
-        self.store
+        let tagged = self
+            .store
             .set_object_tags(&input.bucket, &input.key, version, tags)
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(PutObjectTaggingOutput {
-            version_id: input.version_id,
+            version_id: tagged.version_header(),
         }))
     }
 
@@ -63,12 +64,13 @@ impl<S: ObjectStore> KeylessS3<S> {
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         let input = req.input;
         let version = input.version_id.as_deref();
-        self.store
+        let tagged = self
+            .store
             .set_object_tags(&input.bucket, &input.key, version, Vec::new())
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(DeleteObjectTaggingOutput {
-            version_id: input.version_id,
+            version_id: tagged.version_header(),
         }))
     }
 

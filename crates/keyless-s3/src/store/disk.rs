@@ -1417,6 +1417,13 @@ impl ObjectStore for DiskStore {
             let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_CHUNK);
             return Ok((record.info, Box::pin(stream)));
         }
+        if let Some(version_id) = version {
+            return Err(StoreError::NoSuchVersion {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                version_id: version_id.to_owned(),
+            });
+        }
         Err(StoreError::NoSuchKey {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
@@ -1429,12 +1436,12 @@ impl ObjectStore for DiskStore {
         key: &str,
         version: Option<&str>,
         tags: Vec<(String, String)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<ObjectInfo, StoreError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         let version = version.map(str::to_owned);
         self.blocking(move |inner| {
             let txn = inner.db.begin_write().map_err(db_err)?;
-            {
+            let info = {
                 let state = bucket_write_record(&txn, &bucket)?.versioning;
                 let mut tables = Tables::open(&txn)?;
                 let found: Option<ObjectRecord> = match (&version, state.keeps_versions()) {
@@ -1476,6 +1483,7 @@ impl ObjectStore for DiskStore {
                     }
                 };
                 record.info.tags = tags;
+                record.info.versioned = record.versioned;
                 if record.versioned {
                     tables.update(&bucket, &record)?;
                 } else {
@@ -1485,8 +1493,10 @@ impl ObjectStore for DiskStore {
                         .insert((bucket.as_str(), key.as_str()), encoded.as_slice())
                         .map_err(db_err)?;
                 }
-            }
-            txn.commit().map_err(db_err)
+                record.info
+            };
+            txn.commit().map_err(db_err)?;
+            Ok(info)
         })
         .await
     }

@@ -323,9 +323,9 @@ impl ObjectStore for MemoryStore {
         key: &str,
         version: Option<&str>,
         tags: Vec<(String, String)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<ObjectInfo, StoreError> {
         self.with_bucket(bucket, |b| {
-            let (info, _) = b.version(bucket, key, version)?;
+            let (mut info, _) = b.version(bucket, key, version)?;
             if let Some(all) = b.versions.get_mut(key) {
                 for v in all
                     .iter_mut()
@@ -337,9 +337,10 @@ impl ObjectStore for MemoryStore {
             if let Some((latest, _)) = b.objects.get_mut(key)
                 && latest.version_id == info.version_id
             {
-                latest.tags = tags;
+                latest.tags.clone_from(&tags);
             }
-            Ok(())
+            info.tags = tags;
+            Ok(info)
         })
     }
 

@@ -546,14 +546,14 @@ pub trait ObjectStore: Send + Sync + 'static {
         version: Option<&str>,
     ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
     /// Replaces the tags of an object's latest version, or of `version` (its data, ETag and
-    /// time stay).
+    /// time stay); answers the version tagged.
     fn set_object_tags(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
         tags: Vec<(String, String)>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
     /// Deletes an object as S3 does: without `version`, the object (no versioning), or a new
     /// delete marker on top of its versions (versioning enabled or suspended); with it, that
     /// version for good. Deleting an absent key or version succeeds.
