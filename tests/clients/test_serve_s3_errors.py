@@ -168,16 +168,16 @@ def test_request_ids_on_s3_responses(server):
     meta = e.value.response["ResponseMetadata"]
     assert meta["RequestId"] == meta["HTTPHeaders"]["x-amz-request-id"] not in ids
     assert e.value.response["Error"]["Key"] == "missing"
-    # A refusal made before s3s (browser-form POST) carries them too.
+    # A malformed browser form (refused as it streams in) carries them too.
     request = urllib.request.Request(f"{server.endpoint}/bkt", data=b"--x--", method="POST",
                                      headers={"Content-Type": "multipart/form-data; boundary=x"})
     try:
         urllib.request.urlopen(request)
         raise AssertionError("form POST served")
     except urllib.error.HTTPError as refused:
-        assert refused.code == 501
+        assert refused.code == 400
         fields = error_fields(refused.read())
-        assert fields["Code"] == "NotImplemented"
+        assert fields["Code"] == "MalformedPOSTRequest"
         assert fields["RequestId"] == refused.headers["x-amz-request-id"]
 
 

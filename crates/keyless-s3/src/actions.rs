@@ -66,6 +66,7 @@ pub enum S3Op {
     PutBucketAcl,
     PutBucketPolicy,
     PutObject,
+    PostObject,
     PutObjectAcl,
     UploadPart,
     UploadPartCopy,
@@ -83,7 +84,7 @@ pub enum Scope {
 }
 
 /// Every operation, for tables and tests.
-pub const ALL_OPS: [S3Op; 53] = [
+pub const ALL_OPS: [S3Op; 54] = [
     S3Op::AbortMultipartUpload,
     S3Op::CompleteMultipartUpload,
     S3Op::CopyObject,
@@ -134,6 +135,7 @@ pub const ALL_OPS: [S3Op; 53] = [
     S3Op::PutBucketAcl,
     S3Op::PutBucketPolicy,
     S3Op::PutObject,
+    S3Op::PostObject,
     S3Op::PutObjectAcl,
     S3Op::UploadPart,
     S3Op::UploadPartCopy,
@@ -193,6 +195,7 @@ impl S3Op {
             Self::PutBucketAcl => "PutBucketAcl",
             Self::PutBucketPolicy => "PutBucketPolicy",
             Self::PutObject => "PutObject",
+            Self::PostObject => "PostObject",
             Self::PutObjectAcl => "PutObjectAcl",
             Self::UploadPart => "UploadPart",
             Self::UploadPartCopy => "UploadPartCopy",
@@ -212,6 +215,7 @@ impl S3Op {
             | Self::CopyObject
             | Self::CreateMultipartUpload
             | Self::PutObject
+            | Self::PostObject
             | Self::UploadPart
             | Self::UploadPartCopy => "s3:PutObject",
             Self::CreateBucket => "s3:CreateBucket",
@@ -328,6 +332,7 @@ impl S3Op {
             | Self::HeadObject
             | Self::ListParts
             | Self::PutObject
+            | Self::PostObject
             | Self::UploadPart
             | Self::GetObjectAcl
             | Self::GetObjectAttributes
@@ -676,6 +681,7 @@ mod tests {
             ("PutBucketAcl", "s3:PutBucketAcl", "arn:aws:s3:::b"),
             ("PutObjectAcl", "s3:PutObjectAcl", "arn:aws:s3:::b/k"),
             ("ListBuckets", "s3:ListAllMyBuckets", "*"),
+            ("PostObject", "s3:PutObject", "arn:aws:s3:::b/k"),
             (
                 "PutBucketVersioning",
                 "s3:PutBucketVersioning",

@@ -17,6 +17,21 @@ pub struct SecureTransport(pub bool);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MayList(pub bool);
 
+/// What a browser-form POST carries that s3s does not hand on, found by the front as the
+/// form streams into s3s (the fields come before the file, and s3s reads them before any
+/// check): the `x-amz-security-token` field (temporary credentials' session token travels
+/// there, not in a header), the `acl` field and the file's name (for `${filename}` in the
+/// key).
+#[derive(Debug, Clone, Default)]
+pub struct FormFields {
+    /// The `x-amz-security-token` field.
+    pub token: std::sync::Arc<std::sync::OnceLock<String>>,
+    /// The `acl` field (s3s reads only `x-amz-acl`).
+    pub acl: std::sync::Arc<std::sync::OnceLock<String>>,
+    /// The file part's `filename`.
+    pub filename: std::sync::Arc<std::sync::OnceLock<String>>,
+}
+
 /// Keys (and the versions named) of a DeleteObjects request that the caller may not delete,
 /// set aside by the authorizer for the handler to report.
 #[derive(Debug, Clone, Default)]

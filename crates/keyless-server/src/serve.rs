@@ -283,6 +283,13 @@ impl Server {
         let authorizer = Authorizer::new(store, keys, clock);
         builder.set_auth(authorizer.clone());
         builder.set_access(authorizer);
+        // s3s holds a browser form's file in memory (after the POST policy's signature is
+        // checked): bounded per form, and forms are let in a few at a time (FORM_POSTS).
+        let mut s3s_config = s3s::config::S3Config::default();
+        s3s_config.post_object_max_file_size = POST_OBJECT_MAX_BYTES;
+        builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+            s3s_config,
+        ))));
 
         let mut host = None;
         if !args.domain.is_empty() {
@@ -381,8 +388,10 @@ impl Server {
         let http = s3_http(limits.idle_timeout);
         let request_log_level = self_request_log;
         let secure = tls.is_some();
+        let forms = Arc::new(tokio::sync::Semaphore::new(FORM_POSTS));
         listener::serve("s3", s3, http, tls, limits, shutdown, move |peer| {
             let (service, query, issuer) = (service.clone(), query.clone(), Arc::clone(&issuer));
+            let forms = Arc::clone(&forms);
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 #[allow(clippy::disallowed_methods)] // the composition root times requests
                 let started = std::time::Instant::now();
@@ -397,6 +406,7 @@ impl Server {
                 req.extensions_mut().insert(SecureTransport(secure));
                 let (service, query, issuer) =
                     (service.clone(), query.clone(), Arc::clone(&issuer));
+                let forms = Arc::clone(&forms);
                 async move {
                     let mut response = async {
                         if let Some(document) = oidc_document(&issuer, &req) {
@@ -406,14 +416,26 @@ impl Server {
                         if QueryApi::claims(&req) {
                             return Ok(query.serve(req, Some(peer.ip()), secure).await);
                         }
-                        // s3s reads a browser-form POST (PostObject) whole, before any check;
-                        // Keyless does not serve it, so it is refused before a byte is read.
+                        // A browser form (PostObject): a few at a time, since s3s holds each
+                        // one's file in memory; its session token and file name are kept on the way.
                         if is_form_post(&req) {
-                            let e = s3s::S3Error::with_message(
-                                s3s::S3ErrorCode::NotImplemented,
-                                "POST uploads from browser forms are not supported.",
+                            let Ok(_permit) = forms.try_acquire() else {
+                                let e = s3s::S3Error::with_message(
+                                    s3s::S3ErrorCode::SlowDown,
+                                    "Please reduce your request rate.",
+                                );
+                                return Ok(service.refuse(&req, e));
+                            };
+                            let req = keyless_s3::wire::form::sniff_fields(req);
+                            let fields = req
+                                .extensions()
+                                .get::<keyless_s3::extensions::FormFields>()
+                                .cloned()
+                                .unwrap_or_default();
+                            let response = service.serve(req).await?;
+                            return Ok(
+                                keyless_s3::wire::form::name_the_key(response, &fields).await
                             );
-                            return Ok(service.refuse(&req, e));
                         }
                         sigv2_bucket_path(&mut req);
                         service.serve(req).await
@@ -748,6 +770,14 @@ fn expects_continue(headers: &hyper::HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
 }
+
+/// Browser-form uploads served at once; more wait for a slot by answering `SlowDown` (503), which
+/// browsers' upload code retries.
+const FORM_POSTS: usize = 4;
+
+/// The largest file a browser form may upload (S3 allows 5 GB; s3s holds the file in memory,
+/// so Keyless keeps it to this).
+const POST_OBJECT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 fn is_form_post<B>(req: &hyper::Request<B>) -> bool {
     req.method() == hyper::Method::POST

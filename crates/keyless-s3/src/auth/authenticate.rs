@@ -44,7 +44,16 @@ impl<S: ObjectStore> Authorizer<S> {
         let (auth_type, version) = query.signing(cx.headers());
         let token = match cx.headers().get("x-amz-security-token") {
             Some(header) => header.to_str().ok().map(str::to_owned),
-            None => query.token,
+            None => query.token.or_else(|| {
+                cx.extensions_mut()
+                    .get::<crate::extensions::FormFields>()
+                    .and_then(|f| f.token.get().cloned())
+            }),
+        };
+        // A browser form is signed with its POST policy (s3s has checked it).
+        let (auth_type, version) = match (auth_type, cx.s3_op().name()) {
+            (None, "PostObject") => (Some(AuthType::Post), Some("AWS4-HMAC-SHA256")),
+            _ => (auth_type, version),
         };
         if let (Some(AuthType::Header), Some("AWS")) = (auth_type, version) {
             self.check_v2_date(cx.headers())?;

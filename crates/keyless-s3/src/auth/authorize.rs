@@ -14,14 +14,14 @@ use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, 
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{
     CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectVersionsInput, ListObjectsInput,
-    ListObjectsV2Input, PutObjectTaggingInput, UploadPartCopyInput,
+    ListObjectsV2Input, PostObjectInput, PutObjectTaggingInput, UploadPartCopyInput,
 };
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
 use super::authenticate::Signed;
 use super::{Authorizer, access_denied};
-use crate::actions::{RequestFacts, S3Op, object_arn};
+use crate::actions::{AuthType, RequestFacts, S3Op, object_arn};
 use crate::extensions::{ClientAddr, DeniedKeys, MayList, SecureTransport};
 use crate::params::QueryAuth;
 use crate::store::{ObjectStore, StoreError};
@@ -237,6 +237,7 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
                 | S3Op::ListObjectsV2
                 | S3Op::ListObjectVersions
                 | S3Op::PutObjectTagging
+                | S3Op::PostObject
         ) {
             return Ok(());
         }
@@ -411,6 +412,46 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         self.decide(
             caller.as_ref(),
             S3Op::PutObjectTagging.action_for(req.input.version_id.as_deref()),
+            &req.input.bucket,
+            &object_arn(&req.input.bucket, &req.input.key),
+            &facts,
+        )
+        .await
+    }
+
+    /// A browser-form upload is a PutObject of the form's `key`, decided with the form's tags
+    /// and encryption as a PUT's headers would be; its ACL and encryption fields are refused as
+    /// those headers are.
+    async fn post_object(&self, req: &mut S3Request<PostObjectInput>) -> S3Result<()> {
+        let form = req
+            .extensions
+            .get::<crate::extensions::FormFields>()
+            .cloned()
+            .unwrap_or_default();
+        crate::service::refuse_form_fields(
+            &req.input,
+            form.acl.get().map(String::as_str),
+            &self.inner.account_id,
+        )?;
+        // `${filename}` in the key is the uploaded file's name, as S3 has it.
+        if req.input.key.contains("${filename}") {
+            let name = form.filename.get().cloned().unwrap_or_default();
+            req.input.key = req.input.key.replace("${filename}", &name);
+        }
+        let caller = Self::settled(&req.extensions)?;
+        let tags = crate::tags::header_tags(req.input.tagging.as_deref()).unwrap_or_default();
+        let mut facts = self.facts(caller.as_ref(), &req.extensions);
+        facts.request_tags = &tags;
+        facts.auth_type = Some(AuthType::Post);
+        facts.signature_version = Some("AWS4-HMAC-SHA256");
+        facts.server_side_encryption = req
+            .input
+            .server_side_encryption
+            .as_ref()
+            .map(|s| s.as_str());
+        self.decide(
+            caller.as_ref(),
+            S3Op::PostObject.action(),
             &req.input.bucket,
             &object_arn(&req.input.bucket, &req.input.key),
             &facts,

@@ -20,6 +20,41 @@ mod versioning;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A browser form's fields that S3 reads as PutObject's headers (`acl`,
+/// `x-amz-server-side-encryption` and the SSE-C and KMS ones), refused as the headers would
+/// be: what Keyless does not implement is never ignored.
+pub(crate) fn refuse_form_fields(
+    input: &s3s::dto::PostObjectInput,
+    acl: Option<&str>,
+    owner_id: &str,
+) -> s3s::S3Result<()> {
+    let mut headers = http::HeaderMap::new();
+    let mut put = |name: &'static str, value: Option<&str>| {
+        if let Some(v) = value.and_then(|v| http::HeaderValue::from_str(v).ok()) {
+            headers.insert(name, v);
+        }
+    };
+    put("x-amz-acl", acl.or(input.acl.as_ref().map(|a| a.as_str())));
+    put(
+        "x-amz-server-side-encryption",
+        input.server_side_encryption.as_ref().map(|s| s.as_str()),
+    );
+    put(
+        "x-amz-server-side-encryption-customer-algorithm",
+        input.sse_customer_algorithm.as_deref(),
+    );
+    put(
+        "x-amz-server-side-encryption-customer-key",
+        input.sse_customer_key.as_deref(),
+    );
+    put(
+        "x-amz-server-side-encryption-aws-kms-key-id",
+        input.ssekms_key_id.as_deref(),
+    );
+    acl::refuse_acl_headers(&headers, acl::AclOf::Object, owner_id)?;
+    encryption::refuse_unimplemented(&headers, encryption::Carries::Method)
+}
+
 use crate::store::ObjectStore;
 
 /// How long a request body may go without a byte before the request fails with

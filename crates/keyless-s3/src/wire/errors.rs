@@ -241,6 +241,7 @@ fn known(code: &str) -> Option<Known> {
             false,
             &[Signing],
         ),
+        "SlowDown" => ("Please reduce your request rate.", false, &[]),
         "XAmzContentSHA256Mismatch" => (
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
             false,

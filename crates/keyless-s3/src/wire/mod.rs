@@ -11,6 +11,7 @@
 mod body;
 mod cors;
 pub mod errors;
+pub mod form;
 mod kept;
 pub mod presign;
 mod signing;
@@ -108,11 +109,20 @@ impl S3Front {
                 .unwrap_or_else(serialize);
             return Ok(self.complete(response, &kept, id, log.as_ref()));
         }
+        let form = kept.method == http::Method::POST
+            && kept
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"));
         let mut response =
             match presign::check(req.uri().query()).and_then(|()| body::check(&kept, has_key)) {
                 Ok(()) => self.service.call(req.map(Into::into)).await?,
                 Err(refused) => serialize(refused),
             };
+        if form {
+            response = form::as_s3_refuses_it(response);
+        }
         if let (Some(source), Some(origin), Some(bucket)) =
             (&self.cors, cors::origin(&kept.headers), bucket.as_deref())
             && let Some(rules) = source.cors(bucket).await
