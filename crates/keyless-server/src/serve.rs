@@ -418,7 +418,7 @@ impl Server {
                         }
                         // A browser form (PostObject): a few at a time, since s3s holds each
                         // one's file in memory; its session token and file name are kept on the way.
-                        if is_form_post(&req) {
+                        if keyless_s3::wire::form::is_form(req.method(), req.headers()) {
                             let Ok(_permit) = forms.try_acquire() else {
                                 let e = s3s::S3Error::with_message(
                                     s3s::S3ErrorCode::SlowDown,
@@ -778,11 +778,6 @@ const FORM_POSTS: usize = 4;
 /// The largest file a browser form may upload (S3 allows 5 GB; s3s holds the file in memory,
 /// so Keyless keeps it to this).
 const POST_OBJECT_MAX_BYTES: u64 = 64 * 1024 * 1024;
-
-fn is_form_post<B>(req: &hyper::Request<B>) -> bool {
-    req.method() == hyper::Method::POST
-        && crate::query::content_type_is(req.headers(), "multipart/form-data")
-}
 
 #[cfg(test)]
 mod tests {

@@ -37,14 +37,7 @@ fn read_whole(kept: &Kept, has_key: bool) -> bool {
     match kept.method {
         Method::PUT if has_key => OBJECT_XML_SUBRESOURCES.iter().any(|s| has(s)),
         Method::PUT => true,
-        Method::POST => {
-            let form = kept
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"));
-            has_key || !form
-        }
+        Method::POST => has_key || !super::form::is_form(&kept.method, &kept.headers),
         _ => false,
     }
 }

@@ -19,6 +19,19 @@ use s3s::stream::{ByteStream, DynByteStream, RemainingLength};
 
 use crate::extensions::FormFields;
 
+/// Whether a request is a browser-form upload: a POST of `multipart/form-data`.
+pub fn is_form(method: &http::Method, headers: &http::HeaderMap) -> bool {
+    method == http::Method::POST
+        && headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                t.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            })
+}
+
 /// How much of a form is searched for the token.
 pub const SCAN_LIMIT: usize = 256 * 1024;
 

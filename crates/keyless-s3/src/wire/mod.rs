@@ -109,12 +109,7 @@ impl S3Front {
                 .unwrap_or_else(serialize);
             return Ok(self.complete(response, &kept, id, log.as_ref()));
         }
-        let form = kept.method == http::Method::POST
-            && kept
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"));
+        let form = form::is_form(&kept.method, &kept.headers);
         let mut response =
             match presign::check(req.uri().query()).and_then(|()| body::check(&kept, has_key)) {
                 Ok(()) => self.service.call(req.map(Into::into)).await?,
