@@ -426,12 +426,7 @@ impl Server {
                                 );
                                 return Ok(service.refuse(&req, e));
                             };
-                            let req = keyless_s3::wire::form::sniff_fields(req);
-                            let fields = req
-                                .extensions()
-                                .get::<keyless_s3::extensions::FormFields>()
-                                .cloned()
-                                .unwrap_or_default();
+                            let (req, fields) = keyless_s3::wire::form::sniff_fields(req);
                             let response = service.serve(req).await?;
                             return Ok(
                                 keyless_s3::wire::form::name_the_key(response, &fields).await

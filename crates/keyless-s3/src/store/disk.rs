@@ -78,16 +78,13 @@ struct ObjectRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sealed: Vec<SealedPart>,
     /// Whether the data is in the `inline` table (small objects: one commit makes them
-    /// durable, no file needed), or in `version_data` when `versioned`. Kept apart so that
+    /// durable, no file needed), or in `version_data` when `info.versioned`. Kept apart so that
     /// listings never read data.
     #[serde(default)]
     inline: bool,
     /// Its write sequence number, in a bucket with versioning (0: written before it).
     #[serde(default, skip_serializing_if = "is_zero")]
     seq: u64,
-    /// Whether it is a version in `versions` (its bucket has versioning).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    versioned: bool,
     /// Whether it is a delete marker (in `versions` only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     delete_marker: bool,
@@ -645,7 +642,7 @@ impl DiskStore {
                 return Ok((record, None));
             }
             let missing = || StoreError::Database(format!("the inline data of `{key}` is missing"));
-            let data = if record.versioned {
+            let data = if record.info.versioned {
                 txn.open_table(VERSION_DATA)
                     .map_err(db_err)?
                     .get((bucket.as_str(), key.as_str(), order(record.seq)))
@@ -890,18 +887,6 @@ fn read_record(
 /// The record of a key's latest version (`None`) or of the version named, or why there is none:
 /// a delete marker answers as S3 answers it.
 fn read_version(
-    txn: &redb::ReadTransaction,
-    bucket: &str,
-    key: &str,
-    version: Option<&str>,
-) -> Result<ObjectRecord, StoreError> {
-    read_version_record(txn, bucket, key, version).map(|mut record| {
-        record.info.versioned = record.versioned;
-        record
-    })
-}
-
-fn read_version_record(
     txn: &redb::ReadTransaction,
     bucket: &str,
     key: &str,
@@ -1350,7 +1335,6 @@ impl ObjectStore for DiskStore {
             sealed,
             inline: inline.is_some(),
             seq: 0,
-            versioned: false,
             delete_marker: false,
         };
         let condition = options.condition.take();
@@ -1483,8 +1467,7 @@ impl ObjectStore for DiskStore {
                     }
                 };
                 record.info.tags = tags;
-                record.info.versioned = record.versioned;
-                if record.versioned {
+                if record.info.versioned {
                     tables.update(&bucket, &record)?;
                 } else {
                     let encoded = encode(&record)?;
@@ -2050,7 +2033,6 @@ impl ObjectStore for DiskStore {
             sealed,
             inline: false,
             seq: 0,
-            versioned: false,
             delete_marker: false,
         };
         let completion = Completion {

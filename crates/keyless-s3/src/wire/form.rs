@@ -35,27 +35,30 @@ pub fn is_form(method: &http::Method, headers: &http::HeaderMap) -> bool {
 /// How much of a form is searched for the token.
 pub const SCAN_LIMIT: usize = 256 * 1024;
 
-/// Passes a form's body through, keeping its `x-amz-security-token` field and its file's name
-/// in `FormFields`, which is put in the request's extensions.
-pub fn sniff_fields<B: Into<Body>>(req: http::Request<B>) -> http::Request<Body> {
+/// Passes a form's body through, keeping its `x-amz-security-token` and `acl` fields and its
+/// file's name in the `FormFields` returned, which are also put in the request's extensions.
+pub fn sniff_fields<B: Into<Body>>(req: http::Request<B>) -> (http::Request<Body>, FormFields) {
     let fields = FormFields::default();
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(fields.clone());
     let sniffer = Sniffer {
         inner: body.into(),
         seen: Vec::new(),
-        fields,
+        lower: Vec::new(),
+        fields: fields.clone(),
         done: false,
         too_long: false,
     };
     let stream: DynByteStream = Box::pin(sniffer);
-    http::Request::from_parts(parts, Body::from(stream))
+    (http::Request::from_parts(parts, Body::from(stream)), fields)
 }
 
 struct Sniffer {
     inner: Body,
-    /// The form's first bytes, lower-cased, until the token is found or the limit reached.
+    /// The form's first bytes, until the file's part is seen or the limit reached.
     seen: Vec<u8>,
+    /// The same, lower-cased, for part headers (their names are case-insensitive).
+    lower: Vec<u8>,
     fields: FormFields,
     done: bool,
     /// The fields ran past [`SCAN_LIMIT`] without the file: the form is refused there, before
@@ -69,19 +72,21 @@ impl Sniffer {
             return;
         }
         let room = SCAN_LIMIT.saturating_sub(self.seen.len());
-        self.seen.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let taken = &chunk[..chunk.len().min(room)];
+        self.seen.extend_from_slice(taken);
+        self.lower.extend(taken.iter().map(u8::to_ascii_lowercase));
         for (name, slot) in [
             ("x-amz-security-token", &self.fields.token),
             ("acl", &self.fields.acl),
         ] {
             if slot.get().is_none()
-                && let Some(value) = field_in(&self.seen, name)
+                && let Some(value) = field_in(&self.seen, &self.lower, name)
             {
                 let _ = slot.set(value);
             }
         }
         // The file comes last: once its name is seen, so has every field before it.
-        if let Some(name) = filename_in(&self.seen) {
+        if let Some(name) = filename_in(&self.seen, &self.lower) {
             let _ = self.fields.filename.set(name);
             self.done = true;
         } else if self.seen.len() >= SCAN_LIMIT {
@@ -90,16 +95,16 @@ impl Sniffer {
         }
         if self.done {
             self.seen = Vec::new();
+            self.lower = Vec::new();
         }
     }
 }
 
 /// The value of the field `name`, once the part that holds it has been seen whole. `seen`
-/// holds the form's bytes as sent; the part header is matched without regard to case (field
-/// names are case-insensitive in S3's forms).
-fn field_in(seen: &[u8], name: &str) -> Option<String> {
+/// holds the form's bytes as sent and `lower` the same lower-cased, where the part header is
+/// matched (field names are case-insensitive in S3's forms).
+fn field_in(seen: &[u8], lower: &[u8], name: &str) -> Option<String> {
     let field = format!("name=\"{name}\"");
-    let lower = seen.to_ascii_lowercase();
     let at = lower
         .windows(field.len())
         .position(|w| w == field.as_bytes())?;
@@ -189,9 +194,8 @@ pub(super) fn as_s3_refuses_it(response: s3s::HttpResponse) -> s3s::HttpResponse
 }
 
 /// The file part's `filename`, once its part header is whole.
-fn filename_in(seen: &[u8]) -> Option<String> {
+fn filename_in(seen: &[u8], lower: &[u8]) -> Option<String> {
     const NAME: &[u8] = b"; filename=\"";
-    let lower = seen.to_ascii_lowercase();
     let at = lower.windows(NAME.len()).position(|w| w == NAME)? + NAME.len();
     let rest = &seen[at..];
     let end = rest.iter().position(|&b| b == b'"')?;
@@ -233,6 +237,10 @@ impl ByteStream for Sniffer {
 mod tests {
     use super::*;
 
+    fn field(seen: &[u8]) -> Option<String> {
+        field_in(seen, &seen.to_ascii_lowercase(), "x-amz-security-token")
+    }
+
     #[test]
     fn the_token_field_is_found_in_any_case_and_split_anywhere() {
         let form = b"--b\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nk\r\n--b\r\n\
@@ -243,6 +251,7 @@ Content-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nDATA\r\n--b
             let mut sniffer = Sniffer {
                 inner: Body::empty(),
                 seen: Vec::new(),
+                lower: Vec::new(),
                 fields: fields.clone(),
                 done: false,
                 too_long: false,
@@ -262,23 +271,15 @@ Content-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\nDATA\r\n--b
             );
         }
         assert_eq!(
-            filename_in(b"name=\"file\"; filename=\"C:\\Users\\me\\cv.pdf\"\r\n").as_deref(),
+            {
+                let h = b"name=\"file\"; filename=\"C:\\Users\\me\\cv.pdf\"\r\n";
+                filename_in(h, &h.to_ascii_lowercase())
+            }
+            .as_deref(),
             Some("cv.pdf")
         );
-        assert_eq!(
-            field_in(
-                b"--b\r\nname=\"key\"\r\n\r\nk\r\n--b",
-                "x-amz-security-token"
-            ),
-            None
-        );
+        assert_eq!(field(b"--b\r\nname=\"key\"\r\n\r\nk\r\n--b"), None);
         // A value not yet whole is not taken.
-        assert_eq!(
-            field_in(
-                b"name=\"x-amz-security-token\"\r\n\r\nIQo",
-                "x-amz-security-token"
-            ),
-            None
-        );
+        assert_eq!(field(b"name=\"x-amz-security-token\"\r\n\r\nIQo"), None);
     }
 }

@@ -123,7 +123,6 @@ impl<'txn> Tables<'txn> {
         {
             stale.extend(self.remove(bucket, &null)?);
         }
-        record.versioned = true;
         record.info.versioned = true;
         let encoded = encode(&record)?;
         let at = (bucket, key.as_str(), order(record.seq));
@@ -207,7 +206,6 @@ pub(super) fn delete_marker(
         sealed: Vec::new(),
         inline: false,
         seq,
-        versioned: true,
         delete_marker: true,
     })
 }
@@ -235,7 +233,6 @@ pub(super) fn migrate(txn: &WriteTransaction, bucket: &str) -> Result<usize, Sto
             false => None,
         };
         record.info.version_id = None;
-        record.versioned = true;
         record.info.versioned = true;
         let encoded = encode(&record)?;
         let at = (bucket, key.as_str(), order(record.seq));
