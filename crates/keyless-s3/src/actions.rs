@@ -55,6 +55,11 @@ pub enum S3Op {
     GetObjectAcl,
     GetObjectAttributes,
     GetObjectLockConfiguration,
+    PutObjectLockConfiguration,
+    GetObjectRetention,
+    PutObjectRetention,
+    GetObjectLegalHold,
+    PutObjectLegalHold,
     GetPublicAccessBlock,
     HeadBucket,
     HeadObject,
@@ -84,7 +89,7 @@ pub enum Scope {
 }
 
 /// Every operation, for tables and tests.
-pub const ALL_OPS: [S3Op; 54] = [
+pub const ALL_OPS: [S3Op; 59] = [
     S3Op::AbortMultipartUpload,
     S3Op::CompleteMultipartUpload,
     S3Op::CopyObject,
@@ -124,6 +129,11 @@ pub const ALL_OPS: [S3Op; 54] = [
     S3Op::GetObjectAcl,
     S3Op::GetObjectAttributes,
     S3Op::GetObjectLockConfiguration,
+    S3Op::PutObjectLockConfiguration,
+    S3Op::GetObjectRetention,
+    S3Op::PutObjectRetention,
+    S3Op::GetObjectLegalHold,
+    S3Op::PutObjectLegalHold,
     S3Op::GetPublicAccessBlock,
     S3Op::HeadBucket,
     S3Op::HeadObject,
@@ -184,6 +194,11 @@ impl S3Op {
             Self::GetObjectAcl => "GetObjectAcl",
             Self::GetObjectAttributes => "GetObjectAttributes",
             Self::GetObjectLockConfiguration => "GetObjectLockConfiguration",
+            Self::PutObjectLockConfiguration => "PutObjectLockConfiguration",
+            Self::GetObjectRetention => "GetObjectRetention",
+            Self::PutObjectRetention => "PutObjectRetention",
+            Self::GetObjectLegalHold => "GetObjectLegalHold",
+            Self::PutObjectLegalHold => "PutObjectLegalHold",
             Self::GetPublicAccessBlock => "GetPublicAccessBlock",
             Self::HeadBucket => "HeadBucket",
             Self::HeadObject => "HeadObject",
@@ -261,6 +276,11 @@ impl S3Op {
             Self::GetObjectAcl => "s3:GetObjectAcl",
             Self::GetObjectAttributes => "s3:GetObjectAttributes",
             Self::GetObjectLockConfiguration => "s3:GetBucketObjectLockConfiguration",
+            Self::PutObjectLockConfiguration => "s3:PutBucketObjectLockConfiguration",
+            Self::GetObjectRetention => "s3:GetObjectRetention",
+            Self::PutObjectRetention => "s3:PutObjectRetention",
+            Self::GetObjectLegalHold => "s3:GetObjectLegalHold",
+            Self::PutObjectLegalHold => "s3:PutObjectLegalHold",
             Self::GetPublicAccessBlock => "s3:GetBucketPublicAccessBlock",
             Self::PutBucketAcl => "s3:PutBucketAcl",
             Self::PutObjectAcl => "s3:PutObjectAcl",
@@ -319,6 +339,7 @@ impl S3Op {
             | Self::ListObjectVersions
             | Self::GetBucketWebsite
             | Self::GetObjectLockConfiguration
+            | Self::PutObjectLockConfiguration
             | Self::GetPublicAccessBlock
             | Self::PutBucketAcl
             | Self::PutBucketPolicy => Scope::Bucket,
@@ -340,6 +361,10 @@ impl S3Op {
             | Self::PutObjectTagging
             | Self::GetObjectTagging
             | Self::DeleteObjectTagging
+            | Self::GetObjectRetention
+            | Self::PutObjectRetention
+            | Self::GetObjectLegalHold
+            | Self::PutObjectLegalHold
             | Self::UploadPartCopy => Scope::Object,
         }
     }
@@ -367,6 +392,41 @@ impl S3Op {
         matches!(self, Self::CopyObject | Self::UploadPartCopy)
     }
 
+    /// The further actions AWS requires of a request that asks for Object Lock: a write with
+    /// a retention needs `s3:PutObjectRetention`, with a legal hold `s3:PutObjectLegalHold`; a
+    /// bucket created with Object Lock needs `s3:PutBucketObjectLockConfiguration` and
+    /// `s3:PutBucketVersioning`. Each on the operation's own resource.
+    /// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock-managing.html>
+    pub fn also_needs(self, asks: LockAsks) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        match self {
+            Self::PutObject | Self::CopyObject | Self::CreateMultipartUpload | Self::PostObject => {
+                if asks.retention {
+                    out.push("s3:PutObjectRetention");
+                }
+                if asks.legal_hold {
+                    out.push("s3:PutObjectLegalHold");
+                }
+            }
+            Self::CreateBucket if asks.bucket_lock => {
+                out.extend([
+                    "s3:PutBucketObjectLockConfiguration",
+                    "s3:PutBucketVersioning",
+                ]);
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Whether `x-amz-bypass-governance-retention` means something to the operation.
+    pub fn may_bypass_governance(self) -> bool {
+        matches!(
+            self,
+            Self::DeleteObject | Self::DeleteObjects | Self::PutObjectRetention
+        )
+    }
+
     /// The resource ARN of the operation on `bucket` and `key`.
     pub fn resource(self, bucket: &str, key: &str) -> String {
         match self.scope() {
@@ -375,6 +435,20 @@ impl S3Op {
             Scope::Object => object_arn(bucket, key),
         }
     }
+}
+
+/// The action that lets a request bypass governance-mode retention.
+pub const BYPASS_GOVERNANCE: &str = "s3:BypassGovernanceRetention";
+
+/// What a request asks of Object Lock, for [`S3Op::also_needs`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockAsks {
+    /// A retention (`x-amz-object-lock-mode` and `-retain-until-date`).
+    pub retention: bool,
+    /// A legal hold (`x-amz-object-lock-legal-hold`).
+    pub legal_hold: bool,
+    /// A bucket with Object Lock (`x-amz-bucket-object-lock-enabled: true`).
+    pub bucket_lock: bool,
 }
 
 /// `arn:aws:s3:::BUCKET`.
@@ -449,6 +523,14 @@ pub struct RequestFacts<'a> {
     pub existing_tags: &'a [(String, String)],
     /// `s3:versionid`: the version the request names (`versionId`).
     pub version_id: Option<&'a str>,
+    /// `s3:object-lock-mode`: the retention mode the request sets.
+    pub object_lock_mode: Option<&'a str>,
+    /// `s3:object-lock-retain-until-date`: the end of the retention it sets (ISO 8601).
+    pub object_lock_retain_until_date: Option<&'a str>,
+    /// `s3:object-lock-remaining-retention-days`: whole days from now to that end.
+    pub object_lock_remaining_retention_days: Option<i64>,
+    /// `s3:object-lock-legal-hold`: the legal hold it sets (`ON`, `OFF`).
+    pub object_lock_legal_hold: Option<&'a str>,
     /// `s3:prefix`, `s3:delimiter` and `s3:max-keys` for listings.
     pub prefix: Option<&'a str>,
     /// See `prefix`.
@@ -501,6 +583,23 @@ impl RequestFacts<'_> {
         put(
             "s3:x-amz-server-side-encryption",
             self.server_side_encryption.map(Cow::Borrowed),
+        );
+        put(
+            "s3:object-lock-mode",
+            self.object_lock_mode.map(Cow::Borrowed),
+        );
+        put(
+            "s3:object-lock-retain-until-date",
+            self.object_lock_retain_until_date.map(Cow::Borrowed),
+        );
+        put(
+            "s3:object-lock-remaining-retention-days",
+            self.object_lock_remaining_retention_days
+                .map(|n| n.to_string().into()),
+        );
+        put(
+            "s3:object-lock-legal-hold",
+            self.object_lock_legal_hold.map(Cow::Borrowed),
         );
         put("s3:prefix", self.prefix.map(Cow::Borrowed));
         put("s3:delimiter", self.delimiter.map(Cow::Borrowed));
@@ -692,6 +791,31 @@ mod tests {
                 "s3:ListBucketVersions",
                 "arn:aws:s3:::b",
             ),
+            (
+                "PutObjectLockConfiguration",
+                "s3:PutBucketObjectLockConfiguration",
+                "arn:aws:s3:::b",
+            ),
+            (
+                "GetObjectRetention",
+                "s3:GetObjectRetention",
+                "arn:aws:s3:::b/k",
+            ),
+            (
+                "PutObjectRetention",
+                "s3:PutObjectRetention",
+                "arn:aws:s3:::b/k",
+            ),
+            (
+                "GetObjectLegalHold",
+                "s3:GetObjectLegalHold",
+                "arn:aws:s3:::b/k",
+            ),
+            (
+                "PutObjectLegalHold",
+                "s3:PutObjectLegalHold",
+                "arn:aws:s3:::b/k",
+            ),
         ];
         assert_eq!(table.len(), ALL_OPS.len());
         for (name, action, resource) in table {
@@ -702,6 +826,38 @@ mod tests {
         assert!(S3Op::CopyObject.reads_copy_source());
         assert!(S3Op::UploadPartCopy.reads_copy_source());
         assert!(!S3Op::PutObject.reads_copy_source());
+    }
+
+    #[test]
+    fn object_lock_asks_need_their_own_actions() {
+        let none = LockAsks::default();
+        let all = LockAsks {
+            retention: true,
+            legal_hold: true,
+            bucket_lock: true,
+        };
+        assert!(S3Op::PutObject.also_needs(none).is_empty());
+        assert_eq!(
+            S3Op::PutObject.also_needs(all),
+            ["s3:PutObjectRetention", "s3:PutObjectLegalHold"]
+        );
+        assert_eq!(
+            S3Op::CreateMultipartUpload.also_needs(LockAsks {
+                legal_hold: true,
+                ..none
+            }),
+            ["s3:PutObjectLegalHold"]
+        );
+        assert_eq!(
+            S3Op::CreateBucket.also_needs(all),
+            [
+                "s3:PutBucketObjectLockConfiguration",
+                "s3:PutBucketVersioning"
+            ]
+        );
+        assert!(S3Op::GetObject.also_needs(all).is_empty());
+        assert!(S3Op::DeleteObject.may_bypass_governance());
+        assert!(!S3Op::PutObject.may_bypass_governance());
     }
 
     #[test]

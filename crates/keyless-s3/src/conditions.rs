@@ -139,6 +139,7 @@ mod tests {
             parts: Vec::new(),
             version_id: None,
             versioned: false,
+            lock: Default::default(),
         }
     }
 

@@ -36,3 +36,9 @@ pub struct FormFields {
 /// set aside by the authorizer for the handler to report.
 #[derive(Debug, Clone, Default)]
 pub struct DeniedKeys(pub Vec<(String, Option<String>)>);
+
+/// Whether the caller may bypass governance-mode retention (`s3:BypassGovernanceRetention`),
+/// decided by the authorizer when a request asks to (`x-amz-bypass-governance-retention:
+/// true`). Absent for the root user, who may. For DeleteObjects, whether it may for every key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MayBypassGovernance(pub bool);

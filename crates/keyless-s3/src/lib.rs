@@ -11,10 +11,14 @@ pub mod conditions;
 pub mod cors;
 pub mod extensions;
 pub mod lifecycle;
+pub mod object_lock;
 mod params;
 pub mod service;
 pub mod store;
 mod tags;
 pub mod wire;
 
-pub use actions::{ALL_OPS, AuthType, RequestFacts, S3Op, Scope, bucket_arn, object_arn};
+pub use actions::{
+    ALL_OPS, AuthType, BYPASS_GOVERNANCE, LockAsks, RequestFacts, S3Op, Scope, bucket_arn,
+    object_arn,
+};

@@ -25,6 +25,7 @@ use s3s::dto::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::object_lock::Governance;
 use crate::store::{
     BucketConfig, ListQuery, ObjectStore, StoreError, UploadRef, VersionEntry, VersionQuery,
 };
@@ -466,6 +467,9 @@ pub struct Swept {
     pub expired: usize,
     /// Noncurrent versions and lone delete markers deleted for good.
     pub versions_removed: usize,
+    /// Versions that expired but are kept because Object Lock protects them (S3 keeps them
+    /// too, until their retention ends and their legal hold is lifted).
+    pub locked: usize,
     /// Incomplete uploads aborted.
     pub aborted: usize,
     /// Objects and uploads looked at.
@@ -592,7 +596,9 @@ pub async fn sweep<S: ObjectStore>(
                     .iter()
                     .any(|r| r.expires(&object.key, object.size, object.last_modified_ms, now_ms))
                 {
-                    store.delete_object(&bucket.name, &object.key, None).await?;
+                    store
+                        .delete_object(&bucket.name, &object.key, None, Governance::Binds)
+                        .await?;
                     swept.expired += 1;
                 }
                 after = Some(object.key.clone());
@@ -603,6 +609,25 @@ pub async fn sweep<S: ObjectStore>(
         }
     }
     Ok(swept)
+}
+
+/// Deletes a version for good, unless Object Lock protects it.
+async fn remove_version<S: ObjectStore>(
+    store: &S,
+    bucket: &str,
+    key: &str,
+    version: &str,
+    swept: &mut Swept,
+) -> Result<(), StoreError> {
+    match store
+        .delete_object(bucket, key, Some(version), Governance::Binds)
+        .await
+    {
+        Ok(_) => swept.versions_removed += 1,
+        Err(StoreError::ObjectLocked(_)) => swept.locked += 1,
+        Err(e) => return Err(e),
+    }
+    Ok(())
 }
 
 /// The versions pass over one bucket: noncurrent versions and lone delete markers, as the
@@ -647,8 +672,7 @@ async fn sweep_versions<S: ObjectStore>(
             )
             .await?;
         if let Some((key, version)) = deferred.take() {
-            store.delete_object(bucket, &key, Some(&version)).await?;
-            swept.versions_removed += 1;
+            remove_version(store, bucket, &key, &version, swept).await?;
         }
         let count = page.versions.len();
         for (i, entry) in page.versions.into_iter().enumerate() {
@@ -665,18 +689,14 @@ async fn sweep_versions<S: ObjectStore>(
                         .iter()
                         .any(|r| r.removes_lone_marker(&p.info.key))
                 {
-                    store
-                        .delete_object(bucket, &p.info.key, Some(&id(&p)))
-                        .await?;
-                    swept.versions_removed += 1;
+                    remove_version(store, bucket, &p.info.key, &id(&p), swept).await?;
                 }
                 noncurrent = 0;
             }
             if swept.examined >= budget {
                 swept.stopped_at_budget = true;
                 if let Some((key, version)) = deferred.take() {
-                    store.delete_object(bucket, &key, Some(&version)).await?;
-                    swept.versions_removed += 1;
+                    remove_version(store, bucket, &key, &version, swept).await?;
                 }
                 if let Some((key_marker, version_marker)) = last_kept {
                     cursor.versions.insert(
@@ -712,10 +732,7 @@ async fn sweep_versions<S: ObjectStore>(
                 if i + 1 == count && page.truncated {
                     deferred = Some((entry.info.key.clone(), id(&entry)));
                 } else {
-                    store
-                        .delete_object(bucket, &entry.info.key, Some(&id(&entry)))
-                        .await?;
-                    swept.versions_removed += 1;
+                    remove_version(store, bucket, &entry.info.key, &id(&entry), swept).await?;
                 }
             } else {
                 last_kept = Some((entry.info.key.clone(), Some(id(&entry))));
@@ -733,8 +750,7 @@ async fn sweep_versions<S: ObjectStore>(
         }
     }
     if let Some((key, version)) = deferred.take() {
-        store.delete_object(bucket, &key, Some(&version)).await?;
-        swept.versions_removed += 1;
+        remove_version(store, bucket, &key, &version, swept).await?;
     }
     if let Some(p) = previous.filter(|p| p.delete_marker && p.is_latest && noncurrent == 0)
         && lifecycle
@@ -742,10 +758,7 @@ async fn sweep_versions<S: ObjectStore>(
             .iter()
             .any(|r| r.removes_lone_marker(&p.info.key))
     {
-        store
-            .delete_object(bucket, &p.info.key, Some(&id(&p)))
-            .await?;
-        swept.versions_removed += 1;
+        remove_version(store, bucket, &p.info.key, &id(&p), swept).await?;
     }
     Ok(true)
 }
@@ -959,7 +972,10 @@ mod tests {
         for key in ["logs/k", "logs/k", "logs/k", "gone/k"] {
             put_x(&store, "b", key).await;
         }
-        store.delete_object("b", "gone/k", None).await.unwrap();
+        store
+            .delete_object("b", "gone/k", None, Governance::Binds)
+            .await
+            .unwrap();
         let noncurrent = |prefix: &str, keep: Option<u32>, markers: bool| Rule {
             id: prefix.into(),
             prefix: prefix.into(),
@@ -1025,6 +1041,69 @@ mod tests {
             .unwrap();
         assert_eq!(swept.versions_removed, 1, "{swept:?}");
         assert_eq!(count("gone/").await, 0);
+    }
+
+    #[tokio::test]
+    async fn versions_under_object_lock_outlive_their_expiry() {
+        use crate::object_lock::{LockConfig, ObjectLock};
+        use crate::store::{MemoryStore, ObjectUpdate, Versioning};
+        let clock = std::sync::Arc::new(keyless_types::FixedClock::at_unix((T0 / 1000) as u64));
+        let store = MemoryStore::new(clock);
+        store.create_bucket("b").await.unwrap();
+        store
+            .set_versioning("b", Versioning::Enabled)
+            .await
+            .unwrap();
+        let no_default = serde_json::to_string(&LockConfig::default()).unwrap();
+        store
+            .set_bucket_config("b", BucketConfig::ObjectLock, Some(no_default))
+            .await
+            .unwrap();
+        put_x(&store, "b", "logs/k").await;
+        let held = store.head_object("b", "logs/k", None).await.unwrap();
+        store
+            .update_object("b", "logs/k", None, ObjectUpdate::LegalHold(true))
+            .await
+            .unwrap();
+        put_x(&store, "b", "logs/k").await;
+        let lifecycle = Lifecycle {
+            rules: vec![Rule {
+                size_less_than: None,
+                noncurrent_days: Some(1),
+                ..rule(None, None)
+            }],
+        };
+        store
+            .set_bucket_config(
+                "b",
+                BucketConfig::Lifecycle,
+                Some(serde_json::to_string(&lifecycle).unwrap()),
+            )
+            .await
+            .unwrap();
+        let later = midnight_after(T0) + 10 * DAY_MS;
+        let swept = sweep(&store, later, 100, &mut Cursor::default())
+            .await
+            .unwrap();
+        assert_eq!((swept.versions_removed, swept.locked), (0, 1), "{swept:?}");
+        let version = held.version_id.as_deref();
+        let kept = store.head_object("b", "logs/k", version).await.unwrap();
+        assert_eq!(
+            kept.lock,
+            ObjectLock {
+                retention: None,
+                legal_hold: Some(true)
+            }
+        );
+        // Once the hold is lifted the next pass removes it.
+        store
+            .update_object("b", "logs/k", version, ObjectUpdate::LegalHold(false))
+            .await
+            .unwrap();
+        let swept = sweep(&store, later, 100, &mut Cursor::default())
+            .await
+            .unwrap();
+        assert_eq!((swept.versions_removed, swept.locked), (1, 0), "{swept:?}");
     }
 
     #[tokio::test]

@@ -116,12 +116,14 @@ impl Lifecycle {
             .await
             {
                 Ok(swept)
-                    if swept.expired + swept.aborted + swept.versions_removed > 0
+                    if swept.expired + swept.aborted + swept.versions_removed + swept.locked
+                        > 0
                         || swept.stopped_at_budget =>
                 {
                     tracing::info!(
                         expired = swept.expired,
                         versions_removed = swept.versions_removed,
+                        kept_by_object_lock = swept.locked,
                         aborted = swept.aborted,
                         examined = swept.examined,
                         stopped_at_budget = swept.stopped_at_budget,
@@ -272,6 +274,7 @@ impl Server {
             Arc::clone(&store),
             &args.region,
             &args.account_id,
+            Arc::clone(&clock),
         ));
         let query = QueryApi::new(keys.clone(), Arc::clone(&clock), sts);
         let cors = Arc::new(StoreCors(Arc::clone(&store)));

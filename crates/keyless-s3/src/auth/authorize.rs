@@ -14,16 +14,19 @@ use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, 
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{
     CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectVersionsInput, ListObjectsInput,
-    ListObjectsV2Input, PostObjectInput, PutObjectTaggingInput, UploadPartCopyInput,
+    ListObjectsV2Input, PostObjectInput, PutObjectLegalHoldInput, PutObjectRetentionInput,
+    PutObjectTaggingInput, Timestamp, TimestampFormat, UploadPartCopyInput,
 };
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
 use super::authenticate::Signed;
 use super::{Authorizer, access_denied};
-use crate::actions::{AuthType, RequestFacts, S3Op, object_arn};
-use crate::extensions::{ClientAddr, DeniedKeys, MayList, SecureTransport};
+use crate::actions::{AuthType, BYPASS_GOVERNANCE, LockAsks, RequestFacts, S3Op, object_arn};
+use crate::extensions::{ClientAddr, DeniedKeys, MayBypassGovernance, MayList, SecureTransport};
+use crate::object_lock::remaining_days;
 use crate::params::QueryAuth;
+use crate::service::millis;
 use crate::store::{ObjectStore, StoreError};
 use crate::wire::store_error;
 
@@ -237,6 +240,8 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
                 | S3Op::ListObjectsV2
                 | S3Op::ListObjectVersions
                 | S3Op::PutObjectTagging
+                | S3Op::PutObjectRetention
+                | S3Op::PutObjectLegalHold
                 | S3Op::PostObject
         ) {
             return Ok(());
@@ -271,6 +276,32 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         facts.server_side_encryption = server_side_encryption.as_deref();
         let version_id = crate::params::query_value(cx.uri().query(), "versionId");
         facts.version_id = version_id.as_deref();
+        let header = |name: &str| {
+            cx.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (lock_mode, lock_until, legal_hold) = (
+            header("x-amz-object-lock-mode"),
+            header("x-amz-object-lock-retain-until-date"),
+            header("x-amz-object-lock-legal-hold"),
+        );
+        let asks = LockAsks {
+            retention: lock_mode.is_some() || lock_until.is_some(),
+            legal_hold: legal_hold.is_some(),
+            bucket_lock: header("x-amz-bucket-object-lock-enabled")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        };
+        let bypass_asked = header("x-amz-bypass-governance-retention")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        facts.object_lock_mode = lock_mode.as_deref();
+        facts.object_lock_retain_until_date = lock_until.as_deref();
+        facts.object_lock_remaining_retention_days = lock_until
+            .as_deref()
+            .and_then(|t| Timestamp::parse(TimestampFormat::DateTime, t).ok())
+            .map(|t| remaining_days(millis(&t), self.inner.clock.unix_millis()));
+        facts.object_lock_legal_hold = legal_hold.as_deref();
         let existing_tags = match op.sees_existing_tags() {
             true => {
                 self.existing_tags(caller.as_ref(), &bucket, &key, version_id.as_deref())
@@ -287,6 +318,30 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
             &facts,
         )
         .await?;
+        for action in op.also_needs(asks) {
+            self.decide(
+                caller.as_ref(),
+                action,
+                &bucket,
+                &op.resource(&bucket, &key),
+                &facts,
+            )
+            .await?;
+        }
+        let may_bypass = match bypass_asked && op.may_bypass_governance() {
+            true => Some(MayBypassGovernance(
+                self.decide(
+                    caller.as_ref(),
+                    BYPASS_GOVERNANCE,
+                    &bucket,
+                    &op.resource(&bucket, &key),
+                    &facts,
+                )
+                .await
+                .is_ok(),
+            )),
+            false => None,
+        };
         if matches!(
             op,
             S3Op::GetObject | S3Op::HeadObject | S3Op::GetObjectAttributes
@@ -304,6 +359,9 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
                 .await
                 .is_ok();
             cx.extensions_mut().insert(MayList(may_list));
+        }
+        if let Some(may) = may_bypass {
+            cx.extensions_mut().insert(may);
         }
         Ok(())
     }
@@ -368,6 +426,8 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         {
             return Err(access_denied());
         }
+        let bypass_asked = req.input.bypass_governance_retention == Some(true);
+        let mut may_bypass = true;
         let mut allowed = Vec::new();
         let mut denied = Vec::new();
         for object in std::mem::take(&mut req.input.delete.objects) {
@@ -384,12 +444,29 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
                 )
                 .await
             {
-                Ok(()) => allowed.push(object),
+                Ok(()) => {
+                    if bypass_asked && may_bypass {
+                        may_bypass = self
+                            .decide(
+                                caller.as_ref(),
+                                BYPASS_GOVERNANCE,
+                                &req.input.bucket,
+                                &resource,
+                                &facts,
+                            )
+                            .await
+                            .is_ok();
+                    }
+                    allowed.push(object);
+                }
                 Err(_) => denied.push((object.key, object.version_id)),
             }
         }
         req.input.delete.objects = allowed;
         req.extensions.insert(DeniedKeys(denied));
+        if bypass_asked {
+            req.extensions.insert(MayBypassGovernance(may_bypass));
+        }
         Ok(())
     }
 
@@ -452,6 +529,80 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         self.decide(
             caller.as_ref(),
             S3Op::PostObject.action(),
+            &req.input.bucket,
+            &object_arn(&req.input.bucket, &req.input.key),
+            &facts,
+        )
+        .await
+    }
+
+    /// PutObjectRetention is decided with the retention of its body
+    /// (`s3:object-lock-mode`, `-retain-until-date`, `-remaining-retention-days`), and
+    /// `x-amz-bypass-governance-retention` with `s3:BypassGovernanceRetention`.
+    async fn put_object_retention(
+        &self,
+        req: &mut S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<()> {
+        let caller = Self::settled(&req.extensions)?;
+        let retention = req.input.retention.as_ref();
+        let mode = retention
+            .and_then(|r| r.mode.as_ref())
+            .map(|m| m.as_str().to_owned());
+        let until = retention.and_then(|r| r.retain_until_date.as_ref());
+        let until_text = until.and_then(|t| {
+            let mut out = Vec::new();
+            t.format(TimestampFormat::DateTime, &mut out).ok()?;
+            String::from_utf8(out).ok()
+        });
+        let mut facts = self.facts(caller.as_ref(), &req.extensions);
+        facts.version_id = req.input.version_id.as_deref();
+        facts.object_lock_mode = mode.as_deref();
+        facts.object_lock_retain_until_date = until_text.as_deref();
+        facts.object_lock_remaining_retention_days =
+            until.map(|t| remaining_days(millis(t), self.inner.clock.unix_millis()));
+        let resource = object_arn(&req.input.bucket, &req.input.key);
+        self.decide(
+            caller.as_ref(),
+            S3Op::PutObjectRetention.action(),
+            &req.input.bucket,
+            &resource,
+            &facts,
+        )
+        .await?;
+        if req.input.bypass_governance_retention == Some(true) {
+            let may = self
+                .decide(
+                    caller.as_ref(),
+                    BYPASS_GOVERNANCE,
+                    &req.input.bucket,
+                    &resource,
+                    &facts,
+                )
+                .await
+                .is_ok();
+            req.extensions.insert(MayBypassGovernance(may));
+        }
+        Ok(())
+    }
+
+    /// PutObjectLegalHold is decided with the hold of its body (`s3:object-lock-legal-hold`).
+    async fn put_object_legal_hold(
+        &self,
+        req: &mut S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<()> {
+        let caller = Self::settled(&req.extensions)?;
+        let status = req
+            .input
+            .legal_hold
+            .as_ref()
+            .and_then(|h| h.status.as_ref())
+            .map(|s| s.as_str().to_owned());
+        let mut facts = self.facts(caller.as_ref(), &req.extensions);
+        facts.version_id = req.input.version_id.as_deref();
+        facts.object_lock_legal_hold = status.as_deref();
+        self.decide(
+            caller.as_ref(),
+            S3Op::PutObjectLegalHold.action(),
             &req.input.bucket,
             &object_arn(&req.input.bucket, &req.input.key),
             &facts,

@@ -11,7 +11,8 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
 use super::acl::{AclOf, refuse_acl_headers};
-use crate::store::ObjectStore;
+use crate::object_lock::LockConfig;
+use crate::store::{ObjectStore, Versioning};
 use crate::wire::store_error;
 
 /// The largest page of ListBuckets.
@@ -28,11 +29,33 @@ impl<S: ObjectStore> KeylessS3<S> {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         refuse_acl_headers(&req.headers, AclOf::Bucket, &self.owner_id)?;
+        let with_lock = req.input.object_lock_enabled_for_bucket == Some(true);
         let bucket = req.input.bucket;
         self.store
             .create_bucket(&bucket)
             .await
             .map_err(store_error)?;
+        if with_lock {
+            // `x-amz-bucket-object-lock-enabled: true`: versioning on, then Object Lock, or no
+            // bucket at all.
+            let locked = match self
+                .store
+                .set_versioning(&bucket, Versioning::Enabled)
+                .await
+            {
+                Ok(()) => {
+                    self.enable_object_lock(&bucket, LockConfig::default())
+                        .await
+                }
+                Err(e) => Err(store_error(e)),
+            };
+            if let Err(e) = locked {
+                if let Err(undo) = self.store.delete_bucket(&bucket).await {
+                    tracing::error!(bucket, error = %undo, "a bucket whose Object Lock failed could not be removed");
+                }
+                return Err(e);
+            }
+        }
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{bucket}")),
         }))

@@ -12,6 +12,9 @@ mod headers;
 mod list;
 mod multipart;
 mod object;
+mod object_lock;
+
+pub(crate) use object_lock::millis;
 mod parts;
 mod probes;
 mod tagging;
@@ -55,6 +58,8 @@ pub(crate) fn refuse_form_fields(
     encryption::refuse_unimplemented(&headers, encryption::Carries::Method)
 }
 
+use keyless_types::Clock;
+
 use crate::store::ObjectStore;
 
 /// How long a request body may go without a byte before the request fails with
@@ -68,17 +73,26 @@ pub struct KeylessS3<S> {
     region: String,
     owner_id: String,
     body_idle_timeout: Duration,
+    /// What "now" is, for Object Lock's dates.
+    clock: Arc<dyn Clock>,
 }
 
 impl<S: ObjectStore> KeylessS3<S> {
     /// Serves `store`, reporting `region` as every bucket's location and `owner_id` (the
-    /// account id) as every bucket's owner.
-    pub fn new(store: Arc<S>, region: impl Into<String>, owner_id: impl Into<String>) -> Self {
+    /// account id) as every bucket's owner, with Object Lock's dates read from `clock` (the
+    /// store's).
+    pub fn new(
+        store: Arc<S>,
+        region: impl Into<String>,
+        owner_id: impl Into<String>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
             region: region.into(),
             owner_id: owner_id.into(),
             body_idle_timeout: BODY_IDLE_TIMEOUT,
+            clock,
         }
     }
 

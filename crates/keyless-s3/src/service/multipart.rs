@@ -56,6 +56,12 @@ impl<S: ObjectStore> KeylessS3<S> {
                 expires: input.expires,
             }
             .stored(),
+            lock: super::object_lock::lock_headers(
+                input.object_lock_mode.as_ref(),
+                input.object_lock_retain_until_date.as_ref(),
+                input.object_lock_legal_hold_status.as_ref(),
+                self.clock.unix_millis(),
+            )?,
             ..Default::default()
         };
         let upload = self

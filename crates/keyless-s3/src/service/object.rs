@@ -16,6 +16,7 @@ use super::acl::{AclOf, refuse_acl_headers};
 use super::bucket::timestamp;
 use super::encryption::{Carries, refuse_unimplemented};
 use super::headers::{HeadersIn, Overrides};
+use super::object_lock::{governance, lock_headers, lock_out};
 use super::parts::{part_of, refuse_range_with_part};
 use crate::conditions::{Conditions, Unmet, seconds};
 use crate::extensions::{DeniedKeys, MayList};
@@ -190,6 +191,20 @@ pub(super) fn body_stream(body: Option<StreamingBlob>, idle: std::time::Duration
     ))
 }
 
+/// Whether a request carries a digest of its body (`Content-MD5` or a checksum, in a header
+/// or announced for the trailer), which S3 requires of a PUT with Object Lock parameters.
+fn carries_integrity(headers: &http::HeaderMap) -> bool {
+    headers.contains_key("content-md5")
+        || headers.contains_key("x-amz-sdk-checksum-algorithm")
+        || headers
+            .get("x-amz-trailer")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.to_ascii_lowercase().contains("x-amz-checksum-"))
+        || headers
+            .keys()
+            .any(|name| name.as_str().starts_with("x-amz-checksum-"))
+}
+
 fn byte_range(range: Option<Range>) -> Option<ByteRange> {
     range.map(|r| match r {
         Range::Int { first, last } => ByteRange::From { first, last },
@@ -206,6 +221,18 @@ impl<S: ObjectStore> KeylessS3<S> {
         refuse_unimplemented(&req.headers, Carries::Method)?;
         let input = req.input;
         refuse_too_large(input.content_length)?;
+        let lock = lock_headers(
+            input.object_lock_mode.as_ref(),
+            input.object_lock_retain_until_date.as_ref(),
+            input.object_lock_legal_hold_status.as_ref(),
+            self.clock.unix_millis(),
+        )?;
+        if !lock.is_empty() && !carries_integrity(&req.headers) {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests with Object Lock parameters"
+            ));
+        }
         let options = PutOptions {
             condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,
             tags: crate::tags::header_tags(input.tagging.as_deref())?,
@@ -222,6 +249,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             content_md5: content_md5(input.content_md5.as_deref())?,
             content_length: None,
             verifier: super::checksum::verifier(&req.headers, req.trailing_headers)?,
+            lock,
         };
         let info = self
             .store
@@ -294,7 +322,11 @@ impl<S: ObjectStore> KeylessS3<S> {
             None => (info.size, None),
         };
         let headers = overrides.apply(info.content_type.as_deref(), &info.headers);
+        let lock = lock_out(&info);
         Ok(S3Response::new(GetObjectOutput {
+            object_lock_mode: lock.mode,
+            object_lock_retain_until_date: lock.until,
+            object_lock_legal_hold_status: lock.legal_hold,
             tag_count: (!info.tags.is_empty())
                 .then(|| i32::try_from(info.tags.len()).unwrap_or(i32::MAX)),
             server_side_encryption: sse(info.sealed),
@@ -364,8 +396,12 @@ impl<S: ObjectStore> KeylessS3<S> {
             }
             None => (info.size, None, None),
         };
+        let lock = lock_out(&info);
         // 206 when there is a Content-Range: set by the front (`wire`), as s3s answers 200.
         Ok(S3Response::new(HeadObjectOutput {
+            object_lock_mode: lock.mode,
+            object_lock_retain_until_date: lock.until,
+            object_lock_legal_hold_status: lock.legal_hold,
             server_side_encryption: sse(info.sealed),
             content_length: Some(i64::try_from(content_length).unwrap_or(i64::MAX)),
             content_range,
@@ -389,10 +425,16 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let governance = governance(req.input.bypass_governance_retention, &req.extensions);
         let input = req.input;
         let deleted = self
             .store
-            .delete_object(&input.bucket, &input.key, input.version_id.as_deref())
+            .delete_object(
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                governance,
+            )
             .await
             .map_err(store_error)?;
         // A null delete marker (versioning suspended) and the null version answer `null`.
@@ -412,6 +454,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let governance = governance(req.input.bypass_governance_retention, &req.extensions);
         let input = req.input;
         self.store
             .head_bucket(&input.bucket)
@@ -431,7 +474,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             let named = object.version_id.as_deref();
             match self
                 .store
-                .delete_object(&input.bucket, &object.key, named)
+                .delete_object(&input.bucket, &object.key, named, governance)
                 .await
             {
                 Ok(_) if quiet => {}
@@ -489,6 +532,13 @@ impl<S: ObjectStore> KeylessS3<S> {
         let condition = write_condition(if_match.as_ref(), if_none_match.as_ref())?;
         let input = req.input;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
+        // The copy's own lock (the source's is not copied; the bucket's default applies).
+        let lock = lock_headers(
+            input.object_lock_mode.as_ref(),
+            input.object_lock_retain_until_date.as_ref(),
+            input.object_lock_legal_hold_status.as_ref(),
+            self.clock.unix_millis(),
+        )?;
 
         let (source, stream) = self
             .store
@@ -536,6 +586,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 .stored(),
                 condition,
                 tags,
+                lock,
                 ..Default::default()
             }
         } else {
@@ -545,6 +596,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 headers: source.headers.clone(),
                 condition,
                 tags,
+                lock,
                 ..Default::default()
             }
         };

@@ -190,6 +190,7 @@ mod tests {
                 .collect(),
             version_id: None,
             versioned: false,
+            lock: Default::default(),
         }
     }
 

@@ -120,14 +120,6 @@ impl<S: ObjectStore> KeylessS3<S> {
         Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
     }
 
-    pub(super) async fn get_object_lock_configuration_(
-        &self,
-        req: S3Request<GetObjectLockConfigurationInput>,
-    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
-        self.existing(&req.input.bucket).await?;
-        Err(not_configured("ObjectLockConfigurationNotFoundError"))
-    }
-
     pub(super) async fn get_bucket_replication_(
         &self,
         req: S3Request<GetBucketReplicationInput>,

@@ -10,7 +10,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
-use crate::store::{BucketConfig, ObjectStore};
+use crate::store::{BucketConfig, ObjectStore, ObjectUpdate};
 use crate::tags::{MAX_BUCKET_TAGS, MAX_OBJECT_TAGS, body_tags, check_tags};
 use crate::wire::store_error;
 
@@ -34,7 +34,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         let version = input.version_id.as_deref();
         let tagged = self
             .store
-            .set_object_tags(&input.bucket, &input.key, version, tags)
+            .update_object(&input.bucket, &input.key, version, ObjectUpdate::Tags(tags))
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(PutObjectTaggingOutput {
@@ -66,7 +66,12 @@ impl<S: ObjectStore> KeylessS3<S> {
         let version = input.version_id.as_deref();
         let tagged = self
             .store
-            .set_object_tags(&input.bucket, &input.key, version, Vec::new())
+            .update_object(
+                &input.bucket,
+                &input.key,
+                version,
+                ObjectUpdate::Tags(Vec::new()),
+            )
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(DeleteObjectTaggingOutput {

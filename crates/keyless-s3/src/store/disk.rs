@@ -32,12 +32,15 @@ mod versioned;
 use versioned::{Tables, VERSION_DATA, VERSIONS, order};
 
 use super::seal::{DataKey, MasterKeys, Piece, SEGMENT, SealedPart, TAG, WrappedKey, pieces};
+use crate::object_lock::{Governance, LockConfig, ObjectLock};
+
 use super::{
     BodyCheck, BucketConfig, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS,
     CompletedUpload, ContentHeaders, Deleted, ListPage, ListQuery, ObjectInfo, ObjectStore,
-    PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, VersionEntry, VersionPage,
-    VersionQuery, Versioning, WriteCondition, bytes_stream, check_version_id, completed_parts,
-    multipart_etag, new_version_id, object_parts, paginate, paginate_versions, random_id,
+    ObjectUpdate, PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, VersionEntry,
+    VersionPage, VersionQuery, Versioning, WriteCondition, bytes_stream, check_version_id,
+    completed_parts, lock_config, multipart_etag, new_version_id, new_version_lock, object_parts,
+    paginate, paginate_versions, random_id,
 };
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -90,6 +93,16 @@ struct ObjectRecord {
     delete_marker: bool,
 }
 
+impl BucketRecord {
+    fn lock_config(&self) -> Result<Option<LockConfig>, StoreError> {
+        lock_config(
+            self.configs
+                .get(BucketConfig::ObjectLock.as_str())
+                .map(String::as_str),
+        )
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -119,6 +132,9 @@ struct UploadRecord {
     /// The sealed parts' data keys, wrapped.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     part_keys: BTreeMap<u32, WrappedKey>,
+    /// The lock the completed object asks for.
+    #[serde(default, skip_serializing_if = "ObjectLock::is_empty")]
+    lock: ObjectLock,
 }
 
 impl UploadRecord {
@@ -761,14 +777,25 @@ fn apply_job(
     job: &Job,
 ) -> Result<Result<Committed, StoreError>, StoreError> {
     let (bucket, key) = (job.bucket.as_str(), job.record.info.key.as_str());
-    let state = match txn
+    let bucket_record = match txn
         .open_table(BUCKETS)
         .map_err(db_err)?
         .get(bucket)
         .map_err(db_err)?
     {
-        Some(v) => decode::<BucketRecord>(v.value())?.versioning,
+        Some(v) => decode::<BucketRecord>(v.value())?,
         None => return Ok(Err(StoreError::NoSuchBucket(bucket.to_owned()))),
+    };
+    let state = bucket_record.versioning;
+    let info = &job.record.info;
+    let lock = match new_version_lock(
+        bucket,
+        bucket_record.lock_config()?,
+        info.lock,
+        info.last_modified_ms,
+    ) {
+        Ok(lock) => lock,
+        Err(e) => return Ok(Err(e)),
     };
     let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
     if let Some(condition) = &job.condition {
@@ -808,6 +835,7 @@ fn apply_job(
         drop(objects);
         let mut record = job.record.clone();
         record.info.versioned = true;
+        record.info.lock = lock;
         record.seq = versioned::next_seq(txn)?;
         record.info.version_id = match state {
             Versioning::Enabled => Some(new_version_id(record.seq)?),
@@ -830,6 +858,8 @@ fn apply_job(
         stale.extend(Tables::open(txn)?.add(bucket, record, job.data.as_deref())?);
         return Ok(Ok((stale, info)));
     }
+    // Without versioning there is no Object Lock, so `lock` is what the request asked: none.
+    debug_assert_eq!(lock, job.record.info.lock);
     let encoded = encode(&job.record)?;
     if let Some(old) = objects
         .insert((bucket, key), encoded.as_slice())
@@ -1330,6 +1360,8 @@ impl ObjectStore for DiskStore {
                 parts: Vec::new(),
                 version_id: None,
                 versioned: false,
+                // What the request asked for; the bucket's default applies when it commits.
+                lock: options.lock,
             },
             blob,
             sealed,
@@ -1414,19 +1446,24 @@ impl ObjectStore for DiskStore {
         })
     }
 
-    async fn set_object_tags(
+    async fn update_object(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
-        tags: Vec<(String, String)>,
+        update: ObjectUpdate,
     ) -> Result<ObjectInfo, StoreError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         let version = version.map(str::to_owned);
+        let now_ms = self.now_ms();
         self.blocking(move |inner| {
             let txn = inner.db.begin_write().map_err(db_err)?;
             let info = {
-                let state = bucket_write_record(&txn, &bucket)?.versioning;
+                let bucket_record = bucket_write_record(&txn, &bucket)?;
+                if update.needs_object_lock() && bucket_record.lock_config()?.is_none() {
+                    return Err(StoreError::NoObjectLock(bucket));
+                }
+                let state = bucket_record.versioning;
                 let mut tables = Tables::open(&txn)?;
                 let found: Option<ObjectRecord> = match (&version, state.keeps_versions()) {
                     (Some(v), true) => {
@@ -1466,7 +1503,7 @@ impl ObjectStore for DiskStore {
                         });
                     }
                 };
-                record.info.tags = tags;
+                update.apply(&mut record.info, now_ms)?;
                 if record.info.versioned {
                     tables.update(&bucket, &record)?;
                 } else {
@@ -1499,6 +1536,7 @@ impl ObjectStore for DiskStore {
         bucket: &str,
         key: &str,
         version: Option<&str>,
+        governance: Governance,
     ) -> Result<Deleted, StoreError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         let version = version.map(str::to_owned);
@@ -1546,6 +1584,7 @@ impl ObjectStore for DiskStore {
                         let mut tables = Tables::open(&txn)?;
                         match versioned::find(&tables.versions, &bucket, &key, id)? {
                             Some(record) => {
+                                record.info.lock.may_delete(now_ms, governance)?;
                                 stale.extend(tables.remove(&bucket, &record)?);
                                 Deleted {
                                     version_id: record.info.version_id,
@@ -1840,19 +1879,14 @@ impl ObjectStore for DiskStore {
             headers: options.headers,
             parts: BTreeMap::new(),
             part_keys: BTreeMap::new(),
+            lock: options.lock,
         };
         self.blocking(move |inner| {
             let txn = inner.db.begin_write().map_err(db_err)?;
             {
-                if txn
-                    .open_table(BUCKETS)
-                    .map_err(db_err)?
-                    .get(record.bucket.as_str())
-                    .map_err(db_err)?
-                    .is_none()
-                {
-                    return Err(StoreError::NoSuchBucket(record.bucket));
-                }
+                // Refused now if the bucket cannot lock it; the default applies at completion.
+                let config = bucket_write_record(&txn, &record.bucket)?.lock_config()?;
+                new_version_lock(&record.bucket, config, record.lock, 0)?;
                 let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
                 let encoded = encode(&record)?;
                 uploads
@@ -2028,6 +2062,7 @@ impl ObjectStore for DiskStore {
                 parts: object_parts(&chosen),
                 version_id: None,
                 versioned: false,
+                lock: record.lock,
             },
             blob,
             sealed,

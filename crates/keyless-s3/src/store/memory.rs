@@ -8,12 +8,15 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use keyless_types::Clock;
 
+use crate::object_lock::{Governance, LockConfig, ObjectLock};
+
 use super::{
     BodyCheck, BucketConfig, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS,
-    CompletedUpload, Deleted, ListPage, ListQuery, ObjectInfo, ObjectStore, PartInfo, PutOptions,
-    StoreError, UploadInfo, UploadRef, VersionEntry, VersionPage, VersionQuery, Versioning,
-    WriteCondition, bytes_stream, check_version_id, completed_parts, multipart_etag,
-    new_version_id, object_parts, paginate, paginate_versions, random_id,
+    CompletedUpload, Deleted, ListPage, ListQuery, ObjectInfo, ObjectStore, ObjectUpdate, PartInfo,
+    PutOptions, StoreError, UploadInfo, UploadRef, VersionEntry, VersionPage, VersionQuery,
+    Versioning, WriteCondition, bytes_stream, check_version_id, completed_parts, lock_config,
+    multipart_etag, new_version_id, new_version_lock, object_parts, paginate, paginate_versions,
+    random_id,
 };
 
 /// Reads a whole body, checking it against the options.
@@ -57,6 +60,24 @@ struct Version {
 }
 
 impl Bucket {
+    fn lock_config(&self) -> Result<Option<LockConfig>, StoreError> {
+        lock_config(
+            self.configs
+                .get(BucketConfig::ObjectLock.as_str())
+                .map(String::as_str),
+        )
+    }
+
+    /// The lock of a new version created at `created_ms` that asked for `asked`.
+    fn new_lock(
+        &self,
+        bucket: &str,
+        asked: ObjectLock,
+        created_ms: i64,
+    ) -> Result<ObjectLock, StoreError> {
+        new_version_lock(bucket, self.lock_config()?, asked, created_ms)
+    }
+
     /// Makes `info` the key's newest object, as the bucket's versioning state has it.
     fn commit(&mut self, mut info: ObjectInfo, data: Bytes) -> Result<ObjectInfo, StoreError> {
         if self.versioning.keeps_versions() {
@@ -296,11 +317,14 @@ impl ObjectStore for MemoryStore {
             parts: Vec::new(),
             version_id: None,
             versioned: false,
+            lock: ObjectLock::default(),
         };
         self.with_bucket(bucket, |b| {
             if let Some(condition) = &options.condition {
                 condition.check(bucket, key, b.objects.get(key).map(|(info, _)| info))?;
             }
+            let mut info = info;
+            info.lock = b.new_lock(bucket, options.lock, info.last_modified_ms)?;
             b.commit(info, data)
         })
     }
@@ -317,29 +341,33 @@ impl ObjectStore for MemoryStore {
         Ok((info, stream))
     }
 
-    async fn set_object_tags(
+    async fn update_object(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
-        tags: Vec<(String, String)>,
+        update: ObjectUpdate,
     ) -> Result<ObjectInfo, StoreError> {
+        let now = self.now_ms();
         self.with_bucket(bucket, |b| {
+            if update.needs_object_lock() && b.lock_config()?.is_none() {
+                return Err(StoreError::NoObjectLock(bucket.to_owned()));
+            }
             let (mut info, _) = b.version(bucket, key, version)?;
+            update.apply(&mut info, now)?;
             if let Some(all) = b.versions.get_mut(key) {
                 for v in all
                     .iter_mut()
                     .filter(|v| v.info.version_id == info.version_id)
                 {
-                    v.info.tags.clone_from(&tags);
+                    v.info.clone_from(&info);
                 }
             }
             if let Some((latest, _)) = b.objects.get_mut(key)
                 && latest.version_id == info.version_id
             {
-                latest.tags.clone_from(&tags);
+                latest.clone_from(&info);
             }
-            info.tags = tags;
             Ok(info)
         })
     }
@@ -359,6 +387,7 @@ impl ObjectStore for MemoryStore {
         bucket: &str,
         key: &str,
         version: Option<&str>,
+        governance: Governance,
     ) -> Result<Deleted, StoreError> {
         let now = self.now_ms();
         self.with_bucket(bucket, |b| {
@@ -390,6 +419,7 @@ impl ObjectStore for MemoryStore {
                         if let Some(at) =
                             all.iter().position(|v| v.info.version_id.as_deref() == id)
                         {
+                            all[at].info.lock.may_delete(now, governance)?;
                             deleted.delete_marker = all.remove(at).delete_marker;
                         }
                         b.sync_latest(key);
@@ -533,6 +563,7 @@ impl ObjectStore for MemoryStore {
             initiated_ms: self.now_ms(),
         };
         self.with_bucket(bucket, |b| {
+            b.new_lock(bucket, options.lock, info.initiated_ms)?;
             b.uploads.insert(
                 info.upload_id.clone(),
                 Upload {
@@ -629,6 +660,7 @@ impl ObjectStore for MemoryStore {
                 parts: object_parts(&chosen),
                 version_id: None,
                 versioned: false,
+                lock: b.new_lock(upload.bucket, up.options.lock, now)?,
             };
             if let Some(condition) = &condition {
                 condition.check(

@@ -22,6 +22,8 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures_util::Stream;
+
+use crate::object_lock::{Governance, LockConfig, Locked, ObjectLock, Retention};
 use keyless_types::hex;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -122,6 +124,12 @@ pub enum StoreError {
     /// missing); a fault of the server, never of the client.
     #[error("encryption at rest: {0}")]
     Sealed(String),
+    /// Object Lock forbids the deletion or change (a retention in force, a legal hold).
+    #[error("object lock: {0}")]
+    ObjectLocked(#[from] Locked),
+    /// A lock asked for an object in a bucket without Object Lock.
+    #[error("bucket `{0}` has no Object Lock configuration")]
+    NoObjectLock(String),
     /// The metadata database failed.
     #[error("metadata database failed: {0}")]
     Database(String),
@@ -173,6 +181,9 @@ pub struct ObjectInfo {
     /// `x-amz-version-id: null`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub versioned: bool,
+    /// Its Object Lock retention and legal hold.
+    #[serde(default, skip_serializing_if = "ObjectLock::is_empty")]
+    pub lock: ObjectLock,
 }
 
 /// The headers S3 stores with an object as the PUT (or CreateMultipartUpload, or a copy with
@@ -229,6 +240,7 @@ impl ObjectInfo {
             parts: Vec::new(),
             version_id,
             versioned: true,
+            lock: ObjectLock::default(),
         }
     }
 
@@ -305,6 +317,66 @@ pub struct PutOptions {
     pub verifier: Option<Verifier>,
     /// What the key must hold for the write to happen, checked when it commits.
     pub condition: Option<WriteCondition>,
+    /// The retention and legal hold the request asks for (a bucket's default retention
+    /// applies when it asks for none); only in a bucket with Object Lock.
+    pub lock: ObjectLock,
+}
+
+/// A change to a version that keeps its data, ETag and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectUpdate {
+    /// Replaces its tags.
+    Tags(Vec<(String, String)>),
+    /// Sets (`Some`) or removes its retention, as Object Lock allows.
+    Retention(Option<Retention>, Governance),
+    /// Puts a legal hold on (`true`) or lifts it.
+    LegalHold(bool),
+}
+
+impl ObjectUpdate {
+    /// Applies the change to `info` at `now_ms`, or says why Object Lock forbids it. Both
+    /// stores call this in the transaction that writes the version back.
+    pub(crate) fn apply(self, info: &mut ObjectInfo, now_ms: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Tags(tags) => info.tags = tags,
+            Self::Retention(retention, governance) => {
+                info.lock.may_set_retention(retention, now_ms, governance)?;
+                info.lock.retention = retention;
+            }
+            Self::LegalHold(on) => info.lock.legal_hold = Some(on),
+        }
+        Ok(())
+    }
+
+    /// Whether the change needs the bucket to have Object Lock.
+    pub(crate) fn needs_object_lock(&self) -> bool {
+        !matches!(self, Self::Tags(_))
+    }
+}
+
+/// A bucket's Object Lock configuration from its stored JSON (`BucketConfig::ObjectLock`),
+/// if it has one.
+pub(crate) fn lock_config(json: Option<&str>) -> Result<Option<LockConfig>, StoreError> {
+    json.map(|json| {
+        serde_json::from_str(json)
+            .map_err(|e| StoreError::Database(format!("object lock configuration: {e}")))
+    })
+    .transpose()
+}
+
+/// The lock a new version of `bucket` gets, created at `created_ms` with `asked`: Object Lock
+/// is refused in a bucket without it, and a bucket's default retention applies.
+pub(crate) fn new_version_lock(
+    bucket: &str,
+    config: Option<LockConfig>,
+    asked: ObjectLock,
+    created_ms: i64,
+) -> Result<ObjectLock, StoreError> {
+    match config {
+        Some(config) => Ok(config.lock_of(asked, created_ms)),
+        None if asked.is_empty() => Ok(asked),
+        None => Err(StoreError::NoObjectLock(bucket.to_owned())),
+    }
 }
 
 /// The condition of a conditional write (PUT or CompleteMultipartUpload), checked in the
@@ -545,23 +617,26 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &str,
         version: Option<&str>,
     ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
-    /// Replaces the tags of an object's latest version, or of `version` (its data, ETag and
-    /// time stay); answers the version tagged.
-    fn set_object_tags(
+    /// Changes an object's latest version, or `version`, keeping its data, ETag and time:
+    /// its tags, or (in a bucket with Object Lock) its retention or legal hold, as the lock
+    /// allows. Answers the version changed.
+    fn update_object(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
-        tags: Vec<(String, String)>,
+        update: ObjectUpdate,
     ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
     /// Deletes an object as S3 does: without `version`, the object (no versioning), or a new
     /// delete marker on top of its versions (versioning enabled or suspended); with it, that
-    /// version for good. Deleting an absent key or version succeeds.
+    /// version for good, unless Object Lock protects it (`governance`: whether governance
+    /// retention gives way). Deleting an absent key or version succeeds.
     fn delete_object(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
+        governance: Governance,
     ) -> impl Future<Output = Result<Deleted, StoreError>> + Send;
     /// One page of the bucket's keys.
     fn list_objects(
@@ -662,6 +737,8 @@ pub enum BucketConfig {
     Cors,
     /// The bucket's tags, as `[key, value]` pairs.
     Tagging,
+    /// [`crate::object_lock::LockConfig`]: set once Object Lock is enabled, never removed.
+    ObjectLock,
 }
 
 impl BucketConfig {
@@ -671,6 +748,7 @@ impl BucketConfig {
             Self::Lifecycle => "lifecycle",
             Self::Cors => "cors",
             Self::Tagging => "tagging",
+            Self::ObjectLock => "object-lock",
         }
     }
 }

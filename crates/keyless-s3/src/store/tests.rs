@@ -75,7 +75,10 @@ async fn buckets(store: impl ObjectStore) {
         store.delete_bucket("b").await,
         Err(StoreError::BucketNotEmpty(_))
     ));
-    store.delete_object("b", "k", None).await.unwrap();
+    store
+        .delete_object("b", "k", None, Governance::Binds)
+        .await
+        .unwrap();
     store.delete_bucket("b").await.unwrap();
     assert!(matches!(
         store.head_bucket("b").await,
@@ -92,7 +95,9 @@ async fn buckets(store: impl ObjectStore) {
         Err(StoreError::NoSuchBucket(_))
     ));
     assert!(matches!(
-        store.delete_object("nope", "k", None).await,
+        store
+            .delete_object("nope", "k", None, Governance::Binds)
+            .await,
         Err(StoreError::NoSuchBucket(_))
     ));
     assert!(matches!(
@@ -123,6 +128,7 @@ async fn objects(store: impl ObjectStore) {
         verifier: None,
         condition: None,
         tags: vec![("kind".to_owned(), "greeting".to_owned())],
+        lock: ObjectLock::default(),
     };
     let info = store
         .put_object("b", "dir/hello.txt", body(&[b"hello ", b"world"]), options)
@@ -148,9 +154,12 @@ async fn objects(store: impl ObjectStore) {
     assert_eq!(get(&store, "b", "dir/hello.txt").await.unwrap(), b"bye");
 
     // Deleting an absent key succeeds.
-    store.delete_object("b", "never", None).await.unwrap();
     store
-        .delete_object("b", "dir/hello.txt", None)
+        .delete_object("b", "never", None, Governance::Binds)
+        .await
+        .unwrap();
+    store
+        .delete_object("b", "dir/hello.txt", None, Governance::Binds)
         .await
         .unwrap();
     assert_eq!(get(&store, "b", "dir/hello.txt").await, None);
@@ -897,7 +906,10 @@ async fn versioning_keeps_every_version(store: impl ObjectStore) {
     );
 
     // A delete without a version: a delete marker on top, the versions stay.
-    let deleted = store.delete_object("b", "k", None).await.unwrap();
+    let deleted = store
+        .delete_object("b", "k", None, Governance::Binds)
+        .await
+        .unwrap();
     assert!(deleted.delete_marker);
     let marker = deleted.version_id.unwrap();
     assert!(matches!(
@@ -935,7 +947,10 @@ async fn versioning_keeps_every_version(store: impl ObjectStore) {
     assert_eq!(all.len(), 5);
 
     // Deleting the marker brings the newest version back; deleting that, the one before.
-    let undone = store.delete_object("b", "k", Some(&marker)).await.unwrap();
+    let undone = store
+        .delete_object("b", "k", Some(&marker), Governance::Binds)
+        .await
+        .unwrap();
     assert_eq!(
         undone,
         Deleted {
@@ -944,7 +959,10 @@ async fn versioning_keeps_every_version(store: impl ObjectStore) {
         }
     );
     assert_eq!(get(&store, "b", "k").await.unwrap(), b"two");
-    store.delete_object("b", "k", Some(&v2)).await.unwrap();
+    store
+        .delete_object("b", "k", Some(&v2), Governance::Binds)
+        .await
+        .unwrap();
     assert_eq!(get(&store, "b", "k").await.unwrap(), b"one");
     assert!(matches!(
         store.get_object("b", "k", Some(&v2), None).await,
@@ -961,7 +979,10 @@ async fn versioning_keeps_every_version(store: impl ObjectStore) {
         Err(StoreError::InvalidVersionId(_))
     ));
     assert_eq!(
-        store.delete_object("b", "k", Some(&never)).await.unwrap(),
+        store
+            .delete_object("b", "k", Some(&never), Governance::Binds)
+            .await
+            .unwrap(),
         Deleted {
             version_id: Some(never),
             delete_marker: false
@@ -971,7 +992,7 @@ async fn versioning_keeps_every_version(store: impl ObjectStore) {
     // Tags belong to one version.
     let tags = vec![("t".to_owned(), "1".to_owned())];
     store
-        .set_object_tags("b", "k", Some("null"), tags.clone())
+        .update_object("b", "k", Some("null"), ObjectUpdate::Tags(tags.clone()))
         .await
         .unwrap();
     let null = store.head_object("b", "k", Some("null")).await.unwrap();
@@ -992,7 +1013,7 @@ async fn versioning_keeps_every_version(store: impl ObjectStore) {
             Err(StoreError::BucketNotEmpty(_))
         ));
         store
-            .delete_object("b", &key, Some(&version))
+            .delete_object("b", &key, Some(&version), Governance::Binds)
             .await
             .unwrap();
     }
@@ -1028,7 +1049,10 @@ async fn suspended_versioning_replaces_the_null_version(store: impl ObjectStore)
     );
     assert_eq!(get_version(&store, "k", "null").await, b"second null");
     // A delete makes a null delete marker, which replaces the null version.
-    let deleted = store.delete_object("b", "k", None).await.unwrap();
+    let deleted = store
+        .delete_object("b", "k", None, Governance::Binds)
+        .await
+        .unwrap();
     assert_eq!(
         deleted,
         Deleted {
@@ -1084,7 +1108,10 @@ async fn version_listings_page_and_roll_up(store: impl ObjectStore) {
     for key in ["a", "a", "a", "d/1", "d/2", "e"] {
         put(&store, "b", key, key.as_bytes()).await;
     }
-    store.delete_object("b", "e", None).await.unwrap();
+    store
+        .delete_object("b", "e", None, Governance::Binds)
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
     loop {
@@ -1137,6 +1164,203 @@ async fn version_listings_page_and_roll_up(store: impl ObjectStore) {
         .unwrap();
     assert_eq!(rolled.common_prefixes, ["d/"]);
     assert_eq!(rolled.versions.len(), 5);
+}
+
+/// Object Lock as both stores keep it: a bucket's default retention on new versions (and
+/// completed uploads), what retention and legal holds forbid and allow, as time goes by, and
+/// the refusal of locks in a bucket without Object Lock.
+async fn object_lock(store: impl ObjectStore, clock: Arc<FixedClock>) {
+    use crate::object_lock::{DefaultRetention, LockConfig, LockMode, Retention};
+    const DAY: i64 = 24 * 3600 * 1000;
+    let now = keyless_types::Clock::unix_millis(clock.as_ref());
+    let locked = |r: Result<Deleted, StoreError>| matches!(r, Err(StoreError::ObjectLocked(_)));
+
+    store.create_bucket("plain").await.unwrap();
+    let asked = ObjectLock {
+        legal_hold: Some(true),
+        ..Default::default()
+    };
+    let with_lock = || PutOptions {
+        lock: asked,
+        ..Default::default()
+    };
+    assert!(matches!(
+        store
+            .put_object("plain", "k", body(&[b"x"]), with_lock())
+            .await,
+        Err(StoreError::NoObjectLock(_))
+    ));
+    assert!(matches!(
+        store.create_upload("plain", "k", with_lock()).await,
+        Err(StoreError::NoObjectLock(_))
+    ));
+    put(&store, "plain", "k", b"x").await;
+    assert!(matches!(
+        store
+            .update_object("plain", "k", None, ObjectUpdate::LegalHold(true))
+            .await,
+        Err(StoreError::NoObjectLock(_))
+    ));
+
+    store.create_bucket("b").await.unwrap();
+    store
+        .set_versioning("b", Versioning::Enabled)
+        .await
+        .unwrap();
+    let config = LockConfig {
+        default: Some(DefaultRetention::new(LockMode::Governance, Some(1), None).unwrap()),
+    };
+    store
+        .set_bucket_config(
+            "b",
+            BucketConfig::ObjectLock,
+            Some(serde_json::to_string(&config).unwrap()),
+        )
+        .await
+        .unwrap();
+
+    // The default: governance for a day, which gives way only to a bypass.
+    let g = put(&store, "b", "g", b"governed").await;
+    let gv = g.version_id.clone().unwrap();
+    assert_eq!(
+        g.lock.retention,
+        Some(Retention {
+            mode: LockMode::Governance,
+            until_ms: now + DAY
+        })
+    );
+    assert!(locked(
+        store
+            .delete_object("b", "g", Some(&gv), Governance::Binds)
+            .await
+    ));
+    store
+        .delete_object("b", "g", Some(&gv), Governance::Bypassed)
+        .await
+        .unwrap();
+
+    // Compliance asked for: nobody deletes the version, though a delete marker goes on top.
+    let until = now + 2 * DAY;
+    let c = store
+        .put_object(
+            "b",
+            "c",
+            body(&[b"complied"]),
+            PutOptions {
+                lock: ObjectLock {
+                    retention: Some(Retention {
+                        mode: LockMode::Compliance,
+                        until_ms: until,
+                    }),
+                    legal_hold: None,
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let cv = c.version_id.clone().unwrap();
+    assert!(locked(
+        store
+            .delete_object("b", "c", Some(&cv), Governance::Bypassed)
+            .await
+    ));
+    let marker = store
+        .delete_object("b", "c", None, Governance::Binds)
+        .await
+        .unwrap();
+    assert!(marker.delete_marker);
+    let shorter = Retention {
+        mode: LockMode::Compliance,
+        until_ms: until - 1,
+    };
+    assert!(matches!(
+        store
+            .update_object(
+                "b",
+                "c",
+                Some(&cv),
+                ObjectUpdate::Retention(Some(shorter), Governance::Bypassed)
+            )
+            .await,
+        Err(StoreError::ObjectLocked(_))
+    ));
+    let longer = Retention {
+        mode: LockMode::Compliance,
+        until_ms: until + DAY,
+    };
+    let extended = store
+        .update_object(
+            "b",
+            "c",
+            Some(&cv),
+            ObjectUpdate::Retention(Some(longer), Governance::Binds),
+        )
+        .await
+        .unwrap();
+    assert_eq!(extended.lock.retention, Some(longer));
+    assert_eq!(
+        store
+            .head_object("b", "c", Some(&cv))
+            .await
+            .unwrap()
+            .lock
+            .retention,
+        Some(longer)
+    );
+
+    // A completed upload takes its own legal hold and the bucket's default.
+    let upload = store.create_upload("b", "m", with_lock()).await.unwrap();
+    let up = UploadRef {
+        bucket: "b",
+        key: "m",
+        upload_id: &upload.upload_id,
+    };
+    let part = store
+        .upload_part(up, 1, body(&[b"part"]), PutOptions::default())
+        .await
+        .unwrap();
+    let m = store
+        .complete_upload(up, vec![(1, part.etag)], None)
+        .await
+        .unwrap();
+    assert_eq!(m.lock.legal_hold, Some(true));
+    assert_eq!(m.lock.retention.map(|r| r.mode), Some(LockMode::Governance));
+    let mv = m.version_id.clone().unwrap();
+
+    // Once retention ends only the legal hold binds, until it is lifted.
+    clock.advance(std::time::Duration::from_secs(4 * 24 * 3600));
+    store
+        .delete_object("b", "c", Some(&cv), Governance::Binds)
+        .await
+        .unwrap();
+    assert!(locked(
+        store
+            .delete_object("b", "m", Some(&mv), Governance::Bypassed)
+            .await
+    ));
+    let lifted = store
+        .update_object("b", "m", Some(&mv), ObjectUpdate::LegalHold(false))
+        .await
+        .unwrap();
+    assert_eq!(lifted.lock.legal_hold, Some(false));
+    store
+        .delete_object("b", "m", Some(&mv), Governance::Binds)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn memory_object_lock() {
+    let clock = clock();
+    object_lock(MemoryStore::new(clock.clone()), clock).await;
+}
+
+#[tokio::test]
+async fn disk_object_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    object_lock(DiskStore::open(dir.path(), clock.clone()).unwrap(), clock).await;
 }
 
 macro_rules! conformance {
@@ -1267,7 +1491,10 @@ async fn disk_keeps_data_across_reopen_and_leaves_no_garbage() {
         put(&store, "b", "k", &big(b'1')).await;
         put(&store, "b", "k", &big(b'2')).await;
         put(&store, "b", "gone", &big(b'x')).await;
-        store.delete_object("b", "gone", None).await.unwrap();
+        store
+            .delete_object("b", "gone", None, Governance::Binds)
+            .await
+            .unwrap();
         let _ = store
             .put_object(
                 "b",
@@ -1446,7 +1673,10 @@ async fn small_objects_live_in_their_record_and_large_ones_in_blobs() {
         .await
         .unwrap();
     assert_eq!(read(part).await, b"again");
-    store.delete_object("b", "k", None).await.unwrap();
+    store
+        .delete_object("b", "k", None, Governance::Binds)
+        .await
+        .unwrap();
     assert_eq!(get(&store, "b", "k").await, None);
     // A large body that fails its digest after the inline limit stores nothing.
     let bad = PutOptions {
@@ -1528,7 +1758,10 @@ async fn concurrent_puts_are_grouped_and_each_answered() {
     let large = page.objects.iter().filter(|o| o.size > 64 * 1024).count();
     assert_eq!(files_under(&dir.path().join("blobs")).len(), large);
     // A commit to a bucket that is gone fails alone.
-    store.delete_object("b", "shared", None).await.unwrap();
+    store
+        .delete_object("b", "shared", None, Governance::Binds)
+        .await
+        .unwrap();
     assert!(matches!(
         store
             .put_object("gone", "k", body(&[b"x"]), PutOptions::default())
@@ -1846,7 +2079,10 @@ async fn versions_and_their_blobs_survive_a_restart() {
             .version_id
             .unwrap();
         put(&store, "b", "small", b"newer").await;
-        store.delete_object("b", "small", None).await.unwrap();
+        store
+            .delete_object("b", "small", None, Governance::Binds)
+            .await
+            .unwrap();
         (v_old, v_small)
     };
     // Opening removes orphan blobs: a noncurrent version's blob is not one.
@@ -1861,6 +2097,9 @@ async fn versions_and_their_blobs_survive_a_restart() {
     assert_eq!(versions(&store, "b").await.len(), 5);
     // Deleting a version for good removes its blob.
     let blobs = files_under(&dir.path().join("blobs")).len();
-    store.delete_object("b", "big", Some(&v_old)).await.unwrap();
+    store
+        .delete_object("b", "big", Some(&v_old), Governance::Binds)
+        .await
+        .unwrap();
     assert_eq!(files_under(&dir.path().join("blobs")).len(), blobs - 1);
 }

@@ -201,6 +201,7 @@ mod tests {
                 parts: Vec::new(),
                 version_id: id.map(str::to_owned),
                 versioned: false,
+                lock: Default::default(),
             },
             delete_marker: false,
             is_latest,

@@ -211,6 +211,16 @@ fn known(code: &str) -> Option<Known> {
             false,
             &[],
         ),
+        "InvalidBucketState" => (
+            "The request is not valid with the current state of the bucket.",
+            true,
+            &[BucketName],
+        ),
+        "NoSuchObjectLockConfiguration" => (
+            "The specified object does not have a ObjectLock configuration",
+            false,
+            &[],
+        ),
         "ObjectLockConfigurationNotFoundError" => (
             "Object Lock configuration does not exist for this bucket",
             false,

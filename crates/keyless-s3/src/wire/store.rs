@@ -55,6 +55,14 @@ pub fn store_error(e: StoreError) -> S3Error {
             err.set_headers(headers);
             err
         }
+        StoreError::ObjectLocked(_) => s3_error!(
+            AccessDenied,
+            "Access Denied because object protected by object lock."
+        ),
+        StoreError::NoObjectLock(_) => s3_error!(
+            InvalidRequest,
+            "Bucket is missing Object Lock Configuration"
+        ),
         StoreError::NoSuchUpload(_) => aws_error(S3ErrorCode::NoSuchUpload),
         StoreError::InvalidPart(_) => aws_error(S3ErrorCode::InvalidPart),
         StoreError::InvalidPartOrder => aws_error(S3ErrorCode::InvalidPartOrder),

@@ -97,8 +97,12 @@ async fn harness() -> Harness {
         .with_sessions(Arc::new(OneSession { claims }));
     let store = Arc::new(MemoryStore::new(Arc::clone(&clock) as Arc<dyn Clock>));
     store.create_bucket("bkt").await.unwrap();
-    let mut builder =
-        S3ServiceBuilder::new(KeylessS3::new(Arc::clone(&store), "us-east-1", ACCOUNT));
+    let mut builder = S3ServiceBuilder::new(KeylessS3::new(
+        Arc::clone(&store),
+        "us-east-1",
+        ACCOUNT,
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    ));
     let authorizer = Authorizer::new(store, keys, Arc::clone(&clock) as Arc<dyn Clock>);
     builder.set_auth(authorizer.clone());
     builder.set_access(authorizer);
