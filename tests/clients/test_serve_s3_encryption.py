@@ -150,3 +150,48 @@ def test_rotation_rewraps_data_keys_and_leaves_the_data(keyless_bin, tmp_path):
         server.stop()
     # ...and the data itself was not rewritten.
     assert {f: f.read_bytes() for f in (data / "objects" / "blobs").rglob("*") if f.is_file()} == blobs
+
+
+def test_sealing_only_what_asks_for_it(keyless_bin, tmp_path):
+    """`--encrypt-objects requested`: S3 before 2023. Only writes that ask for SSE-S3 (the
+    header, or the bucket's default encryption) are sealed and answered as such; the rest are
+    plaintext on disk (for disks that encrypt already), and everything reads back."""
+    server = Server(keyless_bin, tmp_path / "data", ["--encrypt-objects", "requested"])
+    try:
+        s3 = server.client(retries={"max_attempts": 1})
+        s3.create_bucket(Bucket="bkt")
+        plain = b"CLEAR-" * 20_000
+        put = s3.put_object(Bucket="bkt", Key="plain", Body=plain)
+        assert "ServerSideEncryption" not in put
+        assert "ServerSideEncryption" not in s3.head_object(Bucket="bkt", Key="plain")
+        e = pytest.raises(botocore.exceptions.ClientError, s3.get_bucket_encryption, Bucket="bkt")
+        assert error_code(e) == "ServerSideEncryptionConfigurationNotFoundError"
+        assert any(b"CLEAR-" * 100 in f.read_bytes() for f in server.data_dir.rglob("*") if f.is_file())
+
+        asked = s3.put_object(Bucket="bkt", Key="asked", Body=marked(10_000), ServerSideEncryption="AES256")
+        assert asked["ServerSideEncryption"] == "AES256"
+        got = s3.get_object(Bucket="bkt", Key="asked")
+        assert got["ServerSideEncryption"] == "AES256" and got["Body"].read() == marked(10_000)
+
+        # A bucket default seals every write to it, multipart parts included.
+        s3.put_bucket_encryption(Bucket="bkt", ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        rule = s3.get_bucket_encryption(Bucket="bkt")["ServerSideEncryptionConfiguration"]["Rules"][0]
+        assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        assert s3.put_object(Bucket="bkt", Key="default", Body=marked(20))["ServerSideEncryption"] == "AES256"
+        created = s3.create_multipart_upload(Bucket="bkt", Key="mp")
+        assert created["ServerSideEncryption"] == "AES256"
+        part = s3.upload_part(Bucket="bkt", Key="mp", UploadId=created["UploadId"], PartNumber=1,
+                              Body=marked(1000))
+        assert part["ServerSideEncryption"] == "AES256"
+        done = s3.complete_multipart_upload(Bucket="bkt", Key="mp", UploadId=created["UploadId"],
+                                            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+        assert done["ServerSideEncryption"] == "AES256"
+        assert s3.get_object(Bucket="bkt", Key="mp")["Body"].read() == marked(1000)
+        assert not data_holds_plaintext(server.data_dir), "a sealed write left plaintext"
+
+        s3.delete_bucket_encryption(Bucket="bkt")
+        assert "ServerSideEncryption" not in s3.put_object(Bucket="bkt", Key="after", Body=b"x")
+        assert s3.get_object(Bucket="bkt", Key="plain")["Body"].read() == plain
+    finally:
+        server.stop()

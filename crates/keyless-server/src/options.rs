@@ -58,6 +58,25 @@ pub struct ServerOptions {
     pub request_log: RequestLogLevel,
 }
 
+/// `--encrypt-objects`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EncryptObjects {
+    /// Every object.
+    All,
+    /// Those whose write asks for it.
+    Requested,
+}
+
+impl EncryptObjects {
+    /// The store's sealing.
+    pub fn sealing(self) -> keyless_s3::store::Sealing {
+        match self {
+            Self::All => keyless_s3::store::Sealing::All,
+            Self::Requested => keyless_s3::store::Sealing::Requested,
+        }
+    }
+}
+
 /// Descriptors left, by the default connection limit, to everything but connections: the
 /// stores, the log, the runtime.
 const RESERVED_FILES: u64 = 64;
@@ -204,6 +223,13 @@ pub struct ServeOptions {
     /// Keep a copy apart from the data: without it, the objects cannot be read.
     #[arg(long, value_name = "FILE")]
     pub encryption_key_file: Option<PathBuf>,
+
+    /// Which objects are encrypted at rest: `all` (as S3 since 2023), or `requested`: only
+    /// those whose write asks for SSE-S3 (`x-amz-server-side-encryption: AES256`) or whose
+    /// bucket has a default encryption (PutBucketEncryption), as S3 before 2023, for disks
+    /// that are encrypted already. Objects sealed before stay readable either way.
+    #[arg(long, value_enum, default_value = "all", value_name = "WHICH")]
+    pub encrypt_objects: EncryptObjects,
 
     /// How often the buckets' lifecycle rules are applied (expired objects deleted, incomplete
     /// multipart uploads aborted). Each pass looks at 100,000 objects and uploads at most.

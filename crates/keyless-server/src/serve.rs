@@ -262,10 +262,13 @@ impl Server {
         let sts = Sts::new(iam, session_key, Arc::new(verifier));
         let master_keys = crate::encryption::load(&data_dir, args.encryption_key_file.as_deref())?;
         let store = Arc::new(
-            DiskStore::open_sealed(data_dir.join("objects"), Arc::clone(&clock), master_keys)
-                .with_context(|| {
-                    format!("cannot open the object store in `{}`", data_dir.display())
-                })?,
+            DiskStore::open_sealing(
+                data_dir.join("objects"),
+                Arc::clone(&clock),
+                master_keys,
+                args.encrypt_objects.sealing(),
+            )
+            .with_context(|| format!("cannot open the object store in `{}`", data_dir.display()))?,
         );
 
         create_buckets(store.as_ref(), loaded.buckets).await?;

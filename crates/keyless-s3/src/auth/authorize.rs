@@ -88,6 +88,22 @@ impl<S: ObjectStore> Authorizer<S> {
         }
     }
 
+    /// Whether `caller` may bypass governance retention on `resource`
+    /// (`s3:BypassGovernanceRetention`); a request that asks to and may not is not refused, its
+    /// governance retention just binds.
+    async fn may_bypass(
+        &self,
+        caller: Option<&Caller>,
+        bucket: &str,
+        resource: &str,
+        facts: &RequestFacts<'_>,
+    ) -> MayBypassGovernance {
+        let decided = self
+            .decide(caller, BYPASS_GOVERNANCE, bucket, resource, facts)
+            .await;
+        MayBypassGovernance(decided.is_ok())
+    }
+
     /// The object's tags for `s3:ExistingObjectTag/<key>`, read only when the bucket's policy or
     /// one of the caller's tests such a key (most never do, and then nothing is read). An
     /// object that is not there has none; the operation answers for it.
@@ -329,17 +345,15 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
             .await?;
         }
         let may_bypass = match bypass_asked && op.may_bypass_governance() {
-            true => Some(MayBypassGovernance(
-                self.decide(
+            true => Some(
+                self.may_bypass(
                     caller.as_ref(),
-                    BYPASS_GOVERNANCE,
                     &bucket,
                     &op.resource(&bucket, &key),
                     &facts,
                 )
-                .await
-                .is_ok(),
-            )),
+                .await,
+            ),
             false => None,
         };
         if matches!(
@@ -447,15 +461,9 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
                 Ok(()) => {
                     if bypass_asked && may_bypass {
                         may_bypass = self
-                            .decide(
-                                caller.as_ref(),
-                                BYPASS_GOVERNANCE,
-                                &req.input.bucket,
-                                &resource,
-                                &facts,
-                            )
+                            .may_bypass(caller.as_ref(), &req.input.bucket, &resource, &facts)
                             .await
-                            .is_ok();
+                            .0;
                     }
                     allowed.push(object);
                 }
@@ -571,16 +579,9 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
         .await?;
         if req.input.bypass_governance_retention == Some(true) {
             let may = self
-                .decide(
-                    caller.as_ref(),
-                    BYPASS_GOVERNANCE,
-                    &req.input.bucket,
-                    &resource,
-                    &facts,
-                )
-                .await
-                .is_ok();
-            req.extensions.insert(MayBypassGovernance(may));
+                .may_bypass(caller.as_ref(), &req.input.bucket, &resource, &facts)
+                .await;
+            req.extensions.insert(may);
         }
         Ok(())
     }

@@ -15,6 +15,10 @@
 use http::HeaderMap;
 use s3s::{S3Result, s3_error};
 
+use super::KeylessS3;
+use crate::store::{BucketConfig, ObjectStore, Sealing};
+use crate::wire::store_error;
+
 /// `x-amz-server-side-encryption`.
 const SSE: &str = "x-amz-server-side-encryption";
 
@@ -80,6 +84,25 @@ pub(super) fn refuse_unimplemented(headers: &HeaderMap, carries: Carries) -> S3R
         ));
     }
     Ok(())
+}
+
+impl<S: ObjectStore> KeylessS3<S> {
+    /// Whether a write to `bucket` asks for SSE-S3: `x-amz-server-side-encryption: AES256`,
+    /// or, where objects are sealed on request, the bucket's default encryption.
+    pub(super) async fn asks_to_seal(&self, headers: &HeaderMap, bucket: &str) -> S3Result<bool> {
+        if headers.get(SSE).is_some_and(|v| v.as_bytes() == b"AES256") {
+            return Ok(true);
+        }
+        if self.store.sealing() != Sealing::Requested {
+            return Ok(false);
+        }
+        let config = self
+            .store
+            .bucket_config(bucket, BucketConfig::Encryption)
+            .await
+            .map_err(store_error)?;
+        Ok(config.is_some())
+    }
 }
 
 #[cfg(test)]

@@ -43,8 +43,10 @@ impl<S: ObjectStore> KeylessS3<S> {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;
         refuse_unimplemented(&req.headers, Carries::Method)?;
+        let seal = self.asks_to_seal(&req.headers, &req.input.bucket).await?;
         let input = req.input;
         let options = PutOptions {
+            seal,
             content_type: input.content_type,
             metadata: metadata_in(input.metadata)?,
             tags: crate::tags::header_tags(input.tagging.as_deref())?,
@@ -70,7 +72,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
-            server_side_encryption: super::object::sse(self.store.seals_at_rest()),
+            server_side_encryption: super::object::sse(self.store.sealing().seals(seal)),
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload.upload_id),
@@ -106,7 +108,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(UploadPartOutput {
-            server_side_encryption: super::object::sse(self.store.seals_at_rest()),
+            server_side_encryption: super::object::sse(part.sealed),
             e_tag: Some(ETag::Strong(part.etag)),
             ..Default::default()
         }))
@@ -150,7 +152,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(UploadPartCopyOutput {
-            server_side_encryption: super::object::sse(self.store.seals_at_rest()),
+            server_side_encryption: super::object::sse(part.sealed),
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(ETag::Strong(part.etag)),
                 last_modified: Some(timestamp(part.last_modified_ms)),

@@ -219,6 +219,7 @@ impl<S: ObjectStore> KeylessS3<S> {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;
         refuse_unimplemented(&req.headers, Carries::Method)?;
+        let seal = self.asks_to_seal(&req.headers, &req.input.bucket).await?;
         let input = req.input;
         refuse_too_large(input.content_length)?;
         let lock = lock_headers(
@@ -250,6 +251,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             content_length: None,
             verifier: super::checksum::verifier(&req.headers, req.trailing_headers)?,
             lock,
+            seal,
         };
         let info = self
             .store
@@ -530,6 +532,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         let if_match = header(http::header::IF_MATCH)?;
         let if_none_match = header(http::header::IF_NONE_MATCH)?;
         let condition = write_condition(if_match.as_ref(), if_none_match.as_ref())?;
+        let seal = self.asks_to_seal(&req.headers, &req.input.bucket).await?;
         let input = req.input;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         // The copy's own lock (the source's is not copied; the bucket's default applies).
@@ -587,6 +590,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 condition,
                 tags,
                 lock,
+                seal,
                 ..Default::default()
             }
         } else {
@@ -597,6 +601,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 condition,
                 tags,
                 lock,
+                seal,
                 ..Default::default()
             }
         };

@@ -8,7 +8,7 @@
 //! <https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObjectRetention.html>
 
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::KeylessS3;
 use super::bucket::timestamp;
@@ -17,7 +17,7 @@ use crate::object_lock::{
     BadDefault, DefaultRetention, Governance, LockConfig, LockMode, ObjectLock, Retention,
 };
 use crate::store::{BucketConfig, ObjectInfo, ObjectStore, ObjectUpdate, Versioning};
-use crate::wire::store_error;
+use crate::wire::{aws_error, store_error};
 
 /// A time as milliseconds since the epoch.
 pub(crate) fn millis(t: &Timestamp) -> i64 {
@@ -28,13 +28,13 @@ pub(crate) fn millis(t: &Timestamp) -> i64 {
         .map_or(0, |s| (s * 1000.0).round() as i64)
 }
 
+/// S3's `MalformedXML`, with its text.
+fn malformed() -> s3s::S3Error {
+    aws_error(S3ErrorCode::MalformedXML)
+}
+
 fn mode_in(mode: &str) -> S3Result<LockMode> {
-    LockMode::parse(mode).ok_or_else(|| {
-        s3_error!(
-            MalformedXML,
-            "The XML you provided was not well-formed or did not validate against our published schema"
-        )
-    })
+    LockMode::parse(mode).ok_or_else(malformed)
 }
 
 fn past() -> s3s::S3Error {
@@ -199,12 +199,6 @@ impl<S: ObjectStore> KeylessS3<S> {
         req: S3Request<PutObjectLockConfigurationInput>,
     ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
         let input = req.input;
-        let malformed = || {
-            s3_error!(
-                MalformedXML,
-                "The XML you provided was not well-formed or did not validate against our published schema"
-            )
-        };
         let config = input.object_lock_configuration.ok_or_else(malformed)?;
         if config
             .object_lock_enabled
@@ -302,10 +296,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 })
             }
             Some(_) => {
-                return Err(s3_error!(
-                    MalformedXML,
-                    "The XML you provided was not well-formed or did not validate against our published schema"
-                ));
+                return Err(malformed());
             }
         };
         self.store
@@ -350,10 +341,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             Some(ObjectLockLegalHoldStatus::ON) => true,
             Some(ObjectLockLegalHoldStatus::OFF) => false,
             _ => {
-                return Err(s3_error!(
-                    MalformedXML,
-                    "The XML you provided was not well-formed or did not validate against our published schema"
-                ));
+                return Err(malformed());
             }
         };
         self.store

@@ -14,7 +14,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use super::KeylessS3;
 use crate::cors::Cors;
 use crate::lifecycle::Lifecycle;
-use crate::store::{BucketConfig, ObjectStore};
+use crate::store::{BucketConfig, ObjectStore, Sealing};
 use crate::wire::{aws_error, store_error};
 
 /// A bucket without the configuration: S3's error of that code, with S3's status (404 for
@@ -43,13 +43,23 @@ impl<S: ObjectStore> KeylessS3<S> {
         req: S3Request<GetBucketEncryptionInput>,
     ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
         self.existing(&req.input.bucket).await?;
-        if !self.store.seals_at_rest() {
+        // Every object sealed: as S3 answers since 2023 for every bucket, SSE-S3 is the
+        // default, and the only kind Keyless keeps. Sealed on request: the bucket's own.
+        let configured = match self.store.sealing() {
+            Sealing::All => true,
+            Sealing::Requested => self
+                .store
+                .bucket_config(&req.input.bucket, BucketConfig::Encryption)
+                .await
+                .map_err(store_error)?
+                .is_some(),
+            Sealing::Off => false,
+        };
+        if !configured {
             return Err(not_configured(
                 "ServerSideEncryptionConfigurationNotFoundError",
             ));
         }
-        // As S3 answers since 2023 for every bucket: SSE-S3 is the default, and the only kind
-        // Keyless keeps.
         let rule = ServerSideEncryptionRule {
             apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
                 kms_master_key_id: None,
@@ -101,23 +111,42 @@ impl<S: ObjectStore> KeylessS3<S> {
                 }
             }
         }
-        if !self.store.seals_at_rest() {
-            return Err(s3_error!(
-                NotImplemented,
-                "this store keeps objects in plaintext: encryption at rest is off"
-            ));
+        match self.store.sealing() {
+            Sealing::Off => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "this store keeps objects in plaintext: encryption at rest is off"
+                ));
+            }
+            Sealing::Requested => self.set_default_encryption(&req.input.bucket, true).await?,
+            Sealing::All => {}
         }
         Ok(S3Response::new(PutBucketEncryptionOutput::default()))
     }
 
-    /// DeleteBucketEncryption: the bucket goes back to the default, SSE-S3, which it already
-    /// has.
+    /// DeleteBucketEncryption: the bucket goes back to the default: SSE-S3 where every object
+    /// is sealed (which it already has), none where objects are sealed on request.
     pub(super) async fn delete_bucket_encryption_(
         &self,
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
         self.existing(&req.input.bucket).await?;
+        if self.store.sealing() == Sealing::Requested {
+            self.set_default_encryption(&req.input.bucket, false)
+                .await?;
+        }
         Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
+    }
+
+    async fn set_default_encryption(&self, bucket: &str, on: bool) -> S3Result<()> {
+        self.store
+            .set_bucket_config(
+                bucket,
+                BucketConfig::Encryption,
+                on.then(|| ServerSideEncryption::AES256.to_owned()),
+            )
+            .await
+            .map_err(store_error)
     }
 
     pub(super) async fn get_bucket_replication_(

@@ -37,7 +37,7 @@ use crate::object_lock::{Governance, LockConfig, ObjectLock};
 use super::{
     BodyCheck, BucketConfig, BucketInfo, ByteRange, ByteStream, COMPLETED_UPLOAD_MEMORY_MS,
     CompletedUpload, ContentHeaders, Deleted, ListPage, ListQuery, ObjectInfo, ObjectStore,
-    ObjectUpdate, PartInfo, PutOptions, StoreError, UploadInfo, UploadRef, VersionEntry,
+    ObjectUpdate, PartInfo, PutOptions, Sealing, StoreError, UploadInfo, UploadRef, VersionEntry,
     VersionPage, VersionQuery, Versioning, WriteCondition, bytes_stream, check_version_id,
     completed_parts, lock_config, multipart_etag, new_version_id, new_version_lock, object_parts,
     paginate, paginate_versions, random_id,
@@ -135,6 +135,9 @@ struct UploadRecord {
     /// The lock the completed object asks for.
     #[serde(default, skip_serializing_if = "ObjectLock::is_empty")]
     lock: ObjectLock,
+    /// Whether the upload asked for SSE-S3 (its parts are sealed as it says).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    seal: bool,
 }
 
 impl UploadRecord {
@@ -173,6 +176,8 @@ struct Inner {
     /// The master keys that wrap each object's data key; `None` stores plaintext (tests and
     /// benchmarks compare with it).
     keys: Option<Arc<MasterKeys>>,
+    /// Which new objects are sealed (never any without keys).
+    sealing: Sealing,
 }
 
 impl Inner {
@@ -202,7 +207,7 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 impl DiskStore {
     /// Opens (creating if needed) a store in `root` that keeps objects in plaintext.
     pub fn open(root: impl Into<PathBuf>, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        Self::open_with(root.into(), clock, None)
+        Self::open_with(root.into(), clock, None, Sealing::Off)
     }
 
     /// Opens (creating if needed) a store in `root` that seals every new object under a data key
@@ -213,7 +218,18 @@ impl DiskStore {
         clock: Arc<dyn Clock>,
         keys: Arc<MasterKeys>,
     ) -> Result<Self, StoreError> {
-        Self::open_with(root.into(), clock, Some(keys))
+        Self::open_sealing(root, clock, keys, Sealing::All)
+    }
+
+    /// As [`DiskStore::open_sealed`], sealing the new objects `sealing` says (all, those whose
+    /// writes ask for it, or none); objects sealed before stay readable whatever it says.
+    pub fn open_sealing(
+        root: impl Into<PathBuf>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<MasterKeys>,
+        sealing: Sealing,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(root.into(), clock, Some(keys), sealing)
     }
 
     /// Opens (creating if needed) a store in `root`: `meta.redb`, `blobs/` and `tmp/`.
@@ -221,6 +237,7 @@ impl DiskStore {
         root: PathBuf,
         clock: Arc<dyn Clock>,
         keys: Option<Arc<MasterKeys>>,
+        sealing: Sealing,
     ) -> Result<Self, StoreError> {
         private_dir(&root)?;
         private_dir(&root.join("blobs"))?;
@@ -267,6 +284,11 @@ impl DiskStore {
                 clock,
                 policies: RwLock::new(policies),
                 committer: committer_tx,
+                sealing: if keys.is_some() {
+                    sealing
+                } else {
+                    Sealing::Off
+                },
                 keys,
             }),
         };
@@ -373,8 +395,11 @@ impl DiskStore {
         Ok(())
     }
 
-    /// A new data key, when objects are sealed.
-    fn new_data_key(&self) -> Result<Option<(DataKey, WrappedKey)>, StoreError> {
+    /// A new data key, when the new object is sealed (`asked`: its write asked for SSE-S3).
+    fn new_data_key(&self, asked: bool) -> Result<Option<(DataKey, WrappedKey)>, StoreError> {
+        if !self.inner.sealing.seals(asked) {
+            return Ok(None);
+        }
         self.inner
             .keys
             .as_ref()
@@ -464,7 +489,7 @@ impl DiskStore {
         mut body: ByteStream,
         options: &mut PutOptions,
     ) -> Result<(String, String, u64, Option<WrappedKey>), StoreError> {
-        let sealing = self.new_data_key()?;
+        let sealing = self.new_data_key(options.seal)?;
         let blob = random_id()?;
         let tmp = self.inner.root.join("tmp").join(&blob);
         let written = async {
@@ -1180,8 +1205,8 @@ async fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 impl ObjectStore for DiskStore {
-    fn seals_at_rest(&self) -> bool {
-        self.inner.keys.is_some()
+    fn sealing(&self) -> Sealing {
+        self.inner.sealing
     }
 
     async fn create_bucket(&self, bucket: &str) -> Result<BucketInfo, StoreError> {
@@ -1324,7 +1349,7 @@ impl ObjectStore for DiskStore {
             let mut check = BodyCheck::new(&mut options);
             check.update(&head);
             let (etag, size) = check.finish(&options)?;
-            match self.new_data_key()? {
+            match self.new_data_key(options.seal)? {
                 Some((key, wrapped)) => {
                     let sealed = key.seal_all(&head);
                     (String::new(), Some(sealed), etag, size, Some(wrapped))
@@ -1880,6 +1905,7 @@ impl ObjectStore for DiskStore {
             parts: BTreeMap::new(),
             part_keys: BTreeMap::new(),
             lock: options.lock,
+            seal: options.seal,
         };
         self.blocking(move |inner| {
             let txn = inner.db.begin_write().map_err(db_err)?;
@@ -1906,13 +1932,14 @@ impl ObjectStore for DiskStore {
         body: ByteStream,
         mut options: PutOptions,
     ) -> Result<PartInfo, StoreError> {
-        self.upload_record(upload).await?;
+        options.seal = self.upload_record(upload).await?.seal;
         let (blob, etag, size, part_key) = self.write_blob(body, &mut options).await?;
         let part = PartInfo {
             part_number,
             etag,
             size,
             last_modified_ms: self.now_ms(),
+            sealed: part_key.is_some(),
         };
         let (bucket, key, id) = (
             upload.bucket.to_owned(),

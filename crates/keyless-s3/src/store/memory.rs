@@ -590,6 +590,7 @@ impl ObjectStore for MemoryStore {
             etag,
             size,
             last_modified_ms: self.now_ms(),
+            sealed: false,
         };
         self.with_upload(upload, |u| {
             u.parts.insert(part_number, (part.clone(), data));

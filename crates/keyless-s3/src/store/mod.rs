@@ -320,6 +320,33 @@ pub struct PutOptions {
     /// The retention and legal hold the request asks for (a bucket's default retention
     /// applies when it asks for none); only in a bucket with Object Lock.
     pub lock: ObjectLock,
+    /// Whether the write asks for SSE-S3 (`x-amz-server-side-encryption: AES256`, or its
+    /// bucket's default encryption): with [`Sealing::Requested`] only such writes are sealed.
+    pub seal: bool,
+}
+
+/// Which new objects a store encrypts at rest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sealing {
+    /// None (a store without master keys: tests, benchmarks, the in-memory double).
+    #[default]
+    Off,
+    /// Those whose write asks for SSE-S3 ([`PutOptions::seal`]), as S3 did before 2023: for
+    /// disks that encrypt already.
+    Requested,
+    /// Every one, as S3 does since 2023.
+    All,
+}
+
+impl Sealing {
+    /// Whether a write that asked for SSE-S3 (`asked`) or not is sealed.
+    pub fn seals(self, asked: bool) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Requested => asked,
+            Self::All => true,
+        }
+    }
 }
 
 /// A change to a version that keeps its data, ETag and time.
@@ -465,6 +492,9 @@ pub struct PartInfo {
     pub size: u64,
     /// When it was uploaded, milliseconds since the epoch.
     pub last_modified_ms: i64,
+    /// Whether its bytes are encrypted at rest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 /// The smallest size of every part but the last.
@@ -575,9 +605,9 @@ pub struct ListPage {
 
 /// Storage of buckets, objects and bucket policies.
 pub trait ObjectStore: Send + Sync + 'static {
-    /// Whether new objects are encrypted at rest (SSE-S3).
-    fn seals_at_rest(&self) -> bool {
-        false
+    /// Which new objects are encrypted at rest (SSE-S3).
+    fn sealing(&self) -> Sealing {
+        Sealing::Off
     }
 
     /// Creates a bucket.
@@ -739,6 +769,9 @@ pub enum BucketConfig {
     Tagging,
     /// [`crate::object_lock::LockConfig`]: set once Object Lock is enabled, never removed.
     ObjectLock,
+    /// A default encryption (SSE-S3) put on the bucket, where that is not every object's
+    /// already ([`Sealing::Requested`]); `"AES256"`.
+    Encryption,
 }
 
 impl BucketConfig {
@@ -749,6 +782,7 @@ impl BucketConfig {
             Self::Cors => "cors",
             Self::Tagging => "tagging",
             Self::ObjectLock => "object-lock",
+            Self::Encryption => "encryption",
         }
     }
 }

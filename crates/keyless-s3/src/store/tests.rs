@@ -129,6 +129,7 @@ async fn objects(store: impl ObjectStore) {
         condition: None,
         tags: vec![("kind".to_owned(), "greeting".to_owned())],
         lock: ObjectLock::default(),
+        seal: false,
     };
     let info = store
         .put_object("b", "dir/hello.txt", body(&[b"hello ", b"world"]), options)
@@ -1882,6 +1883,56 @@ async fn sealed_multipart(store: &DiskStore, key: &str) -> Vec<u8> {
         .await
         .unwrap();
     [first, second].concat()
+}
+
+#[tokio::test]
+async fn sealing_on_request_seals_only_what_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(seal::MasterKeys::generate().unwrap());
+    let store = DiskStore::open_sealing(dir.path(), clock(), keys, Sealing::Requested).unwrap();
+    assert_eq!(store.sealing(), Sealing::Requested);
+    store.create_bucket("b").await.unwrap();
+    let asked = || PutOptions {
+        seal: true,
+        ..Default::default()
+    };
+    let clear = b"CLEAR-TEXT-".repeat(10_000);
+    assert!(!put(&store, "b", "clear", &clear).await.sealed);
+    for (key, data) in [("small", marked(10)), ("large", marked(20_000))] {
+        let info = store
+            .put_object("b", key, body(&[&data]), asked())
+            .await
+            .unwrap();
+        assert!(info.sealed, "{key}");
+        assert_eq!(get(&store, "b", key).await.unwrap(), data);
+    }
+    let up = store.create_upload("b", "mp", asked()).await.unwrap();
+    let upload = UploadRef {
+        bucket: "b",
+        key: "mp",
+        upload_id: &up.upload_id,
+    };
+    let part = store
+        .upload_part(upload, 1, body(&[&marked(100)]), PutOptions::default())
+        .await
+        .unwrap();
+    assert!(part.sealed);
+    let done = store
+        .complete_upload(upload, vec![(1, part.etag)], None)
+        .await
+        .unwrap();
+    assert!(done.sealed);
+    let on_disk = all_bytes_under(dir.path());
+    let holds = |needle: &[u8]| on_disk.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !holds(b"PLAINTEXT-MARKER-"),
+        "a sealed write left plaintext"
+    );
+    assert!(
+        holds(b"CLEAR-TEXT-CLEAR-TEXT-"),
+        "the unsealed write was sealed"
+    );
+    assert_eq!(get(&store, "b", "clear").await.unwrap(), clear);
 }
 
 #[tokio::test]
