@@ -245,3 +245,21 @@ def test_awscli_object_lock(server, tmp_path):
     server.aws("s3api", "get-object", "--bucket", "backups", "--key", "gitlab_backup.tar",
                "--version-id", version, str(out))
     assert out.read_bytes() == b"backup"
+
+
+def test_a_browser_form_sets_a_lock_only_with_its_permission(s3, server):
+    import requests
+
+    def form_post(client, key):
+        form = client.generate_presigned_post(
+            "vault", key, Fields={"x-amz-object-lock-legal-hold": "ON"},
+            Conditions=[{"x-amz-object-lock-legal-hold": "ON"}], ExpiresIn=300)
+        return requests.post(form["url"], data=form["fields"], files={"file": ("f", b"held")}, timeout=30)
+
+    writer = user_with(server, "formwriter", ["s3:PutObject"])
+    denied = form_post(writer, "by-writer")
+    assert denied.status_code == 403 and "<Code>AccessDenied</Code>" in denied.text, denied.text
+    keeper = user_with(server, "formkeeper", ["s3:PutObject", "s3:PutObjectLegalHold", "s3:GetObject"])
+    done = form_post(keeper, "by-keeper")
+    assert done.status_code == 204, done.text
+    assert s3.head_object(Bucket="vault", Key="by-keeper")["ObjectLockLegalHoldStatus"] == "ON"

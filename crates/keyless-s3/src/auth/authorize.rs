@@ -534,14 +534,27 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
             .server_side_encryption
             .as_ref()
             .map(|s| s.as_str());
-        self.decide(
-            caller.as_ref(),
-            S3Op::PostObject.action(),
-            &req.input.bucket,
-            &object_arn(&req.input.bucket, &req.input.key),
-            &facts,
-        )
-        .await
+        let resource = object_arn(&req.input.bucket, &req.input.key);
+        let i = &req.input;
+        let asks = LockAsks {
+            retention: i.object_lock_mode.is_some() || i.object_lock_retain_until_date.is_some(),
+            legal_hold: i.object_lock_legal_hold_status.is_some(),
+            bucket_lock: false,
+        };
+        facts.object_lock_mode = i.object_lock_mode.as_ref().map(|m| m.as_str());
+        facts.object_lock_legal_hold = i.object_lock_legal_hold_status.as_ref().map(|h| h.as_str());
+        let op = S3Op::PostObject;
+        for action in std::iter::once(op.action()).chain(op.also_needs(asks)) {
+            self.decide(
+                caller.as_ref(),
+                action,
+                &req.input.bucket,
+                &resource,
+                &facts,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// PutObjectRetention is decided with the retention of its body

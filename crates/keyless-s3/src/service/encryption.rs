@@ -87,10 +87,15 @@ pub(super) fn refuse_unimplemented(headers: &HeaderMap, carries: Carries) -> S3R
 }
 
 impl<S: ObjectStore> KeylessS3<S> {
-    /// Whether a write to `bucket` asks for SSE-S3: `x-amz-server-side-encryption: AES256`,
-    /// or, where objects are sealed on request, the bucket's default encryption.
-    pub(super) async fn asks_to_seal(&self, headers: &HeaderMap, bucket: &str) -> S3Result<bool> {
-        if headers.get(SSE).is_some_and(|v| v.as_bytes() == b"AES256") {
+    /// Whether a write to `bucket` asks for SSE-S3: `method` (`x-amz-server-side-encryption`,
+    /// or a browser form's field of that name, as s3s read it) is `AES256`, or, where objects
+    /// are sealed on request, the bucket has a default encryption.
+    pub(super) async fn asks_to_seal(
+        &self,
+        method: Option<&s3s::dto::ServerSideEncryption>,
+        bucket: &str,
+    ) -> S3Result<bool> {
+        if method.is_some_and(|m| m.as_str() == s3s::dto::ServerSideEncryption::AES256) {
             return Ok(true);
         }
         if self.store.sealing() != Sealing::Requested {

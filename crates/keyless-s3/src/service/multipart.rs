@@ -43,7 +43,9 @@ impl<S: ObjectStore> KeylessS3<S> {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;
         refuse_unimplemented(&req.headers, Carries::Method)?;
-        let seal = self.asks_to_seal(&req.headers, &req.input.bucket).await?;
+        let seal = self
+            .asks_to_seal(req.input.server_side_encryption.as_ref(), &req.input.bucket)
+            .await?;
         let input = req.input;
         let options = PutOptions {
             seal,

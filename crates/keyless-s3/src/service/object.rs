@@ -219,7 +219,9 @@ impl<S: ObjectStore> KeylessS3<S> {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         refuse_acl_headers(&req.headers, AclOf::Object, &self.owner_id)?;
         refuse_unimplemented(&req.headers, Carries::Method)?;
-        let seal = self.asks_to_seal(&req.headers, &req.input.bucket).await?;
+        let seal = self
+            .asks_to_seal(req.input.server_side_encryption.as_ref(), &req.input.bucket)
+            .await?;
         let input = req.input;
         refuse_too_large(input.content_length)?;
         let lock = lock_headers(
@@ -228,7 +230,9 @@ impl<S: ObjectStore> KeylessS3<S> {
             input.object_lock_legal_hold_status.as_ref(),
             self.clock.unix_millis(),
         )?;
-        if !lock.is_empty() && !carries_integrity(&req.headers) {
+        // A browser form carries no digest of its file (S3's POST takes none); a PUT must.
+        let form = crate::wire::form::is_form(&req.method, &req.headers);
+        if !lock.is_empty() && !form && !carries_integrity(&req.headers) {
             return Err(s3_error!(
                 InvalidRequest,
                 "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests with Object Lock parameters"
@@ -532,7 +536,9 @@ impl<S: ObjectStore> KeylessS3<S> {
         let if_match = header(http::header::IF_MATCH)?;
         let if_none_match = header(http::header::IF_NONE_MATCH)?;
         let condition = write_condition(if_match.as_ref(), if_none_match.as_ref())?;
-        let seal = self.asks_to_seal(&req.headers, &req.input.bucket).await?;
+        let seal = self
+            .asks_to_seal(req.input.server_side_encryption.as_ref(), &req.input.bucket)
+            .await?;
         let input = req.input;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         // The copy's own lock (the source's is not copied; the bucket's default applies).

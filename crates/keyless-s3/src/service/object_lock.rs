@@ -16,7 +16,7 @@ use crate::extensions::MayBypassGovernance;
 use crate::object_lock::{
     BadDefault, DefaultRetention, Governance, LockConfig, LockMode, ObjectLock, Retention,
 };
-use crate::store::{BucketConfig, ObjectInfo, ObjectStore, ObjectUpdate, Versioning};
+use crate::store::{BucketConfig, ObjectInfo, ObjectStore, ObjectUpdate, StoreError};
 use crate::wire::{aws_error, store_error};
 
 /// A time as milliseconds since the epoch.
@@ -121,13 +121,6 @@ fn hold_status(on: bool) -> ObjectLockLegalHoldStatus {
     })
 }
 
-fn no_object_lock() -> s3s::S3Error {
-    s3_error!(
-        InvalidRequest,
-        "Bucket is missing Object Lock Configuration"
-    )
-}
-
 fn no_version_lock() -> s3s::S3Error {
     s3_error!(
         NoSuchObjectLockConfiguration,
@@ -224,17 +217,6 @@ impl<S: ObjectStore> KeylessS3<S> {
                 })?)
             }
         };
-        let state = self
-            .store
-            .versioning(&input.bucket)
-            .await
-            .map_err(store_error)?;
-        if state != Versioning::Enabled {
-            return Err(s3_error!(
-                InvalidBucketState,
-                "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
-            ));
-        }
         self.enable_object_lock(&input.bucket, LockConfig { default })
             .await?;
         Ok(S3Response::new(PutObjectLockConfigurationOutput::default()))
@@ -248,7 +230,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         version: Option<&str>,
     ) -> S3Result<ObjectInfo> {
         if self.lock_config(bucket).await?.is_none() {
-            return Err(no_object_lock());
+            return Err(store_error(StoreError::NoObjectLock(bucket.to_owned())));
         }
         self.store
             .head_object(bucket, key, version)

@@ -64,12 +64,6 @@ impl<S: ObjectStore> KeylessS3<S> {
                 ));
             }
         };
-        if state == Versioning::Suspended && self.lock_config(&input.bucket).await?.is_some() {
-            return Err(s3_error!(
-                InvalidBucketState,
-                "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed."
-            ));
-        }
         self.store
             .set_versioning(&input.bucket, state)
             .await

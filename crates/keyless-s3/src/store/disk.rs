@@ -31,6 +31,7 @@ mod versioned;
 
 use versioned::{Tables, VERSION_DATA, VERSIONS, order};
 
+use super::check_lock_versioning;
 use super::seal::{DataKey, MasterKeys, Piece, SEGMENT, SealedPart, TAG, WrappedKey, pieces};
 use crate::object_lock::{Governance, LockConfig, ObjectLock};
 
@@ -992,7 +993,7 @@ fn read_version(
 fn update_bucket(
     db: &Database,
     bucket: &str,
-    change: impl FnOnce(&mut BucketRecord),
+    change: impl FnOnce(&mut BucketRecord) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(db_err)?;
     {
@@ -1003,7 +1004,7 @@ fn update_bucket(
             .map(|v| decode(v.value()))
             .transpose()?;
         let mut record = found.ok_or_else(|| StoreError::NoSuchBucket(bucket.to_owned()))?;
-        change(&mut record);
+        change(&mut record)?;
         let encoded = encode(&record)?;
         table.insert(bucket, encoded.as_slice()).map_err(db_err)?;
     }
@@ -1748,6 +1749,11 @@ impl ObjectStore for DiskStore {
             if state == Versioning::Unversioned || record.versioning == state {
                 return Ok(());
             }
+            check_lock_versioning(state, record.lock_config()?.is_some()).map_err(|_| {
+                StoreError::InvalidBucketState(
+                    "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.",
+                )
+            })?;
             if record.versioning == Versioning::Unversioned {
                 let count = versioned::migrate(&txn, &bucket)?;
                 tracing::info!(bucket = %bucket, objects = count, "versioning turned on");
@@ -1833,7 +1839,8 @@ impl ObjectStore for DiskStore {
         self.blocking(move |inner| {
             let mut policies = inner.policies_mut();
             update_bucket(&inner.db, &bucket, |record| {
-                record.policy.clone_from(&policy)
+                record.policy.clone_from(&policy);
+                Ok(())
             })?;
             policies.insert(bucket, policy);
             Ok(())
@@ -1850,10 +1857,14 @@ impl ObjectStore for DiskStore {
         let bucket = bucket.to_owned();
         self.blocking(move |inner| {
             update_bucket(&inner.db, &bucket, |record| {
+                if kind == BucketConfig::ObjectLock && config.is_some() {
+                    check_lock_versioning(record.versioning, true)?;
+                }
                 match config {
                     Some(text) => record.configs.insert(kind.as_str().to_owned(), text),
                     None => record.configs.remove(kind.as_str()),
                 };
+                Ok(())
             })
         })
         .await
@@ -2083,7 +2094,8 @@ impl ObjectStore for DiskStore {
                 last_modified_ms: self.now_ms(),
                 content_type: record.content_type,
                 metadata: record.metadata,
-                sealed: !sealed.is_empty(),
+                // Sealed only if every part is: an upload may span a change of the server's mode.
+                sealed: !sealed.is_empty() && sealed.iter().all(|p| p.key.is_some()),
                 tags: record.tags,
                 headers: record.headers,
                 parts: object_parts(&chosen),

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use keyless_types::Clock;
 
+use super::check_lock_versioning;
 use crate::object_lock::{Governance, LockConfig, ObjectLock};
 
 use super::{
@@ -478,6 +479,13 @@ impl ObjectStore for MemoryStore {
             if state == Versioning::Unversioned {
                 return Ok(());
             }
+            if state != b.versioning {
+                check_lock_versioning(state, b.lock_config()?.is_some()).map_err(|_| {
+                    StoreError::InvalidBucketState(
+                        "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.",
+                    )
+                })?;
+            }
             if b.versioning == Versioning::Unversioned {
                 for (key, (info, data)) in &mut b.objects {
                     info.versioned = true;
@@ -535,6 +543,9 @@ impl ObjectStore for MemoryStore {
         config: Option<String>,
     ) -> Result<(), StoreError> {
         self.with_bucket(bucket, |b| {
+            if kind == BucketConfig::ObjectLock && config.is_some() {
+                check_lock_versioning(b.versioning, true)?;
+            }
             match config {
                 Some(text) => b.configs.insert(kind.as_str(), text),
                 None => b.configs.remove(kind.as_str()),

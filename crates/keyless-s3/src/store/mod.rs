@@ -127,6 +127,10 @@ pub enum StoreError {
     /// Object Lock forbids the deletion or change (a retention in force, a legal hold).
     #[error("object lock: {0}")]
     ObjectLocked(#[from] Locked),
+    /// Object Lock and the bucket's versioning disagree: Object Lock needs versioning enabled,
+    /// and keeps it so (S3's `InvalidBucketState`, with this text).
+    #[error("{0}")]
+    InvalidBucketState(&'static str),
     /// A lock asked for an object in a bucket without Object Lock.
     #[error("bucket `{0}` has no Object Lock configuration")]
     NoObjectLock(String),
@@ -389,6 +393,21 @@ pub(crate) fn lock_config(json: Option<&str>) -> Result<Option<LockConfig>, Stor
             .map_err(|e| StoreError::Database(format!("object lock configuration: {e}")))
     })
     .transpose()
+}
+
+/// Object Lock needs versioning enabled, for good: checked by both stores in the transaction
+/// that changes either (`has_lock`: the bucket has or is given Object Lock; `versioning`: its
+/// state, or the one it is given).
+pub(crate) fn check_lock_versioning(
+    versioning: Versioning,
+    has_lock: bool,
+) -> Result<(), StoreError> {
+    if has_lock && versioning != Versioning::Enabled {
+        return Err(StoreError::InvalidBucketState(
+            "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration",
+        ));
+    }
+    Ok(())
 }
 
 /// The lock a new version of `bucket` gets, created at `created_ms` with `asked`: Object Lock

@@ -1204,6 +1204,14 @@ async fn object_lock(store: impl ObjectStore, clock: Arc<FixedClock>) {
     ));
 
     store.create_bucket("b").await.unwrap();
+    // Object Lock needs versioning enabled, and keeps it so.
+    let none = Some(serde_json::to_string(&LockConfig::default()).unwrap());
+    assert!(matches!(
+        store
+            .set_bucket_config("b", BucketConfig::ObjectLock, none)
+            .await,
+        Err(StoreError::InvalidBucketState(_))
+    ));
     store
         .set_versioning("b", Versioning::Enabled)
         .await
@@ -1219,6 +1227,11 @@ async fn object_lock(store: impl ObjectStore, clock: Arc<FixedClock>) {
         )
         .await
         .unwrap();
+
+    assert!(matches!(
+        store.set_versioning("b", Versioning::Suspended).await,
+        Err(StoreError::InvalidBucketState(_))
+    ));
 
     // The default: governance for a day, which gives way only to a bypass.
     let g = put(&store, "b", "g", b"governed").await;

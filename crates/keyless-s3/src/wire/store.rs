@@ -59,6 +59,7 @@ pub fn store_error(e: StoreError) -> S3Error {
             AccessDenied,
             "Access Denied because object protected by object lock."
         ),
+        StoreError::InvalidBucketState(why) => s3_error!(InvalidBucketState, "{why}"),
         StoreError::NoObjectLock(_) => s3_error!(
             InvalidRequest,
             "Bucket is missing Object Lock Configuration"
