@@ -45,8 +45,8 @@ pub use roles::{
 };
 pub use server::{Imds, ImdsConfig, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER, TokenMode};
 pub use source::{
-    MAX_PODS_FILE_BYTES, PodList, load_file, namespace_from_object, parse_pod_list,
-    pod_from_object, watch_file,
+    FileChange, FileWatch, MAX_PODS_FILE_BYTES, PodList, load_file, namespace_from_object,
+    parse_pod_list, pod_from_object, watch_file,
 };
 pub use sts_client::{DEFAULT_STS_TIMEOUT, StsAssumer, StsClientConfig, StsTls};
 pub use tokens::{MAX_TOKEN_TTL, MIN_TOKEN_TTL, TokenBinding, TokenKey};

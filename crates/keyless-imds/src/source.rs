@@ -242,51 +242,95 @@ async fn stamp(path: &Path) -> std::io::Result<Stamp> {
 /// back, since nothing vouches for its pods any more. Runs until dropped: spawn it, abort it to
 /// stop.
 pub async fn watch_file(path: PathBuf, index: PodIndex, every: Duration) {
-    let mut last: Option<Stamp> = None;
-    let mut failing = false;
+    let mut changes = FileWatch::new(path.clone(), every);
     loop {
-        match stamp(&path).await {
-            Ok(now) if last.as_ref() != Some(&now) => {
-                match load_file(&path).await {
-                    Ok(list) => {
-                        tracing::info!(
-                            path = %path.display(),
-                            pods = list.pods.len(),
-                            namespaces = list.namespaces.len(),
-                            skipped = list.skipped,
-                            "imds: pods file loaded"
-                        );
-                        index.replace(list.pods, list.namespaces);
-                        index.set_synced(true);
-                    }
-                    Err(error) => tracing::warn!(
+        match changes.next().await {
+            FileChange::Changed => match load_file(&path).await {
+                Ok(list) => {
+                    tracing::info!(
                         path = %path.display(),
-                        %error,
-                        "imds: pods file not loaded; keeping the last good pods"
-                    ),
+                        pods = list.pods.len(),
+                        namespaces = list.namespaces.len(),
+                        skipped = list.skipped,
+                        "imds: pods file loaded"
+                    );
+                    index.replace(list.pods, list.namespaces);
+                    index.set_synced(true);
                 }
-                last = Some(now);
-                failing = false;
-            }
-            Ok(_) => {}
-            Err(error) => {
+                Err(error) => tracing::warn!(
+                    path = %path.display(),
+                    %error,
+                    "imds: pods file not loaded; keeping the last good pods"
+                ),
+            },
+            FileChange::Unreadable(error) => {
                 // Nothing vouches for the pods any more, and their addresses may be handed to
                 // other pods meanwhile: none is served until the file is back (a request in the
                 // gap waits for it, up to the unknown-pod wait).
-                if !failing {
-                    tracing::warn!(
-                        path = %path.display(),
-                        %error,
-                        "imds: cannot read pods file; no pod is served until it is back"
-                    );
-                    index.replace(Vec::new(), Vec::new());
-                    index.set_synced(false);
-                }
-                failing = true;
-                last = None;
+                tracing::warn!(
+                    path = %path.display(),
+                    %error,
+                    "imds: cannot read pods file; no pod is served until it is back"
+                );
+                index.replace(Vec::new(), Vec::new());
+                index.set_synced(false);
             }
         }
-        tokio::time::sleep(every).await;
+    }
+}
+
+/// What [`FileWatch::next`] saw.
+#[derive(Debug)]
+pub enum FileChange {
+    /// The file is new or changed (or back): read it.
+    Changed,
+    /// The file cannot be looked at (gone, no permission); said once until it is back.
+    Unreadable(std::io::Error),
+}
+
+/// Polls a file for changes: its modification time, size and inode.
+#[derive(Debug)]
+pub struct FileWatch {
+    path: PathBuf,
+    every: Duration,
+    last: Option<Stamp>,
+    failing: bool,
+    first: bool,
+}
+
+impl FileWatch {
+    /// A watch of `path`, looked at every `every`; the first [`FileWatch::next`] answers at once.
+    pub fn new(path: PathBuf, every: Duration) -> Self {
+        Self {
+            path,
+            every,
+            last: None,
+            failing: false,
+            first: true,
+        }
+    }
+
+    /// The next change.
+    pub async fn next(&mut self) -> FileChange {
+        loop {
+            if !std::mem::take(&mut self.first) {
+                tokio::time::sleep(self.every).await;
+            }
+            match stamp(&self.path).await {
+                Ok(now) if self.last.as_ref() != Some(&now) => {
+                    self.last = Some(now);
+                    self.failing = false;
+                    return FileChange::Changed;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    self.last = None;
+                    if !std::mem::replace(&mut self.failing, true) {
+                        return FileChange::Unreadable(error);
+                    }
+                }
+            }
+        }
     }
 }
 

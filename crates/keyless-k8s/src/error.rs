@@ -29,6 +29,9 @@ pub enum K8sError {
         "invalid node name `{0}`: expected a DNS subdomain (lowercase letters, digits, `-`, `.`)"
     )]
     NodeName(String),
+    /// A request to the API server failed.
+    #[error("kubernetes api: {0}")]
+    Api(String),
     /// The watch streams ended, which kube-rs's watchers never do on their own.
     #[error("the kubernetes watch ended")]
     WatchEnded,

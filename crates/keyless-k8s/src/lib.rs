@@ -13,6 +13,10 @@
 //! 3. The conversion keeps the pods the pods file keeps (an address, not finished, not
 //!    terminating, not on the host network), tested against [`keyless_imds::parse_pod_list`].
 //!
+//! 4. For `keyless webhook`: service accounts and namespaces watched into a
+//!    [`keyless_webhook::Directory`], a GET on a miss, the pods watched for the report of pods
+//!    created without their credentials, Warning Events, and the webhook's `caBundle`.
+//!
 //! The crate reads no clock and no environment of its own (kube-rs reads the in-cluster
 //! variables).
 #![warn(missing_docs, unreachable_pub)]
@@ -22,7 +26,14 @@ mod convert;
 mod error;
 mod reflect;
 mod watch;
+mod webhook;
 
 pub use config::client;
 pub use error::K8sError;
+pub use kube::Client;
 pub use watch::{check_node_name, watch_node_pods};
+pub use webhook::{
+    CaBundlePatched, GET_TIMEOUT, PodChange, SecretData, create_secret, get_secret,
+    get_service_account, patch_ca_bundle, replace_secret, warn_pod, watch_pods,
+    watch_service_accounts,
+};

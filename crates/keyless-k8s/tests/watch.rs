@@ -1,220 +1,17 @@
-//! `watch_node_pods` and `client` against a fake Kubernetes API server: plain HTTP on
-//! `127.0.0.1:0`, serving `GET /api/v1/{pods,namespaces}` as a list, and with `watch=true` as a
-//! chunked stream of newline-delimited watch events.
+//! `watch_node_pods` and `client` against the fake Kubernetes API server of `fake_api`.
 //!
 //! <https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes>
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1 as k8s;
 use keyless_imds::PodIndex;
 use keyless_k8s::{K8sError, watch_node_pods};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::broadcast;
 
-const WAIT: Duration = Duration::from_secs(10);
-
-/// The objects of one resource, and the open watches to tell of changes.
-struct Resource {
-    objects: BTreeMap<String, Value>,
-    watches: broadcast::Sender<Bytes>,
-}
-
-impl Default for Resource {
-    fn default() -> Self {
-        Self {
-            objects: BTreeMap::new(),
-            watches: broadcast::channel(64).0,
-        }
-    }
-}
-
-#[derive(Default)]
-struct State {
-    version: u64,
-    pods: Resource,
-    namespaces: Resource,
-    /// Every request's path and query, in order.
-    requests: Vec<String>,
-}
-
-impl State {
-    fn resource(&mut self, path: &str) -> Option<&mut Resource> {
-        match path {
-            "/api/v1/pods" | "pods" => Some(&mut self.pods),
-            "/api/v1/namespaces" | "namespaces" => Some(&mut self.namespaces),
-            _ => None,
-        }
-    }
-}
-
-type Body = BoxBody<Bytes, Infallible>;
-
-/// A fake API server for pods and namespaces: lists what it holds, streams what it is told.
-#[derive(Clone)]
-struct FakeApi {
-    state: Arc<Mutex<State>>,
-    url: String,
-}
-
-impl FakeApi {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let api = FakeApi {
-            state: Arc::default(),
-            url: format!("http://{}", listener.local_addr().unwrap()),
-        };
-        let server = api.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let api = server.clone();
-                let service = service_fn(move |request| {
-                    let answer = api.answer(&request);
-                    async move { Ok::<_, Infallible>(answer) }
-                });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service),
-                );
-            }
-        });
-        api
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn client(&self) -> kube::Client {
-        kube::Client::try_from(kube::Config::new(self.url.parse().unwrap())).unwrap()
-    }
-
-    fn answer(&self, request: &Request<Incoming>) -> Response<Body> {
-        let uri = request.uri();
-        let mut state = self.state();
-        state.requests.push(uri.to_string());
-        let version = state.version.to_string();
-        let Some(resource) = state.resource(uri.path()) else {
-            let mut response = Response::new(full(json!({"kind": "Status", "code": 404})));
-            *response.status_mut() = StatusCode::NOT_FOUND;
-            return response;
-        };
-        if uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .any(|q| q == "watch=true")
-        {
-            let lines =
-                futures_util::stream::unfold(resource.watches.subscribe(), |mut rx| async {
-                    loop {
-                        match rx.recv().await {
-                            Ok(line) => return Some((Ok(Frame::data(line)), rx)),
-                            Err(broadcast::error::RecvError::Lagged(_)) => {}
-                            Err(broadcast::error::RecvError::Closed) => return None,
-                        }
-                    }
-                });
-            return Response::new(BodyExt::boxed(StreamBody::new(lines)));
-        }
-        let kind = if uri.path().ends_with("pods") {
-            "PodList"
-        } else {
-            "NamespaceList"
-        };
-        let items: Vec<&Value> = resource.objects.values().collect();
-        Response::new(full(json!({
-            "apiVersion": "v1", "kind": kind,
-            "metadata": {"resourceVersion": version}, "items": items,
-        })))
-    }
-
-    /// Stores `object` in `resource` (or deletes it, for `DELETED`) and tells the open watches
-    /// with an event of type `kind`.
-    fn event(&self, resource: &str, kind: &str, mut object: Value) {
-        let mut state = self.state();
-        state.version += 1;
-        object["metadata"]["resourceVersion"] = json!(state.version.to_string());
-        let field = |name: &str| object["metadata"][name].as_str().unwrap_or("").to_owned();
-        let key = format!("{}/{}", field("namespace"), field("name"));
-        let resource = state.resource(resource).unwrap();
-        if kind == "DELETED" {
-            resource.objects.remove(&key);
-        } else {
-            resource.objects.insert(key, object.clone());
-        }
-        send(resource, &json!({"type": kind, "object": object}));
-    }
-
-    /// Tells the watches of `resource` only that the server has reached a new version.
-    fn bookmark(&self, resource: &str) {
-        let mut state = self.state();
-        state.version += 1;
-        let version = state.version.to_string();
-        let resource = state.resource(resource).unwrap();
-        send(
-            resource,
-            &json!({"type": "BOOKMARK", "object": {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"resourceVersion": version}}}),
-        );
-    }
-
-    /// Ends the watches of `resource` with `410 Gone`, so that the watcher lists again.
-    fn gone(&self, resource: &str) {
-        send(
-            self.state().resource(resource).unwrap(),
-            &json!({"type": "ERROR", "object": {
-            "apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 410,
-            "reason": "Expired", "message": "too old resource version"}}),
-        );
-    }
-
-    /// Changes `resource` without telling anyone, as if the event had been lost.
-    fn quietly(&self, resource: &str, change: impl FnOnce(&mut BTreeMap<String, Value>)) {
-        let mut state = self.state();
-        state.version += 1;
-        change(&mut state.resource(resource).unwrap().objects);
-    }
-
-    /// Waits until `resource` has an open watch.
-    async fn watched(&self, resource: &str) {
-        until(&format!("a watch of {resource}"), || {
-            self.state()
-                .resource(resource)
-                .unwrap()
-                .watches
-                .receiver_count()
-                > 0
-        })
-        .await;
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.state().requests.clone()
-    }
-}
-
-fn full(json: Value) -> Body {
-    BodyExt::boxed(Full::new(Bytes::from(json.to_string())))
-}
-
-fn send(resource: &Resource, event: &Value) {
-    // No open watch is fine: the next list has the object.
-    let _ = resource.watches.send(Bytes::from(format!("{event}\n")));
-}
+mod fake_api;
+use fake_api::{FakeApi, WAIT, until};
 
 fn pod(uid: &str, ip: &str, phase: &str, role: &str) -> Value {
     json!({
@@ -235,17 +32,6 @@ fn namespace(name: &str, permitted: &str) -> Value {
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
-}
-
-/// Waits until `done` holds, for at most [`WAIT`].
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..WAIT.as_millis() / 10 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn role(index: &PodIndex, address: &str) -> Option<String> {

@@ -66,13 +66,16 @@ pub(crate) fn handle(readiness: &Readiness, req: &Request<Incoming>) -> Response
     }
     match req.uri().path() {
         "/healthz" | "/livez" => text(StatusCode::OK, "ok\n".into()),
-        "/readyz" => match readiness.check() {
-            Ok(()) => text(StatusCode::OK, "ok\n".into()),
-            Err(why) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {why}\n"),
-            ),
-        },
+        "/readyz" => {
+            let notes: String = readiness.notes().iter().map(|n| format!("{n}\n")).collect();
+            match readiness.check() {
+                Ok(()) => text(StatusCode::OK, format!("ok\n{notes}")),
+                Err(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {why}\n{notes}"),
+                ),
+            }
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /healthz or /readyz\n".into(),

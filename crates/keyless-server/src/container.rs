@@ -43,21 +43,10 @@ pub(crate) struct PodIdentity {
     clock: Arc<dyn Clock>,
 }
 
-/// `NAMESPACE/SERVICE-ACCOUNT=ROLE`, as `--association` takes it.
-pub(crate) fn parse_association(text: &str) -> Result<((String, String), String), String> {
-    let bad = || format!("`{text}` is not NAMESPACE/SERVICE-ACCOUNT=ROLE");
-    let (subject, role) = text.split_once('=').ok_or_else(bad)?;
-    let (namespace, account) = subject.split_once('/').ok_or_else(bad)?;
-    if [namespace, account, role]
-        .iter()
-        .any(|s| s.trim().is_empty())
-    {
-        return Err(bad());
-    }
-    Ok((
-        (namespace.trim().to_owned(), account.trim().to_owned()),
-        role.trim().to_owned(),
-    ))
+/// `NAMESPACE/SERVICE-ACCOUNT=ROLE`, as `--association` takes it (the agent's and the
+/// webhook's).
+pub(crate) fn parse_association(text: &str) -> Result<keyless_webhook::Association, String> {
+    keyless_webhook::parse_association(text).map_err(|e| e.to_string())
 }
 
 /// The keys tokens of `issuer` are checked with: those of `own` when `issuer` is that
@@ -92,7 +81,7 @@ impl PodIdentity {
         issuer: &str,
         audiences: Vec<String>,
         keys: KeyChain,
-        associations: Vec<((String, String), String)>,
+        associations: Vec<keyless_webhook::Association>,
         account_id: &str,
         imds: Imds,
         clock: Arc<dyn Clock>,

@@ -1,6 +1,6 @@
 //! Keyless's servers as a library: `keyless serve` (S3, IAM, STS and the OIDC issuer on one
-//! port, the metadata service beside it) and `keyless agent` (the node's instance metadata
-//! service), each opened on listeners its caller bound and run until a [`Shutdown`], so that
+//! port, the metadata service beside it), `keyless agent` (the node's instance metadata
+//! service) and `keyless webhook` (the pod-identity admission webhook), each opened on listeners its caller bound and run until a [`Shutdown`], so that
 //! tests start a real server in process on `127.0.0.1:0` and stop it (mini-redis's shape).
 //!
 //! This crate is the composition root: it reads files, the environment and the clock, and
@@ -25,8 +25,10 @@ mod private;
 mod query;
 mod request_log;
 pub mod root;
+mod self_signed;
 pub mod serve;
 mod tls;
+pub mod webhook;
 
 pub use agent::{Agent, AgentListeners};
 pub use lifecycle::{
@@ -34,6 +36,7 @@ pub use lifecycle::{
     shutdown_channel,
 };
 pub use listener::Limits;
-pub use options::{AgentOptions, ImdsOptions, ServeOptions, ServerOptions};
+pub use options::{AgentOptions, ImdsOptions, ServeOptions, ServerOptions, WebhookOptions};
 pub use request_log::RequestLogLevel;
 pub use serve::{Listeners, Server};
+pub use webhook::{Webhook, WebhookListeners};

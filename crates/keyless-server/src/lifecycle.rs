@@ -115,31 +115,63 @@ pub fn open_file_limit() -> Option<u64> {
 }
 
 /// What a process still waits for before it should get traffic, each with a one-line reason;
-/// ready when nothing is pending. Cheap to clone; clones share the one state.
+/// ready when nothing is pending. Notes are lines `/readyz` adds whether ready or not (a count
+/// of something to look at), that do not make it unready. Cheap to clone; clones share the one
+/// state.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<Mutex<BTreeMap<&'static str, String>>>);
+pub struct Readiness(Arc<Mutex<State>>);
+
+#[derive(Debug, Default)]
+struct State {
+    pending: BTreeMap<&'static str, String>,
+    notes: BTreeMap<&'static str, String>,
+}
 
 impl Readiness {
     /// Marks `what` as pending, for `why`.
     pub fn pending(&self, what: &'static str, why: impl Into<String>) {
-        self.lock().insert(what, why.into());
+        self.lock().pending.insert(what, why.into());
     }
 
     /// Marks `what` as done.
     pub fn done(&self, what: &'static str) {
-        self.lock().remove(what);
+        self.lock().pending.remove(what);
+    }
+
+    /// Whether `what` is pending.
+    pub fn is_pending(&self, what: &'static str) -> bool {
+        self.lock().pending.contains_key(what)
+    }
+
+    /// Sets the note `what` (`None` removes it).
+    pub fn note(&self, what: &'static str, line: Option<String>) {
+        let mut state = self.lock();
+        match line {
+            Some(line) => state.notes.insert(what, line),
+            None => state.notes.remove(what),
+        };
+    }
+
+    /// The notes, in order of their names.
+    pub fn notes(&self) -> Vec<String> {
+        self.lock().notes.values().cloned().collect()
     }
 
     /// `Ok` when ready, else the reasons, joined on one line.
     pub fn check(&self) -> Result<(), String> {
-        let pending = self.lock();
-        if pending.is_empty() {
+        let state = self.lock();
+        if state.pending.is_empty() {
             return Ok(());
         }
-        Err(pending.values().cloned().collect::<Vec<_>>().join("; "))
+        Err(state
+            .pending
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; "))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -178,5 +210,9 @@ mod tests {
         );
         ready.done("pods");
         assert_eq!(ready.check(), Err("shutting down".into()));
+        ready.note("unmutated", Some("2 pods".into()));
+        assert_eq!(ready.notes(), ["2 pods"]);
+        ready.note("unmutated", None);
+        assert!(ready.notes().is_empty());
     }
 }

@@ -374,7 +374,7 @@ pub struct ImdsOptions {
     /// this service account, with this role (a name or an ARN); repeat for several. Pods call
     /// it with AWS_CONTAINER_CREDENTIALS_FULL_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE.
     #[arg(long = "association", value_name = "NAMESPACE/SERVICE-ACCOUNT=ROLE", value_parser = crate::container::parse_association)]
-    pub associations: Vec<((String, String), String)>,
+    pub associations: Vec<keyless_webhook::Association>,
 
     /// The issuer of the service-account tokens `/v1/credentials` accepts (the cluster's
     /// `--service-account-issuer`); its keys are fetched from its discovery document. In
@@ -389,10 +389,205 @@ pub struct ImdsOptions {
     /// The audience the service-account tokens must carry.
     #[arg(
         long,
-        default_value = "pods.eks.amazonaws.com",
+        default_value = keyless_webhook::POD_IDENTITY_AUDIENCE,
         value_name = "AUDIENCE"
     )]
     pub pod_identity_audience: String,
+}
+
+/// The options of `keyless webhook`.
+#[derive(Debug, Args)]
+pub struct WebhookOptions {
+    /// Address of the webhook (HTTPS, `POST /mutate`), where its Service sends the API server.
+    #[arg(long, default_value = "0.0.0.0:8443", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+
+    /// The serving certificate chain (PEM), for the Service's DNS name; reloaded when it changes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "self_signed",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The serving certificate's private key (PEM); reloaded when it changes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "self_signed",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Make a CA and a serving certificate for the Service's DNS names instead, kept in the
+    /// Secret `<service-name>-self-signed-tls` that the replicas share, and set the CA as the
+    /// caBundle of --webhook-configuration (ready only once it is there). Needs --kubernetes
+    /// and --service-name, and RBAC to get, create and patch that Secret and to patch the
+    /// configuration.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"], requires_all = ["kubernetes", "service_name"])]
+    pub self_signed: bool,
+
+    /// The webhook's Service (with --self-signed: the certificate is for NAME, NAME.NS,
+    /// NAME.NS.svc and NAME.NS.svc.cluster.local).
+    #[arg(long, value_name = "NAME")]
+    pub service_name: Option<String>,
+
+    /// The namespace of the Service and of the certificate's Secret [default: the pod's own,
+    /// from its service-account mount].
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// The MutatingWebhookConfiguration whose caBundle --self-signed sets.
+    #[arg(long, default_value = "keyless-webhook", value_name = "NAME")]
+    pub webhook_configuration: String,
+
+    /// Watch service accounts, namespaces and pods through the Kubernetes API (in-cluster
+    /// service account, or --kubeconfig); a service account missing from the watch is read at
+    /// once. Needs get, list and watch on serviceaccounts and namespaces, list and watch on
+    /// pods, and create on events.
+    #[arg(long, conflicts_with = "service_accounts_file")]
+    pub kubernetes: bool,
+
+    /// A kubeconfig file for --kubernetes outside a cluster.
+    #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The service accounts (and namespaces), as `kubectl get serviceaccounts,namespaces -A -o
+    /// json` prints them, instead of the API; re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub service_accounts_file: Option<PathBuf>,
+
+    /// `AWS_ENDPOINT_URL_STS` for pods: Keyless's STS endpoint as pods reach it. A service
+    /// account's or namespace's `keyless.dev/sts-endpoint` annotation overrides it.
+    #[arg(long, value_name = "URL", value_parser = parse_endpoint)]
+    pub sts_endpoint: Option<String>,
+
+    /// `AWS_ENDPOINT_URL_S3` for pods: Keyless's S3 endpoint as pods reach it. A service
+    /// account's or namespace's `keyless.dev/s3-endpoint` annotation overrides it.
+    #[arg(long, value_name = "URL", value_parser = parse_endpoint)]
+    pub s3_endpoint: Option<String>,
+
+    /// A ConfigMap (in each pod's namespace) holding the CA bundle of Keyless's certificate,
+    /// and its key (default `ca.crt`): mounted read-only in every container and named in
+    /// `AWS_CA_BUNDLE`.
+    #[arg(long, value_name = "NAME[:KEY]")]
+    pub ca_bundle_config_map: Option<String>,
+
+    /// `AWS_REGION` and `AWS_DEFAULT_REGION` for pods; none when absent.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// `AWS_STS_REGIONAL_ENDPOINTS=regional` for pods, unless their service account's
+    /// `eks.amazonaws.com/sts-regional-endpoints` says otherwise.
+    #[arg(long)]
+    pub sts_regional_endpoints: bool,
+
+    /// The web-identity token's audience, unless the service account's
+    /// `eks.amazonaws.com/audience` names one.
+    #[arg(long, default_value = "sts.amazonaws.com", value_name = "AUDIENCE")]
+    pub token_audience: String,
+
+    /// The token's lifetime, unless the pod's or service account's
+    /// `eks.amazonaws.com/token-expiration` says (at least 10 minutes).
+    #[arg(long, default_value = "86400", value_parser = parse_token_expiration, value_name = "DURATION")]
+    pub token_expiration: i64,
+
+    /// Where the web-identity token is mounted.
+    #[arg(
+        long,
+        default_value = "/var/run/secrets/eks.amazonaws.com/serviceaccount",
+        value_name = "DIR"
+    )]
+    pub token_mount_path: String,
+
+    /// Give container credentials (EKS Pod Identity) to pods of this service account; repeat
+    /// for several. An association wins over the `eks.amazonaws.com/role-arn` annotation.
+    #[arg(long = "association", value_name = "NAMESPACE/SERVICE-ACCOUNT=ROLE", value_parser = crate::container::parse_association)]
+    pub associations: Vec<keyless_webhook::Association>,
+
+    /// More associations, one `NAMESPACE/SERVICE-ACCOUNT=ROLE` per line (a ConfigMap mounted
+    /// as a file); re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub associations_file: Option<PathBuf>,
+
+    /// `AWS_CONTAINER_CREDENTIALS_FULL_URI` for pods with an association: the node agent's
+    /// container credentials endpoint.
+    #[arg(
+        long,
+        default_value = keyless_webhook::DEFAULT_CONTAINER_CREDENTIALS_URI,
+        value_name = "URL"
+    )]
+    pub container_credentials_uri: String,
+
+    /// Leave `fsGroup` alone: by default a pod that runs as a non-root user and has no `fsGroup`
+    /// gets its `runAsGroup` (else `runAsUser`) as `fsGroup`, so that it can read its token.
+    #[arg(long)]
+    pub no_token_fs_group: bool,
+
+    /// The account of kube2iam roles named without an ARN, for the warning of roles the agent
+    /// will refuse (`iam.amazonaws.com/role` against the namespace's rules).
+    #[arg(long, default_value = "000000000000", value_parser = parse_account)]
+    pub account_id: String,
+
+    /// As the agent's --namespace-restrictions, for those warnings.
+    #[arg(long)]
+    pub namespace_restrictions: bool,
+
+    /// What a pod gets when the webhook itself fails (the API cannot say what its service
+    /// account is): `Ignore` creates it unmutated, with a warning; `Fail` refuses it. Match
+    /// the configuration's failurePolicy.
+    #[arg(long, value_enum, default_value = "ignore", value_name = "POLICY")]
+    pub failure_policy: FailurePolicyArg,
+
+    /// How often running pods are checked for a missing token (with --kubernetes).
+    #[arg(long, default_value = "30s", value_parser = parse_std_duration, value_name = "DURATION")]
+    pub report_every: Duration,
+
+    /// The admin listener, limits and shutdown.
+    #[command(flatten)]
+    pub server: ServerOptions,
+}
+
+/// `--failure-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailurePolicyArg {
+    /// Create the pod unmutated.
+    #[value(alias = "Ignore")]
+    Ignore,
+    /// Refuse the pod.
+    #[value(alias = "Fail")]
+    Fail,
+}
+
+impl FailurePolicyArg {
+    /// The webhook crate's.
+    pub fn policy(self) -> keyless_webhook::FailurePolicy {
+        match self {
+            Self::Ignore => keyless_webhook::FailurePolicy::Ignore,
+            Self::Fail => keyless_webhook::FailurePolicy::Fail,
+        }
+    }
+}
+
+/// An `http://` or `https://` URL with a host.
+fn parse_endpoint(s: &str) -> Result<String, String> {
+    match s.parse::<hyper::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
+            Ok(s.trim_end_matches('/').to_owned())
+        }
+        _ => Err(format!("`{s}` is not an http:// or https:// URL")),
+    }
+}
+
+fn parse_token_expiration(s: &str) -> Result<i64, String> {
+    let seconds = parse_duration(s)?;
+    if seconds < 600 {
+        return Err(format!(
+            "`{s}` is shorter than 10 minutes, the least Kubernetes projects"
+        ));
+    }
+    Ok(seconds)
 }
 
 /// `3600`, `90s`, `10m`, `1h`.

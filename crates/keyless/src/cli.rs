@@ -76,6 +76,22 @@ pub(crate) enum Command {
     ///   keyless agent --kubernetes --node-name $NODE_NAME --sts-endpoint http://127.0.0.1:9000 \
     ///       --credentials-file agent-credentials --iptables --host-interface cni0
     Agent(keyless_server::AgentOptions),
+    /// Run the pod-identity admission webhook, as AWS's amazon-eks-pod-identity-webhook does
+    /// on EKS: pods of a service account annotated `eks.amazonaws.com/role-arn` get
+    /// AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE and a projected token; with --sts-endpoint and
+    /// --s3-endpoint also AWS_ENDPOINT_URL_STS and AWS_ENDPOINT_URL_S3, so that unmodified SDKs
+    /// reach Keyless. `keyless webhook config` prints the MutatingWebhookConfiguration.
+    ///
+    /// Example, in the cluster (TLS from cert-manager or `kubectl create secret tls`):
+    ///
+    ///   keyless webhook --kubernetes --tls-cert /tls/tls.crt --tls-key /tls/tls.key \
+    ///       --sts-endpoint https://keyless.keyless.svc:9000 --s3-endpoint https://keyless.keyless.svc:9000
+    ///
+    /// or with its own CA, kept in a Secret its replicas share and put in the configuration:
+    ///
+    ///   keyless webhook --kubernetes --self-signed --service-name keyless-webhook --namespace keyless ...
+    #[command(verbatim_doc_comment)]
+    Webhook(WebhookArgs),
     /// Print who the AWS SDK's default credential chain says you are, and which source gave the
     /// credentials (keys, environment, profile, web identity, container endpoint or IMDS).
     ///
@@ -101,6 +117,51 @@ pub(crate) enum Command {
     ///
     ///   AWS_ENDPOINT_URL=http://keyless.keyless:9000 keyless doctor --bucket gitlab-registry
     Doctor(crate::tools::doctor::DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub(crate) struct WebhookArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<WebhookCommand>,
+    #[command(flatten)]
+    pub(crate) serve: keyless_server::WebhookOptions,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WebhookCommand {
+    /// Print the MutatingWebhookConfiguration (JSON, for `kubectl apply -f -`) that sends pod
+    /// creations to the webhook's Service: CREATE pods only, sideEffects None,
+    /// reinvocationPolicy IfNeeded, its own namespace and kube-system left out, and pods with
+    /// the label eks.amazonaws.com/skip-pod-identity-webhook skipped.
+    Config(WebhookConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WebhookConfigArgs {
+    /// The namespace of the webhook's Service (left out of the webhook's reach).
+    #[arg(long, short = 'n')]
+    pub(crate) namespace: String,
+    /// The webhook's Service.
+    #[arg(long)]
+    pub(crate) service_name: String,
+    /// The configuration's name.
+    #[arg(long, default_value = "keyless-webhook")]
+    pub(crate) name: String,
+    /// The Service's port.
+    #[arg(long, default_value = "443")]
+    pub(crate) port: u16,
+    /// The CA certificate (PEM) that signs the webhook's certificate, for `caBundle`; leave it
+    /// out when cert-manager's injector fills it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca_bundle: Option<PathBuf>,
+    /// What the API server does when the webhook cannot answer: `Ignore` creates pods
+    /// unmutated (the webhook reports them once it is back), `Fail` refuses them.
+    #[arg(long, value_enum, default_value = "ignore")]
+    pub(crate) failure_policy: keyless_server::options::FailurePolicyArg,
+    /// How long the API server waits for an answer, 1 to 30 seconds.
+    #[arg(long, default_value = "10", value_parser = clap::value_parser!(u8).range(1..=30))]
+    pub(crate) timeout_seconds: u8,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,12 @@ use clap::Parser as _;
 use output::outln;
 use tools::{backup, doctor, gitlab, iam, policy, whoami};
 
+/// mimalloc rather than glibc's malloc: request handling is many small short-lived allocations
+/// (JSON values, headers), on which glibc's arenas spend a third of a review's CPU
+/// (`scripts/bench/webhook`, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     // doctor explains every failure of the SDK itself; its warnings would say it twice.
@@ -34,6 +40,10 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Serve(options) => block_on(serve(options)),
         cli::Command::Agent(options) => block_on(agent(options)),
+        cli::Command::Webhook(args) => match args.command {
+            Some(cli::WebhookCommand::Config(config)) => webhook_config(&config),
+            None => block_on(webhook(args.serve)),
+        },
         cli::Command::Policy(cmd) => policy::run(cmd),
         cli::Command::Token(args) => token(&args),
         cli::Command::Iam(cli::IamCommand::CreateServiceAccount(args)) => {
@@ -100,6 +110,43 @@ async fn agent(options: keyless_server::AgentOptions) -> anyhow::Result<()> {
     let agent = keyless_server::Agent::open(options, listeners).await?;
     print_banner(agent.banner());
     agent.run(shutdown).await
+}
+
+/// `keyless webhook`: the same life as `serve`.
+async fn webhook(options: keyless_server::WebhookOptions) -> anyhow::Result<()> {
+    keyless_server::raise_open_file_limit();
+    let (trigger, shutdown) = keyless_server::shutdown_channel();
+    keyless_server::on_signals(trigger).context("cannot handle signals")?;
+    let listeners = keyless_server::WebhookListeners::bind(&options).await?;
+    let webhook = keyless_server::Webhook::open(options, listeners).await?;
+    print_banner(webhook.banner());
+    webhook.run(shutdown).await
+}
+
+/// `keyless webhook config`: the MutatingWebhookConfiguration on stdout.
+fn webhook_config(args: &cli::WebhookConfigArgs) -> anyhow::Result<std::process::ExitCode> {
+    let ca_bundle = match &args.ca_bundle {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("--ca-bundle: cannot read `{}`", path.display()))?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                anyhow::bail!("--ca-bundle: `{}` holds no PEM certificate", path.display());
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    let config = keyless_webhook::webhook_configuration(&keyless_webhook::ConfigOptions {
+        name: args.name.clone(),
+        namespace: args.namespace.clone(),
+        service_name: args.service_name.clone(),
+        port: args.port,
+        ca_bundle,
+        failure_policy: args.failure_policy.policy(),
+        timeout_seconds: args.timeout_seconds,
+    });
+    println!("{}", serde_json::to_string_pretty(&config)?);
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// The banner is for whoever started the server; if they stopped reading (a closed pipe), the

@@ -4,6 +4,7 @@
 //! <https://docs.aws.amazon.com/sdkref/latest/guide/standardized-credentials.html>
 
 mod bucket;
+mod pod;
 mod report;
 mod sources;
 mod steps;
@@ -122,6 +123,15 @@ async fn diagnose(args: &DoctorArgs) -> anyhow::Result<Report> {
         && report.checks.last().is_some_and(|c| c.status == Status::Ok)
     {
         report.push(trust_check(&client, args, arn, claims, credentials.as_ref().ok(), now).await);
+    }
+    // In a pod with no credentials at all: does its service account ask for a role?
+    if pairs.is_empty()
+        && web_file.is_none()
+        && role_arn.is_none()
+        && container.is_none()
+        && let Some(check) = pod::check().await
+    {
+        report.push(check);
     }
     report.push(steps::container_check(container.as_ref()));
     report.push(steps::imds_check(&imds));
