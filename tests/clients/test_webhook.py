@@ -12,8 +12,9 @@ older Kubernetes releases kept: a native sidecar's `restartPolicy: Always`, `res
 --strict` for 1.30 and 1.34. Then the mutated spec runs: a real `keyless serve` as STS and S3,
 its own issuer's token (`keyless token`) written where the projected volume would put it, and
 awscli and boto3 in a network-namespace pod (`pods.py`) with exactly the environment the patch
-gave the container (plus PATH and HOME), as root for GitLab's webservice and as uid 1000 with
-the fsGroup the webhook added for a registry pod that runs as 1000 without one.
+gave the container (plus PATH and HOME), as root for GitLab's webservice and as uid 1000 for
+a registry pod that runs as 1000 without an fsGroup (the token owned as a kubelet since 1.19
+owns it).
 
 The HTTP-level tests need only the binary; the pod runs need root, iproute2, nftables,
 util-linux (`unshare`, `setpriv`) and awscli.
@@ -670,20 +671,24 @@ def test_gitlab_webservice_pod_gets_web_identity_and_keeps_every_field(start_web
     assert more == [], f"an already-mutated pod got a patch: {more}"
 
 
-def test_registry_pod_running_as_1000_gets_an_fs_group(start_webhook):
-    hook = start_webhook(*IRSA_FLAGS)
+def test_registry_pod_running_as_1000_gets_an_fs_group_only_for_old_kubelets(start_webhook):
     pod = registry_pod()
+    # By default no fsGroup: a kubelet since 1.19 gives the token to the pod's one runAsUser,
+    # and an fsGroup would make it chown every volume of the pod.
+    hook = start_webhook(*IRSA_FLAGS)
     mutated, ops, _ = hook.mutate(pod)
     assert_granular(ops)
-    fs_group = mutated["spec"].get("securityContext", {}).get("fsGroup")
-    assert fs_group is not None, (
-        "the webhook set no spec.securityContext.fsGroup for a pod running as user 1000: its "
-        f"token (0600 root-owned without one) is unreadable\n{json.dumps(ops, indent=1)}")
-    assert fs_group == 1000, fs_group
+    assert not any(op["path"].startswith("/spec/securityContext") for op in ops), ops
+    assert_mutated(pod, mutated, irsa_env(ROLE_ARNS["gitlab-registry"]), [IRSA_MOUNT], [IRSA_VOLUME])
+    validate(mutated, OLD_K8S)
+    validate(mutated, NEW_K8S)
+    assert hook.review(mutated)[1] == []
+    # --token-fs-group, for kubelets before 1.19 (the token 0600 for root): its runAsUser.
+    hook = start_webhook(*IRSA_FLAGS, "--token-fs-group")
+    mutated, ops, _ = hook.mutate(pod)
     assert {"op": "add", "path": "/spec/securityContext/fsGroup", "value": 1000} in ops, ops
     assert_mutated(pod, mutated, irsa_env(ROLE_ARNS["gitlab-registry"]), [IRSA_MOUNT], [IRSA_VOLUME],
                    security_context={"fsGroup": 1000})
-    validate(mutated, OLD_K8S)
     validate(mutated, NEW_K8S)
     assert hook.review(mutated)[1] == []
 
@@ -899,17 +904,17 @@ def iam_server(keyless_bin, tmp_path_factory):
 # just the clients' directory bound back. Arguments: RUN TOKEN_SRC TOKEN_PATH MODE GROUP UID GID
 # [TOP CHILD]... -- COMMAND...
 POD_SETUP = r"""
-run=$1 src=$2 token=$3 mode=$4 group=$5 uid=$6 gid=$7
-shift 7
+run=$1 src=$2 token=$3 mode=$4 owner=$5 group=$6 uid=$7 gid=$8
+shift 8
 mount -t tmpfs -o mode=0755 keyless-pod "$run"
 dir=${token%/*}
 mkdir -p "$dir"
 cp "$src" "$token"
-chown "0:$group" "$token"
+chown "$owner:$group" "$token"
 chmod "$mode" "$token"
 mount --bind "$dir" "$dir"
 mount -o remount,bind,ro "$dir"
-if [ "$uid" != 0 ] && setpriv --reuid "$uid" --regid 4242 --clear-groups cat "$token" >/dev/null 2>&1; then
+if [ "$mode" = 0640 ] && [ "$uid" != 0 ] && setpriv --reuid "$uid" --regid 4242 --clear-groups cat "$token" >/dev/null 2>&1; then
   echo "the token is readable by uid $uid without group $group: the test proves nothing" >&2
   exit 97
 fi
@@ -1038,18 +1043,23 @@ def run_mutated_container(pod_net, iam_server, keyless_bin, start_webhook, pod, 
     assert mount.get("readOnly") is True, mount
     token_path = f"{mount['mountPath'].rstrip('/')}/{sat['path']}"
     assert env["AWS_WEB_IDENTITY_TOKEN_FILE"] == token_path == TOKEN_FILE, (env, token_path)
-    # Who the container runs as, and the token's owner and mode as the kubelet sets them:
-    # with fsGroup, group fsGroup and group-readable; without, 0644 (kubelet's default).
+    # Who the container runs as, and the token's owner and mode as a kubelet since 1.19 sets
+    # them (kubernetes/kubernetes#89193): owned by the pod's runAsUser when every container
+    # runs as that one user, else root; with an fsGroup, 0600 plus group read for fsGroup;
+    # without one, 0600 when owned by that user, else the projection's default 0644.
     pod_sc, sc = spec.get("securityContext", {}), c.get("securityContext", {})
     uid = sc.get("runAsUser", pod_sc.get("runAsUser", 0))
     gid = sc.get("runAsGroup", pod_sc.get("runAsGroup", 0))
     fs_group = pod_sc.get("fsGroup")
-    if uid != 0:
-        assert fs_group is not None, (
-            f"the patch set no spec.securityContext.fsGroup for a pod running as uid {uid}: the "
-            f"kubelet would leave the token unreadable for it\n{json.dumps(ops, indent=1)}")
+    users = {x.get("securityContext", {}).get("runAsUser", pod_sc.get("runAsUser"))
+             for x in spec.get("initContainers", []) + spec["containers"]}
+    fs_user = users.pop() if len(users) == 1 and None not in users else None
     groups = sorted({*([fs_group] if fs_group is not None else []), *pod_sc.get("supplementalGroups", [])})
-    mode, token_group = ("0640", fs_group) if fs_group is not None else ("0644", 0)
+    owner = fs_user if fs_user is not None else 0
+    if fs_group is not None:
+        mode, token_group = "0640", fs_group
+    else:
+        mode, token_group = ("0600", 0) if fs_user is not None else ("0644", 0)
     # The token: from the server's own issuer, for the volume's audience and lifetime.
     jwt = keyless_token(keyless_bin, iam_server.data_dir, NAMESPACE, account,
                         "--audience", sat["audience"], "--duration", str(sat["expirationSeconds"]))
@@ -1069,7 +1079,8 @@ def run_mutated_container(pod_net, iam_server, keyless_bin, start_webhook, pod, 
     token_src = write(p, "token", jwt)
     before = host_secrets_state()
     proc = p.run(["unshare", "--mount", "--propagation", "private", "sh", "-euc", POD_SETUP, "pod-setup",
-                  run, token_src, token_path, mode, str(token_group), str(uid), str(gid), *hide, "--", *client],
+                  run, token_src, token_path, mode, str(owner), str(token_group), str(uid), str(gid), *hide, "--",
+                  *client],
                  timeout=CLIENT_TIMEOUT * 4)
     assert host_secrets_state() == before, f"the host's /var/run/secrets changed: {before} -> {host_secrets_state()}"
     assert "keyless-pod" not in open("/proc/self/mountinfo").read(), "the pod's tmpfs is mounted on the host"
@@ -1106,14 +1117,12 @@ def test_the_mutated_webservice_pod_runs_awscli_and_boto3(pod_net, iam_server, k
     assert_clients_ran_as_the_role(report, "gitlab-webservice")
 
 
-def test_the_mutated_registry_pod_runs_as_1000_with_the_added_fs_group(pod_net, iam_server, keyless_bin,
-                                                                       start_webhook):
+def test_the_mutated_registry_pod_runs_as_1000(pod_net, iam_server, keyless_bin, start_webhook):
     mutated, c, report, who = run_mutated_container(pod_net, iam_server, keyless_bin, start_webhook,
                                                     registry_pod(), "registry", "gitlab-registry")
-    fs_group = mutated["spec"]["securityContext"]["fsGroup"]
+    assert "fsGroup" not in mutated["spec"].get("securityContext", {}), mutated["spec"]["securityContext"]
     assert (report["uid"], report["gid"]) == (1000, 0), report
-    assert fs_group in report["groups"], report
     token = report["token"]
-    assert token.get("mode") == "0o640" and (token.get("uid"), token.get("gid")) == (0, fs_group), token
+    assert token.get("mode") == "0o600" and (token.get("uid"), token.get("gid")) == (1000, 0), token
     assert token.get("readable") is True, f"uid 1000 cannot read its token: {token}"
     assert_clients_ran_as_the_role(report, "gitlab-registry")

@@ -294,12 +294,22 @@ pub async fn patch_ca_bundle(
 }
 
 /// A Secret's data and annotations.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SecretData {
     /// Its data, decoded.
     pub data: std::collections::BTreeMap<String, Vec<u8>>,
     /// Its annotations.
     pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// Names the keys, never their values (private keys live in Secrets).
+impl std::fmt::Debug for SecretData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretData")
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .field("annotations", &self.annotations)
+            .finish()
+    }
 }
 
 /// The Secret `name` of `namespace`; `None` when it does not exist.

@@ -520,10 +520,13 @@ pub struct WebhookOptions {
     )]
     pub container_credentials_uri: String,
 
-    /// Leave `fsGroup` alone: by default a pod that runs as a non-root user and has no `fsGroup`
-    /// gets its `runAsGroup` (else `runAsUser`) as `fsGroup`, so that it can read its token.
+    /// For kubelets before 1.19 only: give a pod that runs as a non-root user and has no
+    /// `fsGroup` its `runAsGroup` (else `runAsUser`) as `fsGroup`, so that it can read its
+    /// token, which those kubelets write 0600 for root. Kubelets since 1.19 make the token
+    /// readable themselves (owned by the pod's one runAsUser, group-readable with an fsGroup,
+    /// else 0644), and an fsGroup makes the kubelet chown every volume of the pod.
     #[arg(long)]
-    pub no_token_fs_group: bool,
+    pub token_fs_group: bool,
 
     /// The account of kube2iam roles named without an ARN, for the warning of roles the agent
     /// will refuse (`iam.amazonaws.com/role` against the namespace's rules).

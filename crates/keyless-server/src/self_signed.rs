@@ -4,10 +4,11 @@
 //!
 //! The first replica to start makes a CA (10 years) and a serving certificate (1 year) for
 //! the Service's DNS names and creates the Secret; a replica that loses that race (409) reads
-//! the winner's. Every replica checks once a day: a serving certificate within 90 days of its
-//! end, or made for other names, is issued again from the same CA (so `caBundle` stays valid)
-//! and the Secret replaced; the others pick the new one up from the Secret at their next
-//! check, and the old one stays valid meanwhile. The webhook reports ready only once it holds
+//! the winner's. Every replica checks every 5 minutes: a serving certificate within 90 days of
+//! its end, or made for other names, is issued again from the same CA (so `caBundle` stays
+//! valid) and the Secret replaced; the others pick the new one up from the Secret at their
+//! next check, and the old one stays valid meanwhile; a `caBundle` that is not the CA (a
+//! re-applied configuration) is set again. The webhook reports ready only once it holds
 //! a certificate and the `caBundle` is in place.
 
 use std::collections::BTreeMap;
@@ -32,8 +33,8 @@ const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 const LEAF_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 /// A serving certificate this close to its end is issued again.
 const RENEW_BEFORE: Duration = Duration::from_secs(90 * 86_400);
-/// How often each replica checks the Secret.
-const CHECK_EVERY: Duration = Duration::from_secs(86_400);
+/// How often each replica checks the Secret and the configuration's caBundle.
+const CHECK_EVERY: Duration = Duration::from_secs(300);
 /// How soon a failed step (the API unreachable, RBAC missing) is tried again.
 const RETRY: Duration = Duration::from_secs(10);
 const CA_NAME: &str = "keyless webhook CA";
@@ -295,7 +296,8 @@ pub(crate) async fn maintain(
     clock: Arc<dyn Clock>,
 ) {
     let mut served: Option<Bundle> = None;
-    let mut bundle_in_place: Option<String> = None;
+    // Whether the caBundle has been in place once: readiness is lost only before that.
+    let mut placed = false;
     loop {
         let step = async {
             let bundle = obtain(&client, &site, clock.as_ref()).await?;
@@ -303,7 +305,9 @@ pub(crate) async fn maintain(
                 held.set(bundle.certified_key().context("the Secret's serving certificate")?);
                 served = Some(bundle.clone());
             }
-            if bundle_in_place.as_deref() != Some(bundle.ca_pem()) {
+            // Every check: a `kubectl apply` or Helm upgrade of the configuration may have
+            // dropped the caBundle (an answer the API server cannot trust is a silent miss).
+            {
                 let patched = keyless_k8s::patch_ca_bundle(&client, &site.webhook_configuration, bundle.ca_pem().as_bytes())
                     .await
                     .with_context(|| {
@@ -321,20 +325,20 @@ pub(crate) async fn maintain(
                 if patched.changed > 0 {
                     tracing::info!(configuration = %site.webhook_configuration, webhooks = patched.changed, "webhook: caBundle set to the self-signed CA");
                 }
-                bundle_in_place = Some(bundle.ca_pem().to_owned());
             }
             anyhow::Ok(())
         }
         .await;
         match step {
             Ok(()) => {
+                placed = true;
                 readiness.done(READINESS);
                 tokio::time::sleep(CHECK_EVERY).await;
             }
             Err(e) => {
                 let why = format!("{e:#}");
                 tracing::warn!(error = %why, "webhook: --self-signed: cannot put the certificate in place; retrying in 10 s");
-                if served.is_none() || bundle_in_place.is_none() {
+                if served.is_none() || !placed {
                     readiness.pending(READINESS, why);
                 }
                 tokio::time::sleep(RETRY).await;

@@ -80,6 +80,9 @@ struct Handler {
     directory: Directory,
     client: Option<keyless_k8s::Client>,
     failure_policy: FailurePolicy,
+    /// Namespaces `keyless webhook config` leaves out (kube-system, and the webhook's own):
+    /// their pods are never mutated, so never reported either.
+    unmutated_namespaces: Vec<String>,
 }
 
 /// An opened webhook, ready to run.
@@ -117,7 +120,7 @@ impl Webhook {
             s3_endpoint: args.s3_endpoint.clone(),
             ca_bundle,
             container_credentials_uri: args.container_credentials_uri.clone(),
-            token_fs_group: !args.no_token_fs_group,
+            token_fs_group: args.token_fs_group,
         };
         let mut role_config =
             RoleConfig::new(AccountId::parse(&args.account_id).context("--account-id")?);
@@ -185,6 +188,10 @@ impl Webhook {
             directory: directory.clone(),
             client: client.clone(),
             failure_policy: args.failure_policy.policy(),
+            unmutated_namespaces: ["kube-system".to_owned()]
+                .into_iter()
+                .chain(args.namespace.clone())
+                .collect(),
         });
         if let Some(path) = &args.associations_file {
             readiness.pending("associations", "the associations file has not been read");
@@ -395,10 +402,7 @@ impl Handler {
         let started = Instant::now();
         let namespace = review.pod_namespace();
         let pod = &review.object;
-        let account_name = pod["spec"]["serviceAccountName"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .unwrap_or("default");
+        let account_name = keyless_webhook::service_account_name(pod);
         let account = match self.service_account(namespace, account_name).await {
             Ok(account) => account,
             Err(e) => {
@@ -601,6 +605,9 @@ async fn report_unmutated(
             let Report { pods, reported } = &mut *report;
             let mut new = Vec::new();
             for (uid, pod) in pods.iter() {
+                if handler.unmutated_namespaces.contains(&pod.namespace) {
+                    continue;
+                }
                 match pod.missed(&handler.settings, &handler.directory, &associations) {
                     Some(reason) if !reported.contains_key(uid) => {
                         reported.insert(uid.clone(), reason.clone());

@@ -96,6 +96,24 @@ async fn reviews_over_tls_read_a_missing_service_account_and_unmutated_pods_are_
         "metadata": {"namespace": "gitlab", "name": "webservice-0", "uid": "u-old"},
         "spec": {"serviceAccountName": "gitlab-webservice", "containers": [{"name": "webservice", "image": "x"}]},
         "status": {"phase": "Running"}}));
+    // In kube-system, which the configuration leaves out: never mutated, so never reported.
+    api.event(
+        "serviceaccounts",
+        "ADDED",
+        account(
+            "kube-system",
+            "external-dns",
+            "arn:aws:iam::123456789012:role/dns",
+        ),
+    );
+    api.event(
+        "pods",
+        "ADDED",
+        json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"namespace": "kube-system", "name": "external-dns-0", "uid": "u-system"},
+        "spec": {"serviceAccountName": "external-dns", "containers": [{"name": "dns", "image": "x"}]},
+        "status": {"phase": "Running"}}),
+    );
     // Created just before the pod below: the watch has not told yet.
     api.hidden_service_account(account(
         "gitlab",

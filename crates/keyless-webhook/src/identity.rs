@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use crate::directory::annotation;
 use crate::{
-    AUDIENCE, Associations, MIN_TOKEN_EXPIRATION, POD_IDENTITY_AUDIENCE, ROLE_ARN,
-    STS_REGIONAL_ENDPOINTS, ServiceAccount, Settings, TOKEN_EXPIRATION,
+    AUDIENCE, Associations, MAX_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION, POD_IDENTITY_AUDIENCE,
+    ROLE_ARN, STS_REGIONAL_ENDPOINTS, ServiceAccount, Settings, TOKEN_EXPIRATION,
 };
 
 /// How the pod gets its credentials.
@@ -87,6 +87,9 @@ pub fn identity(
     ] {
         if let Some(text) = annotation(annotations, TOKEN_EXPIRATION) {
             match text.parse::<i64>() {
+                Ok(seconds) if seconds > MAX_TOKEN_EXPIRATION => warnings.push(format!(
+                    "the {whose}'s {TOKEN_EXPIRATION} `{text}` is more than the API server allows ({MAX_TOKEN_EXPIRATION} s); it is ignored"
+                )),
                 Ok(seconds) => expiration = seconds,
                 Err(_) => warnings.push(format!(
                     "the {whose}'s {TOKEN_EXPIRATION} `{text}` is not a number of seconds; it is ignored"
@@ -94,7 +97,7 @@ pub fn identity(
             }
         }
     }
-    let expiration = expiration.max(MIN_TOKEN_EXPIRATION);
+    let expiration = expiration.clamp(MIN_TOKEN_EXPIRATION, MAX_TOKEN_EXPIRATION);
     let regional_sts = match annotation(account_annotations, STS_REGIONAL_ENDPOINTS) {
         Some(text) => match parse_bool(text) {
             Some(value) => value,

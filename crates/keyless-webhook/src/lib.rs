@@ -37,6 +37,6 @@ pub use config::{ConfigOptions, FailurePolicy, webhook_configuration, webhook_na
 pub use directory::{Directory, ServiceAccount, namespace, parse_list};
 pub use error::WebhookError;
 pub use identity::{Identity, IdentityKind, identity};
-pub use mutate::{CaBundle, Mutation, Outcome, Settings, mutate};
+pub use mutate::{CaBundle, Mutation, Outcome, Settings, mutate, service_account_name};
 pub use names::*;
 pub use record::PodRecord;

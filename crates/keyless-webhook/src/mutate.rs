@@ -72,7 +72,8 @@ pub struct Settings {
     pub ca_bundle: Option<CaBundle>,
     /// `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
     pub container_credentials_uri: String,
-    /// Whether a non-root pod without `fsGroup` gets one, so that it can read its token.
+    /// Whether a non-root pod without `fsGroup` gets one, so that a kubelet before 1.19 (which
+    /// writes the token 0600 for root) lets it read its token.
     pub token_fs_group: bool,
 }
 
@@ -88,7 +89,7 @@ impl Default for Settings {
             s3_endpoint: None,
             ca_bundle: None,
             container_credentials_uri: DEFAULT_CONTAINER_CREDENTIALS_URI.into(),
-            token_fs_group: true,
+            token_fs_group: false,
         }
     }
 }
@@ -131,6 +132,16 @@ pub struct Mutation {
     pub warnings: Vec<String>,
     /// What became of the pod.
     pub outcome: Outcome,
+}
+
+/// The pod's service account: `spec.serviceAccountName`, else the deprecated
+/// `spec.serviceAccount`, else `default` (as the API server's defaulting does).
+pub fn service_account_name(pod: &Value) -> &str {
+    let spec = &pod["spec"];
+    [&spec["serviceAccountName"], &spec["serviceAccount"]]
+        .into_iter()
+        .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
+        .unwrap_or("default")
 }
 
 /// The JSON Patch for `pod` (the raw object of the AdmissionReview) in `namespace`, whose
@@ -216,7 +227,6 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
 impl<'a> PodView<'a> {
     pub(crate) fn new(pod: &'a Value, namespace: &'a str) -> Self {
         let metadata = &pod["metadata"];
-        let spec = &pod["spec"];
         let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
         Self {
             pod,
@@ -224,9 +234,7 @@ impl<'a> PodView<'a> {
             name: text(&metadata["name"])
                 .or_else(|| text(&metadata["generateName"]))
                 .unwrap_or_default(),
-            service_account: text(&spec["serviceAccountName"])
-                .or_else(|| text(&spec["serviceAccount"]))
-                .unwrap_or_else(|| "default".into()),
+            service_account: service_account_name(pod).to_owned(),
             labels: string_map(&metadata["labels"]),
             annotations: string_map(&metadata["annotations"]),
         }
@@ -491,6 +499,8 @@ impl Plan<'_> {
     }
 
     fn container(&mut self, container: &Value, name: &str, path: &str) {
+        // Mounts first: AWS_CA_BUNDLE names a file only a mounted CA volume provides.
+        let (mounts, ca_mounted) = self.mounts(container, name);
         let set: HashSet<&str> = container["env"]
             .as_array()
             .map(|env| env.iter().filter_map(|e| e["name"].as_str()).collect())
@@ -551,30 +561,39 @@ impl Plan<'_> {
                 }
             }
         }
-        let ca = self.settings.ca_bundle.clone();
-        if let Some(ca) = &ca
+        if let Some(ca) = &self.settings.ca_bundle
+            && ca_mounted
             && !has("AWS_CA_BUNDLE")
         {
             env.push(var("AWS_CA_BUNDLE", &self.file(CA_MOUNT_PATH, &ca.key)));
         }
         self.append(container, "env", path, env);
-        let mut mounts = Vec::new();
+        self.append(container, "volumeMounts", path, mounts);
+    }
+
+    /// The mounts `container` lacks, and whether the CA bundle is (or will be) mounted in it.
+    fn mounts(&mut self, container: &Value, name: &str) -> (Vec<Value>, bool) {
+        let ca_volume_usable = self
+            .view
+            .volume(CA_VOLUME)
+            .is_none_or(|v| v.get("configMap").is_some());
         let wanted = [
             Some((self.identity.kind.volume(), self.mount_path().to_owned())),
-            ca.as_ref()
-                .filter(|_| {
-                    self.view
-                        .volume(CA_VOLUME)
-                        .is_none_or(|v| v.get("configMap").is_some())
-                })
+            self.settings
+                .ca_bundle
+                .as_ref()
+                .filter(|_| ca_volume_usable)
                 .map(|_| (CA_VOLUME, CA_MOUNT_PATH.to_owned())),
         ];
         let existing = container["volumeMounts"].as_array();
+        let mut mounts = Vec::new();
+        let mut ca_mounted = false;
         for (volume, mount_path) in wanted.into_iter().flatten() {
             let mounts_of = |key: &str, value: &str| {
                 existing.is_some_and(|m| m.iter().any(|m| m[key].as_str() == Some(value)))
             };
             if mounts_of("name", volume) {
+                ca_mounted |= volume == CA_VOLUME;
                 continue;
             }
             if mounts_of("mountPath", &mount_path) {
@@ -583,8 +602,9 @@ impl Plan<'_> {
                 ));
                 continue;
             }
+            ca_mounted |= volume == CA_VOLUME;
             mounts.push(json!({"name": volume, "readOnly": true, "mountPath": mount_path}));
         }
-        self.append(container, "volumeMounts", path, mounts);
+        (mounts, ca_mounted)
     }
 }

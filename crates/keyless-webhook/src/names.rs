@@ -37,6 +37,8 @@ pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
 pub const DEFAULT_TOKEN_EXPIRATION: i64 = 86_400;
 /// The shortest token lifetime Kubernetes projects, in seconds.
 pub const MIN_TOKEN_EXPIRATION: i64 = 600;
+/// The longest `expirationSeconds` the API server accepts (2^32 s).
+pub const MAX_TOKEN_EXPIRATION: i64 = 1 << 32;
 
 /// The web-identity token's volume.
 pub const IRSA_VOLUME: &str = "aws-iam-token";

@@ -37,6 +37,7 @@ fn settings(case: &Value) -> Settings {
         regional_sts: s["stsRegionalEndpoints"].as_bool().unwrap_or(false),
         sts_endpoint: text("stsEndpoint"),
         s3_endpoint: text("s3Endpoint"),
+        token_fs_group: s["tokenFsGroup"].as_bool().unwrap_or(false),
         ..Settings::default()
     };
     if let Some(seconds) = s["tokenExpiration"].as_i64() {
