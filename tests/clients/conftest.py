@@ -40,3 +40,146 @@ def keyless_bin() -> str:
 @pytest.fixture(scope="session")
 def repo() -> pathlib.Path:
     return REPO
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MotoUpstream:
+    """moto's S3 server (PyPI `moto[server]`) on loopback: an upstream store for gateway mode
+    (`keyless serve --upstream`). Each Keyless server gets a bucket prefix of its own, so tests
+    share one moto without seeing each other's buckets."""
+
+    ACCESS_KEY, SECRET_KEY = "AKIAUPSTREAMKEYLESS1", "upstream-secret-upstream-secret-upstream"
+
+    def __init__(self, log_dir: pathlib.Path):
+        import shutil
+        import subprocess
+        import time
+        import urllib.request
+
+        exe = shutil.which("moto_server")
+        if exe is None:
+            pytest.skip("moto_server is missing: pip install 'moto[server]'")
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log = open(log_dir / "moto.log", "w")
+        self.proc = subprocess.Popen(
+            [exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).read()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not start: {(log_dir / 'moto.log').read_text()}")
+                time.sleep(0.2)
+        self.tenants = 0
+
+    def serve_args(self, prefix=None):
+        """The arguments and environment of a `keyless serve` in front of this moto."""
+        if prefix is None:
+            self.tenants += 1
+            prefix = f"t{self.tenants}-"
+        env = dict(
+            os.environ,
+            KEYLESS_UPSTREAM_ACCESS_KEY_ID=self.ACCESS_KEY,
+            KEYLESS_UPSTREAM_SECRET_ACCESS_KEY=self.SECRET_KEY,
+        )
+        return ["--upstream", self.endpoint, "--upstream-bucket-prefix", prefix], env, prefix
+
+    def client(self):
+        """A boto3 client of moto itself, with the upstream's own keys."""
+        import boto3
+
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=self.ACCESS_KEY, aws_secret_access_key=self.SECRET_KEY,
+        )
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+        self.log.close()
+
+
+class CephUpstream(MotoUpstream):
+    """A single-host Ceph RGW 16.2 (Debian's ceph-mon, ceph-osd, radosgw; started by
+    scripts/upstreams/ceph-rgw: one monitor, one memstore OSD, about 15 s): the upstream store of
+    the `gateway-ceph` runs."""
+
+    def __init__(self, work: pathlib.Path):
+        import shutil
+        import subprocess
+
+        if shutil.which("radosgw") is None:
+            pytest.skip("radosgw is missing: apt-get install ceph-mon ceph-osd radosgw ceph-common")
+        self.dir = work / "ceph"
+        self.script = REPO / "scripts" / "upstreams" / "ceph-rgw"
+        port = free_port()
+        with open(work / "ceph-start.log", "w") as log:
+            proc = subprocess.run([str(self.script), "start", str(self.dir), str(port)],
+                                  stdout=subprocess.PIPE, stderr=log, text=True, timeout=180)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ceph did not start: {(work / 'ceph-start.log').read_text()[-3000:]}")
+        self.endpoint, self.ACCESS_KEY, self.SECRET_KEY = proc.stdout.split()[-3:]
+        self.tenants = 0
+
+    def stop(self):
+        import subprocess
+
+        subprocess.run([str(self.script), "stop", str(self.dir)], check=False)
+
+
+@pytest.fixture(scope="session")
+def ceph_upstream(tmp_path_factory):
+    upstream = CephUpstream(tmp_path_factory.mktemp("ceph"))
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_upstream(tmp_path_factory):
+    upstream = MotoUpstream(tmp_path_factory.mktemp("moto"))
+    yield upstream
+    upstream.stop()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "embedded_only(reason): a test of what only the embedded store does; not run in gateway "
+        "mode (the `server` fixture's `gateway` parameters), for the reason given",
+    )
+    config.addinivalue_line(
+        "markers",
+        "not_on(*upstreams, reason): a test that these upstream stores (`moto`, `ceph`) fail on "
+        "their own, as S3 clients talking to them directly would; not run through the gateway in "
+        "front of them, for the reason given",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Gateway-mode runs of `embedded_only` tests are deselected, not skipped: they are not
+    tests that could run here and did not, but tests of another mode."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        mode = callspec.params.get("server", "embedded") if callspec is not None else "embedded"
+        upstream = {"gateway": "moto", "gateway-ceph": "ceph"}.get(mode)
+        drop = (upstream and item.get_closest_marker("embedded_only")) or any(
+            upstream in marker.args for marker in item.iter_markers("not_on"))
+        (dropped if drop else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

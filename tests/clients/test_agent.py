@@ -155,7 +155,7 @@ def need_fog() -> None:
 class KeylessServer:
     """`keyless serve --config CONFIG` on 127.0.0.1:0, logs in a file."""
 
-    def __init__(self, keyless_bin, workdir, extra=()):
+    def __init__(self, keyless_bin, workdir, extra=(), env=None):
         self.dir = workdir
         os.makedirs(workdir, exist_ok=True)
         secret = os.path.join(workdir, "agent.secret")
@@ -171,7 +171,7 @@ class KeylessServer:
                 [keyless_bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
                  "--config", self.config, *extra],
                 stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                env=dict(os.environ, RUST_LOG="info,keyless_imds=debug"))
+                env=dict(env or os.environ, RUST_LOG="info,keyless_imds=debug"))
         try:
             match = wait_for_line(self.out, r"keyless: S3 endpoint (https?://127\.0\.0\.1:(\d+))\n",
                                   self.proc, "keyless serve")
@@ -461,9 +461,35 @@ def node(pod_net, server, keyless_bin, tmp_path):
             agent.stop()
 
 
+@pytest.fixture(scope="module")
+def gateway_server(keyless_bin, tmp_path_factory, moto_upstream):
+    """`keyless serve` in gateway mode, in front of moto."""
+    extra, env, prefix = moto_upstream.serve_args()
+    s = KeylessServer(keyless_bin, str(tmp_path_factory.mktemp("gateway-serve")), extra=extra, env=env)
+    s.prefix = prefix
+    yield s
+    s.stop()
+
+
 @pytest.fixture
 def gitlab(node):
     """GitLab's registry and Rails pods, in their own namespaces, each with its role."""
+    return gitlab_pods(node)
+
+
+@pytest.fixture
+def gateway_gitlab(pod_net, gateway_server, keyless_bin, tmp_path):
+    """The same pods, their server a gateway in front of moto."""
+    need("curl")
+    n = Node(pod_net, gateway_server, keyless_bin, str(tmp_path))
+    try:
+        yield gitlab_pods(n)
+    finally:
+        for agent in n.agents:
+            agent.stop()
+
+
+def gitlab_pods(node):
     node.start_agent()
     node.pods.namespace("gitlab-registry")
     node.pods.namespace("gitlab")
@@ -797,21 +823,39 @@ def run_registry(node, pod, bucket):
     return proc, log_path
 
 
-def test_docker_registry_pushes_and_pulls_with_its_pod_role(gitlab):
+def push_with_registry(node, pod):
+    """Pushes an image and pulls it back through docker-registry in `pod`, storing in the
+    registry bucket with the pod's role: the client's report, checked."""
     need("docker-registry")
-    node, (registry_pod, rails_pod) = gitlab
-    proc, log = run_registry(node, registry_pod, "registry")
+    proc, log = run_registry(node, pod, "registry")
     try:
-        push = registry_pod.run([sys.executable, "-c", REGISTRY_CLIENT, "gitlab-org/gitlab"],
-                                timeout=CLIENT_TIMEOUT)
+        push = pod.run([sys.executable, "-c", REGISTRY_CLIENT, "gitlab-org/gitlab"], timeout=CLIENT_TIMEOUT)
     finally:
         stop(proc)
     registry_log = f"--- docker-registry log ---\n{read_log(log)}"
-    assert push.returncode == 0, f"{node.explain(push)}\n{registry_log}"
+    assert push.returncode == 0, f"{node.explain(push)}\n{registry_log}\n{node.server.logs()}"
     out = json.loads(push.stdout.strip().splitlines()[-1])
     assert out["manifest_status"] == 200 and out["manifest_same"], out
     assert out["manifest_digest"] == out["expected_digest"], out
     assert all(status == 200 and same for status, same in out["blobs"].values()), f"{out}\n{registry_log}"
+    return out
+
+
+def test_docker_registry_pushes_and_pulls_through_the_gateway(gateway_gitlab, moto_upstream):
+    """docker-registry with its pod's role from the agent, through `keyless serve --upstream`:
+    the blobs land in moto, read back there with moto's own keys."""
+    node, (registry_pod, _) = gateway_gitlab
+    out = push_with_registry(node, registry_pod)
+    direct = moto_upstream.client()
+    bucket = node.server.prefix + "registry"
+    layer_key = f"docker/registry/v2/blobs/sha256/{out['layer'][7:9]}/{out['layer'][7:]}/data"
+    layer = direct.get_object(Bucket=bucket, Key=layer_key)["Body"].read()
+    assert "sha256:" + hashlib.sha256(layer).hexdigest() == out["layer"]
+
+
+def test_docker_registry_pushes_and_pulls_with_its_pod_role(gitlab):
+    node, (registry_pod, rails_pod) = gitlab
+    out = push_with_registry(node, registry_pod)
     # The blobs are in the bucket where the registry's S3 driver puts them.
     s3 = node.server.root_s3()
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="registry", Prefix="docker/registry/v2/blobs/")["Contents"]}

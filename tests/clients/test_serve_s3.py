@@ -39,6 +39,7 @@ class Server:
         self.endpoint = match.group(1)
         self.credentials = data_dir / "root-credentials"
         self.verify = None
+        self.gateway = "--upstream" in [str(a) for a in extra]
 
     def stop(self):
         self.proc.terminate()
@@ -93,9 +94,22 @@ class Server:
         return proc
 
 
-@pytest.fixture
-def server(keyless_bin, tmp_path):
-    s = Server(keyless_bin, tmp_path / "data")
+UPSTREAMS = {"gateway": "moto_upstream", "gateway-ceph": "ceph_upstream"}
+
+
+def start_server(request, keyless_bin, tmp_path):
+    """A server for the `server` fixture's parameter: the embedded store, or a gateway
+    (`keyless serve --upstream`) in front of moto or Ceph RGW, where the same clients must see
+    the same S3."""
+    if request.param in UPSTREAMS:
+        extra, env, _ = request.getfixturevalue(UPSTREAMS[request.param]).serve_args()
+        return Server(keyless_bin, tmp_path / "data", extra=extra, env=env)
+    return Server(keyless_bin, tmp_path / "data")
+
+
+@pytest.fixture(params=["embedded", *UPSTREAMS])
+def server(request, keyless_bin, tmp_path):
+    s = start_server(request, keyless_bin, tmp_path)
     yield s
     s.stop()
 

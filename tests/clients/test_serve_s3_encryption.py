@@ -15,6 +15,8 @@ import pytest
 from test_serve_s3 import Server, error_code, server  # noqa: F401
 from test_serve_s3cmd_rclone import s3cmd
 
+pytestmark = pytest.mark.embedded_only("Keyless seals objects on its own disk only")
+
 MARKER = b"PLAINTEXT-MARKER-"
 
 

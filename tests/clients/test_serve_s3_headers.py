@@ -158,6 +158,7 @@ def multipart(s3):
     return etag
 
 
+@pytest.mark.embedded_only("the parts of a multipart object are not known in gateway mode yet")
 def test_get_and_head_with_part_number_answer_the_part(s3, multipart):
     size = 10 * MIB + 4
     got = s3.get_object(Bucket="bkt", Key="mp", PartNumber=2)
@@ -192,6 +193,7 @@ def test_part_number_on_an_object_stored_whole(s3, multipart):
     assert (status(e), error_code(e)) == (416, "InvalidPartNumber")
 
 
+@pytest.mark.embedded_only("the parts of a multipart object are not known in gateway mode yet")
 def test_awscli_downloads_a_part(server, s3, multipart, tmp_path):
     out = tmp_path / "part3"
     got = json.loads(server.aws("s3api", "get-object", "--bucket", "bkt", "--key", "mp",
@@ -199,6 +201,7 @@ def test_awscli_downloads_a_part(server, s3, multipart, tmp_path):
     assert got["PartsCount"] == 3 and out.read_bytes() == b"tail"
 
 
+@pytest.mark.embedded_only("the parts of a multipart object are not known in gateway mode yet")
 def test_get_object_attributes(s3, multipart):
     all_attributes = ["ETag", "ObjectSize", "ObjectParts", "StorageClass", "Checksum"]
     got = s3.get_object_attributes(Bucket="bkt", Key="mp", ObjectAttributes=all_attributes)
@@ -230,6 +233,7 @@ def test_get_object_attributes(s3, multipart):
                                     VersionId="null")["ObjectSize"] == 5
 
 
+@pytest.mark.embedded_only("the parts of a multipart object are not known in gateway mode yet")
 def test_awscli_get_object_attributes(server, s3, multipart):
     got = json.loads(server.aws("s3api", "get-object-attributes", "--bucket", "bkt", "--key", "mp",
                                 "--object-attributes", "ETag", "ObjectSize", "ObjectParts").stdout)

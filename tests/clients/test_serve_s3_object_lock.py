@@ -13,6 +13,8 @@ import pytest
 
 from test_serve_s3 import Server, error_code, server  # noqa: F401
 
+pytestmark = pytest.mark.embedded_only("Object Lock is not available in gateway mode (test_gateway.py: NotImplemented)")
+
 LOCKED = "Access Denied because object protected by object lock."
 
 

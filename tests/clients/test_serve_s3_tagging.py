@@ -23,6 +23,7 @@ def s3(server):
     return client
 
 
+@pytest.mark.not_on("ceph", reason="Ceph 16.2 drops the x-amz-tagging of a CreateMultipartUpload")
 def test_object_tags_on_put_copy_multipart_and_their_own_calls(s3, server):
     s3.put_object(Bucket="bkt", Key="k", Body=b"x", Tagging="project=gitlab&tier=backup%20daily")
     assert tags_of(s3, "k") == {"project": "gitlab", "tier": "backup daily"}

@@ -26,6 +26,8 @@ def versions_of(s3, **kw):
             [(m["Key"], m["VersionId"], m["IsLatest"]) for m in out.get("DeleteMarkers", [])])
 
 
+@pytest.mark.not_on("moto", "ceph", reason="moto answers no `x-amz-delete-marker` when a delete marker is deleted, "
+                   "Ceph 16.2 none on a GET or HEAD of a key whose latest version is one")
 def test_versions_markers_and_restores_with_boto3(s3):
     assert "Status" not in s3.get_bucket_versioning(Bucket="bkt")
     s3.put_object(Bucket="bkt", Key="k", Body=b"before")
@@ -98,6 +100,7 @@ def test_versions_markers_and_restores_with_boto3(s3):
     assert error_code(e) == "BucketNotEmpty"
 
 
+@pytest.mark.not_on("moto", "ceph", reason="neither answers `x-amz-version-id: null` to a PUT in a suspended bucket")
 def test_suspended_versioning_and_what_is_refused(s3):
     s3.put_bucket_versioning(Bucket="bkt", VersioningConfiguration={"Status": "Enabled"})
     kept = s3.put_object(Bucket="bkt", Key="k", Body=b"kept")["VersionId"]

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from test_serve_s3 import Server
+from test_serve_s3 import UPSTREAMS, Server, start_server  # noqa: F401
 from test_serve_robustness import keys_of
 
 pytestmark = pytest.mark.skipif(
@@ -16,9 +16,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def server(keyless_bin, tmp_path):
-    s = Server(keyless_bin, tmp_path / "data")
+@pytest.fixture(params=["embedded", *UPSTREAMS])
+def server(request, keyless_bin, tmp_path):
+    """Embedded, and in gateway mode in front of moto and Ceph (as test_serve_s3.py's)."""
+    s = start_server(request, keyless_bin, tmp_path)
     yield s
     s.stop()
 

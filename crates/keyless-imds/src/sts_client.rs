@@ -211,7 +211,7 @@ impl StsAssumer {
     }
 
     async fn call(&self, body: String, now: i64) -> Result<(u16, Vec<u8>), AssumeError> {
-        let amz_date = amz_date(now);
+        let amz_date = keyless_types::time::amz_date(now);
         let signer = Signer {
             access_key_id: &self.config.access_key_id,
             secret_access_key: self.config.secret_access_key.expose(),
@@ -341,12 +341,6 @@ fn form(req: &AssumeRequest) -> String {
         .map(|(k, v)| format!("{k}={}", uri_encode(v, false)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// `YYYYMMDDTHHMMSSZ`.
-fn amz_date(secs: i64) -> String {
-    let (y, mo, d, h, mi, s) = keyless_types::time::civil_from_unix(secs);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
 
 /// The text of the first `<name>` element, unescaped.

@@ -379,7 +379,10 @@ fn endpoints_must_be_https_or_http() {
 
 #[test]
 fn signing_time() {
-    assert_eq!(amz_date(NOW as i64), "20261126T010000Z");
+    assert_eq!(
+        keyless_types::time::amz_date(NOW as i64),
+        "20261126T010000Z"
+    );
 }
 
 #[tokio::test]

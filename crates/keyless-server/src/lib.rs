@@ -20,6 +20,7 @@ pub mod encryption;
 pub mod issuer;
 mod lifecycle;
 mod listener;
+mod objects;
 pub mod options;
 mod private;
 mod query;

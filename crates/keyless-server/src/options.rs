@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser};
+use keyless_types::Secret;
 
 use crate::listener::Limits;
 use crate::request_log::RequestLogLevel;
@@ -249,9 +250,115 @@ pub struct ServeOptions {
     #[command(flatten)]
     pub imds: ImdsOptions,
 
+    /// Gateway mode.
+    #[command(flatten)]
+    pub upstream: UpstreamOptions,
+
     /// The admin listener, limits and shutdown.
     #[command(flatten)]
     pub server: ServerOptions,
+}
+
+/// Gateway mode: objects in an existing S3-compatible store.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Gateway mode")]
+pub struct UpstreamOptions {
+    /// Keep objects in this S3-compatible store (Ceph RGW, Garage, MinIO, AWS S3: http:// or
+    /// https://, path-style requests) instead of the data folder. Keyless still checks every
+    /// signature and policy; the upstream is reached with Keyless's own key pair
+    /// (--upstream-credentials-file, or KEYLESS_UPSTREAM_ACCESS_KEY_ID and
+    /// KEYLESS_UPSTREAM_SECRET_ACCESS_KEY) and never asked to enforce anything. Bucket
+    /// policies and configurations stay in the data folder. Object Lock is not available.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// The region the upstream's requests are signed for (Garage: its `s3_region`).
+    #[arg(
+        long,
+        default_value = "us-east-1",
+        value_name = "REGION",
+        requires = "upstream"
+    )]
+    pub upstream_region: String,
+
+    /// An AWS shared credentials file whose `[default]` profile holds Keyless's key pair at
+    /// the upstream (mode 0600).
+    #[arg(long, value_name = "FILE", requires = "upstream")]
+    pub upstream_credentials_file: Option<PathBuf>,
+
+    /// Certificate authorities (PEM) trusted for an https:// upstream besides the platform's.
+    #[arg(long, value_name = "FILE", requires = "upstream")]
+    pub upstream_ca_bundle: Option<PathBuf>,
+
+    /// Put before every bucket name at the upstream, so that several Keyless tenants share one
+    /// upstream account: with `team-a-`, the bucket `logs` is the upstream's `team-a-logs`.
+    #[arg(long, default_value = "", value_name = "PREFIX", requires = "upstream")]
+    pub upstream_bucket_prefix: String,
+
+    /// How long the upstream may take to begin an answer (then 503 ServiceUnavailable, which
+    /// SDKs retry).
+    #[arg(long, default_value = "30s", value_parser = parse_interval, value_name = "DURATION", requires = "upstream")]
+    pub upstream_timeout: Duration,
+
+    /// Keyless's access key id at the upstream (rather from the environment or the file).
+    #[arg(
+        long,
+        env = "KEYLESS_UPSTREAM_ACCESS_KEY_ID",
+        hide = true,
+        requires = "upstream"
+    )]
+    pub upstream_access_key_id: Option<String>,
+
+    /// Its secret, from the environment only.
+    #[arg(
+        long,
+        env = "KEYLESS_UPSTREAM_SECRET_ACCESS_KEY",
+        hide = true,
+        hide_env_values = true,
+        requires = "upstream"
+    )]
+    pub upstream_secret_access_key: Option<String>,
+}
+
+impl UpstreamOptions {
+    /// Keyless's key pair at the upstream: from the credentials file, else the environment.
+    pub fn credentials(&self) -> anyhow::Result<(String, Secret)> {
+        use anyhow::Context as _;
+        if let Some(path) = &self.upstream_credentials_file {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?
+                .permissions()
+                .mode();
+            keyless_types::check_secret_file_mode(&path.display().to_string(), mode)?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            return keyless_types::shared_credentials::profile_keys(
+                &text,
+                "default",
+                keyless_types::shared_credentials::SharedFile::Credentials,
+            )
+            .pair()
+            .with_context(|| {
+                format!(
+                    "`{}` has no aws_access_key_id and aws_secret_access_key under [default]",
+                    path.display()
+                )
+            });
+        }
+        match (
+            &self.upstream_access_key_id,
+            &self.upstream_secret_access_key,
+        ) {
+            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+                Ok((id.clone(), Secret::new(secret.clone())))
+            }
+            _ => anyhow::bail!(
+                "--upstream needs Keyless's key pair at the upstream: --upstream-credentials-file, \
+                 or KEYLESS_UPSTREAM_ACCESS_KEY_ID and KEYLESS_UPSTREAM_SECRET_ACCESS_KEY"
+            ),
+        }
+    }
 }
 
 fn parse_account(s: &str) -> Result<String, String> {

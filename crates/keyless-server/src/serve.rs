@@ -33,6 +33,7 @@ use crate::agent::Metadata;
 use crate::config::Config;
 use crate::lifecycle::{Readiness, Shutdown};
 use crate::listener::{self, Limits};
+use crate::objects::Objects;
 use crate::options::ServeOptions;
 use crate::query::QueryApi;
 use crate::request_log::{self, RequestLogLevel};
@@ -89,7 +90,7 @@ pub struct Server {
 
 /// The periodic pass of the buckets' lifecycle rules.
 struct Lifecycle {
-    store: Arc<DiskStore>,
+    store: Arc<Objects>,
     clock: Arc<dyn Clock>,
     interval: Duration,
 }
@@ -260,16 +261,29 @@ impl Server {
             .with(Arc::new(StaticKeys::new(loaded.jwks_files()?)))
             .with(Arc::new(JwksCache::new(Arc::new(HttpFetch::new()?))));
         let sts = Sts::new(iam, session_key, Arc::new(verifier));
-        let master_keys = crate::encryption::load(&data_dir, args.encryption_key_file.as_deref())?;
-        let store = Arc::new(
-            DiskStore::open_sealing(
-                data_dir.join("objects"),
+        let store = Arc::new(match &args.upstream.upstream {
+            Some(url) => Objects::gateway(
+                &args.upstream,
+                url,
+                &data_dir.join("buckets"),
                 Arc::clone(&clock),
-                master_keys,
-                args.encrypt_objects.sealing(),
-            )
-            .with_context(|| format!("cannot open the object store in `{}`", data_dir.display()))?,
-        );
+            )?,
+            None => {
+                let master_keys =
+                    crate::encryption::load(&data_dir, args.encryption_key_file.as_deref())?;
+                Objects::Disk(
+                    DiskStore::open_sealing(
+                        data_dir.join("objects"),
+                        Arc::clone(&clock),
+                        master_keys,
+                        args.encrypt_objects.sealing(),
+                    )
+                    .with_context(|| {
+                        format!("cannot open the object store in `{}`", data_dir.display())
+                    })?,
+                )
+            }
+        });
 
         create_buckets(store.as_ref(), loaded.buckets).await?;
 
@@ -381,6 +395,9 @@ impl Server {
             banner: _,
             lifecycle,
         } = self;
+        tokio::spawn(
+            Arc::clone(&lifecycle.store).watch_upstream(readiness.clone(), shutdown.clone()),
+        );
         tokio::spawn(lifecycle.run(shutdown.clone()));
         let admin = Admin::start(admin, readiness, &shutdown);
         let imds = imds.map(|(listener, metadata)| {
@@ -693,7 +710,7 @@ fn imds_key(iam: &EmbeddedIam, data_dir: &Path, now: i64) -> anyhow::Result<(Str
 
 /// Creates the configuration's buckets that do not exist yet and sets their policies.
 async fn create_buckets(
-    store: &DiskStore,
+    store: &Objects,
     buckets: Vec<(String, Option<String>)>,
 ) -> anyhow::Result<()> {
     for (i, (name, policy)) in buckets.into_iter().enumerate() {

@@ -14,7 +14,7 @@ mod sign;
 mod verify;
 
 pub use canonical::canonical_request;
-pub use sign::{Signer, sign};
+pub use sign::{Signer, sign, sign_payload};
 pub use verify::{
     Authorization, Credential, Request, SigV4Error, Verified, signature, signing_key,
     string_to_sign, verify,

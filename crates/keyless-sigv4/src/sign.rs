@@ -50,6 +50,22 @@ pub fn sign(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Vec<(&'static str, String)> {
+    let payload_hash = hex::encode(&Sha256::digest(body));
+    sign_payload(signer, method, raw_path, raw_query, headers, &payload_hash)
+}
+
+/// As [`sign`], for a body known by its hex SHA-256 `payload_hash` alone, or not at all
+/// (`UNSIGNED-PAYLOAD`): what an S3 client streaming a body sends. S3 signs the path as given
+/// (encoded once), where the other services normalize it. The caller sends the same value as
+/// `x-amz-content-sha256` where the service wants it (S3).
+pub fn sign_payload(
+    signer: &Signer<'_>,
+    method: &str,
+    raw_path: &str,
+    raw_query: &str,
+    headers: &[(&str, &str)],
+    payload_hash: &str,
+) -> Vec<(&'static str, String)> {
     let mut added = vec![("x-amz-date", signer.amz_date.to_owned())];
     if let Some(token) = signer.session_token {
         added.push(("x-amz-security-token", token.to_owned()));
@@ -62,15 +78,14 @@ pub fn sign(
     let mut signed: Vec<String> = all.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
     signed.sort();
     signed.dedup();
-    let payload_hash = hex::encode(&Sha256::digest(body));
     let canonical = canonical_request(
         method,
         raw_path,
         raw_query,
         &all,
         &signed,
-        &payload_hash,
-        false,
+        payload_hash,
+        signer.service == "s3",
     );
     let date = signer.amz_date.get(..8).unwrap_or_default();
     let scope = format!("{date}/{}/{}/aws4_request", signer.region, signer.service);

@@ -60,6 +60,12 @@ pub fn iso8601(secs: i64) -> String {
     out
 }
 
+/// `YYYYMMDDThhmmssZ`, SigV4's `X-Amz-Date`.
+pub fn amz_date(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil_from_unix(secs);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
 /// Seconds since the epoch of a calendar date and time, or `None` when it is not one. A leap
 /// second (`:60`) counts as the next second, as AWS's timestamps may carry one.
 pub fn checked_unix_from_civil(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {

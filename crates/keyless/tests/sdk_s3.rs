@@ -55,9 +55,7 @@ fn http_get(url: &str) -> (u16, Vec<u8>) {
     (status, response[split + 4..].to_vec())
 }
 
-#[tokio::test]
-async fn objects_listings_and_checksums() {
-    let server = common::start(&[]);
+async fn objects_listings_and_checksums_on(server: common::Server) {
     let s3 = client(&server.endpoint, &server.key.0, &server.key.1);
     s3.create_bucket().bucket("sdk").send().await.unwrap();
     let put = s3
@@ -218,9 +216,7 @@ async fn objects_listings_and_checksums() {
     assert_eq!(body, b"hello from the Rust SDK");
 }
 
-#[tokio::test]
-async fn multipart_upload() {
-    let server = common::start(&[]);
+async fn multipart_upload_on(server: common::Server) {
     let s3 = client(&server.endpoint, &server.key.0, &server.key.1);
     s3.create_bucket().bucket("mpu").send().await.unwrap();
     let upload = s3
@@ -284,9 +280,7 @@ async fn multipart_upload() {
     );
 }
 
-#[tokio::test]
-async fn wrong_keys_are_refused() {
-    let server = common::start(&[]);
+async fn wrong_keys_are_refused_on(server: common::Server) {
     let err = client(&server.endpoint, &server.key.0, "not-the-secret")
         .list_buckets()
         .send()
@@ -307,10 +301,8 @@ async fn wrong_keys_are_refused() {
     );
 }
 
-#[tokio::test]
-async fn conditional_reads_and_writes() {
+async fn conditional_reads_and_writes_on(server: common::Server) {
     use aws_sdk_s3::error::ProvideErrorMetadata as _;
-    let server = common::start(&[]);
     let s3 = client(&server.endpoint, &server.key.0, &server.key.1);
     s3.create_bucket().bucket("cond").send().await.unwrap();
     let put = s3
@@ -382,13 +374,11 @@ async fn conditional_reads_and_writes() {
     );
 }
 
-#[tokio::test]
-async fn versioned_buckets() {
+async fn versioned_buckets_on(server: common::Server) {
     use aws_sdk_s3::error::ProvideErrorMetadata as _;
     use aws_sdk_s3::types::{
         BucketVersioningStatus, Delete, ObjectIdentifier, VersioningConfiguration,
     };
-    let server = common::start(&[]);
     let s3 = client(&server.endpoint, &server.key.0, &server.key.1);
     s3.create_bucket().bucket("ver").send().await.unwrap();
     s3.put_bucket_versioning()
@@ -503,4 +493,61 @@ async fn versioned_buckets() {
     assert_eq!(out.deleted().len(), 3);
     assert!(out.errors().is_empty());
     s3.delete_bucket().bucket("ver").send().await.unwrap();
+}
+
+// Each test on the embedded store, and in gateway mode in front of moto.
+
+#[tokio::test]
+async fn objects_listings_and_checksums() {
+    objects_listings_and_checksums_on(common::start(&[])).await;
+}
+
+#[tokio::test]
+async fn objects_listings_and_checksums_through_the_gateway() {
+    let moto = common::moto();
+    objects_listings_and_checksums_on(common::start_gateway(&moto, "sdk-")).await;
+}
+
+#[tokio::test]
+async fn multipart_upload() {
+    multipart_upload_on(common::start(&[])).await;
+}
+
+#[tokio::test]
+async fn multipart_upload_through_the_gateway() {
+    let moto = common::moto();
+    multipart_upload_on(common::start_gateway(&moto, "sdk-")).await;
+}
+
+#[tokio::test]
+async fn wrong_keys_are_refused() {
+    wrong_keys_are_refused_on(common::start(&[])).await;
+}
+
+#[tokio::test]
+async fn wrong_keys_are_refused_through_the_gateway() {
+    let moto = common::moto();
+    wrong_keys_are_refused_on(common::start_gateway(&moto, "sdk-")).await;
+}
+
+#[tokio::test]
+async fn conditional_reads_and_writes() {
+    conditional_reads_and_writes_on(common::start(&[])).await;
+}
+
+#[tokio::test]
+async fn conditional_reads_and_writes_through_the_gateway() {
+    let moto = common::moto();
+    conditional_reads_and_writes_on(common::start_gateway(&moto, "sdk-")).await;
+}
+
+#[tokio::test]
+async fn versioned_buckets() {
+    versioned_buckets_on(common::start(&[])).await;
+}
+
+#[tokio::test]
+async fn versioned_buckets_through_the_gateway() {
+    let moto = common::moto();
+    versioned_buckets_on(common::start_gateway(&moto, "sdk-")).await;
 }

@@ -96,6 +96,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         };
         let options = PutOptions {
             content_md5: content_md5(input.content_md5.as_deref())?,
+            content_length: super::object::body_length(input.body.as_ref()),
             verifier: super::checksum::verifier(&req.headers, req.trailing_headers)?,
             ..Default::default()
         };
@@ -143,13 +144,20 @@ impl<S: ObjectStore> KeylessS3<S> {
             key: &input.key,
             upload_id: &input.upload_id,
         };
+        let length = match range {
+            Some(range) => range.resolve(source.size).map_err(store_error)?.1,
+            None => source.size,
+        };
         let part = self
             .store
             .upload_part(
                 upload,
                 part_number(input.part_number)?,
                 stream,
-                PutOptions::default(),
+                PutOptions {
+                    content_length: Some(length),
+                    ..Default::default()
+                },
             )
             .await
             .map_err(store_error)?;

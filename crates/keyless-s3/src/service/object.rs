@@ -205,6 +205,20 @@ fn carries_integrity(headers: &http::HeaderMap) -> bool {
             .any(|name| name.as_str().starts_with("x-amz-checksum-"))
 }
 
+/// The length of a request's body as the client declared it: `Content-Length`, or for an
+/// `aws-chunked` upload its `x-amz-decoded-content-length` (s3s's decoded stream knows it). A
+/// store that forwards the body (gateway mode) sends it on.
+pub(super) fn body_length(body: Option<&s3s::dto::StreamingBlob>) -> Option<u64> {
+    use s3s::stream::ByteStream as _;
+    match body {
+        Some(body) => body
+            .remaining_length()
+            .exact()
+            .and_then(|n| u64::try_from(n).ok()),
+        None => Some(0),
+    }
+}
+
 fn byte_range(range: Option<Range>) -> Option<ByteRange> {
     range.map(|r| match r {
         Range::Int { first, last } => ByteRange::From { first, last },
@@ -252,7 +266,7 @@ impl<S: ObjectStore> KeylessS3<S> {
             }
             .stored(),
             content_md5: content_md5(input.content_md5.as_deref())?,
-            content_length: None,
+            content_length: body_length(input.body.as_ref()),
             verifier: super::checksum::verifier(&req.headers, req.trailing_headers)?,
             lock,
             seal,
@@ -597,6 +611,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 tags,
                 lock,
                 seal,
+                content_length: Some(source.size),
                 ..Default::default()
             }
         } else {
@@ -608,6 +623,7 @@ impl<S: ObjectStore> KeylessS3<S> {
                 tags,
                 lock,
                 seal,
+                content_length: Some(source.size),
                 ..Default::default()
             }
         };

@@ -137,6 +137,20 @@ pub enum StoreError {
     /// The metadata database failed.
     #[error("metadata database failed: {0}")]
     Database(String),
+    /// The upstream store (gateway mode) refused the request with an S3 error Keyless has no
+    /// variant for: its status, code and message pass through to the client.
+    #[error("the upstream store answered {status} {code}: {message}")]
+    Upstream {
+        /// The HTTP status, 400 to 599.
+        status: u16,
+        /// The S3 error code, such as `NotImplemented`.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// The upstream store could not be reached or did not answer in time: retryable.
+    #[error("the upstream store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A bucket.
@@ -521,17 +535,23 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 /// The ETag of a multipart object: MD5 of the parts' binary MD5s, then `-` and the part count.
 pub(crate) fn multipart_etag(parts: &[PartInfo]) -> String {
+    multipart_etag_of(parts.iter().map(|p| p.etag.as_str()))
+}
+
+/// The ETag of a multipart object made of parts with these ETags (hex MD5s, quotes allowed).
+pub fn multipart_etag_of<'a>(etags: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let count = etags.len();
     let mut md5 = Md5::new();
-    for part in parts {
-        let raw: [u8; 16] = part
-            .etag
+    for etag in etags {
+        let raw: [u8; 16] = etag
+            .trim_matches('"')
             .get(..32)
             .and_then(hex::decode)
             .and_then(|bytes| bytes.try_into().ok())
             .unwrap_or_default();
         md5.update(raw);
     }
-    format!("{}-{}", hex::encode(&md5.finalize()), parts.len())
+    format!("{}-{count}", hex::encode(&md5.finalize()))
 }
 
 /// Checks a completion's part list against the uploaded parts and returns them in order.

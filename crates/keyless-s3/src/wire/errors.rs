@@ -251,6 +251,7 @@ fn known(code: &str) -> Option<Known> {
             false,
             &[Signing],
         ),
+        "ServiceUnavailable" => ("Service is unable to handle request.", false, &[]),
         "SlowDown" => ("Please reduce your request rate.", false, &[]),
         "XAmzContentSHA256Mismatch" => (
             "The provided 'x-amz-content-sha256' header does not match what was computed.",

@@ -12,7 +12,11 @@ use crate::store::StoreError;
 pub fn store_error(e: StoreError) -> S3Error {
     if !matches!(
         e,
-        StoreError::Io(_) | StoreError::Database(_) | StoreError::Body(_) | StoreError::Sealed(_)
+        StoreError::Io(_)
+            | StoreError::Database(_)
+            | StoreError::Body(_)
+            | StoreError::Sealed(_)
+            | StoreError::Unavailable(_)
     ) {
         tracing::debug!(error = %e, "the store refused the request");
     }
@@ -91,6 +95,27 @@ pub fn store_error(e: StoreError) -> S3Error {
         StoreError::Database(e) => {
             tracing::error!(error = %e, "metadata database failed");
             aws_error(S3ErrorCode::InternalError)
+        }
+        // The upstream's own refusal, as it gave it (its 5xx too: SDKs retry those).
+        StoreError::Upstream {
+            status,
+            code,
+            message,
+        } => {
+            let code = S3ErrorCode::from_bytes(code.as_bytes())
+                .unwrap_or_else(|| S3ErrorCode::Custom(code.into()));
+            let mut err = match message.is_empty() {
+                true => aws_error(code),
+                false => S3Error::with_message(code, message),
+            };
+            if let Ok(status) = http::StatusCode::from_u16(status) {
+                err.set_status_code(status);
+            }
+            err
+        }
+        StoreError::Unavailable(e) => {
+            tracing::warn!(error = %e, "the upstream store is unavailable");
+            aws_error(S3ErrorCode::ServiceUnavailable)
         }
     }
 }

@@ -45,8 +45,77 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// Starts `keyless serve` with a fresh data folder and `args` added.
 pub fn start(args: &[&OsStr]) -> Server {
+    start_with_env(args, &[])
+}
+
+/// moto's S3 server (`moto_server` from PyPI's `moto[server]`, which scripts/test installs) on
+/// a free loopback port: an upstream store for gateway mode. Killed on drop.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The key pair Keyless signs with at moto (which takes any).
+pub const MOTO_KEY: (&str, &str) = (
+    "AKIAUPSTREAMKEYLESS1",
+    "upstream-secret-upstream-secret-upstream",
+);
+
+/// Starts moto.
+pub fn moto() -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server (pip install 'moto[server]'; scripts/test does)");
+    // Up to 30 s for Python to start.
+    let mut tries = 0;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        tries += 1;
+        assert!(tries < 300, "moto_server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// Starts `keyless serve` in gateway mode in front of `moto`, its buckets under `prefix`.
+pub fn start_gateway(moto: &Moto, prefix: &str) -> Server {
+    start_with_env(
+        &[
+            OsStr::new("--upstream"),
+            OsStr::new(&moto.endpoint),
+            OsStr::new("--upstream-bucket-prefix"),
+            OsStr::new(prefix),
+        ],
+        &[
+            ("KEYLESS_UPSTREAM_ACCESS_KEY_ID", MOTO_KEY.0),
+            ("KEYLESS_UPSTREAM_SECRET_ACCESS_KEY", MOTO_KEY.1),
+        ],
+    )
+}
+
+/// [`start`], with `env` added to the server's environment.
+pub fn start_with_env(args: &[&OsStr], env: &[(&str, &str)]) -> Server {
     let dir = scratch("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyless"))
+        .envs(env.iter().copied())
         .args([
             "serve",
             "--listen",

@@ -1,0 +1,1071 @@
+//! [`UpstreamStore`]: the `ObjectStore` of gateway mode. Objects, versions and multipart uploads
+//! live in the upstream store; bucket policies and the other bucket configurations stay in
+//! Keyless (`meta`, a store of bucket records only), so the upstream is never asked to enforce
+//! anything.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use http::{HeaderMap, Method, StatusCode};
+use keyless_s3::object_lock::Governance;
+use keyless_s3::store::{
+    BucketConfig, BucketInfo, ByteRange, ByteStream, ContentHeaders, Deleted, ListPage, ListQuery,
+    ObjectInfo, ObjectStore, ObjectUpdate, PartInfo, PutOptions, StoreError, UploadInfo, UploadRef,
+    VersionEntry, VersionPage, VersionQuery, Versioning, WriteCondition, multipart_etag_of,
+};
+use keyless_types::Clock;
+use keyless_types::encoding::form_decode;
+use keyless_types::time::{parse_http_date, parse_iso8601};
+use keyless_types::xml::Xml;
+
+use crate::body::{Checked, Download};
+use crate::client::{Call, ConfigError, Payload, Upstream, UpstreamConfig};
+use crate::xml::Element;
+
+/// The most pages of parts or uploads one listing reads (1,000 each).
+const MAX_PAGES: usize = 100;
+/// S3's namespace of its documents.
+const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/// Objects in an upstream S3 store; bucket policies and configurations in `meta`.
+pub struct UpstreamStore<M> {
+    upstream: Upstream,
+    meta: M,
+    clock: Arc<dyn Clock>,
+}
+
+impl<M: ObjectStore> UpstreamStore<M> {
+    /// A store in front of the upstream `config` names, keeping bucket records in `meta`.
+    pub fn new(
+        config: &UpstreamConfig,
+        meta: M,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            upstream: Upstream::new(config, Arc::clone(&clock))?,
+            meta,
+            clock,
+        })
+    }
+
+    /// Whether the upstream answers with Keyless's keys (ListBuckets): for `/readyz` and for
+    /// start-up, so that a wrong endpoint or key is reported at once.
+    pub async fn probe(&self) -> Result<usize, StoreError> {
+        Ok(self.list_buckets().await?.len())
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.unix_seconds().saturating_mul(1000)
+    }
+
+    /// Makes sure `meta` has a record of `bucket`, which the upstream has.
+    async fn known(&self, bucket: &str) -> Result<(), StoreError> {
+        match self.meta.head_bucket(bucket).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::NoSuchBucket(_)) => {
+                self.head_upstream(bucket).await?;
+                match self.meta.create_bucket(bucket).await {
+                    Ok(_) | Err(StoreError::BucketAlreadyExists(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn head_upstream(&self, bucket: &str) -> Result<(), StoreError> {
+        self.upstream
+            .send(Call::new(Method::HEAD, Some(bucket), None))
+            .await
+            .map(drop)
+    }
+
+    /// A writing call with the object's headers, metadata and tags.
+    fn with_object_headers<'a>(mut call: Call<'a>, options: &PutOptions) -> Call<'a> {
+        if let Some(content_type) = &options.content_type {
+            call = call.header("content-type", content_type.clone());
+        }
+        let ContentHeaders {
+            cache_control,
+            content_disposition,
+            content_encoding,
+            content_language,
+            expires,
+        } = &options.headers;
+        for (name, value) in [
+            ("cache-control", cache_control),
+            ("content-disposition", content_disposition),
+            ("content-encoding", content_encoding),
+            ("content-language", content_language),
+            ("expires", expires),
+        ] {
+            if let Some(value) = value {
+                call = call.header(name, value.clone());
+            }
+        }
+        for (name, value) in &options.metadata {
+            call.headers
+                .push((Cow::Owned(format!("x-amz-meta-{name}")), value.clone()));
+        }
+        if !options.tags.is_empty() {
+            call = call.header("x-amz-tagging", tagging_header(&options.tags));
+        }
+        call
+    }
+
+    /// Refuses what the gateway does not do upstream: Object Lock.
+    fn refuse_lock(options: &PutOptions) -> Result<(), StoreError> {
+        match options.lock.is_empty() {
+            true => Ok(()),
+            false => Err(not_implemented()),
+        }
+    }
+
+    /// Sends a checked body; a body that failed its checks answers why.
+    async fn send_checked(
+        &self,
+        call: Call<'_>,
+        body: ByteStream,
+        options: &mut PutOptions,
+    ) -> Result<(http::Response<hyper::body::Incoming>, u64), StoreError> {
+        let verifier = options.verifier.take().map(|v| v.0);
+        let (checked, failure) =
+            Checked::new(body, options.content_length, options.content_md5, verifier);
+        let mut call = call.payload(Payload::Stream(Box::pin(checked), options.content_length));
+        if let Some(md5) = options.content_md5 {
+            call = call.header(
+                "content-md5",
+                base64::engine::general_purpose::STANDARD.encode(md5),
+            );
+        }
+        let sent = self.upstream.send(call).await;
+        if let Some(why) = failure.failure() {
+            return Err(why);
+        }
+        let response = sent?;
+        Ok((response, failure.length()))
+    }
+
+    async fn tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut call = Call::new(Method::GET, Some(bucket), Some(key)).query("tagging", "");
+        if let Some(version) = version {
+            call = call.query("versionId", version);
+        }
+        let root = self.upstream.document(call).await?;
+        Ok(root
+            .child("TagSet")
+            .map(|set| {
+                set.all("Tag")
+                    .map(|t| {
+                        (
+                            t.text_of("Key").unwrap_or_default().to_owned(),
+                            t.text_of("Value").unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// `NotImplemented`, with AWS's text.
+fn not_implemented() -> StoreError {
+    StoreError::Upstream {
+        status: 501,
+        code: "NotImplemented".into(),
+        message: String::new(),
+    }
+}
+
+/// `x-amz-tagging`: the tags as a form-encoded query.
+fn tagging_header(tags: &[(String, String)]) -> String {
+    tags.iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                keyless_types::encoding::uri_encode(k, false),
+                keyless_types::encoding::uri_encode(v, false)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn unquote(etag: &str) -> String {
+    etag.trim_matches('"').to_owned()
+}
+
+/// The version id an answer names: `None` for the null version or none at all; and whether
+/// the bucket has versioning (it names one).
+fn version_of(headers: &HeaderMap) -> (Option<String>, bool) {
+    match header(headers, "x-amz-version-id") {
+        Some("null") => (None, true),
+        Some(id) => (Some(id.to_owned()), true),
+        None => (None, false),
+    }
+}
+
+/// An object's metadata from a GET's or HEAD's headers (`size`: the whole object's).
+fn info_from(key: &str, headers: &HeaderMap, size: u64) -> ObjectInfo {
+    let text = |name: &str| header(headers, name).map(str::to_owned);
+    let metadata = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = name.as_str().strip_prefix("x-amz-meta-")?;
+            Some((name.to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    let (version_id, versioned) = version_of(headers);
+    ObjectInfo {
+        key: key.to_owned(),
+        size,
+        etag: header(headers, "etag").map(unquote).unwrap_or_default(),
+        last_modified_ms: header(headers, "last-modified")
+            .and_then(parse_http_date)
+            .map_or(0, |s| s.saturating_mul(1000)),
+        content_type: text("content-type"),
+        metadata,
+        sealed: false,
+        tags: Vec::new(),
+        headers: ContentHeaders {
+            cache_control: text("cache-control"),
+            content_disposition: text("content-disposition"),
+            content_encoding: text("content-encoding"),
+            content_language: text("content-language"),
+            expires: text("expires"),
+        },
+        parts: Vec::new(),
+        version_id,
+        versioned,
+        lock: Default::default(),
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> u64 {
+    header(headers, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default()
+}
+
+/// The whole object's size from a 206's `Content-Range: bytes a-b/size`.
+fn range_total(headers: &HeaderMap) -> Option<u64> {
+    header(headers, "content-range")?
+        .rsplit_once('/')?
+        .1
+        .parse()
+        .ok()
+}
+
+fn range_header(range: ByteRange) -> String {
+    match range {
+        ByteRange::From {
+            first,
+            last: Some(last),
+        } => format!("bytes={first}-{last}"),
+        ByteRange::From { first, last: None } => format!("bytes={first}-"),
+        ByteRange::Suffix(n) => format!("bytes=-{n}"),
+    }
+}
+
+/// How a listing's keys and prefixes read: URL-encoded when the upstream says it encoded them
+/// (`<EncodingType>url</EncodingType>`, as asked), as they are when it ignored the request.
+#[derive(Clone, Copy)]
+struct Keys {
+    encoded: bool,
+}
+
+impl Keys {
+    fn of(root: &Element) -> Self {
+        Self {
+            encoded: root.text_of("EncodingType") == Some("url"),
+        }
+    }
+
+    fn read(self, text: Option<&str>) -> String {
+        let text = text.unwrap_or_default();
+        match self.encoded {
+            // S3 writes a space as `+` there, and a `+` as `%2B`.
+            true => form_decode(text).into_owned(),
+            false => text.to_owned(),
+        }
+    }
+}
+
+fn millis_of(text: Option<&str>) -> i64 {
+    text.and_then(parse_iso8601)
+        .map_or(0, |s| s.saturating_mul(1000))
+}
+
+fn listed(entry: &Element, key: String) -> ObjectInfo {
+    ObjectInfo {
+        key,
+        size: entry
+            .text_of("Size")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default(),
+        etag: entry.text_of("ETag").map(unquote).unwrap_or_default(),
+        last_modified_ms: millis_of(entry.text_of("LastModified")),
+        content_type: None,
+        metadata: Default::default(),
+        sealed: false,
+        tags: Vec::new(),
+        headers: ContentHeaders::default(),
+        parts: Vec::new(),
+        version_id: None,
+        versioned: false,
+        lock: Default::default(),
+    }
+}
+
+fn prefixes(root: &Element, keys: Keys) -> Vec<String> {
+    root.all("CommonPrefixes")
+        .map(|p| keys.read(p.text_of("Prefix")))
+        .collect()
+}
+
+fn truncated(root: &Element) -> bool {
+    root.text_of("IsTruncated") == Some("true")
+}
+
+/// Where an upstream listing starts so that it continues after `after`: past every key under
+/// it when it is a common prefix the last page rolled up (S3's `start-after` would roll the
+/// same prefix up again).
+fn start_after(after: &str, prefix: &str, delimiter: Option<&str>) -> String {
+    let rolled_up = delimiter.is_some_and(|d| {
+        !d.is_empty()
+            && after.ends_with(d)
+            && after
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.find(d) == Some(rest.len() - d.len()))
+    });
+    match rolled_up {
+        true => format!("{after}\u{10FFFF}"),
+        false => after.to_owned(),
+    }
+}
+
+/// A listing's common parameters: keys URL-encoded (odd keys survive XML), at most
+/// `max_keys` (and S3's 1,000), under `prefix`, rolled up at `delimiter`.
+fn listing<'a>(call: Call<'a>, prefix: &str, delimiter: Option<&str>, max_keys: usize) -> Call<'a> {
+    let mut call = call
+        .query("encoding-type", "url")
+        .query("max-keys", max_keys.min(1000).to_string());
+    if !prefix.is_empty() {
+        call = call.query("prefix", prefix);
+    }
+    if let Some(delimiter) = delimiter {
+        call = call.query("delimiter", delimiter);
+    }
+    call
+}
+
+fn tagging_document(tags: &[(String, String)]) -> String {
+    let mut xml = Xml::new();
+    xml.open("TagSet");
+    for (key, value) in tags {
+        xml.open("Tag")
+            .text("Key", key)
+            .text("Value", value)
+            .close("Tag");
+    }
+    xml.close("TagSet");
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Tagging xmlns=\"{S3_XMLNS}\">{}</Tagging>",
+        xml.finish()
+    )
+}
+
+fn condition_header<'a>(call: Call<'a>, condition: Option<&WriteCondition>) -> Call<'a> {
+    match condition {
+        None => call,
+        Some(WriteCondition::Absent) => call.header("if-none-match", "*"),
+        Some(WriteCondition::Exists) => call.header("if-match", "*"),
+        Some(WriteCondition::ETag(etag)) => call.header("if-match", format!("\"{etag}\"")),
+    }
+}
+
+impl<M: ObjectStore> UpstreamStore<M> {
+    /// A PUT's condition: `If-None-Match: *` goes upstream, where it holds atomically (AWS,
+    /// Ceph, MinIO and moto check it when the object commits); `If-Match` is checked here
+    /// against the object's ETag (Ceph 16.2 refuses every `If-Match` on a PUT), which leaves a
+    /// race between the check and the write that the embedded store does not have.
+    async fn put_condition<'a>(
+        &self,
+        call: Call<'a>,
+        bucket: &str,
+        key: &str,
+        condition: Option<&WriteCondition>,
+    ) -> Result<Call<'a>, StoreError> {
+        let Some(condition @ (WriteCondition::Exists | WriteCondition::ETag(_))) = condition else {
+            return Ok(condition_header(call, condition));
+        };
+        let current = match self.head_object(bucket, key, None).await {
+            Ok(info) => Some(info),
+            Err(StoreError::NoSuchKey { .. } | StoreError::DeleteMarker { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        condition.check(bucket, key, current.as_ref())?;
+        Ok(call)
+    }
+}
+
+impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
+    async fn create_bucket(&self, bucket: &str) -> Result<BucketInfo, StoreError> {
+        // AWS's us-east-1 (and stores that copy it) answer 200 to a second CreateBucket of
+        // one's own bucket; Keyless answers BucketAlreadyOwnedByYou whatever the upstream.
+        match self.head_upstream(bucket).await {
+            Ok(()) => return Err(StoreError::BucketAlreadyExists(bucket.to_owned())),
+            Err(StoreError::NoSuchBucket(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let mut call = Call::new(Method::PUT, Some(bucket), None);
+        if self.upstream_region() != "us-east-1" {
+            call = call.payload(Payload::Document(
+                format!(
+                    "<CreateBucketConfiguration xmlns=\"{S3_XMLNS}\"><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                    keyless_types::xml::escape(self.upstream_region())
+                )
+                .into(),
+            ));
+        }
+        self.upstream.send(call).await?;
+        // A record left by a bucket of the same name deleted behind Keyless's back goes.
+        match self.meta.delete_bucket(bucket).await {
+            Ok(()) | Err(StoreError::NoSuchBucket(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.meta.create_bucket(bucket).await?;
+        Ok(BucketInfo {
+            name: bucket.to_owned(),
+            created_ms: self.now_ms(),
+        })
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<(), StoreError> {
+        self.upstream
+            .send(Call::new(Method::DELETE, Some(bucket), None))
+            .await?;
+        match self.meta.delete_bucket(bucket).await {
+            Ok(()) | Err(StoreError::NoSuchBucket(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn head_bucket(&self, bucket: &str) -> Result<BucketInfo, StoreError> {
+        self.head_upstream(bucket).await?;
+        // HeadBucket carries no creation date; ListBuckets has it.
+        let created_ms = self
+            .meta
+            .head_bucket(bucket)
+            .await
+            .map_or(0, |b| b.created_ms);
+        Ok(BucketInfo {
+            name: bucket.to_owned(),
+            created_ms,
+        })
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>, StoreError> {
+        let root = self
+            .upstream
+            .document(Call::new(Method::GET, None, None))
+            .await?;
+        let prefix = &self.upstream.bucket_prefix;
+        let mut buckets: Vec<BucketInfo> = root
+            .child("Buckets")
+            .map(|list| {
+                list.all("Bucket")
+                    .filter_map(|b| {
+                        let name = b.text_of("Name")?.strip_prefix(prefix.as_str())?;
+                        Some(BucketInfo {
+                            name: name.to_owned(),
+                            created_ms: millis_of(b.text_of("CreationDate")),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(buckets)
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        mut options: PutOptions,
+    ) -> Result<ObjectInfo, StoreError> {
+        Self::refuse_lock(&options)?;
+        let call =
+            Self::with_object_headers(Call::new(Method::PUT, Some(bucket), Some(key)), &options);
+        let call = self
+            .put_condition(call, bucket, key, options.condition.as_ref())
+            .await?;
+        let (response, size) = self.send_checked(call, body, &mut options).await?;
+        let (version_id, versioned) = version_of(response.headers());
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size,
+            etag: header(response.headers(), "etag")
+                .map(unquote)
+                .unwrap_or_default(),
+            last_modified_ms: self.now_ms(),
+            content_type: options.content_type,
+            metadata: options.metadata,
+            sealed: false,
+            tags: options.tags,
+            headers: options.headers,
+            parts: Vec::new(),
+            version_id,
+            versioned,
+            lock: Default::default(),
+        })
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, ByteStream), StoreError> {
+        let mut call = Call::new(Method::GET, Some(bucket), Some(key));
+        if let Some(version) = version {
+            call = call.query("versionId", version);
+        }
+        if let Some(range) = range {
+            call = call.header("range", range_header(range));
+        }
+        let response = match self.upstream.send(call).await {
+            Ok(response) => response,
+            // Not every upstream marks a GET of a deleted key as a delete marker; its HEAD does.
+            Err(StoreError::NoSuchKey { .. }) if version.is_none() => {
+                return Err(self.head_object(bucket, key, None).await.err().unwrap_or(
+                    StoreError::NoSuchKey {
+                        bucket: bucket.to_owned(),
+                        key: key.to_owned(),
+                    },
+                ));
+            }
+            Err(StoreError::Upstream { status: 416, .. }) => {
+                let size = self.head_object(bucket, key, version).await?.size;
+                return Err(StoreError::InvalidRange { size });
+            }
+            Err(e) => return Err(e),
+        };
+        let headers = response.headers();
+        let size = match response.status() {
+            StatusCode::PARTIAL_CONTENT => range_total(headers)
+                .ok_or_else(|| StoreError::Unavailable("a 206 without its Content-Range".into()))?,
+            _ => {
+                let size = content_length(headers);
+                // An upstream that ignored the range sent the whole object, which the
+                // client's Content-Range would misdescribe.
+                if let Some(range) = range
+                    && range.resolve(size)? != (0, size)
+                {
+                    return Err(StoreError::Unavailable(
+                        "the upstream answered a range with the whole object".into(),
+                    ));
+                }
+                size
+            }
+        };
+        let mut info = info_from(key, headers, size);
+        let tag_count: usize = header(headers, "x-amz-tagging-count")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default();
+        let stream = Download::stream(response.into_body());
+        if tag_count > 0 {
+            info.tags = self.tags(bucket, key, version).await.unwrap_or_default();
+        }
+        Ok((info, stream))
+    }
+
+    async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<ObjectInfo, StoreError> {
+        let mut call = Call::new(Method::HEAD, Some(bucket), Some(key));
+        if let Some(version) = version {
+            call = call.query("versionId", version);
+        }
+        let (head, tags) = tokio::join!(self.upstream.send(call), self.tags(bucket, key, version));
+        let response = head?;
+        let headers = response.headers();
+        let mut info = info_from(key, headers, content_length(headers));
+        // A store without object tagging has none to tell.
+        info.tags = tags.unwrap_or_default();
+        Ok(info)
+    }
+
+    async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        update: ObjectUpdate,
+    ) -> Result<ObjectInfo, StoreError> {
+        let ObjectUpdate::Tags(tags) = update else {
+            return Err(not_implemented());
+        };
+        // No tags: DeleteObjectTagging, which every store with tagging has.
+        let mut call = match tags.is_empty() {
+            true => Call::new(Method::DELETE, Some(bucket), Some(key)).query("tagging", ""),
+            false => Call::new(Method::PUT, Some(bucket), Some(key))
+                .query("tagging", "")
+                .payload(Payload::Document(tagging_document(&tags).into())),
+        };
+        if let Some(version) = version {
+            call = call.query("versionId", version);
+        }
+        let response = self.upstream.send(call).await?;
+        let (tagged, _) = version_of(response.headers());
+        let mut info = self
+            .head_object(bucket, key, tagged.as_deref().or(version))
+            .await?;
+        info.tags = tags;
+        Ok(info)
+    }
+
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        governance: Governance,
+    ) -> Result<Deleted, StoreError> {
+        let mut call = Call::new(Method::DELETE, Some(bucket), Some(key));
+        if let Some(version) = version {
+            call = call.query("versionId", version);
+        }
+        if governance == Governance::Bypassed {
+            call = call.header("x-amz-bypass-governance-retention", "true");
+        }
+        let response = self.upstream.send(call).await?;
+        let headers = response.headers();
+        let (version_id, _) = version_of(headers);
+        Ok(Deleted {
+            version_id,
+            delete_marker: header(headers, "x-amz-delete-marker") == Some("true"),
+        })
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        query: ListQuery<'_>,
+    ) -> Result<ListPage, StoreError> {
+        let mut call = listing(
+            Call::new(Method::GET, Some(bucket), None).query("list-type", "2"),
+            query.prefix,
+            query.delimiter,
+            query.max_keys,
+        );
+        if let Some(after) = query.after {
+            call = call.query(
+                "start-after",
+                start_after(after, query.prefix, query.delimiter),
+            );
+        }
+        let root = self.upstream.document(call).await?;
+        let keys = Keys::of(&root);
+        let objects: Vec<ObjectInfo> = root
+            .all("Contents")
+            .map(|c| listed(c, keys.read(c.text_of("Key"))))
+            .collect();
+        let common_prefixes = prefixes(&root, keys);
+        let truncated = truncated(&root);
+        let last = objects
+            .last()
+            .map(|o| o.key.clone())
+            .into_iter()
+            .chain(common_prefixes.last().cloned())
+            .max();
+        Ok(ListPage {
+            objects,
+            common_prefixes,
+            truncated,
+            next_after: last.filter(|_| truncated),
+        })
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        query: VersionQuery<'_>,
+    ) -> Result<VersionPage, StoreError> {
+        let mut call = listing(
+            Call::new(Method::GET, Some(bucket), None).query("versions", ""),
+            query.prefix,
+            query.delimiter,
+            query.max_keys,
+        );
+        if let Some(marker) = query.key_marker {
+            call = call.query("key-marker", marker);
+            if let Some(version) = query.version_id_marker {
+                call = call.query("version-id-marker", version);
+            }
+        }
+        let root = self.upstream.document(call).await?;
+        let keys = Keys::of(&root);
+        let versions: Vec<VersionEntry> = root
+            .children
+            .iter()
+            .filter(|e| e.name == "Version" || e.name == "DeleteMarker")
+            .map(|e| {
+                let mut info = listed(e, keys.read(e.text_of("Key")));
+                info.version_id = e
+                    .text_of("VersionId")
+                    .filter(|v| *v != "null")
+                    .map(str::to_owned);
+                info.versioned = true;
+                VersionEntry {
+                    info,
+                    delete_marker: e.name == "DeleteMarker",
+                    is_latest: e.text_of("IsLatest") == Some("true"),
+                }
+            })
+            .collect();
+        let truncated = truncated(&root);
+        let common_prefixes = prefixes(&root, keys);
+        // The next page starts after the last entry, as S3's own markers say; taken from the
+        // entries, not from the upstream's markers, which not every store encodes as it
+        // encodes keys (Ceph 16.2 leaves them raw).
+        let (next_key_marker, next_version_id_marker) =
+            match (versions.last(), common_prefixes.last()) {
+                _ if !truncated => (None, None),
+                (Some(v), Some(p)) if p.as_str() > v.info.key.as_str() => (Some(p.clone()), None),
+                (Some(v), _) => (
+                    Some(v.info.key.clone()),
+                    Some(
+                        v.info
+                            .version_id
+                            .clone()
+                            .unwrap_or_else(|| "null".to_owned()),
+                    ),
+                ),
+                (None, Some(p)) => (Some(p.clone()), None),
+                (None, None) => (None, None),
+            };
+        Ok(VersionPage {
+            versions,
+            common_prefixes,
+            truncated,
+            next_key_marker,
+            next_version_id_marker,
+        })
+    }
+
+    async fn versioning(&self, bucket: &str) -> Result<Versioning, StoreError> {
+        let root = self
+            .upstream
+            .document(Call::new(Method::GET, Some(bucket), None).query("versioning", ""))
+            .await?;
+        Ok(match root.text_of("Status") {
+            Some("Enabled") => Versioning::Enabled,
+            Some("Suspended") => Versioning::Suspended,
+            _ => Versioning::Unversioned,
+        })
+    }
+
+    async fn set_versioning(&self, bucket: &str, state: Versioning) -> Result<(), StoreError> {
+        let status = match state {
+            Versioning::Enabled => "Enabled",
+            Versioning::Suspended => "Suspended",
+            Versioning::Unversioned => return Err(not_implemented()),
+        };
+        let document = format!(
+            "<VersioningConfiguration xmlns=\"{S3_XMLNS}\"><Status>{status}</Status></VersioningConfiguration>"
+        );
+        self.upstream
+            .send(
+                Call::new(Method::PUT, Some(bucket), None)
+                    .query("versioning", "")
+                    .payload(Payload::Document(document.into())),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn set_bucket_policy(
+        &self,
+        bucket: &str,
+        policy: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.known(bucket).await?;
+        self.meta.set_bucket_policy(bucket, policy).await
+    }
+
+    async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, StoreError> {
+        match self.meta.bucket_policy(bucket).await {
+            Err(StoreError::NoSuchBucket(_)) => {
+                self.known(bucket).await?;
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    async fn set_bucket_config(
+        &self,
+        bucket: &str,
+        kind: BucketConfig,
+        config: Option<String>,
+    ) -> Result<(), StoreError> {
+        if kind == BucketConfig::ObjectLock {
+            return Err(not_implemented());
+        }
+        self.known(bucket).await?;
+        self.meta.set_bucket_config(bucket, kind, config).await
+    }
+
+    async fn bucket_config(
+        &self,
+        bucket: &str,
+        kind: BucketConfig,
+    ) -> Result<Option<String>, StoreError> {
+        match self.meta.bucket_config(bucket, kind).await {
+            Err(StoreError::NoSuchBucket(_)) => {
+                self.known(bucket).await?;
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        options: PutOptions,
+    ) -> Result<UploadInfo, StoreError> {
+        Self::refuse_lock(&options)?;
+        let call = Call::new(Method::POST, Some(bucket), Some(key)).query("uploads", "");
+        let root = self
+            .upstream
+            .document(Self::with_object_headers(call, &options))
+            .await?;
+        let upload_id = root
+            .text_of("UploadId")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| StoreError::Unavailable("an upload without its UploadId".into()))?;
+        Ok(UploadInfo {
+            upload_id: upload_id.to_owned(),
+            key: key.to_owned(),
+            initiated_ms: self.now_ms(),
+        })
+    }
+
+    async fn upload_part(
+        &self,
+        upload: UploadRef<'_>,
+        part_number: u32,
+        body: ByteStream,
+        mut options: PutOptions,
+    ) -> Result<PartInfo, StoreError> {
+        let call = Call::new(Method::PUT, Some(upload.bucket), Some(upload.key))
+            .query("partNumber", part_number.to_string())
+            .query("uploadId", upload.upload_id);
+        let (response, size) = match self.send_checked(call, body, &mut options).await {
+            Err(StoreError::NoSuchUpload(_) | StoreError::NoSuchKey { .. }) => {
+                return Err(StoreError::NoSuchUpload(upload.upload_id.to_owned()));
+            }
+            other => other?,
+        };
+        Ok(PartInfo {
+            part_number,
+            etag: header(response.headers(), "etag")
+                .map(unquote)
+                .unwrap_or_default(),
+            size,
+            last_modified_ms: self.now_ms(),
+            sealed: false,
+        })
+    }
+
+    async fn list_parts(&self, upload: UploadRef<'_>) -> Result<Vec<PartInfo>, StoreError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut call = Call::new(Method::GET, Some(upload.bucket), Some(upload.key))
+                .query("uploadId", upload.upload_id);
+            if let Some(marker) = &marker {
+                call = call.query("part-number-marker", marker.clone());
+            }
+            let root = match self.upstream.document(call).await {
+                Err(StoreError::NoSuchUpload(_) | StoreError::NoSuchKey { .. }) => {
+                    return Err(StoreError::NoSuchUpload(upload.upload_id.to_owned()));
+                }
+                other => other?,
+            };
+            parts.extend(root.all("Part").map(|p| {
+                PartInfo {
+                    part_number: p
+                        .text_of("PartNumber")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_default(),
+                    etag: p.text_of("ETag").map(unquote).unwrap_or_default(),
+                    size: p
+                        .text_of("Size")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_default(),
+                    last_modified_ms: millis_of(p.text_of("LastModified")),
+                    sealed: false,
+                }
+            }));
+            marker = root.text_of("NextPartNumberMarker").map(str::to_owned);
+            if !truncated(&root) || marker.is_none() {
+                break;
+            }
+        }
+        Ok(parts)
+    }
+
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<UploadInfo>, StoreError> {
+        let mut uploads = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        for _ in 0..MAX_PAGES {
+            let mut call = Call::new(Method::GET, Some(bucket), None)
+                .query("uploads", "")
+                .query("encoding-type", "url");
+            if !prefix.is_empty() {
+                call = call.query("prefix", prefix);
+            }
+            if let Some((key, id)) = &markers {
+                call = call
+                    .query("key-marker", key.clone())
+                    .query("upload-id-marker", id.clone());
+            }
+            let root = self.upstream.document(call).await?;
+            let keys = Keys::of(&root);
+            uploads.extend(root.all("Upload").map(|u| UploadInfo {
+                upload_id: u.text_of("UploadId").unwrap_or_default().to_owned(),
+                key: keys.read(u.text_of("Key")),
+                initiated_ms: millis_of(u.text_of("Initiated")),
+            }));
+            // The next page after the last upload, whose key is read as the keys are.
+            markers = match uploads.last() {
+                Some(last) if truncated(&root) => Some((last.key.clone(), last.upload_id.clone())),
+                _ => break,
+            };
+        }
+        Ok(uploads)
+    }
+
+    async fn complete_upload(
+        &self,
+        upload: UploadRef<'_>,
+        parts: Vec<(u32, String)>,
+        condition: Option<WriteCondition>,
+    ) -> Result<ObjectInfo, StoreError> {
+        // S3 checks the order before anything else; not every upstream does.
+        if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(StoreError::InvalidPartOrder);
+        }
+        let mut document = format!("<CompleteMultipartUpload xmlns=\"{S3_XMLNS}\">");
+        for (number, etag) in &parts {
+            document.push_str(&format!(
+                "<Part><PartNumber>{number}</PartNumber><ETag>\"{}\"</ETag></Part>",
+                keyless_types::xml::escape(etag.trim_matches('"'))
+            ));
+        }
+        document.push_str("</CompleteMultipartUpload>");
+        // The condition is checked here, then sent along for the upstreams that check it
+        // where it commits (AWS, Ceph): others would complete regardless.
+        if let Some(condition) = &condition {
+            let current = match self.head_object(upload.bucket, upload.key, None).await {
+                Ok(info) => Some(info),
+                Err(StoreError::NoSuchKey { .. } | StoreError::DeleteMarker { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            if let Err(unmet) = condition.check(upload.bucket, upload.key, current.as_ref()) {
+                // A completion repeated after it succeeded answers alike, met or not.
+                let expected = multipart_etag_of(parts.iter().map(|(_, e)| e.as_str()));
+                match current {
+                    Some(info) if info.etag == expected => return Ok(info),
+                    _ => return Err(unmet),
+                }
+            }
+        }
+        let call = Call::new(Method::POST, Some(upload.bucket), Some(upload.key))
+            .query("uploadId", upload.upload_id)
+            .payload(Payload::Document(document.into()));
+        // Only `If-None-Match: *` goes along (checked again where it commits); an `If-Match`
+        // was checked above.
+        let absent = condition
+            .as_ref()
+            .filter(|c| matches!(c, WriteCondition::Absent));
+        let call = condition_header(call, absent);
+        match self.upstream.document(call).await {
+            Ok(_) => self.head_object(upload.bucket, upload.key, None).await,
+            // A completion repeated after it succeeded (its answer was lost): the object the
+            // same parts made is the answer again.
+            Err(StoreError::NoSuchUpload(_) | StoreError::NoSuchKey { .. }) => {
+                let expected = multipart_etag_of(parts.iter().map(|(_, e)| e.as_str()));
+                match self.head_object(upload.bucket, upload.key, None).await {
+                    Ok(info) if info.etag == expected => Ok(info),
+                    _ => Err(StoreError::NoSuchUpload(upload.upload_id.to_owned())),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn abort_upload(&self, upload: UploadRef<'_>) -> Result<(), StoreError> {
+        let call = Call::new(Method::DELETE, Some(upload.bucket), Some(upload.key))
+            .query("uploadId", upload.upload_id);
+        match self.upstream.send(call).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::NoSuchUpload(_) | StoreError::NoSuchKey { .. }) => {
+                Err(StoreError::NoSuchUpload(upload.upload_id.to_owned()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<M> UpstreamStore<M> {
+    fn upstream_region(&self) -> &str {
+        self.upstream.region()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rolled_up_prefix_is_skipped_whole() {
+        assert_eq!(start_after("dir/", "", Some("/")), "dir/\u{10FFFF}");
+        assert_eq!(start_after("a/dir/", "a/", Some("/")), "a/dir/\u{10FFFF}");
+        // A key that merely ends with the delimiter, under a deeper level: not a roll-up.
+        assert_eq!(start_after("a/b/c/", "a/", Some("/")), "a/b/c/");
+        assert_eq!(start_after("key", "", Some("/")), "key");
+        assert_eq!(start_after("dir/", "", None), "dir/");
+    }
+
+    #[test]
+    fn tags_are_form_encoded_and_documents_escaped() {
+        let tags = vec![("a b".to_owned(), "x&y".to_owned())];
+        assert_eq!(tagging_header(&tags), "a%20b=x%26y");
+        assert!(tagging_document(&tags).contains("<Value>x&amp;y</Value>"));
+    }
+}

@@ -1,0 +1,221 @@
+"""Gateway mode (`keyless serve --upstream URL`): Keyless in front of an S3 store it does not own.
+
+The S3 suites (test_serve_s3*.py) run through the gateway already, in front of moto (their
+`server` fixture's `gateway` parameter). This file checks what only a gateway has: what the
+upstream holds, read back directly with the upstream's own keys; what stays in Keyless (bucket
+policies, signatures); the bucket prefix of tenants sharing an upstream account; and how the
+gateway answers while its upstream is down.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import botocore
+import pytest
+from botocore.config import Config
+
+from conftest import MotoUpstream
+from test_serve_lifecycle import Serve
+
+
+def error_code(excinfo):
+    return excinfo.value.response["Error"]["Code"]
+
+
+@pytest.fixture(params=["moto_upstream", "ceph_upstream"], ids=["moto", "ceph"])
+def gateway(request, keyless_bin, tmp_path):
+    """A gateway in front of moto, and of Ceph RGW; `upstream` is the store behind it."""
+    upstream = request.getfixturevalue(request.param)
+    extra, env, prefix = upstream.serve_args()
+    s = Serve(keyless_bin, tmp_path / "run", tmp_path / "data", extra=extra, env=env)
+    s.prefix, s.upstream = prefix, upstream
+    yield s
+    s.kill()
+
+
+def readyz(serve):
+    try:
+        with urllib.request.urlopen(f"http://{serve.admin}/readyz", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_ready(serve, want, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        status, text = readyz(serve)
+        if (status == 200) == want:
+            return text
+        assert time.monotonic() < deadline, f"/readyz stayed {status}: {text}"
+        time.sleep(0.2)
+
+
+def test_objects_land_upstream_whole_with_their_metadata(gateway, tmp_path):
+    s3 = gateway.client()
+    s3.create_bucket(Bucket="registry")
+    s3.put_object(Bucket="registry", Key="docker/blob one", Body=b"layer" * 1000,
+                  ContentType="application/octet-stream", Metadata={"digest": "sha256:abc"},
+                  CacheControl="max-age=60")
+    # awscli: a 24 MiB file goes up in parts (the upload id is moto's), and a tree by sync.
+    big = tmp_path / "backup.tar"
+    big.write_bytes(os.urandom(24 * 1024 * 1024))
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    for name, data in (("a/1.txt", b"one"), ("a/2.txt", b"two"), ("3 + 4.txt", b"three and four")):
+        (tree / name).write_bytes(data)
+    env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=str(gateway.credentials), AWS_DEFAULT_REGION="us-east-1")
+    env.pop("AWS_ACCESS_KEY_ID", None)
+    env.pop("AWS_SECRET_ACCESS_KEY", None)
+    for args in (["s3", "cp", str(big), "s3://registry/backups/backup.tar"],
+                 ["s3", "sync", str(tree), "s3://registry/tree"]):
+        proc = subprocess.run(["aws", "--endpoint-url", gateway.endpoint, *args], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr
+
+    # Read from the upstream itself, with its own keys: the bytes and metadata Keyless stored.
+    direct = gateway.upstream.client()
+    bucket = gateway.prefix + "registry"
+    got = direct.get_object(Bucket=bucket, Key="docker/blob one")
+    assert got["Body"].read() == b"layer" * 1000
+    assert got["ContentType"] == "application/octet-stream"
+    assert got["Metadata"] == {"digest": "sha256:abc"} and got["CacheControl"] == "max-age=60"
+    assert got["ETag"] == '"%s"' % hashlib.md5(b"layer" * 1000).hexdigest()
+    whole = direct.get_object(Bucket=bucket, Key="backups/backup.tar")
+    assert whole["ETag"].endswith('-3"'), whole["ETag"]
+    assert hashlib.sha256(whole["Body"].read()).digest() == hashlib.sha256(big.read_bytes()).digest()
+    listed = sorted(o["Key"] for o in direct.list_objects_v2(Bucket=bucket, Prefix="tree/")["Contents"])
+    assert listed == ["tree/3 + 4.txt", "tree/a/1.txt", "tree/a/2.txt"]
+    assert direct.get_object(Bucket=bucket, Key="tree/3 + 4.txt")["Body"].read() == b"three and four"
+    # And the other way: what the upstream has, Keyless serves (ranges too).
+    direct.put_object(Bucket=bucket, Key="direct", Body=b"0123456789")
+    assert s3.get_object(Bucket="registry", Key="direct", Range="bytes=2-4")["Body"].read() == b"234"
+
+
+def test_checksums_are_verified_by_keyless_and_sent_upstream_plainly(gateway):
+    """boto3 sends its default CRC32 in an aws-chunked trailer; Keyless checks it and sends the
+    upstream a plain body of the decoded length. A body that fails its digest never reaches the
+    upstream whole, so nothing is stored."""
+    s3 = gateway.client()
+    s3.create_bucket(Bucket="sums")
+    s3.put_object(Bucket="sums", Key="crc", Body=b"checked" * 100)
+    s3.put_object(Bucket="sums", Key="sha", Body=b"sha256", ChecksumAlgorithm="SHA256")
+    direct = gateway.upstream.client()
+    bucket = gateway.prefix + "sums"
+    assert direct.get_object(Bucket=bucket, Key="crc")["Body"].read() == b"checked" * 100
+    assert direct.get_object(Bucket=bucket, Key="sha")["Body"].read() == b"sha256"
+    wrong = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.put_object(Bucket="sums", Key="bad", Body=b"payload", ContentMD5=wrong)
+    assert error_code(e) == "BadDigest"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        direct.head_object(Bucket=bucket, Key="bad")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_bucket_policies_and_signatures_stay_in_keyless(gateway):
+    s3 = gateway.client()
+    s3.create_bucket(Bucket="site")
+    s3.put_object(Bucket="site", Key="public/index.html", Body=b"<h1>hi</h1>")
+    s3.put_object(Bucket="site", Key="private/key", Body=b"secret")
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::site/public/*"}]}
+    s3.put_bucket_policy(Bucket="site", Policy=json.dumps(policy))
+    assert json.loads(s3.get_bucket_policy(Bucket="site")["Policy"]) == policy
+    with urllib.request.urlopen(f"{gateway.endpoint}/site/public/index.html", timeout=10) as r:
+        assert r.read() == b"<h1>hi</h1>"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{gateway.endpoint}/site/private/key", timeout=10)
+    assert e.value.code == 403
+    # A key pair Keyless does not know is refused by Keyless, whatever the upstream would say.
+    stranger = gateway.client()
+    stranger._request_signer._credentials = botocore.credentials.Credentials(
+        gateway.upstream.ACCESS_KEY, gateway.upstream.SECRET_KEY)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        stranger.get_object(Bucket="site", Key="public/index.html")
+    assert error_code(e) == "InvalidAccessKeyId"
+    # The upstream was never given the policy.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        gateway.upstream.client().get_bucket_policy(Bucket=gateway.prefix + "site")
+    assert error_code(e) == "NoSuchBucketPolicy"
+
+
+def test_tenants_share_one_upstream_account_by_prefix(keyless_bin, tmp_path, moto_upstream):
+    tenants = []
+    for name in ("team-a-", "team-b-"):
+        extra, env, _ = moto_upstream.serve_args(prefix=name)
+        tenants.append(Serve(keyless_bin, tmp_path / name, tmp_path / name / "data", extra=extra, env=env))
+    try:
+        a, b = (t.client() for t in tenants)
+        a.create_bucket(Bucket="logs")
+        a.put_object(Bucket="logs", Key="k", Body=b"a's")
+        b.create_bucket(Bucket="logs")
+        assert b.list_objects_v2(Bucket="logs").get("KeyCount") == 0
+        assert [x["Name"] for x in a.list_buckets()["Buckets"]] == ["logs"]
+        names = [x["Name"] for x in moto_upstream.client().list_buckets()["Buckets"]]
+        assert "team-a-logs" in names and "team-b-logs" in names
+        assert moto_upstream.client().get_object(Bucket="team-a-logs", Key="k")["Body"].read() == b"a's"
+    finally:
+        for t in tenants:
+            t.kill()
+
+
+def test_object_lock_is_refused_as_not_implemented(gateway):
+    s3 = gateway.client(retries={"max_attempts": 1})
+    s3.create_bucket(Bucket="locked")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.put_object_lock_configuration(Bucket="locked", ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"})
+    assert error_code(e) == "NotImplemented"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+    assert e.value.response["Error"]["Message"] == (
+        "A header you provided implies functionality that is not implemented")
+
+
+def test_an_upstream_that_is_down_answers_retryable_503_and_readyz_says_so(keyless_bin, tmp_path):
+    upstream = MotoUpstream(tmp_path)
+    extra, env, _ = upstream.serve_args()
+    serve = Serve(keyless_bin, tmp_path / "run", tmp_path / "data", extra=extra, env=env)
+    try:
+        wait_ready(serve, True)
+        s3 = serve.client(retries={"max_attempts": 1})
+        s3.create_bucket(Bucket="bkt")
+        s3.put_object(Bucket="bkt", Key="k", Body=b"x")
+        upstream.stop()
+        started = time.monotonic()
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.get_object(Bucket="bkt", Key="k")
+        assert error_code(e) == "ServiceUnavailable"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert time.monotonic() - started < 5, "a refused connection is answered at once"
+        text = wait_ready(serve, False)
+        assert "upstream store" in text, text
+        # IAM does not need the upstream.
+        serve_env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=str(serve.credentials), AWS_DEFAULT_REGION="us-east-1")
+        serve_env.pop("AWS_ACCESS_KEY_ID", None)
+        serve_env.pop("AWS_SECRET_ACCESS_KEY", None)
+        proc = subprocess.run(["aws", "--endpoint-url", serve.endpoint, "iam", "create-user", "--user-name", "u"],
+                              capture_output=True, text=True, env=serve_env)
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        serve.kill()
+
+
+def test_a_gateway_starts_unready_without_its_upstream_and_needs_its_keys(keyless_bin, tmp_path):
+    dead = f"http://127.0.0.1:{__import__('conftest').free_port()}"
+    env = dict(KEYLESS_UPSTREAM_ACCESS_KEY_ID="AKIAEXAMPLE", KEYLESS_UPSTREAM_SECRET_ACCESS_KEY="secret")
+    serve = Serve(keyless_bin, tmp_path / "run", tmp_path / "data", extra=["--upstream", dead], env=env)
+    try:
+        text = wait_ready(serve, False)
+        assert "upstream store" in text and "not" in text, text
+    finally:
+        serve.kill()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KEYLESS_UPSTREAM_")}
+    proc = subprocess.run([keyless_bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d2"),
+                           "--upstream", dead], capture_output=True, text=True, env=clean, timeout=30)
+    assert proc.returncode != 0
+    assert "KEYLESS_UPSTREAM_ACCESS_KEY_ID" in proc.stderr, proc.stderr
