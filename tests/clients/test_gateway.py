@@ -47,11 +47,12 @@ def readyz(serve):
         return e.code, e.read().decode()
 
 
-def wait_ready(serve, want, timeout=30):
+def wait_ready(serve, want, timeout=30, saying=None):
+    """/readyz's text once it is ready (`want`) or not, and says `saying` when given."""
     deadline = time.monotonic() + timeout
     while True:
         status, text = readyz(serve)
-        if (status == 200) == want:
+        if (status == 200) == want and (saying is None or saying in text):
             return text
         assert time.monotonic() < deadline, f"/readyz stayed {status}: {text}"
         time.sleep(0.2)
@@ -116,6 +117,12 @@ def test_checksums_are_verified_by_keyless_and_sent_upstream_plainly(gateway):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         direct.head_object(Bucket=bucket, Key="bad")
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    # An empty body is checked too, though no byte of it is ever read.
+    s3.put_object(Bucket="sums", Key="empty", Body=b"kept")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.put_object(Bucket="sums", Key="empty", Body=b"", ChecksumCRC32="AQIDBA==")
+    assert error_code(e) == "BadDigest"
+    assert direct.get_object(Bucket=bucket, Key="empty")["Body"].read() == b"kept"
 
 
 def test_bucket_policies_and_signatures_stay_in_keyless(gateway):
@@ -192,7 +199,7 @@ def test_an_upstream_that_is_down_answers_retryable_503_and_readyz_says_so(keyle
         assert error_code(e) == "ServiceUnavailable"
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
         assert time.monotonic() - started < 5, "a refused connection is answered at once"
-        text = wait_ready(serve, False)
+        text = wait_ready(serve, False, saying="unavailable")
         assert "upstream store" in text, text
         # IAM does not need the upstream.
         serve_env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=str(serve.credentials), AWS_DEFAULT_REGION="us-east-1")
@@ -210,8 +217,8 @@ def test_a_gateway_starts_unready_without_its_upstream_and_needs_its_keys(keyles
     env = dict(KEYLESS_UPSTREAM_ACCESS_KEY_ID="AKIAEXAMPLE", KEYLESS_UPSTREAM_SECRET_ACCESS_KEY="secret")
     serve = Serve(keyless_bin, tmp_path / "run", tmp_path / "data", extra=["--upstream", dead], env=env)
     try:
-        text = wait_ready(serve, False)
-        assert "upstream store" in text and "not" in text, text
+        text = wait_ready(serve, False, saying="unavailable")
+        assert "upstream store" in text, text
     finally:
         serve.kill()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("KEYLESS_UPSTREAM_")}
@@ -219,3 +226,21 @@ def test_a_gateway_starts_unready_without_its_upstream_and_needs_its_keys(keyles
                            "--upstream", dead], capture_output=True, text=True, env=clean, timeout=30)
     assert proc.returncode != 0
     assert "KEYLESS_UPSTREAM_ACCESS_KEY_ID" in proc.stderr, proc.stderr
+
+
+def test_an_upstream_refusing_keylesss_key_is_the_gateways_fault(keyless_bin, tmp_path, ceph_upstream):
+    """Ceph checks Keyless's upstream key: a wrong one is answered 503 (never the upstream's
+    403 SignatureDoesNotMatch, which would tell the client its own request is wrong), and
+    /readyz says why."""
+    extra, env, _ = ceph_upstream.serve_args()
+    env["KEYLESS_UPSTREAM_SECRET_ACCESS_KEY"] = "not-the-secret"
+    serve = Serve(keyless_bin, tmp_path / "run", tmp_path / "data", extra=extra, env=env)
+    try:
+        text = wait_ready(serve, False, saying="refused Keyless's request")
+        assert "SignatureDoesNotMatch" in text, text
+        s3 = serve.client(retries={"max_attempts": 1})
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.list_objects_v2(Bucket="anything")
+        assert (error_code(e), e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("ServiceUnavailable", 503)
+    finally:
+        serve.kill()

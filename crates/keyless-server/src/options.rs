@@ -222,14 +222,20 @@ pub struct ServeOptions {
     /// Defaults to `encryption-keys.json` in the data folder, created on first start; `keyless
     /// encryption rotate` adds a new key, and the next start re-wraps the data keys with it.
     /// Keep a copy apart from the data: without it, the objects cannot be read.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "upstream")]
     pub encryption_key_file: Option<PathBuf>,
 
     /// Which objects are encrypted at rest: `all` (as S3 since 2023), or `requested`: only
     /// those whose write asks for SSE-S3 (`x-amz-server-side-encryption: AES256`) or whose
     /// bucket has a default encryption (PutBucketEncryption), as S3 before 2023, for disks
     /// that are encrypted already. Objects sealed before stay readable either way.
-    #[arg(long, value_enum, default_value = "all", value_name = "WHICH")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "all",
+        value_name = "WHICH",
+        conflicts_with = "upstream"
+    )]
     pub encrypt_objects: EncryptObjects,
 
     /// How often the buckets' lifecycle rules are applied (expired objects deleted, incomplete
@@ -295,8 +301,8 @@ pub struct UpstreamOptions {
     #[arg(long, default_value = "", value_name = "PREFIX", requires = "upstream")]
     pub upstream_bucket_prefix: String,
 
-    /// How long the upstream may take to begin an answer (then 503 ServiceUnavailable, which
-    /// SDKs retry).
+    /// How long the upstream may take to begin its answer once it has the request's body (an
+    /// upload streams as long as it takes); then 503 ServiceUnavailable, which SDKs retry.
     #[arg(long, default_value = "30s", value_parser = parse_interval, value_name = "DURATION", requires = "upstream")]
     pub upstream_timeout: Duration,
 
@@ -315,9 +321,10 @@ pub struct UpstreamOptions {
         env = "KEYLESS_UPSTREAM_SECRET_ACCESS_KEY",
         hide = true,
         hide_env_values = true,
-        requires = "upstream"
+        requires = "upstream",
+        value_parser = parse_secret
     )]
-    pub upstream_secret_access_key: Option<String>,
+    pub upstream_secret_access_key: Option<Secret>,
 }
 
 impl UpstreamOptions {
@@ -350,8 +357,8 @@ impl UpstreamOptions {
             &self.upstream_access_key_id,
             &self.upstream_secret_access_key,
         ) {
-            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
-                Ok((id.clone(), Secret::new(secret.clone())))
+            (Some(id), Some(secret)) if !id.is_empty() && !secret.expose().is_empty() => {
+                Ok((id.clone(), secret.clone()))
             }
             _ => anyhow::bail!(
                 "--upstream needs Keyless's key pair at the upstream: --upstream-credentials-file, \
@@ -359,6 +366,10 @@ impl UpstreamOptions {
             ),
         }
     }
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
 }
 
 fn parse_account(s: &str) -> Result<String, String> {

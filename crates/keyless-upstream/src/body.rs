@@ -24,6 +24,8 @@ use md5::{Digest as _, Md5};
 pub(crate) struct Outcome {
     failure: Mutex<Option<StoreError>>,
     length: AtomicU64,
+    /// Told once the body has been checked whole, or has failed.
+    pub(crate) sent: Arc<tokio::sync::Notify>,
 }
 
 impl Outcome {
@@ -88,6 +90,7 @@ impl Checked {
             .failure
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(why);
+        self.failure.sent.notify_one();
         self.finished = true;
         self.held = None;
         Poll::Ready(Some(Err(io::Error::other(text))))
@@ -154,6 +157,7 @@ impl Stream for Checked {
                     return match this.finish() {
                         Ok(()) => {
                             this.finished = true;
+                            this.failure.sent.notify_one();
                             Poll::Ready(this.held.take().map(Ok))
                         }
                         Err(why) => this.fail(why),

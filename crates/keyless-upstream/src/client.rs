@@ -95,6 +95,8 @@ pub(crate) struct Call<'a> {
     /// Headers besides `host`, `content-length` and the signature's.
     pub(crate) headers: Vec<(Cow<'static, str>, String)>,
     pub(crate) payload: Payload,
+    /// Told when a streamed body has been sent whole (or failed).
+    pub(crate) body_sent: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl<'a> Call<'a> {
@@ -106,6 +108,7 @@ impl<'a> Call<'a> {
             query: Vec::new(),
             headers: Vec::new(),
             payload: Payload::Empty,
+            body_sent: None,
         }
     }
 
@@ -156,9 +159,14 @@ impl Upstream {
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return Err(ConfigError::Endpoint(config.endpoint.clone()));
         };
-        if scheme != "http" && scheme != "https" {
+        if (scheme != "http" && scheme != "https") || authority.as_str().contains('@') {
             return Err(ConfigError::Endpoint(config.endpoint.clone()));
         }
+        // The Host sent and signed: the authority without its scheme's default port.
+        let host = match (scheme, authority.port_u16()) {
+            ("http", Some(80)) | ("https", Some(443)) => authority.host().to_owned(),
+            _ => authority.as_str().to_owned(),
+        };
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for cert in native.certs {
@@ -201,7 +209,7 @@ impl Upstream {
         Ok(Self {
             http: client,
             origin: format!("{scheme}://{authority}"),
-            host: authority.as_str().to_owned(),
+            host,
             base_path: uri.path().trim_end_matches('/').to_owned(),
             region: config.region.clone(),
             access_key_id: config.access_key_id.clone(),
@@ -225,13 +233,33 @@ impl Upstream {
     /// Sends `call` and answers the upstream's response when it is a success, or the storage
     /// error it stands for.
     pub(crate) async fn send(&self, call: Call<'_>) -> Result<Response<Incoming>, StoreError> {
+        let response = self.send_head(call).await?;
+        Ok(response.0)
+    }
+
+    /// [`Self::send`], with the answer's headers kept for the caller of a document.
+    async fn send_head(
+        &self,
+        call: Call<'_>,
+    ) -> Result<(Response<Incoming>, HeaderMap), StoreError> {
         let bucket = call.bucket;
         let key = call.key;
+        let sent = call.body_sent.clone();
         let request = self.request(call)?;
-        let response = match tokio::time::timeout(self.timeout, self.http.request(request)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => return Err(StoreError::Unavailable(chain(&e))),
-            Err(_) => {
+        // The upstream answers once it has the whole body: the wait for its answer starts when
+        // the body has been sent (at once for a request without one), however long that takes.
+        let deadline = async {
+            if let Some(sent) = &sent {
+                sent.notified().await;
+            }
+            tokio::time::sleep(self.timeout).await;
+        };
+        let response = tokio::select! {
+            answer = self.http.request(request) => match answer {
+                Ok(response) => response,
+                Err(e) => return Err(StoreError::Unavailable(chain(&e))),
+            },
+            () = deadline => {
                 return Err(StoreError::Unavailable(format!(
                     "no answer within {:?}",
                     self.timeout
@@ -239,7 +267,8 @@ impl Upstream {
             }
         };
         if response.status().is_success() {
-            return Ok(response);
+            let headers = response.headers().clone();
+            return Ok((response, headers));
         }
         let status = response.status();
         let headers = response.headers().clone();
@@ -251,7 +280,15 @@ impl Upstream {
 
     /// Sends `call` and reads the success's body as an XML document.
     pub(crate) async fn document(&self, call: Call<'_>) -> Result<xml::Element, StoreError> {
-        let response = self.send(call).await?;
+        Ok(self.document_head(call).await?.0)
+    }
+
+    /// [`Self::document`] and the answer's headers.
+    pub(crate) async fn document_head(
+        &self,
+        call: Call<'_>,
+    ) -> Result<(xml::Element, HeaderMap), StoreError> {
+        let (response, headers) = self.send_head(call).await?;
         let body = read_capped(response.into_body(), MAX_DOCUMENT).await?;
         let root = xml::parse(&body).map_err(|e| {
             StoreError::Unavailable(format!("the upstream's answer is not S3's XML: {e}"))
@@ -265,7 +302,7 @@ impl Upstream {
                 None,
             ));
         }
-        Ok(root)
+        Ok((root, headers))
     }
 
     fn request(&self, call: Call<'_>) -> Result<Request<Body>, StoreError> {
@@ -348,16 +385,16 @@ impl Upstream {
             false => format!("{}{path}?{query}", self.origin),
         };
         let mut builder = Request::builder().method(call.method).uri(uri);
-        for (name, value) in headers.iter().skip(1).chain(added.iter()) {
+        for (name, value) in headers.iter().chain(added.iter()) {
+            let refused = || StoreError::Upstream {
+                status: 400,
+                code: "InvalidArgument".into(),
+                message: format!("header `{name}` cannot be sent on"),
+            };
             // User metadata may carry UTF-8, which HTTP passes as opaque bytes.
-            let value = http::HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
-                StoreError::Upstream {
-                    status: 400,
-                    code: "InvalidArgument".into(),
-                    message: format!("header `{name}` cannot be sent on"),
-                }
-            })?;
-            builder = builder.header(*name, value);
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| refused())?;
+            let value = http::HeaderValue::from_bytes(value.as_bytes()).map_err(|_| refused())?;
+            builder = builder.header(name, value);
         }
         if let Some(length) = length {
             builder = builder.header(http::header::CONTENT_LENGTH, length);
@@ -422,8 +459,40 @@ pub(crate) fn upstream_error(
             requested: status == StatusCode::METHOD_NOT_ALLOWED,
         };
     }
-    match xml::parse(body) {
-        Ok(root) if root.name == "Error" => error_of(status, &root, bucket, key),
+    let code = xml::parse(body)
+        .ok()
+        .filter(|root| root.name == "Error")
+        .map(|root| {
+            let code = root.text_of("Code").unwrap_or_default().to_owned();
+            (root, code)
+        });
+    // A refusal of Keyless's own request (its key, its clock, its region, the endpoint) is
+    // the gateway's fault, never the client's: 503, and a log line that says what.
+    let own = status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+        || status.is_redirection()
+        || (status == StatusCode::BAD_REQUEST
+            && matches!(
+                code.as_ref().map(|(_, c)| c.as_str()),
+                Some("AuthorizationHeaderMalformed" | "ExpiredToken" | "InvalidToken")
+            ));
+    if own {
+        let (code, message) = code
+            .as_ref()
+            .map(|(root, c)| {
+                (
+                    c.clone(),
+                    root.text_of("Message").unwrap_or_default().to_owned(),
+                )
+            })
+            .unwrap_or_else(|| (status.to_string(), String::new()));
+        tracing::warn!(%status, code, message, "the upstream store refused Keyless's own request");
+        return StoreError::Unavailable(format!(
+            "the upstream refused Keyless's request: {status} {code} {message}"
+        ));
+    }
+    match code {
+        Some((root, _)) => error_of(status, &root, bucket, key),
         // HEAD answers have no body: the status alone.
         _ => match (status, key) {
             (StatusCode::NOT_FOUND, Some(key)) => StoreError::NoSuchKey {

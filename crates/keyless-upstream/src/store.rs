@@ -130,9 +130,25 @@ impl<M: ObjectStore> UpstreamStore<M> {
         options: &mut PutOptions,
     ) -> Result<(http::Response<hyper::body::Incoming>, u64), StoreError> {
         let verifier = options.verifier.take().map(|v| v.0);
-        let (checked, failure) =
+        let (mut checked, failure) =
             Checked::new(body, options.content_length, options.content_md5, verifier);
-        let mut call = call.payload(Payload::Stream(Box::pin(checked), options.content_length));
+        let stream: ByteStream = if options.content_length == Some(0) {
+            // An empty body is never read by the HTTP client (its Content-Length says there is
+            // nothing): it is checked here, before anything is sent.
+            while let Some(item) = futures_util::StreamExt::next(&mut checked).await {
+                if item.is_err() {
+                    break;
+                }
+            }
+            Box::pin(futures_util::stream::empty())
+        } else {
+            Box::pin(checked)
+        };
+        if let Some(why) = failure.failure() {
+            return Err(why);
+        }
+        let mut call = call.payload(Payload::Stream(stream, options.content_length));
+        call.body_sent = Some(Arc::clone(&failure.sent));
         if let Some(md5) = options.content_md5 {
             call = call.header(
                 "content-md5",
@@ -201,6 +217,14 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A stored header as text: UTF-8 (a `Content-Disposition` with an accented file name) passes
+/// as HTTP's opaque bytes.
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
 fn unquote(etag: &str) -> String {
     etag.trim_matches('"').to_owned()
 }
@@ -217,12 +241,15 @@ fn version_of(headers: &HeaderMap) -> (Option<String>, bool) {
 
 /// An object's metadata from a GET's or HEAD's headers (`size`: the whole object's).
 fn info_from(key: &str, headers: &HeaderMap, size: u64) -> ObjectInfo {
-    let text = |name: &str| header(headers, name).map(str::to_owned);
+    let text = |name: &str| header_text(headers, name);
     let metadata = headers
         .iter()
         .filter_map(|(name, value)| {
             let name = name.as_str().strip_prefix("x-amz-meta-")?;
-            Some((name.to_owned(), value.to_str().ok()?.to_owned()))
+            Some((
+                name.to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            ))
         })
         .collect();
     let (version_id, versioned) = version_of(headers);
@@ -344,9 +371,11 @@ fn start_after(after: &str, prefix: &str, delimiter: Option<&str>) -> String {
     let rolled_up = delimiter.is_some_and(|d| {
         !d.is_empty()
             && after.ends_with(d)
-            && after
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.find(d) == Some(rest.len() - d.len()))
+            && after.strip_prefix(prefix).is_some_and(|rest| {
+                rest.len()
+                    .checked_sub(d.len())
+                    .is_some_and(|end| rest.find(d) == Some(end))
+            })
     });
     match rolled_up {
         true => format!("{after}\u{10FFFF}"),
@@ -715,9 +744,18 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
             query.max_keys,
         );
         if let Some(marker) = query.key_marker {
-            call = call.query("key-marker", marker);
-            if let Some(version) = query.version_id_marker {
-                call = call.query("version-id-marker", version);
+            match query.version_id_marker {
+                Some(version) => {
+                    call = call
+                        .query("key-marker", marker)
+                        .query("version-id-marker", version);
+                }
+                None => {
+                    call = call.query(
+                        "key-marker",
+                        start_after(marker, query.prefix, query.delimiter),
+                    );
+                }
             }
         }
         let root = self.upstream.document(call).await?;
@@ -740,6 +778,16 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
                 }
             })
             .collect();
+        // By key, newest first within one: not every upstream interleaves its versions and
+        // delete markers (moto writes the versions first).
+        let mut versions = versions;
+        versions.sort_by(|a, b| {
+            a.info
+                .key
+                .cmp(&b.info.key)
+                .then(b.is_latest.cmp(&a.is_latest))
+                .then(b.info.last_modified_ms.cmp(&a.info.last_modified_ms))
+        });
         let truncated = truncated(&root);
         let common_prefixes = prefixes(&root, keys);
         // The next page starts after the last entry, as S3's own markers say; taken from the
@@ -1014,8 +1062,13 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
             .as_ref()
             .filter(|c| matches!(c, WriteCondition::Absent));
         let call = condition_header(call, absent);
-        match self.upstream.document(call).await {
-            Ok(_) => self.head_object(upload.bucket, upload.key, None).await,
+        match self.upstream.document_head(call).await {
+            // The object this completion made: its version, not whatever is latest by now.
+            Ok((_, headers)) => {
+                let (version, _) = version_of(&headers);
+                self.head_object(upload.bucket, upload.key, version.as_deref())
+                    .await
+            }
             // A completion repeated after it succeeded (its answer was lost): the object the
             // same parts made is the answer again.
             Err(StoreError::NoSuchUpload(_) | StoreError::NoSuchKey { .. }) => {
