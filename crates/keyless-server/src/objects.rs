@@ -162,6 +162,14 @@ impl ObjectStore for Objects {
     ) -> Result<ObjectInfo, StoreError> {
         each!(self, s => s.head_object(bucket, key, version))
     }
+    async fn tagged_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<ObjectInfo, StoreError> {
+        each!(self, s => s.tagged_object(bucket, key, version))
+    }
     async fn update_object(
         &self,
         bucket: &str,

@@ -5,6 +5,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod arn;
+mod chain;
 mod clock;
 pub mod encoding;
 pub mod hex;
@@ -19,6 +20,7 @@ pub mod time;
 pub mod xml;
 
 pub use arn::{AccountId, Arn, ArnError};
+pub use chain::error_chain;
 #[allow(clippy::disallowed_types)] // its home
 pub use clock::SystemClock;
 pub use clock::{Clock, FixedClock};

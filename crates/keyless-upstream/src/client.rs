@@ -257,7 +257,7 @@ impl Upstream {
         let response = tokio::select! {
             answer = self.http.request(request) => match answer {
                 Ok(response) => response,
-                Err(e) => return Err(StoreError::Unavailable(chain(&e))),
+                Err(e) => return Err(StoreError::Unavailable(keyless_types::error_chain(&e))),
             },
             () = deadline => {
                 return Err(StoreError::Unavailable(format!(
@@ -408,23 +408,11 @@ impl Upstream {
 /// The SHA-256 of nothing.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/// An error and its sources on one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
 /// Reads a body whole, refusing more than `cap` bytes.
 pub(crate) async fn read_capped(mut body: Incoming, cap: usize) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| StoreError::Unavailable(chain(&e)))?;
+        let frame = frame.map_err(|e| StoreError::Unavailable(keyless_types::error_chain(&e)))?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > cap {
                 return Err(StoreError::Unavailable(format!(

@@ -632,10 +632,22 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
         if let Some(version) = version {
             call = call.query("versionId", version);
         }
-        let (head, tags) = tokio::join!(self.upstream.send(call), self.tags(bucket, key, version));
-        let response = head?;
+        let response = self.upstream.send(call).await?;
         let headers = response.headers();
-        let mut info = info_from(key, headers, content_length(headers));
+        Ok(info_from(key, headers, content_length(headers)))
+    }
+
+    async fn tagged_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<ObjectInfo, StoreError> {
+        let (head, tags) = tokio::join!(
+            self.head_object(bucket, key, version),
+            self.tags(bucket, key, version)
+        );
+        let mut info = head?;
         // A store without object tagging has none to tell.
         info.tags = tags.unwrap_or_default();
         Ok(info)

@@ -124,7 +124,7 @@ impl<S: ObjectStore> Authorizer<S> {
         if !by_bucket && !caller.is_some_and(|c| c.policies_mention(PREFIX)) {
             return Ok(Vec::new());
         }
-        match self.inner.store.head_object(bucket, key, version).await {
+        match self.inner.store.tagged_object(bucket, key, version).await {
             Ok(info) => Ok(info.tags),
             Err(_) => Ok(Vec::new()),
         }

@@ -49,7 +49,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         let input = req.input;
         let info = self
             .store
-            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
+            .tagged_object(&input.bucket, &input.key, input.version_id.as_deref())
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(GetObjectTaggingOutput {

@@ -686,6 +686,17 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &str,
         version: Option<&str>,
     ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send;
+    /// [`Self::head_object`] with the object's tags, for those who read them
+    /// (GetObjectTagging, `s3:ExistingObjectTag/*`): a store that keeps tags apart from the
+    /// object (gateway mode) fetches them here only, not on every HEAD.
+    fn tagged_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send {
+        self.head_object(bucket, key, version)
+    }
     /// Changes an object's latest version, or `version`, keeping its data, ETag and time:
     /// its tags, or (in a bucket with Object Lock) its retention or legal hold, as the lock
     /// allows. Answers the version changed.

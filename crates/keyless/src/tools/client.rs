@@ -250,7 +250,7 @@ impl Client {
         provider
             .provide_credentials()
             .await
-            .map_err(|e| anyhow::anyhow!(chain_error(&e)))
+            .map_err(|e| anyhow::anyhow!(keyless_types::error_chain(&e)))
     }
 }
 
@@ -304,22 +304,7 @@ where
             _ => format!("HTTP {status}"),
         };
     }
-    chain_error(e)
-}
-
-/// The message of a credential error with its causes, as one line.
-pub(crate) fn chain_error(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let next = cause.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = cause.source();
-    }
-    text
+    keyless_types::error_chain(e)
 }
 
 /// The web-identity settings of the environment (IRSA's AWS_ROLE_ARN and

@@ -253,7 +253,7 @@ async fn resolve(client: &Client) -> Result<aws_credential_types::Credentials, S
         }
         source = cause.source();
     }
-    Err(client::chain_error(&e))
+    Err(keyless_types::error_chain(&e))
 }
 
 /// ` (key: value, ...)` of a credential source, or nothing.
