@@ -56,6 +56,7 @@ class MotoUpstream:
     share one moto without seeing each other's buckets."""
 
     ACCESS_KEY, SECRET_KEY = "AKIAUPSTREAMKEYLESS1", "upstream-secret-upstream-secret-upstream"
+    REGION = "us-east-1"
 
     def __init__(self, log_dir: pathlib.Path):
         import shutil
@@ -141,6 +142,54 @@ class CephUpstream(MotoUpstream):
         subprocess.run([str(self.script), "stop", str(self.dir)], check=False)
 
 
+class GarageUpstream(MotoUpstream):
+    """A single-node Garage 2.5 (`cargo install garage --version 2.5.0 --locked`, built once per
+    machine by scripts/test; started by scripts/upstreams/garage: sqlite metadata, region
+    `garage`): the upstream store of the `gateway-garage` runs."""
+
+    REGION = "garage"
+
+    def __init__(self, work: pathlib.Path):
+        import subprocess
+
+        self.dir = work / "garage"
+        self.script = REPO / "scripts" / "upstreams" / "garage"
+        port = free_port()
+        with open(work / "garage-start.log", "w") as log:
+            proc = subprocess.run([str(self.script), "start", str(self.dir), str(port)],
+                                  stdout=subprocess.PIPE, stderr=log, text=True, timeout=120)
+        if proc.returncode == 3:
+            pytest.skip("garage is missing: cargo install garage --version 2.5.0 --locked")
+        if proc.returncode != 0:
+            raise RuntimeError(f"garage did not start: {(work / 'garage-start.log').read_text()[-3000:]}")
+        self.endpoint, self.ACCESS_KEY, self.SECRET_KEY = proc.stdout.split()[-3:]
+        self.tenants = 0
+
+    def serve_args(self, prefix=None):
+        extra, env, prefix = super().serve_args(prefix)
+        return [*extra, "--upstream-region", self.REGION], env, prefix
+
+    def client(self):
+        import boto3
+
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name=self.REGION,
+            aws_access_key_id=self.ACCESS_KEY, aws_secret_access_key=self.SECRET_KEY,
+        )
+
+    def stop(self):
+        import subprocess
+
+        subprocess.run([str(self.script), "stop", str(self.dir)], check=False)
+
+
+@pytest.fixture(scope="session")
+def garage_upstream(tmp_path_factory):
+    upstream = GarageUpstream(tmp_path_factory.mktemp("garage"))
+    yield upstream
+    upstream.stop()
+
+
 @pytest.fixture(scope="session")
 def ceph_upstream(tmp_path_factory):
     upstream = CephUpstream(tmp_path_factory.mktemp("ceph"))
@@ -163,7 +212,7 @@ def pytest_configure(config):
     )
     config.addinivalue_line(
         "markers",
-        "not_on(*upstreams, reason): a test that these upstream stores (`moto`, `ceph`) fail on "
+        "not_on(*upstreams, reason): a test that these upstream stores (`moto`, `ceph`, `garage`) fail on "
         "their own, as S3 clients talking to them directly would; not run through the gateway in "
         "front of them, for the reason given",
     )
@@ -176,7 +225,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         callspec = getattr(item, "callspec", None)
         mode = callspec.params.get("server", "embedded") if callspec is not None else "embedded"
-        upstream = {"gateway": "moto", "gateway-ceph": "ceph"}.get(mode)
+        upstream = {"gateway": "moto", "gateway-ceph": "ceph", "gateway-garage": "garage"}.get(mode)
         drop = (upstream and item.get_closest_marker("embedded_only")) or any(
             upstream in marker.args for marker in item.iter_markers("not_on"))
         (dropped if drop else kept).append(item)

@@ -94,7 +94,7 @@ class Server:
         return proc
 
 
-UPSTREAMS = {"gateway": "moto_upstream", "gateway-ceph": "ceph_upstream"}
+UPSTREAMS = {"gateway": "moto_upstream", "gateway-ceph": "ceph_upstream", "gateway-garage": "garage_upstream"}
 
 
 def start_server(request, keyless_bin, tmp_path):

@@ -128,6 +128,7 @@ def test_if_none_match_with_an_etag_on_put_is_not_implemented_as_in_s3(s3):
     assert s3.get_object(Bucket="bkt", Key="k")["Body"].read() == b"v1"
 
 
+@pytest.mark.not_on("garage", reason="Garage 2.5 ignores If-None-Match on PUT: the gateway checks it first with a HEAD, which racing writers can pass together")
 def test_racing_conditional_writers_exactly_one_wins(server):
     s3 = server.client(retries={"max_attempts": 1}, max_pool_connections=32)
     s3.create_bucket(Bucket="bkt")

@@ -28,6 +28,7 @@ def versions_of(s3, **kw):
 
 @pytest.mark.not_on("moto", "ceph", reason="moto answers no `x-amz-delete-marker` when a delete marker is deleted, "
                    "Ceph 16.2 none on a GET or HEAD of a key whose latest version is one")
+@pytest.mark.not_on("garage", reason="Garage 2.5 has no versioning (PutBucketVersioning is NotImplemented)")
 def test_versions_markers_and_restores_with_boto3(s3):
     assert "Status" not in s3.get_bucket_versioning(Bucket="bkt")
     s3.put_object(Bucket="bkt", Key="k", Body=b"before")
@@ -101,6 +102,7 @@ def test_versions_markers_and_restores_with_boto3(s3):
 
 
 @pytest.mark.not_on("moto", "ceph", reason="neither answers `x-amz-version-id: null` to a PUT in a suspended bucket")
+@pytest.mark.not_on("garage", reason="Garage 2.5 has no versioning (PutBucketVersioning is NotImplemented)")
 def test_suspended_versioning_and_what_is_refused(s3):
     s3.put_bucket_versioning(Bucket="bkt", VersioningConfiguration={"Status": "Enabled"})
     kept = s3.put_object(Bucket="bkt", Key="k", Body=b"kept")["VersionId"]
@@ -128,6 +130,7 @@ def test_suspended_versioning_and_what_is_refused(s3):
     assert error_code(e) == "InvalidArgument"
 
 
+@pytest.mark.not_on("garage", reason="Garage 2.5 has no versioning (PutBucketVersioning is NotImplemented)")
 def test_version_listings_page_with_botos_paginator(s3):
     s3.put_bucket_versioning(Bucket="bkt", VersioningConfiguration={"Status": "Enabled"})
     written = {}
@@ -143,6 +146,7 @@ def test_version_listings_page_with_botos_paginator(s3):
     assert [p["Prefix"] for p in rolled["CommonPrefixes"]] == ["b/"]
 
 
+@pytest.mark.not_on("garage", reason="Garage 2.5 has no versioning (PutBucketVersioning is NotImplemented)")
 def test_awscli_versions(s3, server, tmp_path):
     server.aws("s3api", "put-bucket-versioning", "--bucket", "bkt",
                "--versioning-configuration", "Status=Enabled")
@@ -156,6 +160,7 @@ def test_awscli_versions(s3, server, tmp_path):
     assert open(out, "rb").read() == b"monday"
 
 
+@pytest.mark.not_on("garage", reason="Garage 2.5 has no versioning (PutBucketVersioning is NotImplemented)")
 def test_version_actions_are_their_own_permissions(s3, server):
     s3.put_bucket_versioning(Bucket="bkt", VersioningConfiguration={"Status": "Enabled"})
     old = s3.put_object(Bucket="bkt", Key="k", Body=b"old")["VersionId"]
@@ -181,6 +186,7 @@ def test_version_actions_are_their_own_permissions(s3, server):
     assert s3.get_object(Bucket="bkt", Key="k", VersionId=old)["Body"].read() == b"old"
 
 
+@pytest.mark.not_on("garage", reason="Garage 2.5 has no versioning (PutBucketVersioning is NotImplemented)")
 def test_rclone_sees_versions(s3, server, tmp_path):
     run = rclone(server)
     s3.put_bucket_versioning(Bucket="bkt", VersioningConfiguration={"Status": "Enabled"})

@@ -48,6 +48,10 @@ pub enum IamError {
     /// The store failed; the cause goes to the log (AWS code `ServiceFailure`).
     #[error("iam store: {0}")]
     Storage(String),
+    /// The store is out of reach for now (a database down); retryable (AWS code
+    /// `ServiceUnavailable`, 503). The cause goes to the log.
+    #[error("iam store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl IamError {
@@ -64,6 +68,7 @@ impl IamError {
             Self::DeleteConflict(_) => "DeleteConflict",
             Self::LimitExceeded(_) => "LimitExceeded",
             Self::Storage(_) => "ServiceFailure",
+            Self::Unavailable(_) => "ServiceUnavailable",
         }
     }
 }

@@ -111,6 +111,7 @@ impl Agent {
             },
             local,
             None,
+            None,
             &readiness,
         )
         .await?;
@@ -173,6 +174,7 @@ pub(crate) async fn start(
     sts: StsClientConfig,
     local: SocketAddr,
     own: Option<Arc<OwnIssuer>>,
+    shared_token_key: Option<TokenKey>,
     readiness: &Readiness,
 ) -> anyhow::Result<Metadata> {
     #[allow(clippy::disallowed_types)] // the composition root builds the real clock
@@ -196,7 +198,11 @@ pub(crate) async fn start(
         config,
         index.clone(),
         Arc::new(assumer),
-        TokenKey::generate()?,
+        match (&args.imds_token_key_file, shared_token_key) {
+            (Some(file), _) => TokenKey::from_bytes(&crate::private::read_key(file, 32)?),
+            (None, Some(shared)) => shared,
+            (None, None) => TokenKey::generate()?,
+        },
         Arc::clone(&clock),
     )?;
     let pod_identity = match (

@@ -23,7 +23,18 @@
 //!
 //! [[buckets]]
 //! name = "gitlab-registry"
+//!
+//! [upstream]                      # gateway mode, as --upstream and the --upstream-* flags
+//! url = "http://ceph-rgw:7480"
+//! region = "us-east-1"
+//! credentials_file = "secrets/upstream"
+//!
+//! [iam_store]                     # replicas, as --iam-store and the --iam-store-* flags
+//! url = "postgres://keyless@db:5432/keyless"
+//! password_file = "secrets/pg-password"
 //! ```
+//!
+//! A flag given on the command line wins over its table's field.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +63,93 @@ pub(crate) struct Config {
     /// Buckets created at start when absent.
     #[serde(default)]
     pub(crate) buckets: Vec<BucketConfig>,
+    /// Gateway mode.
+    pub(crate) upstream: Option<UpstreamTable>,
+    /// IAM state in PostgreSQL.
+    pub(crate) iam_store: Option<IamStoreTable>,
+}
+
+/// `[upstream]`: the `--upstream*` flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpstreamTable {
+    pub(crate) url: String,
+    pub(crate) region: Option<String>,
+    pub(crate) credentials_file: Option<PathBuf>,
+    pub(crate) ca_bundle: Option<PathBuf>,
+    pub(crate) bucket_prefix: Option<String>,
+    /// As `--upstream-timeout`: `30s`, `2m`.
+    pub(crate) timeout: Option<String>,
+}
+
+/// `[iam_store]`: the `--iam-store*` flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IamStoreTable {
+    pub(crate) url: String,
+    pub(crate) password_file: Option<PathBuf>,
+    pub(crate) ca_bundle: Option<PathBuf>,
+    /// As `--iam-store-check-interval`.
+    pub(crate) check_interval: Option<String>,
+}
+
+impl UpstreamTable {
+    /// Fills the flags left unset (or at their defaults) from the table; files are relative to
+    /// the configuration file's folder `base`.
+    pub(crate) fn apply(
+        self,
+        options: &mut crate::options::UpstreamOptions,
+        base: &Path,
+    ) -> anyhow::Result<()> {
+        options.upstream.get_or_insert(self.url);
+        if let Some(region) = self.region
+            && options.upstream_region == crate::options::DEFAULT_UPSTREAM_REGION
+        {
+            options.upstream_region = region;
+        }
+        if options.upstream_credentials_file.is_none() {
+            options.upstream_credentials_file = self.credentials_file.map(|f| base.join(f));
+        }
+        if options.upstream_ca_bundle.is_none() {
+            options.upstream_ca_bundle = self.ca_bundle.map(|f| base.join(f));
+        }
+        if let Some(prefix) = self.bucket_prefix
+            && options.upstream_bucket_prefix.is_empty()
+        {
+            options.upstream_bucket_prefix = prefix;
+        }
+        if let Some(timeout) = self.timeout
+            && options.upstream_timeout == crate::options::DEFAULT_UPSTREAM_TIMEOUT
+        {
+            options.upstream_timeout = crate::options::parse_interval(&timeout)
+                .map_err(|e| anyhow::anyhow!("upstream.timeout: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl IamStoreTable {
+    /// As [`UpstreamTable::apply`].
+    pub(crate) fn apply(
+        self,
+        options: &mut crate::options::IamStoreOptions,
+        base: &Path,
+    ) -> anyhow::Result<()> {
+        options.iam_store.get_or_insert(self.url);
+        if options.iam_store_password_file.is_none() {
+            options.iam_store_password_file = self.password_file.map(|f| base.join(f));
+        }
+        if options.iam_store_ca_bundle.is_none() {
+            options.iam_store_ca_bundle = self.ca_bundle.map(|f| base.join(f));
+        }
+        if let Some(interval) = self.check_interval
+            && options.iam_store_check_interval == crate::options::DEFAULT_CHECK_INTERVAL
+        {
+            options.iam_store_check_interval = crate::options::parse_check_interval(&interval)
+                .map_err(|e| anyhow::anyhow!("iam_store.check_interval: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// A policy document, inline or in a file (relative to the configuration file).
@@ -172,6 +270,10 @@ pub(crate) struct Loaded {
     /// against the configuration file's folder; read by [`Loaded::jwks_files`].
     jwks_paths: Vec<(String, String, PathBuf)>,
     pub(crate) buckets: Vec<(String, Option<String>)>,
+    pub(crate) upstream: Option<UpstreamTable>,
+    pub(crate) iam_store: Option<IamStoreTable>,
+    /// The configuration file's folder, against which the tables' files resolve.
+    pub(crate) base: PathBuf,
 }
 
 impl Config {
@@ -283,6 +385,9 @@ impl Config {
             oidc_providers,
             jwks_paths,
             buckets,
+            upstream: self.upstream,
+            iam_store: self.iam_store,
+            base: base.to_owned(),
         })
     }
 }

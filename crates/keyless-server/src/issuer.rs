@@ -34,6 +34,11 @@ pub(crate) fn load_keys(data_dir: &Path, now: i64) -> anyhow::Result<IssuerKeys>
         .with_context(|| format!("`{}` is not a valid key ring", file.display()))
 }
 
+/// A new key ring of one ES256 key, as the keys file holds it.
+pub(crate) fn new_key_ring(now: i64) -> anyhow::Result<keyless_types::Secret> {
+    Ok(IssuerKeys::new(SigningKey::generate_es256()?, now).to_json())
+}
+
 /// `keyless oidc rotate`: a new signing key; the old one stays published until the tokens it
 /// signed have expired.
 pub fn rotate(data_dir: &Path, now: i64) -> anyhow::Result<String> {

@@ -14,6 +14,7 @@
 
 mod admin;
 pub mod agent;
+mod buckets;
 mod config;
 mod container;
 pub mod encryption;
@@ -24,6 +25,7 @@ mod objects;
 pub mod options;
 mod private;
 mod query;
+pub mod replicas;
 mod request_log;
 pub mod root;
 mod self_signed;

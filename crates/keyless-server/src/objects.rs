@@ -1,5 +1,6 @@
 //! Where `keyless serve` keeps objects: its own disk (the embedded default) or, in gateway mode,
-//! an upstream S3 store, with bucket policies and configurations still on its disk. One type
+//! an upstream S3 store, with bucket policies and configurations still on its disk (or, for
+//! replicas, in PostgreSQL). One type
 //! for the S3 front, the authorizer and the lifecycle pass, whichever it is.
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use keyless_s3::store::{
 use keyless_types::Clock;
 use keyless_upstream::{UpstreamConfig, UpstreamStore};
 
+use crate::buckets::{GatewayRecords, SharedBuckets};
 use crate::lifecycle::{Readiness, Shutdown};
 use crate::options::UpstreamOptions;
 
@@ -24,7 +26,7 @@ pub(crate) enum Objects {
     /// Objects on Keyless's own disk.
     Disk(DiskStore),
     /// Objects in an upstream store (gateway mode); boxed, as it is the larger.
-    Gateway(Box<UpstreamStore<DiskStore>>),
+    Gateway(Box<UpstreamStore<GatewayRecords>>),
 }
 
 /// The readiness check of the upstream.
@@ -34,11 +36,13 @@ const PROBE_EVERY: Duration = Duration::from_secs(10);
 
 impl Objects {
     /// Gateway mode's store for `options` (whose `upstream` is set), with its bucket records in
-    /// `meta_dir`; its credentials from the file given or the environment's `KEYLESS_UPSTREAM_*`.
-    pub(crate) fn gateway(
+    /// `meta_dir`, or shared by the replicas on `pg`; its credentials from the file given or the
+    /// environment's `KEYLESS_UPSTREAM_*`.
+    pub(crate) async fn gateway(
         options: &UpstreamOptions,
         url: &str,
         meta_dir: &Path,
+        pg: Option<&Arc<keyless_postgres::PgIam>>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let (access_key_id, secret_access_key) = options.credentials()?;
@@ -57,9 +61,16 @@ impl Objects {
             bucket_prefix: options.upstream_bucket_prefix.clone(),
             timeout: options.upstream_timeout,
         };
-        let meta = DiskStore::open(meta_dir, Arc::clone(&clock)).with_context(|| {
-            format!("cannot open the bucket records in `{}`", meta_dir.display())
-        })?;
+        let meta = match pg {
+            Some(pg) => GatewayRecords::Shared(
+                SharedBuckets::open(Arc::clone(pg), Arc::clone(&clock)).await?,
+            ),
+            None => {
+                GatewayRecords::Disk(DiskStore::open(meta_dir, Arc::clone(&clock)).with_context(
+                    || format!("cannot open the bucket records in `{}`", meta_dir.display()),
+                )?)
+            }
+        };
         let store = UpstreamStore::new(&config, meta, clock).context("--upstream")?;
         Ok(Self::Gateway(Box::new(store)))
     }

@@ -27,6 +27,7 @@ pub fn parse<T: Args>(words: &[&str]) -> Result<T, clap::Error> {
 /// What every long-running command has: the admin listener, connection limits and the
 /// shutdown grace period.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Admin listener, limits and shutdown")]
 pub struct ServerOptions {
     /// The management listener: `GET /healthz` (the process serves) and `GET /readyz` (ready
     /// for traffic); `off` disables it. Keep it off the network clients use.
@@ -154,7 +155,7 @@ fn parse_std_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A period of a background task: a duration of at least a second.
-fn parse_interval(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = parse_std_duration(s)?;
     if d < Duration::from_secs(1) {
         return Err(format!("`{s}` is too short: at least 1s"));
@@ -260,9 +261,70 @@ pub struct ServeOptions {
     #[command(flatten)]
     pub upstream: UpstreamOptions,
 
+    /// Where IAM state lives.
+    #[command(flatten)]
+    pub iam_store: IamStoreOptions,
+
     /// The admin listener, limits and shutdown.
     #[command(flatten)]
     pub server: ServerOptions,
+}
+
+/// `--upstream-region`'s default.
+pub(crate) const DEFAULT_UPSTREAM_REGION: &str = "us-east-1";
+/// `--upstream-timeout`'s default.
+pub(crate) const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// `--iam-store-check-interval`'s default.
+pub(crate) const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// IAM state shared by replicas in PostgreSQL.
+#[derive(Args)]
+#[command(next_help_heading = "Replicas")]
+pub struct IamStoreOptions {
+    /// Keep IAM state (users, keys, policies, roles, OIDC providers) in PostgreSQL, shared by
+    /// every replica on the database, instead of the data folder's `iam.redb`:
+    /// `postgres://USER@HOST:PORT/DB` (TLS by rustls, required over TCP unless the URL gives
+    /// `sslmode`; `?host=/run/postgresql` for a Unix socket). A change made on one replica is served by all within a second. The
+    /// root key pair, the OIDC issuer's signing keys and the metadata service's key are shared
+    /// there too. Everything is sealed under a key derived from --session-key-file, which every
+    /// replica must be given.
+    #[arg(long, value_name = "URL", requires = "session_key_file")]
+    pub iam_store: Option<String>,
+
+    /// The database password, when it is not in the URL (mode 0600).
+    #[arg(long, value_name = "FILE", requires = "iam_store")]
+    pub iam_store_password_file: Option<PathBuf>,
+
+    /// Certificate authorities (PEM) trusted for the database's TLS besides the platform's.
+    #[arg(long, value_name = "FILE", requires = "iam_store")]
+    pub iam_store_ca_bundle: Option<PathBuf>,
+
+    /// How often each replica compares its IAM state's epoch with the database's: the bound on
+    /// staleness should a change's notification be lost (at most 60s).
+    #[arg(long, default_value = "5s", value_parser = parse_check_interval, value_name = "DURATION", requires = "iam_store")]
+    pub iam_store_check_interval: Duration,
+}
+
+impl std::fmt::Debug for IamStoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IamStoreOptions")
+            .field(
+                "iam_store",
+                &self.iam_store.as_deref().map(keyless_postgres::redact_url),
+            )
+            .field("iam_store_password_file", &self.iam_store_password_file)
+            .field("iam_store_ca_bundle", &self.iam_store_ca_bundle)
+            .field("iam_store_check_interval", &self.iam_store_check_interval)
+            .finish()
+    }
+}
+
+pub(crate) fn parse_check_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_std_duration(text)?;
+    if interval > Duration::from_secs(60) || interval < Duration::from_millis(100) {
+        return Err("between 100ms and 60s".into());
+    }
+    Ok(interval)
 }
 
 /// Gateway mode: objects in an existing S3-compatible store.
@@ -281,7 +343,7 @@ pub struct UpstreamOptions {
     /// The region the upstream's requests are signed for (Garage: its `s3_region`).
     #[arg(
         long,
-        default_value = "us-east-1",
+        default_value = DEFAULT_UPSTREAM_REGION,
         value_name = "REGION",
         requires = "upstream"
     )]
@@ -307,12 +369,7 @@ pub struct UpstreamOptions {
     pub upstream_timeout: Duration,
 
     /// Keyless's access key id at the upstream (rather from the environment or the file).
-    #[arg(
-        long,
-        env = "KEYLESS_UPSTREAM_ACCESS_KEY_ID",
-        hide = true,
-        requires = "upstream"
-    )]
+    #[arg(long, env = "KEYLESS_UPSTREAM_ACCESS_KEY_ID", hide = true)]
     pub upstream_access_key_id: Option<String>,
 
     /// Its secret, from the environment only.
@@ -321,7 +378,6 @@ pub struct UpstreamOptions {
         env = "KEYLESS_UPSTREAM_SECRET_ACCESS_KEY",
         hide = true,
         hide_env_values = true,
-        requires = "upstream",
         value_parser = parse_secret
     )]
     pub upstream_secret_access_key: Option<Secret>,
@@ -511,6 +567,13 @@ pub struct ImdsOptions {
         value_name = "AUDIENCE"
     )]
     pub pod_identity_audience: String,
+
+    /// The key IMDSv2 session tokens are signed with (32 bytes or more, base64; mode 0600), for
+    /// several metadata services behind one address: a token one issues is accepted by all.
+    /// Defaults to a random key per process (`keyless serve --iam-store` derives one from the
+    /// session key, which its replicas share).
+    #[arg(long, value_name = "FILE")]
+    pub imds_token_key_file: Option<PathBuf>,
 }
 
 /// The options of `keyless webhook`.

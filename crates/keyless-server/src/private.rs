@@ -38,3 +38,21 @@ pub(crate) fn replace(file: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot replace `{}`", file.display()))?;
     Ok(())
 }
+
+/// A key in a private file: base64 of at least `min` bytes (what `head -c 32 /dev/urandom |
+/// base64` writes).
+pub(crate) fn read_key(file: &Path, min: usize) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    use base64::Engine as _;
+    let text = read(file)?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(String::from_utf8_lossy(&text).trim())
+        .with_context(|| format!("`{}` is not base64", file.display()))?;
+    anyhow::ensure!(
+        key.len() >= min,
+        "`{}` holds {} bytes; a key needs at least {min}",
+        file.display(),
+        key.len()
+    );
+    Ok(key)
+}

@@ -8,7 +8,23 @@ use keyless_iam::{RootKey, ids};
 use keyless_types::Secret;
 use keyless_types::shared_credentials::{SharedFile, profile_keys};
 
-const CREDENTIALS_FILE: &str = "root-credentials";
+pub(crate) const CREDENTIALS_FILE: &str = "root-credentials";
+
+/// Whether the environment gives the root key pair (then no file holds it).
+pub(crate) fn in_environment() -> bool {
+    #[allow(clippy::disallowed_methods)] // the binary reads its configuration
+    std::env::var_os("KEYLESS_ROOT_ACCESS_KEY_ID").is_some()
+}
+
+/// The text of the credentials file of a new root key pair.
+pub(crate) fn new_credentials() -> anyhow::Result<Secret> {
+    let (id, secret) = (ids::access_key_id()?, ids::secret_access_key()?);
+    Ok(Secret::new(shared_credentials(
+        "Keyless root user of this server",
+        &id,
+        &secret,
+    )))
+}
 
 /// The root key pair: from `KEYLESS_ROOT_ACCESS_KEY_ID` and `KEYLESS_ROOT_SECRET_ACCESS_KEY`,
 /// else from the data folder's credentials file, created on first start with mode 0600.

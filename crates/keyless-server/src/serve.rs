@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use keyless_iam::{EmbeddedIam, IamStore, Keyring, apply_specs};
+use keyless_iam::{IamStore, Keyring, apply_specs};
 use keyless_oidc::{HttpFetch, JwksCache, KeyChain, KeySource, StaticKeys};
 use keyless_policy::{Policy, PolicyKind};
 use keyless_s3::auth::Authorizer;
@@ -86,6 +86,8 @@ pub struct Server {
     request_log: RequestLogLevel,
     banner: String,
     lifecycle: Lifecycle,
+    /// IAM state in PostgreSQL, watched for `/readyz`.
+    pg: Option<Arc<keyless_postgres::PgIam>>,
 }
 
 /// The periodic pass of the buckets' lifecycle rules.
@@ -142,8 +144,8 @@ impl Server {
     /// Opens the data folder (root key, IAM state, object store, issuer keys), applies the
     /// configuration file and prepares the services on `listeners`.
     pub async fn open(options: ServeOptions, listeners: Listeners) -> anyhow::Result<Self> {
-        let args = options;
-        let loaded = match &args.config {
+        let mut args = options;
+        let mut loaded = match &args.config {
             Some(path) => {
                 let (config, base) = Config::read(path)?;
                 config
@@ -152,6 +154,24 @@ impl Server {
             }
             None => Config::default().load(Path::new("."))?,
         };
+        // The file's `[upstream]` and `[iam_store]` fill what the command line left unset.
+        let from_file = loaded.upstream.is_some() && args.upstream.upstream.is_none();
+        if let Some(table) = loaded.upstream.take() {
+            table.apply(&mut args.upstream, &loaded.base)?;
+        }
+        if from_file && args.encryption_key_file.is_some() {
+            anyhow::bail!(
+                "--encryption-key-file does not go with gateway mode ([upstream]): Keyless seals only what it stores itself"
+            );
+        }
+        if let Some(table) = loaded.iam_store.take() {
+            table.apply(&mut args.iam_store, &loaded.base)?;
+        }
+        if args.iam_store.iam_store.is_some() && args.session_key_file.is_none() {
+            anyhow::bail!(
+                "IAM state in PostgreSQL needs --session-key-file, the same on every replica: it seals the sessions and what is stored in the database"
+            );
+        }
         // The data folder holds every object and the IAM state: its owner's alone, created so
         // and tightened if an older version left it open.
         {
@@ -171,12 +191,39 @@ impl Server {
                 })?;
         }
         let data_dir = args.data_dir.canonicalize()?;
-        let (root, credentials_file) = crate::root::root_key(&data_dir)?;
         #[allow(clippy::disallowed_types)] // the composition root builds the real clock
         let clock: Arc<dyn Clock> = Arc::new(keyless_types::SystemClock);
-        let iam = EmbeddedIam::open(&data_dir.join("iam.redb"), &args.account_id)
-            .context("cannot open the IAM store")?;
         let now = clock.unix_seconds();
+        let (session_key, master) = session_key(&data_dir, args.session_key_file.as_deref())?;
+        let (iam, pg) =
+            crate::replicas::open(&args.iam_store, &data_dir, &args.account_id, &master).await?;
+        if pg.is_some() && args.upstream.upstream.is_none() {
+            tracing::warn!(
+                "--iam-store without --upstream: IAM is shared, but each replica keeps its own objects and bucket policies in its data folder; replicas behind one address need --upstream"
+            );
+        }
+        // Replicas share the root key pair and the issuer's keys through the database.
+        if let Some(pg) = &pg {
+            if !crate::root::in_environment() {
+                crate::replicas::share_file(
+                    pg,
+                    &data_dir,
+                    "root-credentials",
+                    crate::root::CREDENTIALS_FILE,
+                    crate::root::new_credentials,
+                )
+                .await?;
+            }
+            crate::replicas::share_file(
+                pg,
+                &data_dir,
+                "oidc-keys",
+                crate::issuer::KEYS_FILE,
+                || crate::issuer::new_key_ring(now),
+            )
+            .await?;
+        }
+        let (root, credentials_file) = crate::root::root_key(&data_dir)?;
         iam.update(&mut |state| {
             apply_specs(
                 state,
@@ -204,7 +251,7 @@ impl Server {
             std::fs::read_to_string(data_dir.join(crate::issuer::ISSUER_FILE)).ok();
         let issuer = Arc::new(crate::issuer::OwnIssuer::open(&data_dir, &issuer_url, now)?);
         register_issuer(
-            &iam,
+            iam.as_ref(),
             &data_dir,
             &args.account_id,
             issuer.url(),
@@ -214,7 +261,10 @@ impl Server {
         let readiness = Readiness::default();
         let imds = match listeners.imds {
             Some(imds_listener) => {
-                let (id, secret) = imds_key(&iam, &data_dir, now)?;
+                let (id, secret) = match &pg {
+                    Some(pg) => shared_imds_key(pg, &data_dir, now).await?,
+                    None => imds_key(iam.as_ref(), &data_dir, now)?,
+                };
                 let imds_local = imds_listener.local_addr()?;
                 // The metadata service calls STS on this server's own socket; over TLS it
                 // trusts exactly the certificate the server serves (the socket's address is no
@@ -243,6 +293,13 @@ impl Server {
                     sts,
                     imds_local,
                     Some(Arc::clone(&issuer)),
+                    // Replicas' metadata services accept each other's IMDSv2 tokens.
+                    pg.as_ref().map(|_| {
+                        keyless_imds::TokenKey::from_bytes(&crate::replicas::derived_key(
+                            &master,
+                            b"imdsv2 session tokens",
+                        ))
+                    }),
                     &readiness,
                 )
                 .await?;
@@ -250,8 +307,7 @@ impl Server {
             }
             None => None,
         };
-        let iam: Arc<dyn IamStore> = Arc::new(iam);
-        let session_key = Arc::new(session_key(&data_dir, args.session_key_file.as_deref())?);
+        let session_key = Arc::new(session_key);
         let root_id = root.access_key_id.clone();
         let keys = Keyring::new(root, Arc::clone(&iam)).with_sessions(session_key.clone());
         // Web identity tokens: the own issuer's keys in memory, then the administrator's JWKS
@@ -262,12 +318,16 @@ impl Server {
             .with(Arc::new(JwksCache::new(Arc::new(HttpFetch::new()?))));
         let sts = Sts::new(iam, session_key, Arc::new(verifier));
         let store = Arc::new(match &args.upstream.upstream {
-            Some(url) => Objects::gateway(
-                &args.upstream,
-                url,
-                &data_dir.join("buckets"),
-                Arc::clone(&clock),
-            )?,
+            Some(url) => {
+                Objects::gateway(
+                    &args.upstream,
+                    url,
+                    &data_dir.join("buckets"),
+                    pg.as_ref(),
+                    Arc::clone(&clock),
+                )
+                .await?
+            }
             None => {
                 let master_keys =
                     crate::encryption::load(&data_dir, args.encryption_key_file.as_deref())?;
@@ -339,6 +399,12 @@ impl Server {
                 format!("keyless: root access key {root_id} (from KEYLESS_ROOT_ACCESS_KEY_ID)\n")
             }
         });
+        if let Some(url) = &args.iam_store.iam_store {
+            banner.push_str(&format!(
+                "keyless: IAM state in PostgreSQL {}, shared with every replica on it\n",
+                keyless_postgres::redact_url(url)
+            ));
+        }
         if let Some((_, _, local)) = &imds {
             banner.push_str(&format!(
                 "keyless: metadata service http://{local}; roles for pods must trust arn:aws:iam::{}:user/{IMDS_USER}\n",
@@ -365,6 +431,7 @@ impl Server {
             request_log: args.server.request_log,
             banner,
             lifecycle,
+            pg,
         })
     }
 
@@ -394,7 +461,15 @@ impl Server {
             request_log: self_request_log,
             banner: _,
             lifecycle,
+            pg,
         } = self;
+        if let Some(pg) = pg {
+            tokio::spawn(crate::replicas::watch_link(
+                pg,
+                readiness.clone(),
+                shutdown.clone(),
+            ));
+        }
         tokio::spawn(
             Arc::clone(&lifecycle.store).watch_upstream(readiness.clone(), shutdown.clone()),
         );
@@ -517,7 +592,8 @@ fn s3_http(idle_timeout: Duration) -> ConnBuilder<TokioExecutor> {
 
 /// The session key: from `file`, or from the data folder's `session-key`, created on first
 /// start. Base64 of 32 random bytes or more, readable by its owner alone.
-fn session_key(data_dir: &Path, file: Option<&Path>) -> anyhow::Result<SessionKey> {
+/// Returns the key and its master bytes, from which the keys replicas share are derived.
+fn session_key(data_dir: &Path, file: Option<&Path>) -> anyhow::Result<(SessionKey, Vec<u8>)> {
     use base64::Engine as _;
     let engine = base64::engine::general_purpose::STANDARD;
     let path = match file {
@@ -531,11 +607,9 @@ fn session_key(data_dir: &Path, file: Option<&Path>) -> anyhow::Result<SessionKe
             path
         }
     };
-    let text = crate::private::read(&path)?;
-    let master = engine
-        .decode(String::from_utf8_lossy(&text).trim())
-        .with_context(|| format!("`{}` is not base64", path.display()))?;
-    SessionKey::from_master(&master).with_context(|| format!("`{}`", path.display()))
+    let master = crate::private::read_key(&path, 32)?;
+    let key = SessionKey::from_master(&master).with_context(|| format!("`{}`", path.display()))?;
+    Ok((key, master))
 }
 
 /// The URL of this server's issuer: `--issuer`, else the address the S3 port listens on. A
@@ -622,7 +696,7 @@ fn register_own_provider(
 /// folder (or, in a data folder from before that record, the provider of `previous_url`, the
 /// issuer of the last start) instead of adding another.
 fn register_issuer(
-    iam: &EmbeddedIam,
+    iam: &dyn IamStore,
     data_dir: &Path,
     account_id: &str,
     url: &str,
@@ -679,7 +753,7 @@ pub(crate) const IMDS_USER: &str = "keyless-imds";
 /// The key of [`IMDS_USER`]: kept in the data folder's `imds-credentials` (mode 0600), and
 /// created, with the user, on first use. A key no longer in IAM (an operator deleted it, say
 /// because the file leaked) is never brought back: a new one replaces it, file and all.
-fn imds_key(iam: &EmbeddedIam, data_dir: &Path, now: i64) -> anyhow::Result<(String, Secret)> {
+fn imds_key(iam: &dyn IamStore, data_dir: &Path, now: i64) -> anyhow::Result<(String, Secret)> {
     let file = data_dir.join("imds-credentials");
     if file.exists() {
         let (id, secret) = crate::root::read_shared_credentials(&file, "default")?;
@@ -705,6 +779,63 @@ fn imds_key(iam: &EmbeddedIam, data_dir: &Path, now: i64) -> anyhow::Result<(Str
     let text = crate::root::shared_credentials(&whose, &id, &secret);
     crate::private::replace(&file, text.as_bytes())?;
     tracing::info!(user = IMDS_USER, key = %id, "created the metadata service's key");
+    Ok((id, secret))
+}
+
+/// The metadata service's key when replicas share IAM state: one key for all of them, in the
+/// database. The replica that created it adds it to IAM; the others wait for it to appear
+/// there. A key deleted from IAM (revoked) is replaced, never brought back.
+async fn shared_imds_key(
+    pg: &Arc<keyless_postgres::PgIam>,
+    data_dir: &Path,
+    now: i64,
+) -> anyhow::Result<(String, Secret)> {
+    const NAME: &str = "imds-credentials";
+    let whose = format!("The key of Keyless's metadata service (IAM user {IMDS_USER})");
+    let new_pair = || -> anyhow::Result<(String, Secret, Secret)> {
+        let (id, secret) = (
+            keyless_iam::ids::access_key_id()?,
+            keyless_iam::ids::secret_access_key()?,
+        );
+        let text = Secret::new(crate::root::shared_credentials(&whose, &id, &secret));
+        Ok((id, secret, text))
+    };
+    let add_to_iam = |id: &str, secret: &Secret| {
+        pg.update(&mut |state| {
+            if state.user(IMDS_USER).is_err() {
+                state.create_user(IMDS_USER, "/", keyless_iam::ids::user_id()?, now)?;
+            }
+            state
+                .create_access_key(IMDS_USER, id.to_owned(), secret.clone(), now)
+                .map(drop)
+        })
+        .context("cannot create the metadata service's IAM user and key")
+    };
+    let (our_id, our_secret, our_text) = new_pair()?;
+    let file = data_dir.join(NAME);
+    let held =
+        crate::replicas::share_file(pg, data_dir, NAME, NAME, || Ok(our_text.clone())).await?;
+    let (id, secret) = crate::root::read_shared_credentials(&file, "default")?;
+    if id == our_id {
+        add_to_iam(&our_id, &our_secret)?;
+        tracing::info!(user = IMDS_USER, key = %id, "created the metadata service's key");
+        return Ok((id, secret));
+    }
+    // Another replica created it: it adds it to IAM right after.
+    for _ in 0..150 {
+        if pg.snapshot().state.access_key(&id).is_some() {
+            return Ok((id, secret));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!(user = IMDS_USER, key = %id, "the metadata service's shared key is not in IAM (deleted?); making a new one");
+    // The new key is shared first, and added to IAM only once it is the shared one, so that a
+    // replica losing this race adds nothing.
+    let (id, secret, text) = new_pair()?;
+    pg.replace_shared(NAME, held.epoch, &text).await.context(
+        "another replica replaced the metadata service's key at the same time: start again",
+    )?;
+    add_to_iam(&id, &secret)?;
     Ok((id, secret))
 }
 

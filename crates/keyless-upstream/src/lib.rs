@@ -5,8 +5,10 @@
 
 mod body;
 mod client;
+mod meta;
 mod store;
 mod xml;
 
 pub use client::{ConfigError, UpstreamConfig};
+pub use meta::BucketMeta;
 pub use store::UpstreamStore;

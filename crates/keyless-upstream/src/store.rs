@@ -21,6 +21,7 @@ use keyless_types::xml::Xml;
 
 use crate::body::{Checked, Download};
 use crate::client::{Call, ConfigError, Payload, Upstream, UpstreamConfig};
+use crate::meta::BucketMeta;
 use crate::xml::Element;
 
 /// The most pages of parts or uploads one listing reads (1,000 each).
@@ -33,9 +34,17 @@ pub struct UpstreamStore<M> {
     upstream: Upstream,
     meta: M,
     clock: Arc<dyn Clock>,
+    /// Whether each bucket has versioning, as last read from the upstream (unix seconds): some
+    /// upstreams (Garage 2.5) name an `x-amz-version-id` on every write of any bucket, which
+    /// clients then ask for (needing `s3:GetObjectVersion`); those of unversioned buckets are
+    /// dropped.
+    versioned: std::sync::Mutex<std::collections::HashMap<String, (bool, i64)>>,
 }
 
-impl<M: ObjectStore> UpstreamStore<M> {
+/// How long a bucket's versioning status is trusted (another replica may change it).
+const VERSIONING_TTL: i64 = 10;
+
+impl<M: BucketMeta> UpstreamStore<M> {
     /// A store in front of the upstream `config` names, keeping bucket records in `meta`.
     pub fn new(
         config: &UpstreamConfig,
@@ -46,6 +55,7 @@ impl<M: ObjectStore> UpstreamStore<M> {
             upstream: Upstream::new(config, Arc::clone(&clock))?,
             meta,
             clock,
+            versioned: std::sync::Mutex::default(),
         })
     }
 
@@ -59,6 +69,42 @@ impl<M: ObjectStore> UpstreamStore<M> {
         self.clock.unix_seconds().saturating_mul(1000)
     }
 
+    /// A write's version id as the upstream named it, kept only if `bucket` has versioning.
+    async fn written_version(
+        &self,
+        bucket: &str,
+        named: (Option<String>, bool),
+    ) -> Result<(Option<String>, bool), StoreError> {
+        if !named.1 {
+            return Ok(named);
+        }
+        let now = self.clock.unix_seconds();
+        let cached = self
+            .versioned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(bucket)
+            .copied()
+            .filter(|(_, at)| now - at < VERSIONING_TTL);
+        let versioned = match cached {
+            Some((versioned, _)) => versioned,
+            None => {
+                let versioned = self.versioning(bucket).await? != Versioning::Unversioned;
+                self.remember_versioning(bucket, versioned);
+                versioned
+            }
+        };
+        Ok(if versioned { named } else { (None, false) })
+    }
+
+    fn remember_versioning(&self, bucket: &str, versioned: bool) {
+        let now = self.clock.unix_seconds();
+        self.versioned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(bucket.to_owned(), (versioned, now));
+    }
+
     /// Makes sure `meta` has a record of `bucket`, which the upstream has.
     async fn known(&self, bucket: &str) -> Result<(), StoreError> {
         match self.meta.head_bucket(bucket).await {
@@ -67,6 +113,12 @@ impl<M: ObjectStore> UpstreamStore<M> {
                 self.head_upstream(bucket).await?;
                 match self.meta.create_bucket(bucket).await {
                     Ok(_) | Err(StoreError::BucketAlreadyExists(_)) => Ok(()),
+                    // No record means what an empty one means: reads go on while the records'
+                    // store (PostgreSQL, for replicas) is away; writes to it fail on their own.
+                    Err(StoreError::Unavailable(why)) => {
+                        tracing::debug!(%bucket, %why, "no record made for the bucket");
+                        Ok(())
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -423,11 +475,12 @@ fn condition_header<'a>(call: Call<'a>, condition: Option<&WriteCondition>) -> C
     }
 }
 
-impl<M: ObjectStore> UpstreamStore<M> {
-    /// A PUT's condition: `If-None-Match: *` goes upstream, where it holds atomically (AWS,
-    /// Ceph, MinIO and moto check it when the object commits); `If-Match` is checked here
-    /// against the object's ETag (Ceph 16.2 refuses every `If-Match` on a PUT), which leaves a
-    /// race between the check and the write that the embedded store does not have.
+impl<M: BucketMeta> UpstreamStore<M> {
+    /// A PUT's condition. `If-None-Match: *` goes upstream, where it holds atomically (AWS,
+    /// Ceph, MinIO and moto check it when the object commits), and is checked here first too,
+    /// for upstreams that ignore it (Garage 2.5): there, a race between the check and the write
+    /// remains. `If-Match` is checked here only, against the object's ETag (Ceph 16.2 refuses
+    /// every `If-Match` on a PUT), with the same race, which the embedded store does not have.
     async fn put_condition<'a>(
         &self,
         call: Call<'a>,
@@ -435,8 +488,8 @@ impl<M: ObjectStore> UpstreamStore<M> {
         key: &str,
         condition: Option<&WriteCondition>,
     ) -> Result<Call<'a>, StoreError> {
-        let Some(condition @ (WriteCondition::Exists | WriteCondition::ETag(_))) = condition else {
-            return Ok(condition_header(call, condition));
+        let Some(condition) = condition else {
+            return Ok(call);
         };
         let current = match self.head_object(bucket, key, None).await {
             Ok(info) => Some(info),
@@ -444,11 +497,14 @@ impl<M: ObjectStore> UpstreamStore<M> {
             Err(e) => return Err(e),
         };
         condition.check(bucket, key, current.as_ref())?;
-        Ok(call)
+        Ok(match condition {
+            WriteCondition::Absent => condition_header(call, Some(condition)),
+            WriteCondition::Exists | WriteCondition::ETag(_) => call,
+        })
     }
 }
 
-impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
+impl<M: BucketMeta> ObjectStore for UpstreamStore<M> {
     async fn create_bucket(&self, bucket: &str) -> Result<BucketInfo, StoreError> {
         // AWS's us-east-1 (and stores that copy it) answer 200 to a second CreateBucket of
         // one's own bucket; Keyless answers BucketAlreadyOwnedByYou whatever the upstream.
@@ -468,12 +524,27 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
             ));
         }
         self.upstream.send(call).await?;
-        // A record left by a bucket of the same name deleted behind Keyless's back goes.
+        // A record left by a bucket of the same name deleted behind Keyless's back goes. The
+        // bucket exists now: a records' store that is away leaves it without a record, which
+        // means an empty one, rather than failing a creation that happened.
         match self.meta.delete_bucket(bucket).await {
             Ok(()) | Err(StoreError::NoSuchBucket(_)) => {}
+            Err(StoreError::Unavailable(why)) => {
+                tracing::warn!(%bucket, %why, "created the bucket without its record");
+                return Ok(BucketInfo {
+                    name: bucket.to_owned(),
+                    created_ms: self.now_ms(),
+                });
+            }
             Err(e) => return Err(e),
         }
-        self.meta.create_bucket(bucket).await?;
+        match self.meta.create_bucket(bucket).await {
+            Ok(()) | Err(StoreError::BucketAlreadyExists(_)) => {}
+            Err(StoreError::Unavailable(why)) => {
+                tracing::warn!(%bucket, %why, "created the bucket without its record");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(BucketInfo {
             name: bucket.to_owned(),
             created_ms: self.now_ms(),
@@ -486,6 +557,11 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
             .await?;
         match self.meta.delete_bucket(bucket).await {
             Ok(()) | Err(StoreError::NoSuchBucket(_)) => Ok(()),
+            // Deleted upstream: a stale record is dropped when the name is created again.
+            Err(StoreError::Unavailable(why)) => {
+                tracing::warn!(%bucket, %why, "deleted the bucket; its record stays for now");
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -493,11 +569,7 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
     async fn head_bucket(&self, bucket: &str) -> Result<BucketInfo, StoreError> {
         self.head_upstream(bucket).await?;
         // HeadBucket carries no creation date; ListBuckets has it.
-        let created_ms = self
-            .meta
-            .head_bucket(bucket)
-            .await
-            .map_or(0, |b| b.created_ms);
+        let created_ms = self.meta.head_bucket(bucket).await.unwrap_or(0);
         Ok(BucketInfo {
             name: bucket.to_owned(),
             created_ms,
@@ -542,7 +614,9 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
             .put_condition(call, bucket, key, options.condition.as_ref())
             .await?;
         let (response, size) = self.send_checked(call, body, &mut options).await?;
-        let (version_id, versioned) = version_of(response.headers());
+        let (version_id, versioned) = self
+            .written_version(bucket, version_of(response.headers()))
+            .await?;
         Ok(ObjectInfo {
             key: key.to_owned(),
             size,
@@ -698,10 +772,15 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
         }
         let response = self.upstream.send(call).await?;
         let headers = response.headers();
-        let (version_id, _) = version_of(headers);
+        let delete_marker = header(headers, "x-amz-delete-marker") == Some("true");
+        let (version_id, _) = match version {
+            // The version asked for is the one deleted.
+            Some(_) => version_of(headers),
+            None => self.written_version(bucket, version_of(headers)).await?,
+        };
         Ok(Deleted {
             version_id,
-            delete_marker: header(headers, "x-amz-delete-marker") == Some("true"),
+            delete_marker,
         })
     }
 
@@ -710,6 +789,16 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
         bucket: &str,
         query: ListQuery<'_>,
     ) -> Result<ListPage, StoreError> {
+        // S3 answers an empty, untruncated page to `max-keys=0`; Garage says truncated.
+        if query.max_keys == 0 {
+            self.head_upstream(bucket).await?;
+            return Ok(ListPage {
+                objects: Vec::new(),
+                common_prefixes: Vec::new(),
+                truncated: false,
+                next_after: None,
+            });
+        }
         let mut call = listing(
             Call::new(Method::GET, Some(bucket), None).query("list-type", "2"),
             query.prefix,
@@ -857,8 +946,9 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
                     .query("versioning", "")
                     .payload(Payload::Document(document.into())),
             )
-            .await
-            .map(drop)
+            .await?;
+        self.remember_versioning(bucket, true);
+        Ok(())
     }
 
     async fn set_bucket_policy(
@@ -1077,7 +1167,9 @@ impl<M: ObjectStore> ObjectStore for UpstreamStore<M> {
         match self.upstream.document_head(call).await {
             // The object this completion made: its version, not whatever is latest by now.
             Ok((_, headers)) => {
-                let (version, _) = version_of(&headers);
+                let (version, _) = self
+                    .written_version(upload.bucket, version_of(&headers))
+                    .await?;
                 self.head_object(upload.bucket, upload.key, version.as_deref())
                     .await
             }

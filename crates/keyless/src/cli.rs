@@ -39,7 +39,7 @@ pub(crate) enum Command {
     /// On first start the data folder gets the root user's key pair, in an AWS shared
     /// credentials file (mode 0600) that awscli, boto3 and the SDKs read as is. Set
     /// KEYLESS_ROOT_ACCESS_KEY_ID and KEYLESS_ROOT_SECRET_ACCESS_KEY to choose it instead.
-    Serve(keyless_server::ServeOptions),
+    Serve(Box<keyless_server::ServeOptions>),
     /// Check and simulate IAM policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -211,10 +211,27 @@ pub(crate) enum EncryptionCommand {
 pub(crate) enum OidcCommand {
     /// Start signing with a new key. The old key stays published until the tokens it signed
     /// have expired (48 hours), so that no token in flight stops verifying.
+    ///
+    /// With --iam-store, the key ring the replicas share in PostgreSQL is rotated instead, and
+    /// every replica signs with the new key within a second.
     Rotate {
         /// The data folder of the server.
         #[arg(long, default_value = "keyless-data", value_name = "DIR")]
         data_dir: PathBuf,
+        /// The replicas' database (as `keyless serve --iam-store`).
+        #[command(flatten)]
+        iam_store: keyless_server::options::IamStoreOptions,
+        /// The replicas' session key, from which the database's seal is derived.
+        #[arg(long, value_name = "FILE")]
+        session_key_file: Option<PathBuf>,
+        /// The replicas' account id.
+        #[arg(
+            long,
+            default_value = "000000000000",
+            value_name = "ACCOUNT",
+            requires = "iam_store"
+        )]
+        account_id: String,
     },
 }
 

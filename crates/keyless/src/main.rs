@@ -38,7 +38,7 @@ fn main() -> std::process::ExitCode {
             .init(),
     }
     let result = match cli.command {
-        cli::Command::Serve(options) => block_on(serve(options)),
+        cli::Command::Serve(options) => block_on(serve(*options)),
         cli::Command::Agent(options) => block_on(agent(options)),
         cli::Command::Webhook(args) => match args.command {
             Some(cli::WebhookCommand::Config(config)) => webhook_config(&config),
@@ -49,7 +49,27 @@ fn main() -> std::process::ExitCode {
         cli::Command::Iam(cli::IamCommand::CreateServiceAccount(args)) => {
             iam::create_service_account(&args)
         }
-        cli::Command::Oidc(cli::OidcCommand::Rotate { data_dir }) => rotate(&data_dir),
+        cli::Command::Oidc(cli::OidcCommand::Rotate {
+            data_dir,
+            iam_store,
+            session_key_file,
+            account_id,
+        }) => match (&iam_store.iam_store, session_key_file) {
+            (Some(_), Some(session_key_file)) => block_on(async move {
+                let kid = keyless_server::replicas::rotate_issuer_keys(
+                    &iam_store,
+                    &session_key_file,
+                    &account_id,
+                    now(),
+                )
+                .await?;
+                eprintln!(
+                    "keyless: the replicas' OIDC issuer now signs with key {kid}; the old key stays published for 48 hours"
+                );
+                Ok(())
+            }),
+            _ => rotate(&data_dir),
+        },
         cli::Command::Encryption(cli::EncryptionCommand::Rotate {
             data_dir,
             encryption_key_file,

@@ -46,8 +46,9 @@ impl ApiError {
                     | IamError::DeleteConflict(_)
                     | IamError::LimitExceeded(_) => 409,
                     IamError::Storage(_) => 500,
+                    IamError::Unavailable(_) => 503,
                 };
-                (e.code(), status, status != 500)
+                (e.code(), status, status < 500)
             }
         }
     }
@@ -58,6 +59,10 @@ impl ApiError {
             Self::Iam(IamError::Storage(cause)) => {
                 tracing::error!(%cause, "iam store failed");
                 "The request processing has failed because of an unknown error, exception or failure.".into()
+            }
+            Self::Iam(IamError::Unavailable(cause)) => {
+                tracing::warn!(%cause, "iam store unavailable");
+                "The request has failed due to a temporary failure of the server.".into()
             }
             Self::Iam(IamError::NoSuchPolicy(arn)) => {
                 format!("Policy {arn} does not exist or is not attachable.")
