@@ -57,6 +57,8 @@ class MotoUpstream:
 
     ACCESS_KEY, SECRET_KEY = "AKIAUPSTREAMKEYLESS1", "upstream-secret-upstream-secret-upstream"
     REGION = "us-east-1"
+    # Whether it keeps object tags.
+    TAGS = True
 
     def __init__(self, log_dir: pathlib.Path):
         import shutil
@@ -148,6 +150,7 @@ class GarageUpstream(MotoUpstream):
     `garage`): the upstream store of the `gateway-garage` runs."""
 
     REGION = "garage"
+    TAGS = False
 
     def __init__(self, work: pathlib.Path):
         import subprocess

@@ -173,6 +173,75 @@ def test_tenants_share_one_upstream_account_by_prefix(keyless_bin, tmp_path, mot
             t.kill()
 
 
+def bytes_read(pid):
+    """What the process has read so far, sockets included (/proc/PID/io's `rchar`)."""
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+def test_copies_are_made_upstream(gateway):
+    """CopyObject and UploadPartCopy are the upstream's own copies: Keyless checks the source's
+    conditions and directives, and no byte of the source passes through it."""
+    s3 = gateway.client()
+    s3.create_bucket(Bucket="copies")
+    data = os.urandom(16 * 1024 * 1024)
+    s3.put_object(Bucket="copies", Key="src", Body=data, ContentType="application/x-tar",
+                  Metadata={"origin": "backup"})
+    etag = s3.head_object(Bucket="copies", Key="src")["ETag"]
+    before = bytes_read(gateway.proc.pid)
+    copied = s3.copy_object(Bucket="copies", Key="same", CopySource={"Bucket": "copies", "Key": "src"})
+    assert copied["CopyObjectResult"]["ETag"] == etag
+    s3.copy_object(Bucket="copies", Key="replaced", CopySource="copies/src", MetadataDirective="REPLACE",
+                   ContentType="text/plain", Metadata={"origin": "copy"})
+    up = s3.create_multipart_upload(Bucket="copies", Key="assembled")["UploadId"]
+    parts = []
+    for number, span in ((1, f"bytes=0-{5 * 1024 * 1024 - 1}"), (2, f"bytes={5 * 1024 * 1024}-{len(data) - 1}")):
+        part = s3.upload_part_copy(Bucket="copies", Key="assembled", UploadId=up, PartNumber=number,
+                                   CopySource="copies/src", CopySourceRange=span)
+        parts.append({"PartNumber": number, "ETag": part["CopyPartResult"]["ETag"]})
+    s3.complete_multipart_upload(Bucket="copies", Key="assembled", UploadId=up, MultipartUpload={"Parts": parts})
+    read = bytes_read(gateway.proc.pid) - before
+    assert read < 1024 * 1024, f"Keyless read {read} bytes for copies of 16 MiB"
+
+    direct = gateway.upstream.client()
+    bucket = gateway.prefix + "copies"
+    same = direct.get_object(Bucket=bucket, Key="same")
+    assert same["Body"].read() == data
+    assert same["ContentType"] == "application/x-tar" and same["Metadata"] == {"origin": "backup"}
+    replaced = direct.get_object(Bucket=bucket, Key="replaced")
+    assert replaced["Body"].read() == data
+    assert replaced["ContentType"] == "text/plain" and replaced["Metadata"] == {"origin": "copy"}
+    assert direct.get_object(Bucket=bucket, Key="assembled")["Body"].read() == data
+    # A source key that needs encoding in x-amz-copy-source, and tags that go with the copy.
+    odd = "dir with space/ü+&=.txt"
+    s3.put_object(Bucket="copies", Key=odd, Body=b"odd", Tagging="team=registry")
+    s3.copy_object(Bucket="copies", Key="odd-copy", CopySource={"Bucket": "copies", "Key": odd})
+    assert direct.get_object(Bucket=bucket, Key="odd-copy")["Body"].read() == b"odd"
+    s3.copy_object(Bucket="copies", Key="retagged", CopySource={"Bucket": "copies", "Key": odd},
+                   TaggingDirective="REPLACE", Tagging="team=copies")
+    if gateway.upstream.TAGS:
+        assert s3.get_object_tagging(Bucket="copies", Key="odd-copy")["TagSet"] == [
+            {"Key": "team", "Value": "registry"}]
+        assert s3.get_object_tagging(Bucket="copies", Key="retagged")["TagSet"] == [
+            {"Key": "team", "Value": "copies"}]
+    # The source's conditions are Keyless's, with S3's answers.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.copy_object(Bucket="copies", Key="never", CopySource="copies/src", CopySourceIfMatch='"0000"')
+    assert error_code(e) == "PreconditionFailed"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.copy_object(Bucket="copies", Key="never", CopySource="copies/absent")
+    assert error_code(e) == "NoSuchKey"
+    up = s3.create_multipart_upload(Bucket="copies", Key="never")["UploadId"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.upload_part_copy(Bucket="copies", Key="never", UploadId=up, PartNumber=1,
+                            CopySource="copies/src", CopySourceRange=f"bytes={len(data)}-{len(data) + 9}")
+    assert error_code(e) == "InvalidRange"
+    s3.abort_multipart_upload(Bucket="copies", Key="never", UploadId=up)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        direct.head_object(Bucket=bucket, Key="never")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
 def test_object_lock_is_refused_as_not_implemented(gateway):
     s3 = gateway.client(retries={"max_attempts": 1})
     s3.create_bucket(Bucket="locked")

@@ -158,7 +158,7 @@ def multipart(s3):
     return etag
 
 
-@pytest.mark.embedded_only("the parts of a multipart object are not known in gateway mode yet")
+@pytest.mark.not_on("ceph", reason="Ceph 16.2 ignores partNumber (it answers the whole object), so its objects read as one part")
 def test_get_and_head_with_part_number_answer_the_part(s3, multipart):
     size = 10 * MIB + 4
     got = s3.get_object(Bucket="bkt", Key="mp", PartNumber=2)
@@ -193,7 +193,7 @@ def test_part_number_on_an_object_stored_whole(s3, multipart):
     assert (status(e), error_code(e)) == (416, "InvalidPartNumber")
 
 
-@pytest.mark.embedded_only("the parts of a multipart object are not known in gateway mode yet")
+@pytest.mark.not_on("ceph", reason="Ceph 16.2 ignores partNumber (it answers the whole object), so its objects read as one part")
 def test_awscli_downloads_a_part(server, s3, multipart, tmp_path):
     out = tmp_path / "part3"
     got = json.loads(server.aws("s3api", "get-object", "--bucket", "bkt", "--key", "mp",
@@ -201,7 +201,7 @@ def test_awscli_downloads_a_part(server, s3, multipart, tmp_path):
     assert got["PartsCount"] == 3 and out.read_bytes() == b"tail"
 
 
-@pytest.mark.embedded_only("the parts of a multipart object are not known in gateway mode yet")
+@pytest.mark.not_on("ceph", reason="Ceph 16.2 ignores partNumber (it answers the whole object), so its objects read as one part")
 def test_get_object_attributes(s3, multipart):
     all_attributes = ["ETag", "ObjectSize", "ObjectParts", "StorageClass", "Checksum"]
     got = s3.get_object_attributes(Bucket="bkt", Key="mp", ObjectAttributes=all_attributes)
@@ -225,6 +225,11 @@ def test_get_object_attributes(s3, multipart):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.get_object_attributes(Bucket="bkt", Key="absent", ObjectAttributes=["ETag"])
     assert (status(e), error_code(e)) == (404, "NoSuchKey")
+
+
+@pytest.mark.not_on("moto", reason="moto answers a HEAD of a version that does not exist with the object")
+@pytest.mark.not_on("garage", reason="Garage 2.5 has no versioning: it answers 400 to any version id but null")
+def test_get_object_attributes_of_a_version(s3, multipart):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.get_object_attributes(Bucket="bkt", Key="whole", ObjectAttributes=["ETag"],
                                  VersionId="3HL4kqtJlcpXroDTDmjVBH40Nrjfkd")
@@ -233,7 +238,7 @@ def test_get_object_attributes(s3, multipart):
                                     VersionId="null")["ObjectSize"] == 5
 
 
-@pytest.mark.embedded_only("the parts of a multipart object are not known in gateway mode yet")
+@pytest.mark.not_on("ceph", reason="Ceph 16.2 ignores partNumber (it answers the whole object), so its objects read as one part")
 def test_awscli_get_object_attributes(server, s3, multipart):
     got = json.loads(server.aws("s3api", "get-object-attributes", "--bucket", "bkt", "--key", "mp",
                                 "--object-attributes", "ETag", "ObjectSize", "ObjectParts").stdout)

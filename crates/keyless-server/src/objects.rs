@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use keyless_s3::object_lock::Governance;
 use keyless_s3::store::{
-    BucketConfig, BucketInfo, ByteRange, ByteStream, Deleted, DiskStore, ListPage, ListQuery,
-    ObjectInfo, ObjectStore, ObjectUpdate, PartInfo, PutOptions, Sealing, StoreError, UploadInfo,
-    UploadRef, VersionPage, VersionQuery, Versioning, WriteCondition,
+    BucketConfig, BucketInfo, ByteRange, ByteStream, CopyData, Deleted, DiskStore, ListPage,
+    ListQuery, ObjectInfo, ObjectStore, ObjectUpdate, PartInfo, PutOptions, Sealing, StoreError,
+    UploadInfo, UploadRef, VersionPage, VersionQuery, Versioning, WriteCondition,
 };
 use keyless_types::Clock;
 use keyless_upstream::{UpstreamConfig, UpstreamStore};
@@ -181,6 +181,14 @@ impl ObjectStore for Objects {
     ) -> Result<ObjectInfo, StoreError> {
         each!(self, s => s.tagged_object(bucket, key, version))
     }
+    async fn parted_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<ObjectInfo, StoreError> {
+        each!(self, s => s.parted_object(bucket, key, version))
+    }
     async fn update_object(
         &self,
         bucket: &str,
@@ -281,5 +289,32 @@ impl ObjectStore for Objects {
     }
     async fn abort_upload(&self, upload: UploadRef<'_>) -> Result<(), StoreError> {
         each!(self, s => s.abort_upload(upload))
+    }
+    async fn copy_source(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, CopyData), StoreError> {
+        each!(self, s => s.copy_source(bucket, key, version, range))
+    }
+    async fn put_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: CopyData,
+        options: PutOptions,
+    ) -> Result<ObjectInfo, StoreError> {
+        each!(self, s => s.put_copy(bucket, key, data, options))
+    }
+    async fn upload_part_copy(
+        &self,
+        upload: UploadRef<'_>,
+        part_number: u32,
+        data: CopyData,
+        options: PutOptions,
+    ) -> Result<PartInfo, StoreError> {
+        each!(self, s => s.upload_part_copy(upload, part_number, data, options))
     }
 }

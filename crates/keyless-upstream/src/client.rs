@@ -329,7 +329,9 @@ impl Upstream {
                 Payload::Empty => (
                     Empty::new().map_err(|never| match never {}).boxed_unsync(),
                     EMPTY_SHA256.to_owned(),
-                    None,
+                    // A PUT or POST says it has no body (Ceph 16.2 refuses an UploadPartCopy
+                    // without `Content-Length: 0`, MissingContentLength).
+                    matches!(call.method, Method::PUT | Method::POST).then_some(0),
                     None,
                 ),
                 Payload::Document(bytes) => {

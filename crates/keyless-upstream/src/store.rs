@@ -10,12 +10,13 @@ use base64::Engine as _;
 use http::{HeaderMap, Method, StatusCode};
 use keyless_s3::object_lock::Governance;
 use keyless_s3::store::{
-    BucketConfig, BucketInfo, ByteRange, ByteStream, ContentHeaders, Deleted, ListPage, ListQuery,
-    ObjectInfo, ObjectStore, ObjectUpdate, PartInfo, PutOptions, StoreError, UploadInfo, UploadRef,
-    VersionEntry, VersionPage, VersionQuery, Versioning, WriteCondition, multipart_etag_of,
+    BucketConfig, BucketInfo, ByteRange, ByteStream, ContentHeaders, CopiedFrom, CopyData, Deleted,
+    ListPage, ListQuery, ObjectInfo, ObjectPart, ObjectStore, ObjectUpdate, PartInfo, PutOptions,
+    StoreError, UploadInfo, UploadRef, VersionEntry, VersionPage, VersionQuery, Versioning,
+    WriteCondition, multipart_etag_of,
 };
 use keyless_types::Clock;
-use keyless_types::encoding::form_decode;
+use keyless_types::encoding::{form_decode, uri_encode};
 use keyless_types::time::{parse_http_date, parse_iso8601};
 use keyless_types::xml::Xml;
 
@@ -26,6 +27,8 @@ use crate::xml::Element;
 
 /// The most pages of parts or uploads one listing reads (1,000 each).
 const MAX_PAGES: usize = 100;
+/// S3's most parts of an object.
+const MAX_PARTS: u32 = 10_000;
 /// S3's namespace of its documents.
 const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -40,6 +43,10 @@ pub struct UpstreamStore<M> {
     /// dropped.
     versioned: std::sync::Mutex<std::collections::HashMap<String, (bool, i64)>>,
 }
+
+/// A part copied from fewer bytes than this is read and written by Keyless rather than copied
+/// upstream: S3's smallest part, under which Garage 2.5 refuses UploadPartCopy.
+const SMALL_PART_COPY: u64 = 5 * 1024 * 1024;
 
 /// How long a bucket's versioning status is trusted (another replica may change it).
 const VERSIONING_TTL: i64 = 10;
@@ -213,6 +220,77 @@ impl<M: BucketMeta> UpstreamStore<M> {
         }
         let response = sent?;
         Ok((response, failure.length()))
+    }
+
+    /// A copy's call: its source as the upstream names it, guarded by the ETag its conditions
+    /// and directives were read from (a source changed since is refused, 412, rather than
+    /// copied with another's metadata).
+    fn copy_call<'a>(&self, call: Call<'a>, from: &CopiedFrom) -> Call<'a> {
+        let mut source = format!(
+            "/{}/{}",
+            uri_encode(&self.upstream.bucket_name(&from.bucket), false),
+            uri_encode(&from.key, true)
+        );
+        if let Some(version) = &from.version {
+            source.push_str("?versionId=");
+            source.push_str(&uri_encode(version, false));
+        }
+        let call = call
+            .header("x-amz-copy-source", source)
+            .header("x-amz-copy-source-if-match", format!("\"{}\"", from.etag));
+        match from.range {
+            Some((offset, length)) if length > 0 => call.header(
+                "x-amz-copy-source-range",
+                format!("bytes={offset}-{}", offset + length - 1),
+            ),
+            _ => call,
+        }
+    }
+
+    /// Sets an object's tags (none: DeleteObjectTagging, which every store with tagging has);
+    /// answers the version tagged.
+    async fn set_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<(Option<String>, bool), StoreError> {
+        let mut call = match tags.is_empty() {
+            true => Call::new(Method::DELETE, Some(bucket), Some(key)).query("tagging", ""),
+            false => Call::new(Method::PUT, Some(bucket), Some(key))
+                .query("tagging", "")
+                .payload(Payload::Document(tagging_document(tags).into())),
+        };
+        if let Some(version) = version {
+            call = call.query("versionId", version);
+        }
+        let response = self.upstream.send(call).await?;
+        Ok(version_of(response.headers()))
+    }
+
+    /// The headers of a HEAD of part `number`.
+    async fn head_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        number: u32,
+    ) -> Result<HeaderMap, StoreError> {
+        let mut call = Call::new(Method::HEAD, Some(bucket), Some(key))
+            .query("partNumber", number.to_string());
+        if let Some(version) = version {
+            call = call.query("versionId", version);
+        }
+        Ok(self.upstream.send(call).await?.headers().clone())
+    }
+
+    /// When a copy was made, as its result says.
+    fn copied_at(&self, result: &Element) -> i64 {
+        match millis_of(result.text_of("LastModified")) {
+            0 => self.now_ms(),
+            ms => ms,
+        }
     }
 
     async fn tags(
@@ -706,7 +784,18 @@ impl<M: BucketMeta> ObjectStore for UpstreamStore<M> {
         if let Some(version) = version {
             call = call.query("versionId", version);
         }
-        let response = self.upstream.send(call).await?;
+        let response = match (self.upstream.send(call).await, version) {
+            // A HEAD's 404 has no body to name its code: of a version asked for, S3's is
+            // NoSuchVersion (as the embedded store answers).
+            (Err(StoreError::NoSuchKey { bucket, key }), Some(version)) => {
+                return Err(StoreError::NoSuchVersion {
+                    bucket,
+                    key,
+                    version_id: version.to_owned(),
+                });
+            }
+            (answer, _) => answer?,
+        };
         let headers = response.headers();
         Ok(info_from(key, headers, content_length(headers)))
     }
@@ -727,6 +816,61 @@ impl<M: BucketMeta> ObjectStore for UpstreamStore<M> {
         Ok(info)
     }
 
+    /// The parts of a multipart object (its ETag ends `-N`), as the upstream tells them: a HEAD
+    /// of each part gives its size (16 at once). An upstream that does not tell them (Ceph 16.2
+    /// ignores `partNumber`, naming no `x-amz-mp-parts-count`) leaves the object one part, as it
+    /// answers itself.
+    async fn parted_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<ObjectInfo, StoreError> {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+
+        let mut info = self.head_object(bucket, key, version).await?;
+        let multipart = info
+            .etag
+            .rsplit_once('-')
+            .is_some_and(|(_, n)| n.parse::<u32>().is_ok());
+        if !multipart {
+            return Ok(info);
+        }
+        let first = self.head_part(bucket, key, version, 1).await?;
+        let Some(count) =
+            header(&first, "x-amz-mp-parts-count").and_then(|n| n.parse::<u32>().ok())
+        else {
+            return Ok(info);
+        };
+        if count == 0 || count > MAX_PARTS {
+            return Err(StoreError::Unavailable(format!(
+                "the upstream names {count} parts of `{key}`"
+            )));
+        }
+        let rest: Vec<u64> = futures_util::stream::iter(2..=count)
+            .map(|number| async move {
+                let headers = self.head_part(bucket, key, version, number).await?;
+                Ok::<_, StoreError>(content_length(&headers))
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        info.parts = std::iter::once(content_length(&first))
+            .chain(rest)
+            .zip(1..)
+            .map(|(size, number)| ObjectPart { number, size })
+            .collect();
+        // The parts of another version, should one have come between the HEADs, do not fit.
+        let total: u64 = info.parts.iter().map(|p| p.size).sum();
+        if total != info.size {
+            return Err(StoreError::Unavailable(format!(
+                "the upstream's parts of `{key}` make {total} bytes of {}",
+                info.size
+            )));
+        }
+        Ok(info)
+    }
+
     async fn update_object(
         &self,
         bucket: &str,
@@ -737,18 +881,7 @@ impl<M: BucketMeta> ObjectStore for UpstreamStore<M> {
         let ObjectUpdate::Tags(tags) = update else {
             return Err(not_implemented());
         };
-        // No tags: DeleteObjectTagging, which every store with tagging has.
-        let mut call = match tags.is_empty() {
-            true => Call::new(Method::DELETE, Some(bucket), Some(key)).query("tagging", ""),
-            false => Call::new(Method::PUT, Some(bucket), Some(key))
-                .query("tagging", "")
-                .payload(Payload::Document(tagging_document(&tags).into())),
-        };
-        if let Some(version) = version {
-            call = call.query("versionId", version);
-        }
-        let response = self.upstream.send(call).await?;
-        let (tagged, _) = version_of(response.headers());
+        let (tagged, _) = self.set_tags(bucket, key, version, &tags).await?;
         let mut info = self
             .head_object(bucket, key, tagged.as_deref().or(version))
             .await?;
@@ -1184,6 +1317,130 @@ impl<M: BucketMeta> ObjectStore for UpstreamStore<M> {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The source stays upstream: only its information is read (with its tags, for a copy's
+    /// `COPY` tagging directive); the copy is the upstream's own.
+    async fn copy_source(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, CopyData), StoreError> {
+        let info = self.tagged_object(bucket, key, version).await?;
+        let from = CopiedFrom {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version: version.map(str::to_owned),
+            etag: info.etag.clone(),
+            size: info.size,
+            range: range.map(|r| r.resolve(info.size)).transpose()?,
+        };
+        Ok((info, CopyData::InPlace(from)))
+    }
+
+    /// CopyObject upstream, with every header the copy is to have (the `REPLACE` directives:
+    /// what the client's directives chose was read from the source already).
+    async fn put_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: CopyData,
+        options: PutOptions,
+    ) -> Result<ObjectInfo, StoreError> {
+        let from = match data {
+            CopyData::InPlace(from) => from,
+            CopyData::Bytes(body) => return self.put_object(bucket, key, body, options).await,
+        };
+        Self::refuse_lock(&options)?;
+        let call =
+            Self::with_object_headers(Call::new(Method::PUT, Some(bucket), Some(key)), &options)
+                .header("x-amz-metadata-directive", "REPLACE")
+                .header("x-amz-tagging-directive", "REPLACE");
+        let call = self.copy_call(call, &from);
+        let call = self
+            .put_condition(call, bucket, key, options.condition.as_ref())
+            .await?;
+        let (root, headers) = self.upstream.document_head(call).await?;
+        let (version_id, versioned) = self.written_version(bucket, version_of(&headers)).await?;
+        if !options.tags.is_empty() {
+            // Ceph 16.2 ignores a copy's `x-amz-tagging` (it keeps the source's tags, or none
+            // with new metadata): the copy's tags are put again, on the version it made. An
+            // upstream without tags (Garage 2.5) keeps none, as its PutObject does.
+            match self
+                .set_tags(bucket, key, version_id.as_deref(), &options.tags)
+                .await
+            {
+                Ok(_) | Err(StoreError::Upstream { status: 501, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size: from.length(),
+            etag: root.text_of("ETag").map(unquote).unwrap_or_default(),
+            last_modified_ms: self.copied_at(&root),
+            content_type: options.content_type,
+            metadata: options.metadata,
+            sealed: false,
+            tags: options.tags,
+            headers: options.headers,
+            parts: Vec::new(),
+            version_id,
+            versioned,
+            lock: Default::default(),
+        })
+    }
+
+    /// UploadPartCopy upstream.
+    async fn upload_part_copy(
+        &self,
+        upload: UploadRef<'_>,
+        part_number: u32,
+        data: CopyData,
+        options: PutOptions,
+    ) -> Result<PartInfo, StoreError> {
+        let from = match data {
+            CopyData::InPlace(from) if from.length() >= SMALL_PART_COPY => from,
+            // Garage 2.5 refuses to copy less than 5 MiB into a part, which S3 allows (a last
+            // part): so few bytes pass through Keyless instead, from the version read.
+            CopyData::InPlace(from) => {
+                let range = from.range.and_then(|(first, length)| {
+                    let last = (first + length).checked_sub(1)?;
+                    Some(ByteRange::From {
+                        first,
+                        last: Some(last),
+                    })
+                });
+                let (read, body) = self
+                    .get_object(&from.bucket, &from.key, from.version.as_deref(), range)
+                    .await?;
+                if read.etag != from.etag {
+                    return Err(StoreError::PreconditionFailed);
+                }
+                return self.upload_part(upload, part_number, body, options).await;
+            }
+            CopyData::Bytes(body) => {
+                return self.upload_part(upload, part_number, body, options).await;
+            }
+        };
+        let call = Call::new(Method::PUT, Some(upload.bucket), Some(upload.key))
+            .query("partNumber", part_number.to_string())
+            .query("uploadId", upload.upload_id);
+        let root = match self.upstream.document(self.copy_call(call, &from)).await {
+            Err(StoreError::NoSuchUpload(_) | StoreError::NoSuchKey { .. }) => {
+                return Err(StoreError::NoSuchUpload(upload.upload_id.to_owned()));
+            }
+            other => other?,
+        };
+        Ok(PartInfo {
+            part_number,
+            etag: root.text_of("ETag").map(unquote).unwrap_or_default(),
+            size: from.length(),
+            last_modified_ms: self.copied_at(&root),
+            sealed: false,
+        })
     }
 
     async fn abort_upload(&self, upload: UploadRef<'_>) -> Result<(), StoreError> {

@@ -495,7 +495,8 @@ async fn versioned_buckets_on(server: common::Server) {
     s3.delete_bucket().bucket("ver").send().await.unwrap();
 }
 
-// Each test on the embedded store, and in gateway mode in front of moto.
+// Each test on the embedded store, and in gateway mode in front of moto; then all of them in
+// front of Ceph RGW 16.2 and of Garage 2.5, one upstream started for each suite.
 
 #[tokio::test]
 async fn objects_listings_and_checksums() {
@@ -550,4 +551,24 @@ async fn versioned_buckets() {
 async fn versioned_buckets_through_the_gateway() {
     let moto = common::moto();
     versioned_buckets_on(common::start_gateway(&moto, "sdk-")).await;
+}
+
+#[tokio::test]
+async fn the_suite_through_a_gateway_in_front_of_ceph() {
+    let ceph = common::scripted("ceph-rgw", "us-east-1");
+    objects_listings_and_checksums_on(common::start_gateway(&ceph, "objects-")).await;
+    multipart_upload_on(common::start_gateway(&ceph, "multipart-")).await;
+    wrong_keys_are_refused_on(common::start_gateway(&ceph, "keys-")).await;
+    conditional_reads_and_writes_on(common::start_gateway(&ceph, "conditional-")).await;
+    versioned_buckets_on(common::start_gateway(&ceph, "versioned-")).await;
+}
+
+#[tokio::test]
+async fn the_suite_through_a_gateway_in_front_of_garage() {
+    let garage = common::scripted("garage", "garage");
+    objects_listings_and_checksums_on(common::start_gateway(&garage, "objects-")).await;
+    multipart_upload_on(common::start_gateway(&garage, "multipart-")).await;
+    wrong_keys_are_refused_on(common::start_gateway(&garage, "keys-")).await;
+    conditional_reads_and_writes_on(common::start_gateway(&garage, "conditional-")).await;
+    // Garage 2.5 has no versioning (PutBucketVersioning is NotImplemented).
 }

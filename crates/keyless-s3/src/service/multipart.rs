@@ -125,9 +125,9 @@ impl<S: ObjectStore> KeylessS3<S> {
         let input = req.input;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let range = copy_range(input.copy_source_range.as_deref())?;
-        let (source, stream) = self
+        let (source, data) = self
             .store
-            .get_object(src_bucket, src_key, src_version, range)
+            .copy_source(src_bucket, src_key, src_version, range)
             .await
             .map_err(super::object::copy_source_error)?;
         let conditions = Conditions {
@@ -150,10 +150,10 @@ impl<S: ObjectStore> KeylessS3<S> {
         };
         let part = self
             .store
-            .upload_part(
+            .upload_part_copy(
                 upload,
                 part_number(input.part_number)?,
-                stream,
+                data,
                 PutOptions {
                     content_length: Some(length),
                     ..Default::default()

@@ -386,11 +386,12 @@ impl<S: ObjectStore> KeylessS3<S> {
         };
         overrides.check(req.credentials.is_none())?;
         let part = refuse_range_with_part(input.range.is_some(), input.part_number)?;
-        let info = self
-            .store
-            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
-            .await
-            .map_err(|e| missing_key(e, may_list))?;
+        let (bucket, key, version) = (&input.bucket, &input.key, input.version_id.as_deref());
+        let info = match part {
+            Some(_) => self.store.parted_object(bucket, key, version).await,
+            None => self.store.head_object(bucket, key, version).await,
+        }
+        .map_err(|e| missing_key(e, may_list))?;
         let conditions = Conditions {
             if_match: input.if_match.as_ref(),
             if_none_match: input.if_none_match.as_ref(),
@@ -563,9 +564,9 @@ impl<S: ObjectStore> KeylessS3<S> {
             self.clock.unix_millis(),
         )?;
 
-        let (source, stream) = self
+        let (source, data) = self
             .store
-            .get_object(src_bucket, src_key, src_version, None)
+            .copy_source(src_bucket, src_key, src_version, None)
             .await
             .map_err(copy_source_error)?;
         let conditions = Conditions {
@@ -629,7 +630,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         };
         let info = self
             .store
-            .put_object(&input.bucket, &input.key, stream, options)
+            .put_copy(&input.bucket, &input.key, data, options)
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(CopyObjectOutput {

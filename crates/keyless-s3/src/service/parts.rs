@@ -82,7 +82,7 @@ impl<S: ObjectStore> KeylessS3<S> {
         for _ in 0..3 {
             let info = self
                 .store
-                .head_object(bucket, key, version)
+                .parted_object(bucket, key, version)
                 .await
                 .map_err(|e| super::object::missing_key(e, may_list))?;
             let part = part_of(&info, number)?;
@@ -109,11 +109,6 @@ impl<S: ObjectStore> KeylessS3<S> {
         refuse_unimplemented(&req.headers, Carries::CustomerKey)?;
         let may_list = req.extensions.get::<MayList>().copied();
         let input = req.input;
-        let info = self
-            .store
-            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
-            .await
-            .map_err(|e| super::object::missing_key(e, may_list))?;
         // SDKs send one `x-amz-object-attributes` header of comma-separated names.
         let wants = |name: &str| {
             input
@@ -122,6 +117,12 @@ impl<S: ObjectStore> KeylessS3<S> {
                 .flat_map(|a| a.as_str().split(','))
                 .any(|a| a.trim() == name)
         };
+        let (bucket, key, version) = (&input.bucket, &input.key, input.version_id.as_deref());
+        let info = match wants(ObjectAttributes::OBJECT_PARTS) {
+            true => self.store.parted_object(bucket, key, version).await,
+            false => self.store.head_object(bucket, key, version).await,
+        }
+        .map_err(|e| super::object::missing_key(e, may_list))?;
         let parts = (wants(ObjectAttributes::OBJECT_PARTS) && !info.parts.is_empty()).then(|| {
             let max = input.max_parts.unwrap_or(1000).clamp(0, 1000);
             let marker = input.part_number_marker.unwrap_or(0);

@@ -697,6 +697,17 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send {
         self.head_object(bucket, key, version)
     }
+    /// [`Self::head_object`] with the object's parts ([`ObjectInfo::parts`]), for those who
+    /// read them (`partNumber`, GetObjectAttributes): a store that does not keep them with the
+    /// object (gateway mode) asks for them here only.
+    fn parted_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send {
+        self.head_object(bucket, key, version)
+    }
     /// Changes an object's latest version, or `version`, keeping its data, ETag and time:
     /// its tags, or (in a bucket with Object Lock) its retention or legal hold, as the lock
     /// allows. Answers the version changed.
@@ -806,6 +817,98 @@ pub trait ObjectStore: Send + Sync + 'static {
         &self,
         upload: UploadRef<'_>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Opens a copy's source (CopyObject, UploadPartCopy): its information, tags included, for
+    /// the copy's conditions and directives, and its data (of `range`), which
+    /// [`Self::put_copy`] or [`Self::upload_part_copy`] then writes. A store that copies
+    /// within itself (gateway mode) reads no byte here and answers [`CopyData::InPlace`].
+    fn copy_source(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        range: Option<ByteRange>,
+    ) -> impl Future<Output = Result<(ObjectInfo, CopyData), StoreError>> + Send {
+        async move {
+            let (info, stream) = self.get_object(bucket, key, version, range).await?;
+            Ok((info, CopyData::Bytes(stream)))
+        }
+    }
+    /// Writes a copy opened by [`Self::copy_source`] as [`Self::put_object`] writes a body.
+    fn put_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: CopyData,
+        options: PutOptions,
+    ) -> impl Future<Output = Result<ObjectInfo, StoreError>> + Send {
+        async move {
+            let body = data.into_bytes()?;
+            self.put_object(bucket, key, body, options).await
+        }
+    }
+    /// Writes a part copied from a source opened by [`Self::copy_source`], as
+    /// [`Self::upload_part`] writes a body.
+    fn upload_part_copy(
+        &self,
+        upload: UploadRef<'_>,
+        part_number: u32,
+        data: CopyData,
+        options: PutOptions,
+    ) -> impl Future<Output = Result<PartInfo, StoreError>> + Send {
+        async move {
+            let body = data.into_bytes()?;
+            self.upload_part(upload, part_number, body, options).await
+        }
+    }
+}
+
+/// A copy's data, as [`ObjectStore::copy_source`] opened it.
+pub enum CopyData {
+    /// Its bytes, to be written as a PUT's body is.
+    Bytes(ByteStream),
+    /// Left where it is: the store copies it within itself.
+    InPlace(CopiedFrom),
+}
+
+impl CopyData {
+    /// The bytes to write, for a store that does not copy within itself.
+    fn into_bytes(self) -> Result<ByteStream, StoreError> {
+        match self {
+            Self::Bytes(stream) => Ok(stream),
+            // Only a store that copies within itself answers `InPlace`, and it writes its
+            // copies itself.
+            Self::InPlace(from) => Err(StoreError::Io(io::Error::other(format!(
+                "a copy of `{}/{}` left in another store",
+                from.bucket, from.key
+            )))),
+        }
+    }
+}
+
+/// The source of a copy made within the store: the version read, and the ETag its conditions
+/// were checked against (the copy is refused if it no longer has it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedFrom {
+    /// The source's bucket.
+    pub bucket: String,
+    /// Its key.
+    pub key: String,
+    /// The version named, if any.
+    pub version: Option<String>,
+    /// Its ETag when opened.
+    pub etag: String,
+    /// Its size.
+    pub size: u64,
+    /// The bytes copied (`x-amz-copy-source-range`), as `(offset, length)`; `None`: all.
+    pub range: Option<(u64, u64)>,
+}
+
+impl CopiedFrom {
+    /// How many bytes the copy writes.
+    pub fn length(&self) -> u64 {
+        self.range.map_or(self.size, |(_, length)| length)
+    }
 }
 
 /// A configuration a bucket keeps besides its policy, as JSON in its record.

@@ -48,18 +48,32 @@ pub fn start(args: &[&OsStr]) -> Server {
     start_with_env(args, &[])
 }
 
-/// moto's S3 server (`moto_server` from PyPI's `moto[server]`, which scripts/test installs) on
-/// a free loopback port: an upstream store for gateway mode. Killed on drop.
-pub struct Moto {
-    child: Child,
+/// An upstream store for gateway mode, on a free loopback port; stopped on drop: moto's S3
+/// server (`moto_server` from PyPI's `moto[server]`, which scripts/test installs), or Ceph RGW
+/// 16.2 and Garage 2.5 as `scripts/upstreams/*` start them.
+pub struct Upstream {
+    /// moto's process.
+    child: Option<Child>,
+    /// The script that started Ceph or Garage, and its folder.
+    script: Option<(PathBuf, PathBuf)>,
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
+    /// Keyless's key pair at the upstream.
+    pub key: (String, String),
+    /// The region its requests are signed for.
+    pub region: &'static str,
 }
 
-impl Drop for Moto {
+impl Drop for Upstream {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some((script, dir)) = &self.script {
+            let _ = Command::new(script).arg("stop").arg(dir).status();
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -69,13 +83,17 @@ pub const MOTO_KEY: (&str, &str) = (
     "upstream-secret-upstream-secret-upstream",
 );
 
-/// Starts moto.
-pub fn moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+/// Starts moto.
+pub fn moto() -> Upstream {
+    let port = free_port();
     let child = Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -89,24 +107,61 @@ pub fn moto() -> Moto {
         assert!(tries < 300, "moto_server did not start");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    Moto {
-        child,
+    Upstream {
+        child: Some(child),
+        script: None,
         endpoint: format!("http://127.0.0.1:{port}"),
+        key: (MOTO_KEY.0.to_owned(), MOTO_KEY.1.to_owned()),
+        region: "us-east-1",
     }
 }
 
-/// Starts `keyless serve` in gateway mode in front of `moto`, its buckets under `prefix`.
-pub fn start_gateway(moto: &Moto, prefix: &str) -> Server {
+/// Starts `scripts/upstreams/NAME` (`ceph-rgw`, `garage`), which prints
+/// `endpoint ACCESS_KEY SECRET_KEY`.
+pub fn scripted(name: &str, region: &'static str) -> Upstream {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts/upstreams")
+        .join(name);
+    let dir = scratch(name);
+    let out = Command::new(&script)
+        .arg("start")
+        .arg(&dir)
+        .arg(free_port().to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{name} did not start (scripts/test installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    let [endpoint, access, secret] = words[words.len().saturating_sub(3)..] else {
+        panic!("{name} printed {printed:?}");
+    };
+    Upstream {
+        child: None,
+        endpoint: endpoint.to_owned(),
+        key: (access.to_owned(), secret.to_owned()),
+        region,
+        script: Some((script, dir)),
+    }
+}
+
+/// Starts `keyless serve` in gateway mode in front of `upstream`, its buckets under `prefix`.
+pub fn start_gateway(upstream: &Upstream, prefix: &str) -> Server {
     start_with_env(
         &[
             OsStr::new("--upstream"),
-            OsStr::new(&moto.endpoint),
+            OsStr::new(&upstream.endpoint),
+            OsStr::new("--upstream-region"),
+            OsStr::new(upstream.region),
             OsStr::new("--upstream-bucket-prefix"),
             OsStr::new(prefix),
         ],
         &[
-            ("KEYLESS_UPSTREAM_ACCESS_KEY_ID", MOTO_KEY.0),
-            ("KEYLESS_UPSTREAM_SECRET_ACCESS_KEY", MOTO_KEY.1),
+            ("KEYLESS_UPSTREAM_ACCESS_KEY_ID", &upstream.key.0),
+            ("KEYLESS_UPSTREAM_SECRET_ACCESS_KEY", &upstream.key.1),
         ],
     )
 }
