@@ -343,6 +343,32 @@ fn tagging_header(tags: &[(String, String)]) -> String {
         .join("&")
 }
 
+/// The object a write made, as its options describe it.
+fn written(
+    key: &str,
+    size: u64,
+    etag: String,
+    last_modified_ms: i64,
+    options: PutOptions,
+    (version_id, versioned): (Option<String>, bool),
+) -> ObjectInfo {
+    ObjectInfo {
+        key: key.to_owned(),
+        size,
+        etag,
+        last_modified_ms,
+        content_type: options.content_type,
+        metadata: options.metadata,
+        sealed: false,
+        tags: options.tags,
+        headers: options.headers,
+        parts: Vec::new(),
+        version_id,
+        versioned,
+        lock: Default::default(),
+    }
+}
+
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -695,23 +721,18 @@ impl<M: BucketMeta> ObjectStore for UpstreamStore<M> {
         let (version_id, versioned) = self
             .written_version(bucket, version_of(response.headers()))
             .await?;
-        Ok(ObjectInfo {
-            key: key.to_owned(),
+        let etag = header(response.headers(), "etag")
+            .map(unquote)
+            .unwrap_or_default();
+        let at = self.now_ms();
+        Ok(written(
+            key,
             size,
-            etag: header(response.headers(), "etag")
-                .map(unquote)
-                .unwrap_or_default(),
-            last_modified_ms: self.now_ms(),
-            content_type: options.content_type,
-            metadata: options.metadata,
-            sealed: false,
-            tags: options.tags,
-            headers: options.headers,
-            parts: Vec::new(),
-            version_id,
-            versioned,
-            lock: Default::default(),
-        })
+            etag,
+            at,
+            options,
+            (version_id, versioned),
+        ))
     }
 
     async fn get_object(
@@ -1328,11 +1349,22 @@ impl<M: BucketMeta> ObjectStore for UpstreamStore<M> {
         version: Option<&str>,
         range: Option<ByteRange>,
     ) -> Result<(ObjectInfo, CopyData), StoreError> {
-        let info = self.tagged_object(bucket, key, version).await?;
+        let info = match self.tagged_object(bucket, key, version).await {
+            Ok(info) => info,
+            // A HEAD's 404 has no body to tell a missing key from a missing bucket.
+            Err(e @ (StoreError::NoSuchKey { .. } | StoreError::NoSuchVersion { .. })) => {
+                self.head_upstream(bucket).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let from = CopiedFrom {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
-            version: version.map(str::to_owned),
+            // The version read, where the bucket has versions: the copy is of that one.
+            version: version
+                .map(str::to_owned)
+                .or_else(|| info.version_id.clone()),
             etag: info.etag.clone(),
             size: info.size,
             range: range.map(|r| r.resolve(info.size)).transpose()?,
@@ -1366,31 +1398,30 @@ impl<M: BucketMeta> ObjectStore for UpstreamStore<M> {
         let (version_id, versioned) = self.written_version(bucket, version_of(&headers)).await?;
         if !options.tags.is_empty() {
             // Ceph 16.2 ignores a copy's `x-amz-tagging` (it keeps the source's tags, or none
-            // with new metadata): the copy's tags are put again, on the version it made. An
-            // upstream without tags (Garage 2.5) keeps none, as its PutObject does.
-            match self
-                .set_tags(bucket, key, version_id.as_deref(), &options.tags)
-                .await
-            {
-                Ok(_) | Err(StoreError::Upstream { status: 501, .. }) => {}
-                Err(e) => return Err(e),
+            // with new metadata): where the copy lacks its tags, they are put again, on the
+            // version it made. An upstream without tags (Garage 2.5) keeps none, as its
+            // PutObject does. The copy is made by then: a failure here is logged, not answered.
+            let version = version_id.as_deref();
+            let kept = self.tags(bucket, key, version).await.unwrap_or_default();
+            if kept != options.tags {
+                match self.set_tags(bucket, key, version, &options.tags).await {
+                    Ok(_) | Err(StoreError::Upstream { status: 501, .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(%bucket, %key, error = %e, "a copy was made without its tags");
+                    }
+                }
             }
         }
-        Ok(ObjectInfo {
-            key: key.to_owned(),
-            size: from.length(),
-            etag: root.text_of("ETag").map(unquote).unwrap_or_default(),
-            last_modified_ms: self.copied_at(&root),
-            content_type: options.content_type,
-            metadata: options.metadata,
-            sealed: false,
-            tags: options.tags,
-            headers: options.headers,
-            parts: Vec::new(),
-            version_id,
-            versioned,
-            lock: Default::default(),
-        })
+        let etag = root.text_of("ETag").map(unquote).unwrap_or_default();
+        let at = self.copied_at(&root);
+        Ok(written(
+            key,
+            from.length(),
+            etag,
+            at,
+            options,
+            (version_id, versioned),
+        ))
     }
 
     /// UploadPartCopy upstream.
@@ -1428,8 +1459,9 @@ impl<M: BucketMeta> ObjectStore for UpstreamStore<M> {
         let call = Call::new(Method::PUT, Some(upload.bucket), Some(upload.key))
             .query("partNumber", part_number.to_string())
             .query("uploadId", upload.upload_id);
+        // A NoSuchKey here is the source's (gone since it was read), not the upload's.
         let root = match self.upstream.document(self.copy_call(call, &from)).await {
-            Err(StoreError::NoSuchUpload(_) | StoreError::NoSuchKey { .. }) => {
+            Err(StoreError::NoSuchUpload(_)) => {
                 return Err(StoreError::NoSuchUpload(upload.upload_id.to_owned()));
             }
             other => other?,
