@@ -237,7 +237,7 @@ def test_awscli_object_lock(server, tmp_path):
                                       "--key", "gitlab_backup.tar").stdout)["Retention"]
     assert retention["Mode"] == "COMPLIANCE"
     proc = server.aws("s3api", "delete-object", "--bucket", "backups", "--key", "gitlab_backup.tar",
-                      "--version-id", version, "--bypass-governance-retention", check=False)
+                      f"--version-id={version}", "--bypass-governance-retention", check=False)
     assert proc.returncode != 0
     assert ("An error occurred (AccessDenied) when calling the DeleteObject operation: "
             "Access Denied because object protected by object lock.") in proc.stderr
@@ -245,7 +245,7 @@ def test_awscli_object_lock(server, tmp_path):
     server.aws("s3", "rm", "s3://backups/gitlab_backup.tar")
     out = tmp_path / "restored.tar"
     server.aws("s3api", "get-object", "--bucket", "backups", "--key", "gitlab_backup.tar",
-               "--version-id", version, str(out))
+               f"--version-id={version}", str(out))
     assert out.read_bytes() == b"backup"
 
 

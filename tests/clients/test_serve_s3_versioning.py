@@ -156,7 +156,7 @@ def test_awscli_versions(s3, server, tmp_path):
     listed = json.loads(server.aws("s3api", "list-object-versions", "--bucket", "bkt").stdout)
     assert [v["IsLatest"] for v in listed["Versions"]] == [True, False]
     out = str(tmp_path / "monday.tar")
-    server.aws("s3api", "get-object", "--bucket", "bkt", "--key", "backup.tar", "--version-id", first, out)
+    server.aws("s3api", "get-object", "--bucket", "bkt", "--key", "backup.tar", f"--version-id={first}", out)
     assert open(out, "rb").read() == b"monday"
 
 
