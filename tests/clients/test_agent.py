@@ -1165,7 +1165,7 @@ def test_agent_iptables_installs_the_metadata_dnat_rule(node):
         listed = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "PREROUTING"], capture_output=True, text=True)
         assert f"-i {bridge}" in listed.stdout and f"127.0.0.1:{agent.port}" in listed.stdout, \
             f"{listed.stdout}\n{agent.logs()}"
-        assert "the metadata DNAT rule is in place" in read_log(agent.log), agent.logs()
+        assert "the metadata DNAT rules are in place" in read_log(agent.log), agent.logs()
         # The harness's nft table (with the S3 port, and no metadata rule) and iptables' rule
         # coexist.
         assert node.net.imds_port is None
@@ -1177,9 +1177,14 @@ def test_agent_iptables_installs_the_metadata_dnat_rule(node):
         put = node.aws(pod, "s3", "cp", src, "s3://registry/iptables/blob")
         assert put.returncode == 0, node.explain(put)
         assert listed.stdout.count(f"127.0.0.1:{agent.port}") == 1, listed.stdout
+        # Stopped (SIGTERM), the agent takes its rules out again: the DNAT and the guard.
+        agent.stop()
+        leftover = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "PREROUTING"], capture_output=True, text=True)
+        assert f"127.0.0.1:{agent.port}" not in leftover.stdout, f"{leftover.stdout}\n{agent.logs()}"
+        inputs = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True)
+        assert f"-A INPUT -d 127.0.0.0/8 -i {bridge}" not in inputs.stdout, inputs.stdout
+        assert "the metadata DNAT rules are removed" in read_log(agent.log), agent.logs()
     finally:
         agent.stop()
         subprocess.run(["iptables", "-w", "-t", "nat", "-D", *rule], capture_output=True)
         subprocess.run(["iptables", "-w", "-D", *guard], capture_output=True)
-    leftover = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "PREROUTING"], capture_output=True, text=True)
-    assert f"127.0.0.1:{agent.port}" not in leftover.stdout, leftover.stdout

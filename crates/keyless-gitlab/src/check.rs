@@ -29,6 +29,15 @@ pub fn check(values: &str, secrets: &[SecretFile<'_>]) -> Result<Report, GitlabE
             kube2iam: values.kube2iam_role(c),
             irsa: values.own_irsa_role(c).or_else(|| global_irsa.clone()),
             sa: values.service_account(c),
+            backup_args: match c {
+                Component::Toolbox => values.component(c).and_then(|(_, block)| {
+                    match block.path(&["backups", "cron", "extraArgs"]) {
+                        Some(yaml::Node::Str(args)) => Some(args.clone()),
+                        _ => None,
+                    }
+                }),
+                _ => None,
+            },
         })
         .collect();
     let kube2iam_any = lookups.iter().any(|l| l.kube2iam.is_some());
@@ -79,6 +88,8 @@ struct Lookup {
     kube2iam: Option<Found>,
     irsa: Option<Found>,
     sa: ServiceAccount,
+    /// The toolbox's `backups.cron.extraArgs`: backup-utility's flags (`--s3tool awscli`).
+    backup_args: Option<String>,
 }
 
 /// The role a component's pods get.
@@ -160,11 +171,7 @@ fn component(l: &Lookup, mode: Mode, secrets: &Secrets) -> ComponentReport {
         notes.push(format!("no {kind} given: its settings were not checked"));
     }
     if l.component == Component::Toolbox && matches!(role, Some(Role::Irsa { .. })) {
-        notes.push(
-            "backups go through s3cmd, which uses IRSA only in versions with web identity \
-             support (s3tools/s3cmd#1075); check the toolbox image's s3cmd"
-                .to_owned(),
-        );
+        findings.extend(backup_tool(l));
     }
     ComponentReport {
         component: l.component,
@@ -172,6 +179,32 @@ fn component(l: &Lookup, mode: Mode, secrets: &Secrets) -> ComponentReport {
         notes,
         findings,
     }
+}
+
+/// Under IRSA, backup-utility must run awscli: its default, s3cmd, reads no web identity token
+/// (s3tools/s3cmd#1075), so its uploads go unsigned or with no credentials at all.
+fn backup_tool(l: &Lookup) -> Option<Finding> {
+    let args = l.backup_args.as_deref().unwrap_or("");
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let awscli =
+        words.windows(2).any(|w| w == ["--s3tool", "awscli"]) || words.contains(&"--s3tool=awscli");
+    if awscli {
+        return None;
+    }
+    Some(Finding::warning(
+        "backups-without-awscli",
+        format!(
+            "`{}.backups.cron.extraArgs` does not give `--s3tool awscli`: backup-utility then \
+             runs s3cmd, which cannot use the web identity token of IRSA \
+             (s3tools/s3cmd#1075), so scheduled backups find no credentials",
+            l.path
+        ),
+        format!(
+            "set `{}.backups.cron.extraArgs: \"--s3tool awscli --aws-s3-endpoint-url ENDPOINT\"` \
+             (the endpoint only for S3 other than AWS's), and give manual runs the same flags",
+            l.path
+        ),
+    ))
 }
 
 fn auth(role: &Option<Role>, secret: &Secret, broken: bool) -> String {
@@ -431,6 +464,9 @@ mod tests {
     use crate::report::Severity;
 
     const FOG: &str = "provider: AWS\nuse_iam_profile: true\nregion: us-east-1\n";
+    /// The toolbox's backups through awscli, as IRSA needs (under `gitlab:`).
+    const AWSCLI_BACKUPS: &str =
+        "  toolbox:\n    backups:\n      cron:\n        extraArgs: \"--s3tool awscli\"\n";
 
     fn run(values: &str, secrets: &[(&str, &str)]) -> Report {
         let files: Vec<SecretFile<'_>> = secrets
@@ -468,9 +504,11 @@ mod tests {
     #[test]
     fn a_component_override_is_reported_on_that_component() {
         let r = run(
-            "global:\n  serviceAccount:\n    enabled: true\n    create: false\n  platform:\n\
+            &format!(
+                "global:\n  serviceAccount:\n    enabled: true\n    create: false\n  platform:\n\
              \x20   eksRoleArn: \"arn:aws:iam::123456789012:role/g\"\n\
-             gitlab:\n  sidekiq:\n    serviceAccount:\n      enabled: \"false\"\n",
+             gitlab:\n  sidekiq:\n    serviceAccount:\n      enabled: \"false\"\n{AWSCLI_BACKUPS}"
+            ),
             &[],
         );
         assert!(r.general.is_empty(), "{r}");
@@ -483,9 +521,11 @@ mod tests {
     #[test]
     fn both_modes_warn_and_irsa_wins() {
         let r = run(
-            "global:\n  serviceAccount:\n    enabled: true\n    create: false\n  platform:\n\
+            &format!(
+                "global:\n  serviceAccount:\n    enabled: true\n    create: false\n  platform:\n\
              \x20   eksRoleArn: \"arn:aws:iam::123456789012:role/g\"\n\
-             registry:\n  annotations:\n    iam.amazonaws.com/role: r\n",
+             registry:\n  annotations:\n    iam.amazonaws.com/role: r\ngitlab:\n{AWSCLI_BACKUPS}"
+            ),
             &[],
         );
         assert_eq!(r.mode, Mode::Both);
@@ -510,6 +550,40 @@ mod tests {
             ]
         );
         assert_eq!(r.exit_code(), 1);
+    }
+
+    #[test]
+    fn irsa_backups_need_awscli() {
+        let irsa = "global:\n  serviceAccount:\n    enabled: true\n    create: false\n  platform:\n\
+                    \x20   eksRoleArn: \"arn:aws:iam::123456789012:role/g\"\n";
+        let r = run(irsa, &[]);
+        assert_eq!(codes(&r), ["backups-without-awscli"]);
+        let toolbox = r
+            .components
+            .iter()
+            .find(|c| c.component == Component::Toolbox)
+            .unwrap();
+        assert!(
+            toolbox.findings[0]
+                .fix
+                .contains("--s3tool awscli --aws-s3-endpoint-url"),
+            "{r}"
+        );
+        for args in [
+            "--s3tool awscli --aws-s3-endpoint-url http://k:9000",
+            "--s3tool=awscli",
+        ] {
+            let values = format!(
+                "{irsa}gitlab:\n  toolbox:\n    backups:\n      cron:\n        extraArgs: \"{args}\"\n"
+            );
+            assert!(codes(&run(&values, &[])).is_empty(), "{args}");
+        }
+        // Under kube2iam, s3cmd reads the metadata service's credentials as it is.
+        let r = run(
+            "global:\n  annotations:\n    iam.amazonaws.com/role: a\n",
+            &[],
+        );
+        assert!(codes(&r).is_empty(), "{r}");
     }
 
     #[test]

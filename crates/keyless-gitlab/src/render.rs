@@ -200,8 +200,21 @@ fn values(o: &RenderOptions) -> String {
     }
     v.push_str("  # `task-runner` in charts before 5.0\n  toolbox:\n");
     v.push_str(&annotations("    "));
+    v.push_str("    backups:\n");
+    if o.mode == RenderMode::Irsa {
+        // s3cmd reads no web identity token; awscli does.
+        let args = match &o.endpoint {
+            Some(url) => format!("--s3tool awscli --aws-s3-endpoint-url {url}"),
+            None => "--s3tool awscli".to_owned(),
+        };
+        v.push_str(&format!(
+            "      # backup-utility with awscli, which uses the IRSA token (s3cmd cannot); by hand:\n\
+             \x20     #   kubectl exec TOOLBOX-POD -- backup-utility {args}\n\
+             \x20     cron:\n        extraArgs: \"{args}\"\n"
+        ));
+    }
     v.push_str(
-        "    backups:\n      objectStorage:\n        config:\n\
+        "      objectStorage:\n        config:\n\
          \x20         secret: gitlab-s3cmd-config\n          key: config\n",
     );
     v
@@ -310,6 +323,14 @@ mod tests {
         assert!(text.contains("endpoint: \"http://keyless.example:9000\"\npath_style: true"));
         assert!(text.contains("host_base = keyless.example:9000\n"));
         assert!(text.contains("use_https = False\n"));
+        assert!(
+            text.contains(
+                "cron:\n        extraArgs: \"--s3tool awscli --aws-s3-endpoint-url http://keyless.example:9000\"\n"
+            ),
+            "{text}"
+        );
+        let annotation = render(&options(RenderMode::Annotation, "gitlab-s3")).unwrap();
+        assert!(!annotation.contains("--s3tool"), "{annotation}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `keyless agent`, and the metadata service inside `keyless serve --imds-listen`: the
 //! listener that hands each connection's source address to [`keyless_imds::Imds`], the pod
-//! source, the agent's own credentials, and the DNAT rule that brings pods' `169.254.169.254`
-//! to the listener.
+//! source, the agent's own credentials, and the DNAT rules that bring pods' `169.254.169.254`
+//! (and, for container credentials, `169.254.170.23`) to the listener while it serves.
 //!
 //! <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html>
 
@@ -162,10 +162,11 @@ impl Agent {
 pub(crate) struct Metadata {
     imds: Imds,
     pod_identity: Option<Arc<PodIdentity>>,
+    dnat: Option<Arc<Dnat>>,
 }
 
 /// Starts the metadata service: the pod source, the background refresh and, with
-/// `--iptables`, the DNAT rule to `local`. The caller serves it with [`serve`]. `own` is
+/// `--iptables`, the DNAT rules to `local` (removed when [`serve`] returns). The caller serves it with [`serve`]. `own` is
 /// `keyless serve`'s own issuer: the default issuer of container credentials' tokens, whose
 /// keys are taken from memory.
 pub(crate) async fn start(
@@ -281,24 +282,37 @@ pub(crate) async fn start(
         }
     }
     tokio::spawn(imds.clone().run_background(REFRESH_EVERY));
-    if args.iptables {
-        let interface = args
-            .host_interface
-            .as_deref()
-            .context("--iptables needs --host-interface")?;
-        install_dnat(interface, local)?;
-    }
-    Ok(Metadata { imds, pod_identity })
+    let dnat = match args.iptables {
+        true => {
+            let interface = args
+                .host_interface
+                .as_deref()
+                .context("--iptables needs --host-interface")?;
+            Some(Arc::new(Dnat::install(
+                interface,
+                local,
+                pod_identity.is_some(),
+            )?))
+        }
+        false => None,
+    };
+    Ok(Metadata {
+        imds,
+        pod_identity,
+        dnat,
+    })
 }
 
 /// Serves `metadata` on `listener` until `shutdown`: HTTP/1.1, each request answered for the
-/// address it came from.
+/// address it came from. Then the DNAT rules go, so that pods' requests are refused at once
+/// instead of sent to a closed port until the next agent puts them back.
 pub(crate) async fn serve(
     listener: TcpListener,
     metadata: Metadata,
     limits: Limits,
     shutdown: Shutdown,
 ) {
+    let dnat = metadata.dnat.clone();
     let mut http = ConnBuilder::new(TokioExecutor::new()).http1_only();
     http.http1()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -333,6 +347,9 @@ pub(crate) async fn serve(
         },
     )
     .await;
+    if let Some(dnat) = dnat {
+        dnat.remove();
+    }
 }
 
 /// Whether `url` is `http://` to a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
@@ -367,102 +384,153 @@ fn agent_credentials(
     Ok((id, secret, None))
 }
 
-/// Sends pods' `169.254.169.254:80`, arriving on `interface`, to `local`, once: the rule is
-/// inserted only when `iptables -C` does not find it. A loopback `local` needs `route_localnet`
-/// on the interface, which a wildcard interface (`cali+`) cannot name, and a rule that drops
-/// everything else pods send to the node's loopback.
-fn install_dnat(interface: &str, local: SocketAddr) -> anyhow::Result<()> {
-    let IpAddr::V4(ip) = local.ip() else {
-        bail!("--iptables needs an IPv4 listen address, not `{local}`");
-    };
-    if ip.is_unspecified() {
-        bail!("--iptables needs the listen address pods are sent to, not `{local}`");
-    }
-    if interface.is_empty()
-        || !interface
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
-    {
-        bail!("`{interface}` is not an interface name");
-    }
-    if ip.is_loopback() {
-        if interface.ends_with('+') {
-            bail!(
-                "a loopback listener needs route_localnet on a named interface, not `{interface}`; listen on the node's address instead"
-            );
-        }
-        let knob = format!("/proc/sys/net/ipv4/conf/{interface}/route_localnet");
-        std::fs::write(&knob, "1").with_context(|| format!("cannot set `{knob}`"))?;
-    }
-    let destination = local.to_string();
-    let dnat: &[&str] = &[
-        "-t",
-        "nat",
-        "PREROUTING",
-        "-d",
-        "169.254.169.254/32",
-        "-i",
-        interface,
-        "-p",
-        "tcp",
-        "--dport",
-        "80",
-        "-j",
-        "DNAT",
-        "--to-destination",
-        &destination,
-    ];
-    ensure_rule(dnat)?;
-    if ip.is_loopback() {
-        // route_localnet lets pods reach every loopback service of the node, not only the
-        // agent (CVE-2020-8558); as kube-proxy does, only DNATed traffic may.
-        ensure_rule(&[
-            "-t",
-            "filter",
-            "INPUT",
-            "-i",
-            interface,
-            "-d",
-            "127.0.0.0/8",
-            "-m",
-            "conntrack",
-            "!",
-            "--ctstate",
-            "DNAT",
-            "-j",
-            "DROP",
-        ])?;
-    }
-    tracing::info!(%interface, %local, "the metadata DNAT rule is in place");
-    Ok(())
+/// Where pods ask for instance metadata.
+const IMDS_ADDRESS: &str = "169.254.169.254/32";
+
+/// Where pods ask for container credentials (EKS Pod Identity).
+const CONTAINER_CREDENTIALS_ADDRESS: &str = "169.254.170.23/32";
+
+/// The iptables rules that send pods' metadata requests to the listener, each as `iptables`
+/// takes it after `-I`/`-C`/`-D` (table, chain, match and target).
+pub(crate) struct Dnat {
+    rules: Vec<Vec<String>>,
 }
 
-/// Inserts `table chain rule...` unless `iptables -C` finds it already.
-fn ensure_rule(rule: &[&str]) -> anyhow::Result<()> {
+impl Dnat {
+    /// Sends pods' `169.254.169.254:80` (and with `container_credentials` also
+    /// `169.254.170.23:80`), arriving on `interface`, to `local`; each rule is inserted only
+    /// when `iptables -C` does not find it. A loopback `local` needs `route_localnet` on the
+    /// interface, which a wildcard interface (`cali+`) cannot name, and a rule that drops
+    /// everything else pods send to the node's loopback.
+    fn install(
+        interface: &str,
+        local: SocketAddr,
+        container_credentials: bool,
+    ) -> anyhow::Result<Self> {
+        let IpAddr::V4(ip) = local.ip() else {
+            bail!("--iptables needs an IPv4 listen address, not `{local}`");
+        };
+        if ip.is_unspecified() {
+            bail!("--iptables needs the listen address pods are sent to, not `{local}`");
+        }
+        if interface.is_empty()
+            || !interface
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+        {
+            bail!("`{interface}` is not an interface name");
+        }
+        if ip.is_loopback() {
+            if interface.ends_with('+') {
+                bail!(
+                    "a loopback listener needs route_localnet on a named interface, not `{interface}`; listen on the node's address instead"
+                );
+            }
+            let knob = format!("/proc/sys/net/ipv4/conf/{interface}/route_localnet");
+            std::fs::write(&knob, "1").with_context(|| format!("cannot set `{knob}`"))?;
+        }
+        let destination = local.to_string();
+        let dnat = |address: &str| {
+            [
+                "-t",
+                "nat",
+                "PREROUTING",
+                "-d",
+                address,
+                "-i",
+                interface,
+                "-p",
+                "tcp",
+                "--dport",
+                "80",
+                "-j",
+                "DNAT",
+                "--to-destination",
+                &destination,
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        let mut rules = vec![dnat(IMDS_ADDRESS)];
+        if container_credentials {
+            rules.push(dnat(CONTAINER_CREDENTIALS_ADDRESS));
+        }
+        if ip.is_loopback() {
+            // route_localnet lets pods reach every loopback service of the node, not only the
+            // agent (CVE-2020-8558); as kube-proxy does, only DNATed traffic may.
+            rules.push(
+                [
+                    "-t",
+                    "filter",
+                    "INPUT",
+                    "-i",
+                    interface,
+                    "-d",
+                    "127.0.0.0/8",
+                    "-m",
+                    "conntrack",
+                    "!",
+                    "--ctstate",
+                    "DNAT",
+                    "-j",
+                    "DROP",
+                ]
+                .map(String::from)
+                .to_vec(),
+            );
+        }
+        let installed = Self { rules };
+        for rule in &installed.rules {
+            if !iptables("-C", rule)?.status.success() {
+                let out = iptables("-I", rule)?;
+                if !out.status.success() {
+                    let refused = anyhow::anyhow!(
+                        "iptables refused `{}`: {}",
+                        rule.join(" "),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                    installed.remove();
+                    return Err(refused);
+                }
+            }
+        }
+        tracing::info!(%interface, %local, container_credentials, "the metadata DNAT rules are in place");
+        Ok(installed)
+    }
+
+    /// Takes the rules out again (each as often as it is there), logging what iptables refuses.
+    fn remove(&self) {
+        for rule in &self.rules {
+            while iptables("-C", rule).is_ok_and(|out| out.status.success()) {
+                match iptables("-D", rule) {
+                    Ok(out) if out.status.success() => {}
+                    Ok(out) => {
+                        tracing::warn!(rule = %rule.join(" "), error = %String::from_utf8_lossy(&out.stderr).trim(), "iptables did not remove the rule");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(rule = %rule.join(" "), error = %e, "iptables did not remove the rule");
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!("the metadata DNAT rules are removed");
+    }
+}
+
+/// Runs `iptables -w -t TABLE ACTION CHAIN SPEC...` for `rule` (`-t TABLE CHAIN SPEC...`).
+fn iptables(action: &str, rule: &[String]) -> anyhow::Result<std::process::Output> {
     let (table, rest) = rule.split_at(2);
     let (chain, spec) = rest.split_at(1);
-    let iptables = |action: &str| {
-        Command::new("iptables")
-            .arg("-w")
-            .args(table)
-            .arg(action)
-            .args(chain)
-            .args(spec)
-            .output()
-            .context("cannot run iptables")
-    };
-    if iptables("-C")?.status.success() {
-        return Ok(());
-    }
-    let out = iptables("-I")?;
-    if !out.status.success() {
-        bail!(
-            "iptables refused `{}`: {}",
-            rule.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    Command::new("iptables")
+        .arg("-w")
+        .args(table)
+        .arg(action)
+        .args(chain)
+        .args(spec)
+        .output()
+        .context("cannot run iptables")
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! name = "gitlab-registry"
 //! access_key_id = "AKIAREGISTRY00000001"
 //! secret_access_key_file = "secrets/registry"   # mode 0600; or secret_access_key = "..."
+//! # or: credentials_file = "secrets/registry-credentials" (an AWS shared credentials file)
 //! policy_arns = ["arn:aws:iam::000000000000:policy/registry-rw"]
 //!
 //! [[oidc_providers]]
@@ -198,6 +199,10 @@ pub(crate) struct UserConfig {
     pub(crate) secret_access_key: Option<String>,
     /// A file (mode 0600) holding the secret access key.
     pub(crate) secret_access_key_file: Option<PathBuf>,
+    /// An AWS shared credentials file (mode 0600) whose `[default]` profile holds the user's
+    /// key pair, instead of `access_key_id` and a secret: the file the same user's client reads
+    /// (`keyless agent --credentials-file`), from one Kubernetes Secret.
+    pub(crate) credentials_file: Option<PathBuf>,
     /// Managed policies attached to the user, by ARN (AWS managed ones included).
     #[serde(default)]
     pub(crate) policy_arns: Vec<String>,
@@ -308,9 +313,18 @@ impl Config {
                 (None, Some(file)) => Some(read_secret(&base.join(file), &at)?),
                 (None, None) => None,
             };
-            let access_keys = match (u.access_key_id, secret) {
-                (Some(id), Some(secret)) => vec![(id, secret)],
-                (None, None) => Vec::new(),
+            let access_keys = match (u.access_key_id, secret, u.credentials_file) {
+                (Some(id), Some(secret), None) => vec![(id, secret)],
+                (None, None, Some(file)) => {
+                    let (id, secret) =
+                        crate::root::read_shared_credentials(&base.join(file), "default")
+                            .with_context(|| format!("{at}.credentials_file"))?;
+                    vec![(id, secret)]
+                }
+                (None, None, None) => Vec::new(),
+                (_, _, Some(_)) => {
+                    bail!("{at}: give `credentials_file` or `access_key_id` and a secret, not both")
+                }
                 _ => bail!("{at}: `access_key_id` and a secret go together"),
             };
             let mut inline = Vec::new();

@@ -388,12 +388,7 @@ impl UpstreamOptions {
     pub fn credentials(&self) -> anyhow::Result<(String, Secret)> {
         use anyhow::Context as _;
         if let Some(path) = &self.upstream_credentials_file {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(path)
-                .with_context(|| format!("cannot read `{}`", path.display()))?
-                .permissions()
-                .mode();
-            keyless_types::check_secret_file_mode(&path.display().to_string(), mode)?;
+            keyless_iam::check_secret_file(path)?;
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read `{}`", path.display()))?;
             return keyless_types::shared_credentials::profile_keys(

@@ -20,10 +20,9 @@ use keyless_s3::auth::Authorizer;
 use keyless_s3::extensions::{ClientAddr, SecureTransport};
 use keyless_s3::service::KeylessS3;
 use keyless_s3::store::{DiskStore, ObjectStore as _, StoreError};
-use keyless_s3::wire::{S3Front, SharedHost, StoreCors};
+use keyless_s3::wire::{Domains, S3Front, SharedHost, StoreCors};
 use keyless_sts::{SessionKey, Sts};
 use keyless_types::{Clock, RequestLog, Secret};
-use s3s::host::MultiDomain;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -173,16 +172,25 @@ impl Server {
             );
         }
         // The data folder holds every object and the IAM state: its owner's alone, created so
-        // and tightened if an older version left it open.
+        // and tightened if an older version left it open. A folder this user does not own is a
+        // volume given to it (a Kubernetes volume owned by root and the pod's fsGroup), whose
+        // mode is its giver's.
         {
-            use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+            use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(&args.data_dir)
-                .and_then(|()| {
-                    std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o700))
-                })
+                .and_then(|()| std::fs::metadata(&args.data_dir))
+                .and_then(
+                    |folder| match folder.uid() == rustix::process::geteuid().as_raw() {
+                        true => std::fs::set_permissions(
+                            &args.data_dir,
+                            std::fs::Permissions::from_mode(0o700),
+                        ),
+                        false => Ok(()),
+                    },
+                )
                 .with_context(|| {
                     format!(
                         "cannot create the data folder `{}`",
@@ -376,8 +384,7 @@ impl Server {
             // Clients send `Host: bucket.domain` on port 80/443 and `bucket.domain:port` elsewhere.
             let mut domains = args.domain.clone();
             domains.extend(args.domain.iter().map(|d| format!("{d}:{}", local.port())));
-            let domains = MultiDomain::new(&domains)
-                .map_err(|e| anyhow::anyhow!("--domain: {e}: {}", args.domain.join(", ")))?;
+            let domains = Domains::new(&domains).context("--domain")?;
             let shared = SharedHost::new(domains);
             builder.set_host(shared.clone());
             host = Some(shared);

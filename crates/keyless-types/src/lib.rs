@@ -28,5 +28,6 @@ pub use provider_url::{MAX_PROVIDER_URL_LEN, ProviderUrl, ProviderUrlError};
 pub use request_id::RequestId;
 pub use request_log::{RequestFields, RequestLog};
 pub use secret::{
-    SHARED_MODE_BITS, Secret, SecretFileError, check_secret_file_mode, constant_time_eq,
+    SHARED_MODE_BITS, Secret, SecretFileError, SecretFilePlace, check_secret_file_mode,
+    constant_time_eq,
 };

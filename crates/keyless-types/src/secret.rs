@@ -1,7 +1,7 @@
 //! `Secret`: text that must never reach a log (`Debug` and `Display` redact it) nor leak
 //! through the time a comparison takes; and the rule for files that hold secrets: readable by
-//! their owner alone (Garage's `secrets.rs`). The file system itself is read by the crates
-//! that open such files.
+//! their owner alone (Garage's `secrets.rs`), or by the pod's own group in a kubelet's Secret
+//! volume. The file system itself is read by the crates that open such files.
 
 use subtle::ConstantTimeEq as _;
 
@@ -71,10 +71,31 @@ pub enum SecretFileError {
     },
 }
 
+/// Where a secret file lives, for the rule on its mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretFilePlace {
+    /// Any file system: only its owner may have permissions on it.
+    Plain,
+    /// A kubelet's Secret (or projected) volume, seen by the one pod it is mounted in: the
+    /// kubelet gives the files to the pod's `fsGroup` and makes them group-readable (`0440`), so
+    /// that a non-root container can read what root owns. Group read is allowed there; group
+    /// write and anything for others are not.
+    KubeletVolume,
+}
+
 /// Checks the mode of `file` (`st_mode`, as `PermissionsExt::mode` gives it) before a secret
-/// is read from it: refused when the group or others have any permission.
-pub fn check_secret_file_mode(file: &str, mode: u32) -> Result<(), SecretFileError> {
-    if mode & SHARED_MODE_BITS == 0 {
+/// is read from it: refused when the group or others have any permission, but for the group's
+/// read in a kubelet's volume.
+pub fn check_secret_file_mode(
+    file: &str,
+    mode: u32,
+    place: SecretFilePlace,
+) -> Result<(), SecretFileError> {
+    let allowed = match place {
+        SecretFilePlace::Plain => 0,
+        SecretFilePlace::KubeletVolume => 0o040,
+    };
+    if mode & SHARED_MODE_BITS & !allowed == 0 {
         return Ok(());
     }
     Err(SecretFileError::OpenToOthers {
@@ -99,14 +120,35 @@ mod tests {
 
     #[test]
     fn secret_files_are_for_their_owner_alone() {
+        use SecretFilePlace::{KubeletVolume, Plain};
         for ok in [0o100600, 0o400, 0o700, 0o600] {
-            assert!(check_secret_file_mode("f", ok).is_ok(), "{ok:o}");
+            assert!(check_secret_file_mode("f", ok, Plain).is_ok(), "{ok:o}");
+            assert!(
+                check_secret_file_mode("f", ok, KubeletVolume).is_ok(),
+                "{ok:o}"
+            );
         }
         for open in [0o100644, 0o640, 0o604, 0o610, 0o601, 0o777] {
-            assert!(check_secret_file_mode("f", open).is_err(), "{open:o}");
+            assert!(
+                check_secret_file_mode("f", open, Plain).is_err(),
+                "{open:o}"
+            );
+        }
+        // The kubelet's fsGroup read (0440, or 0640 for a 0600 defaultMode) and nothing more.
+        for ok in [0o440, 0o640, 0o100440] {
+            assert!(
+                check_secret_file_mode("f", ok, KubeletVolume).is_ok(),
+                "{ok:o}"
+            );
+        }
+        for open in [0o444, 0o644, 0o660, 0o604, 0o650] {
+            assert!(
+                check_secret_file_mode("f", open, KubeletVolume).is_err(),
+                "{open:o}"
+            );
         }
         assert_eq!(
-            check_secret_file_mode("/d/key", 0o100644)
+            check_secret_file_mode("/d/key", 0o100644, Plain)
                 .unwrap_err()
                 .to_string(),
             "`/d/key` is readable by other users (mode 644); run `chmod 600` on it"

@@ -10,6 +10,7 @@
 
 mod body;
 mod cors;
+mod domains;
 pub mod errors;
 pub mod form;
 mod kept;
@@ -29,6 +30,7 @@ use s3s::{Body, HttpError, HttpResponse, S3Error};
 use kept::Kept;
 
 pub use cors::{CorsSource, StoreCors};
+pub use domains::{Domains, InvalidDomain};
 pub use errors::{aws_error, aws_message};
 pub use store::store_error;
 
