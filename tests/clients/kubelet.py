@@ -30,7 +30,8 @@ token projection by the TokenRequest API, image pulls, probes by the kubelet) is
 `FakeApi` is the API server those containers reach in-cluster: HTTPS with its own CA, a bearer
 token required, `GET` lists and `watch=true` streams of pods (fieldSelector spec.nodeName),
 namespaces and service accounts, single service accounts, Secrets (get, create, merge-patch),
-mutating webhook configurations (get, JSON patch), and events (create).
+mutating webhook configurations (get, JSON patch), and events (create); and, like a real API
+server, its service-account issuer's discovery document and keys, to authenticated callers.
 """
 
 from __future__ import annotations
@@ -117,7 +118,10 @@ class FakeApi:
 
     def __init__(self, host: str, port: int = 443):
         self.host, self.port = host, port
-        self.ca_pem, cert, key = make_ca_and_cert(["kubernetes.default.svc"], [host])
+        self.ca_pem, cert, key = make_ca_and_cert(
+            ["kubernetes.default.svc", "kubernetes.default.svc.cluster.local"], [host])
+        # The service-account issuer it serves (`serve_issuer`): URL, JWKS text, public key.
+        self.issuer: tuple[str, str, object] | None = None
         self._dir = tempfile.mkdtemp(prefix="keyless-fake-api-")
         cert_file, key_file = os.path.join(self._dir, "tls.crt"), os.path.join(self._dir, "tls.key")
         open(cert_file, "w").write(cert)
@@ -168,6 +172,26 @@ class FakeApi:
         self.server.server_close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
+    def serve_issuer(self, url: str, jwks: str, public_key) -> None:
+        """Serves `url`'s discovery document and JWKS (at `/openid/v1/jwks` on its own address,
+        as the API server's `jwks_uri` names it) to authenticated callers, and accepts the
+        service-account tokens that key signs for its audience `url`, besides TOKEN."""
+        self.issuer = (url, jwks, public_key)
+
+    def _authenticated(self, header: str | None) -> bool:
+        if header == f"Bearer {self.TOKEN}":
+            return True
+        if not (header or "").startswith("Bearer ") or self.issuer is None:
+            return False
+        import jwt
+
+        url, _, public_key = self.issuer
+        try:
+            jwt.decode(header[7:], public_key, algorithms=["RS256"], audience=url, issuer=url)
+        except jwt.PyJWTError:
+            return False
+        return True
+
     # -- state ----------------------------------------------------------------------------------
 
     @staticmethod
@@ -212,9 +236,16 @@ class FakeApi:
         body = handler.rfile.read(length) if length else b""
         with self.lock:
             self.requests.append(f"{method} {handler.path}")
-        if handler.headers.get("Authorization") != f"Bearer {self.TOKEN}":
+        if not self._authenticated(handler.headers.get("Authorization")):
             return self._status(handler, 401, "Unauthorized")
         parts = url.path.strip("/").split("/")
+        if method == "GET" and self.issuer and url.path == "/.well-known/openid-configuration":
+            return self._send(handler, 200, {
+                "issuer": self.issuer[0], "jwks_uri": f"https://{self.host}:{self.port}/openid/v1/jwks",
+                "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"]})
+        if method == "GET" and self.issuer and url.path == "/openid/v1/jwks":
+            return self._send(handler, 200, json.loads(self.issuer[1]))
         if method == "GET" and len(parts) == 3 and parts[:2] == ["api", "v1"] and parts[2] in self.LISTS:
             resource = parts[2]
             node = next((s.split("=", 1)[1] for s in query.get("fieldSelector", [""])[0].split(",")
@@ -320,6 +351,16 @@ def pod_of(workload: dict, pod_name: str) -> dict:
     return pod
 
 
+def folder_for(path: str, fs_group: int | None, mode: int, group_writes: bool = False) -> None:
+    """A volume's folder as the kubelet leaves it: with an fsGroup, the group's and setgid (and
+    group-writable for a writable volume); else `mode`."""
+    if fs_group is None:
+        os.chmod(path, mode)
+        return
+    os.chown(path, 0, fs_group)
+    os.chmod(path, 0o2775 if group_writes else 0o2755)
+
+
 def merge(target: dict, patch: dict) -> None:
     """A JSON merge patch (RFC 7386), in place."""
     for k, v in patch.items():
@@ -395,6 +436,10 @@ class Kubelet:
         for o in self.objects:
             if o["kind"] == kind and o["metadata"]["name"] == name and o["metadata"].get("namespace", namespace) == namespace:
                 return o
+        if (kind, name) == ("ConfigMap", "kube-root-ca.crt"):
+            # What the API server's root-ca publisher puts in every namespace.
+            return {"kind": kind, "metadata": {"name": name, "namespace": namespace},
+                    "data": {"ca.crt": self.api.ca_pem}}
         raise AssertionError(f"the pod needs {kind} {namespace}/{name}, which nothing provides")
 
     def _data(self, kind: str, name: str, namespace: str) -> dict[str, bytes]:
@@ -426,11 +471,7 @@ class Kubelet:
         for top in {p.split("/")[0] for p in files}:
             os.symlink(f"..data/{top}", os.path.join(root, top))
         for d in (root, os.path.join(root, stamp)):
-            if fs_group is not None:
-                os.chown(d, 0, fs_group)
-                os.chmod(d, 0o2755)
-            else:
-                os.chmod(d, 0o755)
+            folder_for(d, fs_group, 0o755)
         return root
 
     def _items(self, data: dict[str, bytes], items: list[dict] | None, default_mode: int) -> dict[str, tuple[bytes, int]]:
@@ -472,11 +513,7 @@ class Kubelet:
             self._serial += 1
             d = os.path.join(self.workdir, f"vol{self._serial}")
             os.makedirs(d)
-            if fs_group is not None:
-                os.chown(d, 0, fs_group)
-                os.chmod(d, 0o2775)
-            else:
-                os.chmod(d, 0o777)
+            folder_for(d, fs_group, 0o777, group_writes=True)
             return d
         if "hostPath" in volume:
             hp = volume["hostPath"]

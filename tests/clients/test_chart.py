@@ -68,11 +68,22 @@ def test_generated_secrets_are_random_and_well_formed():
                         a["agent-credentials"]), a["agent-credentials"]
     secret = find(render(), "Secret", "keyless-secrets")
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    # With a Secret of the user's, the chart makes none and mounts that one.
-    docs = render(sets=("existingSecret=mine",))
+    # With a Secret of the user's, the chart makes none and mounts that one, with the keys
+    # values.yaml documents.
+    docs = render(sets=("existingSecret=mine", "agent.enabled=true"))
     assert not [d for d in docs if d["kind"] == "Secret"]
-    server = find(docs, "StatefulSet", "keyless")
-    assert {v["name"]: v for v in server["spec"]["template"]["spec"]["volumes"]}["secrets"]["secret"]["secretName"] == "mine"
+    documented = (CHART / "values.yaml").read_text().split("existingSecret:")[0].rsplit("\n\n", 1)[1]
+    used = set()
+    for kind, name, container_name in [("StatefulSet", "keyless", "keyless"), ("DaemonSet", "keyless-agent", "agent")]:
+        workload = find(docs, kind, name)
+        volume = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}["secrets"]["secret"]
+        assert volume["secretName"] == "mine"
+        used |= {item["key"] for item in volume.get("items", [])}
+        used |= {e["valueFrom"]["secretKeyRef"]["key"] for e in container(workload, container_name).get("env", [])
+                 if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "mine"}
+    assert used == {"session-key", "root-access-key-id", "root-secret-access-key", "agent-credentials"}, used
+    for key in used:
+        assert f"`{key}`" in documented, (key, documented)
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -134,6 +145,12 @@ SCHEMA_REFUSES = [
     (("iam.buckets[0].name=Bad_Bucket",), "at '/iam/buckets/0/name'"),
     (("iam.policies[0].name=p", "iam.policies[0].document.Statment=x"), "additional properties 'Statment' not allowed"),
     (("image.digest=latest",), "at '/image/digest'"),
+    # The binary's ranges: sessions of 15 minutes to 12 hours, checks at most a minute apart,
+    # upstream timeouts of a second or more.
+    (("agent.sessionDuration=10m",), "at '/agent/sessionDuration'"),
+    (("agent.sessionDuration=13h",), "at '/agent/sessionDuration'"),
+    (("server.iamStore.checkInterval=90s",), "at '/server/iamStore/checkInterval'"),
+    (("server.upstream.timeout=500ms",), "at '/server/upstream/timeout'"),
 ]
 
 
@@ -158,6 +175,11 @@ TEMPLATES_REFUSE = [
      "needs iam.clusterIssuer.enabled"),
     (("gitlab.mode=annotation",), "set agent.enabled"),
     (("gitlab.mode=irsa",), "set webhook.enabled"),
+    # GitLab's role, when declared here, must trust GitLab's pods the way the mode gives them it.
+    (("gitlab.mode=irsa", "webhook.enabled=true", "iam.roles[0].name=gitlab",
+      "iam.roles[0].trust.serviceAccounts[0]=gitlab/other"), "GitLab's pods (gitlab.namespace/gitlab.serviceAccount) are gitlab/gitlab"),
+    (("gitlab.mode=annotation", "agent.enabled=true", "iam.roles[0].name=gitlab",
+      "iam.roles[0].trust.serviceAccounts[0]=gitlab/gitlab"), "iam.roles[gitlab].trust.agent"),
 ]
 
 
@@ -242,6 +264,12 @@ def test_gateway_replicas_spread_and_budget():
     anti = server["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert anti["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == "kubernetes.io/hostname"
     assert find(docs, "PodDisruptionBudget", "keyless")["spec"]["maxUnavailable"] == 1
+    # One replica per node: a rollout replaces one at a time rather than surge onto no node.
+    assert server["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    # The ingress's host is a domain: its subdomains (buckets) route too.
+    ingress = find(docs, "Ingress", "keyless")["spec"]
+    assert [r["host"] for r in ingress["rules"]] == ["s3.example.internal", "*.s3.example.internal"]
+    assert ingress["tls"][0]["hosts"] == ["s3.example.internal", "*.s3.example.internal"]
     assert not [d for d in docs if d["kind"] == "StatefulSet"]
     volumes = {v["name"]: v for v in server["spec"]["template"]["spec"]["volumes"]}
     assert volumes["data"] == {"name": "data", "emptyDir": {}}

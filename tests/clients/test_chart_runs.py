@@ -74,16 +74,20 @@ class Cluster:
             yaml.safe_dump({
                 # The test node's pod bridge; GitHub's issuer is not reachable from here.
                 "agent": {"hostInterface": net.bridge, "associations": ["gitlab/gitlab-toolbox=gitlab"]},
-                "iam": {"clusterIssuer": {"jwks": jwks}, "oidcProviders": [],
+                # No JWKS in values: the server and the agent read the cluster issuer's keys
+                # from the API server, with their service-account tokens and the cluster's CA.
+                "iam": {"clusterIssuer": {"jwks": ""}, "oidcProviders": [],
                         "buckets": [{"name": b} for b in ("gitlab-registry", "gitlab-backups", "gitlab-uploads",
                                                            "gitlab-tmp")]},
             }, f)
         self.overrides = overrides
         self.docs = render("everything", extra_files=(overrides,))
         self.api = FakeApi(net.gateway)
+        self.api.serve_issuer("https://kubernetes.default.svc.cluster.local", jwks, self.key.public_key())
         self.kubelet = Kubelet(net, self.api, self.docs, workdir)
         self.kubelet.issuer = "https://kubernetes.default.svc.cluster.local"
         self.kubelet.issuer_key = self.key
+        self.kubelet.service("kubernetes", "default", self.api.host)
         for ns in ("keyless", "gitlab", "kube-system"):
             self.api.put("namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                         "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}})
@@ -96,6 +100,7 @@ class Cluster:
         self.server = self.kubelet.start(pod_of(server, "keyless-0"), "keyless", "keyless-0", NAMESPACE,
                                          ready=("$(POD_IP)", 9090, "/readyz"))
         self.kubelet.service("keyless", NAMESPACE, self.server.ip)
+        assert f"{net.gateway}:8181" not in iptables_rules(), "a DNAT rule is there before the agent"
         agent = find(self.docs, "DaemonSet", "keyless-agent")
         self.agent = self.kubelet.start(pod_of(agent, "keyless-agent-node1"), "agent", "keyless-agent-node1", NAMESPACE,
                                         ready=("127.0.0.1", 8182, "/readyz"))
@@ -182,6 +187,23 @@ def test_the_server_serves_from_the_rendered_config(cluster):
     # The session key and root key came from the Secret volume, group-readable for the fsGroup.
     logs = cluster.server.logs()
     assert "is readable by other users" not in logs, logs
+
+
+def test_the_server_reads_the_cluster_issuer_from_the_api_server(cluster):
+    """IRSA out of the box: no JWKS in values, so the server fetched the cluster issuer's
+    discovery document and keys from the API server, with its projected token and the
+    cluster's CA (the fake refuses anonymous callers, as RBAC does by default)."""
+    netpod, obj = cluster.pod("irsa-probe", "gitlab", service_account="gitlab")
+    token_file = os.path.join(netpod.home, "token")
+    with open(token_file, "w") as f:
+        f.write(cluster.kubelet.token("gitlab", "gitlab", "sts.amazonaws.com", 3600))
+    obj["spec"]["containers"][0]["env"] += [{"name": "AWS_ROLE_ARN", "value": ROLE},
+                                            {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": token_file},
+                                            {"name": "AWS_ENDPOINT_URL_STS", "value": "http://keyless.keyless.svc:9000"}]
+    out = cluster.aws(netpod, obj, "sts", "get-caller-identity")
+    assert out.returncode == 0 and ":assumed-role/gitlab/" in out.stdout, cluster.explain(out)
+    fetched = [r for r in cluster.api.requests if "openid" in r]
+    assert "GET /.well-known/openid-configuration" in fetched and "GET /openid/v1/jwks" in fetched, fetched
 
 
 def test_the_agent_gives_annotated_pods_their_role(cluster):

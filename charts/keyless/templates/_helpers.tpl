@@ -94,6 +94,11 @@ app.kubernetes.io/component: {{ $component }}
 {{- if or (eq .Values.server.mode "embedded") (not .Values.server.iamStore.url) }}true{{ end }}
 {{- end }}
 
+{{/* Whether the server fetches the cluster issuer's keys from the API server (no JWKS given). */}}
+{{- define "keyless.fetchClusterIssuer" -}}
+{{- if and .Values.iam.clusterIssuer.enabled (not .Values.iam.clusterIssuer.jwks) }}true{{ end }}
+{{- end }}
+
 {{/* The restricted container security context. */}}
 {{- define "keyless.restrictedContainer" -}}
 allowPrivilegeEscalation: false
@@ -156,6 +161,18 @@ seccompProfile:
 {{- end }}
 {{- if and .trust .trust.serviceAccounts (not $.Values.iam.clusterIssuer.enabled) }}
 {{- fail (printf "iam.roles[%s].trust.serviceAccounts: needs iam.clusterIssuer.enabled" .name) }}
+{{- end }}
+{{- end }}
+{{- $g := .Values.gitlab }}
+{{- range .Values.iam.roles }}
+{{- if and $g.mode (eq .name $g.role) .trust }}
+{{- $sa := printf "%s/%s" $g.namespace $g.serviceAccount }}
+{{- if and (eq $g.mode "irsa") (not (has $sa (.trust.serviceAccounts | default list))) }}
+{{- fail (printf "iam.roles[%s].trust.serviceAccounts: GitLab's pods (gitlab.namespace/gitlab.serviceAccount) are %s; add it" .name $sa) }}
+{{- end }}
+{{- if and (eq $g.mode "annotation") (not .trust.agent) }}
+{{- fail (printf "iam.roles[%s].trust.agent: GitLab's pods get the role through the node agent; set it" .name) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if and (eq .Values.gitlab.mode "annotation") (not .Values.agent.enabled) }}

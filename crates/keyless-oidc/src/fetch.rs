@@ -47,6 +47,10 @@ pub trait Fetch: Send + Sync {
 pub struct HttpFetch {
     tls: TlsConnector,
     timeout: Duration,
+    /// A file holding a bearer token sent with every request over HTTPS, re-read each time
+    /// (a kubelet rotates projected tokens): a Kubernetes API server serves its issuer's
+    /// discovery document and keys to service accounts only.
+    bearer_token_file: Option<std::path::PathBuf>,
 }
 
 impl HttpFetch {
@@ -81,7 +85,15 @@ impl HttpFetch {
         HttpFetch {
             tls: TlsConnector::from(Arc::new(config)),
             timeout: FETCH_TIMEOUT,
+            bearer_token_file: None,
         }
+    }
+
+    /// Sends `Authorization: Bearer` with the token in `file` (re-read on every fetch), over
+    /// HTTPS only: the pod's service-account token, for the cluster's own issuer.
+    pub fn with_bearer_token_file(mut self, file: impl Into<std::path::PathBuf>) -> HttpFetch {
+        self.bearer_token_file = Some(file.into());
+        self
     }
 
     #[cfg(test)]
@@ -105,13 +117,23 @@ impl HttpFetch {
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let request = Request::get(path)
+        let mut request = Request::get(path)
             .header(HOST, authority.as_str())
             .header(
                 USER_AGENT,
                 concat!("keyless-oidc/", env!("CARGO_PKG_VERSION")),
             )
-            .header(ACCEPT, "application/json")
+            .header(ACCEPT, "application/json");
+        if let (true, Some(file)) = (https, &self.bearer_token_file) {
+            let token = tokio::fs::read_to_string(file)
+                .await
+                .map_err(|e| format!("cannot read the token file `{}`: {e}", file.display()))?;
+            let mut value = http::HeaderValue::try_from(format!("Bearer {}", token.trim()))
+                .map_err(|_| format!("the token file `{}` is not a token", file.display()))?;
+            value.set_sensitive(true);
+            request = request.header(http::header::AUTHORIZATION, value);
+        }
+        let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("bad request: {e}"))?;
         if https {

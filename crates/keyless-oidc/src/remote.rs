@@ -30,6 +30,8 @@ pub const MAX_STALE_SECONDS: i64 = 24 * 3600;
 /// registered providers: every issuer asked for gets an entry.
 pub struct JwksCache {
     fetch: Arc<dyn Fetch>,
+    /// Issuers fetched otherwise than with `fetch`: another CA, a bearer token.
+    fetch_for: RwLock<HashMap<String, Arc<dyn Fetch>>>,
     fixed: RwLock<HashMap<String, Arc<KeySet>>>,
     fetched: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Entry>>>>,
 }
@@ -47,9 +49,19 @@ impl JwksCache {
     pub fn new(fetch: Arc<dyn Fetch>) -> JwksCache {
         JwksCache {
             fetch,
+            fetch_for: RwLock::default(),
             fixed: RwLock::default(),
             fetched: Mutex::default(),
         }
+    }
+
+    /// Fetches `issuer`'s discovery document, and the key set it names, with `fetch` (a
+    /// private CA, the pod's token for the cluster's own issuer) instead of the default.
+    pub fn set_fetch(&self, issuer: &str, fetch: Arc<dyn Fetch>) {
+        self.fetch_for
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(issuer.to_owned(), fetch);
     }
 
     /// Uses the JWKS document `jwks` for `issuer`, from now on and without HTTP (an admin's
@@ -134,7 +146,14 @@ impl JwksCache {
             };
         }
         entry.attempted_at = Some(now);
-        match discover(self.fetch.as_ref(), issuer).await {
+        let fetch = self
+            .fetch_for
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(issuer)
+            .cloned()
+            .unwrap_or_else(|| Arc::clone(&self.fetch));
+        match discover(fetch.as_ref(), issuer).await {
             Ok(keys) => {
                 tracing::debug!(issuer, keys = keys.len(), "oidc: fetched key set");
                 let keys = Arc::new(keys);
@@ -380,6 +399,21 @@ mod tests {
             assert!(task.await.unwrap().is_ok());
         }
         assert_eq!(fetch.requests(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_issuer_of_its_own_fetch_is_fetched_with_it_alone() {
+        let key = testkit::rsa_key();
+        let default = Arc::new(MemoryFetch::new());
+        let own = Arc::new(MemoryFetch::new());
+        own.serve_issuer(ISSUER, &testkit::jwks_json(&[&key]));
+        let cache = JwksCache::new(default.clone());
+        cache.set_fetch(ISSUER, own.clone());
+        assert_eq!(cache.keys_for(ISSUER, NOW).await.unwrap().len(), 1);
+        assert_eq!((own.requests(), default.requests()), (2, 0));
+        // Other issuers still go through the default.
+        assert!(cache.keys_for("https://other.example", NOW).await.is_err());
+        assert_eq!(default.requests(), 1);
     }
 
     #[tokio::test]

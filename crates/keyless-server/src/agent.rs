@@ -225,7 +225,16 @@ pub(crate) async fn start(
             Some(Arc::new(PodIdentity::new(
                 url,
                 vec![args.pod_identity_audience.clone()],
-                container::key_chain(url, own.clone(), jwks.as_deref())?,
+                container::key_chain(
+                    url,
+                    own.clone(),
+                    jwks.as_deref(),
+                    crate::config::issuer_fetch(
+                        args.pod_identity_ca_bundle.as_deref(),
+                        args.pod_identity_token_file.as_deref(),
+                        "--pod-identity-ca-bundle",
+                    )?,
+                )?,
                 associations.to_vec(),
                 account_id,
                 imds.clone(),

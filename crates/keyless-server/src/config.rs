@@ -249,6 +249,12 @@ pub(crate) struct OidcProviderConfig {
     /// A file holding the issuer's JSON Web Key Set, to verify tokens without fetching it
     /// (relative to the configuration file). Not IAM state: read by the token verifier.
     pub(crate) jwks_file: Option<PathBuf>,
+    /// Certificate authorities (PEM) trusted, besides the platform's, when fetching the
+    /// issuer's discovery document and keys: the cluster's CA for its own issuer.
+    pub(crate) ca_bundle_file: Option<PathBuf>,
+    /// A file holding a bearer token sent with those fetches (re-read each time): the pod's
+    /// service-account token, which a Kubernetes API server asks of whoever reads its issuer.
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 fn default_client_ids() -> Vec<String> {
@@ -274,6 +280,8 @@ pub(crate) struct Loaded {
     /// `(field, issuer URL, JWKS file)` of the providers that name one, the file resolved
     /// against the configuration file's folder; read by [`Loaded::jwks_files`].
     jwks_paths: Vec<(String, String, PathBuf)>,
+    /// How the providers that name a CA bundle or a token file are fetched.
+    pub(crate) provider_access: Vec<ProviderAccess>,
     pub(crate) buckets: Vec<(String, Option<String>)>,
     pub(crate) upstream: Option<UpstreamTable>,
     pub(crate) iam_store: Option<IamStoreTable>,
@@ -367,10 +375,19 @@ impl Config {
         }
         let mut oidc_providers = Vec::new();
         let mut jwks_paths = Vec::new();
+        let mut provider_access = Vec::new();
         for (i, p) in self.oidc_providers.into_iter().enumerate() {
             if let Some(file) = p.jwks_file {
                 let at = format!("oidc_providers[{i}].jwks_file");
                 jwks_paths.push((at, p.url.clone(), base.join(file)));
+            }
+            if p.ca_bundle_file.is_some() || p.token_file.is_some() {
+                provider_access.push(ProviderAccess {
+                    at: format!("oidc_providers[{i}]"),
+                    url: p.url.clone(),
+                    ca_bundle_file: p.ca_bundle_file.map(|f| base.join(f)),
+                    token_file: p.token_file.map(|f| base.join(f)),
+                });
             }
             oidc_providers.push(OidcProviderSpec {
                 url: p.url,
@@ -398,12 +415,54 @@ impl Config {
             roles,
             oidc_providers,
             jwks_paths,
+            provider_access,
             buckets,
             upstream: self.upstream,
             iam_store: self.iam_store,
             base: base.to_owned(),
         })
     }
+}
+
+/// How one provider's discovery document and keys are fetched, when not as any other's.
+pub(crate) struct ProviderAccess {
+    /// The field, for messages.
+    pub(crate) at: String,
+    pub(crate) url: String,
+    pub(crate) ca_bundle_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
+}
+
+impl ProviderAccess {
+    /// The fetcher of this provider's documents.
+    pub(crate) fn fetch(&self) -> anyhow::Result<keyless_oidc::HttpFetch> {
+        issuer_fetch(
+            self.ca_bundle_file.as_deref(),
+            self.token_file.as_deref(),
+            &format!("{}.ca_bundle_file", self.at),
+        )
+    }
+}
+
+/// How an issuer's discovery document and keys are fetched: trusting the platform's CAs and
+/// those of `ca_bundle` (named `at` in messages), sending the token in `token_file`.
+pub(crate) fn issuer_fetch(
+    ca_bundle: Option<&Path>,
+    token_file: Option<&Path>,
+    at: &str,
+) -> anyhow::Result<keyless_oidc::HttpFetch> {
+    let fetch = match ca_bundle {
+        Some(file) => {
+            let pem = std::fs::read(file)
+                .with_context(|| format!("{at}: cannot read `{}`", file.display()))?;
+            keyless_oidc::HttpFetch::with_extra_roots(&pem).with_context(|| at.to_owned())?
+        }
+        None => keyless_oidc::HttpFetch::new()?,
+    };
+    Ok(match token_file {
+        Some(file) => fetch.with_bearer_token_file(file),
+        None => fetch,
+    })
 }
 
 impl Loaded {

@@ -386,23 +386,8 @@ pub struct UpstreamOptions {
 impl UpstreamOptions {
     /// Keyless's key pair at the upstream: from the credentials file, else the environment.
     pub fn credentials(&self) -> anyhow::Result<(String, Secret)> {
-        use anyhow::Context as _;
         if let Some(path) = &self.upstream_credentials_file {
-            keyless_iam::check_secret_file(path)?;
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read `{}`", path.display()))?;
-            return keyless_types::shared_credentials::profile_keys(
-                &text,
-                "default",
-                keyless_types::shared_credentials::SharedFile::Credentials,
-            )
-            .pair()
-            .with_context(|| {
-                format!(
-                    "`{}` has no aws_access_key_id and aws_secret_access_key under [default]",
-                    path.display()
-                )
-            });
+            return crate::root::read_shared_credentials(path, "default");
         }
         match (
             &self.upstream_access_key_id,
@@ -554,6 +539,17 @@ pub struct ImdsOptions {
     /// The issuer's keys as a JWKS file, for an issuer the agent cannot reach.
     #[arg(long, value_name = "FILE", requires = "pod_identity_issuer")]
     pub pod_identity_jwks_file: Option<PathBuf>,
+
+    /// Certificate authorities (PEM) trusted, besides the platform's, when fetching the
+    /// issuer's keys: the cluster's CA (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`)
+    /// for the cluster's own issuer.
+    #[arg(long, value_name = "FILE", requires = "pod_identity_issuer")]
+    pub pod_identity_ca_bundle: Option<PathBuf>,
+
+    /// A bearer token (a file, re-read each time) sent when fetching the issuer's keys: the
+    /// pod's service-account token, which a Kubernetes API server asks of readers of its issuer.
+    #[arg(long, value_name = "FILE", requires = "pod_identity_issuer")]
+    pub pod_identity_token_file: Option<PathBuf>,
 
     /// The audience the service-account tokens must carry.
     #[arg(

@@ -172,9 +172,11 @@ impl Server {
             );
         }
         // The data folder holds every object and the IAM state: its owner's alone, created so
-        // and tightened if an older version left it open. A folder this user does not own is a
-        // volume given to it (a Kubernetes volume owned by root and the pod's fsGroup), whose
-        // mode is its giver's.
+        // and tightened if an older version left it open. A folder this user does not own, or
+        // one shared with a group through setgid, is a volume given to it (a Kubernetes volume
+        // of the pod's fsGroup), whose mode is its giver's: tightened, the kubelet would see
+        // its mode changed and give the group every file again (fsGroupChangePolicy
+        // OnRootMismatch), making the secrets in it group-readable.
         {
             use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
             std::fs::DirBuilder::new()
@@ -182,15 +184,17 @@ impl Server {
                 .mode(0o700)
                 .create(&args.data_dir)
                 .and_then(|()| std::fs::metadata(&args.data_dir))
-                .and_then(
-                    |folder| match folder.uid() == rustix::process::geteuid().as_raw() {
-                        true => std::fs::set_permissions(
+                .and_then(|folder| {
+                    let given = folder.uid() != rustix::process::geteuid().as_raw()
+                        || folder.mode() & 0o2000 != 0;
+                    match given {
+                        false => std::fs::set_permissions(
                             &args.data_dir,
                             std::fs::Permissions::from_mode(0o700),
                         ),
-                        false => Ok(()),
-                    },
-                )
+                        true => Ok(()),
+                    }
+                })
                 .with_context(|| {
                     format!(
                         "cannot create the data folder `{}`",
@@ -320,10 +324,14 @@ impl Server {
         let keys = Keyring::new(root, Arc::clone(&iam)).with_sessions(session_key.clone());
         // Web identity tokens: the own issuer's keys in memory, then the administrator's JWKS
         // files, then the issuers' discovery documents.
+        let remote = JwksCache::new(Arc::new(HttpFetch::new()?));
+        for access in &loaded.provider_access {
+            remote.set_fetch(&access.url, Arc::new(access.fetch()?));
+        }
         let verifier = KeyChain::new()
             .with(Arc::clone(&issuer) as Arc<dyn KeySource>)
             .with(Arc::new(StaticKeys::new(loaded.jwks_files()?)))
-            .with(Arc::new(JwksCache::new(Arc::new(HttpFetch::new()?))));
+            .with(Arc::new(remote));
         let sts = Sts::new(iam, session_key, Arc::new(verifier));
         let store = Arc::new(match &args.upstream.upstream {
             Some(url) => {
