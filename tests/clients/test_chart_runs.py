@@ -37,7 +37,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from chart import NAMESPACE, find, notes, render
+from chart import NAMESPACE, VALUE_SETS, find, notes, render
 from kubelet import FakeApi, Kubelet, pod_of
 from pods import pod_network_fixture  # noqa: F401 (fixture)
 from test_agent import REGISTRY_CLIENT
@@ -511,3 +511,80 @@ def test_the_agent_removes_its_rules_when_stopped(cluster):
     assert cluster.agent.stop() == 0, cluster.agent.logs()
     rules = iptables_rules()
     assert f"{cluster.net.gateway}:8181" not in rules, rules
+
+
+# ---------------------------------------------------------------------------------------------
+# Every value set: each rendered container starts and answers /healthz, then stops cleanly on
+# SIGTERM. This is what catches a flag renamed in the binary but not in the chart, on every
+# path the value sets take (TLS files, CA bundles, password files, cert-manager's Secrets).
+
+
+def tls_secret(name: str, names: list[str]) -> dict:
+    """A `kubernetes.io/tls` Secret as cert-manager writes it (with `ca.crt`)."""
+    from kubelet import make_ca_and_cert
+
+    ca, cert, key = make_ca_and_cert(names, [])
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "stringData": {"tls.crt": cert, "tls.key": key, "ca.crt": ca}}
+
+
+def operator_objects(moto) -> list[dict]:
+    """What an operator creates beside the chart for the value sets of charts/keyless/ci."""
+    from kubelet import make_ca_and_cert
+
+    def secret(name, **data):
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NAMESPACE},
+                "stringData": data}
+
+    def config_map(name, **data):
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NAMESPACE},
+                "data": data}
+
+    service = ["keyless", "keyless.keyless", "keyless.keyless.svc", "keyless.keyless.svc.cluster.local"]
+    return [
+        secret("ci-user", **{"secret-access-key": "ci-user-secret-ci-user-secret-ci-user-s"}),
+        secret("keyless-upstream", **{"access-key-id": moto.ACCESS_KEY, "secret-access-key": moto.SECRET_KEY}),
+        secret("keyless-postgres", password="not-needed-over-the-socket"),
+        config_map("postgres-ca", **{"ca.crt": make_ca_and_cert(["postgres.db.svc"], [])[0]}),
+        config_map("keyless-ca", **{"ca.crt": make_ca_and_cert(["keyless"], [])[0]}),
+        secret("keyless-agent", credentials="[default]\naws_access_key_id = AKIAAGENT00000000001\n"
+                                            "aws_secret_access_key = agent-secret-agent-secret-agent-secret1\n"),
+        tls_secret("keyless-tls", service),
+        tls_secret("keyless-webhook-tls", [f"keyless-webhook{s}" for s in ("", ".keyless", ".keyless.svc")]),
+    ]
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_every_value_set_starts_every_container(cluster, moto_upstream, tmp_path, name):
+    from test_replicas import Postgres
+
+    sets: tuple[str, ...] = ()
+    pg = None
+    if name == "gateway-postgres":
+        # This machine's moto and PostgreSQL (a Unix socket) for the cluster's own.
+        pg = Postgres(tmp_path)
+        os.chmod(open(tmp_path / "pg" / "cluster").read().strip(), 0o755)
+        sets = (f"server.upstream.url=http://{cluster.net.expose(moto_upstream.port)}",
+                f"server.iamStore.url={pg.url}")
+    docs = render(name, sets=sets)
+    # One agent per node: the module's is done by now (and its ports free).
+    cluster.agent.stop()
+    kubelet = Kubelet(cluster.net, cluster.api, [*docs, *operator_objects(moto_upstream)], str(tmp_path))
+    started = []
+    try:
+        for kind in ("StatefulSet", "Deployment", "DaemonSet"):
+            for workload in (d for d in docs if d["kind"] == kind):
+                for c in workload["spec"]["template"]["spec"]["containers"]:
+                    admin = next(a for a in c["args"] if a.startswith("--admin-listen=")).split("=", 1)[1]
+                    host, port = admin.rsplit(":", 1)
+                    pod = f"{name}-{c['name']}"[:40]
+                    started.append(kubelet.start(pod_of(workload, pod), c["name"], pod, NAMESPACE,
+                                                 ready=("$(POD_IP)" if host == "0.0.0.0" else host, int(port), "/healthz")))
+        assert started, f"{name} renders no container"
+        for running in started:
+            assert running.stop() == 0, running.logs()
+    finally:
+        kubelet.close()
+        if pg:
+            pg.destroy()

@@ -166,9 +166,9 @@ pub(crate) struct Metadata {
 }
 
 /// Starts the metadata service: the pod source, the background refresh and, with
-/// `--iptables`, the DNAT rules to `local` (removed when [`serve`] returns). The caller serves it with [`serve`]. `own` is
-/// `keyless serve`'s own issuer: the default issuer of container credentials' tokens, whose
-/// keys are taken from memory.
+/// `--iptables`, the DNAT rules to `local` (removed when [`serve`] returns). The caller serves
+/// it with [`serve`]. `own` is `keyless serve`'s own issuer: the default issuer of container
+/// credentials' tokens, whose keys are taken from memory.
 pub(crate) async fn start(
     args: &ImdsOptions,
     account_id: &str,
