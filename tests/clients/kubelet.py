@@ -234,9 +234,10 @@ class FakeApi:
         query = urllib.parse.parse_qs(url.query)
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
+        authenticated = self._authenticated(handler.headers.get("Authorization"))
         with self.lock:
-            self.requests.append(f"{method} {handler.path}")
-        if not self._authenticated(handler.headers.get("Authorization")):
+            self.requests.append(f"{method} {handler.path}" + ("" if authenticated else " (refused: 401)"))
+        if not authenticated:
             return self._status(handler, 401, "Unauthorized")
         parts = url.path.strip("/").split("/")
         if method == "GET" and self.issuer and url.path == "/.well-known/openid-configuration":

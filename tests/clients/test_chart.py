@@ -180,6 +180,8 @@ TEMPLATES_REFUSE = [
       "iam.roles[0].trust.serviceAccounts[0]=gitlab/other"), "GitLab's pods (gitlab.namespace/gitlab.serviceAccount) are gitlab/gitlab"),
     (("gitlab.mode=annotation", "agent.enabled=true", "iam.roles[0].name=gitlab",
       "iam.roles[0].trust.serviceAccounts[0]=gitlab/gitlab"), "iam.roles[gitlab].trust.agent"),
+    (("gitlab.mode=irsa", "webhook.enabled=true", "gitlab.role=arn:aws:iam::000000000000:role/gitlab",
+      "iam.roles[0].name=gitlab", "iam.roles[0].trust.agent=true"), "are gitlab/gitlab; add it"),
 ]
 
 
@@ -332,6 +334,21 @@ def test_config_file_is_what_the_values_declare():
     assert json.loads(config["policies"][0]["document"])["Statement"][0]["Resource"] == "arn:aws:s3:::registry"
     assert config["users"][0]["secret_access_key_file"] == "/etc/keyless/users/ci-user/secret-access-key"
     assert json.loads(config["buckets"][0]["policy"]["document"])["Statement"][0]["Sid"] == "DenyPlainHttp"
+    # The token and the cluster's CA go with the API server's in-cluster issuer alone: another
+    # issuer (EKS's) is fetched as any provider, and never given the pod's token.
+    docs = render(sets=("agent.enabled=true", "agent.associations[0]=a/b=r",
+                        "iam.clusterIssuer.url=https://oidc.eks.eu-west-1.amazonaws.com/id/ABC"))
+    config = find(docs, "ConfigMap", "keyless-config")["data"]["keyless.toml"]
+    assert "token_file" not in config and "ca_bundle_file" not in config, config
+    server = find(docs, "StatefulSet", "keyless")["spec"]["template"]["spec"]
+    assert "cluster-issuer-access" not in [v["name"] for v in server["volumes"]]
+    assert not [a for a in container(find(docs, "DaemonSet", "keyless-agent"), "agent")["args"]
+                if a.startswith("--pod-identity-token-file")]
+    docs = render(sets=("agent.enabled=true", "agent.associations[0]=a/b=r"))
+    config = find(docs, "ConfigMap", "keyless-config")["data"]["keyless.toml"]
+    assert 'token_file = "/var/run/secrets/keyless/cluster-issuer/token"' in config, config
+    assert "--pod-identity-token-file=/var/run/secrets/kubernetes.io/serviceaccount/token" in \
+        container(find(docs, "DaemonSet", "keyless-agent"), "agent")["args"]
     # A string that TOML and JSON would both need escaped survives both.
     docs = render(sets=("iam.roles[0].name=r", "iam.roles[0].trust.agent=true",
                         'iam.roles[0].description=say "hi"\\, <then> \\\\ go'))

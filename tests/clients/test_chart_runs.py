@@ -202,8 +202,10 @@ def test_the_server_reads_the_cluster_issuer_from_the_api_server(cluster):
                                             {"name": "AWS_ENDPOINT_URL_STS", "value": "http://keyless.keyless.svc:9000"}]
     out = cluster.aws(netpod, obj, "sts", "get-caller-identity")
     assert out.returncode == 0 and ":assumed-role/gitlab/" in out.stdout, cluster.explain(out)
+    # Both with the token (the fake refuses anonymous callers, and records which it refused).
     fetched = [r for r in cluster.api.requests if "openid" in r]
     assert "GET /.well-known/openid-configuration" in fetched and "GET /openid/v1/jwks" in fetched, fetched
+    assert not [r for r in fetched if "refused" in r], fetched
 
 
 def test_the_agent_gives_annotated_pods_their_role(cluster):

@@ -51,7 +51,7 @@ url = {{ .Values.iam.clusterIssuer.url | toJson }}
 client_ids = {{ .Values.iam.clusterIssuer.audiences | toJson }}
 {{- if .Values.iam.clusterIssuer.jwks }}
 jwks_file = "cluster-issuer.jwks.json"
-{{- else }}
+{{- else if include "keyless.fetchClusterIssuer" . }}
 # Its keys fetched from the API server, with this pod's token and the cluster's CA.
 ca_bundle_file = "/var/run/secrets/keyless/cluster-issuer/ca.crt"
 token_file = "/var/run/secrets/keyless/cluster-issuer/token"

@@ -94,9 +94,18 @@ app.kubernetes.io/component: {{ $component }}
 {{- if or (eq .Values.server.mode "embedded") (not .Values.server.iamStore.url) }}true{{ end }}
 {{- end }}
 
-{{/* Whether the server fetches the cluster issuer's keys from the API server (no JWKS given). */}}
+{{/*
+Whether the cluster issuer's keys are read from the API server in the cluster, with the pod's
+token and the cluster's CA: no JWKS given, and the issuer is the API server's in-cluster name.
+Another issuer (EKS's, a public bucket) is fetched as any provider, with no token.
+*/}}
+{{- define "keyless.issuerIsApiServer" -}}
+{{- $host := include "keyless.clusterIssuerHost" . }}
+{{- if and (not .Values.iam.clusterIssuer.jwks) (hasPrefix "https://" .Values.iam.clusterIssuer.url) (has $host (list "kubernetes.default.svc.cluster.local" "kubernetes.default.svc" "kubernetes.default" "kubernetes")) }}true{{ end }}
+{{- end }}
+
 {{- define "keyless.fetchClusterIssuer" -}}
-{{- if and .Values.iam.clusterIssuer.enabled (not .Values.iam.clusterIssuer.jwks) }}true{{ end }}
+{{- if and .Values.iam.clusterIssuer.enabled (include "keyless.issuerIsApiServer" .) }}true{{ end }}
 {{- end }}
 
 {{/* The restricted container security context. */}}
@@ -165,7 +174,7 @@ seccompProfile:
 {{- end }}
 {{- $g := .Values.gitlab }}
 {{- range .Values.iam.roles }}
-{{- if and $g.mode (eq .name $g.role) .trust }}
+{{- if and $g.mode (eq .name (last (splitList "/" $g.role))) .trust }}
 {{- $sa := printf "%s/%s" $g.namespace $g.serviceAccount }}
 {{- if and (eq $g.mode "irsa") (not (has $sa (.trust.serviceAccounts | default list))) }}
 {{- fail (printf "iam.roles[%s].trust.serviceAccounts: GitLab's pods (gitlab.namespace/gitlab.serviceAccount) are %s; add it" .name $sa) }}

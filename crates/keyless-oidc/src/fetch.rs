@@ -47,10 +47,11 @@ pub trait Fetch: Send + Sync {
 pub struct HttpFetch {
     tls: TlsConnector,
     timeout: Duration,
-    /// A file holding a bearer token sent with every request over HTTPS, re-read each time
-    /// (a kubelet rotates projected tokens): a Kubernetes API server serves its issuer's
-    /// discovery document and keys to service accounts only.
-    bearer_token_file: Option<std::path::PathBuf>,
+    /// A bearer token for one origin: `(file, origin)`. Sent with requests over HTTPS to that
+    /// origin (`https://host[:port]`) alone, the file re-read each time (a kubelet rotates
+    /// projected tokens): a Kubernetes API server serves its issuer's discovery document and
+    /// keys to service accounts only.
+    bearer_token: Option<(std::path::PathBuf, String)>,
 }
 
 impl HttpFetch {
@@ -85,15 +86,24 @@ impl HttpFetch {
         HttpFetch {
             tls: TlsConnector::from(Arc::new(config)),
             timeout: FETCH_TIMEOUT,
-            bearer_token_file: None,
+            bearer_token: None,
         }
     }
 
-    /// Sends `Authorization: Bearer` with the token in `file` (re-read on every fetch), over
-    /// HTTPS only: the pod's service-account token, for the cluster's own issuer.
-    pub fn with_bearer_token_file(mut self, file: impl Into<std::path::PathBuf>) -> HttpFetch {
-        self.bearer_token_file = Some(file.into());
-        self
+    /// Sends `Authorization: Bearer` with the token in `file` (re-read on every fetch) to the
+    /// origin of `issuer` (its scheme, host and port) over HTTPS, and to no other: the pod's
+    /// service-account token, for the cluster's own issuer.
+    pub fn with_bearer_token_file(
+        mut self,
+        file: impl Into<std::path::PathBuf>,
+        issuer: &str,
+    ) -> Result<HttpFetch, OidcError> {
+        let origin = origin(issuer).ok_or_else(|| OidcError::Discovery {
+            issuer: issuer.to_owned(),
+            reason: "a token is sent only to an https:// issuer".to_owned(),
+        })?;
+        self.bearer_token = Some((file.into(), origin));
+        Ok(self)
     }
 
     #[cfg(test)]
@@ -124,7 +134,11 @@ impl HttpFetch {
                 concat!("keyless-oidc/", env!("CARGO_PKG_VERSION")),
             )
             .header(ACCEPT, "application/json");
-        if let (true, Some(file)) = (https, &self.bearer_token_file) {
+        if let Some((file, _)) = self
+            .bearer_token
+            .as_ref()
+            .filter(|(_, to)| origin(url).as_deref() == Some(to.as_str()))
+        {
             let token = tokio::fs::read_to_string(file)
                 .await
                 .map_err(|e| format!("cannot read the token file `{}`: {e}", file.display()))?;
@@ -148,6 +162,21 @@ impl HttpFetch {
             exchange(tcp, request).await
         }
     }
+}
+
+/// The origin of an https:// URL, as `https://host:port` (the port spelled out, the host in
+/// lower case); `None` for anything else.
+pub fn origin(url: &str) -> Option<String> {
+    let uri: Uri = url.parse().ok()?;
+    if uri.scheme_str() != Some("https") {
+        return None;
+    }
+    let authority = uri.authority()?;
+    Some(format!(
+        "https://{}:{}",
+        authority.host().to_ascii_lowercase(),
+        authority.port_u16().unwrap_or(443)
+    ))
 }
 
 /// Sends one request on a fresh connection and reads the answer's body.
@@ -314,6 +343,36 @@ impl Fetch for MemoryFetch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_goes_to_its_issuers_origin_alone() {
+        assert_eq!(
+            origin("https://Kubernetes.default.svc.cluster.local").as_deref(),
+            Some("https://kubernetes.default.svc.cluster.local:443")
+        );
+        assert_eq!(
+            origin("https://kubernetes.default.svc.cluster.local:443/openid/v1/jwks"),
+            origin("https://kubernetes.default.svc.cluster.local")
+        );
+        assert_ne!(
+            origin("https://10.0.0.1:6443/openid/v1/jwks"),
+            origin("https://kubernetes.default.svc.cluster.local")
+        );
+        assert_eq!(origin("http://127.0.0.1:9000"), None);
+        // Never over plain HTTP.
+        let fetch = HttpFetch::with_only_roots(include_bytes!("../testdata/ca.pem")).unwrap();
+        assert!(
+            fetch
+                .clone()
+                .with_bearer_token_file("/token", "http://127.0.0.1:9000")
+                .is_err()
+        );
+        assert!(
+            fetch
+                .with_bearer_token_file("/token", "https://kubernetes.default.svc")
+                .is_ok()
+        );
+    }
     use crate::testkit::server::{Reply, TestServer};
 
     #[tokio::test]

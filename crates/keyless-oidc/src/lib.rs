@@ -33,7 +33,7 @@ mod testkit;
 
 pub use chain::{Attempt, Attempts, Checked, KeyChain, KeySource, StaticKeys, Step};
 pub use error::OidcError;
-pub use fetch::{FETCH_TIMEOUT, Fetch, HttpFetch, MAX_FETCH_BYTES, MemoryFetch};
+pub use fetch::{FETCH_TIMEOUT, Fetch, HttpFetch, MAX_FETCH_BYTES, MemoryFetch, origin};
 pub use issuer::{Issuer, MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, Pod, ServiceAccountClaims};
 pub use jwks::{KeySet, MAX_JWKS_BYTES, MAX_JWKS_KEYS};
 pub use jwt::{Alg, MAX_TOKEN_BYTES};

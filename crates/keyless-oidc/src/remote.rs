@@ -56,7 +56,10 @@ impl JwksCache {
     }
 
     /// Fetches `issuer`'s discovery document, and the key set it names, with `fetch` (a
-    /// private CA, the pod's token for the cluster's own issuer) instead of the default.
+    /// private CA, the pod's token for the cluster's own issuer) instead of the default. The
+    /// key set is read at the path the document names but on the issuer's own origin: a
+    /// Kubernetes API server names its external address (a host a token must not go to
+    /// unchecked) and serves the same keys on every address.
     pub fn set_fetch(&self, issuer: &str, fetch: Arc<dyn Fetch>) {
         self.fetch_for
             .write()
@@ -146,14 +149,17 @@ impl JwksCache {
             };
         }
         entry.attempted_at = Some(now);
-        let fetch = self
+        let own = self
             .fetch_for
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(issuer)
-            .cloned()
-            .unwrap_or_else(|| Arc::clone(&self.fetch));
-        match discover(fetch.as_ref(), issuer).await {
+            .cloned();
+        let discovered = match own {
+            Some(fetch) => discover(fetch.as_ref(), issuer, true).await,
+            None => discover(self.fetch.as_ref(), issuer, false).await,
+        };
+        match discovered {
             Ok(keys) => {
                 tracing::debug!(issuer, keys = keys.len(), "oidc: fetched key set");
                 let keys = Arc::new(keys);
@@ -192,7 +198,13 @@ impl std::fmt::Debug for JwksCache {
 
 /// The issuer's key set, through its discovery document, whose `issuer` must be exactly the
 /// issuer asked for.
-async fn discover(fetch: &dyn Fetch, issuer: &str) -> Result<KeySet, OidcError> {
+/// The issuer's keys through its discovery document; with `on_issuer_origin`, read at the
+/// `jwks_uri`'s path on the issuer's own scheme, host and port.
+async fn discover(
+    fetch: &dyn Fetch,
+    issuer: &str,
+    on_issuer_origin: bool,
+) -> Result<KeySet, OidcError> {
     let refuse = |reason: String| OidcError::Discovery {
         issuer: issuer.to_owned(),
         reason,
@@ -208,7 +220,24 @@ async fn discover(fetch: &dyn Fetch, issuer: &str) -> Result<KeySet, OidcError> 
         return Err(refuse("it has no `jwks_uri`".to_owned()));
     };
     check_fetch_url(jwks_uri).map_err(|e| refuse(format!("`jwks_uri` `{jwks_uri}`: {e}")))?;
-    KeySet::from_jwks_json(&fetch.get(jwks_uri).await?)
+    let jwks_uri = match on_issuer_origin {
+        true => on_origin_of(issuer, jwks_uri)
+            .ok_or_else(|| refuse(format!("`jwks_uri` `{jwks_uri}` has no path")))?,
+        false => jwks_uri.clone(),
+    };
+    KeySet::from_jwks_json(&fetch.get(&jwks_uri).await?)
+}
+
+/// `url`'s path and query on `issuer`'s scheme, host and port.
+fn on_origin_of(issuer: &str, url: &str) -> Option<String> {
+    let issuer: http::Uri = issuer.parse().ok()?;
+    let url: http::Uri = url.parse().ok()?;
+    Some(format!(
+        "{}://{}{}",
+        issuer.scheme_str()?,
+        issuer.authority()?,
+        url.path_and_query()?.as_str()
+    ))
 }
 
 #[cfg(test)]
@@ -406,7 +435,17 @@ mod tests {
         let key = testkit::rsa_key();
         let default = Arc::new(MemoryFetch::new());
         let own = Arc::new(MemoryFetch::new());
-        own.serve_issuer(ISSUER, &testkit::jwks_json(&[&key]));
+        // As a Kubernetes API server answers: its keys named on its external address, served
+        // on every address. They are read on the issuer's own, where its token may go.
+        own.insert(
+            "https://issuer.example/id/1/.well-known/openid-configuration",
+            serde_json::json!({"issuer": ISSUER, "jwks_uri": "https://10.0.0.1:6443/openid/v1/jwks"})
+                .to_string(),
+        );
+        own.insert(
+            "https://issuer.example/openid/v1/jwks",
+            testkit::jwks_json(&[&key]),
+        );
         let cache = JwksCache::new(default.clone());
         cache.set_fetch(ISSUER, own.clone());
         assert_eq!(cache.keys_for(ISSUER, NOW).await.unwrap().len(), 1);

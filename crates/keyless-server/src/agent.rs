@@ -229,11 +229,15 @@ pub(crate) async fn start(
                     url,
                     own.clone(),
                     jwks.as_deref(),
-                    crate::config::issuer_fetch(
-                        args.pod_identity_ca_bundle.as_deref(),
-                        args.pod_identity_token_file.as_deref(),
-                        "--pod-identity-ca-bundle",
-                    )?,
+                    match (&args.pod_identity_ca_bundle, &args.pod_identity_token_file) {
+                        (None, None) => None,
+                        (ca, token) => Some(crate::config::issuer_fetch(
+                            url,
+                            ca.as_deref(),
+                            token.as_deref(),
+                            "--pod-identity-issuer",
+                        )?),
+                    },
                 )?,
                 associations.to_vec(),
                 account_id,

@@ -377,6 +377,11 @@ impl Config {
         let mut jwks_paths = Vec::new();
         let mut provider_access = Vec::new();
         for (i, p) in self.oidc_providers.into_iter().enumerate() {
+            if p.jwks_file.is_some() && (p.ca_bundle_file.is_some() || p.token_file.is_some()) {
+                bail!(
+                    "oidc_providers[{i}]: a `jwks_file` is never fetched; give it, or `ca_bundle_file` and `token_file` to fetch the keys, not both"
+                );
+            }
             if let Some(file) = p.jwks_file {
                 let at = format!("oidc_providers[{i}].jwks_file");
                 jwks_paths.push((at, p.url.clone(), base.join(file)));
@@ -437,16 +442,19 @@ impl ProviderAccess {
     /// The fetcher of this provider's documents.
     pub(crate) fn fetch(&self) -> anyhow::Result<keyless_oidc::HttpFetch> {
         issuer_fetch(
+            &self.url,
             self.ca_bundle_file.as_deref(),
             self.token_file.as_deref(),
-            &format!("{}.ca_bundle_file", self.at),
+            &self.at,
         )
     }
 }
 
-/// How an issuer's discovery document and keys are fetched: trusting the platform's CAs and
-/// those of `ca_bundle` (named `at` in messages), sending the token in `token_file`.
+/// How `issuer`'s discovery document and keys are fetched: trusting the platform's CAs and
+/// those of `ca_bundle`, sending the token in `token_file` to the issuer's origin alone (`at`
+/// names the setting in messages).
 pub(crate) fn issuer_fetch(
+    issuer: &str,
     ca_bundle: Option<&Path>,
     token_file: Option<&Path>,
     at: &str,
@@ -460,7 +468,9 @@ pub(crate) fn issuer_fetch(
         None => keyless_oidc::HttpFetch::new()?,
     };
     Ok(match token_file {
-        Some(file) => fetch.with_bearer_token_file(file),
+        Some(file) => fetch
+            .with_bearer_token_file(file, issuer)
+            .with_context(|| at.to_owned())?,
         None => fetch,
     })
 }

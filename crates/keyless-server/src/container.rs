@@ -51,12 +51,13 @@ pub(crate) fn parse_association(text: &str) -> Result<keyless_webhook::Associati
 
 /// The keys tokens of `issuer` are checked with: those of `own` when `issuer` is that
 /// server's own issuer (in memory, never fetched), else those of `jwks` (JSON text, never
-/// fetched), else the issuer's own documents, fetched with `fetch`.
+/// fetched), else the issuer's own documents, fetched as any issuer's or with `access` (a
+/// CA, a token: [`JwksCache::set_fetch`]).
 pub(crate) fn key_chain(
     issuer: &str,
     own: Option<Arc<OwnIssuer>>,
     jwks: Option<&[u8]>,
-    fetch: HttpFetch,
+    access: Option<HttpFetch>,
 ) -> anyhow::Result<KeyChain> {
     let chain = KeyChain::new();
     Ok(match (own.filter(|own| own.is(issuer)), jwks) {
@@ -72,7 +73,13 @@ pub(crate) fn key_chain(
                 .with_context(|| format!("--pod-identity-issuer `{issuer}`"))?;
             chain.with(Arc::new(StaticKeys::new([(url.key().to_owned(), keys)])))
         }
-        (None, None) => chain.with(Arc::new(JwksCache::new(Arc::new(fetch)))),
+        (None, None) => {
+            let cache = JwksCache::new(Arc::new(HttpFetch::new()?));
+            if let Some(access) = access {
+                cache.set_fetch(issuer, Arc::new(access));
+            }
+            chain.with(Arc::new(cache))
+        }
     })
 }
 

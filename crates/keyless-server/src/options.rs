@@ -145,11 +145,16 @@ fn parse_std_duration(s: &str) -> Result<Duration, String> {
         None => (s, "s"),
     };
     let n: u64 = number.parse().map_err(|_| bad())?;
+    let scaled = |scale: u64| {
+        n.checked_mul(scale)
+            .map(Duration::from_secs)
+            .ok_or_else(bad)
+    };
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
+        "m" => scaled(60),
+        "h" => scaled(3600),
         _ => Err(bad()),
     }
 }
@@ -543,12 +548,23 @@ pub struct ImdsOptions {
     /// Certificate authorities (PEM) trusted, besides the platform's, when fetching the
     /// issuer's keys: the cluster's CA (`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`)
     /// for the cluster's own issuer.
-    #[arg(long, value_name = "FILE", requires = "pod_identity_issuer")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "pod_identity_issuer",
+        conflicts_with = "pod_identity_jwks_file"
+    )]
     pub pod_identity_ca_bundle: Option<PathBuf>,
 
-    /// A bearer token (a file, re-read each time) sent when fetching the issuer's keys: the
-    /// pod's service-account token, which a Kubernetes API server asks of readers of its issuer.
-    #[arg(long, value_name = "FILE", requires = "pod_identity_issuer")]
+    /// A bearer token (a file, re-read each time) sent when fetching the issuer's keys, to the
+    /// issuer's own address alone: the pod's service-account token, which a Kubernetes API
+    /// server asks of readers of its issuer.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "pod_identity_issuer",
+        conflicts_with = "pod_identity_jwks_file"
+    )]
     pub pod_identity_token_file: Option<PathBuf>,
 
     /// The audience the service-account tokens must carry.
@@ -802,6 +818,8 @@ mod tests {
         assert_eq!(parse_std_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_std_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_std_duration("2d").is_err());
+        // Regression: a huge count of hours overflowed (a panic in debug builds).
+        assert!(parse_std_duration("18446744073709551615h").is_err());
         assert!(parse_interval("500ms").is_err());
         assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
         assert!(parse_std_duration("").is_err());

@@ -172,11 +172,11 @@ impl Server {
             );
         }
         // The data folder holds every object and the IAM state: its owner's alone, created so
-        // and tightened if an older version left it open. A folder this user does not own, or
-        // one shared with a group through setgid, is a volume given to it (a Kubernetes volume
-        // of the pod's fsGroup), whose mode is its giver's: tightened, the kubelet would see
-        // its mode changed and give the group every file again (fsGroupChangePolicy
-        // OnRootMismatch), making the secrets in it group-readable.
+        // and tightened if an older version left it open. A folder this user does not own is
+        // a volume given to it, whose mode is its giver's. One shared with a group through
+        // setgid (a Kubernetes volume of the pod's fsGroup) keeps the group's bits and loses
+        // others': taken from the group, the kubelet would see it changed and give the group
+        // every file again (fsGroupChangePolicy OnRootMismatch), secrets included.
         {
             use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
             std::fs::DirBuilder::new()
@@ -185,14 +185,22 @@ impl Server {
                 .create(&args.data_dir)
                 .and_then(|()| std::fs::metadata(&args.data_dir))
                 .and_then(|folder| {
-                    let given = folder.uid() != rustix::process::geteuid().as_raw()
-                        || folder.mode() & 0o2000 != 0;
-                    match given {
+                    let mode = folder.mode() & 0o7777;
+                    let tightened = match (
+                        folder.uid() == rustix::process::geteuid().as_raw(),
+                        mode & 0o2000 != 0,
+                    ) {
+                        (false, _) => return Ok(()),
+                        // The group's as the kubelet left it; others lose their bits.
+                        (true, true) => mode & !0o007,
+                        (true, false) => 0o700,
+                    };
+                    match tightened == mode {
+                        true => Ok(()),
                         false => std::fs::set_permissions(
                             &args.data_dir,
-                            std::fs::Permissions::from_mode(0o700),
+                            std::fs::Permissions::from_mode(tightened),
                         ),
-                        true => Ok(()),
                     }
                 })
                 .with_context(|| {
