@@ -145,6 +145,8 @@ SCHEMA_REFUSES = [
     (("iam.buckets[0].name=Bad_Bucket",), "at '/iam/buckets/0/name'"),
     (("iam.policies[0].name=p", "iam.policies[0].document.Statment=x"), "additional properties 'Statment' not allowed"),
     (("image.digest=latest",), "at '/image/digest'"),
+    # The root file system is read-only: the trail goes to stdout or an endpoint.
+    (("server.auditLog=/var/log/audit.jsonl",), "at '/server/auditLog'"),
     # The binary's ranges: sessions of 15 minutes to 12 hours, checks at most a minute apart,
     # upstream timeouts of a second or more.
     (("agent.sessionDuration=10m",), "at '/agent/sessionDuration'"),

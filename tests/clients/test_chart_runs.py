@@ -187,6 +187,19 @@ def test_the_server_serves_from_the_rendered_config(cluster):
     # The session key and root key came from the Secret volume, group-readable for the fsGroup.
     logs = cluster.server.logs()
     assert "is readable by other users" not in logs, logs
+    # The chart's audit trail: CloudTrail records on the container's standard output.
+    deadline = time.monotonic() + 10
+    while True:
+        records = [json.loads(line) for line in cluster.server.logs().splitlines()
+                   if line.startswith('{"eventVersion"')]
+        listed = [r for r in records if r["eventName"] == "ListBuckets"]
+        if listed or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert listed, cluster.server.logs()[-3000:]
+    assert listed[0]["userIdentity"]["type"] == "Root"
+    assert listed[0]["userIdentity"]["accessKeyId"] == root_id
+    assert root_secret not in cluster.server.logs()
 
 
 def test_the_server_reads_the_cluster_issuer_from_the_api_server(cluster):

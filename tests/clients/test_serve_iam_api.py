@@ -204,7 +204,8 @@ def test_users_call_iam_as_their_policies_allow(server):
     assert error_code(e) == "AccessDenied"
     assert e.value.response["Error"]["Message"] == (
         "User: arn:aws:iam::000000000000:user/auditor is not authorized to perform: "
-        "iam:CreateUser on resource: arn:aws:iam::000000000000:user/eve"
+        "iam:CreateUser on resource: arn:aws:iam::000000000000:user/eve "
+        "because no identity-based policy allows the iam:CreateUser action"
     )
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 

@@ -148,7 +148,13 @@ def test_awscli_as_a_user(server, tmp_path):
     assert ok.returncode == 0, ok.stderr
     refused = run("s3", "cp", str(src), "s3://gitlab-backups/layer")
     assert refused.returncode != 0
-    assert "An error occurred (AccessDenied) when calling the PutObject operation: Access Denied" in refused.stderr
+    # AWS's detailed AccessDenied, for a caller of the bucket's own account.
+    assert (
+        "An error occurred (AccessDenied) when calling the PutObject operation: "
+        "User: arn:aws:iam::000000000000:user/gitlab-registry is not authorized to perform: "
+        's3:PutObject on resource: "arn:aws:s3:::gitlab-backups/layer" '
+        "because no identity-based policy allows the s3:PutObject action"
+    ) in refused.stderr, refused.stderr
 
 
 @pytest.mark.parametrize("mistake, message", [

@@ -440,7 +440,10 @@ def test_probes_are_decided_by_their_iam_actions(server):
     denied = aws_as(server, key["AccessKeyId"], key["SecretAccessKey"],
                     "s3api", "put-bucket-acl", "--bucket", "bkt", "--acl", "private")
     assert printed_error(denied) == (
-        "An error occurred (AccessDenied) when calling the PutBucketAcl operation: Access Denied"
+        "An error occurred (AccessDenied) when calling the PutBucketAcl operation: "
+        "User: arn:aws:iam::000000000000:user/probe is not authorized to perform: "
+        's3:PutBucketAcl on resource: "arn:aws:s3:::bkt" '
+        "because no identity-based policy allows the s3:PutBucketAcl action"
     )
 
 

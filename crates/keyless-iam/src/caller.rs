@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use keyless_policy::{Context, PolicySet, Principal, Request, Source, Verdict, authorize};
+use keyless_policy::{Context, Explanation, PolicySet, Principal, Request, Source, authorize};
+use keyless_types::audit::{
+    SessionAttributes, SessionContext, SessionIssuer, UserIdentity, WebIdFederationData,
+};
 use keyless_types::time::iso8601;
 
 use crate::session::{SessionClaims, SessionSubject};
@@ -119,6 +122,66 @@ impl Caller {
         }
     }
 
+    /// Who the caller is in CloudTrail's words, signing with `access_key_id`.
+    ///
+    /// <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html>
+    pub fn user_identity(&self, account_id: &str, access_key_id: Option<&str>) -> UserIdentity {
+        let mut identity = UserIdentity {
+            principal_id: Some(self.user_id(account_id)),
+            arn: Some(self.arn(account_id)),
+            account_id: Some(account_id.to_owned()),
+            access_key_id: access_key_id.map(str::to_owned),
+            ..UserIdentity::default()
+        };
+        match self {
+            Self::Root => identity.kind = "Root".into(),
+            Self::User(user) => {
+                identity.kind = "IAMUser".into();
+                identity.user_name = Some(user.name.clone());
+            }
+            Self::Session(session) => {
+                let issuer = match &session.kind {
+                    SessionKind::Role(role) => {
+                        identity.kind = "AssumedRole".into();
+                        Some(SessionIssuer {
+                            kind: "Role".into(),
+                            principal_id: role.role_id.clone(),
+                            arn: role.arn.clone(),
+                            account_id: role.account_id.clone(),
+                            user_name: role.name.clone(),
+                        })
+                    }
+                    SessionKind::User(user) => {
+                        identity.kind = "IAMUser".into();
+                        identity.user_name = Some(user.name.clone());
+                        None
+                    }
+                    SessionKind::Root => {
+                        identity.kind = "Root".into();
+                        None
+                    }
+                };
+                let claims = &session.claims;
+                identity.session_context = Some(SessionContext {
+                    session_issuer: issuer,
+                    web_id_federation_data: claims.web_identity.as_ref().map(|(provider, _, _)| {
+                        WebIdFederationData {
+                            federated_provider: provider.clone(),
+                            attributes: Default::default(),
+                        }
+                    }),
+                    attributes: SessionAttributes {
+                        creation_date: iso8601(claims.issued),
+                        mfa_authenticated: "false".into(),
+                    },
+                    source_identity: claims.source_identity.clone(),
+                    session_tags: claims.tags.iter().cloned().collect(),
+                });
+            }
+        }
+        identity
+    }
+
     /// The principal that resource-based and trust policies match.
     pub fn principal(&self, account_id: &str) -> Principal {
         match self {
@@ -223,8 +286,8 @@ impl Caller {
 
     /// Decides `action` on `resource` for this caller, with `resource_policy` (a bucket
     /// policy, a role's trust policy) owned by `account_id`. `ctx` must already hold the
-    /// request's keys; the caller's own are added here. The decision is logged at debug level,
-    /// never returned to the client.
+    /// request's keys; the caller's own are added here. The decision is logged at debug level
+    /// and returned with its explanation, for the audit trail, never for the client.
     pub fn authorize(
         &self,
         account_id: &str,
@@ -232,14 +295,14 @@ impl Caller {
         resource: &str,
         ctx: &mut Context,
         resource_policy: Option<Source<'_>>,
-    ) -> Verdict {
+    ) -> Explanation {
         if self.is_root() {
-            return Verdict::Allowed;
+            return Explanation::root();
         }
         self.insert_context(account_id, ctx);
         let principal = self.principal(account_id);
         let (identity, boundary, session) = match self {
-            Self::Root => return Verdict::Allowed,
+            Self::Root => return Explanation::root(),
             Self::User(user) => (sources(&user.policies), None, None),
             Self::Session(s) => {
                 let session = s.session_policies.as_deref().map(sources);
@@ -265,6 +328,6 @@ impl Caller {
         };
         let decision = authorize(&set, &Request::new(action, resource, ctx).by(&principal));
         tracing::debug!(principal = principal.arn().unwrap_or("-"), action, resource, %decision, "authorization");
-        decision.verdict
+        decision.explain()
     }
 }

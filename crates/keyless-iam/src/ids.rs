@@ -50,16 +50,21 @@ pub fn secret_access_key() -> Result<Secret, IamError> {
 /// A request id, as AWS puts in every response: made once per request, where it enters the
 /// server, and put in the request's extensions.
 pub fn request_id() -> RequestId {
-    // A request id is not a secret; without randomness it is still unique enough to read logs.
+    RequestId::new(guid())
+}
+
+/// A GUID (`8-4-4-4-12` hex digits): an audit record's `eventID`, a request's id.
+pub fn guid() -> String {
+    // Not a secret; without randomness it is still unique enough to read logs.
     let hex = random_text(32, b"0123456789abcdef").unwrap_or_else(|_| "0".repeat(32));
-    RequestId::new(format!(
+    format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
         &hex[8..12],
         &hex[12..16],
         &hex[16..20],
         &hex[20..32]
-    ))
+    )
 }
 
 #[cfg(test)]

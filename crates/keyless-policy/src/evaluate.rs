@@ -148,8 +148,14 @@ pub struct Decision<'a> {
     pub matched: Vec<Matched<'a>>,
     /// Condition keys (as the policies write them) that the request did not supply.
     pub missing_context: Vec<&'a str>,
+    /// Whether an identity-based policy allowed.
+    pub allowed_by_identity: bool,
     /// Whether the permissions boundary allowed, when there is one.
     pub allowed_by_boundary: Option<bool>,
+    /// Whether the session policies allowed, when there are any.
+    pub allowed_by_session: Option<bool>,
+    /// Whether the resource-based policy allowed, when there is one.
+    pub allowed_by_resource: Option<bool>,
     /// Whether the resource belongs to another account than the caller's, so that its resource
     /// policy and the caller's identity policies both had to allow.
     pub cross_account: bool,
@@ -167,6 +173,102 @@ impl Decision<'_> {
         self.matched
             .iter()
             .filter(move |m| Some(m.statement.effect()) == want)
+    }
+
+    /// Which kind of policy refused the request, as AWS's detailed AccessDenied messages name
+    /// it; `None` when it was allowed.
+    ///
+    /// <https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html>
+    pub fn denied_by(&self) -> Option<DeniedBy> {
+        match self.verdict {
+            Verdict::Allowed => None,
+            Verdict::ExplicitDeny => self
+                .deciding()
+                .next()
+                .map(|m| DeniedBy::Explicit(m.kind))
+                .or(Some(DeniedBy::Explicit(SourceKind::Identity))),
+            // In the order AWS evaluates them once no statement denies.
+            Verdict::ImplicitDeny => Some(DeniedBy::Implicit(
+                if self.cross_account && self.allowed_by_resource == Some(false) {
+                    SourceKind::Resource
+                } else if !self.allowed_by_identity {
+                    SourceKind::Identity
+                } else if self.allowed_by_boundary == Some(false) {
+                    SourceKind::Boundary
+                } else if self.allowed_by_session == Some(false) {
+                    SourceKind::Session
+                } else {
+                    SourceKind::Resource
+                },
+            )),
+        }
+    }
+
+    /// The decision as an owned record: its verdict, its explanation in words (this
+    /// decision's `Display`) and which policy refused it.
+    pub fn explain(&self) -> Explanation {
+        Explanation {
+            verdict: self.verdict,
+            text: self.to_string(),
+            denied_by: self.denied_by(),
+            cross_account: self.cross_account,
+        }
+    }
+}
+
+/// Which kind of policy refused a request, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeniedBy {
+    /// A `Deny` statement of a policy of this kind.
+    Explicit(SourceKind),
+    /// No policy of this kind allowed.
+    Implicit(SourceKind),
+}
+
+impl DeniedBy {
+    /// The end of AWS's detailed AccessDenied message for `action`: `with an explicit deny in
+    /// an identity-based policy`, `because no resource-based policy allows the s3:GetObject
+    /// action`, ...
+    pub fn phrase(self, action: &str) -> String {
+        let name = |kind: SourceKind| match kind {
+            SourceKind::Identity => "identity-based policy",
+            SourceKind::Boundary => "permissions boundary",
+            SourceKind::Session => "session policy",
+            SourceKind::Resource => "resource-based policy",
+        };
+        match self {
+            Self::Explicit(SourceKind::Identity) => {
+                "with an explicit deny in an identity-based policy".to_owned()
+            }
+            Self::Explicit(kind) => format!("with an explicit deny in a {}", name(kind)),
+            Self::Implicit(kind) => format!("because no {} allows the {action} action", name(kind)),
+        }
+    }
+}
+
+/// A decision kept past the policies it was made with: for logs and the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    /// The outcome.
+    pub verdict: Verdict,
+    /// Why, in words: `implicitDeny: no statement allows it`,
+    /// `explicitDeny by bucket policy (DenyUnencrypted)`.
+    pub text: String,
+    /// Which kind of policy refused it; `None` when it was allowed.
+    pub denied_by: Option<DeniedBy>,
+    /// Whether the resource is another account's.
+    pub cross_account: bool,
+}
+
+impl Explanation {
+    /// An allow that no policy was consulted for (the root user's).
+    pub fn root() -> Self {
+        Self {
+            verdict: Verdict::Allowed,
+            text: "allowed: the account's root user".into(),
+            denied_by: None,
+            cross_account: false,
+        }
     }
 }
 
@@ -223,6 +325,98 @@ mod tests {
         assert_eq!(
             d.to_string(),
             "implicitDeny: the permissions boundary does not allow it"
+        );
+        assert_eq!(
+            d.denied_by(),
+            Some(DeniedBy::Implicit(SourceKind::Boundary))
+        );
+    }
+
+    fn policy(text: &str) -> Policy {
+        Policy::parse(text).unwrap()
+    }
+
+    /// AWS's detailed messages, for each kind of policy that can refuse.
+    /// <https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html>
+    #[test]
+    fn each_refusing_policy_is_named_as_aws_names_it() {
+        let allow = policy(r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}"#);
+        let deny = policy(r#"{"Statement":{"Effect":"Deny","Action":"s3:*","Resource":"*"}}"#);
+        let other = policy(r#"{"Statement":{"Effect":"Allow","Action":"ec2:*","Resource":"*"}}"#);
+        let bucket_allow = policy(
+            r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*"}}"#,
+        );
+        let bucket_deny = policy(
+            r#"{"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*"}}"#,
+        );
+        let me = Principal::User {
+            arn: "arn:aws:iam::111122223333:user/me".into(),
+            account: "111122223333".into(),
+        };
+        let ctx = Context::new();
+        let decide = |identity: &[Source<'_>],
+                      boundary: Option<&[Source<'_>]>,
+                      session: Option<&[Source<'_>]>,
+                      resource: Option<Source<'_>>,
+                      owner: &str| {
+            let set = PolicySet {
+                identity,
+                boundary,
+                session,
+                resource,
+                resource_account: Some(owner),
+            };
+            let d = authorize(&set, &Request::new("s3:GetObject", "*", &ctx).by(&me));
+            d.denied_by().map(|d| d.phrase("s3:GetObject"))
+        };
+        let [a, d, o] = [
+            Source::new("a", &allow),
+            Source::new("d", &deny),
+            Source::new("o", &other),
+        ];
+        let own = "111122223333";
+        assert_eq!(
+            decide(&[o], None, None, None, own).as_deref(),
+            Some("because no identity-based policy allows the s3:GetObject action")
+        );
+        assert_eq!(
+            decide(&[a, d], None, None, None, own).as_deref(),
+            Some("with an explicit deny in an identity-based policy")
+        );
+        assert_eq!(
+            decide(&[a], Some(&[o]), None, None, own).as_deref(),
+            Some("because no permissions boundary allows the s3:GetObject action")
+        );
+        assert_eq!(
+            decide(&[a], Some(&[d]), None, None, own).as_deref(),
+            Some("with an explicit deny in a permissions boundary")
+        );
+        assert_eq!(
+            decide(&[a], None, Some(&[o]), None, own).as_deref(),
+            Some("because no session policy allows the s3:GetObject action")
+        );
+        assert_eq!(
+            decide(&[a], None, Some(&[d]), None, own).as_deref(),
+            Some("with an explicit deny in a session policy")
+        );
+        assert_eq!(
+            decide(&[a], None, None, Some(Source::new("b", &bucket_deny)), own).as_deref(),
+            Some("with an explicit deny in a resource-based policy")
+        );
+        assert_eq!(
+            decide(
+                &[a],
+                None,
+                None,
+                Some(Source::new("b", &other)),
+                "444455556666"
+            )
+            .as_deref(),
+            Some("because no resource-based policy allows the s3:GetObject action")
+        );
+        assert_eq!(
+            decide(&[a], None, None, Some(Source::new("b", &bucket_allow)), own),
+            None
         );
     }
 }
@@ -325,7 +519,10 @@ pub fn authorize<'a>(set: &PolicySet<'a>, req: &Request<'_>) -> Decision<'a> {
         verdict,
         matched: walk.matched,
         missing_context: missing,
+        allowed_by_identity: identity.allow,
         allowed_by_boundary: boundary.map(|t| t.allow),
+        allowed_by_session: session.map(|t| t.allow),
+        allowed_by_resource: resource.map(|t| t.allow),
         cross_account: set.resource.is_some() && !same_account,
     }
 }

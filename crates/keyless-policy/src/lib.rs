@@ -44,7 +44,10 @@ mod span;
 
 pub use context::{Context, Values};
 pub use error::PolicyError;
-pub use evaluate::{Decision, Matched, PolicySet, Request, Source, SourceKind, Verdict, authorize};
+pub use evaluate::{
+    Decision, DeniedBy, Explanation, Matched, PolicySet, Request, Source, SourceKind, Verdict,
+    authorize,
+};
 pub use policy::{Effect, Policy, PolicyKind, Statement, Version};
 pub use principal::{Principal, PrincipalMatch};
 pub use span::{Position, Span};

@@ -7,6 +7,7 @@
 //! The map is a `match` without a catch-all arm, so an operation cannot be added without its
 //! IAM action.
 
+use keyless_types::RequestLog;
 use std::borrow::Cow;
 
 use keyless_policy::Context;
@@ -537,6 +538,8 @@ pub struct RequestFacts<'a> {
     pub delimiter: Option<&'a str>,
     /// See `prefix`.
     pub max_keys: Option<i64>,
+    /// The request's record, where a refusal's explanation goes (not a condition key).
+    pub log: Option<RequestLog>,
 }
 
 impl RequestFacts<'_> {

@@ -14,6 +14,7 @@
 
 mod admin;
 pub mod agent;
+mod audit;
 mod buckets;
 mod config;
 mod container;

@@ -179,19 +179,24 @@ async fn serve_connection<S, B>(
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let activity = Arc::new(Activity::default());
-    let service = Counted {
+    let counted = |tls: Option<TlsSession>| Counted {
         inner: service,
         activity: Arc::clone(&activity),
+        tls,
     };
     let socket = Tracked {
         inner: socket,
         activity: Arc::clone(&activity),
     };
     match tls {
-        None => drive(&http, socket, service, &activity, idle_timeout, &shutdown).await,
+        None => {
+            let service = counted(None);
+            drive(&http, socket, service, &activity, idle_timeout, &shutdown).await;
+        }
         Some(acceptor) => {
             match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(socket)).await {
                 Ok(Ok(stream)) => {
+                    let service = counted(TlsSession::of(stream.get_ref().1));
                     drive(&http, stream, service, &activity, idle_timeout, &shutdown).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -338,11 +343,50 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 struct Counted<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// The connection's TLS, put in each request's extensions.
+    tls: Option<TlsSession>,
 }
 
-impl<S, R> Service<R> for Counted<S>
+/// The TLS a connection negotiated, in CloudTrail's words (`tlsDetails`): `TLSv1.3` and the
+/// cipher suite's name (IANA's for TLS 1.3, OpenSSL's for 1.2, as CloudTrail writes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TlsSession {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub(crate) version: &'static str,
+    /// `TLS_AES_128_GCM_SHA256`, `ECDHE-RSA-AES128-GCM-SHA256`, ...
+    pub(crate) cipher_suite: &'static str,
+}
+
+impl TlsSession {
+    fn of(conn: &rustls::ServerConnection) -> Option<Self> {
+        use rustls::CipherSuite as C;
+        let version = match conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "unknown",
+        };
+        let cipher_suite = match conn.negotiated_cipher_suite()?.suite() {
+            C::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+            C::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+            C::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+            C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+            C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+            C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+            C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+            C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+            C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+            _ => "unknown",
+        };
+        Some(Self {
+            version,
+            cipher_suite,
+        })
+    }
+}
+
+impl<S, T> Service<Request<T>> for Counted<S>
 where
-    S: Service<R>,
+    S: Service<Request<T>>,
     S::Future: Send + 'static,
     S::Response: 'static,
     S::Error: 'static,
@@ -352,7 +396,10 @@ where
     type Future =
         std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send + 'static>>;
 
-    fn call(&self, req: R) -> Self::Future {
+    fn call(&self, mut req: Request<T>) -> Self::Future {
+        if let Some(tls) = self.tls {
+            req.extensions_mut().insert(tls);
+        }
         let activity = Arc::clone(&self.activity);
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(activity);

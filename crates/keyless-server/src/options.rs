@@ -270,6 +270,10 @@ pub struct ServeOptions {
     #[command(flatten)]
     pub iam_store: IamStoreOptions,
 
+    /// The audit trail.
+    #[command(flatten)]
+    pub audit: AuditOptions,
+
     /// The admin listener, limits and shutdown.
     #[command(flatten)]
     pub server: ServerOptions,
@@ -330,6 +334,70 @@ pub(crate) fn parse_check_interval(text: &str) -> Result<Duration, String> {
         return Err("between 100ms and 60s".into());
     }
     Ok(interval)
+}
+
+/// The audit trail: a CloudTrail-format record of every S3, IAM and STS request.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Audit trail")]
+pub struct AuditOptions {
+    /// Write a CloudTrail-format record of every S3, IAM and STS request: to this file (JSON
+    /// lines, rotated by size), to standard output (`-`), or POSTed in batches to an
+    /// http:// or https:// endpoint as `{"Records": [...]}`. Records never hold a secret,
+    /// token or signature; a denial's record says which policy refused. Off when not given.
+    /// `keyless audit FILE` reads a trail back.
+    #[arg(long, env = "KEYLESS_AUDIT_LOG", value_name = "FILE|-|URL")]
+    pub audit_log: Option<String>,
+
+    /// Rotate the trail file once it passes this size (`FILE` becomes `FILE.1`).
+    #[arg(long, default_value = "100MiB", value_parser = parse_size, value_name = "SIZE", requires = "audit_log")]
+    pub audit_log_max_size: u64,
+
+    /// Rotated trail files to keep (`FILE.1` to `FILE.N`; 0 keeps none).
+    #[arg(long, default_value = "5", value_name = "N", requires = "audit_log", value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub audit_log_keep: u16,
+
+    /// Records waiting for the sink take at most this much memory; past it (the sink slow
+    /// or down), records are dropped, counted and the count logged, and requests never wait.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE", requires = "audit_log")]
+    pub audit_log_buffer: u64,
+
+    /// CA certificates (PEM) to trust for an https:// trail endpoint, beside the system's.
+    #[arg(long, value_name = "FILE", requires = "audit_log")]
+    pub audit_log_ca_bundle: Option<PathBuf>,
+
+    /// A file holding a bearer token for the trail endpoint, read for every batch.
+    #[arg(long, value_name = "FILE", requires = "audit_log")]
+    pub audit_log_token_file: Option<PathBuf>,
+}
+
+/// A size in bytes: `1048576`, `64KiB`, `100MiB`, `2GiB` (or `KB`, `MB`, `GB` in powers of 1000).
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (such as 64MiB)"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "`{other}` is not a unit of size (B, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    match n.checked_mul(scale) {
+        Some(0) | None => Err(format!("`{text}` is not a size between 1 byte and 16 EiB")),
+        Some(bytes) => Ok(bytes),
+    }
 }
 
 /// Gateway mode: objects in an existing S3-compatible store.
@@ -810,6 +878,18 @@ fn parse_session_duration(s: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_either_unit() {
+        assert_eq!(parse_size("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(65_536));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("10 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
+    }
 
     #[test]
     fn durations_and_listen_addresses() {

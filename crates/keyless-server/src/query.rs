@@ -173,12 +173,20 @@ impl QueryApi {
         };
         let log = req.extensions().get::<RequestLog>().cloned();
         let (status, body) = match self.run(req, source_ip, secure_transport, request_id).await {
-            Ok(response) => (response.status, response.body),
+            Ok(response) => {
+                if let Some(log) = &log {
+                    log.absorb(response.outcome);
+                }
+                (response.status, response.body)
+            }
             Err(e) => {
                 let (code, status, message) = e.wire();
                 tracing::debug!(code, %message, "query request refused");
                 if let Some(log) = &log {
-                    log.update(|f| f.error_code = Some(code.to_owned()));
+                    log.update(|f| {
+                        f.error_code = Some(code.to_owned());
+                        f.error_message = Some(message.clone());
+                    });
                 }
                 (
                     status,
@@ -254,11 +262,17 @@ impl QueryApi {
             let access_key_id = signer
                 .as_ref()
                 .map(|(a, _, _)| a.credential.access_key_id.clone());
+            let identity = signer.as_ref().map(|(_, _, caller)| {
+                caller.user_identity(self.keys.account_id(), access_key_id.as_deref())
+            });
+            let request_parameters = params.for_audit();
             log.update(|f| {
                 f.api = if service == Some("iam") { "iam" } else { "sts" };
                 f.operation = Some(action.clone());
                 f.principal = principal;
                 f.access_key_id = access_key_id;
+                f.identity = identity;
+                f.request_parameters = request_parameters;
             });
         }
         let caller = match signer {
@@ -295,6 +309,7 @@ impl QueryApi {
         Ok(api::ApiResponse {
             status: response.status,
             body: response.body,
+            outcome: response.outcome,
         })
     }
 

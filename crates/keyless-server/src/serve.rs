@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Admin;
 use crate::agent::Metadata;
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::lifecycle::{Readiness, Shutdown};
 use crate::listener::{self, Limits};
@@ -87,6 +88,8 @@ pub struct Server {
     lifecycle: Lifecycle,
     /// IAM state in PostgreSQL, watched for `/readyz`.
     pg: Option<Arc<keyless_postgres::PgIam>>,
+    /// The audit trail and its writer, when `--audit-log` asks for one.
+    audit: Option<(Audit, keyless_audit::Writer)>,
 }
 
 /// The periodic pass of the buckets' lifecycle rules.
@@ -440,6 +443,19 @@ impl Server {
                 admin.local_addr()?
             ));
         }
+        let audit = Audit::open(&args.audit, &args.region, &args.account_id)?;
+        if let Some(target) = &args.audit.audit_log
+            && audit.is_some()
+        {
+            banner.push_str(&format!(
+                "keyless: audit trail (CloudTrail records) to {}\n",
+                if target == "-" {
+                    "standard output"
+                } else {
+                    target
+                }
+            ));
+        }
         tracing::info!(%endpoint, data_dir = %data_dir.display(), "serving S3");
         Ok(Self {
             s3: listeners.s3,
@@ -455,6 +471,7 @@ impl Server {
             banner,
             lifecycle,
             pg,
+            audit,
         })
     }
 
@@ -485,7 +502,23 @@ impl Server {
             banner: _,
             lifecycle,
             pg,
+            audit,
         } = self;
+        let (audit, audit_writer) = match audit {
+            Some((audit, writer)) => {
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let grace = crate::audit::final_grace(limits.shutdown_grace);
+                let task = tokio::spawn(writer.run(
+                    async move {
+                        let _ = stopped.await;
+                    },
+                    grace,
+                ));
+                (Some(audit), Some((stop, task)))
+            }
+            None => (None, None),
+        };
+        let clock = Arc::clone(&lifecycle.clock);
         if let Some(pg) = pg {
             tokio::spawn(crate::replicas::watch_link(
                 pg,
@@ -513,10 +546,20 @@ impl Server {
         listener::serve("s3", s3, http, tls, limits, shutdown, move |peer| {
             let (service, query, issuer) = (service.clone(), query.clone(), Arc::clone(&issuer));
             let forms = Arc::clone(&forms);
+            let (audit, clock) = (audit.clone(), Arc::clone(&clock));
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 #[allow(clippy::disallowed_methods)] // the composition root times requests
                 let started = std::time::Instant::now();
                 let log = RequestLog::new("s3");
+                // What the audit record needs of the request, kept before it is consumed.
+                let seen = audit.as_ref().map(|_| {
+                    (
+                        clock.unix_seconds(),
+                        req.headers().clone(),
+                        req.extensions().get::<listener::TlsSession>().copied(),
+                    )
+                });
+                let audit = audit.clone();
                 let method = req.method().clone();
                 let expects_continue = expects_continue(req.headers());
                 // One id per request, read back by S3, IAM and STS and by the request's log.
@@ -576,6 +619,20 @@ impl Server {
                             response.status().as_u16(),
                             started.elapsed(),
                         );
+                        if let (Some(audit), Some((time, headers, tls))) = (&audit, &seen) {
+                            audit.record(
+                                &log,
+                                crate::audit::Seen {
+                                    time: *time,
+                                    request_id: request_id.as_str(),
+                                    source_ip: peer.ip(),
+                                    request: headers,
+                                    tls: *tls,
+                                    status: response.status().as_u16(),
+                                    response: response.headers(),
+                                },
+                            );
+                        }
                     }
                     response
                 }
@@ -584,6 +641,11 @@ impl Server {
         .await;
         if let Some(imds) = imds {
             let _ = imds.await;
+        }
+        // Every request has been answered: the trail writes what is left, then closes.
+        if let Some((stop, task)) = audit_writer {
+            let _ = stop.send(());
+            let _ = task.await;
         }
         admin.stop().await;
         tracing::info!("stopped");

@@ -7,13 +7,14 @@
 
 use keyless_iam::session::{SessionClaims, SessionSubject};
 use keyless_iam::{Caller, RoleIdentity, SessionKind};
-use keyless_policy::Source;
+use keyless_policy::{DeniedBy, Source, SourceKind};
+use keyless_types::audit::Outcome;
 use keyless_types::xml::Xml;
 
 use crate::params::{
     MAX_CHAINED_DURATION, MIN_DURATION, SessionExtras, duration, session_extras, session_name,
 };
-use crate::service::{StsRequest, credentials, request_context};
+use crate::service::{StsRequest, credentials, request_context, response_element, role_resource};
 use crate::{Sts, StsError};
 
 /// The longest session of an IAM user (36 hours).
@@ -21,23 +22,28 @@ const MAX_USER_SESSION: i64 = 129_600;
 /// The longest session of the root user.
 const MAX_ROOT_SESSION: i64 = 3600;
 
-/// `<AssumedRoleUser>` of a role session.
+/// `<AssumedRoleUser>` of a role session, told to the audit trail too.
 pub(crate) fn assumed_role_user(
     out: &mut Xml,
     account_id: &str,
     role: &RoleIdentity,
     session: &str,
+    audit: &mut Outcome,
 ) {
+    let id = format!("{}:{session}", role.role_id);
+    let arn = format!(
+        "arn:aws:sts::{account_id}:assumed-role/{}/{session}",
+        role.name
+    );
     out.open("AssumedRoleUser")
-        .text("AssumedRoleId", &format!("{}:{session}", role.role_id))
-        .text(
-            "Arn",
-            &format!(
-                "arn:aws:sts::{account_id}:assumed-role/{}/{session}",
-                role.name
-            ),
-        )
+        .text("AssumedRoleId", &id)
+        .text("Arn", &arn)
         .close("AssumedRoleUser");
+    response_element(
+        audit,
+        "assumedRoleUser",
+        serde_json::json!({"assumedRoleId": id, "arn": arn}),
+    );
 }
 
 impl Sts {
@@ -53,6 +59,7 @@ impl Sts {
         extras: SessionExtras,
         source_identity: Option<String>,
         web_identity: Option<(String, String, String)>,
+        audit: &mut Outcome,
     ) -> Result<SessionClaims, StsError> {
         let claims = SessionClaims {
             subject: SessionSubject::Role {
@@ -67,8 +74,8 @@ impl Sts {
             source_identity,
             web_identity,
         };
-        credentials(out, &self.key, &claims)?;
-        assumed_role_user(out, self.account_id(), role, session);
+        credentials(out, &self.key, &claims, audit)?;
+        assumed_role_user(out, self.account_id(), role, session, audit);
         if let Some(percent) = extras.packed_percent {
             out.value("PackedPolicySize", percent);
         }
@@ -88,6 +95,7 @@ impl Sts {
         &self,
         req: &StsRequest<'_>,
         caller: &Caller,
+        audit: &mut Outcome,
     ) -> Result<String, StsError> {
         let params = req.params;
         let account = self.account_id();
@@ -103,17 +111,30 @@ impl Sts {
                 "MultiFactorAuthentication failed: this endpoint has no MFA devices".into(),
             ));
         }
-        let denied = || {
-            StsError::AccessDenied(format!(
+        let denied = |by: Option<DeniedBy>| {
+            let mut message = format!(
                 "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
                 caller.arn(account)
-            ))
+            );
+            // As STS words it: the caller's own policies are named; a trust policy is not.
+            if let Some(by) = by.filter(|by| {
+                !matches!(
+                    by,
+                    DeniedBy::Explicit(SourceKind::Resource)
+                        | DeniedBy::Implicit(SourceKind::Resource)
+                )
+            }) {
+                message.push(' ');
+                message.push_str(&by.phrase("sts:AssumeRole"));
+            }
+            StsError::AccessDenied(message)
         };
         let snapshot = self.store.snapshot();
-        let role = snapshot
-            .directory
-            .role_by_arn(role_arn)
-            .ok_or_else(denied)?;
+        let role = snapshot.directory.role_by_arn(role_arn).ok_or_else(|| {
+            audit.denial = Some("implicitDeny: no such role".into());
+            denied(None)
+        })?;
+        audit.resources.push(role_resource(role));
         let chained =
             matches!(caller, Caller::Session(s) if matches!(s.kind, SessionKind::Role(_)));
         let max = if chained {
@@ -141,15 +162,16 @@ impl Sts {
             ctx.insert("sts:SourceIdentity", source.clone());
         }
         extras.insert_request_tags(&mut ctx);
-        let verdict = caller.authorize(
+        let decided = caller.authorize(
             account,
             "sts:AssumeRole",
             &role.arn,
             &mut ctx,
             Some(Source::new("trust policy", &role.trust)),
         );
-        if !verdict.is_allowed() {
-            return Err(denied());
+        if !decided.verdict.is_allowed() {
+            audit.denial = Some(decided.text);
+            return Err(denied(decided.denied_by));
         }
         let mut out = Xml::new();
         let claims = self.role_session(
@@ -160,6 +182,7 @@ impl Sts {
             extras,
             source_identity.clone(),
             None,
+            audit,
         )?;
         if let Some(source) = &source_identity {
             out.text("SourceIdentity", source);
@@ -172,6 +195,7 @@ impl Sts {
         &self,
         req: &StsRequest<'_>,
         caller: &Caller,
+        audit: &mut Outcome,
     ) -> Result<String, StsError> {
         let (subject, max) = match caller {
             Caller::Root => (SessionSubject::Root, MAX_ROOT_SESSION),
@@ -217,7 +241,7 @@ impl Sts {
             web_identity: None,
         };
         let mut out = Xml::new();
-        credentials(&mut out, &self.key, &claims)?;
+        credentials(&mut out, &self.key, &claims, audit)?;
         Ok(out.finish())
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use keyless_iam::session::SessionClaims;
 use keyless_iam::{Caller, IamStore};
 use keyless_policy::Context;
+use keyless_types::audit::{Outcome, Resource};
 use keyless_types::query::{self, Params};
 use keyless_types::xml::Xml;
 
@@ -53,13 +54,16 @@ pub struct StsRequest<'a> {
     pub now: i64,
 }
 
-/// An HTTP status and an XML body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An HTTP status and an XML body, and what the audit trail keeps of the call.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StsResponse {
     /// The HTTP status.
     pub status: u16,
     /// The XML body.
     pub body: String,
+    /// For the request's log and audit record: the credentials' key id and expiry, never
+    /// their secret or token.
+    pub outcome: Outcome,
 }
 
 /// Whether an action may be called without a signature.
@@ -89,22 +93,33 @@ impl Sts {
 
     /// Answers one call.
     pub async fn handle(&self, req: &StsRequest<'_>, request_id: &str) -> StsResponse {
-        let outcome = match (req.action, req.caller) {
-            ("AssumeRoleWithWebIdentity", _) => self.assume_role_with_web_identity(req).await,
+        let mut audit = Outcome::default();
+        let answer = match (req.action, req.caller) {
+            ("AssumeRoleWithWebIdentity", _) => {
+                self.assume_role_with_web_identity(req, &mut audit).await
+            }
             (_, None) => Err(StsError::AccessDenied(
                 "Request is missing Authentication Token".into(),
             )),
             ("GetCallerIdentity", Some(caller)) => Ok(self.get_caller_identity(caller)),
-            ("AssumeRole", Some(caller)) => self.assume_role(req, caller),
-            ("GetSessionToken", Some(caller)) => self.get_session_token(req, caller),
+            ("AssumeRole", Some(caller)) => self.assume_role(req, caller, &mut audit),
+            ("GetSessionToken", Some(caller)) => self.get_session_token(req, caller, &mut audit),
             (other, Some(_)) => Err(StsError::InvalidAction(other.to_owned())),
         };
-        match outcome {
+        match answer {
             Ok(result) => StsResponse {
                 status: 200,
                 body: query::response(STS_NAMESPACE, req.action, Some(&result), request_id),
+                outcome: audit,
             },
-            Err(e) => error_response(&e, request_id),
+            Err(e) => {
+                let mut response = error_response(&e, request_id);
+                audit.error = response.outcome.error.take();
+                // Nothing was issued: only who asked, for what, and why it was refused.
+                audit.response_elements = None;
+                response.outcome = audit;
+                response
+            }
         }
     }
 }
@@ -117,9 +132,14 @@ pub fn error_response(e: &StsError, request_id: &str) -> StsResponse {
     } else {
         tracing::debug!(code, message = %e, "sts request refused");
     }
+    let message = e.message();
     StsResponse {
         status,
-        body: query::error_response(STS_NAMESPACE, code, &e.message(), status < 500, request_id),
+        body: query::error_response(STS_NAMESPACE, code, &message, status < 500, request_id),
+        outcome: Outcome {
+            error: Some((code.to_owned(), message)),
+            ..Outcome::default()
+        },
     }
 }
 
@@ -128,13 +148,22 @@ pub(crate) fn request_context(req: &StsRequest<'_>) -> Context {
     keyless_iam::request_context(req.source_ip, req.secure_transport, req.now)
 }
 
-/// `<Credentials>` of a new session.
+/// `<Credentials>` of a new session; the audit trail is told the key id and the expiry alone.
 pub(crate) fn credentials(
     out: &mut Xml,
     key: &SessionKey,
     claims: &SessionClaims,
+    audit: &mut Outcome,
 ) -> Result<(), StsError> {
     let (access_key_id, secret, token) = key.issue(claims)?;
+    response_element(
+        audit,
+        "credentials",
+        serde_json::json!({
+            "accessKeyId": access_key_id,
+            "expiration": keyless_types::time::cloudtrail_expiration(claims.expires),
+        }),
+    );
     out.open("Credentials")
         .text("AccessKeyId", &access_key_id)
         .text("SecretAccessKey", secret.expose())
@@ -142,4 +171,23 @@ pub(crate) fn credentials(
         .date("Expiration", claims.expires)
         .close("Credentials");
     Ok(())
+}
+
+/// Sets `name` in the audit record's `responseElements`.
+pub(crate) fn response_element(audit: &mut Outcome, name: &str, value: serde_json::Value) {
+    let elements = audit
+        .response_elements
+        .get_or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if let Some(map) = elements.as_object_mut() {
+        map.insert(name.to_owned(), value);
+    }
+}
+
+/// A role as one of an audit record's `resources`.
+pub(crate) fn role_resource(role: &keyless_iam::RoleIdentity) -> Resource {
+    Resource {
+        arn: role.arn.clone(),
+        account_id: Some(role.account_id.clone()),
+        kind: "AWS::IAM::Role".into(),
+    }
 }

@@ -9,10 +9,11 @@
 
 use keyless_policy::{PolicySet, Principal, Request, Source, authorize};
 use keyless_types::ProviderUrl;
+use keyless_types::audit::{Outcome, UserIdentity};
 use keyless_types::xml::Xml;
 
 use crate::params::{duration, session_extras, session_name};
-use crate::service::{StsRequest, request_context};
+use crate::service::{StsRequest, request_context, response_element, role_resource};
 use crate::{Sts, StsError};
 
 /// The longest web identity token accepted, in characters (AWS's limit).
@@ -22,6 +23,7 @@ impl Sts {
     pub(crate) async fn assume_role_with_web_identity(
         &self,
         req: &StsRequest<'_>,
+        audit: &mut Outcome,
     ) -> Result<String, StsError> {
         const ACTION: &str = "AssumeRoleWithWebIdentity";
         let params = req.params;
@@ -53,10 +55,20 @@ impl Sts {
                 ))
             })?;
         let web = self.verifier.verify(token, provider, req.now).await?;
-        let role = snapshot
-            .directory
-            .role_by_arn(role_arn)
-            .ok_or_else(|| StsError::not_authorized(ACTION))?;
+        // Who asked, once the token is known to be the provider's (CloudTrail's
+        // `WebIdentityUser`); a token that does not check out names nobody.
+        audit.identity = Some(UserIdentity {
+            kind: "WebIdentityUser".into(),
+            principal_id: Some(format!("{}:{}:{}", provider.arn, web.audience, web.subject)),
+            user_name: Some(web.subject.clone()),
+            identity_provider: Some(provider.arn.clone()),
+            ..UserIdentity::default()
+        });
+        let role = snapshot.directory.role_by_arn(role_arn).ok_or_else(|| {
+            audit.denial = Some("implicitDeny: no such role".into());
+            StsError::not_authorized(ACTION)
+        })?;
+        audit.resources.push(role_resource(role));
         let seconds = duration(
             params,
             i64::from(role.max_session_duration),
@@ -90,6 +102,7 @@ impl Sts {
         );
         tracing::debug!(provider = %provider.arn, sub = %web.subject, role = %role.arn, %decision, "web identity trust decision");
         if !decision.verdict.is_allowed() {
+            audit.denial = Some(decision.to_string());
             return Err(StsError::not_authorized(ACTION));
         }
         let mut out = Xml::new();
@@ -105,10 +118,18 @@ impl Sts {
                 web.subject.clone(),
                 web.audience.clone(),
             )),
+            audit,
         )?;
         out.text("SubjectFromWebIdentityToken", &web.subject)
             .text("Provider", &provider.arn)
             .text("Audience", &web.audience);
+        response_element(audit, "provider", provider.arn.clone().into());
+        response_element(
+            audit,
+            "subjectFromWebIdentityToken",
+            web.subject.clone().into(),
+        );
+        response_element(audit, "audience", web.audience.clone().into());
         tracing::info!(provider = %provider.arn, sub = %web.subject, role = %role.arn, session = %session, expires = claims.expires, "role assumed with web identity");
         Ok(out.finish())
     }

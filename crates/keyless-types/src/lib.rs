@@ -5,6 +5,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod arn;
+pub mod audit;
 mod chain;
 mod clock;
 pub mod encoding;

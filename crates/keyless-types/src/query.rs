@@ -49,6 +49,11 @@ impl Params {
         )
     }
 
+    /// Every name and value, in the order received.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Adds the pairs of `other` after these.
     pub fn extend(&mut self, other: Self) {
         self.0.extend(other.0);
@@ -145,6 +150,28 @@ impl Params {
     }
 }
 
+impl Params {
+    /// The parameters as CloudTrail's `requestParameters` writes them: names in lower camel
+    /// case (`roleArn`, `durationSeconds`), durations as numbers, without `Action` and
+    /// `Version`, and without any secret, token or signature
+    /// ([`crate::audit::is_secret_parameter`]).
+    pub fn for_audit(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        for (name, value) in &self.0 {
+            if name == "Action" || name == "Version" || crate::audit::is_secret_parameter(name) {
+                continue;
+            }
+            let numeric = name.ends_with("Seconds") || name == "MaxSessionDuration";
+            let value = match value.parse::<i64>() {
+                Ok(n) if numeric => serde_json::Value::from(n),
+                _ => serde_json::Value::from(value.as_str()),
+            };
+            out.entry(camel(name)).or_insert(value);
+        }
+        out
+    }
+}
+
 /// `UserName` as AWS's validation messages name it: `userName`.
 pub fn camel(name: &str) -> String {
     let mut chars = name.chars();
@@ -219,6 +246,18 @@ pub fn error_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audited_parameters_leave_out_the_token_and_the_signature() {
+        let params = Params::parse_form(
+            "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fr&RoleSessionName=s&DurationSeconds=900&WebIdentityToken=eyJ.x.y&X-Amz-Signature=abc&X-Amz-Security-Token=t",
+        );
+        let audited = serde_json::Value::Object(params.for_audit());
+        assert_eq!(
+            audited,
+            serde_json::json!({"roleArn": "arn:aws:iam::1:role/r", "roleSessionName": "s", "durationSeconds": 900})
+        );
+    }
 
     #[test]
     fn reads_form_fields_lists_and_structures() {

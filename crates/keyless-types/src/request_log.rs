@@ -1,17 +1,20 @@
 //! `RequestLog`: what one request was, for its one log line. The server puts an empty record
 //! in the request's extensions where the request enters; each layer writes what only it learns
 //! (the protocol, the operation, who signed, the bucket and key, the error code), and the
-//! server logs the record with the status and duration once the answer is made. Nothing
-//! secret goes in: no key secret, token, signature or query string.
+//! server logs the record with the status and duration once the answer is made, and writes
+//! it to the audit trail. Nothing secret goes in: no key secret, token, signature or query
+//! string ([`crate::audit::is_secret_parameter`] keeps them out of the parameters).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::audit::{Outcome, Resource, UserIdentity};
 
 /// The shared record of one request. Cheap to clone; clones share the one record.
 #[derive(Debug, Clone, Default)]
 pub struct RequestLog(Arc<Mutex<RequestFields>>);
 
 /// The fields of a [`RequestLog`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestFields {
     /// `s3`, `iam`, `sts` or `oidc`.
     pub api: &'static str,
@@ -27,6 +30,21 @@ pub struct RequestFields {
     pub key: Option<String>,
     /// The AWS error code of a refused request.
     pub error_code: Option<String>,
+    /// The error's message, as the client read it.
+    pub error_message: Option<String>,
+    /// Who made it, in CloudTrail's words.
+    pub identity: Option<UserIdentity>,
+    /// The request's parameters (CloudTrail's `requestParameters`), secrets left out.
+    pub request_parameters: serde_json::Map<String, serde_json::Value>,
+    /// What the answer said that CloudTrail keeps (`responseElements`): for STS the
+    /// credentials' key id and expiry, never their secret or token.
+    pub response_elements: Option<serde_json::Value>,
+    /// The resources it acted on, beyond the bucket and key.
+    pub resources: Vec<Resource>,
+    /// Why the policy engine refused it, in words: for operators, never for the client.
+    pub denial: Option<String>,
+    /// CloudTrail's `additionalEventData`: how it was signed, and whatever else the layer knows.
+    pub additional: serde_json::Map<String, serde_json::Value>,
 }
 
 impl RequestLog {
@@ -46,6 +64,26 @@ impl RequestLog {
     /// A copy of the record as it stands.
     pub fn fields(&self) -> RequestFields {
         self.lock().clone()
+    }
+
+    /// Takes in what a handler said of its request.
+    pub fn absorb(&self, outcome: Outcome) {
+        self.update(|f| {
+            if let Some((code, message)) = outcome.error {
+                f.error_code = Some(code);
+                f.error_message = Some(message);
+            }
+            if outcome.denial.is_some() {
+                f.denial = outcome.denial;
+            }
+            if outcome.identity.is_some() {
+                f.identity = outcome.identity;
+            }
+            if outcome.response_elements.is_some() {
+                f.response_elements = outcome.response_elements;
+            }
+            f.resources.extend(outcome.resources);
+        });
     }
 
     fn lock(&self) -> MutexGuard<'_, RequestFields> {

@@ -60,6 +60,22 @@ pub fn iso8601(secs: i64) -> String {
     out
 }
 
+/// `Mar 23, 2016 2:39:51 AM`: how CloudTrail writes a session's expiration (UTC).
+pub fn cloudtrail_expiration(secs: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, mo, d, h, mi, s) = civil_from_unix(secs);
+    let month = MONTHS[usize::try_from(mo - 1).unwrap_or(0).min(11)];
+    let (hour, half) = match h {
+        0 => (12, "AM"),
+        1..=11 => (h, "AM"),
+        12 => (12, "PM"),
+        _ => (h - 12, "PM"),
+    };
+    format!("{month} {d}, {y} {hour}:{mi:02}:{s:02} {half}")
+}
+
 /// `YYYYMMDDThhmmssZ`, SigV4's `X-Amz-Date`.
 pub fn amz_date(secs: i64) -> String {
     let (y, mo, d, h, mi, s) = civil_from_unix(secs);
@@ -184,6 +200,25 @@ pub fn parse_http_date(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CloudTrail's own example: `"expiration": "Mar 23, 2016 2:39:51 AM"`.
+    #[test]
+    fn expirations_read_as_cloudtrail_writes_them() {
+        let at = unix_from_civil(2016, 3, 23, 2, 39, 51);
+        assert_eq!(cloudtrail_expiration(at), "Mar 23, 2016 2:39:51 AM");
+        assert_eq!(
+            cloudtrail_expiration(unix_from_civil(2026, 12, 7, 0, 5, 0)),
+            "Dec 7, 2026 12:05:00 AM"
+        );
+        assert_eq!(
+            cloudtrail_expiration(unix_from_civil(2026, 7, 1, 12, 0, 9)),
+            "Jul 1, 2026 12:00:09 PM"
+        );
+        assert_eq!(
+            cloudtrail_expiration(unix_from_civil(2026, 7, 1, 23, 59, 59)),
+            "Jul 1, 2026 11:59:59 PM"
+        );
+    }
 
     #[test]
     fn round_trips() {

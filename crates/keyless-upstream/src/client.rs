@@ -167,32 +167,7 @@ impl Upstream {
             ("http", Some(80)) | ("https", Some(443)) => authority.host().to_owned(),
             _ => authority.as_str().to_owned(),
         };
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            // A platform certificate rustls cannot read is skipped, as browsers do.
-            let _ = roots.add(cert);
-        }
-        if let Some(pem) = &config.ca_bundle {
-            use rustls_pki_types::pem::PemObject as _;
-            let mut added = 0;
-            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| ConfigError::CaBundle(e.to_string()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| ConfigError::CaBundle(e.to_string()))?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(ConfigError::CaBundle("no certificate in it".into()));
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ConfigError::CaBundle(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = client_tls(config.ca_bundle.as_deref())?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -411,6 +386,39 @@ impl Upstream {
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Reads a body whole, refusing more than `cap` bytes.
+/// A TLS client configuration trusting the platform's roots and, when given, the PEM
+/// certificates of `ca_bundle` (a private CA): for the upstream store, and for any other
+/// HTTPS endpoint Keyless reaches out to (the audit trail's).
+pub fn client_tls(ca_bundle: Option<&[u8]>) -> Result<rustls::ClientConfig, ConfigError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A platform certificate rustls cannot read is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(pem) = ca_bundle {
+        use rustls_pki_types::pem::PemObject as _;
+        let mut added = 0;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| ConfigError::CaBundle(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| ConfigError::CaBundle(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(ConfigError::CaBundle("no certificate in it".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::CaBundle(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tls)
+}
+
 pub(crate) async fn read_capped(mut body: Incoming, cap: usize) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {

@@ -117,6 +117,12 @@ pub(crate) enum Command {
     ///
     ///   AWS_ENDPOINT_URL=http://keyless.keyless:9000 keyless doctor --bucket gitlab-registry
     Doctor(crate::tools::doctor::DoctorArgs),
+    /// Read an audit trail (`keyless serve --audit-log FILE`, or CloudTrail's log files) and
+    /// print what passes the filters: who did what, to which bucket, from which pod, and why a
+    /// request was denied (--why). Example: the registry's denials of the last hour:
+    ///
+    ///   keyless audit /var/log/keyless/audit.jsonl --role registry --decision denied --since 1h --why
+    Audit(crate::tools::audit::AuditArgs),
 }
 
 #[derive(Debug, Args)]

@@ -87,6 +87,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Backup(cmd) => backup::run(cmd),
         cli::Command::Gitlab(cmd) => gitlab::run(cmd),
         cli::Command::Doctor(args) => doctor::run(&args),
+        cli::Command::Audit(args) => tools::audit::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 //!
 //! <https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html>
 
+use keyless_types::audit::Outcome;
 use keyless_types::query::{self, ValidationError};
 
 use super::ApiResponse;
@@ -14,10 +15,16 @@ pub enum ApiError {
     /// The operation itself refused (no such entity, conflict, bad input, ...).
     #[error(transparent)]
     Iam(#[from] IamError),
-    /// The caller's policies do not allow the action; says which action on which resource,
-    /// as IAM does, never why.
-    #[error("{0}")]
-    AccessDenied(String),
+    /// The caller's policies do not allow the action: the message says which action on which
+    /// resource and which kind of policy refused, as IAM does; `why` (the statements) is for
+    /// the audit trail alone.
+    #[error("{message}")]
+    AccessDenied {
+        /// IAM's message.
+        message: String,
+        /// The policy engine's explanation, never sent.
+        why: Option<String>,
+    },
     /// No such action.
     #[error("Could not find operation {0} for version 2010-05-08")]
     InvalidAction(String),
@@ -33,7 +40,7 @@ impl ApiError {
     /// The AWS error code, the HTTP status, and whether the client is at fault.
     pub fn wire(&self) -> (&'static str, u16, bool) {
         match self {
-            Self::AccessDenied(_) => ("AccessDenied", 403, true),
+            Self::AccessDenied { .. } => ("AccessDenied", 403, true),
             Self::InvalidAction(_) => ("InvalidAction", 400, true),
             Self::Iam(e) => {
                 let status = match e {
@@ -77,9 +84,18 @@ impl ApiError {
     /// The error response.
     pub fn response(&self, namespace: &str, request_id: &str) -> ApiResponse {
         let (code, status, sender) = self.wire();
+        let message = self.message();
         ApiResponse {
             status,
-            body: query::error_response(namespace, code, &self.message(), sender, request_id),
+            body: query::error_response(namespace, code, &message, sender, request_id),
+            outcome: Outcome {
+                error: Some((code.to_owned(), message)),
+                denial: match self {
+                    Self::AccessDenied { why, .. } => why.clone(),
+                    _ => None,
+                },
+                ..Outcome::default()
+            },
         }
     }
 }

@@ -16,6 +16,7 @@ pub use error::ApiError;
 
 use std::net::IpAddr;
 
+use keyless_types::audit;
 use keyless_types::query::{self, Params};
 
 use crate::{Caller, IamError, IamStore};
@@ -40,13 +41,15 @@ pub struct ApiRequest<'a> {
     pub now: i64,
 }
 
-/// What the handler answers: an HTTP status and an XML body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the handler answers: an HTTP status and an XML body, and what the audit trail keeps.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiResponse {
     /// The HTTP status.
     pub status: u16,
     /// The XML body.
     pub body: String,
+    /// For the request's log and audit record.
+    pub outcome: audit::Outcome,
 }
 
 /// Runs an IAM action for a verified caller.
@@ -56,6 +59,7 @@ pub fn handle(store: &dyn IamStore, req: &ApiRequest<'_>, request_id: &str) -> A
         Ok(result) => ApiResponse {
             status: 200,
             body: query::response(IAM_NAMESPACE, req.action, result.as_deref(), request_id),
+            outcome: audit::Outcome::default(),
         },
         Err(e) => e.response(IAM_NAMESPACE, request_id),
     }
@@ -163,25 +167,35 @@ impl Cx<'_> {
             && !matches!(session.kind, crate::SessionKind::Role(_))
         {
             // As IAM does for GetSessionToken credentials without MFA.
-            return Err(ApiError::AccessDenied(format!(
-                "User: {} is not authorized to perform: {action} on resource: {resource} with session credentials",
-                session.arn
-            )));
+            return Err(ApiError::AccessDenied {
+                message: format!(
+                    "User: {} is not authorized to perform: {action} on resource: {resource} with session credentials",
+                    session.arn
+                ),
+                why: Some("implicitDeny: IAM takes no session credentials but a role's".into()),
+            });
         }
         let mut ctx =
             crate::request_context(self.req.source_ip, self.req.secure_transport, self.req.now);
         for (key, value) in keys {
             ctx.insert(*key, (*value).to_owned());
         }
-        let verdict = caller.authorize(self.account(), action, resource, &mut ctx, None);
-        if verdict.is_allowed() {
-            Ok(())
-        } else {
-            Err(ApiError::AccessDenied(format!(
-                "User: {} is not authorized to perform: {action} on resource: {resource}",
-                caller.arn(self.account())
-            )))
+        let decided = caller.authorize(self.account(), action, resource, &mut ctx, None);
+        if decided.verdict.is_allowed() {
+            return Ok(());
         }
+        let mut message = format!(
+            "User: {} is not authorized to perform: {action} on resource: {resource}",
+            caller.arn(self.account())
+        );
+        if let Some(by) = decided.denied_by {
+            message.push(' ');
+            message.push_str(&by.phrase(action));
+        }
+        Err(ApiError::AccessDenied {
+            message,
+            why: Some(decided.text),
+        })
     }
 
     /// Applies a change to the state, durably.

@@ -289,7 +289,7 @@ fn users_act_only_as_their_policies_allow() {
     assert_eq!(f.call_as(&reader, "ListUsers", &[]).status, 200);
     let denied = f.call_as(&reader, "CreateUser", &[("UserName", "eve")]);
     assert_eq!(denied.status, 403);
-    assert!(denied.body.contains("<Code>AccessDenied</Code><Message>User: arn:aws:iam::111122223333:user/reader is not authorized to perform: iam:CreateUser on resource: arn:aws:iam::111122223333:user/eve</Message>"), "{}", denied.body);
+    assert!(denied.body.contains("<Code>AccessDenied</Code><Message>User: arn:aws:iam::111122223333:user/reader is not authorized to perform: iam:CreateUser on resource: arn:aws:iam::111122223333:user/eve because no identity-based policy allows the iam:CreateUser action</Message>"), "{}", denied.body);
     assert!(f.store.snapshot().state.user("eve").is_err());
     let admin = f.user("admin");
     assert_eq!(f.call_as(&admin, "CreateAccessKey", &[]).status, 200);
@@ -756,7 +756,7 @@ fn role_and_provider_actions_are_authorized() {
         200
     );
     let denied = f.call_as(&reader, "DeleteRole", &[("RoleName", "ci")]);
-    assert!(denied.body.contains("<Message>User: arn:aws:iam::111122223333:user/reader is not authorized to perform: iam:DeleteRole on resource: arn:aws:iam::111122223333:role/ci</Message>"), "{}", denied.body);
+    assert!(denied.body.contains("<Message>User: arn:aws:iam::111122223333:user/reader is not authorized to perform: iam:DeleteRole on resource: arn:aws:iam::111122223333:role/ci because no identity-based policy allows the iam:DeleteRole action</Message>"), "{}", denied.body);
     let denied = f.call_as(
         &reader,
         "CreateOpenIDConnectProvider",

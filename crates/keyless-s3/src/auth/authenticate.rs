@@ -8,6 +8,7 @@
 
 use keyless_iam::{Caller, KeyProblem};
 use keyless_types::RequestLog;
+use keyless_types::audit::UserIdentity;
 use s3s::access::S3AccessContext;
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::path::S3Path;
@@ -80,9 +81,39 @@ impl<S: ObjectStore> Authorizer<S> {
             });
         }
         let caller = self.resolve(access_key.as_deref(), token.as_deref())?;
-        if let (Some(log), Some(caller)) = (cx.extensions_mut().get::<RequestLog>(), &caller) {
-            let arn = caller.arn(&self.inner.account_id);
-            log.update(|f| f.principal = Some(arn));
+        if let Some(log) = cx.extensions_mut().get::<RequestLog>() {
+            let account = &self.inner.account_id;
+            let identity = match &caller {
+                Some(caller) => caller.user_identity(account, access_key.as_deref()),
+                // CloudTrail's words for an anonymous S3 caller.
+                None => UserIdentity {
+                    kind: "AWSAccount".into(),
+                    principal_id: Some(String::new()),
+                    account_id: Some("anonymous".into()),
+                    ..UserIdentity::default()
+                },
+            };
+            let arn = caller.as_ref().map(|c| c.arn(account));
+            log.update(|f| {
+                f.principal = arn;
+                f.identity = Some(identity);
+                if caller.is_some() {
+                    let method = match auth_type {
+                        Some(AuthType::QueryString) => "QueryString",
+                        Some(AuthType::Post) => "PostObject",
+                        _ => "AuthHeader",
+                    };
+                    let signature = if version == Some("AWS") {
+                        "SigV2"
+                    } else {
+                        "SigV4"
+                    };
+                    f.additional
+                        .insert("SignatureVersion".into(), signature.into());
+                    f.additional
+                        .insert("AuthenticationMethod".into(), method.into());
+                }
+            });
         }
         cx.extensions_mut().insert(Resolved(caller.clone()));
         Ok(Signed {

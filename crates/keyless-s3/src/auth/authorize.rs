@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use keyless_iam::Caller;
-use keyless_policy::{Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize};
+use keyless_policy::{
+    Explanation, Policy, PolicyKind, PolicySet, Principal, Request, Source, authorize,
+};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{
     CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectVersionsInput, ListObjectsInput,
@@ -34,7 +36,10 @@ use crate::wire::store_error;
 const MAX_DELETE_KEYS: usize = 1000;
 
 impl<S: ObjectStore> Authorizer<S> {
-    /// Decides `action` on `resource` (in `bucket`, whose policy applies) for `caller`.
+    /// Decides `action` on `resource` (in `bucket`, whose policy applies) for `caller`, and
+    /// refuses with S3's AccessDenied if it is not allowed: AWS's detailed message for a caller
+    /// of this account, the bare `Access Denied` for anyone else. Why goes to the request's
+    /// record, for the audit trail.
     async fn decide(
         &self,
         caller: Option<&Caller>,
@@ -43,8 +48,37 @@ impl<S: ObjectStore> Authorizer<S> {
         resource: &str,
         facts: &RequestFacts<'_>,
     ) -> S3Result<()> {
-        if caller.is_some_and(Caller::is_root) {
+        let decided = self
+            .explain(caller, action, bucket, resource, facts)
+            .await?;
+        if decided.verdict.is_allowed() {
             return Ok(());
+        }
+        if let Some(log) = &facts.log {
+            log.update(|f| f.denial = Some(format!("{action} on {resource}: {}", decided.text)));
+        }
+        match (caller, decided.denied_by) {
+            (Some(caller), Some(by)) if !decided.cross_account => Err(s3_error!(
+                AccessDenied,
+                "User: {} is not authorized to perform: {action} on resource: \"{resource}\" {}",
+                caller.arn(&self.inner.account_id),
+                by.phrase(action)
+            )),
+            _ => Err(access_denied()),
+        }
+    }
+
+    /// The decision on `action` on `resource` (in `bucket`, whose policy applies) for `caller`.
+    async fn explain(
+        &self,
+        caller: Option<&Caller>,
+        action: &str,
+        bucket: &str,
+        resource: &str,
+        facts: &RequestFacts<'_>,
+    ) -> S3Result<Explanation> {
+        if caller.is_some_and(Caller::is_root) {
+            return Ok(Explanation::root());
         }
         let bucket_policy = if bucket.is_empty() {
             None
@@ -53,6 +87,9 @@ impl<S: ObjectStore> Authorizer<S> {
                 Ok(text) => text,
                 // A caller who may not see the bucket does not learn that it is missing.
                 Err(StoreError::NoSuchBucket(_)) if caller.is_none() => {
+                    if let Some(log) = &facts.log {
+                        log.update(|f| f.denial = Some(format!("{action} on {resource}: implicitDeny: no such bucket, to an anonymous caller")));
+                    }
                     return Err(access_denied());
                 }
                 Err(StoreError::NoSuchBucket(_)) => None,
@@ -67,7 +104,7 @@ impl<S: ObjectStore> Authorizer<S> {
             .map(|p| Source::new("bucket policy", p));
         let account = self.inner.account_id.as_str();
         let mut ctx = facts.context();
-        let verdict = match caller {
+        let decided = match caller {
             Some(caller) => caller.authorize(account, action, resource, &mut ctx, resource_policy),
             None => {
                 let set = PolicySet {
@@ -78,14 +115,10 @@ impl<S: ObjectStore> Authorizer<S> {
                 let request = Request::new(action, resource, &ctx).by(&Principal::Anonymous);
                 let decision = authorize(&set, &request);
                 tracing::debug!(principal = "anonymous", action, resource, %decision, "authorization");
-                decision.verdict
+                decision.explain()
             }
         };
-        if verdict.is_allowed() {
-            Ok(())
-        } else {
-            Err(access_denied())
-        }
+        Ok(decided)
     }
 
     /// Whether `caller` may bypass governance retention on `resource`
@@ -99,9 +132,9 @@ impl<S: ObjectStore> Authorizer<S> {
         facts: &RequestFacts<'_>,
     ) -> MayBypassGovernance {
         let decided = self
-            .decide(caller, BYPASS_GOVERNANCE, bucket, resource, facts)
+            .explain(caller, BYPASS_GOVERNANCE, bucket, resource, facts)
             .await;
-        MayBypassGovernance(decided.is_ok())
+        MayBypassGovernance(decided.is_ok_and(|d| d.verdict.is_allowed()))
     }
 
     /// The object's tags for `s3:ExistingObjectTag/<key>`, read only when the bucket's policy or
@@ -168,6 +201,7 @@ impl<S: ObjectStore> Authorizer<S> {
             secure_transport: extensions.get::<SecureTransport>().is_some_and(|t| t.0),
             epoch_seconds: self.inner.clock.unix_seconds(),
             principal_type: caller.is_none().then_some("Anonymous"),
+            log: extensions.get::<keyless_types::RequestLog>().cloned(),
             ..Default::default()
         }
     }

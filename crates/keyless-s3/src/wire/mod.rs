@@ -100,6 +100,10 @@ impl S3Front {
         let log = req.extensions().get::<RequestLog>().cloned();
         let (bucket, key) = self.resource(&kept);
         let has_key = key.is_some();
+        if let Some(log) = &log {
+            let parameters = audit_parameters(&kept, bucket.as_deref(), key.as_deref());
+            log.update(|f| f.request_parameters = parameters);
+        }
         if let Some(source) = &self.cors
             && kept.method == http::Method::OPTIONS
         {
@@ -160,9 +164,22 @@ impl S3Front {
         {
             if let Some(log) = log
                 && let Some(fields) = errors::parse(&body)
-                && let Some((_, code)) = fields.into_iter().find(|(k, _)| k == "Code")
             {
-                log.update(|f| f.error_code = Some(code));
+                let mut code = None;
+                let mut message = None;
+                for (name, value) in fields {
+                    match name.as_str() {
+                        "Code" => code = Some(value),
+                        "Message" => message = Some(value),
+                        _ => {}
+                    }
+                }
+                if code.is_some() {
+                    log.update(|f| {
+                        f.error_code = code;
+                        f.error_message = message;
+                    });
+                }
             }
             let request = errors::Request {
                 kept,
@@ -217,6 +234,37 @@ impl S3Front {
             None => (non_empty(path), None),
         }
     }
+}
+
+/// CloudTrail's `requestParameters` of an S3 request: `bucketName`, `Host`, `key` and the
+/// query's parameters as sent, without the presigned URL's signature and token.
+fn audit_parameters(
+    kept: &Kept,
+    bucket: Option<&str>,
+    key: Option<&str>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    if let Some(bucket) = bucket {
+        out.insert("bucketName".into(), bucket.into());
+    }
+    if let Some(host) = kept
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| kept.uri.authority().map(|a| a.as_str()))
+    {
+        out.insert("Host".into(), host.into());
+    }
+    if let Some(key) = key {
+        out.insert("key".into(), key.into());
+    }
+    let query = keyless_types::query::Params::parse_form(kept.uri.query().unwrap_or(""));
+    for (name, value) in query.pairs() {
+        if !keyless_types::audit::is_secret_parameter(name) {
+            out.entry(name.to_owned()).or_insert_with(|| value.into());
+        }
+    }
+    out
 }
 
 /// The request id in `extensions`; one is made if the listener gave none (tests that build

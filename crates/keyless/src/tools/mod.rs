@@ -2,6 +2,7 @@
 //! AWS SDK application does, and never reach into a server's insides. Nothing under `tools/`
 //! uses `keyless_server`; only `main.rs`'s `serve`, `agent`, `token` and `oidc rotate` do.
 
+pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod client;
 pub(crate) mod doctor;
