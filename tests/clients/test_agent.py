@@ -540,6 +540,30 @@ def test_awscli_each_pod_gets_its_own_role(gitlab):
         assert refused.returncode != 0 and "AccessDenied" in refused.stderr, node.explain(refused)
 
 
+def test_agent_metrics_count_the_cache_and_the_pods(node):
+    """`keyless agent --admin-listen`'s /metrics, read by Prometheus's own parser: the agent
+    fetches a pod's credentials when the pod appears (a miss and an STS call each), and every
+    client's read after that is a cache hit; the pods are indexed."""
+    from test_metrics import scrape, value
+
+    node.start_agent(extra=["--admin-listen", "127.0.0.1:0"])
+    admin = wait_for_line(node.agent.out, r"keyless: admin (http://\S+) ", node.agent.proc,
+                          "keyless agent").group(1)
+    node.pods.namespace("gitlab-registry")
+    registry = node.pod("registry-0", "gitlab-registry", "gitlab-registry")
+    node.pod("idle-0", "gitlab-registry", "gitlab-registry")
+    for _ in range(3):
+        assert node.caller_arn(registry).startswith(assumed("gitlab-registry"))
+    _, samples = scrape(admin)
+    assert value(samples, "keyless_agent_pods_indexed") == 2, samples
+    assert value(samples, "keyless_agent_cache_misses_total") == 2, samples
+    assert value(samples, "keyless_agent_cache_refreshes_total") == 2, samples
+    # awscli reads the credentials once per run.
+    assert value(samples, "keyless_agent_cache_hits_total") == 3, samples
+    assert value(samples, "keyless_agent_sts_failures_total") == 0, samples
+    assert value(samples, "keyless_agent_cache_entries") == 2, samples
+
+
 BOTO3_SCRIPT = """\
 import json, sys, boto3, botocore
 bucket, other, endpoint, name = sys.argv[1:5]

@@ -90,10 +90,11 @@ def test_generated_secrets_are_random_and_well_formed():
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_manifests_pass_kubernetes_validate_strict(name, version):
     """Each rendered object against the OpenAPI schema of `version`, unknown fields refused.
-    cert-manager's Certificate is a custom resource: checked by hand below."""
+    cert-manager's Certificate and Prometheus Operator's ServiceMonitor are custom resources:
+    checked by hand below."""
     checked = 0
     for doc in render(name):
-        if doc["apiVersion"] == "cert-manager.io/v1":
+        if doc["apiVersion"] in ("cert-manager.io/v1", "monitoring.coreos.com/v1"):
             continue
         try:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -101,6 +102,38 @@ def test_manifests_pass_kubernetes_validate_strict(name, version):
             raise AssertionError(f"{doc['kind']} {doc['metadata']['name']} (-k {version}): {e}") from None
         checked += 1
     assert checked >= 3
+
+
+def test_service_monitors_scrape_the_admin_ports():
+    """Prometheus Operator's monitoring.coreos.com/v1 ServiceMonitor (its CRD is not in
+    kubernetes-validate): each selects only its component's headless `-metrics` Service, whose
+    port `admin` is the container's admin port, at /metrics; none by default."""
+    assert not [d for d in render("embedded") if d["kind"] == "ServiceMonitor"]
+    docs = render("everything")
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert sorted(m["metadata"]["name"] for m in monitors) == ["keyless-server-metrics", "keyless-webhook-metrics"]
+    for monitor in monitors:
+        assert monitor["metadata"]["labels"]["release"] == "prometheus"
+        spec = monitor["spec"]
+        assert set(spec) == {"selector", "namespaceSelector", "endpoints"}, spec
+        assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+        assert spec["endpoints"] == [{"port": "admin", "path": "/metrics", "scheme": "http",
+                                      "interval": "15s", "scrapeTimeout": "10s"}]
+        selected = [d for d in docs if d["kind"] == "Service" and all(
+            d["metadata"]["labels"].get(k) == v for k, v in spec["selector"]["matchLabels"].items())]
+        assert [s["metadata"]["name"] for s in selected] == [monitor["metadata"]["name"]], selected
+        service = selected[0]
+        assert service["spec"]["clusterIP"] == "None"
+        component = service["spec"]["selector"]["app.kubernetes.io/component"]
+        workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet") and
+                     d["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]]
+        assert len(workloads) == 1, (component, workloads)
+        container = workloads[0]["spec"]["template"]["spec"]["containers"][0]
+        admin = next(p for p in container["ports"] if p["name"] == "admin")
+        assert service["spec"]["ports"] == [{"name": "admin", "port": admin["containerPort"],
+                                             "targetPort": "admin", "protocol": "TCP", "appProtocol": "http"}]
+        assert any(a.endswith(f":{admin['containerPort']}") and a.startswith("--admin-listen=")
+                   for a in container["args"]), container["args"]
 
 
 def test_certificates_are_cert_managers():
@@ -137,7 +170,8 @@ SCHEMA_REFUSES = [
     (("agent.associations[0]=gitlab-toolbox",), "at '/agent/associations/0'"),
     (("agent.enabeld=true",), "additional properties 'enabeld' not allowed"),
     (("gitlab.mode=kiam",), "at '/gitlab/mode'"),
-    (("serviceMonitor.enabled=true",), "at '/serviceMonitor/enabled'"),
+    (("serviceMonitor.interval=soon",), "at '/serviceMonitor/interval'"),
+    (("serviceMonitor.enabeld=true",), "additional properties 'enabeld' not allowed"),
     (("iam.roles[0].name=r", "iam.roles[0].trust.sa=x"), "additional properties 'sa' not allowed"),
     (("iam.roles[0].name=r", "iam.roles[0].trust.serviceAccounts[0]=gitlab"), "at '/iam/roles/0/trust/serviceAccounts/0'"),
     (("iam.roles[0].name=r", "iam.roles[0].maxSessionDuration=60"), "at '/iam/roles/0/maxSessionDuration'"),

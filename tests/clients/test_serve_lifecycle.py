@@ -60,7 +60,7 @@ class Serve:
                                           "keyless serve", STARTUP).group(1)
             self.admin = None
             if "--admin-listen" not in extra:
-                self.admin = wait_for_line(self.out, r"keyless: admin http://(\S+) \(/healthz, /readyz\)\n",
+                self.admin = wait_for_line(self.out, r"keyless: admin http://(\S+) \(/healthz, /readyz, /metrics\)\n",
                                            self.proc, "keyless serve", STARTUP).group(1)
         except AssertionError as e:
             self.kill()
@@ -240,8 +240,9 @@ def test_health_endpoints_answer_on_the_admin_listener(started):
     assert get(server.admin, "/readyz") == (200, "ok\n")
     assert get(server.admin, "/livez") == (200, "ok\n")
     status, body = get(server.admin, "/metrics")
-    assert status == 404 and "/healthz" in body
-    assert get(server.admin, "/")[0] == 404
+    assert status == 200 and body.endswith("# EOF\n")  # test_metrics.py reads it
+    status, body = get(server.admin, "/")
+    assert status == 404 and "/healthz" in body and "/metrics" in body
     assert get(server.admin, "/readyz", method="POST")[0] == 405
     # The probes are not on the S3 port: there /healthz is an (anonymous) S3 request.
     conn = server.connect()
@@ -537,7 +538,7 @@ def test_agent_readiness_waits_for_the_pod_source_and_sigterm_drains(keyless_bin
     try:
         pods_path = str(tmp_path / "pods.json")
         agent = Agent(keyless_bin, str(tmp_path / "agent"), f"http://127.0.0.1:{sts.port}", pods_path)
-        admin = wait_for_line(agent.out, r"keyless: admin http://(\S+) \(/healthz, /readyz\)\n",
+        admin = wait_for_line(agent.out, r"keyless: admin http://(\S+) \(/healthz, /readyz, /metrics\)\n",
                               agent.proc, "keyless agent").group(1)
         assert get(admin, "/healthz") == (200, "ok\n")
         status, body = get(admin, "/readyz")

@@ -252,7 +252,7 @@ class Webhook:
             m = wait_for_line(self.out, r"keyless: webhook (https://(127\.0\.0\.1):(\d+)/mutate)\n",
                               self.proc, "keyless webhook")
             self.url, self.port = m.group(1), int(m.group(3))
-            m = wait_for_line(self.out, r"keyless: admin (http://127\.0\.0\.1:\d+) \(/healthz, /readyz\)\n",
+            m = wait_for_line(self.out, r"keyless: admin (http://127\.0\.0\.1:\d+) \(/healthz, /readyz, /metrics\)\n",
                               self.proc, "keyless webhook")
             self.admin = m.group(1)
         except AssertionError as e:
@@ -669,6 +669,12 @@ def test_gitlab_webservice_pod_gets_web_identity_and_keeps_every_field(start_web
     # What the API server stores is mutated already: posting it again changes nothing.
     again, more = hook.review(mutated)
     assert more == [], f"an already-mutated pod got a patch: {more}"
+    # Both reviews counted on /metrics, by outcome.
+    from test_metrics import scrape, value
+    _, samples = scrape(hook.admin)
+    assert value(samples, "keyless_webhook_reviews_total", outcome="mutated_web_identity") == 1, samples
+    assert value(samples, "keyless_webhook_reviews_total", outcome="already_mutated") == 1, samples
+    assert value(samples, "keyless_webhook_review_duration_seconds_count") == 2, samples
 
 
 def test_registry_pod_running_as_1000_gets_an_fs_group_only_for_old_kubelets(start_webhook):
@@ -709,6 +715,9 @@ def test_pods_without_a_role_are_not_mutated(start_webhook):
     unknown = webservice_pod()
     unknown["spec"]["serviceAccountName"] = unknown["spec"]["serviceAccount"] = "nobody"
     assert hook.review(unknown)[1] == []
+    from test_metrics import scrape, value
+    _, samples = scrape(hook.admin)
+    assert value(samples, "keyless_webhook_reviews_total", outcome="no_role") == 4, samples
 
 
 def test_bad_requests_are_refused_clearly_and_the_connection_goes_on(start_webhook):

@@ -19,6 +19,7 @@
 //! so a new pod on a reused address never shares an entry with the pod before it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -110,15 +111,49 @@ struct Current {
     last_used: i64,
 }
 
+/// What the cache has done since it started, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Requests answered from the cache.
+    pub hits: u64,
+    /// Requests that waited for an STS call.
+    pub misses: u64,
+    /// STS calls that returned credentials.
+    pub refreshes: u64,
+    /// STS calls that failed.
+    pub failures: u64,
+    /// Answers of credentials close to expiry, given because STS was failing.
+    pub stale_serves: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    refreshes: AtomicU64,
+    failures: AtomicU64,
+    stale_serves: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
 impl Current {
     /// What a request gets now from what is cached.
-    fn outcome(&self, key: &CacheKey, now: i64) -> Result<Arc<Credentials>, AssumeError> {
+    fn outcome(
+        &self,
+        key: &CacheKey,
+        now: i64,
+        counters: &Counters,
+    ) -> Result<Arc<Credentials>, AssumeError> {
         if let Some(creds) = &self.creds {
             if is_servable(creds, now) {
                 return Ok(creds.clone());
             }
             let sts_failing = self.failure.as_ref().is_some_and(|(_, e)| e.is_transient());
             if sts_failing && creds.remaining(now) > 0 {
+                bump(&counters.stale_serves);
                 tracing::warn!(
                     role = %key.role_arn,
                     pod_uid = %key.pod_uid,
@@ -155,6 +190,7 @@ struct Inner {
     slots: Mutex<HashMap<CacheKey, Arc<Slot>>>,
     /// Permits for STS calls ([`CacheConfig::max_concurrent_calls`]).
     calls: tokio::sync::Semaphore,
+    counters: Counters,
 }
 
 /// Role credentials by [`CacheKey`]. Cheap to clone: clones share one cache.
@@ -182,6 +218,7 @@ impl CredentialCache {
                 calls: tokio::sync::Semaphore::new(config.max_concurrent_calls.max(1)),
                 config,
                 slots: Mutex::default(),
+                counters: Counters::default(),
             }),
         }
     }
@@ -207,6 +244,19 @@ impl CredentialCache {
         self.len() == 0
     }
 
+    /// What it has done since it started.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.inner.counters;
+        let read = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        CacheStats {
+            hits: read(&c.hits),
+            misses: read(&c.misses),
+            refreshes: read(&c.refreshes),
+            failures: read(&c.failures),
+            stale_serves: read(&c.stale_serves),
+        }
+    }
+
     /// Credentials for `key`: cached ones while fresh; cached ones while due (refreshing them in
     /// the background); else from STS, sharing the call with other requests for `key`.
     pub async fn get(&self, key: &CacheKey) -> Result<Arc<Credentials>, AssumeError> {
@@ -219,13 +269,16 @@ impl CredentialCache {
         };
         if let Some(creds) = creds {
             if is_fresh(&creds, now) {
+                bump(&self.inner.counters.hits);
                 return Ok(creds);
             }
             if is_servable(&creds, now) {
+                bump(&self.inner.counters.hits);
                 self.refresh_in_background(key.clone(), slot);
                 return Ok(creds);
             }
         }
+        bump(&self.inner.counters.misses);
         let _fetching = slot.fetch.lock().await;
         self.attempt(key, &slot, Some(seen)).await
     }
@@ -259,7 +312,7 @@ impl CredentialCache {
                 now.saturating_sub(*at) < self.inner.config.retry_after_seconds
             });
             if waited_on_another || fresh || backing_off {
-                return current.outcome(key, now);
+                return current.outcome(key, now, &self.inner.counters);
             }
         }
         let request = AssumeRequest {
@@ -278,11 +331,13 @@ impl CredentialCache {
         current.attempts = current.attempts.wrapping_add(1);
         match result {
             Ok(creds) => {
+                bump(&self.inner.counters.refreshes);
                 tracing::debug!(role = %key.role_arn, pod_uid = %key.pod_uid, expiration = creds.expiration, "imds: credentials fetched");
                 current.creds = Some(Arc::new(creds));
                 current.failure = None;
             }
             Err(error) => {
+                bump(&self.inner.counters.failures);
                 tracing::warn!(role = %key.role_arn, pod_uid = %key.pod_uid, %error, "imds: assume role failed");
                 if !error.is_transient() {
                     current.creds = None;
@@ -290,7 +345,7 @@ impl CredentialCache {
                 current.failure = Some((now, error));
             }
         }
-        current.outcome(key, now)
+        current.outcome(key, now, &self.inner.counters)
     }
 
     /// Refreshes every entry that is due (or failed and may be retried) and was asked for

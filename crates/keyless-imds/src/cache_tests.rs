@@ -86,6 +86,9 @@ async fn fresh_credentials_come_from_the_cache() {
     let other = f.cache.get(&key("u2")).await.unwrap();
     assert_ne!(other.access_key_id, first.access_key_id);
     assert_eq!(f.cache.len(), 2);
+    let stats = f.cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.refreshes), (1, 2, 2));
+    assert_eq!((stats.failures, stats.stale_serves), (0, 0));
 }
 
 #[tokio::test]
@@ -124,6 +127,9 @@ async fn while_sts_fails_cached_credentials_are_served_until_they_expire() {
     assert_eq!(f.assumer.calls(), 2);
     advance(&f, 59);
     assert_eq!(f.cache.get(&key("u1")).await.unwrap(), first);
+    let stats = f.cache.stats();
+    // Both STS calls failed; both answers were the cached, nearly expired credentials.
+    assert_eq!((stats.failures, stats.stale_serves), (2, 2), "{stats:?}");
     advance(&f, 1); // expired
     let error = f.cache.get(&key("u1")).await.unwrap_err();
     assert_eq!(error, transient());

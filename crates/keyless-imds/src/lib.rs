@@ -32,7 +32,7 @@ mod tokens;
 
 pub use agent::CredentialLookup;
 pub use cache::{
-    CacheConfig, CacheKey, CredentialCache, DEFAULT_SESSION_SECONDS, MIN_SERVE_SECONDS,
+    CacheConfig, CacheKey, CacheStats, CredentialCache, DEFAULT_SESSION_SECONDS, MIN_SERVE_SECONDS,
     REFRESH_MARGIN_SECONDS, refresh_margin,
 };
 pub use credentials::{AssumeRequest, Credentials, MemoryAssumer, RoleAssumer};

@@ -106,6 +106,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Counts this decision in `decisions`.
+    pub fn tally(self, decisions: &mut keyless_types::audit::Decisions) {
+        match self {
+            Verdict::Allowed => decisions.allowed += 1,
+            Verdict::ExplicitDeny => decisions.explicit_deny += 1,
+            Verdict::ImplicitDeny => decisions.implicit_deny += 1,
+        }
+    }
+
     /// `allowed`, `explicitDeny` or `implicitDeny`, as IAM's simulator writes it.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,7 +1,8 @@
 //! The management listener (`--admin-listen`, apart from the S3 and metadata ports, so that a
 //! probe never competes with clients and a network policy can keep it private):
 //! `GET /healthz`, 200 while the process serves, and `GET /readyz`, 200 only when everything
-//! the process needs is open and no shutdown is in progress, else 503 with a one-line reason.
+//! the process needs is open and no shutdown is in progress, else 503 with a one-line reason;
+//! `GET /metrics`, the process's Prometheus metrics ([`crate::metrics`]).
 //!
 //! <https://kubernetes.io/docs/reference/using-api/health-checks/>
 
@@ -22,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::lifecycle::{Readiness, Shutdown, ShutdownTrigger, shutdown_channel};
 use crate::listener::{self, Limits};
+use crate::metrics::{self, Metrics};
 
 /// A server's admin listener while it runs. Once the shutdown is asked for, `/readyz` says so
 /// at once; the listener goes on answering until [`Admin::stop`], which the server calls when
@@ -32,10 +34,12 @@ pub(crate) struct Admin {
 }
 
 impl Admin {
-    /// Serves `listener`, if any, with `readiness`, marked not ready once `shutdown` is asked.
+    /// Serves `listener`, if any, with `readiness` (marked not ready once `shutdown` is asked)
+    /// and `metrics`.
     pub(crate) fn start(
         listener: Option<TcpListener>,
         readiness: Readiness,
+        metrics: Metrics,
         shutdown: &Shutdown,
     ) -> Self {
         {
@@ -46,7 +50,8 @@ impl Admin {
             });
         }
         let (done, admin_shutdown) = shutdown_channel();
-        let task = listener.map(|l| tokio::spawn(serve_admin(l, readiness, admin_shutdown)));
+        let task =
+            listener.map(|l| tokio::spawn(serve_admin(l, readiness, metrics, admin_shutdown)));
         Self { done, task }
     }
 
@@ -60,7 +65,11 @@ impl Admin {
 }
 
 /// Answers one request to the admin listener.
-pub(crate) fn handle(readiness: &Readiness, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) fn handle(
+    readiness: &Readiness,
+    metrics: &Metrics,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into());
     }
@@ -76,9 +85,17 @@ pub(crate) fn handle(readiness: &Readiness, req: &Request<Incoming>) -> Response
                 ),
             }
         }
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, metrics.encode());
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            response
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz or /readyz\n".into(),
+            "not found: try /healthz, /readyz or /metrics\n".into(),
         ),
     }
 }
@@ -88,6 +105,7 @@ type Answer = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
 /// The service of one admin connection.
 pub(crate) fn service(
     readiness: Readiness,
+    metrics: Metrics,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Full<Bytes>>,
@@ -96,7 +114,7 @@ pub(crate) fn service(
 > + Send
 + 'static {
     hyper::service::service_fn(move |req: Request<Incoming>| {
-        std::future::ready(Ok(handle(&readiness, &req)))
+        std::future::ready(Ok(handle(&readiness, &metrics, &req)))
     })
 }
 
@@ -119,8 +137,13 @@ const ADMIN_LIMITS: Limits = Limits {
     shutdown_grace: Duration::from_secs(1),
 };
 
-/// Serves `/healthz` and `/readyz` on `listener` until `shutdown`.
-async fn serve_admin(listener: TcpListener, readiness: Readiness, shutdown: Shutdown) {
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown`.
+async fn serve_admin(
+    listener: TcpListener,
+    readiness: Readiness,
+    metrics: Metrics,
+    shutdown: Shutdown,
+) {
     let mut http = ConnBuilder::new(TokioExecutor::new());
     http.http1()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -132,7 +155,7 @@ async fn serve_admin(listener: TcpListener, readiness: Readiness, shutdown: Shut
         None,
         ADMIN_LIMITS,
         shutdown,
-        move |_| service(readiness.clone()),
+        move |_| service(readiness.clone(), metrics.clone()),
     )
     .await;
 }

@@ -25,6 +25,7 @@ use crate::container::{self, PodIdentity};
 use crate::issuer::OwnIssuer;
 use crate::lifecycle::{Readiness, Shutdown};
 use crate::listener::{self, Limits};
+use crate::metrics::Metrics;
 use crate::options::{AgentOptions, ImdsOptions};
 
 /// How often the pods file is looked at for changes.
@@ -121,7 +122,7 @@ impl Agent {
         );
         if let Some(admin) = &listeners.admin {
             banner.push_str(&format!(
-                "keyless: admin http://{} (/healthz, /readyz)\n",
+                "keyless: admin http://{} (/healthz, /readyz, /metrics)\n",
                 admin.local_addr()?
             ));
         }
@@ -149,7 +150,10 @@ impl Agent {
             limits,
             banner: _,
         } = self;
-        let admin = Admin::start(listeners.admin, readiness, &shutdown);
+        let metrics = Metrics::new();
+        let snapshot = metadata.metrics();
+        metrics.register(|r| r.register_collector(Box::new(snapshot)));
+        let admin = Admin::start(listeners.admin, readiness, metrics, &shutdown);
         serve(listeners.imds, metadata, limits, shutdown).await;
         admin.stop().await;
         tracing::info!("stopped");
@@ -163,6 +167,59 @@ pub(crate) struct Metadata {
     imds: Imds,
     pod_identity: Option<Arc<PodIdentity>>,
     dnat: Option<Arc<Dnat>>,
+}
+
+impl Metadata {
+    /// The credential cache's and the pod index's figures for `/metrics`.
+    pub(crate) fn metrics(&self) -> crate::metrics::Snapshot {
+        use crate::metrics::Kind::{Counter, Gauge};
+        let imds = self.imds.clone();
+        crate::metrics::Snapshot::new(
+            vec![
+                (
+                    "agent_cache_hits",
+                    "Credential requests answered from the cache",
+                    Counter,
+                ),
+                (
+                    "agent_cache_misses",
+                    "Credential requests that waited for an STS call",
+                    Counter,
+                ),
+                (
+                    "agent_cache_refreshes",
+                    "STS calls that returned credentials",
+                    Counter,
+                ),
+                ("agent_sts_failures", "STS calls that failed", Counter),
+                (
+                    "agent_cache_stale_serves",
+                    "Credentials close to expiry served while STS failed",
+                    Counter,
+                ),
+                (
+                    "agent_cache_entries",
+                    "Credentials cached, by pod and role",
+                    Gauge,
+                ),
+                ("agent_pods_indexed", "Pods the agent knows", Gauge),
+            ],
+            move || {
+                let cache = imds.cache();
+                let s = cache.stats();
+                let len = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+                vec![
+                    s.hits,
+                    s.misses,
+                    s.refreshes,
+                    s.failures,
+                    s.stale_serves,
+                    len(cache.len()),
+                    len(imds.index().len()),
+                ]
+            },
+        )
+    }
 }
 
 /// Starts the metadata service: the pod source, the background refresh and, with

@@ -1,5 +1,5 @@
 //! `keyless serve`'s audit trail (`--audit-log`): once a request is answered, its record (what
-//! the layers wrote in its [`RequestLog`], and what the server saw of the exchange) goes to
+//! the layers wrote in its [`keyless_types::RequestLog`], and what the server saw of the exchange) goes to
 //! the trail's queue; a writer task empties the queue into the sink, and is given the
 //! shutdown grace to write what is left when the server stops.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use keyless_audit::{Exchange, Record, SinkKind, SinkSpec, TlsDetails, Trail, Writer};
-use keyless_types::RequestLog;
+use keyless_types::RequestFields;
 
 use crate::listener::TlsSession;
 use crate::options::AuditOptions;
@@ -21,13 +21,51 @@ pub(crate) struct Audit {
     account_id: String,
 }
 
+/// What the record needs of a request, kept before the request is consumed.
+pub(crate) struct Asked {
+    pub(crate) time: i64,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) host: Option<String>,
+    pub(crate) tls: Option<TlsSession>,
+}
+
+impl Asked {
+    /// What `headers` and the connection's `tls` tell of a request arrived at `time`.
+    pub(crate) fn of(time: i64, headers: &http::HeaderMap, tls: Option<TlsSession>) -> Self {
+        Self {
+            time,
+            user_agent: header(headers, "user-agent"),
+            host: header(headers, "host"),
+            tls,
+        }
+    }
+}
+
+/// The body's length of a request with `headers`: an aws-chunked body's own length counts its
+/// chunk signatures too, so its decoded length is the one.
+pub(crate) fn bytes_in(headers: &http::HeaderMap) -> Option<u64> {
+    header(headers, "x-amz-decoded-content-length")
+        .or_else(|| header(headers, "content-length"))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The body's length of an answer with `headers`.
+pub(crate) fn bytes_out(headers: &http::HeaderMap) -> Option<u64> {
+    header(headers, "content-length").and_then(|v| v.parse().ok())
+}
+
+fn header(map: &http::HeaderMap, name: &str) -> Option<String> {
+    map.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// What the server saw of one request and its answer.
 pub(crate) struct Seen<'a> {
-    pub(crate) time: i64,
+    pub(crate) asked: &'a Asked,
     pub(crate) request_id: &'a str,
     pub(crate) source_ip: IpAddr,
-    pub(crate) request: &'a http::HeaderMap,
-    pub(crate) tls: Option<TlsSession>,
+    pub(crate) bytes_in: Option<u64>,
     pub(crate) status: u16,
     pub(crate) response: &'a http::HeaderMap,
 }
@@ -80,17 +118,7 @@ impl Audit {
     }
 
     /// Records one answered request (nothing for the issuer's documents).
-    pub(crate) fn record(&self, log: &RequestLog, seen: Seen<'_>) {
-        let fields = log.fields();
-        let header = |map: &'_ http::HeaderMap, name: &str| -> Option<String> {
-            map.get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let length = |map: &http::HeaderMap| {
-            header(map, "content-length").and_then(|v| v.parse::<u64>().ok())
-        };
-        let user_agent = header(seen.request, "user-agent");
+    pub(crate) fn record(&self, fields: RequestFields, seen: Seen<'_>) {
         let host_id = header(seen.response, "x-amz-id-2");
         let mut written = Vec::new();
         for name in ["x-amz-version-id", "x-amz-server-side-encryption"] {
@@ -101,31 +129,70 @@ impl Audit {
         if let Some(etag) = header(seen.response, "etag") {
             written.push(("ETag", etag.trim_matches('"').to_owned()));
         }
+        let asked = seen.asked;
         let exchange = Exchange {
-            time: seen.time,
+            time: asked.time,
             event_id: keyless_iam::ids::guid(),
             request_id: seen.request_id,
             region: &self.region,
             account_id: &self.account_id,
             source_ip: Some(seen.source_ip),
-            user_agent: user_agent.as_deref(),
+            user_agent: asked.user_agent.as_deref(),
             status: seen.status,
-            // An aws-chunked body's own length counts its chunk signatures too.
-            bytes_in: header(seen.request, "x-amz-decoded-content-length")
-                .and_then(|v| v.parse().ok())
-                .or_else(|| length(seen.request)),
-            bytes_out: length(seen.response),
+            bytes_in: seen.bytes_in,
+            bytes_out: bytes_out(seen.response),
             host_id: host_id.as_deref(),
             written,
-            tls: seen.tls.map(|tls| TlsDetails {
+            tls: asked.tls.map(|tls| TlsDetails {
                 tls_version: tls.version.into(),
                 cipher_suite: tls.cipher_suite.into(),
-                client_provided_host_header: header(seen.request, "host"),
+                client_provided_host_header: asked.host.clone(),
             }),
         };
         if let Some(record) = Record::of(fields, exchange) {
             self.trail.record(&record);
         }
+    }
+}
+
+impl Audit {
+    /// The trail's figures for `/metrics`.
+    pub(crate) fn metrics(&self) -> crate::metrics::Snapshot {
+        use crate::metrics::Kind::{Counter, Gauge};
+        let trail = self.trail.clone();
+        crate::metrics::Snapshot::new(
+            vec![
+                (
+                    "audit_records_written",
+                    "Audit records the sink took",
+                    Counter,
+                ),
+                (
+                    "audit_records_dropped",
+                    "Audit records dropped because the queue was full",
+                    Counter,
+                ),
+                (
+                    "audit_records_lost",
+                    "Audit records the sink refused for good or the stop cut off",
+                    Counter,
+                ),
+                (
+                    "audit_write_failures",
+                    "Writes to the audit sink that failed and were retried",
+                    Counter,
+                ),
+                (
+                    "audit_records_queued",
+                    "Audit records waiting in the queue",
+                    Gauge,
+                ),
+            ],
+            move || {
+                let s = trail.stats();
+                vec![s.written, s.dropped, s.lost, s.failures, s.queued]
+            },
+        )
     }
 }
 

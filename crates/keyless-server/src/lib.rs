@@ -22,6 +22,7 @@ pub mod encryption;
 pub mod issuer;
 mod lifecycle;
 mod listener;
+pub mod metrics;
 mod objects;
 pub mod options;
 mod private;

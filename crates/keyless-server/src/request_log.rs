@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use clap::ValueEnum;
-use keyless_types::RequestLog;
+use keyless_types::RequestFields;
 
 /// The level of the per-request line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -23,10 +23,11 @@ pub enum RequestLogLevel {
     Off,
 }
 
-/// Logs `log` with the answer's `status`, `elapsed` after the request arrived.
+/// Logs the request's record `f` with the answer's `status`, `elapsed` after the request
+/// arrived.
 pub(crate) fn write(
     level: RequestLogLevel,
-    log: &RequestLog,
+    f: &RequestFields,
     request_id: Option<&str>,
     method: &hyper::Method,
     status: u16,
@@ -35,7 +36,6 @@ pub(crate) fn write(
     if level == RequestLogLevel::Off {
         return;
     }
-    let f = log.fields();
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     macro_rules! line {
         ($level:expr) => {

@@ -33,6 +33,7 @@ use crate::audit::Audit;
 use crate::config::Config;
 use crate::lifecycle::{Readiness, Shutdown};
 use crate::listener::{self, Limits};
+use crate::metrics::{Answered, Metrics, ServerMetrics};
 use crate::objects::Objects;
 use crate::options::ServeOptions;
 use crate::query::QueryApi;
@@ -90,6 +91,8 @@ pub struct Server {
     pg: Option<Arc<keyless_postgres::PgIam>>,
     /// The audit trail and its writer, when `--audit-log` asks for one.
     audit: Option<(Audit, keyless_audit::Writer)>,
+    metrics: Metrics,
+    server_metrics: ServerMetrics,
 }
 
 /// The periodic pass of the buckets' lifecycle rules.
@@ -439,14 +442,22 @@ impl Server {
         }
         if let Some(admin) = &listeners.admin {
             banner.push_str(&format!(
-                "keyless: admin http://{} (/healthz, /readyz)\n",
+                "keyless: admin http://{} (/healthz, /readyz, /metrics)\n",
                 admin.local_addr()?
             ));
         }
         let audit = Audit::open(&args.audit, &args.region, &args.account_id)?;
-        if let Some(target) = &args.audit.audit_log
-            && audit.is_some()
-        {
+        let metrics = Metrics::new();
+        let server_metrics = ServerMetrics::register(&metrics);
+        if let Some((audit, _)) = &audit {
+            let snapshot = audit.metrics();
+            metrics.register(|r| r.register_collector(Box::new(snapshot)));
+        }
+        if let Some((_, metadata, _)) = &imds {
+            let snapshot = metadata.metrics();
+            metrics.register(|r| r.register_collector(Box::new(snapshot)));
+        }
+        if let Some(target) = &args.audit.audit_log {
             banner.push_str(&format!(
                 "keyless: audit trail (CloudTrail records) to {}\n",
                 if target == "-" {
@@ -472,6 +483,8 @@ impl Server {
             lifecycle,
             pg,
             audit,
+            metrics,
+            server_metrics,
         })
     }
 
@@ -503,6 +516,8 @@ impl Server {
             lifecycle,
             pg,
             audit,
+            metrics,
+            server_metrics,
         } = self;
         let (audit, audit_writer) = match audit {
             Some((audit, writer)) => {
@@ -530,7 +545,7 @@ impl Server {
             Arc::clone(&lifecycle.store).watch_upstream(readiness.clone(), shutdown.clone()),
         );
         tokio::spawn(lifecycle.run(shutdown.clone()));
-        let admin = Admin::start(admin, readiness, &shutdown);
+        let admin = Admin::start(admin, readiness, metrics, &shutdown);
         let imds = imds.map(|(listener, metadata)| {
             tokio::spawn(crate::agent::serve(
                 listener,
@@ -547,19 +562,21 @@ impl Server {
             let (service, query, issuer) = (service.clone(), query.clone(), Arc::clone(&issuer));
             let forms = Arc::clone(&forms);
             let (audit, clock) = (audit.clone(), Arc::clone(&clock));
+            let server_metrics = server_metrics.clone();
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 #[allow(clippy::disallowed_methods)] // the composition root times requests
                 let started = std::time::Instant::now();
                 let log = RequestLog::new("s3");
                 // What the audit record needs of the request, kept before it is consumed.
-                let seen = audit.as_ref().map(|_| {
-                    (
+                let asked = audit.as_ref().map(|_| {
+                    crate::audit::Asked::of(
                         clock.unix_seconds(),
-                        req.headers().clone(),
+                        req.headers(),
                         req.extensions().get::<listener::TlsSession>().copied(),
                     )
                 });
-                let audit = audit.clone();
+                let bytes_in = crate::audit::bytes_in(req.headers());
+                let (audit, server_metrics) = (audit.clone(), server_metrics.clone());
                 let method = req.method().clone();
                 let expects_continue = expects_continue(req.headers());
                 // One id per request, read back by S3, IAM and STS and by the request's log.
@@ -611,24 +628,34 @@ impl Server {
                                 hyper::header::HeaderValue::from_static("close"),
                             );
                         }
+                        let (status, elapsed) = (response.status().as_u16(), started.elapsed());
+                        let fields = log.fields();
                         request_log::write(
                             request_log_level,
-                            &log,
+                            &fields,
                             Some(request_id.as_str()),
                             &method,
-                            response.status().as_u16(),
-                            started.elapsed(),
+                            status,
+                            elapsed,
                         );
-                        if let (Some(audit), Some((time, headers, tls))) = (&audit, &seen) {
+                        server_metrics.observe(
+                            &fields,
+                            &Answered {
+                                status,
+                                elapsed,
+                                bytes_in,
+                                bytes_out: crate::audit::bytes_out(response.headers()),
+                            },
+                        );
+                        if let (Some(audit), Some(asked)) = (&audit, &asked) {
                             audit.record(
-                                &log,
+                                fields,
                                 crate::audit::Seen {
-                                    time: *time,
+                                    asked,
                                     request_id: request_id.as_str(),
                                     source_ip: peer.ip(),
-                                    request: headers,
-                                    tls: *tls,
-                                    status: response.status().as_u16(),
+                                    bytes_in,
+                                    status,
                                     response: response.headers(),
                                 },
                             );

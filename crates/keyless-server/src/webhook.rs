@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::lifecycle::{Readiness, Shutdown};
 use crate::listener::{self, Limits};
+use crate::metrics::{Metrics, WebhookMetrics};
 use crate::options::WebhookOptions;
 use crate::self_signed::{HeldCert, SelfSigned};
 
@@ -83,6 +84,7 @@ struct Handler {
     /// Namespaces `keyless webhook config` leaves out (kube-system, and the webhook's own):
     /// their pods are never mutated, so never reported either.
     unmutated_namespaces: Vec<String>,
+    metrics: WebhookMetrics,
 }
 
 /// An opened webhook, ready to run.
@@ -93,6 +95,7 @@ pub struct Webhook {
     readiness: Readiness,
     limits: Limits,
     banner: String,
+    metrics: Metrics,
 }
 
 impl Webhook {
@@ -178,7 +181,9 @@ impl Webhook {
                 clock,
             ));
         }
+        let metrics = Metrics::new();
         let handler = Arc::new(Handler {
+            metrics: WebhookMetrics::register(&metrics),
             settings,
             roles: RoleResolver::new(role_config)?,
             associations: Arc::new(RwLock::new(Arc::new(Associations::new(
@@ -242,7 +247,7 @@ impl Webhook {
         let mut banner = format!("keyless: webhook https://{local}{MUTATE_PATH}\n");
         if let Some(admin) = &listeners.admin {
             banner.push_str(&format!(
-                "keyless: admin http://{} (/healthz, /readyz)\n",
+                "keyless: admin http://{} (/healthz, /readyz, /metrics)\n",
                 admin.local_addr()?
             ));
         }
@@ -254,6 +259,7 @@ impl Webhook {
             readiness,
             limits: args.server.limits(),
             banner,
+            metrics,
         })
     }
 
@@ -264,7 +270,12 @@ impl Webhook {
 
     /// Serves until `shutdown`, then drains.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let admin = Admin::start(self.listeners.admin, self.readiness, &shutdown);
+        let admin = Admin::start(
+            self.listeners.admin,
+            self.readiness,
+            self.metrics,
+            &shutdown,
+        );
         let mut http = ConnBuilder::new(TokioExecutor::new());
         http.http1()
             .timer(hyper_util::rt::TokioTimer::new())
@@ -289,6 +300,19 @@ impl Webhook {
         admin.stop().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// A review's outcome as the metrics label it.
+fn outcome_label(outcome: &keyless_webhook::Outcome) -> &'static str {
+    use keyless_webhook::{IdentityKind, Outcome};
+    match outcome {
+        Outcome::Mutated(IdentityKind::WebIdentity) => "mutated_web_identity",
+        Outcome::Mutated(IdentityKind::PodIdentity) => "mutated_container_credentials",
+        Outcome::AlreadyMutated => "already_mutated",
+        Outcome::NoIdentity => "no_role",
+        Outcome::Skipped => "skipped",
+        Outcome::Conflict => "conflict",
     }
 }
 
@@ -409,6 +433,7 @@ impl Handler {
                 let message =
                     format!("cannot read service account {namespace}/{account_name}: {e}");
                 tracing::error!(%namespace, service_account = %account_name, error = %e, "webhook: service account unknown");
+                self.metrics.reviewed("error", started.elapsed());
                 return match self.failure_policy {
                     FailurePolicy::Fail => {
                         review.deny(500, &format!("keyless webhook: {message}"), &[])
@@ -448,6 +473,8 @@ impl Handler {
         for warning in &mutation.warnings {
             tracing::warn!(%namespace, pod = %name, %warning, "webhook: warning");
         }
+        self.metrics
+            .reviewed(outcome_label(&mutation.outcome), started.elapsed());
         review.allow(&mutation.patch, &mutation.warnings)
     }
 
@@ -620,6 +647,7 @@ async fn report_unmutated(
                 }
             }
             let count = reported.len();
+            handler.metrics.set_missed(count);
             readiness.note(
                 "unmutated",
                 (count > 0).then(|| format!("pods running without the credentials their service account asks for: {count} (see the webhook's log and the pods' Events)")),

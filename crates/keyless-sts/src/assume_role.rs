@@ -169,6 +169,7 @@ impl Sts {
             &mut ctx,
             Some(Source::new("trust policy", &role.trust)),
         );
+        decided.verdict.tally(&mut audit.decisions);
         if !decided.verdict.is_allowed() {
             audit.denial = Some(decided.text);
             return Err(denied(decided.denied_by));

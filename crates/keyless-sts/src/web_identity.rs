@@ -101,6 +101,7 @@ impl Sts {
             &Request::new("sts:AssumeRoleWithWebIdentity", &role.arn, &ctx).by(&principal),
         );
         tracing::debug!(provider = %provider.arn, sub = %web.subject, role = %role.arn, %decision, "web identity trust decision");
+        decision.verdict.tally(&mut audit.decisions);
         if !decision.verdict.is_allowed() {
             audit.denial = Some(decision.to_string());
             return Err(StsError::not_authorized(ACTION));

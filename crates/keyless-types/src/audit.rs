@@ -128,6 +128,28 @@ pub struct Outcome {
     pub response_elements: Option<serde_json::Value>,
     /// The resources the request acted on.
     pub resources: Vec<Resource>,
+    /// The policy decisions it took.
+    pub decisions: Decisions,
+}
+
+/// How many policy decisions a request took, by result: for the metrics of decisions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Decisions {
+    /// Decisions that allowed.
+    pub allowed: u32,
+    /// Decisions that a `Deny` statement refused.
+    pub explicit_deny: u32,
+    /// Decisions that no statement allowed.
+    pub implicit_deny: u32,
+}
+
+impl Decisions {
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: Decisions) {
+        self.allowed += other.allowed;
+        self.explicit_deny += other.explicit_deny;
+        self.implicit_deny += other.implicit_deny;
+    }
 }
 
 /// Whether a request parameter must never be written down: a secret, a token, a signature, a

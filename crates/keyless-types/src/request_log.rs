@@ -45,6 +45,8 @@ pub struct RequestFields {
     pub denial: Option<String>,
     /// CloudTrail's `additionalEventData`: how it was signed, and whatever else the layer knows.
     pub additional: serde_json::Map<String, serde_json::Value>,
+    /// The policy decisions it took, by result.
+    pub decisions: crate::audit::Decisions,
 }
 
 impl RequestLog {
@@ -83,6 +85,7 @@ impl RequestLog {
                 f.response_elements = outcome.response_elements;
             }
             f.resources.extend(outcome.resources);
+            f.decisions.add(outcome.decisions);
         });
     }
 

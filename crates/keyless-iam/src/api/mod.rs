@@ -14,6 +14,7 @@ mod users;
 
 pub use error::ApiError;
 
+use std::cell::Cell;
 use std::net::IpAddr;
 
 use keyless_types::audit;
@@ -54,15 +55,21 @@ pub struct ApiResponse {
 
 /// Runs an IAM action for a verified caller.
 pub fn handle(store: &dyn IamStore, req: &ApiRequest<'_>, request_id: &str) -> ApiResponse {
-    let cx = Cx { store, req };
-    match dispatch(&cx) {
+    let cx = Cx {
+        store,
+        req,
+        decisions: Cell::default(),
+    };
+    let mut response = match dispatch(&cx) {
         Ok(result) => ApiResponse {
             status: 200,
             body: query::response(IAM_NAMESPACE, req.action, result.as_deref(), request_id),
             outcome: audit::Outcome::default(),
         },
         Err(e) => e.response(IAM_NAMESPACE, request_id),
-    }
+    };
+    response.outcome.decisions = cx.decisions.get();
+    response
 }
 
 /// The result of an action: the content of `<ActionResult>`, or nothing.
@@ -119,6 +126,8 @@ fn dispatch(cx: &Cx<'_>) -> Outcome {
 struct Cx<'a> {
     store: &'a dyn IamStore,
     req: &'a ApiRequest<'a>,
+    /// The policy decisions taken so far.
+    decisions: Cell<audit::Decisions>,
 }
 
 impl Cx<'_> {
@@ -181,6 +190,9 @@ impl Cx<'_> {
             ctx.insert(*key, (*value).to_owned());
         }
         let decided = caller.authorize(self.account(), action, resource, &mut ctx, None);
+        let mut decisions = self.decisions.get();
+        decided.verdict.tally(&mut decisions);
+        self.decisions.set(decisions);
         if decided.verdict.is_allowed() {
             return Ok(());
         }

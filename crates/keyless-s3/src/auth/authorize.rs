@@ -51,11 +51,16 @@ impl<S: ObjectStore> Authorizer<S> {
         let decided = self
             .explain(caller, action, bucket, resource, facts)
             .await?;
+        if let Some(log) = &facts.log {
+            log.update(|f| {
+                decided.verdict.tally(&mut f.decisions);
+                if !decided.verdict.is_allowed() {
+                    f.denial = Some(format!("{action} on {resource}: {}", decided.text));
+                }
+            });
+        }
         if decided.verdict.is_allowed() {
             return Ok(());
-        }
-        if let Some(log) = &facts.log {
-            log.update(|f| f.denial = Some(format!("{action} on {resource}: {}", decided.text)));
         }
         match (caller, decided.denied_by) {
             (Some(caller), Some(by)) if !decided.cross_account => Err(s3_error!(

@@ -1,0 +1,125 @@
+"""Prometheus metrics (`GET /metrics` on the admin listener), read by the Prometheus project's own
+parser (`prometheus_client.openmetrics.parser`): after real boto3 and awscli traffic (S3 writes and
+reads, a user refused by policy, IRSA credentials issued and a token refused), the counters say
+exactly what happened, by API, operation, status class and result; the trail's figures are there
+with `--audit-log`; names follow Prometheus's conventions and no label holds a secret.
+"""
+import json
+import re
+import urllib.request
+
+import boto3
+import botocore
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from test_audit import aws_env
+from test_serve_s3 import Server
+from test_serve_sts import issuer_of, keyless_token, make_role, provider_arn, trust
+
+
+def admin_of(server):
+    """The admin listener's address, from the banner (read after the S3 endpoint line)."""
+    for _ in range(30):
+        line = server.proc.stdout.readline()
+        match = re.match(r"keyless: admin (http://\S+)", line)
+        if match:
+            return match.group(1)
+    raise AssertionError("no admin line in the banner")
+
+
+def scrape(admin):
+    with urllib.request.urlopen(f"{admin}/metrics") as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = response.read().decode()
+    assert text.endswith("# EOF\n")
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return text, samples
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0)
+
+
+def test_metrics_count_what_clients_did(keyless_bin, tmp_path):
+    server = Server(keyless_bin, tmp_path / "data",
+                    extra=["--admin-listen", "127.0.0.1:0", "--audit-log", str(tmp_path / "audit.jsonl")])
+    try:
+        admin = admin_of(server)
+        _, before = scrape(admin)
+        assert value(before, "keyless_requests_total", api="s3", operation="PutObject", status="2xx") == 0
+
+        s3 = server.client()
+        s3.create_bucket(Bucket="uploads")
+        for i in range(3):
+            s3.put_object(Bucket="uploads", Key=f"k{i}", Body=b"x" * 1000)
+        assert s3.get_object(Bucket="uploads", Key="k0")["Body"].read() == b"x" * 1000
+        with pytest.raises(botocore.exceptions.ClientError):
+            s3.get_object(Bucket="uploads", Key="missing")
+
+        # A user who may list and not write, refused by policy.
+        server.aws("iam", "create-user", "--user-name", "reader")
+        key = json.loads(server.aws("iam", "create-access-key", "--user-name", "reader").stdout)["AccessKey"]
+        server.aws("iam", "put-user-policy", "--user-name", "reader", "--policy-name", "list",
+                   "--policy-document", json.dumps({"Version": "2012-10-17", "Statement": [
+                       {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::uploads"}]}))
+        reader = server.user(key["AccessKeyId"], key["SecretAccessKey"])
+        reader.list_objects_v2(Bucket="uploads")
+        with pytest.raises(botocore.exceptions.ClientError):
+            reader.put_object(Bucket="uploads", Key="no", Body=b"no")
+
+        # IRSA: credentials issued for a role, and a token the trust policy refuses.
+        issuer = issuer_of(server)
+        role = make_role(server, "registry",
+                         trust(provider_arn(issuer), issuer.split("://", 1)[1], "system:serviceaccount:gitlab:registry"),
+                         "uploads")
+        sts = boto3.client("sts", endpoint_url=server.endpoint, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+        token = keyless_token(keyless_bin, server, "gitlab", "registry")
+        creds = sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName="pod-1",
+                                                  WebIdentityToken=token)["Credentials"]
+        other = keyless_token(keyless_bin, server, "default", "intruder")
+        with pytest.raises(botocore.exceptions.ClientError):
+            sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName="intruder", WebIdentityToken=other)
+
+        text, after = scrape(admin)
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0
+
+    assert value(after, "keyless_requests_total", api="s3", operation="PutObject", status="2xx") == 3
+    assert value(after, "keyless_requests_total", api="s3", operation="PutObject", status="4xx") == 1
+    assert value(after, "keyless_requests_total", api="s3", operation="GetObject", status="2xx") == 1
+    assert value(after, "keyless_requests_total", api="s3", operation="GetObject", status="4xx") == 1
+    assert value(after, "keyless_requests_total", api="iam", operation="CreateUser", status="2xx") == 1
+    assert value(after, "keyless_requests_total", api="sts", operation="AssumeRoleWithWebIdentity",
+                 status="2xx") == 1
+    # Bodies: three uploads of 1000 bytes and one download of 1000, at least.
+    assert value(after, "keyless_received_bytes_total", api="s3") >= 3000
+    assert value(after, "keyless_sent_bytes_total", api="s3") >= 1000
+    # The reader's list allowed and write refused; the root user's requests take no decision.
+    assert value(after, "keyless_policy_decisions_total", api="s3", result="implicit_deny") == 1
+    assert value(after, "keyless_policy_decisions_total", api="s3", result="allowed") == 1
+    assert value(after, "keyless_policy_decisions_total", api="sts", result="allowed") == 1
+    assert value(after, "keyless_policy_decisions_total", api="sts", result="implicit_deny") == 1
+    assert value(after, "keyless_sts_credentials_issued_total", kind="web_identity", role=role) == 1
+    assert value(after, "keyless_sts_refusals_total", operation="AssumeRoleWithWebIdentity",
+                 reason="AccessDenied") == 1
+    # Latency: one histogram per operation, every request in its +Inf bucket.
+    assert value(after, "keyless_request_duration_seconds_count", api="s3", operation="PutObject") == 4
+    assert value(after, "keyless_request_duration_seconds_bucket", api="s3", operation="PutObject",
+                 le="+Inf") == 4
+    # The trail's own figures.
+    assert value(after, "keyless_audit_records_dropped_total") == 0
+    assert ("keyless_audit_records_queued", ()) in after
+
+    # Conventions: the prefix, counters end in _total, durations in seconds; no secret anywhere.
+    for (name, _labels) in after:
+        assert name.startswith("keyless_"), name
+    for secret in (key["SecretAccessKey"], creds["SecretAccessKey"], creds["SessionToken"], token,
+                   server.keys()["aws_secret_access_key"]):
+        assert secret not in text
+
