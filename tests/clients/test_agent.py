@@ -542,8 +542,8 @@ def test_awscli_each_pod_gets_its_own_role(gitlab):
 
 def test_agent_metrics_count_the_cache_and_the_pods(node):
     """`keyless agent --admin-listen`'s /metrics, read by Prometheus's own parser: the agent
-    fetches a pod's credentials when the pod appears (a miss and an STS call each), and every
-    client's read after that is a cache hit; the pods are indexed."""
+    fetches a pod's credentials when the pod appears (an STS call each, not counted as a request),
+    and every client's read is a hit, or a miss that waits for that fetch; the pods are indexed."""
     from test_metrics import scrape, value
 
     node.start_agent(extra=["--admin-listen", "127.0.0.1:0"])
@@ -556,10 +556,12 @@ def test_agent_metrics_count_the_cache_and_the_pods(node):
         assert node.caller_arn(registry).startswith(assumed("gitlab-registry"))
     _, samples = scrape(admin)
     assert value(samples, "keyless_agent_pods_indexed") == 2, samples
-    assert value(samples, "keyless_agent_cache_misses_total") == 2, samples
     assert value(samples, "keyless_agent_cache_refreshes_total") == 2, samples
-    # awscli reads the credentials once per run.
-    assert value(samples, "keyless_agent_cache_hits_total") == 3, samples
+    # awscli reads the credentials once per run; the idle pod asked for nothing.
+    hits = value(samples, "keyless_agent_cache_hits_total")
+    misses = value(samples, "keyless_agent_cache_misses_total")
+    assert hits + misses == 3 and hits >= 2, samples
+    assert value(samples, "keyless_agent_cache_stale_serves_total") == 0, samples
     assert value(samples, "keyless_agent_sts_failures_total") == 0, samples
     assert value(samples, "keyless_agent_cache_entries") == 2, samples
 

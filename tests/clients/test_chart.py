@@ -124,6 +124,8 @@ def test_service_monitors_scrape_the_admin_ports():
         assert [s["metadata"]["name"] for s in selected] == [monitor["metadata"]["name"]], selected
         service = selected[0]
         assert service["spec"]["clusterIP"] == "None"
+        # A replica failing its readiness is still scraped: it is the one to look at.
+        assert service["spec"]["publishNotReadyAddresses"] is True
         component = service["spec"]["selector"]["app.kubernetes.io/component"]
         workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet") and
                      d["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]]

@@ -6,11 +6,15 @@ with `--audit-log`; names follow Prometheus's conventions and no label holds a s
 """
 import json
 import re
+import urllib.error
 import urllib.request
 
 import boto3
 import botocore
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from test_audit import aws_env
@@ -40,8 +44,33 @@ def scrape(admin):
     return text, samples
 
 
-def value(samples, name, **labels):
-    return samples.get((name, tuple(sorted(labels.items()))), 0)
+_REQUIRED = object()
+
+
+def value(samples, name, missing=_REQUIRED, **labels):
+    """The sample `name{labels}`; one that is not in the scrape fails, unless `missing` says
+    what it stands for (a counter never incremented is not exposed)."""
+    key = (name, tuple(sorted(labels.items())))
+    if key not in samples:
+        names = sorted({n for n, _ in samples})
+        assert missing is not _REQUIRED, f"no sample {name}{labels}; the scrape has {names}"
+        return missing
+    return samples[key]
+
+
+def query_status(endpoint, service, body, access_key, secret_key):
+    """POSTs a query-protocol `body` signed by botocore's own SigV4 signer for `service`, and
+    returns the HTTP status (for actions no SDK sends)."""
+    req = AWSRequest(method="POST", url=endpoint + "/", data=body,
+                     headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    SigV4Auth(Credentials(access_key, secret_key), service, "us-east-1").add_auth(req)
+    sent = urllib.request.Request(req.url, data=body.encode(), headers=dict(req.headers.items()),
+                                  method="POST")
+    try:
+        with urllib.request.urlopen(sent) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def test_metrics_count_what_clients_did(keyless_bin, tmp_path):
@@ -50,7 +79,8 @@ def test_metrics_count_what_clients_did(keyless_bin, tmp_path):
     try:
         admin = admin_of(server)
         _, before = scrape(admin)
-        assert value(before, "keyless_requests_total", api="s3", operation="PutObject", status="2xx") == 0
+        assert value(before, "keyless_requests_total", api="s3", operation="PutObject", status="2xx",
+                     missing=0) == 0
 
         s3 = server.client()
         s3.create_bucket(Bucket="uploads")
@@ -85,6 +115,16 @@ def test_metrics_count_what_clients_did(keyless_bin, tmp_path):
         with pytest.raises(botocore.exceptions.ClientError):
             sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName="intruder", WebIdentityToken=other)
 
+        # What a client puts in Action= never becomes a label: IAM actions the server does not
+        # implement read `unknown`, and so does a call refused before its signature was checked
+        # (counted under the API it was signed for).
+        root = server.keys()
+        for i in range(3):
+            assert query_status(server.endpoint, "iam", f"Action=Bogus{i}&Version=2010-05-08",
+                                root["aws_access_key_id"], root["aws_secret_access_key"]) == 400
+        assert query_status(server.endpoint, "iam", "Action=ListUsers&Version=2010-05-08",
+                            root["aws_access_key_id"], "not-the-secret") == 403
+
         text, after = scrape(admin)
     finally:
         server.stop()
@@ -95,14 +135,18 @@ def test_metrics_count_what_clients_did(keyless_bin, tmp_path):
     assert value(after, "keyless_requests_total", api="s3", operation="GetObject", status="2xx") == 1
     assert value(after, "keyless_requests_total", api="s3", operation="GetObject", status="4xx") == 1
     assert value(after, "keyless_requests_total", api="iam", operation="CreateUser", status="2xx") == 1
+    assert value(after, "keyless_requests_total", api="iam", operation="unknown", status="4xx") == 4
+    assert not [k for k in after if any(v.startswith("Bogus") for _, v in k[1])]
     assert value(after, "keyless_requests_total", api="sts", operation="AssumeRoleWithWebIdentity",
                  status="2xx") == 1
     # Bodies: three uploads of 1000 bytes and one download of 1000, at least.
     assert value(after, "keyless_received_bytes_total", api="s3") >= 3000
     assert value(after, "keyless_sent_bytes_total", api="s3") >= 1000
-    # The reader's list allowed and write refused; the root user's requests take no decision.
+    # The reader's list allowed and write refused; the root user's requests (every IAM call, the
+    # bucket, the uploads and the 404's question "may the root list the bucket?") take none.
     assert value(after, "keyless_policy_decisions_total", api="s3", result="implicit_deny") == 1
     assert value(after, "keyless_policy_decisions_total", api="s3", result="allowed") == 1
+    assert not [k for k in after if k[0] == "keyless_policy_decisions_total" and ("api", "iam") in k[1]]
     assert value(after, "keyless_policy_decisions_total", api="sts", result="allowed") == 1
     assert value(after, "keyless_policy_decisions_total", api="sts", result="implicit_deny") == 1
     assert value(after, "keyless_sts_credentials_issued_total", kind="web_identity", role=role) == 1

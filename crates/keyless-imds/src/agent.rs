@@ -88,7 +88,7 @@ impl Imds {
                     if index.by_uid(&key.pod_uid).is_none() {
                         return;
                     }
-                    if let Err(error) = cache.get(&key).await {
+                    if let Err(error) = cache.prefetch(&key).await {
                         tracing::warn!(role = %key.role_arn, pod_uid = %key.pod_uid, %error, "imds: prefetch failed");
                     }
                     if index.by_uid(&key.pod_uid).is_none() {

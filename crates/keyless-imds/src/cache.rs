@@ -114,15 +114,15 @@ struct Current {
 /// What the cache has done since it started, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Requests answered from the cache.
+    /// Requests answered from the cache ([`CredentialCache::get`]; not prefetches).
     pub hits: u64,
-    /// Requests that waited for an STS call.
+    /// Requests that waited for an STS call (not prefetches).
     pub misses: u64,
     /// STS calls that returned credentials.
     pub refreshes: u64,
     /// STS calls that failed.
     pub failures: u64,
-    /// Answers of credentials close to expiry, given because STS was failing.
+    /// Answers to requests of credentials close to expiry, given because STS was failing.
     pub stale_serves: u64,
 }
 
@@ -141,11 +141,12 @@ fn bump(counter: &AtomicU64) {
 
 impl Current {
     /// What a request gets now from what is cached.
+    /// `counters` are the cache's when the answer goes to a request, `None` for a refresh.
     fn outcome(
         &self,
         key: &CacheKey,
         now: i64,
-        counters: &Counters,
+        counters: Option<&Counters>,
     ) -> Result<Arc<Credentials>, AssumeError> {
         if let Some(creds) = &self.creds {
             if is_servable(creds, now) {
@@ -153,6 +154,9 @@ impl Current {
             }
             let sts_failing = self.failure.as_ref().is_some_and(|(_, e)| e.is_transient());
             if sts_failing && creds.remaining(now) > 0 {
+                let Some(counters) = counters else {
+                    return Ok(creds.clone());
+                };
                 bump(&counters.stale_serves);
                 tracing::warn!(
                     role = %key.role_arn,
@@ -260,6 +264,25 @@ impl CredentialCache {
     /// Credentials for `key`: cached ones while fresh; cached ones while due (refreshing them in
     /// the background); else from STS, sharing the call with other requests for `key`.
     pub async fn get(&self, key: &CacheKey) -> Result<Arc<Credentials>, AssumeError> {
+        self.lookup(key, Some(&self.inner.counters)).await
+    }
+
+    /// As [`CredentialCache::get`], ahead of any request (a pod that just appeared): nothing
+    /// is counted as a hit, miss or stale serve.
+    pub async fn prefetch(&self, key: &CacheKey) -> Result<Arc<Credentials>, AssumeError> {
+        self.lookup(key, None).await
+    }
+
+    async fn lookup(
+        &self,
+        key: &CacheKey,
+        counters: Option<&Counters>,
+    ) -> Result<Arc<Credentials>, AssumeError> {
+        let count = |pick: fn(&Counters) -> &AtomicU64| {
+            if let Some(c) = counters {
+                bump(pick(c));
+            }
+        };
         let now = self.inner.clock.unix_seconds();
         let slot = self.slot(key);
         let (creds, seen) = {
@@ -269,18 +292,18 @@ impl CredentialCache {
         };
         if let Some(creds) = creds {
             if is_fresh(&creds, now) {
-                bump(&self.inner.counters.hits);
+                count(|c| &c.hits);
                 return Ok(creds);
             }
             if is_servable(&creds, now) {
-                bump(&self.inner.counters.hits);
+                count(|c| &c.hits);
                 self.refresh_in_background(key.clone(), slot);
                 return Ok(creds);
             }
         }
-        bump(&self.inner.counters.misses);
+        count(|c| &c.misses);
         let _fetching = slot.fetch.lock().await;
-        self.attempt(key, &slot, Some(seen)).await
+        self.attempt(key, &slot, Some(seen), counters).await
     }
 
     fn refresh_in_background(&self, key: CacheKey, slot: Arc<Slot>) {
@@ -290,18 +313,20 @@ impl CredentialCache {
             let Ok(_fetching) = slot.fetch.try_lock() else {
                 return;
             };
-            let _ = cache.attempt(&key, &slot, None).await;
+            let _ = cache.attempt(&key, &slot, None, None).await;
         });
     }
 
     /// One STS call for `key`, the fetch lock held; unless another request's call completed
     /// while this one waited (`seen` attempts before), the credentials are fresh, or a call
-    /// failed moments ago; then their outcome is the answer.
+    /// failed moments ago; then their outcome is the answer. `counters` as in
+    /// [`Current::outcome`].
     async fn attempt(
         &self,
         key: &CacheKey,
         slot: &Slot,
         seen: Option<u64>,
+        counters: Option<&Counters>,
     ) -> Result<Arc<Credentials>, AssumeError> {
         let now = self.inner.clock.unix_seconds();
         {
@@ -312,7 +337,7 @@ impl CredentialCache {
                 now.saturating_sub(*at) < self.inner.config.retry_after_seconds
             });
             if waited_on_another || fresh || backing_off {
-                return current.outcome(key, now, &self.inner.counters);
+                return current.outcome(key, now, counters);
             }
         }
         let request = AssumeRequest {
@@ -345,7 +370,7 @@ impl CredentialCache {
                 current.failure = Some((now, error));
             }
         }
-        current.outcome(key, now, &self.inner.counters)
+        current.outcome(key, now, counters)
     }
 
     /// Refreshes every entry that is due (or failed and may be retried) and was asked for
@@ -371,7 +396,7 @@ impl CredentialCache {
             let cache = self.clone();
             tasks.spawn(async move {
                 if let Ok(_fetching) = slot.fetch.try_lock() {
-                    let _ = cache.attempt(&key, &slot, None).await;
+                    let _ = cache.attempt(&key, &slot, None, None).await;
                 }
             });
         }

@@ -92,6 +92,29 @@ async fn fresh_credentials_come_from_the_cache() {
 }
 
 #[tokio::test]
+async fn prefetches_and_refreshes_are_not_counted_as_requests() {
+    let f = fixture();
+    f.cache.prefetch(&key("u1")).await.unwrap();
+    f.cache.get(&key("u1")).await.unwrap();
+    let stats = f.cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.refreshes), (1, 0, 1));
+    // STS fails as the credentials near expiry: the refresher's attempt serves no one.
+    f.assumer.set_failure(Some(transient()));
+    advance(&f, 3600 - 60);
+    f.cache.refresh_due().await;
+    let stats = f.cache.stats();
+    assert_eq!((stats.failures, stats.stale_serves), (1, 0), "{stats:?}");
+    // A request then gets the nearly expired credentials: that is a stale serve.
+    f.cache.get(&key("u1")).await.unwrap();
+    let stats = f.cache.stats();
+    assert_eq!(
+        (stats.misses, stats.failures, stats.stale_serves),
+        (1, 1, 1),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
 async fn due_credentials_are_served_and_refreshed_in_the_background() {
     let f = fixture();
     let first = f.cache.get(&key("u1")).await.unwrap();

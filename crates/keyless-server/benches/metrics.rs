@@ -42,7 +42,6 @@ fn bench(c: &mut Criterion) {
         status: 200,
         elapsed: Duration::from_micros(180),
         bytes_in: None,
-        bytes_out: Some(4096),
     };
     let log = get_object();
     let fields = log.fields();

@@ -199,7 +199,7 @@ impl Metadata {
                 ),
                 (
                     "agent_cache_entries",
-                    "Credentials cached, by pod and role",
+                    "Credentials cached (one entry per pod and role)",
                     Gauge,
                 ),
                 ("agent_pods_indexed", "Pods the agent knows", Gauge),

@@ -28,7 +28,7 @@ use keyless_types::RequestFields;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A process's metrics: what `/metrics` encodes. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
 }
@@ -36,6 +36,12 @@ pub struct Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -133,7 +139,6 @@ struct ServerInner {
     decisions: Family<DecisionLabels, Counter>,
     issued: Family<IssuedLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
-    operations: Bounded,
     values: Bounded,
 }
 
@@ -143,10 +148,9 @@ pub struct Answered {
     pub status: u16,
     /// From the request's arrival to its answer's head.
     pub elapsed: Duration,
-    /// The body's bytes, by the request's (decoded) Content-Length.
+    /// The body's bytes, by the request's (decoded) Content-Length: counted when the answer is
+    /// a success, for which the whole body was read.
     pub bytes_in: Option<u64>,
-    /// The answer's bytes, by its Content-Length.
-    pub bytes_out: Option<u64>,
 }
 
 impl ServerMetrics {
@@ -163,7 +167,6 @@ impl ServerMetrics {
             decisions: Family::default(),
             issued: Family::default(),
             refused: Family::default(),
-            operations: Bounded::default(),
             values: Bounded::default(),
         };
         metrics.register(|r| {
@@ -180,13 +183,13 @@ impl ServerMetrics {
             );
             r.register_with_unit(
                 "received",
-                "Request body bytes received, by API (by Content-Length)",
+                "Request body bytes received by requests that succeeded, by API (their decoded Content-Length)",
                 Unit::Bytes,
                 inner.received.clone(),
             );
             r.register_with_unit(
                 "sent",
-                "Response body bytes sent, by API (by Content-Length)",
+                "Response body bytes sent, by API (counted as they are sent)",
                 Unit::Bytes,
                 inner.sent.clone(),
             );
@@ -213,10 +216,7 @@ impl ServerMetrics {
     pub fn observe(&self, f: &RequestFields, answered: &Answered) {
         let inner = &self.0;
         let api = f.api;
-        let operation = match &f.operation {
-            Some(op) => inner.operations.label(op),
-            None => "unknown".to_owned(),
-        };
+        let operation = operation_label(api, f.operation.as_deref()).to_owned();
         inner
             .requests
             .get_or_create(&RequestLabels {
@@ -232,11 +232,9 @@ impl ServerMetrics {
                 operation: operation.clone(),
             })
             .observe(answered.elapsed.as_secs_f64());
-        if let Some(n) = answered.bytes_in.filter(|n| *n > 0) {
+        let succeeded = (200..300).contains(&answered.status);
+        if let Some(n) = answered.bytes_in.filter(|n| *n > 0 && succeeded) {
             inner.received.get_or_create(&ApiLabels { api }).inc_by(n);
-        }
-        if let Some(n) = answered.bytes_out.filter(|n| *n > 0) {
-            inner.sent.get_or_create(&ApiLabels { api }).inc_by(n);
         }
         let d = f.decisions;
         for (result, n) in [
@@ -278,6 +276,68 @@ impl ServerMetrics {
             }
             _ => {}
         }
+    }
+}
+
+impl ServerMetrics {
+    /// `body`, counting its bytes into the bytes `api` sent as they go out: a HEAD's or a
+    /// refused request's body that is never sent counts nothing, one cut short counts what went.
+    pub fn count_sent<B>(&self, api: &'static str, body: B) -> CountedBody<B> {
+        CountedBody {
+            inner: body,
+            sent: self.0.sent.get_or_create(&ApiLabels { api }).clone(),
+        }
+    }
+}
+
+/// A response body that counts the bytes it yields ([`ServerMetrics::count_sent`]).
+pub struct CountedBody<B> {
+    inner: B,
+    sent: Counter,
+}
+
+impl<B> http_body::Body for CountedBody<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+            && !data.is_empty()
+        {
+            self.sent.inc_by(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The `operation` label of a request of `api`: only names the server implements, so that
+/// what a client puts in `Action=` never becomes a label. S3's are s3s's operations, a fixed
+/// set; IAM's and STS's those their handlers answer; anything else reads `unknown`.
+fn operation_label<'a>(api: &str, operation: Option<&'a str>) -> &'a str {
+    let Some(operation) = operation else {
+        return "unknown";
+    };
+    match api {
+        "iam" => keyless_iam::api::action_name(operation).unwrap_or("unknown"),
+        "sts" => keyless_sts::action_name(operation).unwrap_or("unknown"),
+        "s3" => operation,
+        _ => "unknown",
     }
 }
 
@@ -441,7 +501,6 @@ mod tests {
             status,
             elapsed: Duration::from_millis(3),
             bytes_in: Some(10),
-            bytes_out: Some(0),
         }
     }
 
@@ -479,8 +538,48 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
-        // An empty body is not a byte sent.
+        // Nothing was sent; the refused request's body is not counted as received.
         assert!(!text.contains("keyless_sent_bytes_total{"), "{text}");
+        assert!(
+            text.contains(r#"keyless_received_bytes_total{api="sts"} 10"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn operations_are_labelled_only_by_the_names_the_server_implements() {
+        assert_eq!(operation_label("iam", Some("CreateUser")), "CreateUser");
+        assert_eq!(operation_label("iam", Some("CreateUser2")), "unknown");
+        assert_eq!(operation_label("iam", Some("AssumeRole")), "unknown");
+        assert_eq!(operation_label("sts", Some("AssumeRole")), "AssumeRole");
+        assert_eq!(
+            operation_label("sts", Some("a".repeat(10_000).as_str())),
+            "unknown"
+        );
+        assert_eq!(operation_label("s3", Some("GetObject")), "GetObject");
+        assert_eq!(operation_label("oidc", Some("Whatever")), "unknown");
+        assert_eq!(operation_label("s3", None), "unknown");
+    }
+
+    #[tokio::test]
+    async fn bodies_count_what_they_send() {
+        use http_body_util::BodyExt as _;
+        let metrics = Metrics::new();
+        let server = ServerMetrics::register(&metrics);
+        let body = server.count_sent("s3", s3s::Body::from("twelve bytes".to_owned()));
+        let sent = body.collect().await.unwrap().to_bytes();
+        assert_eq!(sent.len(), 12);
+        // A body never polled (a HEAD's) sends nothing.
+        drop(server.count_sent("iam", s3s::Body::from("unsent".to_owned())));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"keyless_sent_bytes_total{api="s3"} 12"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"keyless_sent_bytes_total{api="iam"} 0"#),
+            "{text}"
+        );
     }
 
     #[test]

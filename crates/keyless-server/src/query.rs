@@ -167,11 +167,15 @@ impl QueryApi {
         // One id per request, made where it entered the server (S3 uses the same).
         let id = (req.extensions().get::<RequestId>().cloned()).unwrap_or_else(ids::request_id);
         let request_id = id.as_str();
-        let namespace = match signed_service(&req) {
-            Some("iam") => IAM_NAMESPACE,
-            _ => STS_NAMESPACE,
+        let (api, namespace) = match signed_service(&req) {
+            Some("iam") => ("iam", IAM_NAMESPACE),
+            _ => ("sts", STS_NAMESPACE),
         };
         let log = req.extensions().get::<RequestLog>().cloned();
+        // The API first: a request refused before its signature is checked still counts as one.
+        if let Some(log) = &log {
+            log.update(|f| f.api = api);
+        }
         let (status, body) = match self.run(req, source_ip, secure_transport, request_id).await {
             Ok(response) => {
                 if let Some(log) = &log {
@@ -253,9 +257,6 @@ impl QueryApi {
             .ok_or(QueryError::MissingAction)?
             .to_owned();
         if let Some(log) = parts.extensions.get::<RequestLog>() {
-            let service = signer
-                .as_ref()
-                .map(|(a, _, _)| a.credential.service.as_str());
             let principal = signer
                 .as_ref()
                 .map(|(_, _, caller)| caller.arn(self.keys.account_id()));
@@ -267,7 +268,6 @@ impl QueryApi {
             });
             let request_parameters = params.for_audit();
             log.update(|f| {
-                f.api = if service == Some("iam") { "iam" } else { "sts" };
                 f.operation = Some(action.clone());
                 f.principal = principal;
                 f.access_key_id = access_key_id;

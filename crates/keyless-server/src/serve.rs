@@ -589,7 +589,7 @@ impl Server {
                     (service.clone(), query.clone(), Arc::clone(&issuer));
                 let forms = Arc::clone(&forms);
                 async move {
-                    let mut response = async {
+                    let response = async {
                         if let Some(document) = oidc_document(&issuer, &req) {
                             log.update(|f| f.api = "oidc");
                             return Ok(document);
@@ -617,51 +617,56 @@ impl Server {
                         service.serve(req).await
                     }
                     .await;
-                    if let Ok(response) = &mut response {
-                        if expects_continue && response.status().as_u16() >= 300 {
-                            // The body may or may not follow a refusal without 100 Continue:
-                            // the connection is closed, so that no client reads the next answer
-                            // on it as this one's (botocore keeps the refused status for the
-                            // connection's next response).
-                            response.headers_mut().insert(
-                                hyper::header::CONNECTION,
-                                hyper::header::HeaderValue::from_static("close"),
-                            );
-                        }
-                        let (status, elapsed) = (response.status().as_u16(), started.elapsed());
-                        let fields = log.fields();
-                        request_log::write(
-                            request_log_level,
-                            &fields,
-                            Some(request_id.as_str()),
-                            &method,
+                    let status = match &response {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 500,
+                    };
+                    let elapsed = started.elapsed();
+                    let fields = log.fields();
+                    request_log::write(
+                        request_log_level,
+                        &fields,
+                        Some(request_id.as_str()),
+                        &method,
+                        status,
+                        elapsed,
+                    );
+                    server_metrics.observe(
+                        &fields,
+                        &Answered {
                             status,
                             elapsed,
+                            bytes_in,
+                        },
+                    );
+                    let api = fields.api;
+                    let mut response = response?;
+                    if expects_continue && status >= 300 {
+                        // The body may or may not follow a refusal without 100 Continue: the
+                        // connection is closed, so that no client reads the next answer on it
+                        // as this one's (botocore keeps the refused status for the connection's
+                        // next response).
+                        response.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            hyper::header::HeaderValue::from_static("close"),
                         );
-                        server_metrics.observe(
-                            &fields,
-                            &Answered {
-                                status,
-                                elapsed,
+                    }
+                    if let (Some(audit), Some(asked)) = (&audit, &asked) {
+                        audit.record(
+                            fields,
+                            crate::audit::Seen {
+                                asked,
+                                request_id: request_id.as_str(),
+                                source_ip: peer.ip(),
                                 bytes_in,
-                                bytes_out: crate::audit::bytes_out(response.headers()),
+                                status,
+                                response: response.headers(),
                             },
                         );
-                        if let (Some(audit), Some(asked)) = (&audit, &asked) {
-                            audit.record(
-                                fields,
-                                crate::audit::Seen {
-                                    asked,
-                                    request_id: request_id.as_str(),
-                                    source_ip: peer.ip(),
-                                    bytes_in,
-                                    status,
-                                    response: response.headers(),
-                                },
-                            );
-                        }
                     }
-                    response
+                    Ok::<_, s3s::HttpError>(
+                        response.map(|body| server_metrics.count_sent(api, body)),
+                    )
                 }
             })
         })

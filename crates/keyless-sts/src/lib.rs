@@ -15,6 +15,7 @@ mod web_identity;
 pub use error::StsError;
 pub use seal::{MAX_TOKEN_LEN, SessionKey};
 pub use service::{
-    STS_NAMESPACE, Sts, StsRequest, StsResponse, error_response, is_unsigned_action,
+    ACTIONS, STS_NAMESPACE, Sts, StsRequest, StsResponse, action_name, error_response,
+    is_unsigned_action,
 };
 pub use verify::{TokenVerifier, WebToken, session_tags};

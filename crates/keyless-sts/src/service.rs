@@ -66,6 +66,19 @@ pub struct StsResponse {
     pub outcome: Outcome,
 }
 
+/// Every action STS answers, by its name in `Action=`.
+pub const ACTIONS: &[&str] = &[
+    "AssumeRoleWithWebIdentity",
+    "AssumeRole",
+    "GetCallerIdentity",
+    "GetSessionToken",
+];
+
+/// The name of an action STS answers (a `'static` name, for labels), or `None`.
+pub fn action_name(action: &str) -> Option<&'static str> {
+    ACTIONS.iter().copied().find(|name| *name == action)
+}
+
 /// Whether an action may be called without a signature.
 pub fn is_unsigned_action(action: &str) -> bool {
     matches!(action, "AssumeRoleWithWebIdentity")

@@ -51,9 +51,13 @@ impl<S: ObjectStore> Authorizer<S> {
         let decided = self
             .explain(caller, action, bucket, resource, facts)
             .await?;
+        // The root user's actions are not the policy engine's decisions: not counted.
+        let root = caller.is_some_and(Caller::is_root);
         if let Some(log) = &facts.log {
             log.update(|f| {
-                decided.verdict.tally(&mut f.decisions);
+                if !root {
+                    decided.verdict.tally(&mut f.decisions);
+                }
                 if !decided.verdict.is_allowed() {
                     f.denial = Some(format!("{action} on {resource}: {}", decided.text));
                 }
@@ -399,10 +403,11 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
             op,
             S3Op::GetObject | S3Op::HeadObject | S3Op::GetObjectAttributes
         ) {
-            // As on S3: a missing key is a 404 only to a caller who may list the bucket.
+            // As on S3: a missing key is a 404 only to a caller who may list the bucket. A
+            // question, not a decision the request is refused by: it is not counted or recorded.
             let list = S3Op::ListObjectsV2;
             let may_list = self
-                .decide(
+                .explain(
                     caller.as_ref(),
                     list.action(),
                     &bucket,
@@ -410,7 +415,7 @@ impl<S: ObjectStore> S3Access for Authorizer<S> {
                     &facts,
                 )
                 .await
-                .is_ok();
+                .is_ok_and(|d| d.verdict.is_allowed());
             cx.extensions_mut().insert(MayList(may_list));
         }
         if let Some(may) = may_bypass {
