@@ -80,6 +80,32 @@ TRUST = json.dumps({
 })
 
 
+# One role for many namespaces, by the session tags naming each pod (ABAC, as with EKS Pod
+# Identity): each namespace writes and lists under `uploads/CLUSTER/NAMESPACE/` only, and the
+# trust policy lets only `team-*` namespaces have it.
+ABAC_ROLE = "shared-uploads"
+ABAC_TRUST = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/{AGENT_USER}"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Condition": {"StringLike": {"aws:RequestTag/kubernetes-namespace": "team-*"}},
+    }],
+})
+ABAC_POLICY = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+         "Resource": "arn:aws:s3:::uploads/${aws:PrincipalTag/eks-cluster-name}/"
+                     "${aws:PrincipalTag/kubernetes-namespace}/*"},
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::uploads",
+         "Condition": {"StringLike": {
+             "s3:prefix": "${aws:PrincipalTag/eks-cluster-name}/${aws:PrincipalTag/kubernetes-namespace}/*"}}},
+    ],
+})
+
+
 def config_toml() -> str:
     """The server's configuration: the agent's user, the roles, the buckets."""
     out = [f'[[users]]\nname = "{AGENT_USER}"\naccess_key_id = "{AGENT_KEY_ID}"\n'
@@ -90,6 +116,8 @@ def config_toml() -> str:
             out.append(f'[[roles.policies]]\nname = "bucket-rw"\ndocument = {json.dumps(gitlab_bucket_policy(bucket))}\n')
         else:
             out.append('policy_arns = ["arn:aws:iam::aws:policy/AmazonS3FullAccess"]\n')
+    out.append(f'[[roles]]\nname = "{ABAC_ROLE}"\nassume_role_policy = {{ document = {json.dumps(ABAC_TRUST)} }}\n')
+    out.append(f'[[roles.policies]]\nname = "by-namespace"\ndocument = {json.dumps(ABAC_POLICY)}\n')
     for bucket in BUCKETS:
         out.append(f'[[buckets]]\nname = "{bucket}"\n')
     return "\n".join(out)
@@ -165,11 +193,12 @@ class KeylessServer:
         with open(self.config, "w") as f:
             f.write(config_toml())
         self.data_dir = os.path.join(workdir, "data")
+        self.audit_log = os.path.join(workdir, "audit.jsonl")
         self.out, self.log = os.path.join(workdir, "serve.out"), os.path.join(workdir, "serve.log")
         with open(self.out, "w") as out, open(self.log, "w") as err:
             self.proc = subprocess.Popen(
                 [keyless_bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-                 "--config", self.config, *extra],
+                 "--config", self.config, "--audit-log", self.audit_log, *extra],
                 stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                 env=dict(env or os.environ, RUST_LOG="info,keyless_imds=debug"))
         try:
@@ -204,6 +233,18 @@ class KeylessServer:
             "s3", endpoint_url=self.endpoint, region_name="us-east-1",
             aws_access_key_id=keys["aws_access_key_id"],
             aws_secret_access_key=keys["aws_secret_access_key"])
+
+    def audit_records(self, until, timeout: float = 10.0) -> list[dict]:
+        """The trail's records, once one satisfies `until` (the trail is written behind)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = []
+            if os.path.exists(self.audit_log):
+                with open(self.audit_log) as f:
+                    records = [json.loads(line) for line in f if line.strip()]
+            if any(until(r) for r in records) or time.monotonic() > deadline:
+                return records
+            time.sleep(0.05)
 
     def stop(self):
         stop(self.proc)
@@ -564,6 +605,58 @@ def test_agent_metrics_count_the_cache_and_the_pods(node):
     assert value(samples, "keyless_agent_cache_stale_serves_total") == 0, samples
     assert value(samples, "keyless_agent_sts_failures_total") == 0, samples
     assert value(samples, "keyless_agent_cache_entries") == 2, samples
+
+
+def test_one_role_serves_many_namespaces_by_the_session_tags_naming_each_pod(node):
+    """The agent tags each pod's session as EKS Pod Identity does (`eks-cluster-name` from
+    `--cluster-name`, `kubernetes-namespace`, `-service-account`, `-pod-name`, `-pod-uid`), so one
+    role with `${aws:PrincipalTag/...}` in its policy gives each namespace its own prefix; the
+    trust policy's `aws:RequestTag/kubernetes-namespace` condition keeps other namespaces out;
+    and the audit trail says which pod made each request."""
+    node.start_agent(extra=["--cluster-name", "main"])
+    for ns in ("team-a", "team-b", "other"):
+        node.pods.namespace(ns)
+    a = node.pod("app-a", "team-a", ABAC_ROLE, publish=False)
+    b = node.pod("app-b", "team-b", ABAC_ROLE, publish=False)
+    outsider = node.pod("app-c", "other", ABAC_ROLE, publish=False)
+    node.publish()
+
+    for pod, ns in ((a, "team-a"), (b, "team-b")):
+        path = write(pod, "note.txt", f"from {ns}")
+        put = node.aws(pod, "s3", "cp", path, f"s3://uploads/main/{ns}/note.txt")
+        assert put.returncode == 0, node.explain(put)
+        listed = node.aws(pod, "s3api", "list-objects-v2", "--bucket", "uploads", "--prefix", f"main/{ns}/",
+                          "--output", "json")
+        assert listed.returncode == 0, node.explain(listed)
+        assert [o["Key"] for o in json.loads(listed.stdout)["Contents"]] == [f"main/{ns}/note.txt"]
+    # Not under the other namespace's prefix: neither write, read nor list.
+    path = write(a, "intrusion.txt", "no")
+    for args in (["s3", "cp", path, "s3://uploads/main/team-b/intrusion.txt"],
+                 ["s3", "cp", "s3://uploads/main/team-b/note.txt", "-"],
+                 ["s3api", "list-objects-v2", "--bucket", "uploads", "--prefix", "main/team-b/"]):
+        refused = node.aws(a, *args)
+        assert refused.returncode != 0 and ("AccessDenied" in refused.stderr or "403" in refused.stderr), \
+            node.explain(refused)
+    # A namespace the trust policy does not name gets no credentials at all.
+    status, body = node.imds_credentials(outsider)
+    assert status != 200, body
+    assert "AccessDenied" in node.server.logs() + node.logs()
+
+    # The trail: team-a's upload names its pod, from the session's tags.
+    def upload_of(ns):
+        return lambda r: (r["eventName"] == "PutObject" and not r.get("errorCode")
+                          and r["requestParameters"].get("key") == f"main/{ns}/note.txt")
+    records = node.server.audit_records(upload_of("team-a"))
+    uploads = [r for r in records if upload_of("team-a")(r)]
+    assert len(uploads) == 1, records[-5:]
+    tags = uploads[0]["userIdentity"]["sessionContext"]["sessionTags"]
+    assert tags == {"eks-cluster-name": "main", "kubernetes-namespace": "team-a",
+                    "kubernetes-service-account": "default", "kubernetes-pod-name": "app-a",
+                    "kubernetes-pod-uid": a.uid}, tags
+    # And the AssumeRole that issued the session passed them, as CloudTrail records request tags.
+    assumes = [r for r in records if r["eventName"] == "AssumeRole" and not r.get("errorCode")
+               and {"key": "kubernetes-pod-uid", "value": a.uid} in r["requestParameters"].get("tags", [])]
+    assert len(assumes) == 1, [r["requestParameters"] for r in records if r["eventName"] == "AssumeRole"]
 
 
 BOTO3_SCRIPT = """\

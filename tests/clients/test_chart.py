@@ -361,7 +361,7 @@ def test_config_file_is_what_the_values_declare():
          "Principal": {"Federated": f"arn:aws:iam::000000000000:oidc-provider/{host}"},
          "Condition": {"StringEquals": {f"{host}:sub": ["system:serviceaccount:gitlab:gitlab"],
                                         f"{host}:aud": "sts.amazonaws.com"}}},
-        {"Effect": "Allow", "Action": "sts:AssumeRole",
+        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
          "Principal": {"AWS": "arn:aws:iam::000000000000:user/keyless-agent"}}]
     assert role["policy_arns"] == ["arn:aws:iam::aws:policy/AmazonS3FullAccess"]
     assert config["users"] == [{"name": "keyless-agent", "credentials_file": "/etc/keyless/secrets/agent-credentials"}]
@@ -385,8 +385,12 @@ def test_config_file_is_what_the_values_declare():
     docs = render(sets=("agent.enabled=true", "agent.associations[0]=a/b=r"))
     config = find(docs, "ConfigMap", "keyless-config")["data"]["keyless.toml"]
     assert 'token_file = "/var/run/secrets/keyless/cluster-issuer/token"' in config, config
-    assert "--pod-identity-token-file=/var/run/secrets/kubernetes.io/serviceaccount/token" in \
-        container(find(docs, "DaemonSet", "keyless-agent"), "agent")["args"]
+    agent_args = container(find(docs, "DaemonSet", "keyless-agent"), "agent")["args"]
+    assert "--pod-identity-token-file=/var/run/secrets/kubernetes.io/serviceaccount/token" in agent_args
+    # The cluster's name is tagged on pods' sessions only when given.
+    assert not [a for a in agent_args if a.startswith("--cluster-name")]
+    docs = render(sets=("agent.enabled=true", "agent.clusterName=main"))
+    assert "--cluster-name=main" in container(find(docs, "DaemonSet", "keyless-agent"), "agent")["args"]
     # A string that TOML and JSON would both need escaped survives both.
     docs = render(sets=("iam.roles[0].name=r", "iam.roles[0].trust.agent=true",
                         'iam.roles[0].description=say "hi"\\, <then> \\\\ go'))

@@ -73,7 +73,8 @@ class Cluster:
         with open(overrides, "w") as f:
             yaml.safe_dump({
                 # The test node's pod bridge; GitHub's issuer is not reachable from here.
-                "agent": {"hostInterface": net.bridge, "associations": ["gitlab/gitlab-toolbox=gitlab"]},
+                "agent": {"hostInterface": net.bridge, "associations": ["gitlab/gitlab-toolbox=gitlab"],
+                          "clusterName": "node-test"},
                 # No JWKS in values: the server and the agent read the cluster issuer's keys
                 # from the API server, with their service-account tokens and the cluster's CA.
                 "iam": {"clusterIssuer": {"jwks": ""}, "oidcProviders": [],

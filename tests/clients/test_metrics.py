@@ -100,6 +100,20 @@ def test_metrics_count_what_clients_did(keyless_bin, tmp_path):
         reader.list_objects_v2(Bucket="uploads")
         with pytest.raises(botocore.exceptions.ClientError):
             reader.put_object(Bucket="uploads", Key="no", Body=b"no")
+        # A user who may get and not list asks for a missing key: one decision (allowed), and
+        # the question behind S3's 403-not-404 ("may they list?") is not another.
+        server.aws("iam", "create-user", "--user-name", "getter")
+        gkey = json.loads(server.aws("iam", "create-access-key", "--user-name", "getter").stdout)["AccessKey"]
+        server.aws("iam", "put-user-policy", "--user-name", "getter", "--policy-name", "get",
+                   "--policy-document", json.dumps({"Version": "2012-10-17", "Statement": [
+                       {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::uploads/*"}]}))
+        getter = server.user(gkey["AccessKeyId"], gkey["SecretAccessKey"])
+        with pytest.raises(botocore.exceptions.ClientError) as missing:
+            getter.get_object(Bucket="uploads", Key="missing")
+        assert missing.value.response["Error"]["Code"] == "AccessDenied"
+        # The root user's copies and batch deletes are decided per key elsewhere: none counted.
+        s3.copy_object(Bucket="uploads", Key="k9", CopySource={"Bucket": "uploads", "Key": "k0"})
+        s3.delete_objects(Bucket="uploads", Delete={"Objects": [{"Key": "k9"}]})
 
         # IRSA: credentials issued for a role, and a token the trust policy refuses.
         issuer = issuer_of(server)
@@ -133,8 +147,8 @@ def test_metrics_count_what_clients_did(keyless_bin, tmp_path):
     assert value(after, "keyless_requests_total", api="s3", operation="PutObject", status="2xx") == 3
     assert value(after, "keyless_requests_total", api="s3", operation="PutObject", status="4xx") == 1
     assert value(after, "keyless_requests_total", api="s3", operation="GetObject", status="2xx") == 1
-    assert value(after, "keyless_requests_total", api="s3", operation="GetObject", status="4xx") == 1
-    assert value(after, "keyless_requests_total", api="iam", operation="CreateUser", status="2xx") == 1
+    assert value(after, "keyless_requests_total", api="s3", operation="GetObject", status="4xx") == 2
+    assert value(after, "keyless_requests_total", api="iam", operation="CreateUser", status="2xx") == 2
     assert value(after, "keyless_requests_total", api="iam", operation="unknown", status="4xx") == 4
     assert not [k for k in after if any(v.startswith("Bogus") for _, v in k[1])]
     assert value(after, "keyless_requests_total", api="sts", operation="AssumeRoleWithWebIdentity",
@@ -142,10 +156,10 @@ def test_metrics_count_what_clients_did(keyless_bin, tmp_path):
     # Bodies: three uploads of 1000 bytes and one download of 1000, at least.
     assert value(after, "keyless_received_bytes_total", api="s3") >= 3000
     assert value(after, "keyless_sent_bytes_total", api="s3") >= 1000
-    # The reader's list allowed and write refused; the root user's requests (every IAM call, the
-    # bucket, the uploads and the 404's question "may the root list the bucket?") take none.
+    # The reader's list allowed and write refused, the getter's get allowed; the root user's
+    # requests (every IAM call, the bucket, uploads, the copy and the batch delete) take none.
     assert value(after, "keyless_policy_decisions_total", api="s3", result="implicit_deny") == 1
-    assert value(after, "keyless_policy_decisions_total", api="s3", result="allowed") == 1
+    assert value(after, "keyless_policy_decisions_total", api="s3", result="allowed") == 2
     assert not [k for k in after if k[0] == "keyless_policy_decisions_total" and ("api", "iam") in k[1]]
     assert value(after, "keyless_policy_decisions_total", api="sts", result="allowed") == 1
     assert value(after, "keyless_policy_decisions_total", api="sts", result="implicit_deny") == 1

@@ -571,3 +571,57 @@ def test_jwks_file_of_a_provider_with_an_upper_case_scheme_is_used(keyless_bin, 
         s3_with(server, creds).put_object(Bucket="ci-artifacts", Key="upper", Body=b"ok")
     finally:
         server.stop()
+
+
+def test_web_identity_sessions_are_tagged_with_the_pod_for_abac(keyless_bin, tmp_path):
+    """A service-account token's `kubernetes.io` claims tag the session as EKS Pod Identity
+    names them (`kubernetes-namespace`, `-service-account`, `-pod-name`, `-pod-uid`), so one role
+    whose policy reads `${aws:PrincipalTag/kubernetes-namespace}` keeps each namespace in its
+    own prefix; CloudTrail's record of the exchange lists them as `principalTags`."""
+    audit = tmp_path / "audit.jsonl"
+    server = Server(keyless_bin, tmp_path / "data", extra=["--audit-log", str(audit)])
+    try:
+        issuer = issuer_of(server)
+        key = issuer.split("://", 1)[1]
+        server.client().create_bucket(Bucket="uploads")
+        doc = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Federated": provider_arn(issuer)},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {f"{key}:aud": "sts.amazonaws.com"},
+                          "StringLike": {f"{key}:sub": "system:serviceaccount:*:app"}}}]})
+        server.aws("iam", "create-role", "--role-name", "shared", "--assume-role-policy-document", doc)
+        server.aws("iam", "put-role-policy", "--role-name", "shared", "--policy-name", "by-namespace",
+                   "--policy-document", json.dumps({"Version": "2012-10-17", "Statement": [{
+                       "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+                       "Resource": "arn:aws:s3:::uploads/${aws:PrincipalTag/kubernetes-namespace}/*"}]}))
+        role = f"arn:aws:iam::{ACCOUNT}:role/shared"
+        sts = boto3.client("sts", endpoint_url=server.endpoint, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+
+        def s3_of(namespace, pod, uid):
+            token = keyless_token(keyless_bin, server, namespace, "app", "--pod-name", pod, "--pod-uid", uid)
+            creds = sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName=pod,
+                                                      WebIdentityToken=token)["Credentials"]
+            return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                                aws_access_key_id=creds["AccessKeyId"],
+                                aws_secret_access_key=creds["SecretAccessKey"],
+                                aws_session_token=creds["SessionToken"])
+
+        team_a = s3_of("team-a", "app-0", "uid-a")
+        team_b = s3_of("team-b", "app-0", "uid-b")
+        team_a.put_object(Bucket="uploads", Key="team-a/x", Body=b"a")
+        team_b.put_object(Bucket="uploads", Key="team-b/x", Body=b"b")
+        for client, key_name in ((team_a, "team-b/x"), (team_b, "team-a/x")):
+            with pytest.raises(botocore.exceptions.ClientError) as refused:
+                client.put_object(Bucket="uploads", Key=key_name, Body=b"no")
+            assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    finally:
+        server.stop()
+    records = [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
+    issued = [r["requestParameters"].get("principalTags") for r in records
+              if r["eventName"] == "AssumeRoleWithWebIdentity" and not r.get("errorCode")]
+    assert {"kubernetes-namespace": "team-a", "kubernetes-service-account": "app",
+            "kubernetes-pod-name": "app-0", "kubernetes-pod-uid": "uid-a"} in issued, issued
+    put = [r for r in records if r["eventName"] == "PutObject" and not r.get("errorCode")
+           and r["requestParameters"].get("key") == "team-b/x"]
+    assert put[0]["userIdentity"]["sessionContext"]["sessionTags"]["kubernetes-pod-uid"] == "uid-b"

@@ -134,7 +134,7 @@ them), and the node agent's user.
 {{- $statements = append $statements (dict
     "Effect" "Allow"
     "Principal" (dict "AWS" (printf "arn:aws:iam::%s:user/%s" $root.Values.accountId (include "keyless.agentUser" $root)))
-    "Action" "sts:AssumeRole") }}
+    "Action" (list "sts:AssumeRole" "sts:TagSession")) }}
 {{- end }}
 {{- dict "Version" "2012-10-17" "Statement" $statements | toJson }}
 {{- end }}

@@ -4,12 +4,9 @@
 
 use std::io::BufRead;
 
-use crate::record::Record;
+use keyless_types::pod_tags::{NAMESPACE_TAG, POD_NAME_TAG};
 
-/// The tag naming a pod's namespace in its sessions (EKS Pod Identity's name).
-pub const NAMESPACE_TAG: &str = "kubernetes-namespace";
-/// The tag naming a pod in its sessions.
-pub const POD_TAG: &str = "kubernetes-pod-name";
+use crate::record::Record;
 
 /// Why a trail could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +131,7 @@ impl Filter {
                 &self.namespace,
                 &[tag(NAMESPACE_TAG).map(String::as_str), sa_namespace],
             )
-            && is(&self.pod, &[tag(POD_TAG).map(String::as_str)])
+            && is(&self.pod, &[tag(POD_NAME_TAG).map(String::as_str)])
             && is(
                 &self.bucket,
                 &[record

@@ -74,6 +74,8 @@ pub struct CacheKey {
     pub session_name: String,
     /// The external id.
     pub external_id: Option<String>,
+    /// The session tags.
+    pub tags: Vec<(String, String)>,
 }
 
 impl CacheKey {
@@ -84,6 +86,7 @@ impl CacheKey {
             role_arn: role.arn.clone(),
             session_name: role.session_name.clone(),
             external_id: role.external_id.clone(),
+            tags: role.tags.clone(),
         }
     }
 }
@@ -344,6 +347,7 @@ impl CredentialCache {
             role_arn: key.role_arn.clone(),
             session_name: key.session_name.clone(),
             external_id: key.external_id.clone(),
+            tags: key.tags.clone(),
             duration_seconds: self.inner.config.session_seconds,
         };
         let result = {

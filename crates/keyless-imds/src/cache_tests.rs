@@ -34,6 +34,7 @@ fn key(uid: &str) -> CacheKey {
         role_arn: "arn:aws:iam::123456789012:role/app".into(),
         session_name: "shop.web".into(),
         external_id: None,
+        tags: Vec::new(),
     }
 }
 

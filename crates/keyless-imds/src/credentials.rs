@@ -50,6 +50,8 @@ pub struct AssumeRequest {
     pub external_id: Option<String>,
     /// `DurationSeconds`.
     pub duration_seconds: u32,
+    /// `Tags.member.N`: the session tags naming the pod.
+    pub tags: Vec<(String, String)>,
 }
 
 /// Gets credentials for a role.
@@ -154,6 +156,7 @@ mod tests {
             session_name: "shop.web".into(),
             external_id: None,
             duration_seconds: 3600,
+            tags: Vec::new(),
         }
     }
 

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use keyless_types::pod_tags::PodFacts;
 use keyless_types::{AccountId, Arn};
 use regex::Regex;
 
@@ -51,6 +52,8 @@ pub struct RoleConfig {
     pub default_role: Option<String>,
     /// Whether a namespace with no restricting annotation allows no role at all.
     pub restrict_namespaces: bool,
+    /// The cluster's name, tagged on every pod's session (`eks-cluster-name`) when set.
+    pub cluster_name: Option<String>,
 }
 
 impl RoleConfig {
@@ -62,6 +65,7 @@ impl RoleConfig {
             partition: "aws".into(),
             default_role: None,
             restrict_namespaces: false,
+            cluster_name: None,
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct RoleTarget {
     pub session_name: String,
     /// The `ExternalId`, if the pod gives one.
     pub external_id: Option<String>,
+    /// The session tags naming the pod ([`keyless_types::pod_tags`]).
+    pub tags: Vec<(String, String)>,
 }
 
 /// The outcome of resolving a pod's role.
@@ -189,11 +195,20 @@ impl RoleResolver {
             }
             None => None,
         };
+        let tags = PodFacts {
+            cluster: self.config.cluster_name.as_deref(),
+            namespace: &pod.namespace,
+            service_account: &pod.service_account,
+            pod_name: Some(&pod.name),
+            pod_uid: Some(&pod.uid),
+        }
+        .tags();
         Resolution::Role(RoleTarget {
             arn: role.arn,
             name: role.name,
             session_name,
             external_id,
+            tags,
         })
     }
 

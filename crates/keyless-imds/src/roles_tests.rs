@@ -30,6 +30,42 @@ fn reason_of(resolution: Resolution) -> String {
 }
 
 #[test]
+fn a_pods_session_is_tagged_with_its_namespace_service_account_name_and_uid() {
+    let p = pod(
+        "u-1",
+        "10.0.0.1",
+        "shop",
+        "web-0",
+        &[(ROLE_ANNOTATION, "reader")],
+    );
+    let role = role_of(resolver(None, false).resolve(&p, None));
+    let tag = |k: &str| {
+        role.tags
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(tag("kubernetes-namespace"), Some("shop"));
+    assert_eq!(
+        tag("kubernetes-service-account"),
+        Some(p.service_account.as_str())
+    );
+    assert_eq!(tag("kubernetes-pod-name"), Some("web-0"));
+    assert_eq!(tag("kubernetes-pod-uid"), Some("u-1"));
+    assert_eq!(tag("eks-cluster-name"), None);
+    // With a cluster name, that too; and the cache key carries them to STS.
+    let named = RoleResolver::new(RoleConfig {
+        cluster_name: Some("main".into()),
+        ..RoleConfig::new(AccountId::parse(ACCOUNT).unwrap())
+    })
+    .unwrap();
+    let role = role_of(named.resolve(&p, None));
+    assert_eq!(role.tags[0], ("eks-cluster-name".into(), "main".into()));
+    assert_eq!(role.tags.len(), 5);
+    assert_eq!(crate::CacheKey::new(&p.uid, &role).tags, role.tags);
+}
+
+#[test]
 fn a_role_name_becomes_an_arn_of_the_account() {
     let r = resolver(None, false);
     let p = pod(

@@ -336,6 +336,12 @@ fn form(req: &AssumeRequest) -> String {
     if let Some(id) = &req.external_id {
         params.push(("ExternalId", id.clone()));
     }
+    let mut params: Vec<(String, String)> =
+        params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    for (n, (key, value)) in req.tags.iter().enumerate() {
+        params.push((format!("Tags.member.{}.Key", n + 1), key.clone()));
+        params.push((format!("Tags.member.{}.Value", n + 1), value.clone()));
+    }
     params
         .iter()
         .map(|(k, v)| format!("{k}={}", uri_encode(v, false)))

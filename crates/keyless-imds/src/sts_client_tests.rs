@@ -202,6 +202,10 @@ fn request(external_id: Option<&str>) -> AssumeRequest {
         session_name: "shop.web-0".into(),
         external_id: external_id.map(str::to_owned),
         duration_seconds: 3600,
+        tags: vec![
+            ("kubernetes-namespace".into(), "shop".into()),
+            ("kubernetes-pod-name".into(), "web-0".into()),
+        ],
     }
 }
 
@@ -225,7 +229,7 @@ async fn assumes_a_role_with_a_signed_request() {
     assert_eq!(seen.path, "/sts");
     assert_eq!(
         seen.body,
-        "Action=AssumeRole&DurationSeconds=3600&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fapp&RoleSessionName=shop.web-0&Version=2011-06-15&ExternalId=ext%3A1"
+        "Action=AssumeRole&DurationSeconds=3600&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fapp&RoleSessionName=shop.web-0&Version=2011-06-15&ExternalId=ext%3A1&Tags.member.1.Key=kubernetes-namespace&Tags.member.1.Value=shop&Tags.member.2.Key=kubernetes-pod-name&Tags.member.2.Value=web-0"
     );
     let header = |name: &str| {
         seen.headers

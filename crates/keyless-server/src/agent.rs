@@ -241,6 +241,7 @@ pub(crate) async fn start(
     let mut config = ImdsConfig::new(account, &args.imds_region);
     config.roles.default_role = args.default_role.clone();
     config.roles.restrict_namespaces = args.namespace_restrictions;
+    config.roles.cluster_name.clone_from(&args.cluster_name);
     config.tokens = if args.require_imdsv2 {
         TokenMode::Required
     } else {

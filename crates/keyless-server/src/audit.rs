@@ -41,12 +41,22 @@ impl Asked {
     }
 }
 
-/// The body's length of a request with `headers`: an aws-chunked body's own length counts its
-/// chunk signatures too, so its decoded length is the one.
+/// The body's length of a request with `headers`: its Content-Length, which hyper holds the
+/// body to; for an aws-chunked upload (`x-amz-content-sha256: STREAMING-...`), whose own
+/// length counts its chunk signatures too, the decoded length S3 checks the chunks against.
+/// Never more than S3's largest object, 5 TiB.
 pub(crate) fn bytes_in(headers: &http::HeaderMap) -> Option<u64> {
-    header(headers, "x-amz-decoded-content-length")
+    const MAX: u64 = 5 << 40;
+    let streaming =
+        header(headers, "x-amz-content-sha256").is_some_and(|v| v.starts_with("STREAMING-"));
+    let length = match streaming {
+        true => header(headers, "x-amz-decoded-content-length"),
+        false => None,
+    };
+    length
         .or_else(|| header(headers, "content-length"))
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|n| n.min(MAX))
 }
 
 /// The body's length of an answer with `headers`.
@@ -199,4 +209,44 @@ impl Audit {
 /// How long the writer has to write what is left once the server has stopped.
 pub(crate) fn final_grace(shutdown_grace: Duration) -> Duration {
     shutdown_grace.clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    http::HeaderValue::from_static(v),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_body_is_as_long_as_hyper_read_unless_it_is_aws_chunked() {
+        assert_eq!(bytes_in(&headers(&[("content-length", "10")])), Some(10));
+        // The decoded length counts only for a streaming upload, whose chunks S3 checks by it.
+        let claimed = [
+            ("content-length", "10"),
+            ("x-amz-decoded-content-length", "18446744073709551615"),
+        ];
+        assert_eq!(bytes_in(&headers(&claimed)), Some(10));
+        let chunked = [
+            ("content-length", "180"),
+            ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+            ("x-amz-decoded-content-length", "100"),
+        ];
+        assert_eq!(bytes_in(&headers(&chunked)), Some(100));
+        let huge = [
+            ("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+            ("x-amz-decoded-content-length", "18446744073709551615"),
+        ];
+        assert_eq!(bytes_in(&headers(&huge)), Some(5 << 40));
+        assert_eq!(bytes_in(&headers(&[])), None);
+    }
 }

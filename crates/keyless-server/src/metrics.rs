@@ -72,14 +72,14 @@ impl Metrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     api: &'static str,
-    operation: String,
+    operation: &'static str,
     status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     api: &'static str,
-    operation: String,
+    operation: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,7 +101,7 @@ struct IssuedLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusedLabels {
-    operation: String,
+    operation: &'static str,
     reason: String,
 }
 
@@ -148,8 +148,8 @@ pub struct Answered {
     pub status: u16,
     /// From the request's arrival to its answer's head.
     pub elapsed: Duration,
-    /// The body's bytes, by the request's (decoded) Content-Length: counted when the answer is
-    /// a success, for which the whole body was read.
+    /// The body's bytes ([`crate::audit::bytes_in`]): counted when the answer is a success, for
+    /// which the whole body was read.
     pub bytes_in: Option<u64>,
 }
 
@@ -216,21 +216,18 @@ impl ServerMetrics {
     pub fn observe(&self, f: &RequestFields, answered: &Answered) {
         let inner = &self.0;
         let api = f.api;
-        let operation = operation_label(api, f.operation.as_deref()).to_owned();
+        let operation = operation_label(api, f.operation.as_deref());
         inner
             .requests
             .get_or_create(&RequestLabels {
                 api,
-                operation: operation.clone(),
+                operation,
                 status: status_class(answered.status),
             })
             .inc();
         inner
             .durations
-            .get_or_create(&OperationLabels {
-                api,
-                operation: operation.clone(),
-            })
+            .get_or_create(&OperationLabels { api, operation })
             .observe(answered.elapsed.as_secs_f64());
         let succeeded = (200..300).contains(&answered.status);
         if let Some(n) = answered.bytes_in.filter(|n| *n > 0 && succeeded) {
@@ -327,18 +324,21 @@ where
 }
 
 /// The `operation` label of a request of `api`: only names the server implements, so that
-/// what a client puts in `Action=` never becomes a label. S3's are s3s's operations, a fixed
-/// set; IAM's and STS's those their handlers answer; anything else reads `unknown`.
-fn operation_label<'a>(api: &str, operation: Option<&'a str>) -> &'a str {
+/// what a client sends never becomes a label. S3's are the operations it authorizes
+/// ([`keyless_s3::S3Op`]) and CORS preflights; IAM's and STS's the actions their handlers
+/// answer; anything else reads `unknown`.
+fn operation_label(api: &str, operation: Option<&str>) -> &'static str {
     let Some(operation) = operation else {
         return "unknown";
     };
-    match api {
-        "iam" => keyless_iam::api::action_name(operation).unwrap_or("unknown"),
-        "sts" => keyless_sts::action_name(operation).unwrap_or("unknown"),
-        "s3" => operation,
-        _ => "unknown",
-    }
+    let known = match api {
+        "iam" => keyless_iam::api::action_name(operation),
+        "sts" => keyless_sts::action_name(operation),
+        "s3" if operation == "PreflightRequest" => Some("PreflightRequest"),
+        "s3" => keyless_s3::S3Op::from_name(operation).map(keyless_s3::S3Op::name),
+        _ => None,
+    };
+    known.unwrap_or("unknown")
 }
 
 /// The kind of credentials an STS operation issues.
@@ -557,6 +557,11 @@ mod tests {
             "unknown"
         );
         assert_eq!(operation_label("s3", Some("GetObject")), "GetObject");
+        assert_eq!(
+            operation_label("s3", Some("PreflightRequest")),
+            "PreflightRequest"
+        );
+        assert_eq!(operation_label("s3", Some("Operation7")), "unknown");
         assert_eq!(operation_label("oidc", Some("Whatever")), "unknown");
         assert_eq!(operation_label("s3", None), "unknown");
     }

@@ -578,6 +578,11 @@ pub struct ImdsOptions {
     #[arg(long)]
     pub require_imdsv2: bool,
 
+    /// The cluster's name, tagged on every pod's session as `eks-cluster-name` (with the pod's
+    /// `kubernetes-namespace`, `-service-account`, `-pod-name` and `-pod-uid`, always there).
+    #[arg(long, value_name = "NAME", value_parser = parse_cluster_name)]
+    pub cluster_name: Option<String>,
+
     /// How long the credentials given to pods live, from 15 minutes to 12 hours (the role's
     /// MaxSessionDuration must allow it); they are refreshed well before they expire.
     #[arg(long, default_value = "1h", value_parser = parse_session_duration, value_name = "DURATION")]
@@ -865,6 +870,18 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         _ => return Err(format!("`{s}` is not a duration such as 3600, 10m or 1h")),
     };
     Ok(n * scale)
+}
+
+fn parse_cluster_name(s: &str) -> Result<String, String> {
+    if s.is_empty()
+        || s.len() > 100
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+    {
+        return Err("a cluster name is 1 to 100 of [A-Za-z0-9_-]".into());
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_session_duration(s: &str) -> Result<u32, String> {

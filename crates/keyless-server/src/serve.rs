@@ -664,6 +664,10 @@ impl Server {
                             },
                         );
                     }
+                    if method == hyper::Method::HEAD {
+                        // Over HTTP/2 hyper would send a HEAD's body (an error's XML): none goes.
+                        *response.body_mut() = s3s::Body::empty();
+                    }
                     Ok::<_, s3s::HttpError>(
                         response.map(|body| server_metrics.count_sent(api, body)),
                     )

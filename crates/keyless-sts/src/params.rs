@@ -162,21 +162,39 @@ pub(crate) fn session_extras(
             ));
         }
     }
-    let packed: usize = extras.policy.as_ref().map_or(0, String::len)
-        + extras.policy_arns.iter().map(String::len).sum::<usize>()
-        + extras
-            .tags
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 2)
-            .sum::<usize>();
-    if packed > 0 {
-        let percent = (packed * 100).div_ceil(MAX_SESSION_POLICY);
-        if percent > 100 {
-            return Err(StsError::PackedPolicyTooLarge(format!(
-                "Packed size of consolidated session policies and session tags exceeds {percent}%."
-            )));
-        }
-        extras.packed_percent = u32::try_from(percent).ok();
-    }
+    extras.pack()?;
     Ok(extras)
+}
+
+impl SessionExtras {
+    /// Sets the session's tags to `tags` (a web identity's, from its token), checked against
+    /// the packed budget as passed tags are.
+    pub(crate) fn set_tags(&mut self, tags: Vec<(String, String)>) -> Result<(), StsError> {
+        self.tags = tags;
+        self.pack()
+    }
+
+    /// The packed size of the session policies and tags, in percent of the budget
+    /// (`PackedPolicyTooLarge` past 100): the policy's and ARNs' characters and each tag's
+    /// key and value plus two, over the 2,048 characters of an inline session policy.
+    fn pack(&mut self) -> Result<(), StsError> {
+        let packed: usize = self.policy.as_ref().map_or(0, String::len)
+            + self.policy_arns.iter().map(String::len).sum::<usize>()
+            + self
+                .tags
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>();
+        self.packed_percent = None;
+        if packed > 0 {
+            let percent = (packed * 100).div_ceil(MAX_SESSION_POLICY);
+            if percent > 100 {
+                return Err(StsError::PackedPolicyTooLarge(format!(
+                    "Packed size of consolidated session policies and session tags exceeds {percent}%."
+                )));
+            }
+            self.packed_percent = u32::try_from(percent).ok();
+        }
+        Ok(())
+    }
 }

@@ -9,6 +9,7 @@ use std::pin::Pin;
 
 use keyless_iam::ProviderIdentity;
 use keyless_oidc::{Expectations, KeyChain, VerifiedToken};
+use keyless_types::pod_tags::{PodFacts, is_pod_tag};
 
 use crate::StsError;
 
@@ -62,6 +63,47 @@ pub fn session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<
         .collect()
 }
 
+/// Session tags naming the pod of a Kubernetes service-account token, from its `kubernetes.io`
+/// claim (namespace, service account, and the pod a bound token names), with EKS Pod
+/// Identity's names ([`keyless_types::pod_tags`]); none for a token without that claim.
+fn pod_session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    let Some(k8s) = claims.get("kubernetes.io") else {
+        return Vec::new();
+    };
+    let (Some(namespace), Some(service_account)) = (
+        text(k8s.get("namespace")),
+        text(k8s.get("serviceaccount").and_then(|s| s.get("name"))),
+    ) else {
+        return Vec::new();
+    };
+    let pod = k8s.get("pod");
+    PodFacts {
+        cluster: None,
+        namespace,
+        service_account,
+        pod_name: text(pod.and_then(|p| p.get("name"))),
+        pod_uid: text(pod.and_then(|p| p.get("uid"))),
+    }
+    .tags()
+}
+
+fn text(value: Option<&serde_json::Value>) -> Option<&str> {
+    value.and_then(serde_json::Value::as_str)
+}
+
+/// The session tags of a web identity: the token's tag claim, and the pod's tags from its
+/// `kubernetes.io` claim, which win over tag claims of the same names (they are the cluster's
+/// facts about the pod).
+fn web_session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    let pod = pod_session_tags(claims);
+    let mut tags = session_tags(claims);
+    if !pod.is_empty() {
+        tags.retain(|(key, _)| !is_pod_tag(key));
+        tags.extend(pod);
+    }
+    tags
+}
+
 impl WebToken {
     /// What `verified` says, for STS.
     pub fn of(verified: VerifiedToken) -> Self {
@@ -73,7 +115,7 @@ impl WebToken {
             }
         }
         WebToken {
-            session_tags: session_tags(&verified.claims),
+            session_tags: web_session_tags(&verified.claims),
             subject: verified.subject,
             audience: verified.audience,
             claims,
@@ -104,5 +146,52 @@ impl TokenVerifier for KeyChain {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_service_account_token_tags_the_session_with_its_pod() {
+        let token = claims(serde_json::json!({
+            "sub": "system:serviceaccount:gitlab:registry",
+            "kubernetes.io": {
+                "namespace": "gitlab",
+                "serviceaccount": {"name": "registry", "uid": "sa-1"},
+                "pod": {"name": "registry-0", "uid": "pod-1"}
+            },
+            TAGS_CLAIM: {"principal_tags": {"team": ["ci"], "kubernetes-namespace": ["forged"]}}
+        }));
+        assert_eq!(
+            web_session_tags(&token),
+            [
+                ("team".to_owned(), "ci".to_owned()),
+                ("kubernetes-namespace".to_owned(), "gitlab".to_owned()),
+                (
+                    "kubernetes-service-account".to_owned(),
+                    "registry".to_owned()
+                ),
+                ("kubernetes-pod-name".to_owned(), "registry-0".to_owned()),
+                ("kubernetes-pod-uid".to_owned(), "pod-1".to_owned()),
+            ]
+        );
+        // A token bound to no pod names its service account only; one without the claim, none.
+        let unbound = claims(serde_json::json!({
+            "kubernetes.io": {"namespace": "gitlab", "serviceaccount": {"name": "registry"}}
+        }));
+        assert_eq!(web_session_tags(&unbound).len(), 2);
+        let other = claims(serde_json::json!({
+            TAGS_CLAIM: {"principal_tags": {"kubernetes-namespace": ["kept"]}}
+        }));
+        assert_eq!(
+            web_session_tags(&other),
+            [("kubernetes-namespace".to_owned(), "kept".to_owned())]
+        );
     }
 }

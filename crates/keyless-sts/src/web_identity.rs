@@ -75,7 +75,16 @@ impl Sts {
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
         )?;
         let mut extras = session_extras(params, self.store.as_ref(), false)?;
-        extras.tags = web.session_tags.clone();
+        extras.set_tags(web.session_tags.clone())?;
+        if !extras.tags.is_empty() {
+            // As CloudTrail records a web identity's tags.
+            let tags: serde_json::Map<String, serde_json::Value> = (extras.tags.iter())
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                .collect();
+            audit
+                .request_parameters
+                .insert("principalTags".into(), tags.into());
+        }
 
         let mut ctx = request_context(req);
         for (claim, values) in &web.claims {

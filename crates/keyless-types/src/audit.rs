@@ -126,6 +126,9 @@ pub struct Outcome {
     pub identity: Option<UserIdentity>,
     /// CloudTrail's `responseElements`.
     pub response_elements: Option<serde_json::Value>,
+    /// What the handler adds to CloudTrail's `requestParameters` (a web identity's
+    /// `principalTags`, from its token).
+    pub request_parameters: serde_json::Map<String, serde_json::Value>,
     /// The resources the request acted on.
     pub resources: Vec<Resource>,
     /// The policy decisions it took.

@@ -11,6 +11,7 @@ mod clock;
 pub mod encoding;
 pub mod hex;
 pub mod net;
+pub mod pod_tags;
 mod provider_url;
 pub mod query;
 mod request_id;

@@ -156,17 +156,54 @@ impl Params {
     /// `Version`, and without any secret, token or signature
     /// ([`crate::audit::is_secret_parameter`]).
     pub fn for_audit(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::Value;
         let mut out = serde_json::Map::new();
+        // `Tags.member.2.Key` and `PolicyArns.member.1.arn` as CloudTrail writes them:
+        // `"tags": [{"key": ...}]`, `"policyArns": [{"arn": ...}]`; `X.member.N`: `"x": [...]`.
+        let mut lists: Vec<(String, std::collections::BTreeMap<usize, Value>)> = Vec::new();
         for (name, value) in &self.0 {
             if name == "Action" || name == "Version" || crate::audit::is_secret_parameter(name) {
                 continue;
             }
+            let mut parts = name.split('.');
+            if let (Some(list), Some("member"), Some(Ok(n)), field, None) = (
+                parts.next(),
+                parts.next(),
+                parts.next().map(str::parse::<usize>),
+                parts.next(),
+                parts.next(),
+            ) {
+                let list = camel(list);
+                let items = match lists.iter_mut().find(|(l, _)| *l == list) {
+                    Some((_, items)) => items,
+                    None => {
+                        lists.push((list, Default::default()));
+                        &mut lists.last_mut().expect("just pushed").1
+                    }
+                };
+                let item = items.entry(n).or_insert_with(|| match field {
+                    Some(_) => Value::Object(serde_json::Map::new()),
+                    None => Value::Null,
+                });
+                match (field, item) {
+                    (Some(field), Value::Object(fields)) => {
+                        fields.insert(camel(field), Value::from(value.as_str()));
+                    }
+                    (None, item) => *item = Value::from(value.as_str()),
+                    _ => {}
+                }
+                continue;
+            }
             let numeric = name.ends_with("Seconds") || name == "MaxSessionDuration";
             let value = match value.parse::<i64>() {
-                Ok(n) if numeric => serde_json::Value::from(n),
-                _ => serde_json::Value::from(value.as_str()),
+                Ok(n) if numeric => Value::from(n),
+                _ => Value::from(value.as_str()),
             };
             out.entry(camel(name)).or_insert(value);
+        }
+        for (list, items) in lists {
+            out.entry(list)
+                .or_insert_with(|| Value::Array(items.into_values().collect()));
         }
         out
     }
@@ -256,6 +293,22 @@ mod tests {
         assert_eq!(
             audited,
             serde_json::json!({"roleArn": "arn:aws:iam::1:role/r", "roleSessionName": "s", "durationSeconds": 900})
+        );
+    }
+
+    #[test]
+    fn audited_lists_are_written_as_cloudtrail_writes_them() {
+        let params = Params::parse_form(
+            "Action=AssumeRole&RoleArn=r&Tags.member.2.Key=b&Tags.member.1.Key=a&Tags.member.1.Value=x&Tags.member.2.Value=y&PolicyArns.member.1.arn=p&TransitiveTagKeys.member.1=a",
+        );
+        assert_eq!(
+            serde_json::Value::Object(params.for_audit()),
+            serde_json::json!({
+                "roleArn": "r",
+                "tags": [{"key": "a", "value": "x"}, {"key": "b", "value": "y"}],
+                "policyArns": [{"arn": "p"}],
+                "transitiveTagKeys": ["a"]
+            })
         );
     }
 

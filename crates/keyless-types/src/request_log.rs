@@ -84,6 +84,7 @@ impl RequestLog {
             if outcome.response_elements.is_some() {
                 f.response_elements = outcome.response_elements;
             }
+            f.request_parameters.extend(outcome.request_parameters);
             f.resources.extend(outcome.resources);
             f.decisions.add(outcome.decisions);
         });

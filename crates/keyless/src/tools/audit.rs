@@ -158,8 +158,8 @@ fn line(record: &Record) -> String {
         .map(|s| &s.session_tags)
         .filter(|t| !t.is_empty())
         .map(|t| {
-            let ns = t.get(keyless_audit::read::NAMESPACE_TAG);
-            let pod = t.get(keyless_audit::read::POD_TAG);
+            let ns = t.get(keyless_types::pod_tags::NAMESPACE_TAG);
+            let pod = t.get(keyless_types::pod_tags::POD_NAME_TAG);
             match (ns, pod) {
                 (Some(ns), Some(pod)) => format!(" pod {ns}/{pod}"),
                 (Some(ns), None) => format!(" namespace {ns}"),
