@@ -35,6 +35,7 @@ import time
 import uuid
 
 import boto3
+import botocore
 import pytest
 
 from pods import IMDS_IP, pod_net_fixture, pod_network_fixture  # noqa: F401 (fixtures)
@@ -75,7 +76,8 @@ TRUST = json.dumps({
         "Effect": "Allow",
         "Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT}:user/{AGENT_USER}",
                               f"arn:aws:iam::{ACCOUNT}:user/keyless-imds"]},
-        "Action": "sts:AssumeRole",
+        # The agent tags each pod's session (kubernetes-namespace, ...), as EKS Pod Identity.
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
     }],
 })
 
@@ -640,7 +642,10 @@ def test_one_role_serves_many_namespaces_by_the_session_tags_naming_each_pod(nod
     # A namespace the trust policy does not name gets no credentials at all.
     status, body = node.imds_credentials(outsider)
     assert status != 200, body
-    assert "AccessDenied" in node.server.logs() + node.logs()
+    refusals = [r for r in node.server.audit_records(lambda r: r["eventName"] == "AssumeRole" and r.get("errorCode"))
+                if r["eventName"] == "AssumeRole" and r.get("errorCode") == "AccessDenied"
+                and {"key": "kubernetes-pod-uid", "value": outsider.uid} in r["requestParameters"].get("tags", [])]
+    assert refusals, "no refused AssumeRole for the outsider's pod in the trail"
 
     # The trail: team-a's upload names its pod, from the session's tags.
     def upload_of(ns):
@@ -657,6 +662,55 @@ def test_one_role_serves_many_namespaces_by_the_session_tags_naming_each_pod(nod
     assumes = [r for r in records if r["eventName"] == "AssumeRole" and not r.get("errorCode")
                and {"key": "kubernetes-pod-uid", "value": a.uid} in r["requestParameters"].get("tags", [])]
     assert len(assumes) == 1, [r["requestParameters"] for r in records if r["eventName"] == "AssumeRole"]
+
+
+def test_revoking_a_pods_sessions_stops_its_credentials_at_once_and_the_agent_fetches_fresh_ones(node, keyless_bin):
+    """`keyless iam revoke-sessions --role R --pod-uid U` writes AWS's `AWSRevokeOlderSessions`
+    deny, scoped by the session tags to one pod: that pod's credentials already handed out are
+    refused at once, another pod's of the same role keep working, and once the pod is annotated
+    `keyless.dev/sessions-revoked-at` the agent fetches it fresh credentials that work."""
+    node.start_agent(extra=["--cluster-name", "main"])
+    node.pods.namespace("team-a")
+    a = node.pod("rev-a", "team-a", ABAC_ROLE, publish=False)
+    b = node.pod("rev-b", "team-a", ABAC_ROLE, publish=False)
+    node.publish()
+
+    def s3_with(creds):
+        return boto3.session.Session().client(
+            "s3", endpoint_url=node.server.endpoint, region_name="us-east-1",
+            aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["Token"])
+
+    held = {}
+    for pod in (a, b):
+        status, creds = node.imds_credentials(pod)
+        assert status == 200, creds
+        held[pod.name] = creds
+        s3_with(creds).put_object(Bucket="uploads", Key=f"main/team-a/{pod.name}", Body=b"1")
+    time.sleep(1.1)  # revocation works on whole seconds of issue time
+    revoke = subprocess.run(
+        [keyless_bin, "iam", "revoke-sessions", "--role", ABAC_ROLE, "--pod-uid", a.uid,
+         "--endpoint-url", node.server.endpoint, "--data-dir", node.server.data_dir],
+        capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+    assert revoke.returncode == 0, revoke.stderr
+    assert f"revoked the sessions tagged kubernetes-pod-uid={a.uid} of role {ABAC_ROLE}" in revoke.stderr
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        s3_with(held["rev-a"]).get_object(Bucket="uploads", Key="main/team-a/rev-a")
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert s3_with(held["rev-b"]).get_object(Bucket="uploads", Key="main/team-a/rev-b")["Body"].read() == b"1"
+    # Until the pod is annotated, the agent still hands out what it holds.
+    status, same = node.imds_credentials(a)
+    assert status == 200 and same["AccessKeyId"] == held["rev-a"]["AccessKeyId"], same
+    node.pods.pods[a.name]["metadata"]["annotations"]["keyless.dev/sessions-revoked-at"] = \
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    node.publish()
+    status, fresh = node.imds_credentials(a)
+    assert status == 200 and fresh["AccessKeyId"] != held["rev-a"]["AccessKeyId"], fresh
+    assert s3_with(fresh).get_object(Bucket="uploads", Key="main/team-a/rev-a")["Body"].read() == b"1"
+    # The other pod was not disturbed.
+    status, kept = node.imds_credentials(b)
+    assert status == 200 and kept["AccessKeyId"] == held["rev-b"]["AccessKeyId"], kept
 
 
 BOTO3_SCRIPT = """\

@@ -172,7 +172,9 @@ def test_every_request_leaves_a_cloudtrail_record(keyless_bin, tmp_path):
         "userName": "system:serviceaccount:gitlab:registry",
         "identityProvider": provider,
     }
-    assert ok["requestParameters"] == {"roleArn": role, "roleSessionName": "pod-1"}
+    # The token's kubernetes.io claims tag the session, as CloudTrail records a web identity's tags.
+    assert ok["requestParameters"] == {"roleArn": role, "roleSessionName": "pod-1", "principalTags": {
+        "kubernetes-namespace": "gitlab", "kubernetes-service-account": "registry"}}
     assert ok["responseElements"]["credentials"]["accessKeyId"] == creds["AccessKeyId"]
     assert set(ok["responseElements"]["credentials"]) == {"accessKeyId", "expiration"}
     assert ok["responseElements"]["assumedRoleUser"]["arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/registry/pod-1"

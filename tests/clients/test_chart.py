@@ -387,6 +387,14 @@ def test_config_file_is_what_the_values_declare():
     assert 'token_file = "/var/run/secrets/keyless/cluster-issuer/token"' in config, config
     agent_args = container(find(docs, "DaemonSet", "keyless-agent"), "agent")["args"]
     assert "--pod-identity-token-file=/var/run/secrets/kubernetes.io/serviceaccount/token" in agent_args
+    # STS's issuance limits are on by default; 0 turns one off.
+    server_args = container(find(render("embedded"), "StatefulSet", "keyless"), "keyless")["args"]
+    assert {"--sts-principal-rate=20", "--sts-role-rate=200"} <= set(server_args), server_args
+    assert not [a for a in server_args if a.startswith("--sts-max-session-duration")]
+    docs = render(sets=("server.stsLimits.principalRate=0", "server.stsLimits.maxSessionDuration=1h"))
+    server_args = container(find(docs, "StatefulSet", "keyless"), "keyless")["args"]
+    assert not [a for a in server_args if a.startswith("--sts-principal-rate")]
+    assert "--sts-max-session-duration=1h" in server_args
     # The cluster's name is tagged on pods' sessions only when given.
     assert not [a for a in agent_args if a.startswith("--cluster-name")]
     docs = render(sets=("agent.enabled=true", "agent.clusterName=main"))

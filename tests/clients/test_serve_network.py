@@ -150,7 +150,7 @@ def test_a_wildcard_listen_asks_for_the_issuer(pod_net, keyless_bin, tmp_path):
 def pod_identity_config(bucket: str) -> str:
     imds_trust = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/keyless-imds"},
-        "Action": "sts:AssumeRole"}]})
+        "Action": ["sts:AssumeRole", "sts:TagSession"]}]})
     return (f'[[roles]]\nname = "toolbox"\nassume_role_policy = {{ document = {json.dumps(imds_trust)} }}\n'
             f'[[roles.policies]]\nname = "rw"\ndocument = {json.dumps(bucket_rw(bucket))}\n'
             f'[[buckets]]\nname = "{bucket}"\n')

@@ -324,6 +324,19 @@ def test_assume_role_session_policies_and_revocation(server):
     time.sleep(1.1)
     fresh = sts.assume_role(RoleArn=role, RoleSessionName="fresh")["Credentials"]
     assert s3_with(server, fresh).get_object(Bucket="data", Key="x")["Body"].read() == b"1"
+    # Session tags need sts:TagSession in the trust policy, as on AWS: without it a caller the
+    # role trusts could tag itself as another namespace's pod.
+    pod_tag = [{"Key": "kubernetes-namespace", "Value": "team-b"}]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sts.assume_role(RoleArn=role, RoleSessionName="tagged", Tags=pod_tag)
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    assert e.value.response["Error"]["Message"].startswith(
+        f"User: arn:aws:iam::{ACCOUNT}:user/agent is not authorized to perform: sts:TagSession on resource: {role}")
+    tagging = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/agent"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"]}]})
+    server.aws("iam", "update-assume-role-policy", "--role-name", "worker", "--policy-document", tagging)
+    assert sts.assume_role(RoleArn=role, RoleSessionName="tagged", Tags=pod_tag)["Credentials"]
     # A caller the trust policy does not name is refused.
     server.aws("iam", "create-user", "--user-name", "mallory")
     mk = json.loads(server.aws("iam", "create-access-key", "--user-name", "mallory").stdout)["AccessKey"]
@@ -625,3 +638,66 @@ def test_web_identity_sessions_are_tagged_with_the_pod_for_abac(keyless_bin, tmp
     put = [r for r in records if r["eventName"] == "PutObject" and not r.get("errorCode")
            and r["requestParameters"].get("key") == "team-b/x"]
     assert put[0]["userIdentity"]["sessionContext"]["sessionTags"]["kubernetes-pod-uid"] == "uid-b"
+
+
+def test_issuance_limits_throttle_a_flood_and_cap_the_session(keyless_bin, tmp_path):
+    """`--sts-principal-rate 1` (bursts of 2): one service account's flood of
+    AssumeRoleWithWebIdentity calls is answered `Throttling`, which botocore retries until the
+    bucket refills, while another service account is served at once; `--sts-max-session-duration
+    30m` caps sessions. The refusals are counted in the metrics by their code."""
+    from test_metrics import admin_of, scrape, value
+
+    server = Server(keyless_bin, tmp_path / "data",
+                    extra=["--admin-listen", "127.0.0.1:0", "--sts-principal-rate", "1",
+                           "--sts-role-rate", "100", "--sts-max-session-duration", "30m"])
+    try:
+        admin = admin_of(server)
+        issuer = issuer_of(server)
+        key = issuer.split("://", 1)[1]
+        server.client().create_bucket(Bucket="data")
+        doc = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Federated": provider_arn(issuer)},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringLike": {f"{key}:sub": "system:serviceaccount:ci:*"}}}]})
+        role = make_role(server, "ci", doc, "data")
+        no_retries = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"})
+        sts = boto3.client("sts", endpoint_url=server.endpoint, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x", config=no_retries)
+        flood = keyless_token(keyless_bin, server, "ci", "flood")
+        calm = keyless_token(keyless_bin, server, "ci", "calm")
+
+        def assume(token, client=sts, **kw):
+            return client.assume_role_with_web_identity(RoleArn=role, RoleSessionName="ci-session",
+                                                        WebIdentityToken=token, **kw)
+
+        # The burst of two goes through; the flood is throttled within the second.
+        assume(flood)
+        throttled = 0
+        for _ in range(20):
+            try:
+                assume(flood)
+            except botocore.exceptions.ClientError as e:
+                assert e.response["Error"]["Code"] == "Throttling", e.response
+                assert e.response["Error"]["Message"] == "Rate exceeded"
+                assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+                throttled += 1
+                break
+        assert throttled == 1
+        # Another service account of the same role is not starved.
+        creds = assume(calm)["Credentials"]
+        # The session is capped: 30 minutes when none is asked for, and no more when asked.
+        left = creds["Expiration"].timestamp() - time.time()
+        assert 1700 < left <= 1800, left
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            assume(calm, DurationSeconds=3600)
+        assert e.value.response["Error"]["Code"] == "ValidationError"
+        # botocore retries Throttling with backoff: the flood's next call gets through.
+        patient = boto3.client("sts", endpoint_url=server.endpoint, region_name="us-east-1",
+                               aws_access_key_id="x", aws_secret_access_key="x",
+                               config=botocore.config.Config(retries={"max_attempts": 8, "mode": "standard"}))
+        assert assume(flood, client=patient)["Credentials"]["AccessKeyId"].startswith("ASIA")
+        _, samples = scrape(admin)
+    finally:
+        server.stop()
+    assert value(samples, "keyless_sts_refusals_total", operation="AssumeRoleWithWebIdentity",
+                 reason="Throttling") >= throttled

@@ -77,6 +77,13 @@ impl Imds {
     /// them; drops what is cached for roles it no longer has.
     pub fn prefetch(&self, pod: &Pod) {
         let cache = &self.inner.cache;
+        let revoked = pod
+            .annotations
+            .get(crate::REVOKED_AT_ANNOTATION)
+            .and_then(|t| keyless_types::time::parse_iso8601(t.trim()));
+        if let Some(at) = revoked {
+            cache.forget_fetched_before(&pod.uid, at);
+        }
         match self.resolve(pod) {
             Resolution::Role(role) => {
                 let key = CacheKey::new(&pod.uid, &role);

@@ -415,6 +415,19 @@ impl CredentialCache {
         }
     }
 
+    /// Drops the entries of the pod of UID `pod_uid` whose credentials were fetched before
+    /// `before` (seconds): they were revoked, and the next request fetches fresh ones.
+    pub fn forget_fetched_before(&self, pod_uid: &str, before: i64) {
+        self.slots().retain(|key, slot| {
+            key.pod_uid != pod_uid
+                || slot
+                    .current()
+                    .creds
+                    .as_ref()
+                    .is_none_or(|c| c.last_updated >= before)
+        });
+    }
+
     /// Drops every entry of the pod of UID `pod_uid`.
     pub fn forget_pod(&self, pod_uid: &str) {
         self.slots().retain(|key, _| key.pod_uid != pod_uid);

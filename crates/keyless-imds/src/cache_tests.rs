@@ -93,6 +93,22 @@ async fn fresh_credentials_come_from_the_cache() {
 }
 
 #[tokio::test]
+async fn revoked_credentials_are_forgotten_and_fetched_afresh() {
+    let f = fixture();
+    let first = f.cache.get(&key("u1")).await.unwrap();
+    let other = f.cache.get(&key("u2")).await.unwrap();
+    // A revocation older than the credentials changes nothing.
+    f.cache.forget_fetched_before("u1", first.last_updated);
+    assert_eq!(f.cache.get(&key("u1")).await.unwrap(), first);
+    advance(&f, 10);
+    f.cache.forget_fetched_before("u1", START as i64 + 5);
+    let fresh = f.cache.get(&key("u1")).await.unwrap();
+    assert_ne!(fresh.access_key_id, first.access_key_id);
+    // Another pod's are untouched.
+    assert_eq!(f.cache.get(&key("u2")).await.unwrap(), other);
+}
+
+#[tokio::test]
 async fn prefetches_and_refreshes_are_not_counted_as_requests() {
     let f = fixture();
     f.cache.prefetch(&key("u1")).await.unwrap();

@@ -39,8 +39,8 @@ pub use credentials::{AssumeRequest, Credentials, MemoryAssumer, RoleAssumer};
 pub use error::{AssumeError, ImdsError};
 pub use pods::{Namespace, Pod, PodEvent, PodIndex};
 pub use roles::{
-    ALLOWED_ROLES_ANNOTATION, EXTERNAL_ID_ANNOTATION, PERMITTED_ANNOTATION, ROLE_ANNOTATION,
-    Resolution, RoleConfig, RoleResolver, RoleTarget, SESSION_NAME_ANNOTATION,
+    ALLOWED_ROLES_ANNOTATION, EXTERNAL_ID_ANNOTATION, PERMITTED_ANNOTATION, REVOKED_AT_ANNOTATION,
+    ROLE_ANNOTATION, Resolution, RoleConfig, RoleResolver, RoleTarget, SESSION_NAME_ANNOTATION,
     default_session_name, is_session_name,
 };
 pub use server::{Imds, ImdsConfig, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER, TokenMode};

@@ -35,6 +35,9 @@ pub const EXTERNAL_ID_ANNOTATION: &str = "iam.amazonaws.com/external-id";
 pub const ALLOWED_ROLES_ANNOTATION: &str = "iam.amazonaws.com/allowed-roles";
 /// The namespace annotation with a regular expression the roles of its pods must match (kiam).
 pub const PERMITTED_ANNOTATION: &str = "iam.amazonaws.com/permitted";
+/// A pod's: credentials fetched before this time (RFC 3339) were revoked
+/// (`keyless iam revoke-sessions`), and are fetched afresh.
+pub const REVOKED_AT_ANNOTATION: &str = "keyless.dev/sessions-revoked-at";
 
 /// How many compiled `permitted` expressions are kept.
 const REGEX_CACHE: usize = 256;

@@ -274,6 +274,10 @@ pub struct ServeOptions {
     #[command(flatten)]
     pub audit: AuditOptions,
 
+    /// STS's issuance limits.
+    #[command(flatten)]
+    pub sts_limits: StsLimitOptions,
+
     /// The admin listener, limits and shutdown.
     #[command(flatten)]
     pub server: ServerOptions,
@@ -368,6 +372,46 @@ pub struct AuditOptions {
     /// A file holding a bearer token for the trail endpoint, read for every batch.
     #[arg(long, value_name = "FILE", requires = "audit_log")]
     pub audit_log_token_file: Option<PathBuf>,
+}
+
+/// How many credentials STS issues, and for how long.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "STS limits")]
+pub struct StsLimitOptions {
+    /// Credentials STS issues per second to one principal (a user or session, one pod of the
+    /// agent's, or one web identity's service account), in bursts of up to twice as many;
+    /// past it, `Throttling` (the SDKs retry with backoff). Unlimited when not given.
+    #[arg(long, value_name = "PER_SECOND", value_parser = parse_rate)]
+    pub sts_principal_rate: Option<f64>,
+
+    /// Credentials STS issues per second for one role, in bursts of up to twice as many.
+    /// Unlimited when not given.
+    #[arg(long, value_name = "PER_SECOND", value_parser = parse_rate)]
+    pub sts_role_rate: Option<f64>,
+
+    /// The longest session STS issues (15 minutes to 12 hours), below every role's
+    /// MaxSessionDuration: longer requests are refused as over the role's maximum, and
+    /// requests that ask for no duration get this when it is under an hour.
+    #[arg(long, value_name = "DURATION", value_parser = parse_session_duration)]
+    pub sts_max_session_duration: Option<u32>,
+}
+
+impl StsLimitOptions {
+    /// The limits STS issues within.
+    pub(crate) fn limits(&self) -> keyless_sts::Limits {
+        keyless_sts::Limits {
+            per_principal: self.sts_principal_rate.map(keyless_sts::Rate::per_second),
+            per_role: self.sts_role_rate.map(keyless_sts::Rate::per_second),
+            max_session_seconds: self.sts_max_session_duration,
+        }
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && (0.01..=100_000.0).contains(&n) => Ok(n),
+        _ => Err("a rate is a number of calls per second, from 0.01 to 100000".into()),
+    }
 }
 
 /// A size in bytes: `1048576`, `64KiB`, `100MiB`, `2GiB` (or `KB`, `MB`, `GB` in powers of 1000).

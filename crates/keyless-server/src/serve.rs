@@ -346,7 +346,8 @@ impl Server {
             .with(Arc::clone(&issuer) as Arc<dyn KeySource>)
             .with(Arc::new(StaticKeys::new(loaded.jwks_files()?)))
             .with(Arc::new(remote));
-        let sts = Sts::new(iam, session_key, Arc::new(verifier));
+        let sts =
+            Sts::new(iam, session_key, Arc::new(verifier)).with_limits(args.sts_limits.limits());
         let store = Arc::new(match &args.upstream.upstream {
             Some(url) => {
                 Objects::gateway(

@@ -9,6 +9,7 @@ use keyless_iam::session::{SessionClaims, SessionSubject};
 use keyless_iam::{Caller, RoleIdentity, SessionKind};
 use keyless_policy::{DeniedBy, Source, SourceKind};
 use keyless_types::audit::Outcome;
+use keyless_types::pod_tags::POD_UID_TAG;
 use keyless_types::xml::Xml;
 
 use crate::params::{
@@ -111,9 +112,9 @@ impl Sts {
                 "MultiFactorAuthentication failed: this endpoint has no MFA devices".into(),
             ));
         }
-        let denied = |by: Option<DeniedBy>| {
+        let denied_action = |action: &str, by: Option<DeniedBy>| {
             let mut message = format!(
-                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                "User: {} is not authorized to perform: {action} on resource: {role_arn}",
                 caller.arn(account)
             );
             // As STS words it: the caller's own policies are named; a trust policy is not.
@@ -125,10 +126,11 @@ impl Sts {
                 )
             }) {
                 message.push(' ');
-                message.push_str(&by.phrase("sts:AssumeRole"));
+                message.push_str(&by.phrase(action));
             }
             StsError::AccessDenied(message)
         };
+        let denied = |by: Option<DeniedBy>| denied_action("sts:AssumeRole", by);
         let snapshot = self.store.snapshot();
         let role = snapshot.directory.role_by_arn(role_arn).ok_or_else(|| {
             audit.denial = Some("implicitDeny: no such role".into());
@@ -144,7 +146,7 @@ impl Sts {
         };
         let seconds = duration(
             params,
-            max,
+            self.capped(max),
             if chained {
                 "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining."
             } else {
@@ -152,6 +154,12 @@ impl Sts {
             },
         )?;
         let extras = session_extras(params, self.store.as_ref(), true)?;
+        // Per principal: the caller, or for an agent's call on a pod's behalf, that pod.
+        let mut principal = caller.arn(account);
+        if let Some((_, uid)) = extras.tags.iter().find(|(k, _)| k == POD_UID_TAG) {
+            principal = format!("{principal}/{uid}");
+        }
+        self.limiter.admit(&principal, Some(&role.arn), req.now)?;
         let source_identity = params.get("SourceIdentity").map(str::to_owned);
         let mut ctx = request_context(req);
         if let Some(external_id) = params.get("ExternalId") {
@@ -173,6 +181,22 @@ impl Sts {
         if !decided.verdict.is_allowed() {
             audit.denial = Some(decided.text);
             return Err(denied(decided.denied_by));
+        }
+        // Passing session tags is its own permission, as on AWS: without it anyone the role
+        // trusts could name themselves another namespace's pod.
+        if !extras.tags.is_empty() {
+            let decided = caller.authorize(
+                account,
+                "sts:TagSession",
+                &role.arn,
+                &mut ctx,
+                Some(Source::new("trust policy", &role.trust)),
+            );
+            decided.verdict.tally(&mut audit.decisions);
+            if !decided.verdict.is_allowed() {
+                audit.denial = Some(format!("sts:TagSession: {}", decided.text));
+                return Err(denied_action("sts:TagSession", decided.denied_by));
+            }
         }
         let mut out = Xml::new();
         let claims = self.role_session(
@@ -207,6 +231,9 @@ impl Sts {
                 ));
             }
         };
+        self.limiter
+            .admit(&caller.arn(self.account_id()), None, req.now)?;
+        let max = self.capped(max);
         let seconds = match req.params.get("DurationSeconds") {
             None => (12 * 3600).min(max),
             Some(_) => duration(

@@ -32,6 +32,9 @@ pub enum StsError {
     /// `InvalidAction` (400).
     #[error("{0}")]
     InvalidAction(String),
+    /// `Throttling` (400): an issuance limit is spent; the SDKs retry with backoff.
+    #[error("{0}")]
+    Throttling(String),
     /// `InternalFailure` (500); the cause is logged, not sent.
     #[error("{0}")]
     Internal(String),
@@ -50,6 +53,7 @@ impl StsError {
             Self::MalformedPolicyDocument(_) => ("MalformedPolicyDocument", 400),
             Self::PackedPolicyTooLarge(_) => ("PackedPolicyTooLarge", 400),
             Self::InvalidAction(_) => ("InvalidAction", 400),
+            Self::Throttling(_) => ("Throttling", 400),
             Self::Internal(_) => ("InternalFailure", 500),
         }
     }

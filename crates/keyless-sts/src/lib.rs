@@ -6,6 +6,7 @@
 
 mod assume_role;
 mod error;
+mod limit;
 mod params;
 mod seal;
 mod service;
@@ -13,6 +14,7 @@ mod verify;
 mod web_identity;
 
 pub use error::StsError;
+pub use limit::{Limits, Rate};
 pub use seal::{MAX_TOKEN_LEN, SessionKey};
 pub use service::{
     ACTIONS, STS_NAMESPACE, Sts, StsRequest, StsResponse, action_name, error_response,

@@ -144,34 +144,51 @@ pub(crate) fn session_extras(
             let (Some(key), Some(value)) = (tag.get("Key"), tag.get("Value")) else {
                 return Err(ValidationError::null("tags.member.key").into());
             };
-            if key.is_empty() || key.len() > 128 || value.len() > 256 {
-                return Err(StsError::Validation(format!(
-                    "1 validation error detected: Value '{key}' at 'tags' failed to satisfy constraint: tag keys must be 1 to 128 characters and values at most 256"
-                )));
-            }
-            if extras.tags.iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
-                return Err(StsError::Validation(format!(
-                    "Duplicate tag keys found. Please note that Tag keys are case insensitive: {key}"
-                )));
-            }
             extras.tags.push((key.to_owned(), value.to_owned()));
         }
-        if extras.tags.len() > 50 {
-            return Err(StsError::Validation(
-                "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to 50".into(),
-            ));
-        }
+        check_tags(&extras.tags)?;
     }
     extras.pack()?;
     Ok(extras)
 }
 
+/// STS's rules on session tags: at most 50, keys of 1 to 128 characters and values of at most
+/// 256, no key twice (ignoring case).
+fn check_tags(tags: &[(String, String)]) -> Result<(), StsError> {
+    for (i, (key, value)) in tags.iter().enumerate() {
+        if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
+            return Err(StsError::Validation(format!(
+                "1 validation error detected: Value '{key}' at 'tags' failed to satisfy constraint: tag keys must be 1 to 128 characters and values at most 256"
+            )));
+        }
+        if tags[..i].iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            return Err(StsError::Validation(format!(
+                "Duplicate tag keys found. Please note that Tag keys are case insensitive: {key}"
+            )));
+        }
+    }
+    if tags.len() > 50 {
+        return Err(StsError::Validation(
+            "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to 50".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl SessionExtras {
-    /// Sets the session's tags to `tags` (a web identity's, from its token), checked against
-    /// the packed budget as passed tags are.
-    pub(crate) fn set_tags(&mut self, tags: Vec<(String, String)>) -> Result<(), StsError> {
-        self.tags = tags;
-        self.pack()
+    /// Sets the session's tags to a web identity's: `passed`, the token's tag claim, checked as
+    /// passed tags are and counted in the packed budget; then `derived`, the pod's tags from its
+    /// `kubernetes.io` claims, which Keyless adds itself (as IRSA on AWS adds none, they do not
+    /// take from the budget a session policy had).
+    pub(crate) fn set_web_tags(
+        &mut self,
+        passed: Vec<(String, String)>,
+        derived: Vec<(String, String)>,
+    ) -> Result<(), StsError> {
+        self.tags = passed;
+        self.pack()?;
+        self.tags.extend(derived);
+        check_tags(&self.tags)
     }
 
     /// The packed size of the session policies and tags, in percent of the budget

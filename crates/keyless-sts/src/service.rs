@@ -15,6 +15,7 @@ use keyless_types::audit::{Outcome, Resource};
 use keyless_types::query::{self, Params};
 use keyless_types::xml::Xml;
 
+use crate::limit::{Limiter, Limits};
 use crate::verify::TokenVerifier;
 use crate::{SessionKey, StsError};
 
@@ -27,6 +28,7 @@ pub struct Sts {
     pub(crate) store: Arc<dyn IamStore>,
     pub(crate) key: Arc<SessionKey>,
     pub(crate) verifier: Arc<dyn TokenVerifier>,
+    pub(crate) limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for Sts {
@@ -96,6 +98,21 @@ impl Sts {
             store,
             key,
             verifier,
+            limiter: Arc::default(),
+        }
+    }
+
+    /// The same STS, issuing within `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limiter = Arc::new(Limiter::new(limits));
+        self
+    }
+
+    /// The longest session, seconds: `max`, or the configured cap if lower.
+    pub(crate) fn capped(&self, max: i64) -> i64 {
+        match self.limiter.limits.max_session_seconds {
+            Some(cap) => max.min(i64::from(cap)),
+            None => max,
         }
     }
 

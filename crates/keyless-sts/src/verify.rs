@@ -9,7 +9,7 @@ use std::pin::Pin;
 
 use keyless_iam::ProviderIdentity;
 use keyless_oidc::{Expectations, KeyChain, VerifiedToken};
-use keyless_types::pod_tags::{PodFacts, is_pod_tag};
+use keyless_types::pod_tags::PodFacts;
 
 use crate::StsError;
 
@@ -26,8 +26,11 @@ pub struct WebToken {
     /// Every claim with a string value or a list of strings, by claim name (`sub`, `aud`,
     /// `amr`, `kubernetes.io/...` flattened are not included), for the trust policy's keys.
     pub claims: Vec<(String, Vec<String>)>,
-    /// Session tags from the `https://aws.amazon.com/tags` claim's `principal_tags`.
+    /// Session tags from the `https://aws.amazon.com/tags` claim's `principal_tags`, less
+    /// those `pod_tags` names.
     pub session_tags: Vec<(String, String)>,
+    /// The pod's session tags, from the `kubernetes.io` claims.
+    pub pod_tags: Vec<(String, String)>,
 }
 
 /// Checks web identity tokens for a provider: signature against the issuer's keys, issuer,
@@ -91,17 +94,16 @@ fn text(value: Option<&serde_json::Value>) -> Option<&str> {
     value.and_then(serde_json::Value::as_str)
 }
 
+type Tags = Vec<(String, String)>;
+
 /// The session tags of a web identity: the token's tag claim, and the pod's tags from its
 /// `kubernetes.io` claim, which win over tag claims of the same names (they are the cluster's
 /// facts about the pod).
-fn web_session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+fn web_session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> (Tags, Tags) {
     let pod = pod_session_tags(claims);
     let mut tags = session_tags(claims);
-    if !pod.is_empty() {
-        tags.retain(|(key, _)| !is_pod_tag(key));
-        tags.extend(pod);
-    }
-    tags
+    tags.retain(|(key, _)| !pod.iter().any(|(p, _)| p.eq_ignore_ascii_case(key)));
+    (tags, pod)
 }
 
 impl WebToken {
@@ -114,8 +116,10 @@ impl WebToken {
                 None => claims.push((name.to_owned(), vec![value.to_owned()])),
             }
         }
+        let (session_tags, pod_tags) = web_session_tags(&verified.claims);
         WebToken {
-            session_tags: web_session_tags(&verified.claims),
+            session_tags,
+            pod_tags,
             subject: verified.subject,
             audience: verified.audience,
             claims,
@@ -168,30 +172,43 @@ mod tests {
             },
             TAGS_CLAIM: {"principal_tags": {"team": ["ci"], "kubernetes-namespace": ["forged"]}}
         }));
+        let (passed, pod) = web_session_tags(&token);
+        assert_eq!(passed, [("team".to_owned(), "ci".to_owned())]);
+        let names: Vec<&str> = pod.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
-            web_session_tags(&token),
+            names,
             [
-                ("team".to_owned(), "ci".to_owned()),
-                ("kubernetes-namespace".to_owned(), "gitlab".to_owned()),
-                (
-                    "kubernetes-service-account".to_owned(),
-                    "registry".to_owned()
-                ),
-                ("kubernetes-pod-name".to_owned(), "registry-0".to_owned()),
-                ("kubernetes-pod-uid".to_owned(), "pod-1".to_owned()),
+                "kubernetes-namespace",
+                "kubernetes-service-account",
+                "kubernetes-pod-name",
+                "kubernetes-pod-uid"
             ]
+        );
+        assert_eq!(pod[0].1, "gitlab");
+        assert_eq!(pod[3].1, "pod-1");
+        // The claim's own cluster name is kept; a forged namespace in any case is not.
+        let clustered = claims(serde_json::json!({
+            "kubernetes.io": {"namespace": "gitlab", "serviceaccount": {"name": "registry"}},
+            TAGS_CLAIM: {"principal_tags": {"eks-cluster-name": ["main"], "KUBERNETES-NAMESPACE": ["x"]}}
+        }));
+        assert_eq!(
+            web_session_tags(&clustered).0,
+            [("eks-cluster-name".to_owned(), "main".to_owned())]
         );
         // A token bound to no pod names its service account only; one without the claim, none.
         let unbound = claims(serde_json::json!({
             "kubernetes.io": {"namespace": "gitlab", "serviceaccount": {"name": "registry"}}
         }));
-        assert_eq!(web_session_tags(&unbound).len(), 2);
+        assert_eq!(web_session_tags(&unbound).1.len(), 2);
         let other = claims(serde_json::json!({
             TAGS_CLAIM: {"principal_tags": {"kubernetes-namespace": ["kept"]}}
         }));
         assert_eq!(
             web_session_tags(&other),
-            [("kubernetes-namespace".to_owned(), "kept".to_owned())]
+            (
+                vec![("kubernetes-namespace".to_owned(), "kept".to_owned())],
+                vec![]
+            )
         );
     }
 }

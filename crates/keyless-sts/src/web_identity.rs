@@ -69,13 +69,16 @@ impl Sts {
             StsError::not_authorized(ACTION)
         })?;
         audit.resources.push(role_resource(role));
+        // Per principal: the token's provider and subject (one service account), verified.
+        let principal = format!("{}:{}", provider.arn, web.subject);
+        self.limiter.admit(&principal, Some(&role.arn), req.now)?;
         let seconds = duration(
             params,
-            i64::from(role.max_session_duration),
+            self.capped(i64::from(role.max_session_duration)),
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
         )?;
         let mut extras = session_extras(params, self.store.as_ref(), false)?;
-        extras.set_tags(web.session_tags.clone())?;
+        extras.set_web_tags(web.session_tags.clone(), web.pod_tags.clone())?;
         if !extras.tags.is_empty() {
             // As CloudTrail records a web identity's tags.
             let tags: serde_json::Map<String, serde_json::Value> = (extras.tags.iter())

@@ -55,19 +55,6 @@ impl PodFacts<'_> {
     }
 }
 
-/// Whether `key` is one of the pod's tags (compared as STS compares tag keys, ignoring case).
-pub fn is_pod_tag(key: &str) -> bool {
-    [
-        CLUSTER_NAME_TAG,
-        NAMESPACE_TAG,
-        SERVICE_ACCOUNT_TAG,
-        POD_NAME_TAG,
-        POD_UID_TAG,
-    ]
-    .iter()
-    .any(|tag| tag.eq_ignore_ascii_case(key))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,7 +102,5 @@ mod tests {
             ..bare
         };
         assert_eq!(too_long.tags().len(), 2);
-        assert!(is_pod_tag("Kubernetes-Namespace"));
-        assert!(!is_pod_tag("team"));
     }
 }

@@ -160,7 +160,9 @@ impl Params {
         let mut out = serde_json::Map::new();
         // `Tags.member.2.Key` and `PolicyArns.member.1.arn` as CloudTrail writes them:
         // `"tags": [{"key": ...}]`, `"policyArns": [{"arn": ...}]`; `X.member.N`: `"x": [...]`.
-        let mut lists: Vec<(String, std::collections::BTreeMap<usize, Value>)> = Vec::new();
+        // The first value of a name wins, as `get`, `list` and `structs` read them.
+        let mut lists: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, Value>> =
+            std::collections::BTreeMap::new();
         for (name, value) in &self.0 {
             if name == "Action" || name == "Version" || crate::audit::is_secret_parameter(name) {
                 continue;
@@ -169,28 +171,23 @@ impl Params {
             if let (Some(list), Some("member"), Some(Ok(n)), field, None) = (
                 parts.next(),
                 parts.next(),
-                parts.next().map(str::parse::<usize>),
+                parts.next().map(str::parse::<u32>),
                 parts.next(),
                 parts.next(),
             ) {
-                let list = camel(list);
-                let items = match lists.iter_mut().find(|(l, _)| *l == list) {
-                    Some((_, items)) => items,
+                let item = lists.entry(camel(list)).or_default().entry(n);
+                match field {
+                    Some(field) => {
+                        let fields = item.or_insert_with(|| Value::Object(Default::default()));
+                        if let Value::Object(fields) = fields {
+                            fields
+                                .entry(camel(field))
+                                .or_insert_with(|| Value::from(value.as_str()));
+                        }
+                    }
                     None => {
-                        lists.push((list, Default::default()));
-                        &mut lists.last_mut().expect("just pushed").1
+                        item.or_insert_with(|| Value::from(value.as_str()));
                     }
-                };
-                let item = items.entry(n).or_insert_with(|| match field {
-                    Some(_) => Value::Object(serde_json::Map::new()),
-                    None => Value::Null,
-                });
-                match (field, item) {
-                    (Some(field), Value::Object(fields)) => {
-                        fields.insert(camel(field), Value::from(value.as_str()));
-                    }
-                    (None, item) => *item = Value::from(value.as_str()),
-                    _ => {}
                 }
                 continue;
             }
@@ -310,6 +307,15 @@ mod tests {
                 "transitiveTagKeys": ["a"]
             })
         );
+        // The first value of a repeated name is the one STS used, and the one recorded.
+        let repeated = Params::parse_form(
+            "Tags.member.1.Key=a&Tags.member.1.Key=b&List.member.1=x&List.member.1=y",
+        );
+        assert_eq!(
+            serde_json::Value::Object(repeated.for_audit()),
+            serde_json::json!({"tags": [{"key": "a"}], "list": ["x"]})
+        );
+        assert_eq!(repeated.structs("Tags")[0].get("Key"), Some("a"));
     }
 
     #[test]

@@ -260,6 +260,60 @@ pub(crate) enum IamCommand {
     ///       --attach-policy-arn arn:aws:iam::aws:policy/AmazonS3FullAccess
     #[command(verbatim_doc_comment)]
     CreateServiceAccount(CreateServiceAccountArgs),
+    /// Revoke a role's sessions issued until now, the way AWS's console does: an inline deny
+    /// (`AWSRevokeOlderSessions`) on every action for sessions whose `aws:TokenIssueTime` is
+    /// earlier. With --pod-uid, --pod, --service-account or --namespace, only the sessions
+    /// whose session tags name that pod, service account or namespace (what the metadata
+    /// agent, container credentials and web identity put on pods' sessions). Credentials
+    /// already handed out stop working at once; new ones work. The agent fetches fresh ones
+    /// for a pod annotated `keyless.dev/sessions-revoked-at` with a later time.
+    ///
+    /// Examples:
+    ///
+    ///   keyless iam revoke-sessions --role gitlab-registry
+    ///
+    ///   keyless iam revoke-sessions --role gitlab-registry --pod gitlab/registry-0
+    #[command(verbatim_doc_comment)]
+    RevokeSessions(RevokeSessionsArgs),
+}
+
+/// Which sessions `revoke-sessions` revokes.
+#[derive(Debug, Args)]
+pub(crate) struct RevokeSessionsArgs {
+    /// The role whose sessions to revoke (a name); repeat for several.
+    #[arg(long = "role", value_name = "NAME", required = true)]
+    pub(crate) roles: Vec<String>,
+    /// Only the sessions of the pod of this UID (`kubernetes-pod-uid`).
+    #[arg(long, value_name = "UID", group = "scope")]
+    pub(crate) pod_uid: Option<String>,
+    /// Only the sessions of this pod (`kubernetes-namespace` and `kubernetes-pod-name`).
+    #[arg(long, value_name = "NAMESPACE/NAME", group = "scope")]
+    pub(crate) pod: Option<String>,
+    /// Only the sessions of this service account's pods.
+    #[arg(long, value_name = "NAMESPACE/NAME", group = "scope")]
+    pub(crate) service_account: Option<String>,
+    /// Only the sessions of this namespace's pods.
+    #[arg(long, value_name = "NAMESPACE", group = "scope")]
+    pub(crate) namespace: Option<String>,
+    #[command(flatten)]
+    pub(crate) connect: IamConnectArgs,
+}
+
+/// Where the IAM API is and who signs.
+#[derive(Debug, Args)]
+pub(crate) struct IamConnectArgs {
+    /// The server's endpoint (http:// or https://).
+    #[arg(long, default_value = "http://127.0.0.1:9000", value_name = "URL")]
+    pub(crate) endpoint_url: String,
+    /// The server's data folder, whose root-credentials file the profile step reads too.
+    #[arg(long, default_value = "keyless-data", value_name = "DIR")]
+    pub(crate) data_dir: PathBuf,
+    /// A profile of ~/.aws/config and ~/.aws/credentials [default: AWS_PROFILE, then `default`]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) profile: Option<String>,
+    /// Extra CA certificates (PEM) for an https endpoint with a private CA [default: AWS_CA_BUNDLE]
+    #[arg(long, value_name = "FILE", env = "AWS_CA_BUNDLE")]
+    pub(crate) ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -282,18 +336,8 @@ pub(crate) struct CreateServiceAccountArgs {
     /// The audience the tokens carry.
     #[arg(long, default_value = "sts.amazonaws.com")]
     pub(crate) audience: String,
-    /// The server's endpoint (http:// or https://).
-    #[arg(long, default_value = "http://127.0.0.1:9000", value_name = "URL")]
-    pub(crate) endpoint_url: String,
-    /// The server's data folder, whose root-credentials file the profile step reads too.
-    #[arg(long, default_value = "keyless-data", value_name = "DIR")]
-    pub(crate) data_dir: PathBuf,
-    /// A profile of ~/.aws/config and ~/.aws/credentials [default: AWS_PROFILE, then `default`]
-    #[arg(long, value_name = "NAME")]
-    pub(crate) profile: Option<String>,
-    /// Extra CA certificates (PEM) for an https endpoint with a private CA [default: AWS_CA_BUNDLE]
-    #[arg(long, value_name = "FILE", env = "AWS_CA_BUNDLE")]
-    pub(crate) ca_bundle: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) connect: IamConnectArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -49,6 +49,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Iam(cli::IamCommand::CreateServiceAccount(args)) => {
             iam::create_service_account(&args)
         }
+        cli::Command::Iam(cli::IamCommand::RevokeSessions(args)) => iam::revoke_sessions(&args),
         cli::Command::Oidc(cli::OidcCommand::Rotate {
             data_dir,
             iam_store,

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 
-use crate::cli::CreateServiceAccountArgs;
+use crate::cli::{CreateServiceAccountArgs, IamConnectArgs, RevokeSessionsArgs};
 use crate::output::outln;
 use crate::tools::client::{self, Client, ClientArgs};
 
@@ -61,7 +61,7 @@ pub(crate) fn create_service_account(args: &CreateServiceAccountArgs) -> anyhow:
 /// The SDK configuration of `create-service-account`: the tools' default chain, whose profile
 /// step also reads the data folder's root credentials (an AWS shared credentials file) after
 /// ~/.aws/credentials, as if AWS_SHARED_CREDENTIALS_FILE named both.
-async fn load(args: &CreateServiceAccountArgs) -> anyhow::Result<Client> {
+async fn load(args: &IamConnectArgs) -> anyhow::Result<Client> {
     let root = args.data_dir.join(ROOT_CREDENTIALS);
     let has_root = root.is_file();
     let client_args = ClientArgs {
@@ -92,8 +92,8 @@ async fn load(args: &CreateServiceAccountArgs) -> anyhow::Result<Client> {
 
 /// Finds the provider, creates the role and attaches the policies; the role's ARN.
 async fn create(args: &CreateServiceAccountArgs) -> anyhow::Result<String> {
-    let client = load(args).await?;
-    let iam = client.iam(&args.endpoint_url, None);
+    let client = load(&args.connect).await?;
+    let iam = client.iam(&args.connect.endpoint_url, None);
     let listed = iam
         .list_open_id_connect_providers()
         .send()
@@ -171,4 +171,199 @@ async fn create(args: &CreateServiceAccountArgs) -> anyhow::Result<String> {
             })?;
     }
     Ok(role_arn)
+}
+
+/// The inline policy AWS's console writes to revoke a role's sessions.
+const REVOKE_POLICY: &str = "AWSRevokeOlderSessions";
+
+/// A revocation statement older than this revokes nothing any more: every session issued
+/// before it has expired (12 hours is the longest role session).
+const REVOCATION_KEPT_SECONDS: i64 = 12 * 3600 + 300;
+
+/// Which sessions a revocation covers: all of the role's, or those whose session tags match.
+fn scope(args: &RevokeSessionsArgs) -> anyhow::Result<Vec<(String, String)>> {
+    use keyless_types::pod_tags::{NAMESPACE_TAG, POD_NAME_TAG, POD_UID_TAG, SERVICE_ACCOUNT_TAG};
+    let tag = |name: &str, value: &str| (format!("aws:PrincipalTag/{name}"), value.to_owned());
+    let pair = |flag: &str, text: &str| -> anyhow::Result<(String, String)> {
+        match text.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok((ns.to_owned(), name.to_owned()))
+            }
+            _ => bail!("{flag} `{text}`: expected NAMESPACE/NAME"),
+        }
+    };
+    Ok(
+        match (
+            &args.pod_uid,
+            &args.pod,
+            &args.service_account,
+            &args.namespace,
+        ) {
+            (Some(uid), ..) => vec![tag(POD_UID_TAG, uid)],
+            (_, Some(pod), ..) => {
+                let (ns, name) = pair("--pod", pod)?;
+                vec![tag(NAMESPACE_TAG, &ns), tag(POD_NAME_TAG, &name)]
+            }
+            (_, _, Some(sa), _) => {
+                let (ns, name) = pair("--service-account", sa)?;
+                vec![tag(NAMESPACE_TAG, &ns), tag(SERVICE_ACCOUNT_TAG, &name)]
+            }
+            (.., Some(ns)) => vec![tag(NAMESPACE_TAG, ns)],
+            _ => Vec::new(),
+        },
+    )
+}
+
+/// The revocation policy after revoking, at `now`, the sessions `scope` names: `existing`'s
+/// statements for other scopes are kept (those that revoke nothing any more are dropped), and
+/// this scope's is replaced by one that denies every action to sessions issued before `now`.
+pub(crate) fn revocation_policy(
+    existing: Option<&str>,
+    scope: &[(String, String)],
+    now: i64,
+) -> anyhow::Result<String> {
+    use serde_json::{Value, json};
+    let mut statements: Vec<Value> = match existing {
+        Some(text) => {
+            let doc: Value = serde_json::from_str(text)
+                .with_context(|| format!("the role's {REVOKE_POLICY} policy is not JSON"))?;
+            match doc.get("Statement") {
+                Some(Value::Array(s)) => s.clone(),
+                Some(one @ Value::Object(_)) => vec![one.clone()],
+                _ => Vec::new(),
+            }
+        }
+        None => Vec::new(),
+    };
+    let matching: Value = scope
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let condition = |s: &Value, key: &str| s.get("Condition").and_then(|c| c.get(key)).cloned();
+    statements.retain(|s| {
+        let same_scope = condition(s, "StringEquals").unwrap_or_else(|| json!({})) == matching;
+        let issued = condition(s, "DateLessThan")
+            .and_then(|d| {
+                d.get("aws:TokenIssueTime")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .and_then(|t| keyless_types::time::parse_iso8601(&t));
+        let live = issued.is_none_or(|t| now.saturating_sub(t) < REVOCATION_KEPT_SECONDS);
+        !same_scope && live
+    });
+    let mut condition = serde_json::Map::new();
+    condition.insert(
+        "DateLessThan".into(),
+        json!({"aws:TokenIssueTime": keyless_types::time::iso8601(now)}),
+    );
+    if !scope.is_empty() {
+        condition.insert("StringEquals".into(), matching);
+    }
+    statements.push(json!({
+        "Effect": "Deny",
+        "Action": ["*"],
+        "Resource": ["*"],
+        "Condition": condition,
+    }));
+    Ok(json!({"Version": "2012-10-17", "Statement": statements}).to_string())
+}
+
+pub(crate) fn revoke_sessions(args: &RevokeSessionsArgs) -> anyhow::Result<ExitCode> {
+    let scope = scope(args)?;
+    client::runtime()?.block_on(async {
+        let client = load(&args.connect).await?;
+        let iam = client.iam(&args.connect.endpoint_url, None);
+        #[allow(clippy::disallowed_types, clippy::disallowed_methods)] // the tool's own clock
+        let now = keyless_types::Clock::unix_seconds(&keyless_types::SystemClock);
+        for role in &args.roles {
+            let existing = match iam
+                .get_role_policy()
+                .role_name(role)
+                .policy_name(REVOKE_POLICY)
+                .send()
+                .await
+            {
+                Ok(found) => Some(
+                    keyless_types::encoding::percent_decode(found.policy_document()).into_owned(),
+                ),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_no_such_entity_exception()) =>
+                {
+                    None
+                }
+                Err(e) => {
+                    return Err(anyhow::anyhow!(client::sdk_error(&e)))
+                        .with_context(|| format!("GetRolePolicy of `{role}`"));
+                }
+            };
+            let policy = revocation_policy(existing.as_deref(), &scope, now)?;
+            iam.put_role_policy()
+                .role_name(role)
+                .policy_name(REVOKE_POLICY)
+                .policy_document(policy)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!(client::sdk_error(&e)))
+                .with_context(|| format!("PutRolePolicy of `{role}`"))?;
+            let what = match scope.as_slice() {
+                [] => "every session".to_owned(),
+                tags => format!(
+                    "the sessions tagged {}",
+                    tags.iter()
+                        .map(|(k, v)| format!("{}={v}", k.trim_start_matches("aws:PrincipalTag/")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            eprintln!(
+                "keyless: revoked {what} of role {role} issued before {}",
+                keyless_types::time::iso8601(now)
+            );
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocations_replace_their_scope_and_drop_what_revokes_nothing() {
+        let pod = vec![(
+            "aws:PrincipalTag/kubernetes-pod-uid".to_owned(),
+            "u-1".to_owned(),
+        )];
+        let first = revocation_policy(None, &[], 1_000_000).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&first).unwrap();
+        assert_eq!(
+            doc["Statement"][0],
+            serde_json::json!({"Effect": "Deny", "Action": ["*"], "Resource": ["*"],
+                "Condition": {"DateLessThan": {"aws:TokenIssueTime": "1970-01-12T13:46:40Z"}}})
+        );
+        keyless_policy::Policy::parse_as(&first, keyless_policy::PolicyKind::Identity).unwrap();
+        // A pod's revocation is added beside the role's; a later one of the same scope replaces it.
+        let both = revocation_policy(Some(&first), &pod, 1_000_010).unwrap();
+        let again = revocation_policy(Some(&both), &pod, 1_000_020).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&again).unwrap();
+        let statements = doc["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 2, "{again}");
+        assert_eq!(
+            statements[1]["Condition"]["StringEquals"]["aws:PrincipalTag/kubernetes-pod-uid"],
+            "u-1"
+        );
+        assert_eq!(
+            statements[1]["Condition"]["DateLessThan"]["aws:TokenIssueTime"],
+            "1970-01-12T13:47:00Z"
+        );
+        // A day later, the old statements revoke nothing and are dropped.
+        let later = revocation_policy(Some(&again), &[], 1_000_000 + 86_400).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&later).unwrap();
+        assert_eq!(doc["Statement"].as_array().unwrap().len(), 1);
+        assert!(revocation_policy(Some("not json"), &[], 0).is_err());
+    }
 }
