@@ -118,6 +118,12 @@ def config_toml() -> str:
             out.append(f'[[roles.policies]]\nname = "bucket-rw"\ndocument = {json.dumps(gitlab_bucket_policy(bucket))}\n')
         else:
             out.append('policy_arns = ["arn:aws:iam::aws:policy/AmazonS3FullAccess"]\n')
+    # A role whose trust predates session tags: sts:AssumeRole alone.
+    legacy = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/{AGENT_USER}"},
+        "Action": "sts:AssumeRole"}]})
+    out.append(f'[[roles]]\nname = "legacy"\nassume_role_policy = {{ document = {json.dumps(legacy)} }}\n')
+    out.append(f'[[roles.policies]]\nname = "bucket-rw"\ndocument = {json.dumps(gitlab_bucket_policy("uploads"))}\n')
     out.append(f'[[roles]]\nname = "{ABAC_ROLE}"\nassume_role_policy = {{ document = {json.dumps(ABAC_TRUST)} }}\n')
     out.append(f'[[roles.policies]]\nname = "by-namespace"\ndocument = {json.dumps(ABAC_POLICY)}\n')
     for bucket in BUCKETS:
@@ -662,6 +668,24 @@ def test_one_role_serves_many_namespaces_by_the_session_tags_naming_each_pod(nod
     assumes = [r for r in records if r["eventName"] == "AssumeRole" and not r.get("errorCode")
                and {"key": "kubernetes-pod-uid", "value": a.uid} in r["requestParameters"].get("tags", [])]
     assert len(assumes) == 1, [r["requestParameters"] for r in records if r["eventName"] == "AssumeRole"]
+
+
+def test_a_trust_without_tag_session_needs_no_session_tags(node):
+    """The agent's pods' session tags need `sts:TagSession` from the role's trust, as on AWS;
+    `--no-session-tags` (EKS Pod Identity's disableSessionTags) serves roles whose trust policy
+    predates them."""
+    node.start_agent()
+    node.pods.namespace("old")
+    pod = node.pod("legacy-0", "old", "legacy")
+    status, body = node.imds_credentials(pod)
+    assert status != 200, body
+    refused = node.server.audit_records(lambda r: r["eventName"] == "AssumeRole" and r.get("errorCode")
+                                        and "role/legacy" in json.dumps(r.get("resources", [])))
+    assert [r for r in refused if r["eventName"] == "AssumeRole" and "role/legacy" in json.dumps(r.get("resources", []))
+            and "sts:TagSession" in r.get("errorMessage", "")], refused[-3:]
+    node.agent.stop()
+    node.start_agent(extra=["--no-session-tags"])
+    assert node.caller_arn(pod).startswith(assumed("legacy"))
 
 
 def test_revoking_a_pods_sessions_stops_its_credentials_at_once_and_the_agent_fetches_fresh_ones(node, keyless_bin):

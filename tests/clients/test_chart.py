@@ -399,6 +399,8 @@ def test_config_file_is_what_the_values_declare():
     assert not [a for a in agent_args if a.startswith("--cluster-name")]
     docs = render(sets=("agent.enabled=true", "agent.clusterName=main"))
     assert "--cluster-name=main" in container(find(docs, "DaemonSet", "keyless-agent"), "agent")["args"]
+    docs = render(sets=("agent.enabled=true", "agent.sessionTags=false"))
+    assert "--no-session-tags" in container(find(docs, "DaemonSet", "keyless-agent"), "agent")["args"]
     # A string that TOML and JSON would both need escaped survives both.
     docs = render(sets=("iam.roles[0].name=r", "iam.roles[0].trust.agent=true",
                         'iam.roles[0].description=say "hi"\\, <then> \\\\ go'))

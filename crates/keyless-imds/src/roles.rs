@@ -57,6 +57,9 @@ pub struct RoleConfig {
     pub restrict_namespaces: bool,
     /// The cluster's name, tagged on every pod's session (`eks-cluster-name`) when set.
     pub cluster_name: Option<String>,
+    /// Whether pods' sessions carry the tags naming them (EKS Pod Identity's
+    /// `disableSessionTags` when false; then trust policies need no `sts:TagSession`).
+    pub session_tags: bool,
 }
 
 impl RoleConfig {
@@ -69,6 +72,7 @@ impl RoleConfig {
             default_role: None,
             restrict_namespaces: false,
             cluster_name: None,
+            session_tags: true,
         }
     }
 }
@@ -198,14 +202,17 @@ impl RoleResolver {
             }
             None => None,
         };
-        let tags = PodFacts {
+        let facts = PodFacts {
             cluster: self.config.cluster_name.as_deref(),
             namespace: &pod.namespace,
             service_account: &pod.service_account,
             pod_name: Some(&pod.name),
             pod_uid: Some(&pod.uid),
-        }
-        .tags();
+        };
+        let tags = match self.config.session_tags {
+            true => facts.tags(),
+            false => Vec::new(),
+        };
         Resolution::Role(RoleTarget {
             arn: role.arn,
             name: role.name,

@@ -62,7 +62,13 @@ fn a_pods_session_is_tagged_with_its_namespace_service_account_name_and_uid() {
     let role = role_of(named.resolve(&p, None));
     assert_eq!(role.tags[0], ("eks-cluster-name".into(), "main".into()));
     assert_eq!(role.tags.len(), 5);
-    assert_eq!(crate::CacheKey::new(&p.uid, &role).tags, role.tags);
+    // Turned off, none (EKS Pod Identity's disableSessionTags).
+    let untagged = RoleResolver::new(RoleConfig {
+        session_tags: false,
+        ..RoleConfig::new(AccountId::parse(ACCOUNT).unwrap())
+    })
+    .unwrap();
+    assert!(role_of(untagged.resolve(&p, None)).tags.is_empty());
 }
 
 #[test]

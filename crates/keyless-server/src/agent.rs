@@ -242,6 +242,7 @@ pub(crate) async fn start(
     config.roles.default_role = args.default_role.clone();
     config.roles.restrict_namespaces = args.namespace_restrictions;
     config.roles.cluster_name.clone_from(&args.cluster_name);
+    config.roles.session_tags = !args.no_session_tags;
     config.tokens = if args.require_imdsv2 {
         TokenMode::Required
     } else {

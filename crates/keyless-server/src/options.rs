@@ -624,8 +624,14 @@ pub struct ImdsOptions {
 
     /// The cluster's name, tagged on every pod's session as `eks-cluster-name` (with the pod's
     /// `kubernetes-namespace`, `-service-account`, `-pod-name` and `-pod-uid`, always there).
-    #[arg(long, value_name = "NAME", value_parser = parse_cluster_name)]
+    #[arg(long, value_name = "NAME", value_parser = parse_cluster_name, conflicts_with = "no_session_tags")]
     pub cluster_name: Option<String>,
+
+    /// Pass no session tags naming the pod (EKS Pod Identity's `disableSessionTags`): for
+    /// roles whose trust policies allow the agent `sts:AssumeRole` but not `sts:TagSession`.
+    /// Policies then cannot tell pods of one role apart, and revocation by pod does not apply.
+    #[arg(long)]
+    pub no_session_tags: bool,
 
     /// How long the credentials given to pods live, from 15 minutes to 12 hours (the role's
     /// MaxSessionDuration must allow it); they are refreshed well before they expire.

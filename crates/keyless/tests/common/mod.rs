@@ -318,12 +318,12 @@ name = "other"
 pub const POD_ROLES: &str = r#"
 [[roles]]
 name = "gitlab-registry"
-assume_role_policy = { document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/keyless-imds"}, "Action": "sts:AssumeRole"}]}' }
+assume_role_policy = { document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/keyless-imds"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}' }
 policy_arns = ["arn:aws:iam::000000000000:policy/registry-rw"]
 
 [[roles]]
 name = "gitlab-toolbox"
-assume_role_policy = { document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/keyless-imds"}, "Action": "sts:AssumeRole"}]}' }
+assume_role_policy = { document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/keyless-imds"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}' }
 policy_arns = ["arn:aws:iam::000000000000:policy/registry-rw"]
 "#;
 
