@@ -685,11 +685,15 @@ def test_issuance_limits_throttle_a_flood_and_cap_the_session(keyless_bin, tmp_p
         assert throttled == 1
         # Another service account of the same role is not starved.
         creds = assume(calm)["Credentials"]
-        # The session is capped: 30 minutes when none is asked for, and no more when asked.
+        # The session is capped: 30 minutes when none is asked for, and when an hour is (the
+        # role allows it: the cap is the operator's, a shorter session and not a refusal).
         left = creds["Expiration"].timestamp() - time.time()
         assert 1700 < left <= 1800, left
+        longer = assume(calm, DurationSeconds=3600)["Credentials"]
+        assert 1700 < longer["Expiration"].timestamp() - time.time() <= 1800
+        # Past the role's own maximum is refused as ever.
         with pytest.raises(botocore.exceptions.ClientError) as e:
-            assume(calm, DurationSeconds=3600)
+            assume(calm, DurationSeconds=43200)
         assert e.value.response["Error"]["Code"] == "ValidationError"
         # botocore retries Throttling with backoff: the flood's next call gets through.
         patient = boto3.client("sts", endpoint_url=server.endpoint, region_name="us-east-1",

@@ -77,12 +77,15 @@ impl Imds {
     /// them; drops what is cached for roles it no longer has.
     pub fn prefetch(&self, pod: &Pod) {
         let cache = &self.inner.cache;
-        let revoked = pod
-            .annotations
-            .get(crate::REVOKED_AT_ANNOTATION)
-            .and_then(|t| keyless_types::time::parse_iso8601(t.trim()));
-        if let Some(at) = revoked {
-            cache.forget_fetched_before(&pod.uid, at);
+        if let Some(text) = pod.annotations.get(crate::REVOKED_AT_ANNOTATION) {
+            match keyless_types::time::parse_iso8601(text.trim()) {
+                Some(at) => cache.forget_fetched_before(&pod.uid, at),
+                None => tracing::warn!(
+                    pod = %pod.name, namespace = %pod.namespace, value = %text,
+                    "imds: {} is not a UTC time like 2026-12-07T13:00:00Z; ignored",
+                    crate::REVOKED_AT_ANNOTATION
+                ),
+            }
         }
         match self.resolve(pod) {
             Resolution::Role(role) => {

@@ -389,9 +389,9 @@ pub struct StsLimitOptions {
     #[arg(long, value_name = "PER_SECOND", value_parser = parse_rate)]
     pub sts_role_rate: Option<f64>,
 
-    /// The longest session STS issues (15 minutes to 12 hours), below every role's
-    /// MaxSessionDuration: longer requests are refused as over the role's maximum, and
-    /// requests that ask for no duration get this when it is under an hour.
+    /// The longest session STS issues (15 minutes to 12 hours), whatever the roles'
+    /// MaxSessionDuration: a longer request (within its role's maximum) gets a session this
+    /// long; asking for more than the role allows is refused as ever.
     #[arg(long, value_name = "DURATION", value_parser = parse_session_duration)]
     pub sts_max_session_duration: Option<u32>,
 }

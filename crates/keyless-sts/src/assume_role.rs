@@ -144,22 +144,16 @@ impl Sts {
         } else {
             i64::from(role.max_session_duration)
         };
-        let seconds = duration(
+        let seconds = self.clamp(duration(
             params,
-            self.capped(max),
+            max,
             if chained {
                 "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining."
             } else {
                 "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
             },
-        )?;
+        )?);
         let extras = session_extras(params, self.store.as_ref(), true)?;
-        // Per principal: the caller, or for an agent's call on a pod's behalf, that pod.
-        let mut principal = caller.arn(account);
-        if let Some((_, uid)) = extras.tags.iter().find(|(k, _)| k == POD_UID_TAG) {
-            principal = format!("{principal}/{uid}");
-        }
-        self.limiter.admit(&principal, Some(&role.arn), req.now)?;
         let source_identity = params.get("SourceIdentity").map(str::to_owned);
         let mut ctx = request_context(req);
         if let Some(external_id) = params.get("ExternalId") {
@@ -198,6 +192,13 @@ impl Sts {
                 return Err(denied_action("sts:TagSession", decided.denied_by));
             }
         }
+        // The limits, once the call is allowed (a refused one spends no one's bucket): per
+        // caller, or for a call on a pod's behalf that may tag the session, per pod.
+        let mut limit_key = caller.arn(account);
+        if let Some((_, uid)) = extras.tags.iter().find(|(k, _)| k == POD_UID_TAG) {
+            limit_key = format!("{limit_key}/{uid}");
+        }
+        self.limiter.admit(&limit_key, Some(&role.arn), req.now)?;
         let mut out = Xml::new();
         let claims = self.role_session(
             &mut out,
@@ -233,7 +234,6 @@ impl Sts {
         };
         self.limiter
             .admit(&caller.arn(self.account_id()), None, req.now)?;
-        let max = self.capped(max);
         let seconds = match req.params.get("DurationSeconds") {
             None => (12 * 3600).min(max),
             Some(_) => duration(
@@ -258,6 +258,7 @@ impl Sts {
                 other => Err(other),
             })?,
         };
+        let seconds = self.clamp(seconds);
         let claims = SessionClaims {
             subject,
             issued: req.now,

@@ -61,7 +61,17 @@ struct Bucket {
 
 /// Token buckets by key.
 #[derive(Debug, Default)]
-struct Buckets(Mutex<HashMap<String, Bucket>>);
+struct Buckets(Mutex<Map>);
+
+#[derive(Debug, Default)]
+struct Map {
+    buckets: HashMap<String, Bucket>,
+    /// When idle buckets were last dropped: at most once a second.
+    swept: Option<i64>,
+}
+
+/// The bucket new keys share while the map is full of busy ones.
+const OVERFLOW: &str = "";
 
 impl Buckets {
     /// Takes one token from `key`'s bucket at `now` (seconds), if it has one.
@@ -72,14 +82,21 @@ impl Buckets {
             b.tokens = (b.tokens + elapsed * rate.per_second).min(burst);
             b.at = b.at.max(now);
         };
-        let mut buckets = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
-            buckets.retain(|_, b| {
-                refill(b);
-                b.tokens < burst
-            });
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut key = key;
+        if map.buckets.len() >= MAX_BUCKETS && !map.buckets.contains_key(key) {
+            if map.swept != Some(now) {
+                map.swept = Some(now);
+                map.buckets.retain(|_, b| {
+                    refill(b);
+                    b.tokens < burst
+                });
+            }
+            if map.buckets.len() >= MAX_BUCKETS {
+                key = OVERFLOW;
+            }
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+        let bucket = map.buckets.entry(key.to_owned()).or_insert(Bucket {
             tokens: burst,
             at: now,
         });
@@ -191,9 +208,13 @@ mod tests {
         for i in 0..MAX_BUCKETS {
             assert!(b.take(&format!("k{i}"), rate, 0));
         }
+        // While they are all busy, new keys share one overflow bucket (burst of two).
+        assert!(b.take("x1", rate, 0));
+        assert!(b.take("x2", rate, 0));
+        assert!(!b.take("x3", rate, 0));
         // Later, every bucket is full again and makes room for a new key.
         assert!(b.take("new", rate, 5));
-        assert_eq!(b.0.lock().unwrap().len(), 1);
+        assert_eq!(b.0.lock().unwrap().buckets.len(), 1);
         // A clock that goes back refills nothing and breaks nothing.
         assert!(b.take("new", rate, 1));
     }

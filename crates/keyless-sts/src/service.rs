@@ -108,11 +108,13 @@ impl Sts {
         self
     }
 
-    /// The longest session, seconds: `max`, or the configured cap if lower.
-    pub(crate) fn capped(&self, max: i64) -> i64 {
+    /// A session's length once checked against its role's (or caller's) maximum: `seconds`,
+    /// or the configured cap if shorter. The cap is the operator's, not the role's: a longer
+    /// request gets a shorter session, as credentials that expire sooner, not a refusal.
+    pub(crate) fn clamp(&self, seconds: i64) -> i64 {
         match self.limiter.limits.max_session_seconds {
-            Some(cap) => max.min(i64::from(cap)),
-            None => max,
+            Some(cap) => seconds.min(i64::from(cap)),
+            None => seconds,
         }
     }
 

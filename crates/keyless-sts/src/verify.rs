@@ -100,9 +100,20 @@ type Tags = Vec<(String, String)>;
 /// `kubernetes.io` claim, which win over tag claims of the same names (they are the cluster's
 /// facts about the pod).
 fn web_session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> (Tags, Tags) {
+    use keyless_types::pod_tags::{NAMESPACE_TAG, POD_NAME_TAG, POD_UID_TAG, SERVICE_ACCOUNT_TAG};
     let pod = pod_session_tags(claims);
     let mut tags = session_tags(claims);
-    tags.retain(|(key, _)| !pod.iter().any(|(p, _)| p.eq_ignore_ascii_case(key)));
+    if !pod.is_empty() {
+        // A service-account token's pod is the cluster's to say: a tag claim names none (not
+        // even the pod of an unbound token); a cluster name it may give.
+        let facts = [
+            NAMESPACE_TAG,
+            SERVICE_ACCOUNT_TAG,
+            POD_NAME_TAG,
+            POD_UID_TAG,
+        ];
+        tags.retain(|(key, _)| !facts.iter().any(|f| f.eq_ignore_ascii_case(key)));
+    }
     (tags, pod)
 }
 
@@ -195,10 +206,16 @@ mod tests {
             web_session_tags(&clustered).0,
             [("eks-cluster-name".to_owned(), "main".to_owned())]
         );
-        // A token bound to no pod names its service account only; one without the claim, none.
+        // A token bound to no pod names its service account only, and its tag claim cannot
+        // name a pod for it; a token without the claim, none.
         let unbound = claims(serde_json::json!({
-            "kubernetes.io": {"namespace": "gitlab", "serviceaccount": {"name": "registry"}}
+            "kubernetes.io": {"namespace": "gitlab", "serviceaccount": {"name": "registry"}},
+            TAGS_CLAIM: {"principal_tags": {"kubernetes-pod-uid": ["someone-else"]}}
         }));
+        assert_eq!(
+            web_session_tags(&unbound),
+            (vec![], web_session_tags(&unbound).1)
+        );
         assert_eq!(web_session_tags(&unbound).1.len(), 2);
         let other = claims(serde_json::json!({
             TAGS_CLAIM: {"principal_tags": {"kubernetes-namespace": ["kept"]}}

@@ -69,12 +69,9 @@ impl Sts {
             StsError::not_authorized(ACTION)
         })?;
         audit.resources.push(role_resource(role));
-        // Per principal: the token's provider and subject (one service account), verified.
-        let principal = format!("{}:{}", provider.arn, web.subject);
-        self.limiter.admit(&principal, Some(&role.arn), req.now)?;
         let seconds = duration(
             params,
-            self.capped(i64::from(role.max_session_duration)),
+            i64::from(role.max_session_duration),
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
         )?;
         let mut extras = session_extras(params, self.store.as_ref(), false)?;
@@ -118,6 +115,11 @@ impl Sts {
             audit.denial = Some(decision.to_string());
             return Err(StsError::not_authorized(ACTION));
         }
+        // The limits, once the call is allowed: per provider and subject (one service
+        // account), and per role.
+        let limit_key = format!("{}:{}", provider.arn, web.subject);
+        self.limiter.admit(&limit_key, Some(&role.arn), req.now)?;
+        let seconds = self.clamp(seconds);
         let mut out = Xml::new();
         let claims = self.role_session(
             &mut out,

@@ -265,8 +265,9 @@ pub(crate) enum IamCommand {
     /// earlier. With --pod-uid, --pod, --service-account or --namespace, only the sessions
     /// whose session tags name that pod, service account or namespace (what the metadata
     /// agent, container credentials and web identity put on pods' sessions). Credentials
-    /// already handed out stop working at once; new ones work. The agent fetches fresh ones
-    /// for a pod annotated `keyless.dev/sessions-revoked-at` with a later time.
+    /// already handed out stop working at once; ones issued afterwards work. The metadata
+    /// agent fetches a pod fresh ones once the pod is annotated
+    /// `keyless.dev/sessions-revoked-at` with a later UTC time (`date -u +%FT%TZ`).
     ///
     /// Examples:
     ///

@@ -242,7 +242,6 @@ pub(crate) fn revocation_policy(
         .into();
     let condition = |s: &Value, key: &str| s.get("Condition").and_then(|c| c.get(key)).cloned();
     statements.retain(|s| {
-        let same_scope = condition(s, "StringEquals").unwrap_or_else(|| json!({})) == matching;
         let issued = condition(s, "DateLessThan")
             .and_then(|d| {
                 d.get("aws:TokenIssueTime")
@@ -250,8 +249,12 @@ pub(crate) fn revocation_policy(
                     .map(str::to_owned)
             })
             .and_then(|t| keyless_types::time::parse_iso8601(&t));
-        let live = issued.is_none_or(|t| now.saturating_sub(t) < REVOCATION_KEPT_SECONDS);
-        !same_scope && live
+        // Only revocations (a deny on the issue time) are ours to replace or drop.
+        let Some(issued) = issued.filter(|_| s.get("Effect") == Some(&json!("Deny"))) else {
+            return true;
+        };
+        let same_scope = condition(s, "StringEquals").unwrap_or_else(|| json!({})) == matching;
+        !same_scope && now.saturating_sub(issued) < REVOCATION_KEPT_SECONDS
     });
     let mut condition = serde_json::Map::new();
     condition.insert(
@@ -365,5 +368,10 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(&later).unwrap();
         assert_eq!(doc["Statement"].as_array().unwrap().len(), 1);
         assert!(revocation_policy(Some("not json"), &[], 0).is_err());
+        // A statement that is not a revocation is kept, whatever its scope.
+        let own = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:DeleteBucket","Resource":"*"}]}"#;
+        let kept = revocation_policy(Some(own), &[], 1_000_000).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&kept).unwrap();
+        assert_eq!(doc["Statement"].as_array().unwrap().len(), 2, "{kept}");
     }
 }
