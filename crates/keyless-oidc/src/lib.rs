@@ -43,4 +43,7 @@ pub use url::{
     DISCOVERY_PATH, JWKS_PATH, check_own_issuer_url, discovery_url, is_plain_http_off_loopback,
     jwks_url,
 };
-pub use verify::{DEFAULT_LEEWAY_SECONDS, Expectations, VerifiedToken, unverified_issuer, verify};
+pub use verify::{
+    DEFAULT_LEEWAY_SECONDS, Expectations, KubernetesClaims, VerifiedToken, unverified_issuer,
+    verify,
+};

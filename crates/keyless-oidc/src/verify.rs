@@ -64,6 +64,36 @@ pub struct VerifiedToken {
     pub claims: Map<String, Value>,
 }
 
+/// What a Kubernetes service-account token's `kubernetes.io` claim says of its subject: its
+/// namespace and service account, and the pod a bound token names. Empty strings read as
+/// absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KubernetesClaims<'a> {
+    /// `kubernetes.io.namespace`.
+    pub namespace: Option<&'a str>,
+    /// `kubernetes.io.serviceaccount.name`.
+    pub service_account: Option<&'a str>,
+    /// `kubernetes.io.pod.name`.
+    pub pod_name: Option<&'a str>,
+    /// `kubernetes.io.pod.uid`.
+    pub pod_uid: Option<&'a str>,
+}
+
+impl<'a> KubernetesClaims<'a> {
+    /// The `kubernetes.io` claim of `claims`, if there is one.
+    pub fn of(claims: &'a Map<String, Value>) -> Option<Self> {
+        let k8s = claims.get("kubernetes.io")?;
+        let text = |v: Option<&'a Value>| v.and_then(Value::as_str).filter(|s| !s.is_empty());
+        let pod = k8s.get("pod");
+        Some(Self {
+            namespace: text(k8s.get("namespace")),
+            service_account: text(k8s.get("serviceaccount").and_then(|s| s.get("name"))),
+            pod_name: text(pod.and_then(|p| p.get("name"))),
+            pod_uid: text(pod.and_then(|p| p.get("uid"))),
+        })
+    }
+}
+
 impl VerifiedToken {
     /// The top-level claims with string values, as `(name, value)`, one pair per string of a
     /// claim that is an array of strings; for IAM condition keys (`<provider>:sub`, ...).

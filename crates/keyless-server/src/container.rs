@@ -19,7 +19,8 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use keyless_imds::{CredentialLookup, Imds, Pod, ROLE_ANNOTATION};
 use keyless_oidc::{
-    Expectations, HttpFetch, JwksCache, KeyChain, KeySet, OidcError, StaticKeys, VerifiedToken,
+    Expectations, HttpFetch, JwksCache, KeyChain, KeySet, KubernetesClaims, OidcError, StaticKeys,
+    VerifiedToken,
 };
 use keyless_types::time::iso8601;
 use keyless_types::{Clock, ProviderUrl};
@@ -224,19 +225,12 @@ impl PodIdentity {
         account: &str,
         role: &str,
     ) -> Option<Pod> {
-        let bound = token.claims.get("kubernetes.io")?.get("pod")?;
-        let field = |name: &str| {
-            bound
-                .get(name)
-                .and_then(|v| v.as_str())
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
+        let k8s = KubernetesClaims::of(&token.claims)?;
         Some(Pod {
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             namespace: namespace.to_owned(),
-            name: field("name")?,
-            uid: field("uid")?,
+            name: k8s.pod_name?.to_owned(),
+            uid: k8s.pod_uid?.to_owned(),
             service_account: account.to_owned(),
             annotations: BTreeMap::from([(ROLE_ANNOTATION.to_owned(), role.to_owned())]),
         })

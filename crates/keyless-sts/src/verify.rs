@@ -8,7 +8,7 @@
 use std::pin::Pin;
 
 use keyless_iam::ProviderIdentity;
-use keyless_oidc::{Expectations, KeyChain, VerifiedToken};
+use keyless_oidc::{Expectations, KeyChain, KubernetesClaims, VerifiedToken};
 use keyless_types::pod_tags::PodFacts;
 
 use crate::StsError;
@@ -70,28 +70,23 @@ pub fn session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<
 /// claim (namespace, service account, and the pod a bound token names), with EKS Pod
 /// Identity's names ([`keyless_types::pod_tags`]); none for a token without that claim.
 fn pod_session_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
-    let Some(k8s) = claims.get("kubernetes.io") else {
+    let Some(KubernetesClaims {
+        namespace: Some(namespace),
+        service_account: Some(service_account),
+        pod_name,
+        pod_uid,
+    }) = KubernetesClaims::of(claims)
+    else {
         return Vec::new();
     };
-    let (Some(namespace), Some(service_account)) = (
-        text(k8s.get("namespace")),
-        text(k8s.get("serviceaccount").and_then(|s| s.get("name"))),
-    ) else {
-        return Vec::new();
-    };
-    let pod = k8s.get("pod");
     PodFacts {
         cluster: None,
         namespace,
         service_account,
-        pod_name: text(pod.and_then(|p| p.get("name"))),
-        pod_uid: text(pod.and_then(|p| p.get("uid"))),
+        pod_name,
+        pod_uid,
     }
     .tags()
-}
-
-fn text(value: Option<&serde_json::Value>) -> Option<&str> {
-    value.and_then(serde_json::Value::as_str)
 }
 
 type Tags = Vec<(String, String)>;

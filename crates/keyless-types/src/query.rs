@@ -82,13 +82,12 @@ impl Params {
 
     /// The members of list `name` (`name.member.1`, `name.member.2`, ...), in index order.
     pub fn list(&self, name: &str) -> Vec<&str> {
-        let prefix = format!("{name}.member.");
         let mut items: Vec<(u32, &str)> = self
             .0
             .iter()
-            .filter_map(|(k, v)| {
-                let n = k.strip_prefix(&prefix)?.parse().ok()?;
-                Some((n, v.as_str()))
+            .filter_map(|(k, v)| match member(k)? {
+                (list, n, None) if list == name => Some((n, v.as_str())),
+                _ => None,
             })
             .collect();
         items.sort_by_key(|(n, _)| *n);
@@ -97,16 +96,11 @@ impl Params {
 
     /// The structures of list `name`: for each index, its fields (`name.member.N.Field`).
     pub fn structs(&self, name: &str) -> Vec<Params> {
-        let prefix = format!("{name}.member.");
         let mut items: std::collections::BTreeMap<u32, Vec<(String, String)>> = Default::default();
         for (k, v) in &self.0 {
-            let Some(rest) = k.strip_prefix(&prefix) else {
-                continue;
-            };
-            let Some((n, field)) = rest.split_once('.') else {
-                continue;
-            };
-            if let Ok(n) = n.parse() {
+            if let Some((list, n, Some(field))) = member(k)
+                && list == name
+            {
                 items
                     .entry(n)
                     .or_default()
@@ -167,14 +161,7 @@ impl Params {
             if name == "Action" || name == "Version" || crate::audit::is_secret_parameter(name) {
                 continue;
             }
-            let mut parts = name.split('.');
-            if let (Some(list), Some("member"), Some(Ok(n)), field, None) = (
-                parts.next(),
-                parts.next(),
-                parts.next().map(str::parse::<u32>),
-                parts.next(),
-                parts.next(),
-            ) {
+            if let Some((list, n, field)) = member(name) {
                 let item = lists.entry(camel(list)).or_default().entry(n);
                 match field {
                     Some(field) => {
@@ -204,6 +191,16 @@ impl Params {
         }
         out
     }
+}
+
+/// A list member's name read: `Tags.member.2.Key` is `("Tags", 2, Some("Key"))`,
+/// `List.member.1` is `("List", 1, None)`; any other name, `None`.
+fn member(name: &str) -> Option<(&str, u32, Option<&str>)> {
+    let mut parts = name.splitn(4, '.');
+    let (list, "member", n) = (parts.next()?, parts.next()?, parts.next()?) else {
+        return None;
+    };
+    Some((list, n.parse().ok()?, parts.next()))
 }
 
 /// `UserName` as AWS's validation messages name it: `userName`.
