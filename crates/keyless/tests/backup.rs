@@ -189,12 +189,16 @@ async fn a_gigabyte_through_web_identity_survives_a_kill_and_checks_out() {
         "16MiB".as_ref(),
     ];
 
-    // Killed once a quarter of its 64 parts are in the bucket.
+    // Killed once a quarter of its 64 parts are in the bucket. Sent through a proxy that holds
+    // it to at most 64 MiB/s, so that it cannot finish between two looks at the bucket.
     let s3 = setup.root_s3();
+    let first_log = setup.scratch.join("first-upload.log");
+    let slow = throttling_proxy(setup.server.endpoint.trim_start_matches("http://")).await;
     let mut child = setup
         .command(&upload)
+        .env("AWS_ENDPOINT_URL_S3", &slow)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&first_log).unwrap())
         .spawn()
         .unwrap();
     let mut waited = Duration::ZERO;
@@ -204,10 +208,10 @@ async fn a_gigabyte_through_web_identity_survives_a_kill_and_checks_out() {
             "the upload made no progress"
         );
         waited += Duration::from_millis(50);
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the upload ended early"
-        );
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(&first_log).unwrap_or_default();
+            panic!("the upload ended early ({status}):\n{log}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     child.kill().unwrap();
@@ -337,6 +341,46 @@ async fn corrupting_proxy(upstream: &str) -> String {
                         client_write.write_all(&buf[..n]).await?;
                     }
                 };
+                let _ = tokio::join!(requests, answers);
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+/// A TCP proxy to `upstream` that lets at most 64 KiB of requests through a millisecond, over
+/// all its connections together.
+async fn throttling_proxy(upstream: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let upstream = upstream.to_owned();
+    let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            let turn = std::sync::Arc::clone(&turn);
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let requests = async {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = client_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return server_write.shutdown().await;
+                        }
+                        {
+                            let _turn = turn.lock().await;
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        server_write.write_all(&buf[..n]).await?;
+                    }
+                };
+                let answers = tokio::io::copy(&mut server_read, &mut client_write);
                 let _ = tokio::join!(requests, answers);
             });
         }
