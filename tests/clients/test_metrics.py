@@ -173,6 +173,10 @@ def test_metrics_count_what_clients_did(keyless_bin, tmp_path):
     # The trail's own figures.
     assert value(after, "keyless_audit_records_dropped_total") == 0
     assert ("keyless_audit_records_queued", ()) in after
+    # Records go in batches: never more writes than records (the scrape may come before the
+    # writer's first, 20 ms after the first record).
+    assert value(after, "keyless_audit_batches_written_total") <= value(
+        after, "keyless_audit_records_written_total")
 
     # Conventions: the prefix, counters end in _total, durations in seconds; no secret anywhere.
     for (name, _labels) in after:

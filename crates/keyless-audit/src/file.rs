@@ -35,19 +35,15 @@ impl RotatingFile {
         })
     }
 
-    /// Appends `batch`, a line each, and rotates when the file has grown past its limit.
-    pub(crate) async fn write(&mut self, batch: &[String]) -> Result<(), AuditError> {
-        let mut text = String::with_capacity(batch.iter().map(|l| l.len() + 1).sum());
-        for line in batch {
-            text.push_str(line);
-            text.push('\n');
-        }
+    /// Appends `lines` (newline-terminated records), and rotates when the file has grown past
+    /// its limit.
+    pub(crate) async fn write(&mut self, lines: &[u8]) -> Result<(), AuditError> {
         self.file
-            .write_all(text.as_bytes())
+            .write_all(lines)
             .await
             .map_err(AuditError::Write)?;
         self.file.flush().await.map_err(AuditError::Write)?;
-        self.size += text.len() as u64;
+        self.size += lines.len() as u64;
         if self.size >= self.max_size {
             self.rotate().await?;
         }
@@ -107,9 +103,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let mut file = RotatingFile::open(&path, 100, 2).unwrap();
-        let line = "x".repeat(59);
+        let line = format!("{}\n", "x".repeat(59));
         for _ in 0..7 {
-            file.write(std::slice::from_ref(&line)).await.unwrap();
+            file.write(line.as_bytes()).await.unwrap();
         }
         // 60 bytes a line: every second line passes 100 and rotates.
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
@@ -125,7 +121,7 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         std::fs::write(&path, "{}\n").unwrap();
         let mut file = RotatingFile::open(&path, 1 << 20, 1).unwrap();
-        file.write(&["{\"a\":1}".to_owned()]).await.unwrap();
+        file.write(b"{\"a\":1}\n").await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n{\"a\":1}\n");
     }
 }

@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::AuditError;
+use crate::trail::{BATCH_BYTES, BATCH_RECORDS, Batch};
 
 /// How long one POST may take.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,17 +51,40 @@ impl HttpSink {
         })
     }
 
-    /// Sends one batch.
-    pub(crate) async fn post(&self, batch: &[String]) -> Result<(), AuditError> {
-        let mut body = String::with_capacity(batch.iter().map(|l| l.len() + 1).sum::<usize>() + 16);
-        body.push_str("{\"Records\":[");
-        for (i, line) in batch.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
+    /// Sends `batch` in POSTs of at most [`BATCH_RECORDS`] records and about [`BATCH_BYTES`],
+    /// leaving in it what an error stopped.
+    pub(crate) async fn post(&self, batch: &mut Batch) -> Result<(), AuditError> {
+        while batch.records > 0 {
+            let (mut end, mut records) = (0, 0);
+            let left = batch.left();
+            for (at, _) in left.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+                if records > 0 && (records == BATCH_RECORDS || at + 1 > BATCH_BYTES) {
+                    break;
+                }
+                (end, records) = (at + 1, records + 1);
             }
-            body.push_str(line);
+            self.post_records(&left[..end]).await?;
+            if records == batch.records {
+                batch.all_taken();
+            } else {
+                batch.first_taken(records, end);
+            }
         }
-        body.push_str("]}");
+        Ok(())
+    }
+
+    /// One POST of `lines` (newline-terminated records).
+    async fn post_records(&self, lines: &[u8]) -> Result<(), AuditError> {
+        let mut body = Vec::with_capacity(lines.len() + 16);
+        body.extend_from_slice(b"{\"Records\":[");
+        let records = lines.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+        for (i, record) in records.enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(record);
+        }
+        body.extend_from_slice(b"]}");
         let mut request = http::Request::post(self.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(

@@ -53,18 +53,39 @@ pub fn request_id() -> RequestId {
     RequestId::new(guid())
 }
 
-/// A GUID (`8-4-4-4-12` hex digits): an audit record's `eventID`, a request's id.
+/// A GUID (`8-4-4-4-12` hex digits): an audit record's `eventID`, a request's id. Not a
+/// secret, only unique: drawn from a generator of the thread's own (SplitMix64) seeded once
+/// from the operating system's randomness, since a system call for every request's two ids
+/// cost more than the rest of the id.
 pub fn guid() -> String {
-    // Not a secret; without randomness it is still unique enough to read logs.
-    let hex = random_text(32, b"0123456789abcdef").unwrap_or_else(|_| "0".repeat(32));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut seed = [0u8; 8];
+            // Without randomness the ids are still unique within the thread.
+            let _ = getrandom::fill(&mut seed);
+            u64::from_le_bytes(seed)
+        });
+    }
+    let next = || {
+        STATE.with(|state| {
+            let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+    };
+    let bits = (u128::from(next()) << 64) | u128::from(next());
+    let mut id = String::with_capacity(36);
+    for digit in 0..32 {
+        if matches!(digit, 8 | 12 | 16 | 20) {
+            id.push('-');
+        }
+        let nibble = (bits >> (124 - 4 * digit)) & 0xf;
+        id.push(char::from(b"0123456789abcdef"[nibble as usize]));
+    }
+    id
 }
 
 #[cfg(test)]
@@ -84,5 +105,22 @@ mod tests {
         assert_eq!(secret_access_key().unwrap().expose().len(), 40);
         assert_eq!(request_id().as_str().len(), 36);
         assert_ne!(request_id(), request_id());
+    }
+
+    #[test]
+    fn guids_are_shaped_as_guids_and_do_not_repeat() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| guid()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(100) {
+            let parts: Vec<usize> = id.split('-').map(str::len).collect();
+            assert_eq!(parts, [8, 4, 4, 4, 12], "{id}");
+            assert!(
+                id.chars()
+                    .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
+        // Another thread draws from a generator of its own.
+        let other = std::thread::spawn(guid).join().unwrap_or_default();
+        assert!(!ids.contains(&other));
     }
 }

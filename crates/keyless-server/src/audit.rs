@@ -193,6 +193,11 @@ impl Audit {
                     Counter,
                 ),
                 (
+                    "audit_batches_written",
+                    "Writes of a batch of audit records to the sink",
+                    Counter,
+                ),
+                (
                     "audit_records_queued",
                     "Audit records waiting in the queue",
                     Gauge,
@@ -200,7 +205,9 @@ impl Audit {
             ],
             move || {
                 let s = trail.stats();
-                vec![s.written, s.dropped, s.lost, s.failures, s.queued]
+                vec![
+                    s.written, s.dropped, s.lost, s.failures, s.batches, s.queued,
+                ]
             },
         )
     }
