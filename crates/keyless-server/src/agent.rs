@@ -15,7 +15,8 @@ use anyhow::{Context as _, bail};
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use keyless_imds::{
-    CacheConfig, Imds, ImdsConfig, PodIndex, StsAssumer, StsClientConfig, TokenKey, TokenMode,
+    CacheConfig, Imds, ImdsConfig, PodIndex, RoleAssumer, StsAssumer, StsClientConfig, TokenKey,
+    TokenMode,
 };
 use keyless_types::{AccountId, Clock, Secret};
 use tokio::net::TcpListener;
@@ -25,7 +26,7 @@ use crate::container::{self, PodIdentity};
 use crate::issuer::OwnIssuer;
 use crate::lifecycle::{Readiness, Shutdown};
 use crate::listener::{self, Limits};
-use crate::metrics::Metrics;
+use crate::metrics::{AgentMetrics, Metrics};
 use crate::options::{AgentOptions, ImdsOptions};
 
 /// How often the pods file is looked at for changes.
@@ -151,8 +152,7 @@ impl Agent {
             banner: _,
         } = self;
         let metrics = Metrics::new();
-        let snapshot = metadata.metrics();
-        metrics.register(|r| r.register_collector(Box::new(snapshot)));
+        metadata.register_metrics(&metrics);
         let admin = Admin::start(listeners.admin, readiness, metrics, &shutdown);
         serve(listeners.imds, metadata, limits, shutdown).await;
         admin.stop().await;
@@ -167,11 +167,20 @@ pub(crate) struct Metadata {
     imds: Imds,
     pod_identity: Option<Arc<PodIdentity>>,
     dnat: Option<Arc<Dnat>>,
+    metrics: AgentMetrics,
 }
 
 impl Metadata {
+    /// Registers the agent's figures in `metrics`: its requests and STS calls, its cache's
+    /// and its pod index's.
+    pub(crate) fn register_metrics(&self, metrics: &crate::metrics::Metrics) {
+        self.metrics.register(metrics);
+        let snapshot = self.cache_metrics();
+        metrics.register(|r| r.register_collector(Box::new(snapshot)));
+    }
+
     /// The credential cache's and the pod index's figures for `/metrics`.
-    pub(crate) fn metrics(&self) -> crate::metrics::Snapshot {
+    fn cache_metrics(&self) -> crate::metrics::Snapshot {
         use crate::metrics::Kind::{Counter, Gauge};
         let imds = self.imds.clone();
         crate::metrics::Snapshot::new(
@@ -252,7 +261,11 @@ pub(crate) async fn start(
         session_seconds: args.session_duration,
         ..CacheConfig::default()
     };
-    let assumer = StsAssumer::new(sts, Arc::clone(&clock))?;
+    let metrics = AgentMetrics::new();
+    let assumer = TimedAssumer {
+        inner: StsAssumer::new(sts, Arc::clone(&clock))?,
+        metrics: metrics.clone(),
+    };
     let index = PodIndex::new();
     let imds = Imds::new(
         config,
@@ -372,6 +385,7 @@ pub(crate) async fn start(
         imds,
         pod_identity,
         dnat,
+        metrics,
     })
 }
 
@@ -403,8 +417,11 @@ pub(crate) async fn serve(
             hyper::service::service_fn(move |req: hyper::Request<_>| {
                 let metadata = metadata.clone();
                 async move {
+                    #[allow(clippy::disallowed_methods)] // the composition root times requests
+                    let started = std::time::Instant::now();
+                    let handler = handler_of(req.method(), req.uri().path());
                     let response = match &metadata.pod_identity {
-                        Some(pod_identity) if req.uri().path() == container::PATH => {
+                        Some(pod_identity) if handler == "container_credentials" => {
                             let authorization = req
                                 .headers()
                                 .get(hyper::header::AUTHORIZATION)
@@ -413,6 +430,11 @@ pub(crate) async fn serve(
                         }
                         _ => metadata.imds.handle(ip, req).await,
                     };
+                    metadata.metrics.answered(
+                        handler,
+                        response.status().as_u16(),
+                        started.elapsed(),
+                    );
                     Ok::<_, std::convert::Infallible>(response)
                 }
             })
@@ -421,6 +443,42 @@ pub(crate) async fn serve(
     .await;
     if let Some(dnat) = dnat {
         dnat.remove();
+    }
+}
+
+/// What a pod's request to the agent asks for, as a metric's label: an IMDSv2 token, role
+/// credentials, other instance metadata, or container credentials.
+fn handler_of(method: &hyper::Method, path: &str) -> &'static str {
+    if path == container::PATH {
+        "container_credentials"
+    } else if path == keyless_imds::TOKEN_PATH && method == hyper::Method::PUT {
+        "token"
+    } else if path.starts_with("/latest/meta-data/iam/security-credentials")
+        || path.starts_with("/latest/meta-data/iam/info")
+    {
+        "credentials"
+    } else {
+        "metadata"
+    }
+}
+
+/// STS as the cache calls it, each call timed for `/metrics`.
+struct TimedAssumer {
+    inner: StsAssumer,
+    metrics: AgentMetrics,
+}
+
+#[async_trait::async_trait]
+impl RoleAssumer for TimedAssumer {
+    async fn assume(
+        &self,
+        req: &keyless_imds::AssumeRequest,
+    ) -> Result<keyless_imds::Credentials, keyless_imds::AssumeError> {
+        #[allow(clippy::disallowed_methods)] // the composition root times STS calls
+        let started = std::time::Instant::now();
+        let answer = self.inner.assume(req).await;
+        self.metrics.sts_call(started.elapsed());
+        answer
     }
 }
 

@@ -416,6 +416,81 @@ impl WebhookMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandlerLabels {
+    handler: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandlerStatusLabels {
+    handler: &'static str,
+    status: &'static str,
+}
+
+/// What the metadata agent counts of the requests pods make and the STS calls it makes for
+/// them (its cache's figures are a [`Snapshot`] of its own).
+#[derive(Clone)]
+pub(crate) struct AgentMetrics {
+    requests: Family<HandlerStatusLabels, Counter>,
+    durations: Family<HandlerLabels, Histogram>,
+    sts: Histogram,
+}
+
+impl AgentMetrics {
+    /// The agent's metrics, all zero, to be registered where they are served.
+    pub(crate) fn new() -> Self {
+        Self {
+            requests: Family::default(),
+            // 0.1 ms to about 1.6 s.
+            durations: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 15))
+            }),
+            // 1 ms to about 16 s: an STS call crosses the network and may be retried.
+            sts: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+        }
+    }
+
+    /// Registers them in `metrics`.
+    pub(crate) fn register(&self, metrics: &Metrics) {
+        let this = self;
+        metrics.register(|r| {
+            r.register(
+                "agent_requests",
+                "Requests pods made, by handler (token, credentials, metadata, container_credentials) and status class",
+                this.requests.clone(),
+            );
+            r.register_with_unit(
+                "agent_request_duration",
+                "Time to answer a pod's request, by handler",
+                Unit::Seconds,
+                this.durations.clone(),
+            );
+            r.register_with_unit(
+                "agent_sts_request_duration",
+                "Time an STS call for a pod's credentials took, answered or failed",
+                Unit::Seconds,
+                this.sts.clone(),
+            );
+        });
+    }
+
+    /// Counts one request to `handler`, answered with `status` after `elapsed`.
+    pub(crate) fn answered(&self, handler: &'static str, status: u16, elapsed: Duration) {
+        let status = status_class(status);
+        self.requests
+            .get_or_create(&HandlerStatusLabels { handler, status })
+            .inc();
+        self.durations
+            .get_or_create(&HandlerLabels { handler })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Times one STS call.
+    pub(crate) fn sts_call(&self, elapsed: Duration) {
+        self.sts.observe(elapsed.as_secs_f64());
+    }
+}
+
 /// Whether a figure only grows or goes up and down.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {

@@ -455,8 +455,7 @@ impl Server {
             metrics.register(|r| r.register_collector(Box::new(snapshot)));
         }
         if let Some((_, metadata, _)) = &imds {
-            let snapshot = metadata.metrics();
-            metrics.register(|r| r.register_collector(Box::new(snapshot)));
+            metadata.register_metrics(&metrics);
         }
         if let Some(target) = &args.audit.audit_log {
             banner.push_str(&format!(
