@@ -491,6 +491,86 @@ impl AgentMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FetchLabels {
+    document: &'static str,
+    result: &'static str,
+}
+
+/// What `keyless serve` counts of the documents it fetches from the OIDC issuers it trusts:
+/// discovery documents and key sets, each fetch and how long it took.
+#[derive(Clone)]
+pub(crate) struct FetchMetrics {
+    fetches: Family<FetchLabels, Counter>,
+    durations: Histogram,
+}
+
+impl FetchMetrics {
+    /// The metrics, all zero, to be registered where they are served.
+    pub(crate) fn new() -> Self {
+        Self {
+            fetches: Family::default(),
+            // 1 ms to about 16 s; a fetch gives up after 5 s.
+            durations: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+        }
+    }
+
+    /// Registers them in `metrics`.
+    pub(crate) fn register(&self, metrics: &Metrics) {
+        metrics.register(|r| {
+            r.register(
+                "oidc_fetches",
+                "Documents fetched from trusted OIDC issuers, by document (discovery, keys) and result (ok, error)",
+                self.fetches.clone(),
+            );
+            r.register_with_unit(
+                "oidc_fetch_duration",
+                "Time a fetch from an OIDC issuer took",
+                Unit::Seconds,
+                self.durations.clone(),
+            );
+        });
+    }
+
+    /// `fetch`, counted and timed.
+    pub(crate) fn counted(
+        &self,
+        fetch: Arc<dyn keyless_oidc::Fetch>,
+    ) -> Arc<dyn keyless_oidc::Fetch> {
+        Arc::new(CountedFetch {
+            inner: fetch,
+            metrics: self.clone(),
+        })
+    }
+}
+
+struct CountedFetch {
+    inner: Arc<dyn keyless_oidc::Fetch>,
+    metrics: FetchMetrics,
+}
+
+#[async_trait::async_trait]
+impl keyless_oidc::Fetch for CountedFetch {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, keyless_oidc::OidcError> {
+        #[allow(clippy::disallowed_methods)] // the composition root times fetches
+        let started = std::time::Instant::now();
+        let answer = self.inner.get(url).await;
+        self.metrics
+            .durations
+            .observe(started.elapsed().as_secs_f64());
+        let document = match url.ends_with("/.well-known/openid-configuration") {
+            true => "discovery",
+            false => "keys",
+        };
+        let result = if answer.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .fetches
+            .get_or_create(&FetchLabels { document, result })
+            .inc();
+        answer
+    }
+}
+
 /// Whether a figure only grows or goes up and down.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {

@@ -338,9 +338,13 @@ impl Server {
         let keys = Keyring::new(root, Arc::clone(&iam)).with_sessions(session_key.clone());
         // Web identity tokens: the own issuer's keys in memory, then the administrator's JWKS
         // files, then the issuers' discovery documents.
-        let remote = JwksCache::new(Arc::new(HttpFetch::new()?));
+        let fetch_metrics = crate::metrics::FetchMetrics::new();
+        let remote = JwksCache::new(fetch_metrics.counted(Arc::new(HttpFetch::new()?)));
         for access in &loaded.provider_access {
-            remote.set_fetch(&access.url, Arc::new(access.fetch()?));
+            remote.set_fetch(
+                &access.url,
+                fetch_metrics.counted(Arc::new(access.fetch()?)),
+            );
         }
         let verifier = KeyChain::new()
             .with(Arc::clone(&issuer) as Arc<dyn KeySource>)
@@ -450,6 +454,7 @@ impl Server {
         let audit = Audit::open(&args.audit, &args.region, &args.account_id)?;
         let metrics = Metrics::new();
         let server_metrics = ServerMetrics::register(&metrics);
+        fetch_metrics.register(&metrics);
         if let Some((audit, _)) = &audit {
             let snapshot = audit.metrics();
             metrics.register(|r| r.register_collector(Box::new(snapshot)));
