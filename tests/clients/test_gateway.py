@@ -271,6 +271,13 @@ def test_an_upstream_that_is_down_answers_retryable_503_and_readyz_says_so(keyle
         assert time.monotonic() - started < 5, "a refused connection is answered at once"
         text = wait_ready(serve, False, saying="unavailable")
         assert "upstream store" in text, text
+        # The metrics count what the upstream answered, and what it did not.
+        from test_metrics import scrape, value
+        _, samples = scrape(f"http://{serve.admin}")
+        assert value(samples, "keyless_upstream_requests_total", method="PUT", status="2xx") >= 2
+        assert value(samples, "keyless_upstream_requests_total", method="GET", status="unreachable") >= 1
+        answered = value(samples, "keyless_upstream_request_duration_seconds_count", method="PUT", status="2xx")
+        assert answered == value(samples, "keyless_upstream_requests_total", method="PUT", status="2xx")
         # IAM does not need the upstream.
         serve_env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=str(serve.credentials), AWS_DEFAULT_REGION="us-east-1")
         serve_env.pop("AWS_ACCESS_KEY_ID", None)

@@ -571,6 +571,70 @@ impl keyless_oidc::Fetch for CountedFetch {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    method: &'static str,
+    status: &'static str,
+}
+
+/// What gateway mode counts of the requests it sends its upstream store.
+#[derive(Clone)]
+pub(crate) struct GatewayMetrics {
+    requests: Family<UpstreamLabels, Counter>,
+    durations: Family<UpstreamLabels, Histogram>,
+}
+
+impl GatewayMetrics {
+    /// The metrics, all zero, to be registered where they are served.
+    pub(crate) fn new() -> Self {
+        Self {
+            requests: Family::default(),
+            // 1 ms to about 16 s, as the requests' own.
+            durations: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 15))
+            }),
+        }
+    }
+
+    /// Registers them in `metrics`.
+    pub(crate) fn register(&self, metrics: &Metrics) {
+        metrics.register(|r| {
+            r.register(
+                "upstream_requests",
+                "Requests sent to the upstream store, by method and status class (unreachable: no answer)",
+                self.requests.clone(),
+            );
+            r.register_with_unit(
+                "upstream_request_duration",
+                "Time from sending a request to the upstream to its answer's head",
+                Unit::Seconds,
+                self.durations.clone(),
+            );
+        });
+    }
+}
+
+impl keyless_upstream::UpstreamObserver for GatewayMetrics {
+    fn answered(&self, method: &http::Method, status: Option<u16>, elapsed: Duration) {
+        let method = match *method {
+            http::Method::GET => "GET",
+            http::Method::PUT => "PUT",
+            http::Method::POST => "POST",
+            http::Method::HEAD => "HEAD",
+            http::Method::DELETE => "DELETE",
+            _ => "other",
+        };
+        let labels = UpstreamLabels {
+            method,
+            status: status.map_or("unreachable", status_class),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.durations
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
 /// Whether a figure only grows or goes up and down.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {

@@ -44,6 +44,7 @@ impl Objects {
         meta_dir: &Path,
         pg: Option<&Arc<keyless_postgres::PgIam>>,
         clock: Arc<dyn Clock>,
+        observer: Arc<dyn keyless_upstream::UpstreamObserver>,
     ) -> anyhow::Result<Self> {
         let (access_key_id, secret_access_key) = options.credentials()?;
         let ca_bundle = match &options.upstream_ca_bundle {
@@ -71,7 +72,9 @@ impl Objects {
                 )?)
             }
         };
-        let store = UpstreamStore::new(&config, meta, clock).context("--upstream")?;
+        let store = UpstreamStore::new(&config, meta, clock)
+            .context("--upstream")?
+            .with_observer(observer);
         Ok(Self::Gateway(Box::new(store)))
     }
 

@@ -352,6 +352,7 @@ impl Server {
             .with(Arc::new(remote));
         let sts =
             Sts::new(iam, session_key, Arc::new(verifier)).with_limits(args.sts_limits.limits());
+        let gateway_metrics = crate::metrics::GatewayMetrics::new();
         let store = Arc::new(match &args.upstream.upstream {
             Some(url) => {
                 Objects::gateway(
@@ -360,6 +361,7 @@ impl Server {
                     &data_dir.join("buckets"),
                     pg.as_ref(),
                     Arc::clone(&clock),
+                    Arc::new(gateway_metrics.clone()),
                 )
                 .await?
             }
@@ -455,6 +457,9 @@ impl Server {
         let metrics = Metrics::new();
         let server_metrics = ServerMetrics::register(&metrics);
         fetch_metrics.register(&metrics);
+        if args.upstream.upstream.is_some() {
+            gateway_metrics.register(&metrics);
+        }
         if let Some((audit, _)) = &audit {
             let snapshot = audit.metrics();
             metrics.register(|r| r.register_collector(Box::new(snapshot)));

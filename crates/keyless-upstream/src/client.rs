@@ -133,6 +133,13 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// The most of a document answer read (a listing page of 1,000 long keys fits).
 pub(crate) const MAX_DOCUMENT: usize = 8 * 1024 * 1024;
 
+/// Told of every request Keyless sends the upstream, for metrics.
+pub trait UpstreamObserver: Send + Sync {
+    /// A request of `method` was answered with `status` (none: no answer came, the connection
+    /// failed or the time ran out) `elapsed` after it was sent.
+    fn answered(&self, method: &Method, status: Option<u16>, elapsed: Duration);
+}
+
 /// The signed client of one upstream.
 pub(crate) struct Upstream {
     http: Client<HttpsConnector<HttpConnector>, Body>,
@@ -148,6 +155,7 @@ pub(crate) struct Upstream {
     pub(crate) bucket_prefix: String,
     timeout: Duration,
     clock: Arc<dyn Clock>,
+    pub(crate) observer: Option<Arc<dyn UpstreamObserver>>,
 }
 
 impl Upstream {
@@ -192,6 +200,7 @@ impl Upstream {
             bucket_prefix: config.bucket_prefix.clone(),
             timeout: config.timeout,
             clock,
+            observer: None,
         })
     }
 
@@ -220,7 +229,15 @@ impl Upstream {
         let bucket = call.bucket;
         let key = call.key;
         let sent = call.body_sent.clone();
+        let method = call.method.clone();
         let request = self.request(call)?;
+        let started = self.clock.now();
+        let observe = |status: Option<u16>| {
+            if let Some(observer) = &self.observer {
+                let elapsed = self.clock.now().duration_since(started).unwrap_or_default();
+                observer.answered(&method, status, elapsed);
+            }
+        };
         // The upstream answers once it has the whole body: the wait for its answer starts when
         // the body has been sent (at once for a request without one), however long that takes.
         let deadline = async {
@@ -232,15 +249,20 @@ impl Upstream {
         let response = tokio::select! {
             answer = self.http.request(request) => match answer {
                 Ok(response) => response,
-                Err(e) => return Err(StoreError::Unavailable(keyless_types::error_chain(&e))),
+                Err(e) => {
+                    observe(None);
+                    return Err(StoreError::Unavailable(keyless_types::error_chain(&e)));
+                }
             },
             () = deadline => {
+                observe(None);
                 return Err(StoreError::Unavailable(format!(
                     "no answer within {:?}",
                     self.timeout
                 )));
             }
         };
+        observe(Some(response.status().as_u16()));
         if response.status().is_success() {
             let headers = response.headers().clone();
             return Ok((response, headers));

@@ -9,6 +9,6 @@ mod meta;
 mod store;
 mod xml;
 
-pub use client::{ConfigError, UpstreamConfig, client_tls};
+pub use client::{ConfigError, UpstreamConfig, UpstreamObserver, client_tls};
 pub use meta::BucketMeta;
 pub use store::UpstreamStore;

@@ -66,6 +66,12 @@ impl<M: BucketMeta> UpstreamStore<M> {
         })
     }
 
+    /// The store, telling `observer` of every request it sends the upstream.
+    pub fn with_observer(mut self, observer: Arc<dyn crate::UpstreamObserver>) -> Self {
+        self.upstream.observer = Some(observer);
+        self
+    }
+
     /// Whether the upstream answers with Keyless's keys (ListBuckets): for `/readyz` and for
     /// start-up, so that a wrong endpoint or key is reported at once.
     pub async fn probe(&self) -> Result<usize, StoreError> {
