@@ -1,10 +1,20 @@
 """Shared fixtures: the keyless binary built by `cargo build`; and, in CI (`CI=true`), a skipped
-test fails the run, so that a test cannot vanish because a machine lacks root or a package."""
+test fails the run, so that a test cannot vanish because a machine lacks root or a package.
+
+Every `keyless` process the suite starts runs through a wrapper that keeps a copy of its output
+(secret_scan.py), and at the end of the session those logs and every audit trail written under
+the session's temporary folder are scanned for secrets: a secret key, session token, web
+identity token or signature found fails the session, with the file, line and a redacted
+excerpt; so does a session whose processes left no log to scan."""
 
 import os
 import pathlib
+import shutil
+import subprocess
 
 import pytest
+
+import secret_scan
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI") == "true"
@@ -29,12 +39,73 @@ def pytest_runtest_makereport(item, call):
 os.environ.setdefault("KEYLESS_ADMIN_LISTEN", "127.0.0.1:0")
 
 
+class LogScan:
+    """The session's log folder, the wrapper that fills it, and the scan's outcome."""
+
+    def __init__(self):
+        self.log_dir = None
+        self.secrets = set()  # secrets known by value that the suite hands to Keyless
+        self.result = None
+
+    def wrap(self, real: str, basetemp: pathlib.Path) -> str:
+        """A wrapper script named `keyless` that runs `real` with its output kept in the
+        session's log folder; checked once by running `--version` through it."""
+        self.log_dir = basetemp / "keyless-logs"
+        self.log_dir.mkdir(exist_ok=True)
+        os.environ["KEYLESS_TEST_LOG_DIR"] = str(self.log_dir)  # for kubelet.py's containers
+        tools = {name: shutil.which(name) for name in ("bash", "tee", "ln", "readlink")}
+        if None in tools.values():
+            pytest.fail(f"the log wrapper needs {', '.join(n for n, p in tools.items() if p is None)}")
+        wrapper = basetemp / "keyless-bin" / "keyless"
+        wrapper.parent.mkdir(exist_ok=True)
+        wrapper.write_text(secret_scan.wrapper_script(os.path.abspath(real), self.log_dir, **tools))
+        wrapper.chmod(0o755)
+        version = subprocess.run([str(wrapper), "--version"], capture_output=True, text=True)
+        kept = sorted(self.log_dir.glob("*.out"))
+        if version.returncode != 0 or not version.stdout or [p.read_text() for p in kept] != [version.stdout]:
+            pytest.fail(f"the log wrapper {wrapper} does not work: {version!r}, kept {kept}")
+        for path in self.log_dir.iterdir():
+            path.unlink()
+        return str(wrapper)
+
+    def finish(self, basetemp: pathlib.Path):
+        """Scans the session's logs and audit trails; raises on a secret or on nothing to scan."""
+        if self.log_dir is None:
+            return
+        self.result = secret_scan.scan_session(self.log_dir, basetemp, self.secrets)
+        if self.result.hits:
+            shown = "\n".join(self.result.hits[:50])
+            more = f"\n... and {len(self.result.hits) - 50} more" if len(self.result.hits) > 50 else ""
+            raise AssertionError(f"secrets in Keyless's logs or audit trails:\n{shown}{more}\n{self.result.summary()}")
+        if self.result.logs == 0:
+            raise AssertionError(f"keyless ran through {self.log_dir}'s wrapper, yet no log was kept there: "
+                                 f"the secret scan would have scanned nothing\n{self.result.summary()}")
+
+
+LOG_SCAN = LogScan()
+
+
 @pytest.fixture(scope="session")
-def keyless_bin() -> str:
+def keyless_bin(tmp_path_factory) -> str:
+    """The binary under test, as a wrapper that keeps its output for the secret scan."""
     path = os.environ.get("KEYLESS_BIN", str(REPO / "target" / "debug" / "keyless"))
     if not os.access(path, os.X_OK):
         pytest.fail(f"{path} is missing: run `cargo build` first (scripts/test does)")
-    return path
+    return LOG_SCAN.wrap(path, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_keyless_output(tmp_path_factory):
+    """Set up first and so torn down last, once every server of the session has stopped: the
+    scan of everything Keyless wrote (an error of the last test's teardown when it finds any)."""
+    yield
+    LOG_SCAN.finish(tmp_path_factory.getbasetemp())
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The scan's one line, so that a CI log shows it ran and what it covered."""
+    if LOG_SCAN.result is not None:
+        terminalreporter.write_line(LOG_SCAN.result.summary())
 
 
 @pytest.fixture(scope="session")
@@ -189,6 +260,7 @@ class GarageUpstream(MotoUpstream):
 @pytest.fixture(scope="session")
 def garage_upstream(tmp_path_factory):
     upstream = GarageUpstream(tmp_path_factory.mktemp("garage"))
+    LOG_SCAN.secrets.add(upstream.SECRET_KEY)
     yield upstream
     upstream.stop()
 
@@ -196,6 +268,7 @@ def garage_upstream(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ceph_upstream(tmp_path_factory):
     upstream = CephUpstream(tmp_path_factory.mktemp("ceph"))
+    LOG_SCAN.secrets.add(upstream.SECRET_KEY)
     yield upstream
     upstream.stop()
 
@@ -203,6 +276,7 @@ def ceph_upstream(tmp_path_factory):
 @pytest.fixture(scope="session")
 def moto_upstream(tmp_path_factory):
     upstream = MotoUpstream(tmp_path_factory.mktemp("moto"))
+    LOG_SCAN.secrets.add(upstream.SECRET_KEY)
     yield upstream
     upstream.stop()
 

@@ -56,6 +56,8 @@ import urllib.parse
 
 import jsonpatch
 
+import secret_scan
+
 BINARY_IN_IMAGE = "/usr/local/bin/keyless"
 
 # Empty folders this process made on the host as mount points for a container's tmpfs (the
@@ -626,6 +628,8 @@ class Kubelet:
         log = os.path.join(self.workdir, f"{name}.log")
         proc = subprocess.Popen(self._command(prepared, argv, prepared["env"]), stdout=open(log, "w"),
                                 stderr=subprocess.STDOUT, cwd="/")
+        # The container's output is Keyless's log: the session's secret scan reads it too.
+        secret_scan.keep_log(log, f"pod-{name}-{os.getpid()}-{time.monotonic_ns()}.log")
         running = RunningContainer(name, proc, log, prepared["ip"])
         self.running.append(running)
         if prepared["netpod"] is not None:

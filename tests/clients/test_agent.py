@@ -39,6 +39,7 @@ import botocore
 import pytest
 
 from pods import IMDS_IP, pod_net_fixture, pod_network_fixture  # noqa: F401 (fixtures)
+from test_audit import check_shape
 
 ACCOUNT = "000000000000"
 AGENT_USER = "keyless-agent"
@@ -243,7 +244,8 @@ class KeylessServer:
             aws_secret_access_key=keys["aws_secret_access_key"])
 
     def audit_records(self, until, timeout: float = 10.0) -> list[dict]:
-        """The trail's records, once one satisfies `until` (the trail is written behind)."""
+        """The trail's records, once one satisfies `until` (the trail is written behind); each
+        is checked against CloudTrail's record (test_audit.check_shape)."""
         deadline = time.monotonic() + timeout
         while True:
             records = []
@@ -251,6 +253,8 @@ class KeylessServer:
                 with open(self.audit_log) as f:
                     records = [json.loads(line) for line in f if line.strip()]
             if any(until(r) for r in records) or time.monotonic() > deadline:
+                for record in records:
+                    check_shape(record)
                 return records
             time.sleep(0.05)
 
@@ -613,6 +617,14 @@ def test_agent_metrics_count_the_cache_and_the_pods(node):
     assert value(samples, "keyless_agent_cache_stale_serves_total") == 0, samples
     assert value(samples, "keyless_agent_sts_failures_total") == 0, samples
     assert value(samples, "keyless_agent_cache_entries") == 2, samples
+    # Each awscli run: an IMDSv2 token, then the role's name and its credentials; every answer
+    # timed. Each STS call (the two fetches) timed too.
+    assert value(samples, "keyless_agent_requests_total", handler="token", status="2xx") == 3
+    assert value(samples, "keyless_agent_requests_total", handler="credentials",
+                 status="2xx") == 6, samples
+    assert value(samples, "keyless_agent_request_duration_seconds_count",
+                 handler="credentials") == 6, samples
+    assert value(samples, "keyless_agent_sts_request_duration_seconds_count") == 2, samples
 
 
 def test_one_role_serves_many_namespaces_by_the_session_tags_naming_each_pod(node):

@@ -41,6 +41,7 @@ from chart import NAMESPACE, VALUE_SETS, find, notes, render
 from kubelet import FakeApi, Kubelet, pod_of
 from pods import pod_network_fixture  # noqa: F401 (fixture)
 from test_agent import REGISTRY_CLIENT
+from test_audit import check_shape
 
 ROLE = "arn:aws:iam::000000000000:role/gitlab"
 
@@ -198,6 +199,8 @@ def test_the_server_serves_from_the_rendered_config(cluster):
             break
         time.sleep(0.1)
     assert listed, cluster.server.logs()[-3000:]
+    for record in records:
+        check_shape(record)
     assert listed[0]["userIdentity"]["type"] == "Root"
     assert listed[0]["userIdentity"]["accessKeyId"] == root_id
     assert root_secret not in cluster.server.logs()

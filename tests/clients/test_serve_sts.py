@@ -7,6 +7,7 @@ import base64
 import http.server
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -631,6 +632,10 @@ def test_web_identity_sessions_are_tagged_with_the_pod_for_abac(keyless_bin, tmp
     finally:
         server.stop()
     records = [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
+    from test_audit import check_shape  # here: test_audit imports this module
+
+    for record in records:
+        check_shape(record)
     issued = [r["requestParameters"].get("principalTags") for r in records
               if r["eventName"] == "AssumeRoleWithWebIdentity" and not r.get("errorCode")]
     assert {"kubernetes-namespace": "team-a", "kubernetes-service-account": "app",
@@ -705,3 +710,52 @@ def test_issuance_limits_throttle_a_flood_and_cap_the_session(keyless_bin, tmp_p
         server.stop()
     assert value(samples, "keyless_sts_refusals_total", operation="AssumeRoleWithWebIdentity",
                  reason="Throttling") >= throttled
+
+
+def test_fetches_from_trusted_issuers_are_counted(keyless_bin, tmp_path, external_issuer):
+    """`keyless_oidc_fetches_total` counts what the server fetched from the OIDC issuers it
+    trusts, by document and result: the external issuer's discovery document and key set once
+    for its first token (and not again for the next), and a failed fetch from an issuer that is
+    down; each fetch timed."""
+    from test_metrics import admin_of, scrape, value
+
+    url, sign, _ = external_issuer
+    server = Server(keyless_bin, tmp_path / "data", extra=["--admin-listen", "127.0.0.1:0"])
+    try:
+        admin = admin_of(server)
+        server.aws("iam", "create-open-id-connect-provider", "--url", url, "--client-id-list",
+                   "sts.amazonaws.com")
+        server.aws("s3", "mb", "s3://ci-artifacts")
+        key = url.split("://", 1)[1]
+        role = make_role(server, "ci-runner",
+                         trust(provider_arn(url), key, "system:serviceaccount:ci:runner"),
+                         "ci-artifacts")
+        sts = sts_unsigned(server)
+        for _ in range(2):
+            sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName="ci",
+                                              WebIdentityToken=sign())
+        _, samples = scrape(admin)
+        assert value(samples, "keyless_oidc_fetches_total", document="discovery", result="ok") == 1
+        assert value(samples, "keyless_oidc_fetches_total", document="keys", result="ok") == 1
+        assert value(samples, "keyless_oidc_fetch_duration_seconds_count") == 2
+
+        # An issuer nobody serves: its provider exists, its documents cannot be had.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            down = f"http://127.0.0.1:{s.getsockname()[1]}"
+        server.aws("iam", "create-open-id-connect-provider", "--url", down, "--client-id-list",
+                   "sts.amazonaws.com")
+        down_key = down.split("://", 1)[1]
+        down_role = make_role(server, "down-runner",
+                              trust(provider_arn(down), down_key, "system:serviceaccount:ci:runner"),
+                              "ci-artifacts")
+        token = sign(claims={"iss": down})
+        with pytest.raises(botocore.exceptions.ClientError):
+            sts.assume_role_with_web_identity(RoleArn=down_role, RoleSessionName="ci",
+                                              WebIdentityToken=token)
+        _, samples = scrape(admin)
+        assert value(samples, "keyless_oidc_fetches_total", document="discovery",
+                     result="error") >= 1, samples
+        assert value(samples, "keyless_oidc_fetches_total", document="keys", result="ok") == 1
+    finally:
+        server.stop()

@@ -183,6 +183,9 @@ impl Record {
             if let Some(host_id) = exchange.host_id {
                 additional.insert("x-amz-id-2".into(), host_id.into());
             }
+            if let Some(tls) = &exchange.tls {
+                additional.insert("CipherSuite".into(), tls.cipher_suite.clone().into());
+            }
         }
         if let Some(why) = fields.denial {
             additional.insert(DECISION_KEY.into(), why.into());

@@ -236,8 +236,19 @@ impl S3Front {
     }
 }
 
-/// CloudTrail's `requestParameters` of an S3 request: `bucketName`, `Host`, `key` and the
-/// query's parameters as sent, without the presigned URL's signature and token.
+/// The request headers S3's CloudTrail records keep in `requestParameters`, by their names:
+/// how the object is to be stored and encrypted (never SSE-C's key, only its MD5).
+const RECORDED_HEADERS: &[&str] = &[
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-customer-key-MD5",
+    "x-amz-storage-class",
+];
+
+/// CloudTrail's `requestParameters` of an S3 request: `bucketName`, `Host`, `key`, the
+/// headers S3 records and the query's parameters as sent, without the presigned URL's
+/// signature and token.
 fn audit_parameters(
     kept: &Kept,
     bucket: Option<&str>,
@@ -257,6 +268,11 @@ fn audit_parameters(
     }
     if let Some(key) = key {
         out.insert("key".into(), key.into());
+    }
+    for name in RECORDED_HEADERS {
+        if let Some(value) = kept.headers.get(*name).and_then(|v| v.to_str().ok()) {
+            out.insert((*name).into(), value.into());
+        }
     }
     let query = keyless_types::query::Params::parse_form(kept.uri.query().unwrap_or(""));
     for (name, value) in query.pairs() {

@@ -450,3 +450,28 @@ async fn refusals_before_s3s_are_completed_too() {
         "{body}"
     );
 }
+
+#[test]
+fn audit_parameters_keep_what_s3_records_and_no_secret() {
+    let req = request(
+        "PUT",
+        "/uploads/path/upload.sh?X-Amz-Signature=abc&X-Amz-Security-Token=tok&partNumber=2",
+        &[
+            ("content-type", "text/html"),
+            ("x-amz-server-side-encryption", "AES256"),
+            ("x-amz-server-side-encryption-customer-key", "c2VjcmV0"),
+            ("x-amz-server-side-encryption-customer-key-md5", "bWQ1"),
+        ],
+    );
+    let kept = Kept::of(&req);
+    let got = audit_parameters(&kept, Some("uploads"), Some("path/upload.sh"));
+    let want = serde_json::json!({
+        "bucketName": "uploads",
+        "Host": "127.0.0.1:9000",
+        "key": "path/upload.sh",
+        "x-amz-server-side-encryption": "AES256",
+        "x-amz-server-side-encryption-customer-key-MD5": "bWQ1",
+        "partNumber": "2",
+    });
+    assert_eq!(serde_json::Value::Object(got), want);
+}
