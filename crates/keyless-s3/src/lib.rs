@@ -16,6 +16,8 @@ mod params;
 pub mod service;
 pub mod store;
 mod tags;
+#[cfg(test)]
+mod test_support;
 pub mod wire;
 
 pub use actions::{

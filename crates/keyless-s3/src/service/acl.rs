@@ -190,18 +190,7 @@ impl<S: ObjectStore> KeylessS3<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    http::HeaderValue::from_static(v),
-                )
-            })
-            .collect()
-    }
+    use crate::test_support::headers;
 
     fn refused(pairs: &[(&'static str, &'static str)], of: AclOf) -> bool {
         refuse_acl_headers(&headers(pairs), of, "111122223333").is_err()

@@ -113,18 +113,7 @@ impl<S: ObjectStore> KeylessS3<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    http::HeaderValue::from_static(v),
-                )
-            })
-            .collect()
-    }
+    use crate::test_support::headers;
 
     fn code(pairs: &[(&'static str, &'static str)], carries: Carries) -> Option<String> {
         refuse_unimplemented(&headers(pairs), carries)
