@@ -127,9 +127,10 @@ impl Bounded {
     }
 }
 
-/// What `keyless serve` counts of the requests it answers.
+/// What `keyless serve` counts of the requests it answers (nothing when no admin listener
+/// could serve them: [`ServerMetrics::unread`]).
 #[derive(Clone)]
-pub struct ServerMetrics(Arc<ServerInner>);
+pub struct ServerMetrics(Option<Arc<ServerInner>>);
 
 struct ServerInner {
     requests: Family<RequestLabels, Counter>,
@@ -209,12 +210,20 @@ impl ServerMetrics {
                 inner.refused.clone(),
             );
         });
-        Self(Arc::new(inner))
+        Self(Some(Arc::new(inner)))
+    }
+
+    /// Metrics that count nothing, for a server without an admin listener: no one could read
+    /// them.
+    pub fn unread() -> Self {
+        Self(None)
     }
 
     /// Counts one answered request.
     pub fn observe(&self, f: &RequestFields, answered: &Answered) {
-        let inner = &self.0;
+        let Some(inner) = &self.0 else {
+            return;
+        };
         let api = f.api;
         let operation = operation_label(api, f.operation.as_deref());
         inner
@@ -282,7 +291,10 @@ impl ServerMetrics {
     pub fn count_sent<B>(&self, api: &'static str, body: B) -> CountedBody<B> {
         CountedBody {
             inner: body,
-            sent: self.0.sent.get_or_create(&ApiLabels { api }).clone(),
+            sent: self
+                .0
+                .as_ref()
+                .map(|inner| inner.sent.get_or_create(&ApiLabels { api }).clone()),
         }
     }
 }
@@ -290,7 +302,7 @@ impl ServerMetrics {
 /// A response body that counts the bytes it yields ([`ServerMetrics::count_sent`]).
 pub struct CountedBody<B> {
     inner: B,
-    sent: Counter,
+    sent: Option<Counter>,
 }
 
 impl<B> http_body::Body for CountedBody<B>
@@ -308,8 +320,9 @@ where
         if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
             && !data.is_empty()
+            && let Some(sent) = &self.sent
         {
-            self.sent.inc_by(data.len() as u64);
+            sent.inc_by(data.len() as u64);
         }
         polled
     }
@@ -763,6 +776,18 @@ mod tests {
             text.contains(r#"keyless_received_bytes_total{api="sts"} 10"#),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn unread_metrics_count_nothing_and_pass_bodies_through() {
+        use http_body_util::BodyExt as _;
+        let metrics = Metrics::new();
+        let server = ServerMetrics::unread();
+        server.observe(&fields("s3", "GetObject"), &answered(200));
+        let body = server.count_sent("s3", s3s::Body::from("twelve bytes".to_owned()));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "twelve bytes");
+        let text = metrics.encode();
+        assert!(!text.contains("keyless_requests_total"), "{text}");
     }
 
     #[test]

@@ -455,7 +455,12 @@ impl Server {
         }
         let audit = Audit::open(&args.audit, &args.region, &args.account_id)?;
         let metrics = Metrics::new();
-        let server_metrics = ServerMetrics::register(&metrics);
+        // Without an admin listener no one reads the request metrics: they are not counted.
+        let server_metrics = if listeners.admin.is_some() {
+            ServerMetrics::register(&metrics)
+        } else {
+            ServerMetrics::unread()
+        };
         fetch_metrics.register(&metrics);
         if args.upstream.upstream.is_some() {
             gateway_metrics.register(&metrics);
