@@ -127,6 +127,12 @@ impl Bounded {
     }
 }
 
+/// A histogram of times from 1 ms to about 16 s (15 buckets doubling), the range of requests,
+/// STS calls, upstream answers and fetches alike.
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
 /// What `keyless serve` counts of the requests it answers (nothing when no admin listener
 /// could serve them: [`ServerMetrics::unread`]).
 #[derive(Clone)]
@@ -159,10 +165,7 @@ impl ServerMetrics {
     pub fn register(metrics: &Metrics) -> Self {
         let inner = ServerInner {
             requests: Family::default(),
-            // 1 ms to about 16 s.
-            durations: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 2.0, 15))
-            }),
+            durations: Family::new_with_constructor(seconds_histogram),
             received: Family::default(),
             sent: Family::default(),
             decisions: Family::default(),
@@ -458,8 +461,8 @@ impl AgentMetrics {
             durations: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 15))
             }),
-            // 1 ms to about 16 s: an STS call crosses the network and may be retried.
-            sts: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            // An STS call crosses the network and may be retried.
+            sts: seconds_histogram(),
         }
     }
 
@@ -523,8 +526,8 @@ impl FetchMetrics {
     pub(crate) fn new() -> Self {
         Self {
             fetches: Family::default(),
-            // 1 ms to about 16 s; a fetch gives up after 5 s.
-            durations: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            // A fetch gives up after 5 s.
+            durations: seconds_histogram(),
         }
     }
 
@@ -602,10 +605,7 @@ impl GatewayMetrics {
     pub(crate) fn new() -> Self {
         Self {
             requests: Family::default(),
-            // 1 ms to about 16 s, as the requests' own.
-            durations: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 2.0, 15))
-            }),
+            durations: Family::new_with_constructor(seconds_histogram),
         }
     }
 
